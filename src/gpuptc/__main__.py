@@ -1,0 +1,5 @@
+"""``python -m gpuptc``."""
+
+from gpuptc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Reading and writing LSST camera files: raw exposures, ingest, EOTEST results."""

@@ -1,0 +1,117 @@
+"""Master bias: the per-pixel median of overscan-corrected bias frames."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gpuptc.io.geometry import SensorGeometry
+from gpuptc.io.raw import RawReadError, read_raw
+from gpuptc.io.writer import write_raw
+from gpuptc.isr import subtract_serial_overscan
+
+__all__ = ["MasterBias", "make_master_bias", "read_master_bias", "write_master_bias"]
+
+
+@dataclass
+class MasterBias:
+    """A master bias in raw-segment layout.
+
+    Attributes
+    ----------
+    pixels : numpy.ndarray
+        ``(amps, naxis2, naxis1)`` float32 residual bias after the serial overscan.
+    geometry : SensorGeometry
+        Geometry it applies to.
+    sensor : str or None
+        Sensor id.
+    sources : list of str
+        Bias frames combined (or the file read).
+    """
+
+    pixels: np.ndarray
+    geometry: SensorGeometry
+    sensor: str | None
+    sources: list[str]
+
+
+def make_master_bias(
+    paths: Sequence[str | os.PathLike[str]], *, skip: tuple[int, int] = (3, 3)
+) -> MasterBias:
+    """Combine bias frames into a master bias.
+
+    Each frame has its per-row serial overscan median subtracted, then the per-pixel
+    median over frames is taken.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Bias frames of one sensor, all with one layout.
+    skip : (int, int)
+        Leading and trailing overscan columns left out of the row median.
+
+    Returns
+    -------
+    MasterBias
+        The combined bias.
+
+    Raises
+    ------
+    ValueError
+        If no frame is given or the frames differ in layout or sensor.
+    """
+    if not paths:
+        raise ValueError("no bias frame to combine")
+    frames = []
+    geometry: SensorGeometry | None = None
+    sensor = None
+    for path in paths:
+        raw = read_raw(path)
+        if geometry is None:
+            geometry, sensor = raw.geometry, raw.info.sensor
+        elif raw.geometry.layout != geometry.layout or raw.info.sensor != sensor:
+            raise RawReadError(
+                path, f"bias layout {raw.geometry.layout} of {raw.info.sensor} does not match "
+                f"{geometry.layout} of {sensor}"
+            )
+        corrected = subtract_serial_overscan(
+            raw.pixels.astype(np.float32), raw.geometry, skip=skip, xp=np
+        )
+        frames.append(corrected)
+    assert geometry is not None
+    combined = np.median(np.stack(frames), axis=0).astype(np.float32)
+    return MasterBias(combined, geometry, sensor, [os.fspath(p) for p in paths])
+
+
+def write_master_bias(path: str | os.PathLike[str], bias: MasterBias) -> Path:
+    """Write a master bias as a raw-layout float32 file marked ORIGIN = 'gpuptc'."""
+    primary = {"ORIGIN": "gpuptc", "IMGTYPE": "MASTER_BIAS", "NCOMBINE": len(bias.sources)}
+    if bias.sensor:
+        primary["LSST_NUM"] = bias.sensor
+    segments = [
+        {
+            "EXTNAME": g.segment,
+            "CHANNEL": g.amp,
+            "DATASEC": str(g.datasec),
+            **({"DETSEC": str(g.detsec)} if g.detsec else {}),
+        }
+        for g in bias.geometry.amps
+    ]
+    return write_raw(path, bias.pixels, primary, segments)
+
+
+def read_master_bias(path: str | os.PathLike[str]) -> MasterBias:
+    """Read a master bias in raw-segment layout (ours, or an EOTEST superbias).
+
+    Files without ORIGIN = 'gpuptc' (an EOTEST superbias keeps its overscan) get their
+    serial overscan subtracted per row.
+    """
+    raw = read_raw(path)
+    pixels = raw.pixels.astype(np.float32)
+    if (raw.info.origin or "").lower() != "gpuptc":
+        pixels = subtract_serial_overscan(pixels, raw.geometry, xp=np)
+    return MasterBias(pixels, raw.geometry, raw.info.sensor, [os.fspath(path)])
