@@ -119,15 +119,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=Progress("exposures", 0, enabled=not args.quiet),
     )
-    print(f"  {len(result.flats)} flats and {len(result.biases)} biases ready "
-          f"({time.monotonic() - started:.1f} s)")
+    print(
+        f"  {len(result.flats)} flats and {len(result.biases)} biases ready "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     manifest = ingest([directory], progress=Progress("headers", 0, enabled=not args.quiet))
     _report_manifest(manifest, verbose=args.verbose)
     truth = pd.read_parquet(result.truth_path)
     print("Truth (per amp): gain e-/ADU, read noise e-, a00 1/e-")
-    _print_table(truth[["amp", "segment", "gain", "read_noise", "a00"]].round(
-        {"gain": 4, "read_noise": 2}
-    ))
+    _print_table(
+        truth[["amp", "segment", "gain", "read_noise", "a00"]].round({"gain": 4, "read_noise": 2})
+    )
     return EXIT_OK
 
 

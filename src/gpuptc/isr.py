@@ -46,8 +46,9 @@ def serial_overscan_profile(
     box = geometry.amps[0].serial_overscan_all_rows
     x0, x1 = box.x0 + skip[0], box.x1 - skip[1]
     if x1 <= x0:
+        width = box.x1 - box.x0
         raise ValueError(
-            f"skipping {skip[0]} + {skip[1]} of {box.x1 - box.x0} serial overscan columns leaves none"
+            f"skipping {skip[0]} + {skip[1]} of {width} serial overscan columns leaves none"
         )
     region = stack[..., :, x0:x1]
     if statistic == "median":
@@ -87,6 +88,4 @@ def subtract_serial_overscan(
     array
         The corrected stack, same shape.
     """
-    return stack - serial_overscan_profile(
-        stack, geometry, skip=skip, statistic=statistic, xp=xp
-    )
+    return stack - serial_overscan_profile(stack, geometry, skip=skip, statistic=statistic, xp=xp)

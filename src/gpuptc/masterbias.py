@@ -75,8 +75,9 @@ def make_master_bias(
             geometry, sensor = raw.geometry, raw.info.sensor
         elif raw.geometry.layout != geometry.layout or raw.info.sensor != sensor:
             raise RawReadError(
-                path, f"bias layout {raw.geometry.layout} of {raw.info.sensor} does not match "
-                f"{geometry.layout} of {sensor}"
+                path,
+                f"bias layout {raw.geometry.layout} of {raw.info.sensor} does not match "
+                f"{geometry.layout} of {sensor}",
             )
         corrected = subtract_serial_overscan(
             raw.pixels.astype(np.float32), raw.geometry, skip=skip, xp=np

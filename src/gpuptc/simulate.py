@@ -48,9 +48,9 @@ __all__ = [
     "SimulatedSensor",
     "SimulationConfig",
     "exposure_plan",
-    "simulate",
-    "sharing_fractions",
     "sensor_truth",
+    "sharing_fractions",
+    "simulate",
 ]
 
 ADC_MAX = 2**18 - 1
@@ -291,7 +291,9 @@ def exposure_plan(config: SimulationConfig, truth: pd.DataFrame) -> list[Exposur
     clock = _START + _dt.timedelta(days=config.seed % 7)
     seqnum = 1
     for _ in range(config.biases):
-        plans.append(ExposurePlan(len(plans), "BIAS", 0.0, 0.0, 1.0, seqnum, _datetime_to_mjd(clock)))
+        plans.append(
+            ExposurePlan(len(plans), "BIAS", 0.0, 0.0, 1.0, seqnum, _datetime_to_mjd(clock))
+        )
         clock += _dt.timedelta(seconds=5)
         seqnum += 1
     for pair, target in enumerate(signals):

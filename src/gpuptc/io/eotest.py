@@ -79,7 +79,10 @@ def write_eotest_results(
     for key, value in (primary or {}).items():
         header[key] = value
     hdus = fits.HDUList(
-        [fits.PrimaryHDU(header=header), fits.BinTableHDU.from_columns(cols, name=AMPLIFIER_RESULTS)]
+        [
+            fits.PrimaryHDU(header=header),
+            fits.BinTableHDU.from_columns(cols, name=AMPLIFIER_RESULTS),
+        ]
     )
     with atomic_path(path) as tmp:
         hdus.writeto(tmp, output_verify="exception")

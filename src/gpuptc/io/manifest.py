@@ -125,9 +125,7 @@ def find_inputs(
                 continue
             visited.add((stat.st_dev, stat.st_ino))
             root_path = Path(root)
-            dirs[:] = sorted(
-                d for d in dirs if not _inside((root_path / d).resolve(), excluded)
-            )
+            dirs[:] = sorted(d for d in dirs if not _inside((root_path / d).resolve(), excluded))
             for name in sorted(files):
                 path = root_path / name
                 if _is_fits_name(path):
@@ -229,7 +227,9 @@ def classify_file(path: Path) -> dict[str, Any]:
     info = exposure_info(primary)
     values = _info_values(info)
     if (info.origin or "").lower() == "gpuptc":
-        return _row(path, **values, status="ignored", reason="written by gpuptc (ORIGIN = 'gpuptc')")
+        return _row(
+            path, **values, status="ignored", reason="written by gpuptc (ORIGIN = 'gpuptc')"
+        )
     if info.imgtype is None:
         if _has_amplifier_results(path):
             values["sensor"] = _eotest_sensor(path, primary)
@@ -252,7 +252,9 @@ def classify_file(path: Path) -> dict[str, Any]:
             reason=f"TESTTYPE {info.testtype} is not a PTC flat (FLAT or PTC)",
         )
     if info.sensor is None:
-        return _row(path, **values, status="rejected", reason="no LSST_NUM, nor RAFTBAY and CCDSLOT")
+        return _row(
+            path, **values, status="rejected", reason="no LSST_NUM, nor RAFTBAY and CCDSLOT"
+        )
     if info.imgtype == "FLAT" and info.exptime is None:
         return _row(path, **values, status="rejected", reason="flat without a valid EXPTIME")
     if info.vendor is None:
@@ -305,10 +307,7 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
         start = 0
         while start < len(index):
             stop = start + 1
-            while (
-                stop < len(index)
-                and abs(exptimes[stop] - exptimes[start]) <= EXPTIME_TOLERANCE
-            ):
+            while stop < len(index) and abs(exptimes[stop] - exptimes[start]) <= EXPTIME_TOLERANCE:
                 stop += 1
             run = index[start:stop]
             for k in range(0, len(run) - 1, 2):

@@ -1,0 +1,42 @@
+"""Shared fixtures: small simulated sensors written once per test session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gpuptc.simulate import SimulatedSensor, simulate
+
+
+@pytest.fixture(scope="session")
+def small_e2v(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSensor:
+    """A small e2v sensor: 8 pairs and 5 biases, int32, brighter-fatter on."""
+    return simulate(tmp_path_factory.mktemp("e2v"), vendor="e2v", size="small", pairs=8, seed=11)
+
+
+@pytest.fixture(scope="session")
+def small_itl(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSensor:
+    """A small ITL sensor, RICE-compressed."""
+    return simulate(
+        tmp_path_factory.mktemp("itl"),
+        vendor="itl",
+        size="small",
+        pairs=4,
+        biases=2,
+        seed=12,
+        storage="rice",
+    )
+
+
+@pytest.fixture
+def copy_of(tmp_path: Path):
+    """Copy a simulated sensor's directory so a test may damage it."""
+
+    def copy(sensor: SimulatedSensor) -> Path:
+        target = tmp_path / f"copy-{sensor.sensor}"
+        shutil.copytree(sensor.directory, target)
+        return target
+
+    return copy

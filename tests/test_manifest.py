@@ -1,0 +1,218 @@
+import os
+import shutil
+
+import fitsio
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpuptc.io.manifest import MANIFEST_COLUMNS, ingest, pair_flats, summarize
+
+
+def _by_obsid(manifest):
+    raw = manifest[manifest["obsid"].notna()]
+    return raw.set_index("obsid")[["sensor", "status", "pair", "member", "exptime"]].sort_index()
+
+
+def test_pairs_every_flat_of_a_clean_sensor(small_e2v):
+    manifest = ingest([small_e2v.directory])
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS)
+    flats = manifest[manifest.imgtype == "FLAT"]
+    assert (flats.status == "paired").all()
+    assert sorted(flats.pair.unique()) == list(range(8))
+    for _, pair in flats.groupby("pair"):
+        assert sorted(pair.member) == [1, 2]
+        assert pair.exptime.nunique() == 1
+    # pair numbers follow time
+    first = flats[flats.member == 1].sort_values("mjd")
+    assert list(first.pair) == list(range(8))
+    assert (manifest.status == "bias").sum() == 5
+    eotest = manifest[manifest.status == "eotest"]
+    assert list(eotest.sensor) == [small_e2v.sensor]
+    assert manifest.attrs["skipped"] == 2  # the truth and exposure tables
+
+
+def test_file_names_carry_no_meaning(small_e2v, tmp_path):
+    rng = np.random.default_rng(3)
+    scrambled = tmp_path / "scrambled" / "deeper"
+    scrambled.mkdir(parents=True)
+    for path in small_e2v.flats + small_e2v.biases:
+        name = "".join(rng.choice(list("abcdefghij0123456789"), 12)) + ".fits"
+        shutil.copy(path, scrambled / name)
+    (scrambled / "notes.txt").write_text("log")
+    (scrambled / "run.json").write_text("{}")
+    nice = ingest([small_e2v.directory])
+    messy = ingest([tmp_path / "scrambled"])
+    pd.testing.assert_frame_equal(_by_obsid(nice), _by_obsid(messy))
+    assert messy.attrs["skipped"] == 2
+
+
+def _set_keys(path, **keys):
+    with fitsio.FITS(str(path), "rw") as f:
+        for key, value in keys.items():
+            if value is None:
+                f[0].delete_key(key)
+            else:
+                f[0].write_key(key, value)
+
+
+def _flat_rows(manifest):
+    return manifest[manifest.imgtype == "FLAT"].sort_values("mjd").reset_index(drop=True)
+
+
+def test_third_exposure_single_flat_and_mismatch(small_e2v, copy_of):
+    directory = copy_of(small_e2v)
+    manifest0 = _flat_rows(ingest([directory]))
+    paths = list(manifest0.path)
+    # third flat at the exposure time of pair 2, taken right after it
+    extra = directory / "extra.fits"
+    shutil.copy(paths[5], extra)
+    mjd = manifest0.loc[5, "mjd"] + 1e-5
+    _set_keys(extra, **{"OBSID": "MC_C_EXTRA", "MJD-OBS": mjd, "SEQNUM": 999})
+    # pair 5 loses one flat: its partner is single
+    os.remove(paths[10])
+    # pair 6: the second flat gets another exposure time
+    _set_keys(paths[13], EXPTIME=manifest0.loc[13, "exptime"] + 0.5)
+    manifest = ingest([directory])
+    by_path = manifest.set_index("path")
+    assert by_path.loc[str(extra), "status"] == "unpaired"
+    assert "extra flat" in by_path.loc[str(extra), "reason"]
+    assert by_path.loc[paths[11], "status"] == "unpaired"
+    assert "single flat" in by_path.loc[paths[11], "reason"]
+    for path in (paths[12], paths[13]):
+        assert by_path.loc[path, "status"] == "unpaired"
+    assert (manifest.status == "paired").sum() == 2 * 6
+
+
+def test_rejections_and_ignored_files_have_reasons(small_e2v, copy_of, tmp_path):
+    directory = copy_of(small_e2v)
+    source = small_e2v.flats[0]
+    cases = {
+        "no_exptime.fits": {"EXPTIME": None, "OBSID": "X1"},
+        "no_imgtype.fits": {"IMGTYPE": None, "OBSID": "X2"},
+        "dark.fits": {"IMGTYPE": "DARK", "OBSID": "X3"},
+        "sflat.fits": {"TESTTYPE": "SFLAT_500", "OBSID": "X4"},
+        "ours.fits": {"ORIGIN": "gpuptc", "OBSID": "X5"},
+        "no_sensor.fits": {"LSST_NUM": None, "RAFTBAY": None, "OBSID": "X6"},
+    }
+    for name, keys in cases.items():
+        shutil.copy(source, directory / name)
+        _set_keys(directory / name, **keys)
+    shutil.copy(source, directory / "copy_of_first.fits")
+    (directory / "text.fits").write_text("not fits at all")
+    manifest = ingest([directory, tmp_path / "does-not-exist"])
+    by_name = {os.path.basename(p): row for p, row in manifest.set_index("path").iterrows()}
+    expected = {
+        "no_exptime.fits": ("rejected", "EXPTIME"),
+        "no_imgtype.fits": ("rejected", "IMGTYPE"),
+        "dark.fits": ("ignored", "DARK"),
+        "sflat.fits": ("ignored", "SFLAT_500"),
+        "ours.fits": ("ignored", "gpuptc"),
+        "no_sensor.fits": ("rejected", "LSST_NUM"),
+        "text.fits": ("rejected", "not a readable FITS file"),
+        "does-not-exist": ("rejected", "no such file"),
+    }
+    for name, (status, words) in expected.items():
+        assert by_name[name]["status"] == status, name
+        assert words in by_name[name]["reason"], (name, by_name[name]["reason"])
+    duplicates = [
+        r
+        for n, r in by_name.items()
+        if r["status"] == "rejected" and "duplicate" in str(r["reason"])
+    ]
+    assert len(duplicates) == 1
+    assert (manifest.status == "paired").sum() == 16  # the good data still pair
+
+
+def test_same_file_twice_is_listed_once(small_e2v):
+    manifest = ingest(
+        [small_e2v.directory, small_e2v.flats[0], str(small_e2v.directory / "*.fits")]
+    )
+    assert manifest.path.map(os.path.realpath).is_unique
+    assert (manifest.status == "rejected").sum() == 0
+
+
+def test_symlink_loop_and_output_directory_are_not_followed(small_e2v, copy_of):
+    directory = copy_of(small_e2v)
+    os.symlink(directory, directory / "loop")
+    out = directory / "results"
+    out.mkdir()
+    shutil.copy(small_e2v.flats[0], out / "product.fits")
+    manifest = ingest([directory], exclude=[out])
+    assert (manifest.status == "paired").sum() == 16
+    assert not manifest.path.str.contains("product.fits").any()
+
+
+def test_two_sensors_two_vendors(small_e2v, small_itl):
+    manifest = ingest([small_e2v.directory, small_itl.directory])
+    summary = summarize(manifest).set_index("sensor")
+    assert summary.loc[small_e2v.sensor, "vendor"] == "e2v"
+    assert summary.loc[small_itl.sensor, "vendor"] == "itl"
+    assert summary.loc[small_e2v.sensor, "pairs"] == 8
+    assert summary.loc[small_itl.sensor, "pairs"] == 4
+    assert summary.loc[small_itl.sensor, "biases"] == 2
+    assert summary.loc[small_itl.sensor, "eotest"] == 1
+
+
+def test_renamed_eotest_file_takes_the_only_sensor(small_e2v, copy_of):
+    directory = copy_of(small_e2v)
+    (directory / f"{small_e2v.sensor}_eotest_results.fits").rename(directory / "results.fits")
+    manifest = ingest([directory])
+    row = manifest[manifest.status == "eotest"].iloc[0]
+    assert row.sensor == small_e2v.sensor
+    assert "only sensor" in row.reason
+
+
+def test_pairing_without_mjd_uses_dayobs_then_seqnum():
+    """SEQNUM restarts every day: day 2's seqnum 1 comes after day 1's seqnum 7."""
+    rows = []
+    for path, dayobs, seqnum, exptime in [
+        ("d", "20250602", 1, 2.0),
+        ("a", "20250601", 6, 1.0),
+        ("b", "20250601", 7, 1.0),
+        ("c", "20250601", 8, 2.0),
+        ("e", "20250602", 2, 3.0),
+    ]:
+        row = dict.fromkeys(MANIFEST_COLUMNS)
+        row.update(
+            path=path,
+            sensor="S",
+            imgtype="FLAT",
+            dayobs=dayobs,
+            seqnum=seqnum,
+            exptime=exptime,
+            mjd=np.nan,
+            filter="r",
+        )
+        rows.append(row)
+    manifest = pair_flats(pd.DataFrame(rows))
+    by_path = manifest.set_index("path")
+    assert by_path.loc["a", "pair"] == by_path.loc["b", "pair"] == 0
+    assert by_path.loc["c", "pair"] == by_path.loc["d", "pair"] == 1
+    assert by_path.loc["e", "status"] == "unpaired"
+
+
+def test_exptime_tolerance_is_five_ms():
+    rows = []
+    for path, mjd, exptime in [
+        ("a", 1.0, 1.000),
+        ("b", 2.0, 1.004),
+        ("c", 3.0, 2.0),
+        ("d", 4.0, 2.006),
+    ]:
+        row = dict.fromkeys(MANIFEST_COLUMNS)
+        row.update(path=path, sensor="S", imgtype="FLAT", mjd=mjd, exptime=exptime)
+        rows.append(row)
+    manifest = pair_flats(pd.DataFrame(rows)).set_index("path")
+    assert manifest.loc["a", "status"] == manifest.loc["b", "status"] == "paired"
+    assert manifest.loc["c", "status"] == manifest.loc["d", "status"] == "unpaired"
+
+
+@pytest.mark.parametrize("pattern_kind", ["glob", "file"])
+def test_glob_and_explicit_files(small_itl, pattern_kind):
+    if pattern_kind == "glob":
+        inputs = [str(small_itl.directory / "MC_C_*.fits")]
+    else:
+        inputs = [str(p) for p in small_itl.flats]
+    manifest = ingest(inputs)
+    assert (manifest.status == "paired").sum() == 8

@@ -1,0 +1,224 @@
+"""The simulator's truth, checked by simple independent estimates on its raw files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gpuptc.io.eotest import read_eotest_results
+from gpuptc.io.raw import read_raw
+from gpuptc.simulate import (
+    SimulationConfig,
+    eq16_variance,
+    exposure_plan,
+    sensor_truth,
+    sharing_fractions,
+    simulate,
+)
+
+QUANTIZATION = 1.0 / 12.0
+
+
+@pytest.mark.parametrize("signal", [1e3, 2e4, 1e5, 2e5])
+@pytest.mark.parametrize("a00", [-1e-6, -2.5e-6, -3e-6])
+def test_sharing_gives_eq16_variance(signal, a00):
+    fx, fy = sharing_fractions(signal, a00)
+    keep = 1 - 2 * fx - 2 * fy
+    assert abs(keep + 2 * fx + 2 * fy - 1) < 1e-15  # charge conserved
+    variance = signal * (keep**2 + 2 * fx**2 + 2 * fy**2)
+    assert variance == pytest.approx(float(eq16_variance(signal, a00)), rel=1e-12)
+    assert 0 < fx < fy
+
+
+def test_no_sharing_without_brighter_fatter():
+    assert sharing_fractions(5e4, 0.0) == (0.0, 0.0)
+
+
+def test_default_ladder():
+    config = SimulationConfig()
+    truth = sensor_truth(config)
+    plan = exposure_plan(config, truth)
+    flats = [p for p in plan if p.imgtype == "FLAT"]
+    assert len(flats) == 48 and len([p for p in plan if p.imgtype == "BIAS"]) == 5
+    signals = np.array([p.signal for p in flats[::2]])
+    assert signals[0] == pytest.approx(1000, rel=1e-3)
+    assert signals[-1] == pytest.approx(1.3 * truth["full_well"].median(), rel=1e-3)
+    assert np.all(
+        np.diff(np.log(signals)) == pytest.approx(np.log(signals[1] / signals[0]), rel=1e-2)
+    )
+    assert all(a.exptime == b.exptime for a, b in zip(flats[::2], flats[1::2], strict=True))
+    assert len({p.seqnum for p in plan}) == len(plan)
+    assert 0.7 <= truth["gain"].min() and truth["gain"].max() <= 1.0
+    assert 4 <= truth["read_noise"].min() and truth["read_noise"].max() <= 8
+
+
+def test_itl_truth_ranges():
+    truth = sensor_truth(SimulationConfig(vendor="itl"))
+    assert 1.3 <= truth["gain"].min() and truth["gain"].max() <= 1.8
+    assert (truth["a00"] < 0).all()
+
+
+def _pair_statistics(sensor, pair):
+    """Straightforward per-amp estimate: row-median overscan, trim, flux-matched difference."""
+    raws = [read_raw(p) for p in sensor.flats[2 * pair : 2 * pair + 2]]
+    geom = raws[0].geometry.amps[0]
+    cols = slice(geom.serial_overscan.x0 + 3, geom.serial_overscan.x1 - 3)
+    images = []
+    for raw in raws:
+        pixels = raw.pixels.astype(np.float64)
+        overscan = np.median(pixels[:, geom.imaging.slices[0], cols], axis=2, keepdims=True)
+        images.append(pixels[(slice(None), *geom.imaging.slices)] - overscan)
+    n_overscan = cols.stop - cols.start
+    rows = []
+    for amp in range(16):
+        a, b = images[0][amp], images[1][amp]
+        m1, m2 = a.mean(), b.mean()
+        d = a - b * m1 / m2
+        mad = np.median(np.abs(d - np.median(d))) * 1.4826
+        keep = np.abs(d - np.median(d)) < 5 * mad
+        dd = d[keep]
+        right = np.roll(d, -1, axis=1)[:, :-1][keep[:, :-1] & keep[:, 1:]]
+        left = d[:, :-1][keep[:, :-1] & keep[:, 1:]]
+        rows.append(
+            {
+                "amp": amp + 1,
+                "mean": (m1 + m2) / 2,
+                "var": dd.var() / 2,
+                "cov10": np.mean((left - left.mean()) * (right - right.mean())) / 2,
+                "n_overscan": n_overscan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _expected_variance(truth, mean_adu, n_overscan):
+    gain = truth["gain"].to_numpy()
+    noise = truth["read_noise_adu"].to_numpy() ** 2 + QUANTIZATION
+    overscan_noise = noise * np.pi / 2 / n_overscan
+    return (
+        eq16_variance(mean_adu * gain, truth["a00"].to_numpy()) / gain**2 + noise + overscan_noise
+    )
+
+
+def test_variance_follows_eq16_with_truth(small_e2v):
+    """Unsaturated pairs: measured variance matches eq. 16 with the true gain, a00, noise."""
+    truth = small_e2v.truth
+    full_well_adu = truth["full_well_adu"].to_numpy()
+    checked = 0
+    for pair in range(8):
+        stats = _pair_statistics(small_e2v, pair)
+        mean = stats["mean"].to_numpy()
+        if np.any(mean > 0.8 * full_well_adu):
+            continue
+        expected = _expected_variance(truth, mean, stats["n_overscan"].iloc[0])
+        ratio = stats["var"].to_numpy() / expected
+        # 64 x 96 pixels per amp: 1.8 % per amp, 0.45 % for the average of 16
+        assert np.mean(ratio) == pytest.approx(1.0, abs=0.02), pair
+        assert np.all(np.abs(ratio - 1) < 0.09), (pair, ratio)
+        checked += 1
+    assert checked >= 5
+
+
+def test_brighter_fatter_deficit_is_visible(small_e2v):
+    """At high flux the variance falls clearly below Poisson, as a00 says."""
+    truth = small_e2v.truth
+    stats = _pair_statistics(small_e2v, 5)  # about 1/3 of the full well
+    mean_e = stats["mean"].to_numpy() * truth["gain"].to_numpy()
+    assert mean_e.min() > 3e4
+    noise = truth["read_noise_adu"].to_numpy() ** 2
+    poisson_ratio = (
+        (stats["var"].to_numpy() - noise) * truth["gain"].to_numpy() / stats["mean"].to_numpy()
+    )
+    expected_ratio = eq16_variance(mean_e, truth["a00"].to_numpy()) / mean_e
+    assert np.mean(poisson_ratio) < 0.97
+    assert np.mean(poisson_ratio) == pytest.approx(np.mean(expected_ratio), abs=0.01)
+    # nearest-neighbour covariance: per amp noise is var / sqrt(npix) = 1.3 % of var
+    cov_over_var = (stats["cov10"] / stats["var"]).mean()
+    assert cov_over_var > 4 * 0.0128 / 4
+
+
+def test_without_brighter_fatter_variance_is_poisson(tmp_path):
+    sim = simulate(
+        tmp_path, vendor="e2v", size="small", pairs=8, biases=0, seed=11, brighter_fatter=False
+    )
+    stats = _pair_statistics(sim, 5)
+    truth = sim.truth
+    noise = truth["read_noise_adu"].to_numpy() ** 2 + QUANTIZATION
+    ratio = (stats["var"].to_numpy() - noise) * truth["gain"].to_numpy() / stats["mean"].to_numpy()
+    assert np.mean(ratio) == pytest.approx(1.0, abs=0.01)
+    cov_over_var = stats["cov10"] / stats["var"]
+    assert abs(cov_over_var.mean()) < 3 * 0.0128 / 4  # consistent with zero
+
+
+def test_saturated_pair_collapses_variance(small_e2v):
+    truth = small_e2v.truth
+    stats = _pair_statistics(small_e2v, 7)  # 1.3 x full well
+    assert np.all(stats["mean"] > 0.95 * truth["full_well_adu"] * 0.95)
+    assert np.all(stats["var"] < 0.2 * stats["mean"] / truth["gain"])
+
+
+def test_means_follow_signal_and_gain(small_e2v):
+    exposures = pd.read_parquet(small_e2v.exposures_path)
+    flats = exposures[exposures.imgtype == "FLAT"].reset_index(drop=True)
+    stats = _pair_statistics(small_e2v, 2)
+    signal = flats.loc[4:5, "signal"].mean() * flats.loc[4:5, "illumination"].mean()
+    electrons = stats["mean"] * small_e2v.truth["gain"]
+    # vignetting lowers the mean by about 2 % (fixed pattern); nothing else changes it
+    assert np.all(np.abs(electrons / signal - 0.98) < 0.015)
+
+
+def test_eotest_results_file_like_eotest(small_e2v):
+    from astropy.io import fits
+
+    with fits.open(small_e2v.eotest_path) as hdus:
+        assert len(hdus[0].header) <= 6 and "LSST_NUM" not in hdus[0].header
+        table = hdus["AMPLIFIER_RESULTS"]
+        formats = {c.name: c.format for c in table.columns}
+    assert formats["AMP"] == "I"
+    for name in (
+        "GAIN",
+        "PTC_GAIN",
+        "PTC_GAIN_ERROR",
+        "PTC_A00",
+        "PTC_NOISE",
+        "PTC_TURNOFF",
+        "READ_NOISE",
+    ):
+        assert formats[name] == "E"
+    results = read_eotest_results(small_e2v.eotest_path)
+    truth = small_e2v.truth
+    assert list(results["AMP"]) == list(range(1, 17))
+    assert np.all(results["PTC_A00"] > 0)
+    ratio = results["PTC_GAIN"] / truth["gain"]
+    assert np.all(np.abs(ratio - 1) < 0.05) and ratio.std() > 0.001
+
+
+def test_same_seed_same_files_whatever_the_workers(tmp_path):
+    one = simulate(tmp_path / "a", vendor="itl", size="small", pairs=2, biases=1, seed=4, workers=1)
+    two = simulate(tmp_path / "b", vendor="itl", size="small", pairs=2, biases=1, seed=4, workers=2)
+    for a, b in zip(one.flats + one.biases, two.flats + two.biases, strict=True):
+        np.testing.assert_array_equal(read_raw(a).pixels, read_raw(b).pixels)
+
+
+def test_reuse_keeps_matching_files(tmp_path):
+    first = simulate(tmp_path, vendor="e2v", size="small", pairs=1, biases=0, seed=1)
+    stamp = first.flats[0].stat().st_mtime_ns
+    again = simulate(tmp_path, vendor="e2v", size="small", pairs=1, biases=0, seed=1, reuse=True)
+    assert again.flats[0].stat().st_mtime_ns == stamp
+    simulate(
+        tmp_path,
+        vendor="e2v",
+        size="small",
+        pairs=1,
+        biases=0,
+        seed=1,
+        reuse=True,
+        brighter_fatter=False,
+    )
+    assert first.flats[0].stat().st_mtime_ns != stamp
+
+
+def test_bad_configuration_is_a_clear_error():
+    with pytest.raises(ValueError, match="vendor"):
+        SimulationConfig(vendor="sta")
+    with pytest.raises(ValueError, match="storage"):
+        SimulationConfig(storage="bzip2")
