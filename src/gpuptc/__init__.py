@@ -2,9 +2,25 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from gpuptc.io.manifest import ingest
+from gpuptc.io.raw import RawExposure, RawReadError, read_raw
+from gpuptc.masterbias import MasterBias, make_master_bias, read_master_bias
+from gpuptc.simulate import SimulationConfig, simulate
+
 try:
     __version__ = version("gpuptc")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+__all__ = [
+    "MasterBias",
+    "RawExposure",
+    "RawReadError",
+    "SimulationConfig",
+    "__version__",
+    "ingest",
+    "make_master_bias",
+    "read_master_bias",
+    "read_raw",
+    "simulate",
+]
