@@ -30,3 +30,12 @@ def test_config_is_hashable_for_pattern_cache():
     assert _fixed_patterns(SimulationConfig(size="small")) is _fixed_patterns(
         SimulationConfig(size="small")
     )
+
+
+def test_master_bias_per_sensor_from_a_manifest(small_e2v, small_itl):
+    from gpuptc.masterbias import master_biases
+
+    biases = master_biases(ingest([small_e2v.directory, small_itl.directory]))
+    assert sorted(biases) == sorted([small_e2v.sensor, small_itl.sensor])
+    assert len(biases[small_itl.sensor].sources) == 2
+    assert biases[small_itl.sensor].geometry.vendor == "itl"

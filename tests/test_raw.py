@@ -190,3 +190,11 @@ def test_float_master_bias_reads_as_float32(tmp_path):
     raw = read_raw(path)
     assert raw.pixels.dtype == np.float32
     np.testing.assert_array_equal(raw.pixels, pixels)
+
+
+def test_wavefront_sensor_has_eight_segments(tmp_path):
+    pixels = np.zeros((8, 30, 40), np.int32)
+    path = _write(tmp_path / "wfs.fits", pixels, ["[4:30,1:20]"] * 8)
+    raw = read_raw(path)
+    assert raw.geometry.namps == 8
+    assert raw.geometry.vendor == "itl"  # no HDU 9: ITL, as EOTEST decides

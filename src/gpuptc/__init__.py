@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
-from gpuptc.masterbias import MasterBias, make_master_bias, read_master_bias
+from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
 from gpuptc.simulate import SimulationConfig, simulate
 
 try:
@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "ingest",
     "make_master_bias",
+    "master_biases",
     "read_master_bias",
     "read_raw",
     "simulate",

@@ -126,10 +126,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     manifest = ingest([directory], progress=Progress("headers", 0, enabled=not args.quiet))
     _report_manifest(manifest, verbose=args.verbose)
     truth = pd.read_parquet(result.truth_path)
-    print("Truth (per amp): gain e-/ADU, read noise e-, a00 1/e-")
-    _print_table(
-        truth[["amp", "segment", "gain", "read_noise", "a00"]].round({"gain": 4, "read_noise": 2})
-    )
+    print("Truth (per amp): gain e-/ADU, read noise e-, a00 1e-6/e-, full well e-")
+    table = truth[["amp", "segment", "gain", "read_noise", "a00", "full_well"]].copy()
+    table["a00"] *= 1e6
+    _print_table(table.round({"gain": 4, "read_noise": 2, "a00": 3, "full_well": 0}))
     return EXIT_OK
 
 

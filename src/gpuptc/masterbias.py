@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.raw import RawReadError, read_raw
 from gpuptc.io.writer import write_raw
 from gpuptc.isr import subtract_serial_overscan
 
-__all__ = ["MasterBias", "make_master_bias", "read_master_bias", "write_master_bias"]
+__all__ = [
+    "MasterBias",
+    "make_master_bias",
+    "master_biases",
+    "read_master_bias",
+    "write_master_bias",
+]
 
 
 @dataclass
@@ -116,3 +123,23 @@ def read_master_bias(path: str | os.PathLike[str]) -> MasterBias:
     if (raw.info.origin or "").lower() != "gpuptc":
         pixels = subtract_serial_overscan(pixels, raw.geometry, xp=np)
     return MasterBias(pixels, raw.geometry, raw.info.sensor, [os.fspath(path)])
+
+
+def master_biases(manifest: pd.DataFrame) -> dict[str, MasterBias]:
+    """Combine the bias frames of each sensor in a manifest.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        From :func:`gpuptc.ingest`; rows with status ``bias`` are used.
+
+    Returns
+    -------
+    dict of str to MasterBias
+        One master bias per sensor that has bias frames.
+    """
+    biases = manifest[manifest["status"] == "bias"]
+    return {
+        str(sensor): make_master_bias(list(group["path"]))
+        for sensor, group in biases.groupby("sensor", sort=True)
+    }
