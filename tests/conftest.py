@@ -40,3 +40,19 @@ def copy_of(tmp_path: Path):
         return target
 
     return copy
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` over every array backend importable here."""
+    if "backend" in metafunc.fixturenames:
+        from backends import available_backends
+
+        metafunc.parametrize("backend", available_backends(), indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest):
+    """An array backend: numpy, array_api_strict on a second device, torch, cupy."""
+    from backends import make_backend
+
+    return make_backend(request.param)

@@ -1,48 +1,44 @@
 """Batched instrument-signature removal on whole-CCD stacks (array API only).
 
-Stacks are ``(..., amps, naxis2, naxis1)``; all amplifiers of one sensor share one
-geometry, so every step is a handful of vectorised passes.
+Stacks are ``(..., amps, naxis2, naxis1)``: any number of leading axes (pairs,
+exposures), then every amplifier of one sensor, which all share one geometry. Each step
+is a handful of vectorised passes; nothing here touches files, pandas or the host.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from gpuptc._xp import median
+from gpuptc._xp import clipped_stats, median
+from gpuptc.config import IsrConfig
 from gpuptc.io.geometry import SensorGeometry
 
-__all__ = ["serial_overscan_profile", "subtract_serial_overscan"]
+__all__ = [
+    "IsrResult",
+    "parallel_overscan_profile",
+    "run_isr",
+    "serial_overscan_model",
+    "subtract_serial_overscan",
+]
+
+READ_NOISE_NSIGMA = 3.0
+"""Clip of the overscan residual when measuring read noise (afw STDEVCLIP, 3 passes)."""
 
 
-def serial_overscan_profile(
-    stack: Any,
-    geometry: SensorGeometry,
-    *,
-    skip: tuple[int, int] = (3, 3),
-    statistic: str = "median",
-    xp: ModuleType,
-) -> Any:
-    """Per-row level of the serial overscan, over every row of the segment.
+def _statistic(region: Any, axis: int | tuple[int, ...], how: str, *, xp: ModuleType) -> Any:
+    if how == "mean":
+        return xp.mean(region, axis=axis, keepdims=True)
+    if isinstance(axis, tuple):
+        shape = region.shape
+        flat = xp.reshape(region, (*shape[: -len(axis)], -1))
+        value = median(flat, axis=-1, xp=xp)
+        return xp.reshape(value, (*value.shape, *(1,) * len(axis)))
+    return xp.expand_dims(median(region, axis=axis, xp=xp), axis=axis)
 
-    Parameters
-    ----------
-    stack : array
-        ``(..., amps, naxis2, naxis1)`` raw pixels, floating point.
-    geometry : SensorGeometry
-        The sensor's geometry.
-    skip : (int, int)
-        Leading and trailing overscan columns left out (deferred charge, edge effects).
-    statistic : {'median', 'mean'}
-        Row estimator.
-    xp : module
-        Array namespace of ``stack``.
 
-    Returns
-    -------
-    array
-        ``(..., amps, naxis2, 1)`` row levels.
-    """
+def _serial_region(stack: Any, geometry: SensorGeometry, skip: tuple[int, int]) -> Any:
     box = geometry.amps[0].serial_overscan_all_rows
     x0, x1 = box.x0 + skip[0], box.x1 - skip[1]
     if x1 <= x0:
@@ -50,14 +46,65 @@ def serial_overscan_profile(
         raise ValueError(
             f"skipping {skip[0]} + {skip[1]} of {width} serial overscan columns leaves none"
         )
-    region = stack[..., :, x0:x1]
-    if statistic == "median":
-        level = median(region, axis=-1, xp=xp)
-    elif statistic == "mean":
-        level = xp.mean(region, axis=-1)
-    else:
-        raise ValueError(f"unknown row statistic {statistic!r}")
-    return xp.expand_dims(level, axis=-1)
+    return stack[..., :, x0:x1]
+
+
+def _poly_rows(profile: Any, order: int, *, xp: ModuleType) -> Any:
+    """Least-squares polynomial along rows of ``profile`` (..., nrows, 1)."""
+    import numpy as np
+
+    nrows = profile.shape[-2]
+    abscissa = 2.0 * np.arange(nrows) / nrows - 1.0
+    design = np.vander(abscissa, order + 1, increasing=True)  # (nrows, order+1)
+    projector = design @ np.linalg.pinv(design)  # (nrows, nrows) hat matrix, host-side constant
+    hat = xp.asarray(projector.astype("float64"), device=profile.device)
+    values = xp.astype(profile[..., 0], xp.float64)
+    fitted = xp.matmul(values, xp.matrix_transpose(hat))
+    return xp.astype(fitted, profile.dtype)[..., None]
+
+
+def serial_overscan_model(
+    stack: Any,
+    geometry: SensorGeometry,
+    *,
+    method: str = "MEDIAN_PER_ROW",
+    skip: tuple[int, int] = (3, 3),
+    poly_order: int = 1,
+    xp: ModuleType,
+) -> Any:
+    """Serial-overscan level to subtract, broadcastable against the stack.
+
+    Parameters
+    ----------
+    stack : array
+        ``(..., amps, naxis2, naxis1)`` floating-point raw pixels.
+    geometry : SensorGeometry
+        The sensor's geometry.
+    method : str
+        ``MEAN``/``MEDIAN`` (one value per amp), ``MEAN_PER_ROW``/``MEDIAN_PER_ROW``,
+        ``POLY`` (polynomial along rows fitted to the row means), ``NONE``.
+    skip : (int, int)
+        Leading and trailing overscan columns left out.
+    poly_order : int
+        Order of the ``POLY`` fit.
+    xp : module
+        Array namespace.
+
+    Returns
+    -------
+    array
+        ``(..., amps, 1, 1)`` for constant methods, ``(..., amps, naxis2, 1)`` otherwise.
+    """
+    if method == "NONE":
+        return xp.zeros((*stack.shape[:-2], 1, 1), dtype=stack.dtype, device=stack.device)
+    region = _serial_region(stack, geometry, skip)
+    if method in ("MEAN", "MEDIAN"):
+        return _statistic(region, (-2, -1), method.lower(), xp=xp)
+    if method in ("MEAN_PER_ROW", "MEDIAN_PER_ROW"):
+        return _statistic(region, -1, method.split("_")[0].lower(), xp=xp)
+    if method == "POLY":
+        return _poly_rows(xp.mean(region, axis=-1, keepdims=True), poly_order, xp=xp)
+    raise ValueError(f"unknown serial overscan method {method!r}")
 
 
 def subtract_serial_overscan(
@@ -65,27 +112,159 @@ def subtract_serial_overscan(
     geometry: SensorGeometry,
     *,
     skip: tuple[int, int] = (3, 3),
-    statistic: str = "median",
+    method: str = "MEDIAN_PER_ROW",
     xp: ModuleType,
 ) -> Any:
-    """Subtract the per-row serial overscan level from every pixel of each row.
+    """Subtract the serial-overscan model from every pixel (see :func:`serial_overscan_model`)."""
+    return stack - serial_overscan_model(stack, geometry, method=method, skip=skip, xp=xp)
+
+
+def parallel_overscan_profile(
+    stack: Any,
+    geometry: SensorGeometry,
+    *,
+    method: str = "MEDIAN_PER_ROW",
+    skip: tuple[int, int] = (3, 3),
+    xp: ModuleType,
+) -> Any:
+    """Per-column level of the parallel overscan over the imaging columns.
 
     Parameters
     ----------
     stack : array
-        ``(..., amps, naxis2, naxis1)`` raw pixels, floating point.
+        ``(..., amps, naxis2, naxis1)`` pixels, serial overscan already removed.
     geometry : SensorGeometry
         The sensor's geometry.
+    method : {'MEDIAN_PER_ROW', 'MEAN_PER_ROW'}
+        Estimator along each column ("row" of the transposed overscan, as cp_pipe).
     skip : (int, int)
-        Leading and trailing overscan columns left out.
-    statistic : {'median', 'mean'}
-        Row estimator.
+        Leading and trailing parallel-overscan rows left out.
     xp : module
-        Array namespace of ``stack``.
+        Array namespace.
 
     Returns
     -------
     array
-        The corrected stack, same shape.
+        ``(..., amps, 1, nx)`` levels for the imaging columns.
     """
-    return stack - serial_overscan_profile(stack, geometry, skip=skip, statistic=statistic, xp=xp)
+    box = geometry.amps[0].parallel_overscan
+    y0, y1 = box.y0 + skip[0], box.y1 - skip[1]
+    if y1 <= y0:
+        height = box.y1 - box.y0
+        raise ValueError(
+            f"skipping {skip[0]} + {skip[1]} of {height} parallel overscan rows leaves none"
+        )
+    region = stack[..., y0:y1, box.x0 : box.x1]
+    how = "median" if method == "MEDIAN_PER_ROW" else "mean"
+    return _statistic(region, -2, how, xp=xp)
+
+
+@dataclass
+class IsrResult:
+    """Output of :func:`run_isr`.
+
+    Attributes
+    ----------
+    images : array
+        ``(..., amps, ny, nx)`` corrected, trimmed pixels.
+    good : array of bool
+        ``(..., amps, ny, nx)`` pixels usable for statistics.
+    read_noise_adu : array
+        ``(..., amps)`` clipped standard deviation of the serial-overscan residual.
+    overscan_level : array
+        ``(..., amps)`` median of the serial-overscan model, ADU.
+    """
+
+    images: Any
+    good: Any
+    read_noise_adu: Any
+    overscan_level: Any
+
+
+def _read_noise(
+    stack: Any, model: Any, geometry: SensorGeometry, skip: tuple[int, int], *, xp: ModuleType
+) -> Any:
+    region = _serial_region(stack, geometry, skip)
+    residual = region - model
+    flat = xp.reshape(residual, (*residual.shape[:-2], -1))
+    good = xp.isfinite(flat)
+    _, variance, _ = clipped_stats(flat, good, nsigma=READ_NOISE_NSIGMA, niter=3, xp=xp)
+    return xp.sqrt(variance)
+
+
+def _edge_and_defects(
+    shape: tuple[int, ...], edge: int, defects: Any | None, *, device: Any, xp: ModuleType
+) -> Any:
+    ny, nx = shape[-2], shape[-1]
+    rows = xp.arange(ny, device=device)[:, None]
+    cols = xp.arange(nx, device=device)[None, :]
+    inside = (rows >= edge) & (rows < ny - edge) & (cols >= edge) & (cols < nx - edge)
+    if defects is not None:
+        inside = inside & ~defects
+    return inside
+
+
+def run_isr(
+    raw: Any,
+    geometry: SensorGeometry,
+    config: IsrConfig,
+    *,
+    bias: Any | None = None,
+    defects: Any | None = None,
+    xp: ModuleType,
+) -> IsrResult:
+    """Overscan, bias, trim and masks for a whole stack in one batched pass.
+
+    Parameters
+    ----------
+    raw : array
+        ``(..., amps, naxis2, naxis1)`` raw pixels (int32 or float).
+    geometry : SensorGeometry
+        Geometry shared by every amplifier of the stack.
+    config : IsrConfig
+        What to do.
+    bias : array, optional
+        ``(amps, naxis2, naxis1)`` master bias (overscan-corrected), subtracted when
+        ``config.use_bias``.
+    defects : array of bool, optional
+        ``(amps, ny, nx)`` user defect mask in trimmed coordinates, True = bad.
+    xp : module
+        Array namespace of ``raw``.
+
+    Returns
+    -------
+    IsrResult
+        Trimmed images, good-pixel mask, read noise and overscan level per amp.
+    """
+    dtype = xp.float64 if config.dtype == "float64" else xp.float32
+    pixels = xp.astype(raw, dtype)
+    model = serial_overscan_model(
+        pixels,
+        geometry,
+        method=config.serial_overscan,
+        skip=config.serial_skip,
+        poly_order=config.poly_order,
+        xp=xp,
+    )
+    if config.serial_overscan == "NONE":
+        read_noise = xp.full(pixels.shape[:-2], xp.nan, dtype=xp.float64, device=pixels.device)
+    else:
+        read_noise = _read_noise(pixels, model, geometry, config.serial_skip, xp=xp)
+    level = median(xp.reshape(model, (*model.shape[:-2], -1)), axis=-1, xp=xp)
+    pixels = pixels - model
+    if config.use_bias and bias is not None:
+        pixels = pixels - xp.astype(bias, dtype)
+    rows, cols = geometry.imaging.slices
+    images = pixels[..., rows, cols]
+    if config.parallel_overscan != "NONE":
+        images = images - parallel_overscan_profile(
+            pixels, geometry, method=config.parallel_overscan, skip=config.parallel_skip, xp=xp
+        )
+    good = xp.isfinite(images)
+    if config.saturation is not None:
+        good = good & (xp.astype(raw[..., rows, cols], xp.float64) < config.saturation)
+    if config.edge_mask > 0 or defects is not None:
+        good = good & _edge_and_defects(
+            images.shape, config.edge_mask, defects, device=images.device, xp=xp
+        )
+    return IsrResult(images, good, read_noise, level)

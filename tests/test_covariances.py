@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from backends import host
+from gpuptc._xp import get_backend
+from gpuptc.stats import covariances_fft, fft_shape
+
+
+def direct_covariance(image, weights, dx, dy):
+    """Masked pair sum for lag (dx, dy), averaged with (dx, -dy) when both are non-zero."""
+
+    def one(dx, dy):
+        ny, nx = image.shape
+        ys = slice(max(0, -dy), ny - max(0, dy))
+        ys2 = slice(max(0, dy), ny - max(0, -dy) if dy < 0 else ny)
+        a, b = image[ys, : nx - dx], image[ys2, dx:]
+        wa, wb = weights[ys, : nx - dx], weights[ys2, dx:]
+        both = wa & wb
+        n = both.sum()
+        if n == 0:
+            return np.nan, 0
+        sa, sb = a[both], b[both]
+        return (sa * sb).sum() / n - sa.sum() * sb.sum() / n**2, n
+
+    c1, n1 = one(dx, dy)
+    if dx > 0 and dy > 0:
+        c2, n2 = one(dx, -dy)
+        return 0.5 * (c1 + c2), n1 + n2
+    return c1, n1
+
+
+@pytest.mark.parametrize("shape", [(37, 23), (64, 50)])
+def test_fft_equals_direct_masked_sum(shape):
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(2, *shape)) + np.linspace(0, 3, shape[1])  # a gradient, too
+    weights = rng.random((2, *shape)) > 0.2
+    size = 8
+    cov, npix = covariances_fft(image, weights, size, xp=get_backend("numpy").xp)
+    for k in range(2):
+        for dx in range(size):
+            for dy in range(size):
+                expected, n = direct_covariance(image[k], weights[k], dx, dy)
+                assert cov[k, dx, dy] == pytest.approx(expected, rel=1e-9, abs=1e-12), (dx, dy)
+                assert npix[k, dx, dy] == n
+
+
+def test_no_wrap_around_at_the_largest_lag():
+    """A periodic pattern whose wrap-around would show at the largest lag."""
+    ny, nx, size = 30, 20, 10
+    assert all(s > n + size for s, n in zip(fft_shape(ny, nx, size), (ny, nx), strict=True))
+    image = np.zeros((ny, nx))
+    image[:, -3:] = 100.0  # bright right edge: circular lags would pair it with the left edge
+    image[-2:, :] -= 50.0
+    weights = np.ones_like(image, bool)
+    cov, npix = covariances_fft(image[None], weights[None], size, xp=get_backend("numpy").xp)
+    for dx, dy in [(size - 1, 0), (0, size - 1), (size - 1, size - 1)]:
+        expected, n = direct_covariance(image, weights, dx, dy)
+        assert cov[0, dx, dy] == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        assert npix[0, dx, dy] == n
+
+
+def test_fft_covariances_on_every_backend(backend):
+    rng = np.random.default_rng(5)
+    image = rng.normal(size=(3, 2, 40, 30))
+    weights = rng.random(image.shape) > 0.1
+    cov, npix = covariances_fft(backend.asarray(image), backend.asarray(weights), 5, xp=backend.xp)
+    ref, ref_n = covariances_fft(image, weights, 5, xp=get_backend("numpy").xp)
+    np.testing.assert_allclose(host(cov), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(host(npix), ref_n)
+    chunked, _ = covariances_fft(image, weights, 5, xp=get_backend("numpy").xp, chunk=2)
+    np.testing.assert_allclose(chunked, ref, rtol=1e-12)

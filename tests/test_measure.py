@@ -1,0 +1,219 @@
+"""The batched core against simple per-amp references, the truth, and across backends."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gpuptc
+import reference
+from backends import host
+from gpuptc.config import get_preset
+from gpuptc.io.raw import read_raw
+from gpuptc.isr import run_isr
+from gpuptc.masterbias import make_master_bias
+from gpuptc.pipeline import COVARIANCE_COLUMNS, PAIR_COLUMNS, measure
+from gpuptc.simulate import simulate
+from gpuptc.stats import pair_statistics
+
+PRESETS = ["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"]
+
+
+@pytest.fixture(scope="module")
+def manifest(small_e2v):
+    return gpuptc.ingest([small_e2v.directory])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_matches_simple_reference(small_e2v, manifest, preset):
+    pairs, covs = measure(
+        manifest,
+        preset=preset,
+        backend="numpy",
+        isr__dtype="float64",
+        extract__min_pixels_covariance=100,
+        cov_size=3,
+    )
+    bias = (
+        make_master_bias(small_e2v.biases).pixels.astype(np.float64) if preset == "seed" else None
+    )
+    for pair in (1, 4):
+        raws = [read_raw(p) for p in small_e2v.flats[2 * pair : 2 * pair + 2]]
+        box = raws[0].geometry.imaging
+        datasec = (box.y0, box.y1, box.x0, box.x1)
+        for amp in (1, 9, 16):
+            images = [
+                reference.isr_amp(
+                    r.pixels[amp - 1], datasec, preset, None if bias is None else bias[amp - 1]
+                )
+                for r in raws
+            ]
+            if preset == "cp_pipe_lsstcam":
+                images = [im[20:-20, 20:-20] for im in images]
+            ref = reference.pair_amp(
+                *images, preset="cp_pipe" if preset.startswith("cp") else preset
+            )
+            row = pairs[(pairs.pair == pair) & (pairs.amp == amp)].iloc[0]
+            for name in ("mean1", "mean2", "mean", "var", "rhl_gain"):
+                assert row[name] == pytest.approx(ref[name], rel=1e-9), (name, pair, amp)
+            assert row["npix"] == ref["npix"]
+            cov = covs[(covs.pair == pair) & (covs.amp == amp)].set_index(["i", "j"])["cov"]
+            factor = reference.clip_factor(5.5) if preset.startswith("cp") else 1.0
+            d, w = ref["d"], ref["weights"]
+            if preset == "cp_pipe_lsstcam":
+                pass
+            for dx, dy in [(0, 0), (1, 0), (0, 1), (1, 1), (2, 1)]:
+                expected = reference.direct_cov(d, w, dx, dy) * (
+                    factor if (dx, dy) == (0, 0) else factor**2
+                )
+                assert cov[(dx, dy)] == pytest.approx(expected, rel=1e-8), (dx, dy)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_complete_tables_under_every_preset(manifest, preset):
+    pairs, covs = measure(
+        manifest, preset=preset, backend="numpy", extract__min_pixels_covariance=100
+    )
+    assert list(pairs.columns) == list(PAIR_COLUMNS)
+    assert list(covs.columns) == list(COVARIANCE_COLUMNS)
+    assert len(pairs) == 8 * 16
+    assert len(covs) == 8 * 16 * 100
+    assert (pairs.status == "ok").all()
+    assert (
+        pairs[["mean", "var", "rhl_gain", "gain_corrected", "read_noise_adu"]].notna().all().all()
+    )
+    assert pairs.used.isna().all()
+    assert covs["cov"].notna().all()
+
+
+def _stack(sensor, pairs):
+    raws = [[read_raw(p) for p in sensor.flats[2 * k : 2 * k + 2]] for k in pairs]
+    geometry = raws[0][0].geometry
+    return np.stack([[r.pixels for r in pair] for pair in raws]), geometry
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_backends_agree_with_numpy(small_e2v, backend, preset):
+    raw, geometry = _stack(small_e2v, [2, 5])
+    config = get_preset(preset, extract__min_pixels_covariance=100, cov_size=4)
+    results = {}
+    for dtype in ("float64", "float32"):
+        cfg = config.replace(isr__dtype=dtype)
+        outputs = []
+        for chosen in (backend, gpuptc._xp.get_backend("numpy")):
+            xp = chosen.xp
+            isr = run_isr(chosen.asarray(raw), geometry, cfg.isr, xp=xp)
+            stats = pair_statistics(isr.images, isr.good, isr.read_noise_adu, cfg.extract, xp=xp)
+            outputs.append(
+                {
+                    k: host(getattr(stats, k))
+                    for k in ("mean", "var", "rhl_gain", "gain_corrected", "cov")
+                }
+            )
+        results[dtype] = outputs
+        rtol = 1e-10 if dtype == "float64" else 1e-5
+        for key in outputs[1]:
+            np.testing.assert_allclose(
+                outputs[0][key], outputs[1][key], rtol=rtol, atol=1e-9, err_msg=key
+            )
+
+
+def test_truth_low_and_high_flux(small_e2v, manifest):
+    """(var - noise) / mean tends to 1/g at low flux and falls below it with brighter-fatter."""
+    pairs, covs = measure(
+        manifest, preset="eotest", backend="numpy", extract__min_pixels_covariance=100
+    )
+    truth = small_e2v.truth.set_index("amp")
+    gain = pairs.amp.map(truth["gain"])
+    # pixel noise, plus that of a per-row mean over 17 overscan columns
+    noise = (pairs.amp.map(truth["read_noise_adu"]) ** 2 + 1 / 12) * (1 + 1 / 17)
+    pairs["ratio"] = (pairs["var"] - noise) / pairs["mean"] * gain
+    low = pairs[pairs.pair == 0]
+    electrons = low["mean"] * gain
+    expected = 1 + low.amp.map(truth["a00"]) * electrons  # eq. 16 to first order
+    assert (low.ratio - expected).mean() == pytest.approx(0.0, abs=0.012)
+    high = pairs[pairs.pair == 5]
+    assert high.ratio.mean() < 0.93
+    nn = covs[(covs.pair == 5) & (covs.i + covs.j == 1)]
+    var = high.set_index("amp")["var"]
+    assert (nn.groupby("amp")["cov"].mean() / var).mean() > 0.01
+
+
+def test_no_brighter_fatter_no_correlation(tmp_path):
+    sim = simulate(
+        tmp_path, vendor="itl", size="small", pairs=6, biases=0, seed=21, brighter_fatter=False
+    )
+    pairs, covs = measure(
+        gpuptc.ingest([tmp_path]), backend="numpy", extract__min_pixels_covariance=100
+    )
+    sel = covs[(covs.pair == 4) & (covs.i + covs.j == 1)]
+    var = pairs[pairs.pair == 4].set_index("amp")["var"]
+    coefficient = sel.groupby("amp")["cov"].mean() / var
+    # 64 x 96 pixels: 1 sigma of a correlation coefficient is 1/sqrt(6144) / sqrt(2) per amp
+    assert abs(coefficient.mean()) < 4 * 0.0128 / np.sqrt(2) / 4
+    ratio = (
+        (pairs["var"] - pairs.read_noise_adu**2)
+        / pairs["mean"]
+        * pairs.amp.map(sim.truth.set_index("amp")["gain"])
+    )
+    assert ratio[pairs.pair < 5].mean() == pytest.approx(1.0, abs=0.01)
+
+
+def test_masks_remove_defects_and_empty_amps_give_nan(small_e2v):
+    raw, geometry = _stack(small_e2v, [3])
+    config = get_preset("seed", use_bias=False, extract__min_pixels_covariance=100)
+    xp = gpuptc._xp.get_backend("numpy").xp
+    clean = pair_statistics(*_isr(raw, geometry, config, None), config.extract, xp=xp)
+    damaged = raw.copy()
+    column = geometry.imaging.x0 + 30
+    damaged[0, 0, :, :, column] += 5000  # a hot column in one flat
+    damaged[0, 1, :, 40:43, geometry.imaging.x0 + 5] += 20000  # a cosmic ray
+    defects = np.zeros((16, *geometry.imaging.shape), bool)
+    defects[:, :, 30] = True
+    defects[:, 40:43, 5] = True
+    defects[7] = True  # amp 8 entirely masked
+    masked = pair_statistics(*_isr(damaged, geometry, config, defects), config.extract, xp=xp)
+    unmasked = pair_statistics(*_isr(damaged, geometry, config, None), config.extract, xp=xp)
+    relative_noise = np.sqrt(2 / clean.npix[0, 0])
+    assert abs(masked.var[0, 0] / clean.var[0, 0] - 1) < 3 * relative_noise
+    assert unmasked.var[0, 0] / clean.var[0, 0] > 1.5  # the defects matter when not masked
+    assert np.isnan(masked.var[0, 7]) and masked.npix[0, 7] == 0
+
+
+def _isr(raw, geometry, config, defects):
+    xp = gpuptc._xp.get_backend("numpy").xp
+    isr = run_isr(raw, geometry, config.isr, defects=defects, xp=xp)
+    return isr.images, isr.good, isr.read_noise_adu
+
+
+def test_fully_masked_amp_has_a_status(small_e2v, manifest):
+    pairs, _ = measure(manifest, preset="cp_pipe", backend="numpy", isr__edge_mask=48)
+    assert set(pairs.status) == {"no_good_pixels"}
+    assert pairs["var"].isna().all()
+
+
+def test_read_noise_from_overscan(small_e2v, manifest):
+    pairs, _ = measure(manifest, preset="eotest", backend="numpy", cov_size=0)
+    truth = small_e2v.truth.set_index("amp")["read_noise_adu"]
+    measured = pairs.groupby("amp")["read_noise_adu"].mean()
+    # per-row mean over 17 columns removes 1/17 of the variance; rounding adds 1/12 ADU^2
+    expected = np.sqrt(truth**2 * (1 - 1 / 17) + 1 / 12)
+    np.testing.assert_allclose(measured, expected, rtol=0.03)
+
+
+def test_unknown_preset_and_field():
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="unknown configuration field"):
+        get_preset("cp_pipe", colour="blue")
+
+
+def test_rejected_pair_listed(small_e2v, manifest, tmp_path):
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(small_e2v.flats[2].read_bytes()[:50000])
+    edited = manifest.copy()
+    edited.loc[edited.path == str(small_e2v.flats[2]), "path"] = str(broken)
+    pairs, _ = measure(edited, backend="numpy", cov_size=0)
+    rejected = pairs.attrs["rejected"]
+    assert list(rejected.pair) == [1] and "broken.fits" in rejected.path.iloc[0]
+    assert 1 not in set(pairs.pair)
+    assert isinstance(rejected, pd.DataFrame)
