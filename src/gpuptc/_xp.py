@@ -24,6 +24,7 @@ __all__ = [
     "BackendError",
     "clip_correction",
     "clipped_stats",
+    "count_true",
     "get_backend",
     "masked_quantiles",
     "median",
@@ -228,7 +229,7 @@ def masked_quantiles(
     list of array
         One ``(...)`` array per quantile; NaN for rows without good values.
     """
-    counts = xp.sum(xp.astype(good, xp.int64), axis=-1)
+    counts = count_true(good, xp=xp)
     big = xp.asarray(xp.inf, dtype=x.dtype, device=x.device)
     filled = xp.where(good, x, big)
     positions = [q * (xp.astype(counts, xp.float64) - 1.0) for q in quantiles]
@@ -304,13 +305,19 @@ def clipped_stats(
     return mean, variance, kept
 
 
+def count_true(mask: Any, *, xp: ModuleType) -> Any:
+    """Number of True values along the last axis, as int64."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return np.count_nonzero(mask, axis=-1).astype(np.int64)
+    return xp.sum(xp.astype(mask, xp.int32), axis=-1, dtype=xp.int64)
+
+
 def _masked_mean_var(offset: Any, kept: Any, *, xp: ModuleType) -> tuple[Any, Any]:
-    """Mean and unbiased variance of the kept values, float64, from shifted sums."""
-    weights = xp.astype(kept, xp.float64)
-    values = xp.where(kept, xp.astype(offset, xp.float64), 0.0)
-    count = xp.sum(weights, axis=-1)
-    total = xp.sum(values, axis=-1)
-    squares = xp.sum(values * values, axis=-1)
+    """Mean and unbiased variance of the kept values from shifted sums, float64 accumulators."""
+    values = xp.where(kept, offset, xp.zeros((), dtype=offset.dtype, device=offset.device))
+    count = xp.astype(count_true(kept, xp=xp), xp.float64)
+    total = xp.sum(values, axis=-1, dtype=xp.float64)
+    squares = xp.sum(values * values, axis=-1, dtype=xp.float64)
     safe = xp.where(count > 1, count, 2.0)
     mean = total / xp.where(count > 0, count, 1.0)
     variance = (squares - total * total / safe) / (safe - 1.0)

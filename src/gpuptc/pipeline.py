@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import pandas as pd
 from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import Preset, get_preset
 from gpuptc.io.geometry import SensorGeometry
-from gpuptc.io.raw import RawReadError, read_raw
+from gpuptc.io.raw import RawReadError, read_raw, read_segment_headers
 from gpuptc.isr import run_isr
 from gpuptc.masterbias import MasterBias, master_biases, read_master_bias
 from gpuptc.stats import pair_statistics
@@ -119,6 +120,117 @@ def _status(mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool) 
     return "ok"
 
 
+def _host_buffer(shape: tuple[int, ...], backend: Backend) -> np.ndarray:
+    """A host buffer for raw stacks: pinned memory on CuPy so copies run asynchronously."""
+    if backend.name == "cupy":
+        import cupyx
+
+        return cupyx.empty_pinned(shape, dtype=np.int32)
+    return np.empty(shape, dtype=np.int32)
+
+
+def _read_batch(
+    sensor: str, chunk: list[_PairFiles], buffer: np.ndarray, geometry: SensorGeometry
+) -> tuple[list[_PairFiles], list[dict[str, Any]]]:
+    """Read a batch of pairs into the front of ``buffer``; unreadable pairs are listed."""
+    kept: list[_PairFiles] = []
+    rejected: list[dict[str, Any]] = []
+    for pair in chunk:
+        slot = buffer[len(kept)]
+        try:
+            for member, path in enumerate((pair.file1, pair.file2)):
+                raw = read_raw(path, out=slot[member])
+                if raw.geometry.layout != geometry.layout:
+                    raise RawReadError(
+                        path, f"layout {raw.geometry.layout} differs from {geometry.layout}"
+                    )
+        except RawReadError as exc:
+            rejected.append(
+                {
+                    "path": exc.path,
+                    "sensor": sensor,
+                    "pair": pair.pair,
+                    "amp": None,
+                    "reason": exc.reason,
+                }
+            )
+            continue
+        kept.append(pair)
+    return kept, rejected
+
+
+_STAT_NAMES = (
+    "mean1",
+    "mean2",
+    "mean",
+    "var",
+    "npix",
+    "rhl_gain",
+    "gain_corrected",
+    "read_noise_adu",
+    "cov_pixels",
+)
+
+
+def _rows(
+    sensor: str,
+    chunk: list[_PairFiles],
+    geometry: SensorGeometry,
+    values: dict[str, np.ndarray],
+    cov: np.ndarray | None,
+    cov_npix: np.ndarray | None,
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
+    rows: list[dict[str, Any]] = []
+    frames: list[pd.DataFrame] = []
+    for k, pair in enumerate(chunk):
+        for a, amp in enumerate(geometry.amps):
+            row = {
+                "sensor": sensor,
+                "pair": pair.pair,
+                "amp": amp.amp,
+                "segment": amp.segment,
+                "exptime": pair.exptime,
+                "mjd": pair.mjd,
+                "file1": pair.file1,
+                "file2": pair.file2,
+                **{name: values[name][k, a] for name in values},
+                "used": pd.NA,
+            }
+            cov_ok = cov is not None and bool(np.isfinite(cov[k, a, 0, 0]))
+            row["status"] = _status(
+                row["mean"], row["var"], int(row["npix"]), cov_ok, cov is not None
+            )
+            rows.append(row)
+        if cov is not None and cov_npix is not None:
+            size = cov.shape[-1]
+            ii, jj = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+            namps = geometry.namps
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "sensor": sensor,
+                        "pair": pair.pair,
+                        "amp": np.repeat([g.amp for g in geometry.amps], size * size),
+                        "i": np.tile(ii.ravel(), namps),
+                        "j": np.tile(jj.ravel(), namps),
+                        "cov": cov[k].ravel(),
+                        "npix": cov_npix[k].ravel(),
+                    }
+                )
+            )
+    return rows, frames
+
+
+def _first_geometry(pairs: list[_PairFiles]) -> SensorGeometry | None:
+    """Geometry of the first readable flat of the sensor."""
+    for pair in pairs:
+        try:
+            return read_segment_headers(pair.file1)[1]
+        except RawReadError:
+            continue
+    return None
+
+
 def measure_sensor(
     sensor: str,
     pairs: list[_PairFiles],
@@ -129,7 +241,7 @@ def measure_sensor(
     batch_pairs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Measure every pair of one sensor.
+    """Measure every pair of one sensor, reading the next batch while this one computes.
 
     Returns
     -------
@@ -137,116 +249,62 @@ def measure_sensor(
         Rows for this sensor (see :func:`measure`).
     """
     xp = backend.xp
+    geometry = _first_geometry(pairs)
+    if geometry is None:
+        rejected = [
+            {"path": p.file1, "sensor": sensor, "pair": p.pair, "amp": None, "reason": "unreadable"}
+            for p in pairs
+        ]
+        empty = _empty_tables()
+        return empty[0], empty[1], pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS))
+    batch = _batch_size(geometry, backend, batch_pairs)
+    shape = (batch, 2, geometry.namps, *geometry.segment_shape)
+    bias_device = None
+    if preset.isr.use_bias and bias is not None:
+        if bias.pixels.shape != shape[2:]:
+            raise ValueError(
+                f"master bias of {sensor} is {bias.pixels.shape}, raw segments are {shape[2:]}"
+            )
+        bias_device = backend.asarray(bias.pixels)
+    buffers = [_host_buffer(shape, backend), _host_buffer(shape, backend)]
+    chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
     pair_rows: list[dict[str, Any]] = []
     cov_frames: list[pd.DataFrame] = []
     rejected: list[dict[str, Any]] = []
-    if not pairs:
-        return _empty_tables()
-    first = read_raw(pairs[0].file1)
-    geometry = first.geometry
-    batch = _batch_size(geometry, backend, batch_pairs)
-    shape = (geometry.namps, *geometry.segment_shape)
-    bias_device = None
-    if preset.isr.use_bias and bias is not None:
-        if bias.pixels.shape != shape:
-            raise ValueError(
-                f"master bias of {sensor} is {bias.pixels.shape}, raw segments are {shape}"
-            )
-        bias_device = backend.asarray(bias.pixels)
     done = 0
-    for start in range(0, len(pairs), batch):
-        chunk = pairs[start : start + batch]
-        host = np.empty((len(chunk), 2, *shape), dtype=np.int32)
-        ok = []
-        for k, pair in enumerate(chunk):
-            try:
-                for member, path in enumerate((pair.file1, pair.file2)):
-                    raw = read_raw(path, out=host[k, member])
-                    if raw.geometry.layout != geometry.layout:
-                        raise RawReadError(
-                            path, f"layout {raw.geometry.layout} differs from {geometry.layout}"
-                        )
-                ok.append(k)
-            except RawReadError as exc:
-                rejected.append(
-                    {
-                        "path": exc.path,
-                        "sensor": sensor,
-                        "pair": pair.pair,
-                        "amp": None,
-                        "reason": exc.reason,
-                    }
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader:
+        pending = reader.submit(_read_batch, sensor, chunks[0], buffers[0], geometry)
+        for index in range(len(chunks)):
+            kept, problems = pending.result()
+            rejected.extend(problems)
+            buffer = buffers[index % 2]
+            device_raw = backend.asarray(buffer[: len(kept)]) if kept else None
+            if index + 1 < len(chunks):
+                # the other buffer's last copy finished when its results came back
+                pending = reader.submit(
+                    _read_batch, sensor, chunks[index + 1], buffers[(index + 1) % 2], geometry
                 )
-        if not ok:
-            continue
-        chunk = [chunk[k] for k in ok]
-        device_raw = backend.asarray(host[ok])
-        isr = run_isr(device_raw, geometry, preset.isr, bias=bias_device, xp=xp)
-        stats = pair_statistics(
-            isr.images,
-            isr.good,
-            isr.read_noise_adu,
-            preset.extract,
-            xp=xp,
-            fft_chunk=None if backend.is_gpu else 4,
-        )
-        level = to_host(isr.overscan_level).mean(axis=1)
-        values = {
-            name: to_host(getattr(stats, name))
-            for name in (
-                "mean1",
-                "mean2",
-                "mean",
-                "var",
-                "npix",
-                "rhl_gain",
-                "gain_corrected",
-                "read_noise_adu",
-                "cov_pixels",
+            if not kept:
+                continue
+            isr = run_isr(device_raw, geometry, preset.isr, bias=bias_device, xp=xp)
+            stats = pair_statistics(
+                isr.images,
+                isr.good,
+                isr.read_noise_adu,
+                preset.extract,
+                xp=xp,
+                fft_chunk=None if backend.is_gpu else 4,
             )
-        }
-        cov = to_host(stats.cov) if stats.cov is not None else None
-        cov_npix = to_host(stats.cov_npix) if stats.cov_npix is not None else None
-        for k, pair in enumerate(chunk):
-            for a, amp in enumerate(geometry.amps):
-                cov_ok = cov is not None and bool(np.isfinite(cov[k, a, 0, 0]))
-                row = {
-                    "sensor": sensor,
-                    "pair": pair.pair,
-                    "amp": amp.amp,
-                    "segment": amp.segment,
-                    "exptime": pair.exptime,
-                    "mjd": pair.mjd,
-                    "file1": pair.file1,
-                    "file2": pair.file2,
-                    **{name: values[name][k, a] for name in values},
-                    "overscan_level": level[k, a],
-                    "used": pd.NA,
-                }
-                row["status"] = _status(
-                    row["mean"], row["var"], int(row["npix"]), cov_ok, cov is not None
-                )
-                pair_rows.append(row)
-            if cov is not None:
-                size = cov.shape[-1]
-                ii, jj = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-                for a, amp in enumerate(geometry.amps):
-                    cov_frames.append(
-                        pd.DataFrame(
-                            {
-                                "sensor": sensor,
-                                "pair": pair.pair,
-                                "amp": amp.amp,
-                                "i": ii.ravel(),
-                                "j": jj.ravel(),
-                                "cov": cov[k, a].ravel(),
-                                "npix": cov_npix[k, a].ravel(),
-                            }
-                        )
-                    )
-        done += len(chunk)
-        if progress:
-            progress(done, len(pairs))
+            values = {name: to_host(getattr(stats, name)) for name in _STAT_NAMES}
+            values["overscan_level"] = to_host(isr.overscan_level).mean(axis=1)
+            cov = to_host(stats.cov) if stats.cov is not None else None
+            cov_npix = to_host(stats.cov_npix) if stats.cov_npix is not None else None
+            rows, frames = _rows(sensor, kept, geometry, values, cov, cov_npix)
+            pair_rows.extend(rows)
+            cov_frames.extend(frames)
+            done += len(kept)
+            if progress:
+                progress(done, len(pairs))
     pairs_frame = _typed_pairs(pd.DataFrame(pair_rows, columns=list(PAIR_COLUMNS)))
     covariances = pd.concat(cov_frames, ignore_index=True) if cov_frames else _empty_tables()[1]
     return (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from gpuptc._xp import clip_correction, clipped_stats, masked_quantiles
+from gpuptc._xp import clip_correction, clipped_stats, count_true, masked_quantiles
 from gpuptc.config import ExtractConfig
 
 __all__ = ["PairStatistics", "covariances_fft", "fft_shape", "pair_statistics"]
@@ -58,24 +58,24 @@ def _flat(x: Any, *, xp: ModuleType) -> Any:
 
 
 def _masked_mean(x: Any, good: Any, *, xp: ModuleType) -> Any:
-    weights = xp.astype(good, xp.float64)
-    total = xp.sum(xp.where(good, xp.astype(x, xp.float64), 0.0), axis=-1)
-    count = xp.sum(weights, axis=-1)
+    zero = xp.zeros((), dtype=x.dtype, device=x.device)
+    total = xp.sum(xp.where(good, x, zero), axis=-1, dtype=xp.float64)
+    count = xp.astype(count_true(good, xp=xp), xp.float64)
     return xp.where(count > 0, total / xp.where(count > 0, count, 1.0), xp.nan)
 
 
 def _masked_var0(x: Any, good: Any, *, xp: ModuleType) -> Any:
-    """Population variance (ddof 0) of the good values, two passes in float64."""
+    """Population variance (ddof 0) of the good values, two passes, float64 sums."""
     mean = _masked_mean(x, good, xp=xp)
-    centred = xp.where(good, xp.astype(x, xp.float64) - mean[..., None], 0.0)
-    count = xp.sum(xp.astype(good, xp.float64), axis=-1)
-    return xp.where(
-        count > 0, xp.sum(centred * centred, axis=-1) / xp.where(count > 0, count, 1.0), xp.nan
-    )
+    zero = xp.zeros((), dtype=x.dtype, device=x.device)
+    centred = xp.where(good, x - xp.astype(mean, x.dtype)[..., None], zero)
+    count = xp.astype(count_true(good, xp=xp), xp.float64)
+    second = xp.sum(centred * centred, axis=-1, dtype=xp.float64)
+    return xp.where(count > 0, second / xp.where(count > 0, count, 1.0), xp.nan)
 
 
 def _count(good: Any, *, xp: ModuleType) -> Any:
-    return xp.sum(xp.astype(good, xp.int64), axis=-1)
+    return count_true(good, xp=xp)
 
 
 def _per_pixel_gain(
@@ -84,7 +84,7 @@ def _per_pixel_gain(
     """``1/<(I1-I2)^2/(I1+I2)>`` on unscaled images, and its read-noise-corrected form."""
     total = i1 + i2
     usable = good & (total > 0)
-    safe_total = xp.where(usable, total, 1.0)
+    safe_total = xp.where(usable, total, xp.ones((), dtype=total.dtype, device=total.device))
     ratio = (i1 - i2) * (i1 - i2) / safe_total
     c = _masked_mean(ratio, usable, xp=xp)
     rhl = 1.0 / c
@@ -303,8 +303,8 @@ def pair_statistics(
     else:
         raise ValueError(f"unknown pair statistics method {method!r}")
     rhl, corrected = _per_pixel_gain(
-        xp.astype(f1, xp.float64),
-        xp.astype(f2, xp.float64),
+        f1,
+        f2,
         fboth,
         mean,
         read_noise,
