@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
+from gpuptc.pipeline import measure
 from gpuptc.simulate import SimulationConfig, simulate
 
 try:
@@ -21,6 +22,7 @@ __all__ = [
     "ingest",
     "make_master_bias",
     "master_biases",
+    "measure",
     "read_master_bias",
     "read_raw",
     "simulate",

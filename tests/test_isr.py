@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+import gpuptc
+from backends import host
+from gpuptc.config import IsrConfig
+from gpuptc.io.geometry import SensorGeometry, amp_geometry
+from gpuptc.isr import run_isr, serial_overscan_model
+
+
+def _geometry(namps=2, naxis1=40, naxis2=60, datasec="[3:28,1:50]"):
+    amps = tuple(amp_geometry(a, f"S{a}", naxis1, naxis2, datasec) for a in range(1, namps + 1))
+    return SensorGeometry(amps, "e2v")
+
+
+def _frame(geometry, rng, slope=0.05, level=1000.0, noise=0.0):
+    naxis2, naxis1 = geometry.segment_shape
+    rows = np.arange(naxis2)[:, None]
+    frame = level + slope * rows + np.zeros((naxis2, naxis1))
+    frame = np.broadcast_to(frame, (geometry.namps, naxis2, naxis1)).copy()
+    return frame + noise * rng.standard_normal(frame.shape)
+
+
+@pytest.mark.parametrize("method", ["MEAN_PER_ROW", "MEDIAN_PER_ROW", "POLY"])
+def test_row_methods_follow_a_row_gradient(backend, method):
+    geometry = _geometry()
+    raw = _frame(geometry, np.random.default_rng(0))
+    config = IsrConfig(serial_overscan=method, parallel_overscan="NONE", dtype="float64")
+    result = run_isr(backend.asarray(raw), geometry, config, xp=backend.xp)
+    np.testing.assert_allclose(host(result.images), 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["MEAN", "MEDIAN"])
+def test_constant_methods_leave_the_gradient(method):
+    geometry = _geometry()
+    raw = _frame(geometry, np.random.default_rng(0))
+    config = IsrConfig(serial_overscan=method, parallel_overscan="NONE", dtype="float64")
+    images = run_isr(raw, geometry, config, xp=gpuptc._xp.get_backend("numpy").xp).images
+    assert images[0, -1, 0] - images[0, 0, 0] == pytest.approx(0.05 * 49)
+
+
+def test_poly_order_two_fits_a_parabola():
+    geometry = _geometry()
+    naxis2, naxis1 = geometry.segment_shape
+    rows = np.arange(naxis2, dtype=float)[:, None]
+    raw = np.broadcast_to(500 + 0.3 * rows + 0.01 * rows**2, (2, naxis2, naxis1)).copy()
+    xp = gpuptc._xp.get_backend("numpy").xp
+    model = serial_overscan_model(raw, geometry, method="POLY", poly_order=2, skip=(0, 0), xp=xp)
+    np.testing.assert_allclose(model[..., 0], raw[..., 0], rtol=1e-10)
+
+
+def test_skipped_columns_keep_a_cti_trail_out():
+    geometry = _geometry()
+    raw = _frame(geometry, np.random.default_rng(0), slope=0.0)
+    first_overscan = geometry.amps[0].serial_overscan.x0
+    raw[..., first_overscan] += 300.0  # deferred charge in the first overscan column
+    xp = gpuptc._xp.get_backend("numpy").xp
+    skipping = run_isr(
+        raw,
+        geometry,
+        IsrConfig(
+            serial_overscan="MEAN_PER_ROW",
+            serial_skip=(3, 0),
+            parallel_overscan="NONE",
+            dtype="float64",
+        ),
+        xp=xp,
+    )
+    naive = run_isr(
+        raw,
+        geometry,
+        IsrConfig(
+            serial_overscan="MEAN_PER_ROW",
+            serial_skip=(0, 0),
+            parallel_overscan="NONE",
+            dtype="float64",
+        ),
+        xp=xp,
+    )
+    assert np.abs(skipping.images).max() < 1e-9
+    assert naive.images.mean() == pytest.approx(-300.0 / 12)
+
+
+def test_parallel_overscan_removes_a_column_pattern():
+    geometry = _geometry()
+    raw = _frame(geometry, np.random.default_rng(0), slope=0.0)
+    columns = np.arange(raw.shape[-1])
+    raw += 3.0 * np.sin(columns / 3.0)  # column structure through image and parallel overscan
+    xp = gpuptc._xp.get_backend("numpy").xp
+    config = IsrConfig(serial_skip=(0, 0), parallel_skip=(1, 1), dtype="float64")
+    result = run_isr(raw, geometry, config, xp=xp)
+    np.testing.assert_allclose(result.images, 0.0, atol=1e-9)
+
+
+def test_bias_saturation_edges_and_nans(backend):
+    geometry = _geometry()
+    rng = np.random.default_rng(1)
+    raw = _frame(geometry, rng, slope=0.0, noise=1.0)
+    bias = np.zeros(raw.shape)
+    bias[..., :, 10] = 7.0
+    raw[..., :, 10] += 7.0
+    raw[0, 5, 5] = 70000.0  # saturated
+    raw[1, 6, 6] = np.nan
+    config = IsrConfig(
+        parallel_overscan="NONE", use_bias=True, saturation=65000.0, edge_mask=2, dtype="float64"
+    )
+    result = run_isr(
+        backend.asarray(raw), geometry, config, bias=backend.asarray(bias), xp=backend.xp
+    )
+    images, good = host(result.images), host(result.good)
+    assert abs(images[good].mean()) < 0.1
+    assert not good[0, 5, 3] and not good[1, 6, 4]  # DATASEC starts at column 3
+    assert not good[:, :2].any() and not good[:, -2:].any() and not good[..., :2].any()
+    assert good.sum() == 2 * (50 - 4) * (26 - 4) - 2
+    # residual about a per-row median of 6 columns: somewhat below the pixel noise of 1
+    assert np.all((host(result.read_noise_adu) > 0.7) & (host(result.read_noise_adu) < 1.05))
+
+
+def test_measure_is_identical_on_strict_backend(small_e2v):
+    manifest = gpuptc.ingest([small_e2v.directory])
+    manifest = manifest[(manifest.status != "paired") | (manifest.pair < 2)]
+    options = {"isr__dtype": "float64", "extract__min_pixels_covariance": 100, "cov_size": 3}
+    a, ca = gpuptc.measure(manifest, backend="numpy", **options)
+    b, cb = gpuptc.measure(manifest, backend="array_api_strict", **options)
+    columns = ["mean", "var", "rhl_gain", "gain_corrected", "read_noise_adu"]
+    np.testing.assert_allclose(a[columns].to_numpy(), b[columns].to_numpy(), rtol=1e-10)
+    np.testing.assert_allclose(ca["cov"].to_numpy(), cb["cov"].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert (a.npix == b.npix).all()
