@@ -7,6 +7,7 @@ from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
 from gpuptc.pipeline import measure
 from gpuptc.simulate import SimulationConfig, simulate
+from gpuptc.solve import fit, fit_ptc
 
 try:
     __version__ = version("gpuptc")
@@ -19,6 +20,8 @@ __all__ = [
     "RawReadError",
     "SimulationConfig",
     "__version__",
+    "fit",
+    "fit_ptc",
     "ingest",
     "make_master_bias",
     "master_biases",

@@ -30,6 +30,7 @@ __all__ = [
     "ExtractConfig",
     "IsrConfig",
     "Preset",
+    "SolveConfig",
     "get_preset",
 ]
 
@@ -130,19 +131,74 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
+class SolveConfig:
+    """PTC fits.
+
+    Parameters
+    ----------
+    method : {'cp_pipe', 'eotest', 'seed'}
+        Which tool's EXPAPPROXIMATION fit and point selection (``used``): cp_pipe's
+        outlier loop and turnoff, EOTEST's 5-sigma re-selection, or every measured pair.
+    sigma_cut : float
+        Outlier threshold in units of sqrt(var) (cp_pipe and EOTEST: 5).
+    max_iterations : int
+        cp_pipe's outlier-loop iterations (2).
+    max_signal_initial, max_delta_initial : float
+        cp_pipe's initial signal cut and jump threshold: electrons when
+        ``scale_initial_by_gain``, else ADU.
+    scale_initial_by_gain : bool
+        Convert the two thresholds with the median mean/var (cp_pipe default True).
+    min_mean, max_mean : float
+        Points outside (min_mean, max_mean) ADU are never used.
+    rolloff : bool
+        Model the PTC rolloff past the turnoff (LSSTCam production).
+    max_rolloff_deviation : float
+        Largest relative deviation of the rolloff model kept.
+    rolloff_search_adu : float
+        How far past the turnoff (ADU) the rolloff search extends.
+    eotest_initial_max_mean : float
+        Mean cut of EOTEST's first fit (4e4 ADU).
+    linear_points, quadratic_points, powerlaw_points : (int or None, int or None)
+        Index slices (exposure order) of the notebook's fits: ``[6:-15]``, ``[:-3]``,
+        ``[:-15]``.
+    """
+
+    method: str = "cp_pipe"
+    sigma_cut: float = 5.0
+    max_iterations: int = 2
+    max_signal_initial: float = 50000.0
+    max_delta_initial: float = 9000.0
+    scale_initial_by_gain: bool = True
+    min_mean: float = 0.0
+    max_mean: float = 1e6
+    rolloff: bool = False
+    max_rolloff_deviation: float = 0.01
+    rolloff_search_adu: float = 5000.0
+    eotest_initial_max_mean: float = 4e4
+    linear_points: tuple[int | None, int | None] = (6, -15)
+    quadratic_points: tuple[int | None, int | None] = (None, -3)
+    powerlaw_points: tuple[int | None, int | None] = (None, -15)
+
+    def __post_init__(self) -> None:
+        if self.method not in PAIR_METHODS:
+            raise ValueError(f"solve method {self.method!r} not in {', '.join(PAIR_METHODS)}")
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named, complete configuration."""
 
     name: str
     isr: IsrConfig = field(default_factory=IsrConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
+    solve: SolveConfig = field(default_factory=SolveConfig)
 
     def replace(self, **overrides: Any) -> Preset:
         """A copy with fields overridden, given as ``section__field=value`` or ``field=value``.
 
-        A bare field name is looked up in ``isr`` then ``extract``.
+        A bare field name is looked up in ``isr``, ``extract`` then ``solve``.
         """
-        sections: dict[str, dict[str, Any]] = {"isr": {}, "extract": {}}
+        sections: dict[str, dict[str, Any]] = {"isr": {}, "extract": {}, "solve": {}}
         for key, value in overrides.items():
             if "__" in key:
                 section, name = key.split("__", 1)
@@ -165,6 +221,7 @@ class Preset:
             self.name,
             dataclasses.replace(self.isr, **sections["isr"]),
             dataclasses.replace(self.extract, **sections["extract"]),
+            dataclasses.replace(self.solve, **sections["solve"]),
         )
 
 
@@ -173,15 +230,28 @@ PRESETS: dict[str, Preset] = {
         "eotest",
         IsrConfig(serial_overscan="MEAN_PER_ROW", serial_skip=(5, 2), parallel_overscan="NONE"),
         ExtractConfig(method="eotest"),
+        SolveConfig(method="eotest"),
     ),
     "cp_pipe": Preset("cp_pipe"),
-    "cp_pipe_lsstcam": Preset("cp_pipe_lsstcam", IsrConfig(edge_mask=20)),
+    "cp_pipe_lsstcam": Preset(
+        "cp_pipe_lsstcam",
+        IsrConfig(edge_mask=20),
+        ExtractConfig(),
+        SolveConfig(
+            max_signal_initial=20000.0,
+            max_delta_initial=1000.0,
+            scale_initial_by_gain=False,
+            rolloff=True,
+            max_rolloff_deviation=0.005,
+        ),
+    ),
     "seed": Preset(
         "seed",
         IsrConfig(
             serial_overscan="MEDIAN", serial_skip=(0, 0), parallel_overscan="NONE", use_bias=True
         ),
         ExtractConfig(method="seed", gain_correction="NONE"),
+        SolveConfig(method="seed"),
     ),
 }
 

@@ -77,8 +77,9 @@ class SimulationConfig:
         Seed for the truth, the fixed patterns and every exposure.
     storage : {'int32', 'rice', 'uint16', 'gzip'}
         How raw files are stored.
-    size : {'full', 'small'}
-        ``full`` is the real camera layout; ``small`` a 64 x 96 imaging area per amp.
+    size : {'full', 'medium', 'small'}
+        ``full`` is the real camera layout; ``medium`` a 256 x 1000 and ``small`` a
+        64 x 96 imaging area per amp, for fast tests.
     biases : int
         Number of bias frames taken before the flats.
     brighter_fatter : bool
@@ -118,15 +119,19 @@ class SimulationConfig:
             raise ValueError(f"unknown vendor {self.vendor!r}; use 'e2v' or 'itl'")
         if self.storage not in STORAGES:
             raise ValueError(f"unknown storage {self.storage!r}; use one of {', '.join(STORAGES)}")
-        if self.size not in ("full", "small"):
-            raise ValueError(f"unknown size {self.size!r}; use 'full' or 'small'")
+        if self.size not in ("full", "medium", "small"):
+            raise ValueError(f"unknown size {self.size!r}; use 'full', 'medium' or 'small'")
         if self.pairs < 0 or self.biases < 0:
             raise ValueError("pairs and biases must be non-negative")
 
     @property
     def layout(self) -> RawLayout:
         """The raw layout written."""
-        return LAYOUTS[self.vendor] if self.size == "full" else small_layout(self.vendor)
+        if self.size == "full":
+            return LAYOUTS[self.vendor]
+        if self.size == "medium":
+            return small_layout(self.vendor, nx=256, ny=1000)
+        return small_layout(self.vendor)
 
     @property
     def sensor(self) -> str:

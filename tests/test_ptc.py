@@ -1,0 +1,200 @@
+"""PTC fits: published golden values, truth from the simulator, edge cases."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import gpuptc
+from gpuptc.ptc import eq16
+from gpuptc.simulate import simulate
+
+# EOTEST tests/PTC_mean_var_values.txt (lsst-camera-dh/eotest): amp05 of
+# E2V-CCD250-266-Dev_ptc.fits, run 6006D; (mean ADU, variance ADU^2), unsorted.
+EOTEST_PTC = np.array(
+    [
+        (99.6577, 191.377),
+        (128.857, 208.138),
+        (174.202, 264.431),
+        (235.628, 346.669),
+        (318.763, 448.271),
+        (1005.67, 1340.19),
+        (1297.05, 1726.31),
+        (554.756, 758.255),
+        (1764.03, 2326.71),
+        (756.385, 1021.15),
+        (2407.88, 3168.46),
+        (3182.25, 4138.64),
+        (4216.63, 5479.21),
+        (13029.6, 16554.8),
+        (5609.55, 7238.18),
+        (17930.4, 22416.3),
+        (7530.17, 9708.22),
+        (98627.1, 105830.0),
+        (24075.1, 30096.5),
+        (109461.0, 115537.0),
+        (9982.77, 12746.5),
+        (118871.0, 122858.0),
+        (129387.0, 131169.0),
+        (138461.0, 137289.0),
+        (32012.2, 38883.3),
+        (148175.0, 143679.0),
+        (74251.1, 83285.3),
+        (158970.0, 149358.0),
+        (79200.0, 88177.5),
+        (168251.0, 107904.0),
+        (84535.1, 94583.5),
+        (179264.0, 144869.0),
+        (88961.3, 97383.9),
+        (41846.6, 49629.0),
+        (187892.0, 149335.0),
+        (93707.9, 101847.0),
+        (197033.0, 50381.8),
+        (209168.0, 3705.88),
+        (210366.0, 2948.24),
+        (55804.5, 63629.3),
+        (209859.0, 3372.0),
+        (208915.0, 27830.7),
+        (207430.0, 408278.0),
+    ]
+)
+
+# cp_pipe tests/test_ptc.py (lsst/cp_pipe), test_ptcFit: sqrt-weights of C00 per point.
+CP_PIPE_WEIGHTS = np.array(
+    [
+        0.07980188,
+        0.01339653,
+        0.0073118,
+        0.00502802,
+        0.00383132,
+        0.00309475,
+        0.00259572,
+        0.00223528,
+        0.00196273,
+        0.00174943,
+        0.00157794,
+        0.00143707,
+        0.00131929,
+        0.00121935,
+        0.0011334,
+        0.00105893,
+        0.00099357,
+        0.0009358,
+        0.00088439,
+        0.00083833,
+    ]
+)
+
+
+def test_eotest_golden_values():
+    """EOTEST's own ptc_analysis_tests: the places it asserts."""
+    result = gpuptc.fit_ptc(EOTEST_PTC[:, 0], EOTEST_PTC[:, 1], preset="eotest")
+    assert result.status == "ok"
+    assert result.gain == pytest.approx(0.77132744, abs=0.5e-5)
+    assert result.gain_err == pytest.approx(0.001864, abs=0.5e-5)
+    assert result.noise == pytest.approx(5.2091694, abs=0.5e-4)
+    assert result.noise_err == pytest.approx(0.38651699, abs=0.5e-4)
+    assert result.turnoff == pytest.approx(148175, abs=0.5e-3)
+    assert result.a00 < 0 and result.extra["a00_eotest"] == pytest.approx(2.67726e-6, abs=0.5e-5)
+    assert result.n_used == 32
+
+
+def test_cp_pipe_ptc_fit_golden_values():
+    """cp_pipe's test_ptcFit: exact eq. 16 variances, 7 decimal places."""
+    t = np.arange(1.0, 100.0, 5.0)
+    mean = 1000 * t - 5e-6 * t**2
+    var = eq16(mean, -1.2e-6, 0.75, 1.5)
+    npix = 2 * (CP_PIPE_WEIGHTS * var) ** 2  # weights = sqrt(npix / 2) / var
+    result = gpuptc.fit_ptc(mean, var, preset="cp_pipe", npix=npix)
+    assert result.gain == pytest.approx(0.75, abs=1e-7)
+    assert result.a00 == pytest.approx(-1.2e-6, abs=1e-7)
+    assert result.noise == pytest.approx(np.sqrt(1.5), abs=1e-7)
+    assert result.noise_err < np.sqrt(1.5)
+    assert result.n_used == 20
+
+
+@pytest.mark.parametrize("model", ["expapprox", "linear", "quadratic", "powerlaw"])
+@pytest.mark.parametrize("preset", ["eotest", "cp_pipe", "seed"])
+def test_too_few_points_is_a_status(model, preset):
+    result = gpuptc.fit_ptc([100.0, 200.0], [110.0, 230.0], model, preset)
+    assert result.status == "too_few_points"
+    assert np.isnan(result.gain)
+
+
+def test_garbage_does_not_raise():
+    mean = np.full(10, np.nan)
+    assert gpuptc.fit_ptc(mean, mean, preset="cp_pipe").status == "too_few_points"
+    assert gpuptc.fit_ptc(mean, mean, preset="eotest").status in (
+        "too_few_points",
+        "no_convergence",
+    )
+
+
+def test_notebook_fits_on_a_clean_ptc():
+    mean = np.geomspace(500, 9e4, 40)
+    var = eq16(mean, -1e-6, 1.2, 30.0)
+    linear = gpuptc.fit_ptc(mean, var, "linear", "seed", linear_points=(0, 10))
+    quadratic = gpuptc.fit_ptc(mean, var, "quadratic", "seed", quadratic_points=(0, 25))
+    powerlaw = gpuptc.fit_ptc(mean, var, "powerlaw", "seed")
+    assert linear.gain == pytest.approx(1.2, rel=0.01)
+    assert quadratic.gain == pytest.approx(1.2, rel=0.005)
+    assert quadratic.a00 == pytest.approx(-1e-6 * 1.2**0, rel=0.2)
+    assert quadratic.noise == pytest.approx(np.sqrt(30.0), rel=0.1)
+    assert powerlaw.gain == pytest.approx(1.2, rel=0.05) and np.isnan(powerlaw.noise)
+    assert linear.n_used == 10 and powerlaw.n_used == 25
+
+
+def test_unknown_model_and_shape_errors():
+    with pytest.raises(ValueError, match="unknown model"):
+        gpuptc.fit_ptc([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], "cubic")
+    with pytest.raises(ValueError, match="1-D"):
+        gpuptc.fit_ptc([1.0, 2.0], [1.0])
+
+
+@pytest.fixture(scope="module", params=[("e2v", 31), ("itl", 32)], ids=["e2v", "itl"])
+def measured(request, tmp_path_factory):
+    vendor, seed = request.param
+    directory = tmp_path_factory.mktemp(f"truth-{vendor}")
+    sim = simulate(directory, vendor=vendor, size="medium", pairs=24, biases=0, seed=seed)
+    pairs, covs = gpuptc.measure(gpuptc.ingest([directory]), backend="numpy")
+    return sim, pairs, covs
+
+
+@pytest.mark.parametrize("preset", ["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"])
+def test_expapprox_recovers_truth(measured, preset):
+    sim, pairs, covs = measured
+    ptc, _, fitted = gpuptc.fit(pairs, covs, preset=preset)
+    truth = sim.truth.set_index("amp")
+    expapprox = ptc[ptc.model == "expapprox"].set_index("amp")
+    assert (expapprox.status == "ok").all()
+    ratio = expapprox.gain / truth.gain
+    assert np.abs(ratio - 1).max() < 0.015
+    assert np.abs(expapprox.a00 / truth.a00 - 1).median() < 0.1
+    turnoff = expapprox.turnoff / truth.full_well_adu
+    # the ladder steps by 26 %: the last unsaturated pair lies at 0.75-0.95 of the full
+    # well. LSSTCam's unscaled 1000-ADU jump rule is made for dense ladders and stops
+    # earlier on this sparse one, so only the upper bound applies to it.
+    assert (turnoff < 1.0).all()
+    if preset != "cp_pipe_lsstcam":
+        assert (turnoff > 0.6).all()
+    assert set(ptc.model) == {"expapprox", "linear", "quadratic", "powerlaw", "rhl"}
+    assert len(ptc) == 16 * 5
+    assert fitted.used.notna().all()
+    used = fitted.groupby("amp").used.sum()
+    if preset == "seed":
+        assert (used == 24).all()
+    else:
+        assert (used == expapprox.n_used).all()
+        saturated = fitted[fitted.pair == 23]
+        assert not saturated.used.any()
+
+
+def test_fit_table_contract(measured):
+    _, pairs, covs = measured
+    ptc, fullcov, fitted = gpuptc.fit(pairs, covs, models=["expapprox", "rhl"])
+    assert list(ptc.columns) == list(gpuptc.solve.PTC_COLUMNS)
+    assert isinstance(fullcov, pd.DataFrame) and list(fullcov.columns) == list(
+        gpuptc.solve.FULLCOV_COLUMNS
+    )
+    assert fitted.used.dtype == "boolean"
+    rhl = ptc[ptc.model == "rhl"]
+    assert (rhl.n_used == ptc[ptc.model == "expapprox"].n_used.to_numpy()).all()
