@@ -26,27 +26,10 @@ import numpy as np
 
 from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import get_preset
-from gpuptc.io.geometry import SensorGeometry, amp_geometry
-from gpuptc.io.layout import LAYOUTS, segment_name
+from gpuptc.io.layout import LAYOUTS
 from gpuptc.isr import run_isr
 from gpuptc.simulate import SimulationConfig, exposure_plan, render_exposure, sensor_truth
 from gpuptc.stats import pair_statistics
-
-
-def _geometry() -> SensorGeometry:
-    layout = LAYOUTS["e2v"]
-    amps = tuple(
-        amp_geometry(
-            a,
-            segment_name(a),
-            layout.naxis1,
-            layout.naxis2,
-            layout.datasec,
-            str(layout.detector_keywords(a)["DETSEC"]),
-        )
-        for a in range(1, 17)
-    )
-    return SensorGeometry(amps, "e2v")
 
 
 def _raw_pairs(pairs: int) -> np.ndarray:
@@ -116,7 +99,7 @@ def main() -> None:
     backend = get_backend(args.backend)
     xp = backend.xp
     timed = _timer(backend)
-    geometry = _geometry()
+    geometry = LAYOUTS["e2v"].sensor_geometry()
     host = _pinned(_raw_pairs(args.pairs), backend)
     nbytes = host.nbytes
     megabytes = nbytes / 1e6

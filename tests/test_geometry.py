@@ -12,7 +12,7 @@ from gpuptc.io.geometry import (
     parse_section,
     vendor_from_detsec,
 )
-from gpuptc.io.layout import LAYOUTS, segment_name
+from gpuptc.io.layout import LAYOUTS
 
 
 def test_parse_section_keeps_orientation():
@@ -87,18 +87,7 @@ def test_vendor_from_hdu9_detsec():
 
 def _layout_geometry(vendor):
     layout = LAYOUTS[vendor]
-    amps = tuple(
-        amp_geometry(
-            amp,
-            segment_name(amp),
-            layout.naxis1,
-            layout.naxis2,
-            layout.datasec,
-            str(layout.detector_keywords(amp)["DETSEC"]),
-        )
-        for amp in range(1, 17)
-    )
-    return SensorGeometry(amps, vendor), layout
+    return layout.sensor_geometry(), layout
 
 
 @pytest.mark.parametrize("vendor", ["e2v", "itl"])

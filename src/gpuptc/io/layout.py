@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpuptc.io.geometry import SensorGeometry, amp_geometry
+
 __all__ = ["LAYOUTS", "RawLayout", "segment_name", "small_layout"]
 
 
@@ -104,6 +106,21 @@ class RawLayout:
             "DTM1_1": dtm11,
             "DTM2_2": -1,
         }
+
+    def sensor_geometry(self) -> SensorGeometry:
+        """The geometry a reader derives from files written in this layout."""
+        amps = tuple(
+            amp_geometry(
+                amp,
+                segment_name(amp, self.namps),
+                self.naxis1,
+                self.naxis2,
+                self.datasec,
+                str(self.detector_keywords(amp)["DETSEC"]),
+            )
+            for amp in range(1, self.namps + 1)
+        )
+        return SensorGeometry(amps, self.vendor)
 
 
 LAYOUTS: dict[str, RawLayout] = {
