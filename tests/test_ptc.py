@@ -162,7 +162,8 @@ def measured(request, tmp_path_factory):
 @pytest.mark.parametrize("preset", ["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"])
 def test_expapprox_recovers_truth(measured, preset):
     sim, pairs, covs = measured
-    ptc, _, fitted = gpuptc.fit(pairs, covs, preset=preset)
+    models = ["expapprox", "linear", "quadratic", "powerlaw", "rhl"]
+    ptc, _, fitted = gpuptc.fit(pairs, covs, preset=preset, models=models)
     truth = sim.truth.set_index("amp")
     expapprox = ptc[ptc.model == "expapprox"].set_index("amp")
     assert (expapprox.status == "ok").all()
@@ -198,3 +199,67 @@ def test_fit_table_contract(measured):
     assert fitted.used.dtype == "boolean"
     rhl = ptc[ptc.model == "rhl"]
     assert (rhl.n_used == ptc[ptc.model == "expapprox"].n_used.to_numpy()).all()
+
+
+@pytest.mark.parametrize("model", ["fullcov", "fullcov_nob"])
+def test_fullcov_recovers_truth(measured, model):
+    """Eq. 20 on the covariances, with Astier's 1e5 e- cut (a pair at 0.98 of the full well
+    is partly saturated: its C00 still looks right, its C01 and C10 do not)."""
+    sim, pairs, covs = measured
+    ptc, fullcov, _ = gpuptc.fit(
+        pairs, covs, preset="cp_pipe", models=[model], fullcov_size=5, fullcov_max_signal=1e5
+    )
+    truth = sim.truth.set_index("amp")
+    result = ptc.set_index("amp")
+    assert (result.status == "ok").all()
+    assert np.abs(result.gain / truth.gain - 1).max() < 0.015
+    assert np.abs(result.a00 / truth.a00 - 1).max() < 0.2
+    assert len(fullcov) == 16 * 25 and set(fullcov.model) == {model}
+    nearest = fullcov[(fullcov.i + fullcov.j == 1)]
+    assert (nearest.a > 0).all()  # neighbours gain what the pixel loses
+    if model == "fullcov_nob":
+        assert (fullcov.b == 0).all()
+
+
+def test_fullcov_exact_model_round_trip():
+    from gpuptc.fullcov import evaluate, fit_fullcov
+
+    r = 4
+    lags = np.add.outer(np.arange(r), np.arange(r))
+    a = 4e-7 * np.exp(-lags)
+    a[0, 0] = -2.4e-6
+    c = a * 1.5e-6
+    noise = np.zeros((r, r))
+    noise[0, 0] = 30.0
+    mean = np.geomspace(1e3, 9e4, 15)
+    cov = evaluate(mean, a, c, noise, 1.3)
+    npix = np.full(cov.shape, 1e6)
+    result = fit_fullcov(mean, cov, npix, cov[:, 0, 0])
+    assert result.gain == pytest.approx(1.3, rel=1e-8)
+    np.testing.assert_allclose(result.a, a, rtol=1e-6, atol=1e-13)
+    np.testing.assert_allclose(result.b[:2, :2], 1.5e-6, rtol=1e-3)
+    assert result.noise == pytest.approx(np.sqrt(30.0), rel=1e-6)
+    via_api = gpuptc.fit_ptc(
+        mean, cov[:, 0, 0], "fullcov", "cp_pipe", cov=cov, npix=npix, fullcov_size=4
+    )
+    assert via_api.gain == pytest.approx(1.3, rel=1e-6)
+    with pytest.raises(ValueError, match="covariances"):
+        gpuptc.fit_ptc(mean, cov[:, 0, 0], "fullcov")
+
+
+def test_convolution_matrix_is_a_mirrored_convolution():
+    from scipy.signal import fftconvolve
+
+    from gpuptc.fullcov import convolution_matrix
+
+    rng = np.random.default_rng(7)
+    r = 5
+    x, y = rng.normal(size=(r, r)), rng.normal(size=(r, r))
+
+    def mirrored(m):
+        index = np.abs(np.arange(-r + 1, r))
+        return m[np.ix_(index, index)]
+
+    full = fftconvolve(mirrored(x), mirrored(y), mode="full")
+    expected = full[2 * r - 2 : 3 * r - 2, 2 * r - 2 : 3 * r - 2]
+    np.testing.assert_allclose(convolution_matrix(x) @ y.ravel(), expected.ravel(), atol=1e-12)

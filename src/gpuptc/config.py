@@ -158,6 +158,13 @@ class SolveConfig:
         How far past the turnoff (ADU) the rolloff search extends.
     eotest_initial_max_mean : float
         Mean cut of EOTEST's first fit (4e4 ADU).
+    fullcov_size : int
+        Lags per axis in the full-covariance fits (cp_pipe: 10), at most the measured
+        ``cov_size``.
+    fullcov_max_signal : float or None
+        Electrons (converted with the EXPAPPROXIMATION gain) above which pairs are left
+        out of the full-covariance fits, as Astier's code does (1e5 e-); None, as
+        cp_pipe, keeps every pair of the EXPAPPROXIMATION selection.
     linear_points, quadratic_points, powerlaw_points : (int or None, int or None)
         Index slices (exposure order) of the notebook's fits: ``[6:-15]``, ``[:-3]``,
         ``[:-15]``.
@@ -175,6 +182,8 @@ class SolveConfig:
     max_rolloff_deviation: float = 0.01
     rolloff_search_adu: float = 5000.0
     eotest_initial_max_mean: float = 4e4
+    fullcov_size: int = 10
+    fullcov_max_signal: float | None = None
     linear_points: tuple[int | None, int | None] = (6, -15)
     quadratic_points: tuple[int | None, int | None] = (None, -3)
     powerlaw_points: tuple[int | None, int | None] = (None, -15)
@@ -230,7 +239,7 @@ PRESETS: dict[str, Preset] = {
         "eotest",
         IsrConfig(serial_overscan="MEAN_PER_ROW", serial_skip=(5, 2), parallel_overscan="NONE"),
         ExtractConfig(method="eotest"),
-        SolveConfig(method="eotest"),
+        SolveConfig(method="eotest", fullcov_max_signal=1e5),
     ),
     "cp_pipe": Preset("cp_pipe"),
     "cp_pipe_lsstcam": Preset(
@@ -251,7 +260,7 @@ PRESETS: dict[str, Preset] = {
             serial_overscan="MEDIAN", serial_skip=(0, 0), parallel_overscan="NONE", use_bias=True
         ),
         ExtractConfig(method="seed", gain_correction="NONE"),
-        SolveConfig(method="seed"),
+        SolveConfig(method="seed", fullcov_max_signal=1e5),
     ),
 }
 

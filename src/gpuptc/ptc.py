@@ -40,7 +40,15 @@ __all__ = [
     "fit_rhl",
 ]
 
-MODELS: tuple[str, ...] = ("expapprox", "linear", "quadratic", "powerlaw", "rhl")
+MODELS: tuple[str, ...] = (
+    "expapprox",
+    "fullcov",
+    "fullcov_nob",
+    "linear",
+    "quadratic",
+    "powerlaw",
+    "rhl",
+)
 
 
 @dataclass

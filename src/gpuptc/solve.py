@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gpuptc.config import Preset, SolveConfig, get_preset
+from gpuptc.fullcov import FullCovFit, fit_fullcov
 from gpuptc.ptc import (
     MODELS,
     PtcFit,
@@ -91,14 +92,16 @@ def fit_ptc(
     mean, var : array-like
         Per-pair mean (ADU) and per-image variance (ADU^2), in exposure order.
     model : str
-        ``expapprox``, ``linear``, ``quadratic``, ``powerlaw`` or ``rhl``.
+        ``expapprox``, ``fullcov``, ``fullcov_nob``, ``linear``, ``quadratic``,
+        ``powerlaw`` or ``rhl``.
     preset : str or Preset
         Fixes the fit procedure (``eotest``, ``cp_pipe``, ``cp_pipe_lsstcam``, ``seed``).
     cov : array, optional
-        ``(n, L, L)`` covariances, for full-covariance models.
+        ``(n, L, L)`` covariances ``[i, j]``, for ``fullcov`` and ``fullcov_nob`` (fitted
+        on the pairs the EXPAPPROXIMATION selection keeps).
     npix : array, optional
-        Pixels behind each variance: the weights ``sqrt(npix/2)/var`` of cp_pipe's final
-        fit (default: equal pixel counts).
+        Pixels behind each variance, ``(n,)``, or behind each covariance, ``(n, L, L)``
+        for the full-covariance models: the weights of cp_pipe's fits (default equal).
     gains : array, optional
         Per-pair gains, for ``rhl``.
     **options
@@ -127,10 +130,28 @@ def fit_ptc(
         raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
     solve = config.solve
     counts = np.ones_like(mean) if npix is None else np.asarray(npix, dtype=np.float64)
+    if counts.ndim == 3:
+        counts = counts[:, 0, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         weights = np.sqrt(counts / 2.0) / var
     if model == "expapprox":
         return _expapprox(mean, var, weights, solve)
+    if model in ("fullcov", "fullcov_nob"):
+        if cov is None:
+            raise ValueError(f"model {model!r} needs the covariances (cov=..., npix=...)")
+        counts3 = np.ones_like(cov) if npix is None else np.asarray(npix, dtype=np.float64)
+        used = _fullcov_mask(mean, _expapprox(mean, var, weights, solve), solve)
+        return _as_ptc_fit(
+            fit_fullcov(
+                mean[used],
+                np.asarray(cov)[used],
+                counts3[used],
+                var[used],
+                with_b=model == "fullcov",
+                size=solve.fullcov_size,
+            ),
+            used,
+        )
     if model == "linear":
         return fit_linear(mean, var, points=_slice(solve.linear_points))
     if model == "quadratic":
@@ -140,6 +161,56 @@ def fit_ptc(
     if gains is None:
         raise ValueError("model 'rhl' needs the per-pair gains (gains=...)")
     return fit_rhl(gains)
+
+
+def _fullcov_mask(mean: np.ndarray, expapprox: PtcFit, solve: SolveConfig) -> np.ndarray:
+    """Pairs for the full-covariance fits: the EXPAPPROXIMATION selection, optionally cut."""
+    mask = expapprox.mask if len(expapprox.mask) == len(mean) else np.zeros(len(mean), bool)
+    if solve.fullcov_max_signal is not None and np.isfinite(expapprox.gain):
+        mask = mask & (mean * expapprox.gain <= solve.fullcov_max_signal)
+    return mask
+
+
+def _as_ptc_fit(result: FullCovFit, used: np.ndarray) -> PtcFit:
+    """Summarise a full-covariance fit in the common shape; matrices go to ``extra``."""
+    if result.status != "ok":
+        return PtcFit(result.model, mask=np.zeros(len(used), bool), status=result.status)
+    return PtcFit(
+        result.model,
+        gain=result.gain,
+        gain_err=result.gain_err,
+        noise=result.noise,
+        noise_err=result.noise_err,
+        a00=float(result.a[0, 0]),
+        a00_err=float(result.a_err[0, 0]),
+        turnoff=result.turnoff,
+        mask=used,
+        chi2_dof=result.chi2_dof,
+        extra={"fullcov": result},
+    )
+
+
+def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]:
+    matrices = result.extra.get("fullcov")
+    if matrices is None:
+        return []
+    size = matrices.a.shape[0]
+    return [
+        {
+            "sensor": sensor,
+            "amp": amp,
+            "model": result.model,
+            "i": i,
+            "j": j,
+            "a": matrices.a[i, j],
+            "a_err": matrices.a_err[i, j],
+            "b": matrices.b[i, j],
+            "b_err": matrices.b_err[i, j],
+            "noise": matrices.noise_matrix[i, j],
+        }
+        for i in range(size)
+        for j in range(size)
+    ]
 
 
 def _row(sensor: str, amp: int, segment: str, result: PtcFit) -> dict[str, Any]:
@@ -202,10 +273,16 @@ def fit(
     out = pairs.copy()
     out["used"] = pd.array([False] * len(out), dtype="boolean")
     npix00 = None
+    cov_lookup = None
     if covariances is not None and len(covariances):
         origin = covariances[(covariances["i"] == 0) & (covariances["j"] == 0)]
         npix00 = origin.set_index(["sensor", "pair", "amp"])["npix"]
+        cov_lookup = covariances.groupby(["sensor", "amp"], sort=False)
+    needs_cov = any(m in ("fullcov", "fullcov_nob") for m in wanted)
+    if needs_cov and cov_lookup is None:
+        raise ValueError("the full-covariance models need the covariances table")
     rows: list[dict[str, Any]] = []
+    cov_rows: list[dict[str, Any]] = []
     for (sensor, amp), group in out.groupby(["sensor", "amp"], sort=True):
         group = group.sort_values("pair")
         measured = group[group["status"].isin(_MEASURED)]
@@ -224,14 +301,46 @@ def fit(
         used = np.ones(len(measured), bool) if config.solve.method == "seed" else expapprox.mask
         if len(used) == len(measured):
             out.loc[measured.index, "used"] = used
+        cube = npix_cube = None
+        if needs_cov and cov_lookup is not None:
+            cube, npix_cube = _cov_cubes(cov_lookup.get_group((sensor, amp)), measured["pair"])
         for model in wanted:
             if model == "expapprox":
                 result = expapprox
+            elif model in ("fullcov", "fullcov_nob"):
+                fit_mask = _fullcov_mask(mean, expapprox, config.solve)
+                result = _as_ptc_fit(
+                    fit_fullcov(
+                        mean[fit_mask],
+                        cube[fit_mask],
+                        npix_cube[fit_mask],
+                        var[fit_mask],
+                        with_b=model == "fullcov",
+                        size=config.solve.fullcov_size,
+                    ),
+                    fit_mask,
+                )
+                cov_rows.extend(_fullcov_rows(str(sensor), int(amp), result))
             elif model == "rhl":
                 result = fit_rhl(measured["rhl_gain"].to_numpy(float), used if len(used) else None)
             else:
                 result = fit_ptc(mean, var, model, config)
             rows.append(_row(str(sensor), int(amp), segment, result))
     ptc = pd.DataFrame(rows, columns=list(PTC_COLUMNS)).astype({"amp": "int64", "n_used": "int64"})
-    fullcov = pd.DataFrame(columns=list(FULLCOV_COLUMNS))
+    fullcov = pd.DataFrame(cov_rows, columns=list(FULLCOV_COLUMNS)).astype(
+        {"amp": "int64", "i": "int64", "j": "int64"}
+    )
     return ptc, fullcov, out
+
+
+def _cov_cubes(table: pd.DataFrame, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, L, L)`` covariance and pixel-count arrays for the given pairs, in order."""
+    size = int(table["i"].max()) + 1
+    cov = np.full((len(pairs), size, size), np.nan)
+    npix = np.zeros((len(pairs), size, size))
+    position = {int(p): k for k, p in enumerate(pairs)}
+    rows = table[table["pair"].isin(position)]
+    k = rows["pair"].map(position).to_numpy()
+    cov[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["cov"].to_numpy()
+    npix[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["npix"].to_numpy()
+    return cov, npix
