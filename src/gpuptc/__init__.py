@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from gpuptc.compare import compare, write_eotest_files
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
@@ -20,6 +21,7 @@ __all__ = [
     "RawReadError",
     "SimulationConfig",
     "__version__",
+    "compare",
     "fit",
     "fit_ptc",
     "ingest",
@@ -29,4 +31,5 @@ __all__ = [
     "read_master_bias",
     "read_raw",
     "simulate",
+    "write_eotest_files",
 ]

@@ -55,6 +55,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "read_noise_adu",
     "overscan_level",
     "cov_pixels",
+    "pixels",
     "used",
     "status",
 )
@@ -194,6 +195,7 @@ def _rows(
                 "file1": pair.file1,
                 "file2": pair.file2,
                 **{name: values[name][k, a] for name in values},
+                "pixels": geometry.imaging.shape[0] * geometry.imaging.shape[1],
                 "used": pd.NA,
             }
             cov_ok = cov is not None and bool(np.isfinite(cov[k, a, 0, 0]))
@@ -321,6 +323,7 @@ def _typed_pairs(frame: pd.DataFrame) -> pd.DataFrame:
             "amp": "int64",
             "npix": "int64",
             "cov_pixels": "int64",
+            "pixels": "int64",
             "used": "boolean",
             **{
                 c: "float64"
