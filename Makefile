@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench study clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/io_readers.py
+
+study: $(VENV)/.installed
+	$(BIN)/python benchmarks/gain_methods.py
 
 clean:
 	rm -rf $(VENV) gpuptc-demo .pytest_cache .ruff_cache

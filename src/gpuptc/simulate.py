@@ -31,6 +31,7 @@ import json
 import math
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -94,6 +95,8 @@ class SimulationConfig:
         RMS relative illumination difference between the two flats of a pair.
     common_mode_adu : float
         RMS of the per-row offset shared by a row's data and overscan.
+    read_noise_scale : float
+        Multiplies the drawn read noise (4-8 e-), for studies of its effect.
     filter : str
         FILTER keyword.
     """
@@ -112,6 +115,7 @@ class SimulationConfig:
     cti: bool = True
     pair_mismatch: float = 3e-3
     common_mode_adu: float = 1.5
+    read_noise_scale: float = 1.0
     filter: str = "SDSSi"
 
     def __post_init__(self) -> None:
@@ -177,7 +181,7 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
     else:
         gain = rng.uniform(1.30, 1.80, namps)
         full_well = rng.uniform(1.80e5, 2.20e5, namps)
-    read_noise = rng.uniform(4.0, 8.0, namps)
+    read_noise = rng.uniform(4.0, 8.0, namps) * config.read_noise_scale
     a00 = -rng.uniform(2.0e-6, 3.0e-6, namps) if config.brighter_fatter else np.zeros(namps)
     bias = rng.uniform(15000.0, 25000.0, namps).round(1)
     amps = np.arange(1, namps + 1)
@@ -676,7 +680,10 @@ def _render_all(
             if progress:
                 progress(done, total)
         return
-    context = multiprocessing.get_context("spawn")
+    # fork needs no import guard in the caller's script; it is safe only while this
+    # process runs no other thread
+    safe_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+    context = multiprocessing.get_context("fork" if safe_fork else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(_write_exposure, config, truth, plan, str(out)) for plan in plans]
         for done, future in enumerate(futures, 1):
