@@ -8,10 +8,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from gpuptc import __version__
+from gpuptc._version import __version__
+
+if TYPE_CHECKING:
+    from gpuptc.job import RunResult
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "main"]
 
@@ -103,18 +107,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from gpuptc._progress import Progress
-    from gpuptc.io.manifest import ingest
+    from gpuptc.job import run
     from gpuptc.simulate import simulate
 
     directory = Path(args.directory)
-    print(f"Simulating one e2v sensor ({args.pairs} flat pairs, RICE-compressed) in {directory}")
+    raw = directory / "raw"
+    print(f"Simulating one e2v sensor ({args.pairs} flat pairs, RICE-compressed) in {raw}")
     started = time.monotonic()
     result = simulate(
-        directory,
+        raw,
         vendor="e2v",
         pairs=args.pairs,
         seed=args.seed,
         storage="rice",
+        size=args.size,
         reuse=True,
         workers=args.workers,
         progress=Progress("exposures", 0, enabled=not args.quiet),
@@ -123,13 +129,163 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"  {len(result.flats)} flats and {len(result.biases)} biases ready "
         f"({time.monotonic() - started:.1f} s)"
     )
-    manifest = ingest([directory], progress=Progress("headers", 0, enabled=not args.quiet))
-    _report_manifest(manifest, verbose=args.verbose)
-    truth = pd.read_parquet(result.truth_path)
-    print("Truth (per amp): gain e-/ADU, read noise e-, a00 1e-6/e-, full well e-")
-    table = truth[["amp", "segment", "gain", "read_noise", "a00", "full_well"]].copy()
-    table["a00"] *= 1e6
-    _print_table(table.round({"gain": 4, "read_noise": 2, "a00": 3, "full_well": 0}))
+    print(f"Running the analysis (preset {args.preset}, backend {args.backend})")
+    analysis = run(
+        [raw],
+        directory / "results",
+        preset=args.preset,
+        backend=args.backend,
+        progress=_RunProgress(enabled=not args.quiet),
+    )
+    truth = pd.read_parquet(result.truth_path).set_index("amp")
+    gains = analysis.tables["ptc"].pivot(index="amp", columns="model", values="gain")
+    eotest = analysis.tables["comparison"].drop_duplicates("amp").set_index("amp")["eotest_gain"]
+    table = pd.DataFrame({"truth": truth["gain"]}).join(gains).join(eotest.rename("EOTEST"))
+    print("Gain per amp (e-/ADU): simulated truth, each method, EOTEST-style reference")
+    _print_table(table.reset_index().round(4))
+    ratio = gains.div(truth["gain"], axis=0)
+    print(
+        "Median gain / truth per method: "
+        + ", ".join(f"{method} {value:.4f}" for method, value in ratio.median().items())
+    )
+    _print_run(analysis, verbose=args.verbose)
+    print(
+        f"Report: {directory / 'results' / 'report' / 'index.html'} "
+        f"({time.monotonic() - started:.0f} s in all)"
+    )
+    return analysis.exit_code
+
+
+def _config_overrides(path: str | None) -> dict[str, object]:
+    """Preset overrides from a TOML file with [isr], [extract] and [solve] tables."""
+    if not path:
+        return {}
+    import tomllib
+
+    with open(path, "rb") as handle:
+        document = tomllib.load(handle)
+    overrides: dict[str, object] = {}
+    for section, values in document.items():
+        if section == "preset":
+            continue
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [{section}] must be a table of fields")
+        for name, value in values.items():
+            overrides[f"{section}__{name}"] = tuple(value) if isinstance(value, list) else value
+    return overrides
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    return repr(value)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from gpuptc.config import get_preset
+
+    preset = get_preset(args.preset, **_config_overrides(args.config))
+    print(f"# gpuptc {__version__}: preset {preset.name!r}; edit and pass with --config FILE")
+    print(f'preset = "{preset.name}"')
+    for section in ("isr", "extract", "solve"):
+        print(f"\n[{section}]")
+        for name, value in dataclasses.asdict(getattr(preset, section)).items():
+            if value is None or (isinstance(value, tuple | list) and None in value):
+                print(f"# {name} = {value!r}  (None: not set)")
+            else:
+                print(f"{name} = {_toml_value(value)}")
+    return EXIT_OK
+
+
+class _RunProgress:
+    """Pairs measured per sensor and overall, on one status line or in log lines."""
+
+    def __init__(self, enabled: bool) -> None:
+        from gpuptc._progress import Progress
+
+        self.overall = Progress("pairs (all sensors)", 0, enabled=enabled)
+        self.sensor_done: dict[str, int] = {}
+        self.sensor_total: dict[str, int] = {}
+
+    def __call__(self, sensor: str, done: int, total: int) -> None:
+        self.sensor_done[sensor] = done
+        self.sensor_total[sensor] = total
+        self.overall.label = f"{sensor} {done}/{total}; pairs (all sensors)"
+        self.overall(sum(self.sensor_done.values()), max(sum(self.sensor_total.values()), 1))
+
+
+def _print_run(result: RunResult, *, verbose: bool) -> None:
+    from gpuptc.job import summarize_run
+
+    summary = summarize_run(result)
+    print("Per-sensor summary (median gain per method, e-/ADU):")
+    _print_table(summary)
+    rejected = result.rejected
+    if len(rejected):
+        print(f"Rejected ({len(rejected)}), listed in {result.out / 'rejected.csv'}:")
+        for row in rejected.head(20 if not verbose else len(rejected)).itertuples():
+            where = " ".join(
+                str(part)
+                for part in (
+                    row.path,
+                    row.sensor,
+                    f"pair {row.pair}" if not _missing(row.pair) else None,
+                    f"amp {row.amp}" if not _missing(row.amp) else None,
+                )
+                if part is not None and not _missing(part)
+            )
+            print(f"  {where}: {row.reason}")
+        if len(rejected) > 20 and not verbose:
+            print(f"  ... {len(rejected) - 20} more (-v lists all)")
+    print(f"Outputs: {result.out} (tables, rejected.csv, eotest/, report/index.html)")
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gpuptc.job import EXIT_FATAL as FATAL
+    from gpuptc.job import run
+
+    overrides = _config_overrides(args.config)
+    if args.cov_size is not None:
+        overrides["extract__cov_size"] = args.cov_size
+    preset = args.preset
+    result = run(
+        args.inputs,
+        args.out,
+        preset=preset,
+        backend=args.backend,
+        bias=args.bias or None,
+        eotest=args.eotest,
+        models=args.models.split(",") if args.models else None,
+        sensors=args.sensors.split(",") if args.sensors else None,
+        report=not args.no_report,
+        progress=_RunProgress(enabled=not args.quiet),
+        **overrides,
+    )
+    if result.exit_code == FATAL:
+        manifest = result.tables.get("manifest")
+        if manifest is not None:
+            _report_manifest(manifest, verbose=args.verbose)
+        print("No usable flat pair found: nothing written.", file=sys.stderr)
+        return EXIT_FATAL
+    _print_run(result, verbose=args.verbose)
+    return result.exit_code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gpuptc.report import redraw_report
+
+    index = redraw_report(args.directory)
+    print(f"Report redrawn: {index}")
     return EXIT_OK
 
 
@@ -193,11 +349,65 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(simulate)
     simulate.set_defaults(func=_cmd_simulate)
 
+    run = sub.add_parser(
+        "run",
+        help="the main job: measure, fit, compare, write tables and the report",
+        description="Find raw flats and biases among the inputs by header, pair the flats, "
+        "measure every pair (ISR, statistics, covariances), fit every PTC model, compare with "
+        "EOTEST results, and write the tables, EOTEST-format files and an HTML report to "
+        "--out. Exit codes: 0 success, 1 nothing usable, 2 usage error, 3 results written but "
+        "some inputs, pairs or amps rejected (rejected.csv).",
+    )
+    run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+    run.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    run.add_argument(
+        "--preset",
+        default="cp_pipe",
+        choices=["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"],
+        help="whose definitions to reproduce (default cp_pipe)",
+    )
+    run.add_argument("--backend", default="auto", help="auto, numpy, cupy, torch, ...")
+    run.add_argument("--bias", nargs="+", metavar="FILE", help="master bias file(s)")
+    run.add_argument(
+        "--eotest", nargs="+", default=[], metavar="FILE", help="EOTEST results to compare with"
+    )
+    run.add_argument("--cov-size", type=int, default=None, help="covariance lags per axis")
+    run.add_argument("--models", help="comma-separated PTC models (default all)")
+    run.add_argument("--sensors", help="comma-separated sensor ids (default all)")
+    run.add_argument("--config", metavar="FILE", help="TOML file overriding preset fields")
+    run.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _add_common(run)
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser(
+        "report",
+        help="redraw the HTML report of a finished run from its tables",
+        description="Redraw DIR/report from the Parquet tables of a finished run, without "
+        "reading raw data.",
+    )
+    report.add_argument("directory", metavar="DIR", help="output directory of gpuptc run")
+    _add_common(report)
+    report.set_defaults(func=_cmd_report)
+
+    config = sub.add_parser(
+        "config",
+        help="print a preset as a TOML file to start a --config from",
+        description="Print every field of a preset (after --config overrides) as TOML.",
+    )
+    config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = config_sub.add_parser("show", help="print the configuration")
+    show.add_argument("--preset", default="cp_pipe", help="preset name (default cp_pipe)")
+    show.add_argument("--config", metavar="FILE", help="TOML overrides to apply")
+    _add_common(show)
+    show.set_defaults(func=_cmd_config)
+
     demo = sub.add_parser(
         "demo",
         help="simulate one e2v sensor and analyse it (the embedded default job)",
-        description="Simulate one full-size e2v sensor, RICE-compressed as the camera writes, "
-        "then ingest it and summarise. Files are reused when already simulated.",
+        description="Simulate one full-size e2v sensor (24 pairs, RICE-compressed as the camera "
+        "writes, with truth and an EOTEST-style results file) into DIR/raw, run the full "
+        "analysis into DIR/results, and print each method's gain per amp next to the truth "
+        "and EOTEST. Simulated files are reused when present.",
     )
     demo.add_argument(
         "directory", nargs="?", default="gpuptc-demo", metavar="DIR", help="default ./gpuptc-demo"
@@ -205,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    demo.add_argument("--preset", default="cp_pipe", help="preset (default cp_pipe)")
+    demo.add_argument(
+        "--size", choices=["full", "medium", "small"], default="full", help="amplifier size"
+    )
+    demo.add_argument("--backend", default="auto", help="array backend (default auto)")
     _add_common(demo)
     demo.set_defaults(func=_cmd_demo)
     return parser

@@ -292,6 +292,9 @@ def fit_fullcov(
     if np.count_nonzero(good) < max(size, 3):
         return FullCovFit(name, status="too_few_points", n_used=int(np.count_nonzero(good)))
     mean, cov, npix, var = mean[good], cov[good], npix[good], np.asarray(var, float)[good]
+    parameters = (3 if with_b else 2) * size * size + 1
+    if len(mean) * size * size <= parameters:
+        return FullCovFit(name, status="too_few_points", n_used=len(mean))
     counts = npix.copy()
     counts[:, 0, 0] /= 2.0
     weights = np.sqrt(np.clip(counts, 0, None)) / var[:, None, None]

@@ -1,0 +1,137 @@
+"""The output directory: every table written whole, and old and new results never mixed.
+
+A run writes into a staging folder inside ``--out``; when everything is written, the
+previous run's outputs (only files gpuptc writes, never foreign ones) are moved aside,
+the new ones renamed into place, and the old ones deleted. A run that dies leaves the
+previous results untouched and at most a staging folder, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["OUTPUT_NAMES", "StagedOutputs", "read_outputs"]
+
+OUTPUT_NAMES: tuple[str, ...] = (
+    "manifest.parquet",
+    "pairs.parquet",
+    "covariances.parquet",
+    "ptc.parquet",
+    "fullcov.parquet",
+    "comparison.parquet",
+    "rejected.csv",
+    "run.json",
+    "eotest",
+    "report",
+)
+"""Everything gpuptc writes at the top of an output directory."""
+
+_STAGING_PREFIX = ".gpuptc-staging-"
+_OLD_PREFIX = ".gpuptc-old-"
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out.attrs = {}
+    return out
+
+
+class StagedOutputs:
+    """Write a run's outputs into a staging folder, then put them in place at once.
+
+    Parameters
+    ----------
+    out : path-like
+        The output directory (created; foreign files in it are left alone).
+    """
+
+    def __init__(self, out: str | os.PathLike[str]) -> None:
+        self.out = Path(out)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(f"{_STAGING_PREFIX}*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            self.staging = self.out / f"{_STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
+            self.staging.mkdir()
+        except OSError as exc:
+            raise OSError(
+                f"{self.out}: cannot write the output directory ({exc.strerror or exc})"
+            ) from exc
+
+    def path(self, name: str) -> Path:
+        """Where to write ``name`` (relative to the output directory) while staging."""
+        target = self.staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def table(self, name: str, frame: pd.DataFrame) -> Path:
+        """Write a DataFrame as Parquet (or CSV for ``.csv`` names)."""
+        target = self.path(name)
+        if name.endswith(".csv"):
+            _clean(frame).to_csv(target, index=False)
+        else:
+            _clean(frame).to_parquet(target, index=False)
+        return target
+
+    def json(self, name: str, content: Mapping[str, Any]) -> Path:
+        """Write a JSON document."""
+        target = self.path(name)
+        target.write_text(json.dumps(content, indent=2, default=str, sort_keys=True))
+        return target
+
+    def commit(self) -> None:
+        """Replace the previous run's outputs by the staged ones."""
+        old = self.out / f"{_OLD_PREFIX}{uuid.uuid4().hex[:8]}"
+        old.mkdir()
+        for name in OUTPUT_NAMES:
+            current = self.out / name
+            if current.exists() or current.is_symlink():
+                os.replace(current, old / name)
+        for item in sorted(self.staging.iterdir()):
+            os.replace(item, self.out / item.name)
+        self.staging.rmdir()
+        shutil.rmtree(old, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """Remove the staging folder; the previous outputs stay as they were."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_outputs(out: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
+    """Read the tables of a finished run.
+
+    Parameters
+    ----------
+    out : path-like
+        An output directory of ``gpuptc run``.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``manifest``, ``pairs``, ``covariances``, ``ptc``, ``fullcov``, ``comparison``,
+        ``rejected`` (those present).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the directory holds no finished run (no ``run.json``).
+    """
+    directory = Path(out)
+    if not (directory / "run.json").exists():
+        raise FileNotFoundError(f"{directory}: no finished gpuptc run here (no run.json)")
+    tables = {}
+    for name in OUTPUT_NAMES:
+        path = directory / name
+        if name.endswith(".parquet") and path.exists():
+            tables[name.removesuffix(".parquet")] = pd.read_parquet(path)
+        elif name.endswith(".csv") and path.exists():
+            tables[name.removesuffix(".csv")] = pd.read_csv(path)
+    return tables

@@ -1,0 +1,164 @@
+"""Assemble the report page from the result tables."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gpuptc.io.outputs import read_outputs
+from gpuptc.report import figures
+
+__all__ = ["draw_report", "redraw_report"]
+
+_STYLE = """
+body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; }
+img { max-width: 100%; border: 1px solid #ccc; margin: 0.3em 0; }
+table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th { background: #eee; }
+nav a { margin-right: 1em; }
+"""
+
+
+def _table(frame: pd.DataFrame, digits: int = 5) -> str:
+    if frame.empty:
+        return "<p>(none)</p>"
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
+    return shown.to_html(index=False, escape=True, border=0)
+
+
+def _figure(path: Path | None, root: Path, caption: str) -> str:
+    if path is None:
+        return ""
+    relative = os.path.relpath(path, root)
+    text = html.escape(caption)
+    image = f'<img src="{html.escape(relative)}" alt="{text}">'
+    return f"<figure>{image}<figcaption>{text}</figcaption></figure>"
+
+
+def draw_report(
+    directory: str | os.PathLike[str],
+    tables: Mapping[str, pd.DataFrame],
+    provenance: Mapping[str, Any],
+) -> Path:
+    """Draw every figure and write ``index.html`` into ``directory``.
+
+    Parameters
+    ----------
+    directory : path-like
+        The report folder (``DIR/report``); binned images are read from its ``data/``.
+    tables : mapping of str to pandas.DataFrame
+        ``pairs``, ``covariances``, ``ptc``, ``fullcov``, ``comparison``, ``rejected``.
+    provenance : mapping
+        Inputs and configuration of the run (``run.json``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``index.html``.
+    """
+    root = Path(directory)
+    (root / "figures").mkdir(parents=True, exist_ok=True)
+    figs = root / "figures"
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    covariances, fullcov = tables["covariances"], tables["fullcov"]
+    comparison, rejected = tables["comparison"], tables["rejected"]
+    sensors = sorted(ptc["sensor"].unique())
+    facts = {k: html.escape(str(provenance.get(k))) for k in ("preset", "backend", "gpuptc")}
+    body = [
+        f"<h1>gpuptc report</h1><p>{len(sensors)} sensor(s), preset <b>{facts['preset']}</b>, "
+        f"backend {facts['backend']}, gpuptc {facts['gpuptc']}.</p>"
+    ]
+    body.append(
+        "<nav>"
+        + "".join(f'<a href="#{html.escape(s)}">{html.escape(s)}</a>' for s in sensors)
+        + '<a href="#numbers">numbers</a><a href="#provenance">provenance</a></nav>'
+    )
+    focal = figures.focal_plane_map(ptc, figs)
+    if focal is not None:
+        body.append(
+            "<h2>Focal plane</h2>" + _figure(focal, root, "gain, noise and turnoff per amp")
+        )
+    for sensor in sensors:
+        body.append(f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>')
+        summary = (
+            ptc[(ptc["sensor"] == sensor)]
+            .pivot(index="amp", columns="model", values="gain")
+            .reset_index()
+        )
+        body.append("<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary, 4))
+        body.append(
+            _figure(
+                figures.gains_by_method(comparison, sensor, figs),
+                root,
+                "gain per amp, every method and EOTEST",
+            )
+        )
+        for path in figures.ptc_grids(pairs, ptc, sensor, figs):
+            body.append(_figure(path, root, path.stem.replace("_", " ")))
+        body.append(
+            _figure(figures.gain_histograms(pairs, sensor, figs), root, "per-pair gain histograms")
+        )
+        body.append(
+            _figure(
+                figures.gain_vs_exptime(pairs, ptc, sensor, figs),
+                root,
+                "per-pair gain against exposure time",
+            )
+        )
+        body.append(
+            _figure(
+                figures.covariance_figure(pairs, covariances, fullcov, sensor, figs),
+                root,
+                "covariances and a_ij",
+            )
+        )
+        body.append(
+            _figure(
+                figures.images_figure(root / "data" / f"{sensor}_images.npz", sensor, figs),
+                root,
+                "assembled flat and difference image",
+            )
+        )
+    body.append('<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(ptc))
+    body.append("<h3>Comparison with EOTEST</h3>" + _table(comparison))
+    body.append("<h3>Per-pair measurements</h3>" + _table(pairs.drop(columns=["file1", "file2"])))
+    body.append(f"<h3>Rejected ({len(rejected)})</h3>" + _table(rejected))
+    body.append(
+        '<h2 id="provenance">Provenance</h2><pre>'
+        + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))
+        + "</pre>"
+    )
+    head = f'<meta charset="utf-8"><title>gpuptc report</title><style>{_STYLE}</style>'
+    page = f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>'
+    index = root / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def redraw_report(out: str | os.PathLike[str]) -> Path:
+    """Redraw ``DIR/report`` from the Parquet tables of a finished run (no raw data read).
+
+    Parameters
+    ----------
+    out : path-like
+        An output directory of ``gpuptc run``.
+
+    Returns
+    -------
+    pathlib.Path
+        The new ``index.html``.
+    """
+    directory = Path(out)
+    tables = read_outputs(directory)
+    provenance = json.loads((directory / "run.json").read_text())
+    return draw_report(directory / "report", tables, provenance)

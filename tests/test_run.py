@@ -1,0 +1,249 @@
+"""The main job end to end through the command line, as a user runs it."""
+
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from gpuptc.cli import main
+from gpuptc.compare import COMPARISON_COLUMNS
+from gpuptc.io.manifest import MANIFEST_COLUMNS
+from gpuptc.pipeline import COVARIANCE_COLUMNS, PAIR_COLUMNS, REJECTED_COLUMNS
+from gpuptc.solve import FULLCOV_COLUMNS, PTC_COLUMNS
+
+CONFIG = """
+[extract]
+min_pixels_covariance = 100
+cov_size = 4
+
+[solve]
+fullcov_size = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(small_e2v, small_itl, tmp_path_factory):
+    """One run over an e2v sensor (int32) and an ITL sensor (RICE)."""
+    out = tmp_path_factory.mktemp("run") / "out"
+    config = out.parent / "config.toml"
+    config.write_text(CONFIG)
+    code = main(
+        [
+            "run",
+            str(small_e2v.directory),
+            str(small_itl.directory),
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--config",
+            str(config),
+            "-q",
+        ]
+    )
+    return code, out
+
+
+def test_run_writes_every_table(finished, small_e2v, small_itl):
+    code, out = finished
+    assert code == 0  # saturated pairs left out of fits are not rejections
+    contract = {
+        "manifest.parquet": MANIFEST_COLUMNS,
+        "pairs.parquet": PAIR_COLUMNS,
+        "covariances.parquet": COVARIANCE_COLUMNS,
+        "ptc.parquet": PTC_COLUMNS,
+        "fullcov.parquet": FULLCOV_COLUMNS,
+        "comparison.parquet": COMPARISON_COLUMNS,
+    }
+    for name, columns in contract.items():
+        frame = pd.read_parquet(out / name)
+        assert set(columns) <= set(frame.columns), name
+        assert len(frame), name
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert list(rejected.columns) == list(REJECTED_COLUMNS) and rejected.empty
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    assert set(ptc.sensor) == {small_e2v.sensor, small_itl.sensor}
+    assert set(ptc.model) == {
+        "expapprox",
+        "fullcov",
+        "fullcov_nob",
+        "linear",
+        "quadratic",
+        "powerlaw",
+        "rhl",
+    }
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    assert pairs.used.notna().all() and not pairs[pairs.pair == pairs.pair.max()].used.all()
+    comparison = pd.read_parquet(out / "comparison.parquet")
+    assert comparison.eotest_gain.notna().all()
+    provenance = json.loads((out / "run.json").read_text())
+    assert provenance["preset"] == "cp_pipe" and provenance["exit_code"] == 0
+    assert provenance["configuration"]["extract"]["cov_size"] == 4
+    assert sorted(p.name for p in (out / "eotest").iterdir()) == sorted(
+        f"{s}_{kind}.fits"
+        for s in (small_e2v.sensor, small_itl.sensor)
+        for kind in ("eotest_results", "ptc")
+    )
+    report = out / "report"
+    page = (report / "index.html").read_text()
+    for image in report.joinpath("figures").glob("*.png"):
+        assert f"figures/{image.name}" in page
+    assert (report / "figures" / "focal_plane.png").exists()
+    assert len(list((report / "data").glob("*_images.npz"))) == 2
+    assert not list(out.glob(".gpuptc-*"))
+
+
+def test_summary_on_the_terminal(small_e2v, tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            str(small_e2v.directory),
+            "--out",
+            str(tmp_path / "o"),
+            "--backend",
+            "numpy",
+            "--models",
+            "expapprox,rhl",
+            "--no-report",
+            "-q",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert small_e2v.sensor in out and "gain_expapprox" in out and "worst_amp" in out
+    assert "Outputs:" in out
+
+
+def test_report_redrawn_without_raw_data(finished, tmp_path):
+    _, out = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "report" / "figures")
+    assert main(["report", str(copy)]) == 0
+    assert len(list((copy / "report" / "figures").glob("*.png"))) == len(
+        list((out / "report" / "figures").glob("*.png"))
+    )
+
+
+def test_rejections_give_exit_code_three(small_e2v, copy_of, tmp_path, capsys):
+    directory = copy_of(small_e2v)
+    (directory / "broken.fits").write_bytes(b"SIMPLE  = T garbage")
+    flats = sorted(directory.glob("MC_C_*.fits"))
+    (flats[-1]).unlink()  # a flat loses its partner
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            str(directory),
+            "--out",
+            str(out),
+            "--backend",
+            "numpy",
+            "--no-report",
+            "--models",
+            "expapprox",
+            "-q",
+        ]
+    )
+    assert code == 3
+    rejected = pd.read_csv(out / "rejected.csv")
+    reasons = " ".join(rejected.reason)
+    assert "not a readable FITS file" in reasons and "single flat" in reasons
+    printed = capsys.readouterr().out
+    assert "broken.fits" in printed and "Traceback" not in printed
+
+
+def test_nothing_usable_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.fits").write_text("not fits")
+    out = tmp_path / "out"
+    assert main(["run", str(empty), "--out", str(out), "-q"]) == 1
+    assert not (out / "run.json").exists() and not list(out.glob("*.parquet"))
+    assert "nothing written" in capsys.readouterr().err
+
+
+def test_second_run_replaces_outputs_and_keeps_foreign_files(small_itl, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "my_notes.txt").write_text("keep me")
+    args = [
+        "run",
+        str(small_itl.directory),
+        "--out",
+        str(out),
+        "--backend",
+        "numpy",
+        "--no-report",
+        "-q",
+    ]
+    assert main([*args, "--models", "expapprox,rhl"]) == 0
+    assert main([*args, "--models", "quadratic"]) == 0
+    assert set(pd.read_parquet(out / "ptc.parquet").model) == {"quadratic"}
+    assert (out / "my_notes.txt").read_text() == "keep me"
+    assert not (out / "report").exists()
+
+
+def test_config_show_round_trips(tmp_path, capsys):
+    assert main(["config", "show", "--preset", "cp_pipe_lsstcam"]) == 0
+    text = capsys.readouterr().out
+    assert "edge_mask = 20" in text and "rolloff = true" in text
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert main(["config", "show", "--preset", "cp_pipe_lsstcam", "--config", str(path)]) == 0
+    assert capsys.readouterr().out == text
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_in_a_real_browser(finished, tmp_path):
+    """Every image of the report loads in headless Chromium and every link resolves."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
+    _, out = finished
+    report = out / "report"
+    page = (report / "index.html").read_text()
+    probe = report / "browser_check.html"
+    script = (
+        "<script>window.addEventListener('load', () => {"
+        "const images = [...document.images];"
+        "const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
+        "const result = document.createElement('pre'); result.id = 'result';"
+        "result.textContent = JSON.stringify({images: images.length, broken: broken});"
+        "document.body.appendChild(result);});</script>"
+    )
+    probe.write_text(page.replace("</body>", script + "</body>"))
+    try:
+        completed = subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probe.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        probe.unlink()
+    marker = completed.stdout.split('<pre id="result">')[-1].split("</pre>")[0]
+    result = json.loads(marker)
+    assert result["images"] >= 10 and result["broken"] == []
+    for href in __import__("re").findall(r'href="([^"#][^"]*)"', page):
+        assert (report / href).exists(), href
