@@ -1,6 +1,6 @@
 """Per-sensor orchestration: read pairs in batches, correct and measure them, build tables.
 
-Raw files are read on the host into one native-order stack per batch of pairs
+Raw files are read on the host into one native-order float32 stack per batch of pairs
 ``(batch, 2, amps, naxis2, naxis1)``, copied once to the compute device, corrected and
 measured there in one batched pass; only per-amp numbers come back.
 """
@@ -122,12 +122,16 @@ def _status(mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool) 
 
 
 def _host_buffer(shape: tuple[int, ...], backend: Backend) -> np.ndarray:
-    """A host buffer for raw stacks: pinned memory on CuPy so copies run asynchronously."""
+    """A host buffer for raw stacks: pinned memory on CuPy so copies run asynchronously.
+
+    float32 holds every 18-bit integer exactly, takes the bytes of int32, and also takes
+    float raw data (NaN included).
+    """
     if backend.name == "cupy":
         import cupyx
 
-        return cupyx.empty_pinned(shape, dtype=np.int32)
-    return np.empty(shape, dtype=np.int32)
+        return cupyx.empty_pinned(shape, dtype=np.float32)
+    return np.empty(shape, dtype=np.float32)
 
 
 def _read_batch(
@@ -288,15 +292,17 @@ def measure_sensor(
                 )
             if not kept:
                 continue
-            isr = run_isr(device_raw, geometry, preset.isr, bias=bias_device, xp=xp)
-            stats = pair_statistics(
-                isr.images,
-                isr.good,
-                isr.read_noise_adu,
-                preset.extract,
-                xp=xp,
-                fft_chunk=None if backend.is_gpu else 4,
-            )
+            # dead or empty amps divide by zero: NaNs become statuses, not warnings
+            with np.errstate(divide="ignore", invalid="ignore"):
+                isr = run_isr(device_raw, geometry, preset.isr, bias=bias_device, xp=xp)
+                stats = pair_statistics(
+                    isr.images,
+                    isr.good,
+                    isr.read_noise_adu,
+                    preset.extract,
+                    xp=xp,
+                    fft_chunk=None if backend.is_gpu else 4,
+                )
             values = {name: to_host(getattr(stats, name)) for name in _STAT_NAMES}
             values["overscan_level"] = to_host(isr.overscan_level).mean(axis=1)
             cov = to_host(stats.cov) if stats.cov is not None else None
