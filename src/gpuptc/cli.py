@@ -246,6 +246,13 @@ def _print_run(result: RunResult, *, verbose: bool) -> None:
     print(f"Outputs: {result.out} (tables, rejected.csv, eotest/, report/index.html)")
 
 
+def _sensor_progress(enabled: bool):
+    from gpuptc._progress import Progress
+
+    bar = Progress("sensors", 0, enabled=enabled)
+    return lambda sensor, done, total: bar(done, total)
+
+
 def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
@@ -269,6 +276,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sensors=args.sensors.split(",") if args.sensors else None,
         report=not args.no_report,
         progress=_RunProgress(enabled=not args.quiet),
+        on_sensor=_sensor_progress(enabled=not args.quiet),
+        workers=-1 if args.gpus else args.workers,
+        scheduler=args.scheduler,
+        force=args.force,
         **overrides,
     )
     if result.exit_code == FATAL:
@@ -376,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sensors", help="comma-separated sensor ids (default all)")
     run.add_argument("--config", metavar="FILE", help="TOML file overriding preset fields")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    scale = run.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers", type=int, default=None, help="local Dask cluster of N worker processes"
+    )
+    scale.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
+    scale.add_argument(
+        "--gpus", action="store_true", help="one Dask worker per GPU (needs dask-cuda)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="recompute sensors already complete in DIR/sensors"
+    )
     _add_common(run)
     run.set_defaults(func=_cmd_run)
 

@@ -23,13 +23,13 @@ from gpuptc._version import __version__
 from gpuptc._xp import get_backend
 from gpuptc.compare import compare, write_eotest_files
 from gpuptc.config import Preset, get_preset
+from gpuptc.distributed import SensorStore, SensorTask, run_sensors
 from gpuptc.io.manifest import ingest
 from gpuptc.io.outputs import StagedOutputs
 from gpuptc.io.raw import RawReadError, read_raw
 from gpuptc.isr import run_isr
-from gpuptc.pipeline import REJECTED_COLUMNS, measure
+from gpuptc.pipeline import REJECTED_COLUMNS
 from gpuptc.ptc import MODELS
-from gpuptc.solve import fit
 
 __all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_REJECTED", "RunResult", "run", "summarize_run"]
 
@@ -70,33 +70,6 @@ def _manifest_rejections(manifest: pd.DataFrame) -> pd.DataFrame:
         },
         columns=list(REJECTED_COLUMNS),
     )
-
-
-def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    unmeasured = pairs[~pairs["status"].isin(_MEASURED)]
-    for row in unmeasured.itertuples():
-        rows.append(
-            {
-                "path": row.file1,
-                "sensor": row.sensor,
-                "pair": row.pair,
-                "amp": row.amp,
-                "reason": f"pair not measurable: {row.status.replace('_', ' ')}",
-            }
-        )
-    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != "ok")]
-    for row in failed.itertuples():
-        rows.append(
-            {
-                "path": None,
-                "sensor": row.sensor,
-                "pair": pd.NA,
-                "amp": row.amp,
-                "reason": f"PTC fit failed: {row.status.replace('_', ' ')}",
-            }
-        )
-    return pd.DataFrame(rows, columns=list(REJECTED_COLUMNS))
 
 
 def _bin(image: np.ndarray, factor: int) -> np.ndarray:
@@ -142,6 +115,43 @@ def _display_images(pairs: pd.DataFrame, preset: Preset, staged: StagedOutputs) 
     return written
 
 
+def _process(
+    tasks: list[SensorTask],
+    out: str | os.PathLike[str],
+    client: Any,
+    workers: int | None,
+    scheduler: str | None,
+    force: bool,
+    progress: Callable[[str, int, int], None] | None,
+    on_sensor: Callable[[str, int, int], None] | None,
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """Run the sensor tasks in process, on a local Dask cluster, or on a given one."""
+    store = SensorStore(out)
+    if client is None and scheduler is None and not workers:
+        return run_sensors(tasks, store, force=force, progress=progress, on_sensor=on_sensor)
+    from distributed import Client, LocalCluster
+
+    if client is not None:
+        return run_sensors(tasks, store, client=client, force=force, on_sensor=on_sensor)
+    if workers == -1:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise ValueError("--gpus needs dask-cuda (pip install dask-cuda)") from exc
+        with LocalCUDACluster() as cluster, Client(cluster) as gpus:
+            return run_sensors(tasks, store, client=gpus, force=force, on_sensor=on_sensor)
+    if scheduler is not None:
+        with Client(scheduler) as remote:
+            return run_sensors(tasks, store, client=remote, force=force, on_sensor=on_sensor)
+    with (
+        LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as local,
+    ):
+        return run_sensors(tasks, store, client=local, force=force, on_sensor=on_sensor)
+
+
 def run(
     inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -154,6 +164,11 @@ def run(
     sensors: Sequence[str] | None = None,
     report: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
+    on_sensor: Callable[[str, int, int], None] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    force: bool = False,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole analysis and write every output.
@@ -179,7 +194,18 @@ def run(
     report : bool
         Draw the HTML report.
     progress : callable, optional
-        ``progress(sensor, pairs_done, pairs_total)`` while measuring.
+        ``progress(sensor, pairs_done, pairs_total)`` while measuring in process.
+    on_sensor : callable, optional
+        ``on_sensor(sensor, sensors_done, sensors_total)`` as sensors finish.
+    workers : int, optional
+        Start a local Dask cluster with this many worker processes; -1: one worker per
+        GPU (dask-cuda's LocalCUDACluster).
+    scheduler : str, optional
+        Address of an existing Dask scheduler to use.
+    client : distributed.Client, optional
+        A Dask client the caller already has.
+    force : bool
+        Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -209,20 +235,37 @@ def run(
                 {"manifest": manifest, "rejected": pd.concat(rejected)},
                 time.monotonic() - started,
             )
-        pairs, covariances = measure(
-            manifest,
-            config,
-            chosen,
-            bias=bias,
-            sensors=list(sensors) if sensors else None,
-            progress=progress,
-        )
-        rejected.append(pairs.attrs.get("rejected", pd.DataFrame(columns=list(REJECTED_COLUMNS))))
         wanted = list(models) if models else list(MODELS)
-        if covariances.empty or covariances["cov"].isna().all():
-            wanted = [m for m in wanted if not m.startswith("fullcov")]
-        ptc, fullcov, pairs = fit(pairs, covariances, config, models=wanted)
-        rejected.append(_amp_rejections(pairs, ptc))
+        selected = sorted(paired["sensor"].unique())
+        tasks = [
+            SensorTask(
+                sensor,
+                manifest[manifest["sensor"] == sensor],
+                config,
+                backend,
+                tuple(wanted),
+                bias,
+            )
+            for sensor in selected
+        ]
+        results = _process(tasks, out, client, workers, scheduler, force, progress, on_sensor)
+        for sensor in selected:
+            rejected.append(results[sensor]["rejected"])
+        done = [results[s] for s in selected if "pairs" in results[s]]
+        if not done:
+            staged.abandon()
+            every = pd.concat([r for r in rejected if len(r)], ignore_index=True)
+            return RunResult(
+                Path(out),
+                EXIT_FATAL,
+                {"manifest": manifest, "rejected": every},
+                time.monotonic() - started,
+            )
+        pairs, covariances, ptc, fullcov = (
+            pd.concat([r[name] for r in done], ignore_index=True)
+            for name in ("pairs", "covariances", "ptc", "fullcov")
+        )
+        wanted = sorted(ptc["model"].unique(), key=list(MODELS).index)
         comparison = compare(ptc, manifest)
         rejected_frame = pd.concat(
             [r for r in rejected if len(r)] or [rejected[0]], ignore_index=True

@@ -32,7 +32,8 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "eotest",
     "report",
 )
-"""Everything gpuptc writes at the top of an output directory."""
+"""Everything a run replaces at the top of an output directory (``sensors/`` holds the
+per-sensor results that later runs reuse, and is managed by :mod:`gpuptc.distributed`)."""
 
 _STAGING_PREFIX = ".gpuptc-staging-"
 _OLD_PREFIX = ".gpuptc-old-"

@@ -1,0 +1,131 @@
+"""Many sensors: Dask fan-out, per-sensor results, resuming after interruptions."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+import gpuptc
+from gpuptc.cli import main
+from gpuptc.simulate import simulate
+
+RUN = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl,quadratic", "-q"]
+
+
+@pytest.fixture(scope="module")
+def three_sensors(tmp_path_factory):
+    root = tmp_path_factory.mktemp("three")
+    for seed, vendor in ((61, "e2v"), (62, "itl"), (63, "e2v")):
+        simulate(root / f"s{seed}", vendor=vendor, size="small", pairs=6, biases=0, seed=seed)
+    return root
+
+
+def _tables(out):
+    tables = {}
+    for name in ("pairs", "covariances", "ptc"):
+        frame = pd.read_parquet(out / f"{name}.parquet")
+        keys = [c for c in ("sensor", "pair", "amp", "model", "i", "j") if c in frame]
+        tables[name] = frame.sort_values(keys).reset_index(drop=True)
+    return tables
+
+
+def _same(a, b):
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
+
+
+@pytest.fixture(scope="module")
+def serial(three_sensors, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial") / "out"
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    return out
+
+
+def test_local_cluster_matches_serial(three_sensors, serial, tmp_path):
+    out = tmp_path / "cluster"
+    assert main(["run", str(three_sensors), "--out", str(out), "--workers", "2", *RUN]) == 0
+    _same(_tables(serial), _tables(out))
+    assert sorted(p.name for p in (out / "sensors").iterdir()) == sorted(
+        p.name for p in (serial / "sensors").iterdir()
+    )
+
+
+def test_existing_client_is_reused(three_sensors, serial, tmp_path):
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        result = gpuptc.run(
+            [three_sensors],
+            tmp_path / "out",
+            backend="numpy",
+            report=False,
+            models=["expapprox", "rhl", "quadratic"],
+            client=client,
+        )
+    assert result.exit_code == 0
+    _same(_tables(serial), _tables(tmp_path / "out"))
+
+
+def test_resume_reuses_complete_sensors(three_sensors, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    first = _tables(out)
+    calls = []
+    original = gpuptc.distributed.process_sensor
+
+    def counting(task, progress=None):
+        calls.append(task.sensor)
+        return original(task, progress)
+
+    monkeypatch.setattr(gpuptc.distributed, "process_sensor", counting)
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    assert calls == []
+    _same(first, _tables(out))
+    assert main(["run", str(three_sensors), "--out", str(out), "--force", *RUN]) == 0
+    assert len(calls) == 3
+    calls.clear()
+    assert main(["run", str(three_sensors), "--out", str(out), "--cov-size", "3", *RUN]) == 0
+    assert len(calls) == 3  # another configuration is another result
+
+
+def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monkeypatch):
+    original = gpuptc.distributed.measure
+
+    def flaky(manifest, *args, sensors=None, **kwargs):
+        if sensors and sensors[0].startswith("ITL"):
+            raise RuntimeError("the sensor's disk went away")
+        return original(manifest, *args, sensors=sensors, **kwargs)
+
+    monkeypatch.setattr(gpuptc.distributed, "measure", flaky)
+    out = tmp_path / "out"
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 3
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert rejected.reason.str.contains(
+        "sensor failed: RuntimeError: the sensor's disk went away"
+    ).any()
+    assert pd.read_parquet(out / "ptc.parquet").sensor.nunique() == 2
+
+
+def test_kill_minus_nine_then_resume(three_sensors, serial, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "gpuptc", "run", str(three_sensors), "--out", str(out), *RUN]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if list((out / "sensors").glob("*/done.json")) if (out / "sensors").exists() else []:
+            break
+        time.sleep(0.05)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "run.json").exists() or process.returncode == 0
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    _same(_tables(serial), _tables(out))
+    assert not list(out.glob(".gpuptc-*")) and not list((out / "sensors").glob(".*"))
