@@ -129,3 +129,43 @@ def test_kill_minus_nine_then_resume(three_sensors, serial, tmp_path):
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     _same(_tables(serial), _tables(out))
     assert not list(out.glob(".gpuptc-*")) and not list((out / "sensors").glob(".*"))
+
+
+def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    killed = []
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+
+        def kill_a_busy_worker():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                busy = [address for address, keys in client.processing().items() if keys]
+                if busy:
+                    try:
+                        client.run(os._exit, 1, workers=[busy[0]], wait=False)
+                    except Exception:
+                        pass
+                    killed.append(busy[0])
+                    return
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        killer.start()
+        result = gpuptc.run(
+            [three_sensors],
+            tmp_path / "out",
+            backend="numpy",
+            report=False,
+            models=["expapprox", "rhl", "quadratic"],
+            client=client,
+        )
+        killer.join()
+    assert killed, "no worker was busy to be killed"
+    assert result.exit_code == 0
+    _same(_tables(serial), _tables(tmp_path / "out"))
