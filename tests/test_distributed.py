@@ -1,5 +1,6 @@
 """Many sensors: Dask fan-out, per-sensor results, resuming after interruptions."""
 
+import json
 import os
 import signal
 import subprocess
@@ -169,3 +170,50 @@ def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
     assert killed, "no worker was busy to be killed"
     assert result.exit_code == 0
     _same(_tables(serial), _tables(tmp_path / "out"))
+
+
+def test_ctrl_c_marks_partial_results_and_resumes(
+    three_sensors, serial, tmp_path, monkeypatch, capsys
+):
+    original = gpuptc.distributed.process_sensor
+    seen = []
+
+    def interrupted(task, progress=None):
+        seen.append(task.sensor)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return original(task, progress)
+
+    monkeypatch.setattr(gpuptc.distributed, "process_sensor", interrupted)
+    out = tmp_path / "out"
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    note = json.loads((out / "interrupted.json").read_text())
+    assert note["partial"] and note["finished_sensors"] == [seen[0]]
+    assert not (out / "ptc.parquet").exists()
+    monkeypatch.setattr(gpuptc.distributed, "process_sensor", original)
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    assert not (out / "interrupted.json").exists()
+    _same(_tables(serial), _tables(out))
+
+
+def test_existing_scheduler_address(three_sensors, serial, tmp_path):
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        out = tmp_path / "out"
+        assert (
+            main(
+                [
+                    "run",
+                    str(three_sensors),
+                    "--out",
+                    str(out),
+                    "--scheduler",
+                    cluster.scheduler_address,
+                    *RUN,
+                ]
+            )
+            == 0
+        )
+    _same(_tables(serial), _tables(out))

@@ -479,5 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gpuptc {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
+        message = "Interrupted."
+        if args.command == "run":
+            message += (
+                f" Finished sensors are kept in {Path(args.out) / 'sensors'} "
+                f"(see {Path(args.out) / 'interrupted.json'}); "
+                "run the same command again to resume."
+            )
+        print(message, file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ arguments, shows progress and prints the summary.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -25,7 +26,7 @@ from gpuptc.compare import compare, write_eotest_files
 from gpuptc.config import Preset, get_preset
 from gpuptc.distributed import SensorStore, SensorTask, run_sensors
 from gpuptc.io.manifest import ingest
-from gpuptc.io.outputs import StagedOutputs
+from gpuptc.io.outputs import INTERRUPTED, StagedOutputs
 from gpuptc.io.raw import RawReadError, read_raw
 from gpuptc.isr import run_isr
 from gpuptc.pipeline import REJECTED_COLUMNS
@@ -307,10 +308,32 @@ def run(
             draw_report(staged.path("report"), tables, provenance)
         staged.json("run.json", provenance)
         staged.commit()
+    except KeyboardInterrupt:
+        staged.abandon()
+        _mark_interrupted(Path(out))
+        raise
     except BaseException:
         staged.abandon()
         raise
     return RunResult(Path(out), exit_code, tables, time.monotonic() - started)
+
+
+def _mark_interrupted(out: Path) -> None:
+    """Say which sensors an interrupted run finished (kept for the next run)."""
+    store = SensorStore(out)
+    finished = (
+        sorted(p.parent.name for p in store.root.glob("*/done.json")) if store.root.exists() else []
+    )
+    note = {
+        "partial": True,
+        "finished_sensors": finished,
+        "resume": "run the same command again: finished sensors are reused",
+        "interrupted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    target = out / INTERRUPTED
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps(note, indent=2))
+    os.replace(temporary, target)
 
 
 def summarize_run(result: RunResult) -> pd.DataFrame:

@@ -18,7 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["OUTPUT_NAMES", "StagedOutputs", "read_outputs"]
+__all__ = ["INTERRUPTED", "OUTPUT_NAMES", "StagedOutputs", "read_outputs"]
+
+INTERRUPTED = "interrupted.json"
+"""Written when a run is interrupted: which sensors it finished; removed by the next run."""
 
 OUTPUT_NAMES: tuple[str, ...] = (
     "manifest.parquet",
@@ -31,6 +34,7 @@ OUTPUT_NAMES: tuple[str, ...] = (
     "run.json",
     "eotest",
     "report",
+    INTERRUPTED,
 )
 """Everything a run replaces at the top of an output directory (``sensors/`` holds the
 per-sensor results that later runs reuse, and is managed by :mod:`gpuptc.distributed`)."""
