@@ -251,3 +251,15 @@ def test_reader_fuzz_on_mutated_files(tmp_path, flips):
         read_raw(mutated)
     except RawReadError as exc:
         assert "mutated.fits" in str(exc)
+
+
+def test_two_layouts_in_one_directory(small_e2v, small_itl, tmp_path):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for sensor in (small_e2v, small_itl):
+        for path in sensor.directory.glob("MC_C_*.fits"):
+            shutil.copy(path, mixed / f"{sensor.sensor}-{path.name}")
+    out = tmp_path / "out"
+    assert main(["run", str(mixed), "--out", str(out), *RUN]) == 0
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    assert set(ptc.sensor) == {small_e2v.sensor, small_itl.sensor}
