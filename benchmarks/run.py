@@ -1,0 +1,180 @@
+"""gpuptc against its floors and a notebook-style baseline, measured in one process.
+
+Generates (or reuses) full-size simulated flat pairs under ``benchmarks/data/`` and times,
+per pair:
+
+1. the read floor: every pixel of both files read with the fastest reader (fitsio) into a
+   preallocated buffer, nothing else;
+2. the FFT floor: the zero-padded forward and inverse transforms the covariances of one
+   pair need (2 forward, 3 inverse per amp), with scipy.fft on every core;
+3. a baseline written as the original notebook would be on NumPy, vectorised per amp:
+   fitsio read, float32, median overscan, trim, means, variance of the scaled difference,
+   per-pixel gain;
+4. ``gpuptc.measure`` (reading included) with covariances off and on, for the preset(s)
+   asked for, on NumPy (and CuPy when present).
+
+Prints a table with the ratios gpuptc / read floor, gpuptc / (read + FFT floor) and
+baseline / gpuptc, and the peak resident memory after each step.
+
+Usage: ``python benchmarks/run.py [--pairs 4] [--vendor e2v|itl] [--compress] [--preset cp_pipe]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+
+import gpuptc
+from gpuptc.simulate import simulate
+from gpuptc.stats import fft_shape
+
+DATA = Path(__file__).parent / "data"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _pairs(manifest) -> list[tuple[str, str]]:
+    paired = manifest[manifest["status"] == "paired"].sort_values(["pair", "member"])
+    return [tuple(group["path"]) for _, group in paired.groupby("pair", sort=True)]
+
+
+def read_floor(pairs: list[tuple[str, str]], buffer: np.ndarray) -> float:
+    import fitsio
+
+    start = time.perf_counter()
+    for pair in pairs:
+        for member, path in enumerate(pair):
+            with fitsio.FITS(path) as handle:
+                for amp in range(16):
+                    buffer[member, amp] = handle[amp + 1].read()
+    return (time.perf_counter() - start) / len(pairs)
+
+
+def fft_floor(ny: int, nx: int, lags: int, repeats: int = 2) -> float:
+    shape = fft_shape(ny, nx, lags)
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((16, ny, nx))
+    weights = np.ones((16, ny, nx))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f_image = scipy.fft.rfftn(image, s=shape, axes=(-2, -1), workers=-1)
+        f_weights = scipy.fft.rfftn(weights, s=shape, axes=(-2, -1), workers=-1)
+        for product in (
+            f_image * f_image.conj(),
+            f_image * f_weights.conj(),
+            f_weights * f_weights.conj(),
+        ):
+            scipy.fft.irfftn(product, s=shape, axes=(-2, -1), workers=-1)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def notebook_baseline(pairs: list[tuple[str, str]], geometry) -> float:
+    """The notebook's per-amp analysis, vectorised per amp on NumPy, float32."""
+    import fitsio
+
+    rows, cols = geometry.imaging.slices
+    overscan_cols = slice(geometry.amps[0].serial_overscan.x0, None)
+    start = time.perf_counter()
+    for pair in pairs:
+        images = []
+        for path in pair:
+            with fitsio.FITS(path) as handle:
+                amps = []
+                for amp in range(16):
+                    segment = handle[amp + 1].read().astype(np.float32)
+                    segment -= np.median(segment[:, overscan_cols])
+                    amps.append(segment[rows, cols])
+                images.append(amps)
+        for a1, a2 in zip(*images, strict=True):
+            m1, m2 = a1.mean(dtype=np.float64), a2.mean(dtype=np.float64)
+            diff = a1 - a2 * np.float32(m1 / m2)
+            _ = np.var(diff, dtype=np.float64) / 2
+            _ = 1.0 / np.mean((a1 - a2) ** 2 / (a1 + a2), dtype=np.float64)
+    return (time.perf_counter() - start) / len(pairs)
+
+
+def gpuptc_measure(manifest, preset: str, backend: str, cov_size: int) -> float:
+    n_pairs = int(manifest.loc[manifest["status"] == "paired", "pair"].nunique())
+    start = time.perf_counter()
+    gpuptc.measure(manifest, preset=preset, backend=backend, cov_size=cov_size)
+    return (time.perf_counter() - start) / n_pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--vendor", default="e2v", choices=["e2v", "itl"])
+    parser.add_argument("--compress", action="store_true", help="RICE-compressed raws")
+    parser.add_argument("--preset", action="append", help="preset(s) to time (default cp_pipe)")
+    args = parser.parse_args()
+    presets = args.preset or ["cp_pipe"]
+    storage = "rice" if args.compress else "int32"
+    directory = DATA / f"run-{args.vendor}-{storage}-{args.pairs}"
+    simulate(
+        directory,
+        vendor=args.vendor,
+        pairs=args.pairs,
+        biases=0,
+        seed=21,
+        storage=storage,
+        reuse=True,
+    )
+    manifest = gpuptc.ingest([directory])
+    pairs = _pairs(manifest)
+    raw = gpuptc.read_raw(pairs[0][0])
+    geometry = raw.geometry
+    ny, nx = geometry.imaging.shape
+    buffer = np.empty((2, 16, *geometry.segment_shape), dtype=np.int32)
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
+        f"{np.__version__}, scipy {scipy.__version__}; {len(pairs)} full-size {args.vendor} "
+        f"pairs, {storage}"
+    )
+    rows = []
+    read_s = read_floor(pairs, buffer)
+    rows.append(("read floor (fitsio)", read_s, _rss_mb()))
+    fft_s = fft_floor(ny, nx, 10)
+    rows.append(("FFT floor (scipy.fft, all cores)", fft_s, _rss_mb()))
+    baseline_s = notebook_baseline(pairs, geometry)
+    rows.append(("notebook-style baseline", baseline_s, _rss_mb()))
+    backends = ["numpy"]
+    try:
+        gpuptc._xp.get_backend("cupy")
+        backends.append("cupy")
+    except gpuptc._xp.BackendError:
+        pass
+    results = {}
+    for backend in backends:
+        for preset in presets:
+            for cov_size in (0, 10):
+                label = f"gpuptc {preset} {backend}, covariances {'on' if cov_size else 'off'}"
+                seconds = gpuptc_measure(manifest, preset, backend, cov_size)
+                results[label] = seconds
+                rows.append((label, seconds, _rss_mb()))
+    header = "| step | s per pair | / read floor | / (read + FFT) | baseline / step | peak RSS MB |"
+    print(header)
+    print("|---|---|---|---|---|---|")
+    for label, seconds, rss in rows:
+        print(
+            f"| {label} | {seconds:.3f} | {seconds / read_s:.1f} | "
+            f"{seconds / (read_s + fft_s):.2f} | {baseline_s / seconds:.2f} | {rss:.0f} |"
+        )
+    if not math.isfinite(read_s):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
