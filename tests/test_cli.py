@@ -97,3 +97,20 @@ def test_demo_on_a_small_sensor(tmp_path, capsys):
     expapprox = float(medians.split("expapprox")[1].split(",")[0])
     assert abs(expapprox - 1) < 0.03
     assert (tmp_path / "demo" / "results" / "report" / "index.html").exists()
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from gpuptc._progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("pairs", 0, stream=stream)
+    progress(1, 3)
+    progress(3, 3)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("pairs: 1/3") and lines[-1].startswith("pairs: 3/3")
+    assert "ETA" in lines[0]
+    quiet = io.StringIO()
+    Progress("pairs", 0, stream=quiet, enabled=False)(1, 1)
+    assert quiet.getvalue() == ""

@@ -30,7 +30,7 @@ class Progress:
         self.label = label
         self.total = total
         self.stream = stream or sys.stderr
-        self.enabled = enabled and total > 0
+        self.enabled = enabled
         self.start = time.monotonic()
         self._last_line = -1.0
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -46,7 +46,7 @@ class Progress:
         """Report ``done`` units finished (of ``total``, when it changed)."""
         if total is not None:
             self.total = total
-        if not self.enabled:
+        if not self.enabled or self.total <= 0:
             return
         now = time.monotonic()
         finished = done >= self.total

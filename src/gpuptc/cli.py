@@ -250,7 +250,12 @@ def _sensor_progress(enabled: bool):
     from gpuptc._progress import Progress
 
     bar = Progress("sensors", 0, enabled=enabled)
-    return lambda sensor, done, total: bar(done, total)
+
+    def report(sensor: str, done: int, total: int, pairs_done: int, pairs_total: int) -> None:
+        bar.label = f"{sensor} finished, pairs {pairs_done}/{pairs_total}; sensors"
+        bar(done, total)
+
+    return report
 
 
 def _missing(value: object) -> bool:

@@ -219,7 +219,7 @@ def run_sensors(
     client: Any = None,
     force: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
-    on_sensor: Callable[[str, int, int], None] | None = None,
+    on_sensor: Callable[[str, int, int, int, int], None] | None = None,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Process every sensor, reusing stored results, in process or on a Dask client.
 
@@ -236,7 +236,8 @@ def run_sensors(
     progress : callable, optional
         Per-pair progress of in-process runs.
     on_sensor : callable, optional
-        ``on_sensor(sensor, sensors_done, sensors_total)`` as sensors finish.
+        ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)`` as
+        sensors finish (stored ones count as done at once).
 
     Returns
     -------
@@ -255,13 +256,16 @@ def run_sensors(
         else:
             pending.append((task, fingerprint))
     total = len(tasks)
+    pairs_total = sum(task.n_pairs for task in tasks)
+    pairs_done = [sum(task.n_pairs for task in tasks if task.sensor in results)]
 
     def finished(task: SensorTask, fingerprint: str, result: dict[str, pd.DataFrame]) -> None:
         if "pairs" in result:
             store.save(task.sensor, fingerprint, result)
         results[task.sensor] = result
+        pairs_done[0] += task.n_pairs
         if on_sensor:
-            on_sensor(task.sensor, len(results), total)
+            on_sensor(task.sensor, len(results), total, pairs_done[0], pairs_total)
 
     if client is None:
         for task, fingerprint in pending:

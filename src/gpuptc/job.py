@@ -124,7 +124,7 @@ def _process(
     scheduler: str | None,
     force: bool,
     progress: Callable[[str, int, int], None] | None,
-    on_sensor: Callable[[str, int, int], None] | None,
+    on_sensor: Callable[[str, int, int, int, int], None] | None,
 ) -> dict[str, dict[str, pd.DataFrame]]:
     """Run the sensor tasks in process, on a local Dask cluster, or on a given one."""
     store = SensorStore(out)
@@ -165,7 +165,7 @@ def run(
     sensors: Sequence[str] | None = None,
     report: bool = True,
     progress: Callable[[str, int, int], None] | None = None,
-    on_sensor: Callable[[str, int, int], None] | None = None,
+    on_sensor: Callable[[str, int, int, int, int], None] | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     client: Any = None,
@@ -197,7 +197,8 @@ def run(
     progress : callable, optional
         ``progress(sensor, pairs_done, pairs_total)`` while measuring in process.
     on_sensor : callable, optional
-        ``on_sensor(sensor, sensors_done, sensors_total)`` as sensors finish.
+        ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)`` as
+        sensors finish (stored ones count as done at once).
     workers : int, optional
         Start a local Dask cluster with this many worker processes; -1: one worker per
         GPU (dask-cuda's LocalCUDACluster).
