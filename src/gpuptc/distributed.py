@@ -26,14 +26,13 @@ import pandas as pd
 
 from gpuptc.config import Preset
 from gpuptc.pipeline import REJECTED_COLUMNS, measure
-from gpuptc.solve import fit
+from gpuptc.solve import MEASURED_STATUSES, fit
 
 __all__ = ["SENSOR_TABLES", "SensorStore", "SensorTask", "process_sensor", "run_sensors"]
 
 log = logging.getLogger(__name__)
 
 SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "rejected")
-_MEASURED = ("ok", "too_few_pixels_for_covariance")
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ class SensorTask:
 
 def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for row in pairs[~pairs["status"].isin(_MEASURED)].itertuples():
+    for row in pairs[~pairs["status"].isin(MEASURED_STATUSES)].itertuples():
         reason = f"pair not measurable: {row.status.replace('_', ' ')}"
         rows.append(
             {

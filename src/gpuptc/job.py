@@ -40,7 +40,6 @@ EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_REJECTED = 3
 
-_MEASURED = ("ok", "too_few_pixels_for_covariance")
 _IMAGE_BIN = 8
 
 

@@ -26,7 +26,7 @@ from gpuptc.ptc import (
     fit_rhl,
 )
 
-__all__ = ["FULLCOV_COLUMNS", "PTC_COLUMNS", "fit", "fit_ptc"]
+__all__ = ["FULLCOV_COLUMNS", "MEASURED_STATUSES", "PTC_COLUMNS", "fit", "fit_ptc"]
 
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -44,6 +44,8 @@ PTC_COLUMNS: tuple[str, ...] = (
     "chi2_dof",
     "status",
 )
+MEASURED_STATUSES: tuple[str, ...] = ("ok", "too_few_pixels_for_covariance")
+"""Pair statuses (set by :func:`gpuptc.measure`) whose mean and variance are fitted."""
 FULLCOV_COLUMNS: tuple[str, ...] = (
     "sensor",
     "amp",
@@ -56,8 +58,6 @@ FULLCOV_COLUMNS: tuple[str, ...] = (
     "b_err",
     "noise",
 )
-
-_MEASURED = ("ok", "too_few_pixels_for_covariance")
 
 
 def _slice(points: tuple[int | None, int | None]) -> slice:
@@ -285,7 +285,7 @@ def fit(
     cov_rows: list[dict[str, Any]] = []
     for (sensor, amp), group in out.groupby(["sensor", "amp"], sort=True):
         group = group.sort_values("pair")
-        measured = group[group["status"].isin(_MEASURED)]
+        measured = group[group["status"].isin(MEASURED_STATUSES)]
         segment = str(group["segment"].iloc[0])
         mean = measured["mean"].to_numpy(float)
         var = measured["var"].to_numpy(float)
