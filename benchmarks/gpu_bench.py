@@ -27,9 +27,8 @@ import numpy as np
 from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import get_preset
 from gpuptc.io.layout import LAYOUTS
-from gpuptc.isr import run_isr
+from gpuptc.pipeline import correct_and_measure
 from gpuptc.simulate import SimulationConfig, exposure_plan, render_exposure, sensor_truth
-from gpuptc.stats import pair_statistics
 
 
 def _raw_pairs(pairs: int) -> np.ndarray:
@@ -119,16 +118,7 @@ def main() -> None:
         preset = get_preset("cp_pipe", cov_size=cov_size)
 
         def compute(preset=preset) -> object:
-            isr = run_isr(device, geometry, preset.isr, xp=xp)
-            stats = pair_statistics(
-                isr.images,
-                isr.good,
-                isr.read_noise_adu,
-                preset.extract,
-                xp=xp,
-                fft_chunk=None if backend.is_gpu else 4,
-            )
-            return stats.var
+            return correct_and_measure(device, geometry, preset, backend)[1].var
 
         seconds = timed(compute, args.repeats)
         rows.append((label, seconds, nbytes / seconds / 1e9))
@@ -145,10 +135,7 @@ def main() -> None:
     outputs = []
     for chosen in (backend, get_backend("numpy")):
         raw = chosen.asarray(np.asarray(host[:1]))
-        isr = run_isr(raw, geometry, preset.isr, xp=chosen.xp)
-        stats = pair_statistics(
-            isr.images, isr.good, isr.read_noise_adu, preset.extract, xp=chosen.xp
-        )
+        _, stats = correct_and_measure(raw, geometry, preset, chosen)
         outputs.append(np.concatenate([to_host(stats.var).ravel(), to_host(stats.cov).ravel()]))
     worst = np.nanmax(np.abs(outputs[0] - outputs[1]) / np.abs(outputs[1]))
     print(f"largest relative difference to NumPy (var and covariances, float64): {worst:.2e}")

@@ -34,6 +34,17 @@ def _tables(out):
     return tables
 
 
+def _run_on(client, inputs, out):
+    return gpuptc.run(
+        [inputs],
+        out,
+        backend="numpy",
+        report=False,
+        models=["expapprox", "rhl", "quadratic"],
+        client=client,
+    )
+
+
 def _same(a, b):
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
@@ -62,14 +73,7 @@ def test_existing_client_is_reused(three_sensors, serial, tmp_path):
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        result = gpuptc.run(
-            [three_sensors],
-            tmp_path / "out",
-            backend="numpy",
-            report=False,
-            models=["expapprox", "rhl", "quadratic"],
-            client=client,
-        )
+        result = _run_on(client, three_sensors, tmp_path / "out")
     assert result.exit_code == 0
     _same(_tables(serial), _tables(tmp_path / "out"))
 
@@ -158,14 +162,7 @@ def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
 
         killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
         killer.start()
-        result = gpuptc.run(
-            [three_sensors],
-            tmp_path / "out",
-            backend="numpy",
-            report=False,
-            models=["expapprox", "rhl", "quadratic"],
-            client=client,
-        )
+        result = _run_on(client, three_sensors, tmp_path / "out")
         killer.join()
     assert killed, "no worker was busy to be killed"
     assert result.exit_code == 0

@@ -55,28 +55,17 @@ def test_skipped_columns_keep_a_cti_trail_out():
     first_overscan = geometry.amps[0].serial_overscan.x0
     raw[..., first_overscan] += 300.0  # deferred charge in the first overscan column
     xp = gpuptc._xp.get_backend("numpy").xp
-    skipping = run_isr(
-        raw,
-        geometry,
-        IsrConfig(
+
+    def corrected(skip):
+        config = IsrConfig(
             serial_overscan="MEAN_PER_ROW",
-            serial_skip=(3, 0),
+            serial_skip=skip,
             parallel_overscan="NONE",
             dtype="float64",
-        ),
-        xp=xp,
-    )
-    naive = run_isr(
-        raw,
-        geometry,
-        IsrConfig(
-            serial_overscan="MEAN_PER_ROW",
-            serial_skip=(0, 0),
-            parallel_overscan="NONE",
-            dtype="float64",
-        ),
-        xp=xp,
-    )
+        )
+        return run_isr(raw, geometry, config, xp=xp)
+
+    skipping, naive = corrected((3, 0)), corrected((0, 0))
     assert np.abs(skipping.images).max() < 1e-9
     assert naive.images.mean() == pytest.approx(-300.0 / 12)
 

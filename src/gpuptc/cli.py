@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -305,6 +305,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command(
+    sub: Any, name: str, func: Any, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand with -q/-v, running ``func``."""
+    parser = sub.add_parser(name, help=help, description=description or help)
+    _add_common(parser)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.add_argument("-v", "--verbose", action="store_true", help="more detail")
@@ -340,33 +354,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpuptc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    ingest = sub.add_parser(
+    ingest = _command(
+        sub,
         "ingest",
+        _cmd_ingest,
         help="find raw files by header, pair the flats, summarise per sensor",
         description="Read primary headers of the inputs, classify and pair them, and print a "
         "per-sensor summary with every rejected or unpaired file and its reason.",
     )
-    ingest.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+    _add_inputs(ingest)
     ingest.add_argument("--write", metavar="FILE", help="write the manifest as Parquet")
     ingest.add_argument(
         "--exclude", action="append", default=[], metavar="DIR", help="directory not searched"
     )
-    _add_common(ingest)
-    ingest.set_defaults(func=_cmd_ingest)
 
-    simulate = sub.add_parser(
+    simulate = _command(
+        sub,
         "simulate",
+        _cmd_simulate,
         help="write simulated raw flats and biases with known truth",
         description="Simulate one sensor's biases and flat pairs in the camera's raw layout, "
         "with <sensor>_truth.parquet and an EOTEST-style <sensor>_eotest_results.fits.",
     )
     simulate.add_argument("directory", metavar="DIR", help="output directory")
     _add_simulation_arguments(simulate)
-    _add_common(simulate)
-    simulate.set_defaults(func=_cmd_simulate)
 
-    run = sub.add_parser(
+    run = _command(
+        sub,
         "run",
+        _cmd_run,
         help="the main job: measure, fit, compare, write tables and the report",
         description="Find raw flats and biases among the inputs by header, pair the flats, "
         "measure every pair (ISR, statistics, covariances), fit every PTC model, compare with "
@@ -374,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out. Exit codes: 0 success, 1 nothing usable, 2 usage error, 3 results written but "
         "some inputs, pairs or amps rejected (rejected.csv).",
     )
-    run.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
+    _add_inputs(run)
     run.add_argument("--out", required=True, metavar="DIR", help="output directory")
     run.add_argument(
         "--preset",
@@ -403,18 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--force", action="store_true", help="recompute sensors already complete in DIR/sensors"
     )
-    _add_common(run)
-    run.set_defaults(func=_cmd_run)
 
-    report = sub.add_parser(
+    report = _command(
+        sub,
         "report",
+        _cmd_report,
         help="redraw the HTML report of a finished run from its tables",
         description="Redraw DIR/report from the Parquet tables of a finished run, without "
         "reading raw data.",
     )
     report.add_argument("directory", metavar="DIR", help="output directory of gpuptc run")
-    _add_common(report)
-    report.set_defaults(func=_cmd_report)
 
     config = sub.add_parser(
         "config",
@@ -422,14 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print every field of a preset (after --config overrides) as TOML.",
     )
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = config_sub.add_parser("show", help="print the configuration")
+    show = _command(config_sub, "show", _cmd_config, help="print the configuration")
     show.add_argument("--preset", default="cp_pipe", help="preset name (default cp_pipe)")
     show.add_argument("--config", metavar="FILE", help="TOML overrides to apply")
-    _add_common(show)
-    show.set_defaults(func=_cmd_config)
 
-    demo = sub.add_parser(
+    demo = _command(
+        sub,
         "demo",
+        _cmd_demo,
         help="simulate one e2v sensor and analyse it (the embedded default job)",
         description="Simulate one full-size e2v sensor (24 pairs, RICE-compressed as the camera "
         "writes, with truth and an EOTEST-style results file) into DIR/raw, run the full "
@@ -447,8 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", choices=["full", "medium", "small"], default="full", help="amplifier size"
     )
     demo.add_argument("--backend", default="auto", help="array backend (default auto)")
-    _add_common(demo)
-    demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -38,15 +38,17 @@ def _statistic(region: Any, axis: int | tuple[int, ...], how: str, *, xp: Module
     return xp.expand_dims(median(region, axis=axis, xp=xp), axis=axis)
 
 
+def _kept(start: int, stop: int, skip: tuple[int, int], what: str) -> slice:
+    """Lines ``start..stop`` less ``skip`` leading and trailing ones; an error if none is left."""
+    first, last = start + skip[0], stop - skip[1]
+    if last <= first:
+        raise ValueError(f"skipping {skip[0]} + {skip[1]} of {stop - start} {what} leaves none")
+    return slice(first, last)
+
+
 def _serial_region(stack: Any, geometry: SensorGeometry, skip: tuple[int, int]) -> Any:
     box = geometry.amps[0].serial_overscan_all_rows
-    x0, x1 = box.x0 + skip[0], box.x1 - skip[1]
-    if x1 <= x0:
-        width = box.x1 - box.x0
-        raise ValueError(
-            f"skipping {skip[0]} + {skip[1]} of {width} serial overscan columns leaves none"
-        )
-    return stack[..., :, x0:x1]
+    return stack[..., :, _kept(box.x0, box.x1, skip, "serial overscan columns")]
 
 
 def _poly_rows(profile: Any, order: int, *, xp: ModuleType) -> Any:
@@ -148,13 +150,8 @@ def parallel_overscan_profile(
         ``(..., amps, 1, nx)`` levels for the imaging columns.
     """
     box = geometry.amps[0].parallel_overscan
-    y0, y1 = box.y0 + skip[0], box.y1 - skip[1]
-    if y1 <= y0:
-        height = box.y1 - box.y0
-        raise ValueError(
-            f"skipping {skip[0]} + {skip[1]} of {height} parallel overscan rows leaves none"
-        )
-    region = stack[..., y0:y1, box.x0 : box.x1]
+    rows = _kept(box.y0, box.y1, skip, "parallel overscan rows")
+    region = stack[..., rows, box.x0 : box.x1]
     how = "median" if method == "MEDIAN_PER_ROW" else "mean"
     return _statistic(region, -2, how, xp=xp)
 

@@ -22,19 +22,33 @@ from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import Preset, get_preset
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.raw import RawReadError, read_raw, read_segment_headers
-from gpuptc.isr import run_isr
+from gpuptc.isr import IsrResult, run_isr
 from gpuptc.masterbias import MasterBias, master_biases, read_master_bias
-from gpuptc.stats import pair_statistics
+from gpuptc.stats import PairStatistics, pair_statistics
 
 __all__ = [
     "COVARIANCE_COLUMNS",
     "PAIR_COLUMNS",
     "REJECTED_COLUMNS",
+    "correct_and_measure",
     "measure",
     "measure_sensor",
 ]
 
 log = logging.getLogger(__name__)
+
+_STAT_NAMES: tuple[str, ...] = (
+    "mean1",
+    "mean2",
+    "mean",
+    "var",
+    "npix",
+    "rhl_gain",
+    "gain_corrected",
+    "read_noise_adu",
+    "cov_pixels",
+)
+"""Per pair and amp results of :func:`gpuptc.stats.pair_statistics` kept in the table."""
 
 PAIR_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -45,14 +59,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "mjd",
     "file1",
     "file2",
-    "mean1",
-    "mean2",
-    "mean",
-    "var",
-    "npix",
-    "rhl_gain",
-    "gain_corrected",
-    "read_noise_adu",
+    *_STAT_NAMES[:-1],
     "overscan_level",
     "cov_pixels",
     "pixels",
@@ -164,19 +171,6 @@ def _read_batch(
     return kept, rejected
 
 
-_STAT_NAMES = (
-    "mean1",
-    "mean2",
-    "mean",
-    "var",
-    "npix",
-    "rhl_gain",
-    "gain_corrected",
-    "read_noise_adu",
-    "cov_pixels",
-)
-
-
 def _rows(
     sensor: str,
     chunk: list[_PairFiles],
@@ -227,12 +221,16 @@ def _rows(
     return rows, frames
 
 
-def _measure_amps(
-    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
-) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
-    """ISR and statistics of one stack; per-amp numbers back on the host."""
+def correct_and_measure(
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
+) -> tuple[IsrResult, PairStatistics]:
+    """ISR then pair statistics of one ``(pairs, 2, amps, naxis2, naxis1)`` stack.
+
+    Everything stays on the backend's device; dead or empty amplifiers give NaNs (later
+    statuses), not warnings. On the CPU the covariance FFTs run four amplifiers at a time
+    to bound memory.
+    """
     xp = backend.xp
-    # dead or empty amps divide by zero: NaNs become statuses, not warnings
     with np.errstate(divide="ignore", invalid="ignore"):
         isr = run_isr(raw, geometry, preset.isr, bias=bias, xp=xp)
         stats = pair_statistics(
@@ -243,6 +241,14 @@ def _measure_amps(
             xp=xp,
             fft_chunk=None if backend.is_gpu else 4,
         )
+    return isr, stats
+
+
+def _measure_amps(
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+    """ISR and statistics of one stack; per-amp numbers back on the host."""
+    isr, stats = correct_and_measure(raw, geometry, preset, backend, bias)
     values = {name: to_host(getattr(stats, name)) for name in _STAT_NAMES}
     values["overscan_level"] = to_host(isr.overscan_level).mean(axis=1)
     cov = to_host(stats.cov) if stats.cov is not None else None
@@ -358,60 +364,36 @@ def measure_sensor(
             done += len(kept)
             if progress:
                 progress(done, len(pairs))
-    pairs_frame = _typed_pairs(pd.DataFrame(pair_rows, columns=list(PAIR_COLUMNS)))
+    pairs_frame = _typed(pd.DataFrame(pair_rows, columns=list(PAIR_COLUMNS)))
     covariances = pd.concat(cov_frames, ignore_index=True) if cov_frames else _empty_tables()[1]
     return (
         pairs_frame,
-        _typed_covariances(covariances),
+        _typed(covariances),
         pd.DataFrame(rejected, columns=list(REJECTED_COLUMNS)),
     )
 
 
-def _typed_pairs(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype(
-        {
-            "pair": "int64",
-            "amp": "int64",
-            "npix": "int64",
-            "cov_pixels": "int64",
-            "pixels": "int64",
-            "used": "boolean",
-            **{
-                c: "float64"
-                for c in (
-                    "exptime",
-                    "mjd",
-                    "mean1",
-                    "mean2",
-                    "mean",
-                    "var",
-                    "rhl_gain",
-                    "gain_corrected",
-                    "read_noise_adu",
-                    "overscan_level",
-                )
-            },
-        }
-    )
+_INTEGER_COLUMNS = frozenset({"pair", "amp", "npix", "cov_pixels", "pixels", "i", "j"})
+_TEXT_COLUMNS = frozenset({"sensor", "segment", "file1", "file2", "status"})
 
 
-def _typed_covariances(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype(
-        {
-            "pair": "int64",
-            "amp": "int64",
-            "i": "int64",
-            "j": "int64",
-            "cov": "float64",
-            "npix": "int64",
-        }
-    )
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed column types whatever the rows: counts int64, ``used`` boolean, numbers float64."""
+    types: dict[str, str] = {}
+    for column in frame.columns:
+        if column in _INTEGER_COLUMNS:
+            types[column] = "int64"
+        elif column == "used":
+            types[column] = "boolean"
+        elif column not in _TEXT_COLUMNS:
+            types[column] = "float64"
+    return frame.astype(types)
 
 
 def _empty_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return (
-        _typed_pairs(pd.DataFrame(columns=list(PAIR_COLUMNS))),
-        _typed_covariances(pd.DataFrame(columns=list(COVARIANCE_COLUMNS))),
+        _typed(pd.DataFrame(columns=list(PAIR_COLUMNS))),
+        _typed(pd.DataFrame(columns=list(COVARIANCE_COLUMNS))),
         pd.DataFrame(columns=list(REJECTED_COLUMNS)),
     )
 
@@ -505,8 +487,8 @@ def measure(
     pairs_frame = pd.concat([r[0] for r in results], ignore_index=True)
     covariances = pd.concat([r[1] for r in results], ignore_index=True)
     rejected = pd.concat([r[2] for r in results], ignore_index=True)
-    pairs_frame = _typed_pairs(pairs_frame)
+    pairs_frame = _typed(pairs_frame)
     pairs_frame.attrs["rejected"] = rejected
     pairs_frame.attrs["preset"] = config.name
     pairs_frame.attrs["backend"] = chosen.name
-    return pairs_frame, _typed_covariances(covariances)
+    return pairs_frame, _typed(covariances)

@@ -425,15 +425,19 @@ def fit_expapprox_cp_pipe(
 # The notebook's fits
 
 
-def _selected(n: int, points: slice | np.ndarray | None, default: slice) -> np.ndarray:
-    mask = np.zeros(n, bool)
+def _points(
+    mean: np.ndarray, var: np.ndarray, points: slice | np.ndarray | None, default: slice
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float arrays and the mask of the selected finite points (``default`` if none given)."""
+    mean, var = np.asarray(mean, float), np.asarray(var, float)
+    mask = np.zeros(len(mean), bool)
     if points is None:
         points = default
     if isinstance(points, slice):
         mask[points] = True
     else:
         mask = np.asarray(points, bool).copy()
-    return mask
+    return mean, var, mask & np.isfinite(mean) & np.isfinite(var)
 
 
 def fit_linear(
@@ -453,8 +457,7 @@ def fit_linear(
     PtcFit
         ``noise`` is sqrt(intercept) x gain when the intercept is positive.
     """
-    mean, var = np.asarray(mean, float), np.asarray(var, float)
-    mask = _selected(len(mean), points, slice(6, -15)) & np.isfinite(mean) & np.isfinite(var)
+    mean, var, mask = _points(mean, var, points, slice(6, -15))
     if np.count_nonzero(mask) < 3:
         return _failed("linear", len(mean), "too_few_points")
     (slope, intercept), errors, chi2 = _polyfit(mean[mask], var[mask], 1)
@@ -512,8 +515,7 @@ def fit_quadratic(
     PtcFit
         The fit.
     """
-    mean, var = np.asarray(mean, float), np.asarray(var, float)
-    mask = _selected(len(mean), points, slice(0, -3)) & np.isfinite(mean) & np.isfinite(var)
+    mean, var, mask = _points(mean, var, points, slice(0, -3))
     if np.count_nonzero(mask) < 4:
         return _failed("quadratic", len(mean), "too_few_points")
     coeffs, errors, chi2 = _polyfit(mean[mask], var[mask], 2)
@@ -553,10 +555,9 @@ def fit_powerlaw(
     PtcFit
         ``extra`` holds ``amplitude`` and ``index``.
     """
-    mean, var = np.asarray(mean, float), np.asarray(var, float)
-    mask = _selected(len(mean), points, slice(0, -15))
+    mean, var, mask = _points(mean, var, points, slice(0, -15))
     with np.errstate(invalid="ignore"):
-        mask &= np.isfinite(mean) & np.isfinite(var) & (mean > 0) & (var > 0)
+        mask &= (mean > 0) & (var > 0)
     if np.count_nonzero(mask) < 3:
         return _failed("powerlaw", len(mean), "too_few_points")
     log_x, log_y = np.log10(mean[mask]), np.log10(var[mask])
