@@ -37,12 +37,12 @@ def test_clipped_stats_match_plain_reference():
     rng = np.random.default_rng(0)
     values, good = _sample(rng)
     xp = get_backend("numpy").xp
-    mean, var, kept = clipped_stats(values, good, nsigma=5.5, niter=3, xp=xp)
+    mean, var, count = clipped_stats(values, good, nsigma=5.5, niter=3, xp=xp)
     for index in np.ndindex(values.shape[:-1]):
         ref_mean, ref_var, ref_n = _reference_clip(values[index], good[index], 5.5, 3)
         assert mean[index] == pytest.approx(ref_mean, rel=1e-12)
         assert var[index] == pytest.approx(ref_var, rel=1e-10)
-        assert kept[index].sum() == ref_n
+        assert count[index] == ref_n
 
 
 def test_clipped_stats_on_every_backend(backend):

@@ -18,6 +18,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from gpuptc import _cpu_kernels
+
 __all__ = [
     "AFW_IQR_TO_SIGMA",
     "Backend",
@@ -208,6 +210,15 @@ def _order_statistics_numpy(
     return out.reshape(ranks.shape)
 
 
+def _fused(x: Any, xp: ModuleType) -> bool:
+    """Whether the fused CPU kernels serve this NumPy float array."""
+    return (
+        array_api_compat.is_numpy_namespace(xp)
+        and x.dtype in (np.float32, np.float64)
+        and _cpu_kernels.available()
+    )
+
+
 def masked_quantiles(
     x: Any, good: Any, quantiles: tuple[float, ...], *, xp: ModuleType
 ) -> list[Any]:
@@ -229,6 +240,9 @@ def masked_quantiles(
     list of array
         One ``(...)`` array per quantile; NaN for rows without good values.
     """
+    good = good & xp.isfinite(x)
+    if _fused(x, xp):
+        return _cpu_kernels.masked_quantiles(x, good, quantiles)
     counts = count_true(good, xp=xp)
     big = xp.asarray(xp.inf, dtype=x.dtype, device=x.device)
     filled = xp.where(good, x, big)
@@ -285,24 +299,33 @@ def clipped_stats(
     -------
     mean, variance : array
         ``(...)`` float64; NaN where fewer than two values survive.
-    kept : array of bool
-        ``(..., n)`` the values of the last pass.
+    count : array
+        ``(...)`` int64 number of values kept by the last pass.
+
+    Notes
+    -----
+    On NumPy with numba installed, fused kernels (:mod:`gpuptc._cpu_kernels`) compute
+    the same numbers in a few passes; ``GPUPTC_NUMBA=0`` selects this generic path.
     """
     if niter < 1:
         raise ValueError("niter must be at least 1")
+    if _fused(x, xp):
+        return _cpu_kernels.clipped_moments(
+            x, good, nsigma=nsigma, niter=niter, iqr_to_sigma=AFW_IQR_TO_SIGMA
+        )
     good = good & xp.isfinite(x)
     q25, q50, q75 = masked_quantiles(x, good, (0.25, 0.5, 0.75), xp=xp)
     centre = q50
     half_width = nsigma * AFW_IQR_TO_SIGMA * (q75 - q25)
     mean = variance = kept = None
     for _ in range(niter):
-        centre_x = xp.astype(centre, x.dtype)[..., None]
-        offset = x - centre_x
+        centre_x = xp.astype(centre, x.dtype)
+        offset = x - centre_x[..., None]
         kept = good & (xp.abs(offset) <= xp.astype(half_width, x.dtype)[..., None])
         mean, variance = _masked_mean_var(offset, kept, xp=xp)
-        mean = mean + centre
+        mean = mean + xp.astype(centre_x, xp.float64)
         centre, half_width = mean, nsigma * xp.sqrt(variance)
-    return mean, variance, kept
+    return mean, variance, count_true(kept, xp=xp)
 
 
 def count_true(mask: Any, *, xp: ModuleType) -> Any:

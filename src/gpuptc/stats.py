@@ -100,15 +100,34 @@ def _per_pixel_gain(
     return rhl, corrected
 
 
-def fft_shape(ny: int, nx: int, max_lag: int) -> tuple[int, int]:
-    """Zero-padded FFT shape: ``2**(floor(log2(n + max_lag)) + 1)`` per axis, x even.
+def _smooth_length(n: int) -> int:
+    """Smallest ``2**a 3**b 5**c`` that is at least ``n`` (fast for pocketfft and cuFFT)."""
+    best = 2 ** max(0, math.ceil(math.log2(max(n, 1))))
+    power3 = 1
+    while power3 < best:
+        length = power3
+        while length < best:
+            candidate = length
+            while candidate < n:
+                candidate *= 2
+            best = min(best, candidate)
+            length *= 5
+        power3 *= 3
+    return best
 
-    Always larger than ``n + max_lag``, so the circular correlation never wraps
-    around within the lags kept.
+
+def fft_shape(ny: int, nx: int, max_lag: int) -> tuple[int, int]:
+    """Zero-padded FFT shape: the smallest 5-smooth lengths of at least ``n + max_lag``.
+
+    Lags up to ``max_lag - 1`` never wrap around in a circular correlation of that
+    length (cp_pipe's rule, ``2**(floor(log2(n + max_lag)) + 1)``, pads further for
+    the same result). The second axis is made even for the real transform.
     """
-    sy = 2 ** (int(math.log2(ny + max_lag)) + 1)
-    sx = 2 ** (int(math.log2(nx + max_lag)) + 1)
-    return sy, sx + (sx % 2)
+    sy = _smooth_length(ny + max_lag)
+    sx = _smooth_length(nx + max_lag)
+    while sx % 2:
+        sx = _smooth_length(sx + 1)
+    return sy, sx
 
 
 def covariances_fft(
@@ -162,6 +181,20 @@ def covariances_fft(
     )
 
 
+def _lag_correlation(spectrum: Any, shape: tuple[int, int], size: int, *, xp: ModuleType) -> Any:
+    """Inverse transform of a product spectrum at lags ``-(size-1)..size-1`` only.
+
+    The transform along y runs over every frequency; only the ``2 size - 1`` rows of
+    the lags wanted go through the transform along x. Rows and columns of the result
+    are lags ``0..size-1`` then ``-1..-(size-1)``.
+    """
+    lags = list(range(size)) + [-k for k in range(1, size)]
+    rows = xp.asarray([lag % shape[0] for lag in lags], device=spectrum.device)
+    columns = xp.asarray([lag % shape[1] for lag in lags], device=spectrum.device)
+    along_y = xp.take(xp.fft.ifft(spectrum, axis=-2), rows, axis=-2)
+    return xp.take(xp.fft.irfft(along_y, n=shape[1], axis=-1), columns, axis=-1)
+
+
 def _covariance_block(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any, Any]:
     ny, nx = d.shape[-2], d.shape[-1]
     shape = fft_shape(ny, nx, size)
@@ -170,28 +203,27 @@ def _covariance_block(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any
     axes = (-2, -1)
     f_values = xp.fft.rfftn(values, s=shape, axes=axes)
     f_weights = xp.fft.rfftn(weights, s=shape, axes=axes)
-    p_cov = xp.fft.irfftn(f_values * xp.conj(f_values), s=shape, axes=axes)
-    p_mean = xp.fft.irfftn(f_values * xp.conj(f_weights), s=shape, axes=axes)
-    p_count = xp.fft.irfftn(f_weights * xp.conj(f_weights), s=shape, axes=axes)
+    p_cov = _lag_correlation(f_values * xp.conj(f_values), shape, size, xp=xp)
+    p_mean = _lag_correlation(f_values * xp.conj(f_weights), shape, size, xp=xp)
+    p_count = _lag_correlation(f_weights * xp.conj(f_weights), shape, size, xp=xp)
     device = d.device
     forward = xp.arange(size, device=device)
-    back_y = (shape[0] - forward) % shape[0]
-    back_x = (shape[1] - forward) % shape[1]
+    back = xp.asarray([0] + [size - 1 + k for k in range(1, size)], device=device)
 
     def block(array: Any, rows: Any, cols: Any) -> Any:
         return xp.take(xp.take(array, rows, axis=-2), cols, axis=-1)
 
     # lag (dx, dy): pixel (y, x) with partner (y + dy, x + dx); arrays are [dy, dx]
     n1 = xp.round(block(p_count, forward, forward))
-    n2 = xp.round(block(p_count, back_y, forward))
+    n2 = xp.round(block(p_count, back, forward))
     m_pp = block(p_mean, forward, forward)
-    m_nn = block(p_mean, back_y, back_x)
-    m_np = block(p_mean, back_y, forward)
-    m_pn = block(p_mean, forward, back_x)
+    m_nn = block(p_mean, back, back)
+    m_np = block(p_mean, back, forward)
+    m_pn = block(p_mean, forward, back)
     safe1 = xp.where(n1 > 0, n1, 1.0)
     safe2 = xp.where(n2 > 0, n2, 1.0)
     c1 = block(p_cov, forward, forward) / safe1 - m_pp * m_nn / (safe1 * safe1)
-    c2 = block(p_cov, back_y, forward) / safe2 - m_np * m_pn / (safe2 * safe2)
+    c2 = block(p_cov, back, forward) / safe2 - m_np * m_pn / (safe2 * safe2)
     both = (forward[:, None] > 0) & (forward[None, :] > 0)
     cov = xp.where(both, 0.5 * (c1 + c2), c1)
     npix = xp.where(both, n1 + n2, n1)
@@ -267,11 +299,10 @@ def pair_statistics(
         d = (
             xp.astype(mean2[..., None], f1.dtype) * f1 - xp.astype(mean1[..., None], f1.dtype) * f2
         ) / xp.astype(mean[..., None], f1.dtype)
-        d_mean, d_var, kept = clipped_stats(
+        d_mean, d_var, npix = clipped_stats(
             d, fboth, nsigma=config.nsigma, niter=config.niter, xp=xp
         )
         var = 0.5 * d_var * clip_correction(config.nsigma)
-        npix = _count(kept, xp=xp)
         cut = d_mean + config.nsigma * xp.sqrt(d_var)
         weights = fboth & (xp.abs(xp.astype(d, xp.float64)) <= cut[..., None])
     elif method == "eotest":

@@ -1,0 +1,273 @@
+"""Fused CPU kernels for the clipping statistics of NumPy arrays (numba).
+
+The array-API code in :mod:`gpuptc._xp` is the reference; these kernels compute the same
+numbers in fewer passes over the pixels when numba is installed:
+
+- order statistics by histogram narrowing instead of ``np.partition`` of a filled copy:
+  one pass for the range, one for a histogram, one gathering the few bins that hold the
+  ranks wanted, then the same on those values until a handful is left to sort;
+- each afw clipping iteration as one pass accumulating count, sum and sum of squares,
+  with the same float32 offsets and float64 sums as the reference.
+
+Every kernel releases the GIL, so amplifier groups run in parallel threads. Set
+``GPUPTC_NUMBA=0`` to use the reference path.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+__all__ = ["available", "clipped_moments", "masked_quantiles"]
+
+_BINS = 4096
+_SORT_BELOW = 512
+_FASTMATH = {"reassoc"}
+
+
+def available() -> bool:
+    """True when numba imports and ``GPUPTC_NUMBA`` is not ``0``."""
+    return numba is not None and os.environ.get("GPUPTC_NUMBA", "1") != "0"
+
+
+if numba is not None:
+    _jit = numba.njit(nogil=True, cache=True)
+
+    @_jit
+    def _bin_of(value, low, scale, bins):
+        index = int((value - low) * scale)
+        return min(max(index, 0), bins - 1)
+
+    @_jit
+    def _select_in(buffer, rank):
+        """Value of ``rank`` (0-based) among the values of ``buffer``."""
+        values = buffer
+        while values.size > _SORT_BELOW:
+            low = values[0]
+            high = values[0]
+            for v in values:
+                low = min(low, v)
+                high = max(high, v)
+            if low == high:
+                return low
+            scale = _BINS / (np.float64(high) - np.float64(low))
+            counts = np.zeros(_BINS, np.int64)
+            for v in values:
+                counts[_bin_of(np.float64(v), np.float64(low), scale, _BINS)] += 1
+            below = 0
+            wanted = 0
+            for b in range(_BINS):
+                if below + counts[b] > rank:
+                    wanted = b
+                    break
+                below += counts[b]
+            narrowed = np.empty(counts[wanted], values.dtype)
+            k = 0
+            for v in values:
+                if _bin_of(np.float64(v), np.float64(low), scale, _BINS) == wanted:
+                    narrowed[k] = v
+                    k += 1
+            values = narrowed
+            rank -= below
+        return np.sort(values)[rank]
+
+    @_jit
+    def _row_order_statistics(x, good, ranks, out):
+        """``out[k]`` = value of rank ``ranks[k]`` among the good finite values of ``x``."""
+        n = 0
+        low = np.inf
+        high = -np.inf
+        for i in range(x.size):
+            v = x[i]
+            if good[i] and math.isfinite(v):
+                n += 1
+                low = min(low, np.float64(v))
+                high = max(high, np.float64(v))
+        if n == 0:
+            out[:] = np.nan
+            return n
+        if low == high:
+            out[:] = low
+            return n
+        scale = _BINS / (high - low)
+        counts = np.zeros(_BINS, np.int64)
+        for i in range(x.size):
+            v = x[i]
+            if good[i] and math.isfinite(v):
+                counts[_bin_of(np.float64(v), low, scale, _BINS)] += 1
+        starts = np.zeros(_BINS + 1, np.int64)
+        for b in range(_BINS):
+            starts[b + 1] = starts[b] + counts[b]
+        bin_of_rank = np.searchsorted(starts, ranks, side="right") - 1
+        slot = np.full(_BINS, -1, np.int64)
+        offsets = np.zeros(ranks.size + 1, np.int64)
+        nslots = 0
+        for b in bin_of_rank:
+            if slot[b] < 0:
+                slot[b] = nslots
+                offsets[nslots + 1] = offsets[nslots] + counts[b]
+                nslots += 1
+        gathered = np.empty(offsets[nslots], x.dtype)
+        filled = offsets[:nslots].copy()
+        for i in range(x.size):
+            v = x[i]
+            if good[i] and math.isfinite(v):
+                s = slot[_bin_of(np.float64(v), low, scale, _BINS)]
+                if s >= 0:
+                    gathered[filled[s]] = v
+                    filled[s] += 1
+        for k in range(ranks.size):
+            b = bin_of_rank[k]
+            s = slot[b]
+            out[k] = _select_in(gathered[offsets[s] : offsets[s + 1]], ranks[k] - starts[b])
+        return n
+
+    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    def _clip_pass(x, good, centre, half):
+        """Count, sum and sum of squares of the float32/64 offsets kept by one pass."""
+        count = 0
+        total = 0.0
+        squares = 0.0
+        for i in range(x.size):
+            offset = x[i] - centre
+            if good[i] and abs(offset) <= half:
+                count += 1
+                total += np.float64(offset)
+                squares += np.float64(offset * offset)
+        return count, total, squares
+
+    @_jit
+    def _quantile(values, n, q):
+        """NumPy's linear quantile from the order statistics at floor and floor + 1."""
+        position = max(q * (np.float64(n) - 1.0), 0.0)
+        return values[0] + (position - math.floor(position)) * (values[1] - values[0])
+
+    @_jit
+    def _quantile_ranks(n, quantiles):
+        ranks = np.empty(2 * quantiles.size, np.int64)
+        for k in range(quantiles.size):
+            position = max(quantiles[k] * (np.float64(n) - 1.0), 0.0)
+            lower = math.floor(position)
+            ranks[2 * k] = lower
+            ranks[2 * k + 1] = min(lower + 1, max(n - 1, 0))
+        return ranks
+
+    @_jit
+    def _rows_quantiles(x, good, quantiles, out):
+        for row in range(x.shape[0]):
+            n = 0
+            for i in range(x.shape[1]):
+                if good[row, i] and math.isfinite(x[row, i]):
+                    n += 1
+            ranks = _quantile_ranks(n, quantiles)
+            picked = np.empty(ranks.size, np.float64)
+            _row_order_statistics(x[row], good[row], ranks, picked)
+            for k in range(quantiles.size):
+                if n == 0:
+                    out[row, k] = np.nan
+                else:
+                    out[row, k] = _quantile(picked[2 * k : 2 * k + 2], n, quantiles[k])
+
+    @_jit
+    def _rows_clipped(x, good, nsigma, niter, iqr_to_sigma, mean, var, kept):
+        quartiles = np.array([0.25, 0.5, 0.75])
+        for row in range(x.shape[0]):
+            values = x[row]
+            usable = good[row]
+            n = 0
+            for i in range(values.size):
+                if usable[i] and math.isfinite(values[i]):
+                    n += 1
+            if n == 0:
+                mean[row] = np.nan
+                var[row] = np.nan
+                kept[row] = 0
+                continue
+            ranks = _quantile_ranks(n, quartiles)
+            picked = np.empty(ranks.size, np.float64)
+            _row_order_statistics(values, usable, ranks, picked)
+            q25 = _quantile(picked[0:2], n, 0.25)
+            q50 = _quantile(picked[2:4], n, 0.5)
+            q75 = _quantile(picked[4:6], n, 0.75)
+            centre = q50
+            half = nsigma * iqr_to_sigma * (q75 - q25)
+            m = np.nan
+            v = np.nan
+            count = 0
+            for _ in range(niter):
+                centre_x = values.dtype.type(centre)
+                count, total, squares = _clip_pass(
+                    values, usable, centre_x, values.dtype.type(half)
+                )
+                safe = np.float64(count) if count > 1 else 2.0
+                m = total / (np.float64(count) if count > 0 else 1.0)
+                v = (squares - total * total / safe) / (safe - 1.0)
+                m = m + np.float64(centre_x) if count > 0 else np.nan
+                if count <= 1:
+                    v = np.nan
+                centre = m
+                half = nsigma * math.sqrt(v)
+            mean[row] = m
+            var[row] = v
+            kept[row] = count
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+
+
+def masked_quantiles(
+    x: np.ndarray, good: np.ndarray, quantiles: tuple[float, ...]
+) -> list[np.ndarray]:
+    """Quantiles of the good finite values of each row (NumPy's linear interpolation).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(..., n)`` float32 or float64 values.
+    good : numpy.ndarray of bool
+        ``(..., n)`` which values count.
+    quantiles : tuple of float
+        Quantiles in [0, 1].
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One float64 ``(...)`` array per quantile; NaN for rows without good values.
+    """
+    rows, masks = _rows(x), _rows(good)
+    out = np.empty((rows.shape[0], len(quantiles)), np.float64)
+    _rows_quantiles(rows, masks, np.asarray(quantiles, np.float64), out)
+    return [out[:, k].reshape(x.shape[:-1]) for k in range(len(quantiles))]
+
+
+def clipped_moments(
+    x: np.ndarray, good: np.ndarray, *, nsigma: float, niter: int, iqr_to_sigma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """afw-style clipped mean, variance and kept count of each row, fused.
+
+    Same definition and arithmetic as :func:`gpuptc._xp.clipped_stats` (which it
+    serves on NumPy): median and IQR first pass, then mean and standard deviation
+    passes, inclusive tests, float32 offsets for float32 input, float64 sums.
+
+    Returns
+    -------
+    mean, variance : numpy.ndarray
+        ``(...)`` float64; NaN where fewer than two values survive.
+    count : numpy.ndarray
+        ``(...)`` int64 values kept by the last pass.
+    """
+    rows, masks = _rows(x), _rows(good)
+    mean = np.empty(rows.shape[0], np.float64)
+    var = np.empty(rows.shape[0], np.float64)
+    kept = np.empty(rows.shape[0], np.int64)
+    _rows_clipped(rows, masks, float(nsigma), int(niter), float(iqr_to_sigma), mean, var, kept)
+    lead = x.shape[:-1]
+    return mean.reshape(lead), var.reshape(lead), kept.reshape(lead)

@@ -1,0 +1,85 @@
+"""The fused CPU kernels against the generic array-API path they replace on NumPy."""
+
+import numpy as np
+import pytest
+
+from gpuptc import _cpu_kernels
+from gpuptc._xp import AFW_IQR_TO_SIGMA, clipped_stats, masked_quantiles
+
+pytest.importorskip("numba")
+xp = np
+
+
+def _generic(monkeypatch, function, *args, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setenv("GPUPTC_NUMBA", "0")
+        assert not _cpu_kernels.available()
+        return function(*args, **kwargs)
+
+
+def _rows(rng, n=6000):
+    """Rows that exercise the narrowing: outliers, ties, constants, masks, NaN and inf."""
+    gaussian = rng.normal(20_000.0, 140.0, n)
+    wild = gaussian.copy()
+    wild[rng.random(n) < 0.002] = 1e30  # one bin would hold everything without narrowing
+    wild[:3] = -1e25
+    ties = np.round(rng.normal(50.0, 2.0, n))  # integers: many equal values
+    constant = np.full(n, 7.0)
+    few = rng.normal(size=n)
+    bad = gaussian.copy()
+    bad[::7] = np.nan
+    bad[1::11] = np.inf
+    bad[2::13] = -np.inf
+    values = np.stack([gaussian, wild, ties, constant, few, bad, gaussian])
+    good = np.ones(values.shape, bool)
+    good[4, 3:] = False  # three values
+    good[6] = False  # none
+    good[0] = rng.random(n) > 0.3
+    return values, good
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantiles_are_exactly_the_generic_ones(monkeypatch, dtype):
+    values, good = _rows(np.random.default_rng(7))
+    values = values.astype(dtype)
+    quantiles = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+    fused = masked_quantiles(values, good, quantiles, xp=xp)
+    generic = _generic(monkeypatch, masked_quantiles, values, good, quantiles, xp=xp)
+    for got, expected in zip(fused, generic, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    finite = good & np.isfinite(values)
+    for row in range(5):
+        expected = np.quantile(values[row][finite[row]].astype(np.float64), quantiles)
+        np.testing.assert_allclose([q[row] for q in fused], expected, rtol=1e-14)
+    assert np.isnan(fused[0][6])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipped_moments_match_the_generic_path(monkeypatch, dtype):
+    values, good = _rows(np.random.default_rng(8))
+    values = values.astype(dtype)
+    mean, var, count = clipped_stats(values, good, nsigma=5.5, niter=3, xp=xp)
+    ref_mean, ref_var, ref_count = _generic(
+        monkeypatch, clipped_stats, values, good, nsigma=5.5, niter=3, xp=xp
+    )
+    np.testing.assert_array_equal(count, ref_count)
+    np.testing.assert_allclose(mean, ref_mean, rtol=1e-13, equal_nan=True)
+    np.testing.assert_allclose(var, ref_var, rtol=1e-10, equal_nan=True)
+    assert np.isnan(mean[6]) and np.isnan(var[6]) and count[6] == 0
+
+
+def test_full_amplifier_row_in_float32(monkeypatch):
+    """One amplifier's worth of flat-field pixels, cosmic rays and a hot column."""
+    rng = np.random.default_rng(9)
+    image = rng.poisson(30_000.0, (2, 2000 * 512)).astype(np.float32)
+    image[:, rng.integers(0, image.shape[1], 500)] += 40_000.0
+    good = rng.random(image.shape) > 0.01
+    fused = clipped_stats(image, good, nsigma=5.5, niter=3, xp=xp)
+    generic = _generic(monkeypatch, clipped_stats, image, good, nsigma=5.5, niter=3, xp=xp)
+    np.testing.assert_array_equal(fused[2], generic[2])
+    np.testing.assert_allclose(fused[0], generic[0], rtol=1e-13)
+    np.testing.assert_allclose(fused[1], generic[1], rtol=1e-10)
+
+
+def test_the_iqr_factor_is_afws():
+    assert AFW_IQR_TO_SIGMA == pytest.approx(0.741301109252802, rel=1e-12)
