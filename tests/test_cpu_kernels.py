@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpuptc import _cpu_kernels
-from gpuptc._xp import AFW_IQR_TO_SIGMA, clipped_stats, masked_quantiles
+from gpuptc._xp import AFW_IQR_TO_SIGMA, clipped_stats, masked_quantiles, median
 
 pytest.importorskip("numba")
 xp = np
@@ -83,3 +83,36 @@ def test_full_amplifier_row_in_float32(monkeypatch):
 
 def test_the_iqr_factor_is_afws():
     assert AFW_IQR_TO_SIGMA == pytest.approx(0.741301109252802, rel=1e-12)
+
+
+def test_squared_difference_ratio_matches_the_generic_form():
+    rng = np.random.default_rng(10)
+    i1 = rng.normal(100.0, 30.0, (3, 4000)).astype(np.float32)
+    i2 = rng.normal(100.0, 30.0, (3, 4000)).astype(np.float32)
+    i1[0, :50] = -i2[0, :50]  # zero sums are left out
+    good = rng.random(i1.shape) > 0.1
+    good[2] = False
+    total = i1 + i2
+    usable = good & (total > 0)
+    ratio = np.where(usable, (i1 - i2) * (i1 - i2) / np.where(usable, total, 1), 0)
+    with np.errstate(invalid="ignore"):
+        expected = ratio.sum(axis=-1, dtype=np.float64) / usable.sum(axis=-1)
+    got = _cpu_kernels.squared_difference_ratio(i1, i2, good)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+    assert np.isnan(got[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_median_is_numpys(dtype):
+    rng = np.random.default_rng(12)
+    stack = rng.normal(1000.0, 5.0, (2, 3, 40, 64)).astype(dtype)
+    stack[0, 0, 3, 5] = np.nan
+    stack[1, 2, :, 7] = np.round(stack[1, 2, :, 7])  # ties
+    stack[1, 1, 4, :] = 3.0  # a constant row
+    for region in (stack[..., 3:61], stack[..., 3:60], stack[..., 5:9, :]):
+        for axis in (-1, -2):
+            got = median(region, axis=axis, xp=np)
+            with np.errstate(invalid="ignore"):
+                expected = np.median(region, axis=axis)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)

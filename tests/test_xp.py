@@ -4,6 +4,7 @@ import pytest
 from backends import host
 from gpuptc._xp import (
     BackendError,
+    at_most,
     clip_correction,
     clipped_stats,
     get_backend,
@@ -109,3 +110,17 @@ def test_auto_picks_numpy_without_gpu():
     assert get_backend("auto").name == "numpy"
     with pytest.raises(BackendError, match="cupy"):
         get_backend("cupy")
+
+
+def test_at_most_is_the_float64_comparison(backend):
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.0, 100.0, (3, 4, 500)).astype(np.float32)
+    bound = np.abs(rng.normal(0.0, 100.0, (3, 4)))
+    bound[0, 0] = float(x[0, 0, 7])  # exactly a float32 value: kept
+    bound[0, 1] = float(np.nextafter(x[0, 1, 3], np.float32(-np.inf))) + 1e-12  # just below
+    bound[1, 0] = np.nan
+    bound[1, 1] = np.inf
+    expected = x.astype(np.float64) <= bound[..., None]
+    for dtype in (np.float32, np.float64):
+        got = at_most(backend.asarray(x.astype(dtype)), backend.asarray(bound), xp=backend.xp)
+        np.testing.assert_array_equal(host(got), expected)

@@ -25,10 +25,17 @@ try:
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
-__all__ = ["available", "clipped_moments", "masked_quantiles"]
+__all__ = [
+    "available",
+    "clipped_moments",
+    "masked_quantiles",
+    "median_last_axis",
+    "squared_difference_ratio",
+]
 
 _BINS = 4096
 _SORT_BELOW = 512
+_SAMPLE = 2048
 _FASTMATH = {"reassoc"}
 
 
@@ -42,8 +49,8 @@ if numba is not None:
 
     @_jit
     def _bin_of(value, low, scale, bins):
-        index = int((value - low) * scale)
-        return min(max(index, 0), bins - 1)
+        # clamped before the integer conversion, which is undefined out of range
+        return int(min(max((value - low) * scale, 0.0), bins - 1.0))
 
     @_jit
     def _select_in(buffer, rank):
@@ -79,8 +86,7 @@ if numba is not None:
         return np.sort(values)[rank]
 
     @_jit
-    def _row_order_statistics(x, good, ranks, out):
-        """``out[k]`` = value of rank ``ranks[k]`` among the good finite values of ``x``."""
+    def _count_and_range(x, good):
         n = 0
         low = np.inf
         high = -np.inf
@@ -90,12 +96,47 @@ if numba is not None:
                 n += 1
                 low = min(low, np.float64(v))
                 high = max(high, np.float64(v))
-        if n == 0:
-            out[:] = np.nan
-            return n
-        if low == high:
-            out[:] = low
-            return n
+        return n, low, high
+
+    @_jit
+    def _histogram_range(x, good):
+        """Range for the histogram: central 98 % of a strided sample, widened by half.
+
+        Values outside fall into the end bins, so any range gives exact results; a
+        range that hugs the bulk of the values keeps the bins holding the ranks small.
+        Returns an empty range (low >= high) when the sample cannot tell.
+        """
+        step = max(1, x.size // _SAMPLE)
+        sample = np.empty((x.size + step - 1) // step, np.float64)
+        m = 0
+        for i in range(0, x.size, step):
+            v = x[i]
+            if good[i] and math.isfinite(v):
+                sample[m] = v
+                m += 1
+        if m < 16:
+            return np.inf, -np.inf
+        ordered = np.sort(sample[:m])
+        low = ordered[m // 100]
+        high = ordered[m - 1 - m // 100]
+        pad = 0.25 * (high - low)
+        return low - pad, high + pad
+
+    @_jit
+    def _row_quantiles(x, good, quantiles, out):
+        """``out[k]``: quantile ``quantiles[k]`` of the good finite values of ``x``.
+
+        Returns the number of good finite values.
+        """
+        low, high = _histogram_range(x, good)
+        if not low < high:
+            n, low, high = _count_and_range(x, good)
+            if n == 0:
+                out[:] = np.nan
+                return 0
+            if low == high:
+                out[:] = low
+                return n
         scale = _BINS / (high - low)
         counts = np.zeros(_BINS, np.int64)
         for i in range(x.size):
@@ -105,6 +146,11 @@ if numba is not None:
         starts = np.zeros(_BINS + 1, np.int64)
         for b in range(_BINS):
             starts[b + 1] = starts[b] + counts[b]
+        n = starts[_BINS]
+        if n == 0:
+            out[:] = np.nan
+            return 0
+        ranks = _quantile_ranks(n, quantiles)
         bin_of_rank = np.searchsorted(starts, ranks, side="right") - 1
         slot = np.full(_BINS, -1, np.int64)
         offsets = np.zeros(ranks.size + 1, np.int64)
@@ -123,10 +169,13 @@ if numba is not None:
                 if s >= 0:
                     gathered[filled[s]] = v
                     filled[s] += 1
+        picked = np.empty(ranks.size, np.float64)
         for k in range(ranks.size):
             b = bin_of_rank[k]
             s = slot[b]
-            out[k] = _select_in(gathered[offsets[s] : offsets[s + 1]], ranks[k] - starts[b])
+            picked[k] = _select_in(gathered[offsets[s] : offsets[s + 1]], ranks[k] - starts[b])
+        for k in range(quantiles.size):
+            out[k] = _quantile(picked[2 * k : 2 * k + 2], n, quantiles[k])
         return n
 
     @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
@@ -142,6 +191,68 @@ if numba is not None:
                 total += np.float64(offset)
                 squares += np.float64(offset * offset)
         return count, total, squares
+
+    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    def _rows_rhl(i1, i2, good, out):
+        for row in range(i1.shape[0]):
+            count = 0
+            total = 0.0
+            for i in range(i1.shape[1]):
+                a = i1[row, i]
+                b = i2[row, i]
+                both = a + b
+                if good[row, i] and both > 0:
+                    count += 1
+                    total += np.float64((a - b) * (a - b) / both)
+            out[row] = total / count if count > 0 else np.nan
+
+    @_jit
+    def _smallest_in_place(a, k):
+        """Move the ``k``-th smallest value of ``a`` to ``a[k]``, smaller ones before it."""
+        left = 0
+        right = a.size - 1
+        while left < right:
+            pivot = a[k]
+            i = left
+            j = right
+            while True:
+                while a[i] < pivot:
+                    i += 1
+                while pivot < a[j]:
+                    j -= 1
+                if i <= j:
+                    a[i], a[j] = a[j], a[i]
+                    i += 1
+                    j -= 1
+                if i > j:
+                    break
+            if j < k:
+                left = i
+            if k < i:
+                right = j
+        return a[k]
+
+    @_jit
+    def _rows_median(x, out):
+        n = x.shape[1]
+        buffer = np.empty(n, x.dtype)
+        half = x.dtype.type(0.5)
+        for row in range(x.shape[0]):
+            finite = True
+            for i in range(n):
+                buffer[i] = x[row, i]
+                finite = finite and not math.isnan(buffer[i])
+            if not finite:
+                out[row] = np.nan
+                continue
+            upper = _smallest_in_place(buffer, n // 2)
+            if n % 2:
+                out[row] = upper
+            else:
+                lower = buffer[0]
+                for i in range(1, n // 2):
+                    lower = max(lower, buffer[i])
+                out[row] = (lower + upper) * half
 
     @_jit
     def _quantile(values, n, q):
@@ -162,40 +273,21 @@ if numba is not None:
     @_jit
     def _rows_quantiles(x, good, quantiles, out):
         for row in range(x.shape[0]):
-            n = 0
-            for i in range(x.shape[1]):
-                if good[row, i] and math.isfinite(x[row, i]):
-                    n += 1
-            ranks = _quantile_ranks(n, quantiles)
-            picked = np.empty(ranks.size, np.float64)
-            _row_order_statistics(x[row], good[row], ranks, picked)
-            for k in range(quantiles.size):
-                if n == 0:
-                    out[row, k] = np.nan
-                else:
-                    out[row, k] = _quantile(picked[2 * k : 2 * k + 2], n, quantiles[k])
+            _row_quantiles(x[row], good[row], quantiles, out[row])
 
     @_jit
     def _rows_clipped(x, good, nsigma, niter, iqr_to_sigma, mean, var, kept):
         quartiles = np.array([0.25, 0.5, 0.75])
+        q = np.empty(3, np.float64)
         for row in range(x.shape[0]):
             values = x[row]
             usable = good[row]
-            n = 0
-            for i in range(values.size):
-                if usable[i] and math.isfinite(values[i]):
-                    n += 1
-            if n == 0:
+            if _row_quantiles(values, usable, quartiles, q) == 0:
                 mean[row] = np.nan
                 var[row] = np.nan
                 kept[row] = 0
                 continue
-            ranks = _quantile_ranks(n, quartiles)
-            picked = np.empty(ranks.size, np.float64)
-            _row_order_statistics(values, usable, ranks, picked)
-            q25 = _quantile(picked[0:2], n, 0.25)
-            q50 = _quantile(picked[2:4], n, 0.5)
-            q75 = _quantile(picked[4:6], n, 0.75)
+            q25, q50, q75 = q[0], q[1], q[2]
             centre = q50
             half = nsigma * iqr_to_sigma * (q75 - q25)
             m = np.nan
@@ -271,3 +363,28 @@ def clipped_moments(
     _rows_clipped(rows, masks, float(nsigma), int(niter), float(iqr_to_sigma), mean, var, kept)
     lead = x.shape[:-1]
     return mean.reshape(lead), var.reshape(lead), kept.reshape(lead)
+
+
+def squared_difference_ratio(i1: np.ndarray, i2: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Mean of ``(I1 - I2)**2 / (I1 + I2)`` over good pixels with ``I1 + I2 > 0``, per row.
+
+    Per-pixel arithmetic in the images' dtype, float64 sums; NaN for rows without such
+    pixels (the generic form is in :func:`gpuptc.stats.pair_statistics`).
+    """
+    out = np.empty(math.prod(i1.shape[:-1]), np.float64)
+    _rows_rhl(_rows(i1), _rows(i2), _rows(good), out)
+    return out.reshape(i1.shape[:-1])
+
+
+def median_last_axis(x: np.ndarray) -> np.ndarray:
+    """``np.median(x, axis=-1)`` by in-place selection (NaN when a row holds one).
+
+    ``x`` may be any strided view; rows are copied one at a time into a small buffer.
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty(rows.shape[0], x.dtype)
+    if x.shape[-1] == 0:
+        out[:] = np.nan
+    else:
+        _rows_median(rows, out)
+    return out.reshape(x.shape[:-1])

@@ -24,9 +24,11 @@ __all__ = [
     "AFW_IQR_TO_SIGMA",
     "Backend",
     "BackendError",
+    "at_most",
     "clip_correction",
     "clipped_stats",
     "count_true",
+    "fused",
     "get_backend",
     "masked_quantiles",
     "median",
@@ -180,6 +182,8 @@ def median(x: Any, /, *, axis: int, xp: ModuleType) -> Any:
     array
         ``x`` reduced along ``axis``.
     """
+    if fused(x, xp):
+        return _cpu_kernels.median_last_axis(np.moveaxis(x, axis, -1))
     if array_api_compat.is_numpy_namespace(xp):
         return np.median(x, axis=axis)
     if array_api_compat.is_cupy_namespace(xp):
@@ -210,8 +214,8 @@ def _order_statistics_numpy(
     return out.reshape(ranks.shape)
 
 
-def _fused(x: Any, xp: ModuleType) -> bool:
-    """Whether the fused CPU kernels serve this NumPy float array."""
+def fused(x: Any, xp: ModuleType) -> bool:
+    """Whether the fused CPU kernels (:mod:`gpuptc._cpu_kernels`) serve this float array."""
     return (
         array_api_compat.is_numpy_namespace(xp)
         and x.dtype in (np.float32, np.float64)
@@ -241,7 +245,7 @@ def masked_quantiles(
         One ``(...)`` array per quantile; NaN for rows without good values.
     """
     good = good & xp.isfinite(x)
-    if _fused(x, xp):
+    if fused(x, xp):
         return _cpu_kernels.masked_quantiles(x, good, quantiles)
     counts = count_true(good, xp=xp)
     big = xp.asarray(xp.inf, dtype=x.dtype, device=x.device)
@@ -309,7 +313,7 @@ def clipped_stats(
     """
     if niter < 1:
         raise ValueError("niter must be at least 1")
-    if _fused(x, xp):
+    if fused(x, xp):
         return _cpu_kernels.clipped_moments(
             x, good, nsigma=nsigma, niter=niter, iqr_to_sigma=AFW_IQR_TO_SIGMA
         )
@@ -326,6 +330,20 @@ def clipped_stats(
         mean = mean + xp.astype(centre_x, xp.float64)
         centre, half_width = mean, nsigma * xp.sqrt(variance)
     return mean, variance, count_true(kept, xp=xp)
+
+
+def at_most(x: Any, bound: Any, *, xp: ModuleType) -> Any:
+    """``x <= bound[..., None]`` for a float64 ``bound``, exactly, in the dtype of ``x``.
+
+    A float32 ``x`` is compared with the largest float32 not above ``bound`` (the same
+    answer as a float64 comparison, without a float64 copy of ``x``).
+    """
+    if x.dtype == xp.float32:
+        narrow = xp.astype(bound, xp.float32)
+        down = xp.nextafter(narrow, xp.full_like(narrow, -xp.inf))
+        narrow = xp.where(xp.astype(narrow, xp.float64) > bound, down, narrow)
+        return x <= narrow[..., None]
+    return x <= xp.astype(bound, x.dtype)[..., None]
 
 
 def count_true(mask: Any, *, xp: ModuleType) -> Any:

@@ -7,6 +7,7 @@ is a handful of vectorised passes; nothing here touches files, pandas or the hos
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -149,9 +150,16 @@ def parallel_overscan_profile(
     array
         ``(..., amps, 1, nx)`` levels for the imaging columns.
     """
+    rows, cols = _parallel_region(geometry, skip)
+    return _column_levels(stack[..., rows, cols], method, xp=xp)
+
+
+def _parallel_region(geometry: SensorGeometry, skip: tuple[int, int]) -> tuple[slice, slice]:
     box = geometry.amps[0].parallel_overscan
-    rows = _kept(box.y0, box.y1, skip, "parallel overscan rows")
-    region = stack[..., rows, box.x0 : box.x1]
+    return _kept(box.y0, box.y1, skip, "parallel overscan rows"), slice(box.x0, box.x1)
+
+
+def _column_levels(region: Any, method: str, *, xp: ModuleType) -> Any:
     how = "median" if method == "MEDIAN_PER_ROW" else "mean"
     return _statistic(region, -2, how, xp=xp)
 
@@ -187,6 +195,20 @@ def _read_noise(
     good = xp.isfinite(flat)
     _, variance, _ = clipped_stats(flat, good, nsigma=READ_NOISE_NSIGMA, niter=3, xp=xp)
     return xp.sqrt(variance)
+
+
+def _below(raw: Any, threshold: float, *, xp: ModuleType) -> Any:
+    """``raw < threshold`` exactly, compared in the raw dtype (no float64 copy)."""
+    import numpy as np
+
+    if xp.isdtype(raw.dtype, "integral"):
+        return raw < math.ceil(threshold)
+    if raw.dtype == xp.float32:
+        bound = np.float32(threshold)
+        if float(bound) < threshold:
+            bound = np.nextafter(bound, np.float32(np.inf))
+        return raw < float(bound)
+    return raw < threshold
 
 
 def _edge_and_defects(
@@ -234,7 +256,7 @@ def run_isr(
         Trimmed images, good-pixel mask, read noise and overscan level per amp.
     """
     dtype = xp.float64 if config.dtype == "float64" else xp.float32
-    pixels = xp.astype(raw, dtype)
+    pixels = xp.astype(raw, dtype, copy=False)
     model = serial_overscan_model(
         pixels,
         geometry,
@@ -248,18 +270,23 @@ def run_isr(
     else:
         read_noise = _read_noise(pixels, model, geometry, config.serial_skip, xp=xp)
     level = median(xp.reshape(model, (*model.shape[:-2], -1)), axis=-1, xp=xp)
-    pixels = pixels - model
-    if config.use_bias and bias is not None:
-        pixels = pixels - xp.astype(bias, dtype)
+    use_bias = config.use_bias and bias is not None
+
+    def corrected(rows: slice, cols: slice) -> Any:
+        """Overscan- and bias-corrected copy of one region (only the pixels needed)."""
+        region = pixels[..., rows, cols] - (model if model.shape[-2] == 1 else model[..., rows, :])
+        if use_bias:
+            region -= xp.astype(bias[..., rows, cols], dtype)
+        return region
+
     rows, cols = geometry.imaging.slices
-    images = pixels[..., rows, cols]
+    images = corrected(rows, cols)
     if config.parallel_overscan != "NONE":
-        images = images - parallel_overscan_profile(
-            pixels, geometry, method=config.parallel_overscan, skip=config.parallel_skip, xp=xp
-        )
+        region = corrected(*_parallel_region(geometry, config.parallel_skip))
+        images -= _column_levels(region, config.parallel_overscan, xp=xp)
     good = xp.isfinite(images)
     if config.saturation is not None:
-        good = good & (xp.astype(raw[..., rows, cols], xp.float64) < config.saturation)
+        good = good & _below(raw[..., rows, cols], config.saturation, xp=xp)
     if config.edge_mask > 0 or defects is not None:
         good = good & _edge_and_defects(
             images.shape, config.edge_mask, defects, device=images.device, xp=xp

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from gpuptc._xp import clip_correction, clipped_stats, count_true, masked_quantiles
+from gpuptc import _cpu_kernels
+from gpuptc._xp import (
+    at_most,
+    clip_correction,
+    clipped_stats,
+    count_true,
+    fused,
+    masked_quantiles,
+)
 from gpuptc.config import ExtractConfig
 
 __all__ = ["PairStatistics", "covariances_fft", "fft_shape", "pair_statistics"]
@@ -82,11 +90,14 @@ def _per_pixel_gain(
     i1: Any, i2: Any, good: Any, mean: Any, read_noise: Any, correction: str, *, xp: ModuleType
 ) -> tuple[Any, Any]:
     """``1/<(I1-I2)^2/(I1+I2)>`` on unscaled images, and its read-noise-corrected form."""
-    total = i1 + i2
-    usable = good & (total > 0)
-    safe_total = xp.where(usable, total, xp.ones((), dtype=total.dtype, device=total.device))
-    ratio = (i1 - i2) * (i1 - i2) / safe_total
-    c = _masked_mean(ratio, usable, xp=xp)
+    if fused(i1, xp):
+        c = _cpu_kernels.squared_difference_ratio(i1, i2, good)
+    else:
+        total = i1 + i2
+        usable = good & (total > 0)
+        one = xp.ones((), dtype=total.dtype, device=total.device)
+        ratio = (i1 - i2) * (i1 - i2) / xp.where(usable, total, one)
+        c = _masked_mean(ratio, usable, xp=xp)
     rhl = 1.0 / c
     sigma2 = read_noise * read_noise
     if correction == "FULL":
@@ -304,7 +315,7 @@ def pair_statistics(
         )
         var = 0.5 * d_var * clip_correction(config.nsigma)
         cut = d_mean + config.nsigma * xp.sqrt(d_var)
-        weights = fboth & (xp.abs(xp.astype(d, xp.float64)) <= cut[..., None])
+        weights = fboth & at_most(xp.abs(d), cut, xp=xp)
     elif method == "eotest":
         mean1 = _masked_mean(f1, _flat(g1, xp=xp), xp=xp)
         mean2 = _masked_mean(f2, _flat(g2, xp=xp), xp=xp)
