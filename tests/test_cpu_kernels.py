@@ -109,7 +109,17 @@ def test_median_is_numpys(dtype):
     stack[0, 0, 3, 5] = np.nan
     stack[1, 2, :, 7] = np.round(stack[1, 2, :, 7])  # ties
     stack[1, 1, 4, :] = 3.0  # a constant row
-    for region in (stack[..., 3:61], stack[..., 3:60], stack[..., 5:9, :]):
+    counts = np.round(rng.normal(20_000.0, 6.0, stack.shape)).astype(dtype)  # raw ADU
+    counts[0, 1, 2, 9] = 1e6  # a span too wide for counting
+    counts[0, 2, 3, 4] = np.nan
+    for region in (
+        stack[..., 3:61],
+        stack[..., 3:60],
+        stack[..., 5:9, :],
+        counts[..., 3:61],
+        counts[..., 3:60],
+        counts[..., 5:10, :],
+    ):
         for axis in (-1, -2):
             got = median(region, axis=axis, xp=np)
             with np.errstate(invalid="ignore"):

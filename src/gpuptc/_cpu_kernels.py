@@ -36,6 +36,7 @@ __all__ = [
 _BINS = 4096
 _SORT_BELOW = 512
 _SAMPLE = 2048
+_COUNTING_SPAN = 1024
 _FASTMATH = {"reassoc"}
 
 
@@ -233,26 +234,58 @@ if numba is not None:
         return a[k]
 
     @_jit
+    def _middle_by_counting(buffer, counts, low, half):
+        """Median of integer-valued ``buffer`` spanning ``counts.size`` values from ``low``."""
+        counts[:] = 0
+        for v in buffer:
+            counts[int(v - low)] += 1
+        n = buffer.size
+        upper_rank = n // 2
+        seen = 0
+        lower = low
+        for offset in range(counts.size):
+            if seen <= upper_rank - 1 < seen + counts[offset]:
+                lower = low + offset
+            if seen + counts[offset] > upper_rank:
+                upper = buffer.dtype.type(low + offset)
+                if n % 2:
+                    return upper
+                return (buffer.dtype.type(lower) + upper) * half
+            seen += counts[offset]
+        return buffer.dtype.type(np.nan)
+
+    @_jit
     def _rows_median(x, out):
         n = x.shape[1]
         buffer = np.empty(n, x.dtype)
+        counts = np.empty(_COUNTING_SPAN, np.int64)
         half = x.dtype.type(0.5)
         for row in range(x.shape[0]):
             finite = True
+            integral = True
+            low = np.inf
+            high = -np.inf
             for i in range(n):
-                buffer[i] = x[row, i]
-                finite = finite and not math.isnan(buffer[i])
+                v = x[row, i]
+                buffer[i] = v
+                finite = finite and not math.isnan(v)
+                integral = integral and v == math.floor(v)
+                low = min(low, np.float64(v))
+                high = max(high, np.float64(v))
             if not finite:
                 out[row] = np.nan
-                continue
-            upper = _smallest_in_place(buffer, n // 2)
-            if n % 2:
-                out[row] = upper
+            elif integral and high - low < _COUNTING_SPAN:
+                span = int(high - low) + 1
+                out[row] = _middle_by_counting(buffer, counts[:span], low, half)
             else:
-                lower = buffer[0]
-                for i in range(1, n // 2):
-                    lower = max(lower, buffer[i])
-                out[row] = (lower + upper) * half
+                upper = _smallest_in_place(buffer, n // 2)
+                if n % 2:
+                    out[row] = upper
+                else:
+                    lower = buffer[0]
+                    for i in range(1, n // 2):
+                        lower = max(lower, buffer[i])
+                    out[row] = (lower + upper) * half
 
     @_jit
     def _quantile(values, n, q):

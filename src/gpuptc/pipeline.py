@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,8 @@ import pandas as pd
 from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import Preset, get_preset
 from gpuptc.io.geometry import SensorGeometry
-from gpuptc.io.raw import RawReadError, read_raw, read_segment_headers
+from gpuptc.io.raw import RawReadError, read_segment_headers
+from gpuptc.io.readers import FileReaders, is_compressed, reader_processes
 from gpuptc.isr import IsrResult, run_isr
 from gpuptc.masterbias import MasterBias, master_biases, read_master_bias
 from gpuptc.stats import PairStatistics, pair_statistics
@@ -77,6 +79,10 @@ class _PairFiles:
     mjd: float
     file1: str
     file2: str
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        return self.file1, self.file2
 
 
 def _pairs_of(manifest: pd.DataFrame, sensor: str) -> list[_PairFiles]:
@@ -142,33 +148,62 @@ def _host_buffer(shape: tuple[int, ...], backend: Backend) -> np.ndarray:
 
 
 def _read_batch(
-    sensor: str, chunk: list[_PairFiles], buffer: np.ndarray, geometry: SensorGeometry
+    sensor: str,
+    chunk: list[_PairFiles],
+    readers: FileReaders,
+    index: int,
+    geometry: SensorGeometry,
 ) -> tuple[list[_PairFiles], list[dict[str, Any]]]:
-    """Read a batch of pairs into the front of ``buffer``; unreadable pairs are listed."""
+    """Read a batch of pairs into the front of buffer ``index``; unreadable pairs are listed.
+
+    Every file of the batch is read at once by ``readers`` (threads, or processes for
+    compressed raws).
+    """
+    buffer = readers.buffers[index]
+    futures = [
+        [readers.submit(index, slot, member, path) for member, path in enumerate(pair.paths)]
+        for slot, pair in enumerate(chunk)
+    ]
     kept: list[_PairFiles] = []
     rejected: list[dict[str, Any]] = []
-    for pair in chunk:
-        slot = buffer[len(kept)]
-        try:
-            for member, path in enumerate((pair.file1, pair.file2)):
-                raw = read_raw(path, out=slot[member])
-                if raw.geometry.layout != geometry.layout:
-                    raise RawReadError(
-                        path, f"layout {raw.geometry.layout} differs from {geometry.layout}"
-                    )
-        except RawReadError as exc:
+    for slot, (pair, reads) in enumerate(zip(chunk, futures, strict=True)):
+        problem = None
+        for path, future in zip(pair.paths, reads, strict=True):
+            layout, reason = future.result()
+            if reason is None and layout != geometry.layout:
+                reason = f"layout {layout} differs from {geometry.layout}"
+            if reason is not None and problem is None:
+                problem = (path, reason)
+        if problem is not None:
             rejected.append(
                 {
-                    "path": exc.path,
+                    "path": problem[0],
                     "sensor": sensor,
                     "pair": pair.pair,
                     "amp": None,
-                    "reason": exc.reason,
+                    "reason": problem[1],
                 }
             )
             continue
+        if len(kept) != slot:
+            buffer[len(kept)] = buffer[slot]
         kept.append(pair)
     return kept, rejected
+
+
+def _file_readers(
+    pairs: list[_PairFiles], geometry: SensorGeometry, shape: tuple[int, ...], backend: Backend
+) -> FileReaders:
+    """Readers for this sensor: processes for compressed raws, threads otherwise."""
+    pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
+    compressed = is_compressed(pairs[0].file1, pixel_bytes)
+    processes = reader_processes(compressed, files_per_batch=2 * shape[0], pixel_bytes=pixel_bytes)
+    return FileReaders(
+        shape,
+        processes=processes,
+        threads=min(os.cpu_count() or 1, 2 * shape[0]),
+        allocate=lambda s: _host_buffer(s, backend),
+    )
 
 
 def _rows(
@@ -335,23 +370,25 @@ def measure_sensor(
                 f"master bias of {sensor} is {bias.pixels.shape}, raw segments are {shape[2:]}"
             )
         bias_device = backend.asarray(bias.pixels)
-    buffers = [_host_buffer(shape, backend), _host_buffer(shape, backend)]
     chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
     pair_rows: list[dict[str, Any]] = []
     cov_frames: list[pd.DataFrame] = []
     rejected: list[dict[str, Any]] = []
     done = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader:
-        pending = reader.submit(_read_batch, sensor, chunks[0], buffers[0], geometry)
+    with (
+        _file_readers(pairs, geometry, shape, backend) as readers,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader,
+    ):
+        pending = reader.submit(_read_batch, sensor, chunks[0], readers, 0, geometry)
         for index in range(len(chunks)):
             kept, problems = pending.result()
             rejected.extend(problems)
-            buffer = buffers[index % 2]
+            buffer = readers.buffers[index % 2]
             device_raw = backend.asarray(buffer[: len(kept)]) if kept else None
             if index + 1 < len(chunks):
                 # the other buffer's last copy finished when its results came back
                 pending = reader.submit(
-                    _read_batch, sensor, chunks[index + 1], buffers[(index + 1) % 2], geometry
+                    _read_batch, sensor, chunks[index + 1], readers, (index + 1) % 2, geometry
                 )
             if not kept:
                 continue

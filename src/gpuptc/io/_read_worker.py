@@ -1,0 +1,42 @@
+"""A reading process of :class:`gpuptc.io.readers.FileReaders`.
+
+Reads JSON requests, one per line, from stdin: ``buffer`` (a memory-mapped file),
+``shape``, ``slot``, ``member`` and ``path``; reads the raw file into its place in the
+buffer and answers ``{"layout": ..., "reason": ...}`` on stdout; ``{"release": buffer}``
+unmaps a buffer. Ends when stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO
+
+import numpy as np
+
+from gpuptc.io.readers import read_into
+
+
+def serve(requests: IO[str], replies: IO[str]) -> None:
+    """Answer read requests until ``requests`` ends."""
+    mapped: dict[str, np.memmap] = {}
+    for line in requests:
+        request = json.loads(line)
+        if "release" in request:
+            mapped.pop(request["release"], None)
+            replies.write("{}\n")
+            replies.flush()
+            continue
+        name = request["buffer"]
+        if name not in mapped:
+            shape = tuple(request["shape"])
+            mapped[name] = np.memmap(name, dtype=np.float32, mode="r+", shape=shape)
+        layout, reason = read_into(
+            mapped[name], request["slot"], request["member"], request["path"]
+        )
+        replies.write(json.dumps({"layout": layout, "reason": reason}) + "\n")
+        replies.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.stdin, sys.stdout)
