@@ -11,8 +11,10 @@ per pair:
 3. a baseline written as the original notebook would be on NumPy, vectorised per amp:
    fitsio read, float32, median overscan, trim, means, variance of the scaled difference,
    per-pixel gain;
-4. ``gpuptc.measure`` (reading included) with covariances off and on, for the preset(s)
-   asked for, on NumPy (and CuPy when present).
+4. with ``--compress`` (RICE raws), decompression alone with 1 and 2 reader processes;
+5. ``gpuptc.measure`` (reading included) with covariances off and on, for the preset(s)
+   asked for, on NumPy (and CuPy when present); with ``--compress`` each with 1 and 2
+   reader processes (``GPUPTC_READERS``).
 
 Prints a table with the ratios gpuptc / read floor, gpuptc / (read + FFT floor) and
 baseline / gpuptc, and the peak resident memory after each step.
@@ -27,7 +29,6 @@ import math
 import os
 import platform
 import resource
-import statistics
 import time
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import numpy as np
 import scipy.fft
 
 import gpuptc
+from gpuptc.io.readers import start_reader_processes
 from gpuptc.simulate import simulate
 from gpuptc.stats import fft_shape
 
@@ -62,26 +64,43 @@ def read_floor(pairs: list[tuple[str, str]], buffer: np.ndarray) -> float:
     return (time.perf_counter() - start) / len(pairs)
 
 
-def fft_floor(ny: int, nx: int, lags: int, repeats: int = 2) -> float:
+def fft_floor(ny: int, nx: int, lags: int, repeats: int = 3) -> float:
+    """Best of ``repeats``: one amplifier at a time (the fastest batching here), 16 amps."""
     shape = fft_shape(ny, nx, lags)
     rows = [lag % shape[0] for lag in range(-lags + 1, lags)]
     rng = np.random.default_rng(0)
-    image = rng.standard_normal((16, ny, nx))
-    weights = np.ones((16, ny, nx))
+    image = rng.standard_normal((1, ny, nx))
+    weights = np.ones((1, ny, nx))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        f_image = scipy.fft.rfftn(image, s=shape, axes=(-2, -1), workers=-1)
-        f_weights = scipy.fft.rfftn(weights, s=shape, axes=(-2, -1), workers=-1)
-        for product in (
-            f_image * f_image.conj(),
-            f_image * f_weights.conj(),
-            f_weights * f_weights.conj(),
-        ):
-            along_y = scipy.fft.ifft(product, axis=-2, workers=-1)[..., rows, :]
-            scipy.fft.irfft(along_y, n=shape[1], axis=-1, workers=-1)
+        for _ in range(16):
+            f_image = scipy.fft.rfftn(image, s=shape, axes=(-2, -1), workers=-1)
+            f_weights = scipy.fft.rfftn(weights, s=shape, axes=(-2, -1), workers=-1)
+            for product in (
+                f_image * f_image.conj(),
+                f_image * f_weights.conj(),
+                f_weights * f_weights.conj(),
+            ):
+                along_y = scipy.fft.ifft(product, axis=-2, workers=-1)[..., rows, :]
+                scipy.fft.irfft(along_y, n=shape[1], axis=-1, workers=-1)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
+
+
+def decompression(pairs: list[tuple[str, str]], shape: tuple[int, ...], processes: int) -> float:
+    """Seconds per pair to read every file with ``processes`` reader processes."""
+    from gpuptc.io.readers import FileReaders
+
+    files = [path for pair in pairs for path in pair]
+    with FileReaders((1, 2, *shape), count=1, processes=processes) as readers:
+        for future in [readers.submit(0, 0, k % 2, files[k]) for k in range(processes)]:
+            future.result()  # start the processes outside the timing
+        start = time.perf_counter()
+        futures = [readers.submit(0, 0, k % 2, path) for k, path in enumerate(files)]
+        for future in futures:
+            future.result()
+        return (time.perf_counter() - start) / len(pairs)
 
 
 def notebook_baseline(pairs: list[tuple[str, str]], geometry) -> float:
@@ -153,20 +172,31 @@ def main() -> None:
     rows.append(("FFT floor (scipy.fft, all cores)", fft_s, _rss_mb()))
     baseline_s = notebook_baseline(pairs, geometry)
     rows.append(("notebook-style baseline", baseline_s, _rss_mb()))
+    if args.compress:
+        for processes in (1, 2):
+            seconds = decompression(pairs, buffer.shape[1:], processes)
+            rows.append((f"decompression, {processes} reader processes", seconds, _rss_mb()))
     backends = ["numpy"]
     try:
         gpuptc._xp.get_backend("cupy")
         backends.append("cupy")
     except gpuptc._xp.BackendError:
         pass
-    results = {}
+    start = time.perf_counter()
+    gpuptc.measure(manifest[manifest["pair"].isin([0])], preset=presets[0], cov_size=10)
+    print(f"first call (kernels loaded or compiled, one pair): {time.perf_counter() - start:.2f} s")
+    readers = ["1", "2"] if args.compress else [None]
     for backend in backends:
         for preset in presets:
             for cov_size in (0, 10):
-                label = f"gpuptc {preset} {backend}, covariances {'on' if cov_size else 'off'}"
-                seconds = gpuptc_measure(manifest, preset, backend, cov_size)
-                results[label] = seconds
-                rows.append((label, seconds, _rss_mb()))
+                for setting in readers:
+                    label = f"gpuptc {preset} {backend}, covariances {'on' if cov_size else 'off'}"
+                    if setting is not None:
+                        os.environ["GPUPTC_READERS"] = setting
+                        start_reader_processes(int(setting))
+                        label += f", {setting} reader processes"
+                    seconds = gpuptc_measure(manifest, preset, backend, cov_size)
+                    rows.append((label, seconds, _rss_mb()))
     header = "| step | s per pair | / read floor | / (read + FFT) | baseline / step | peak RSS MB |"
     print(header)
     print("|---|---|---|---|---|---|")

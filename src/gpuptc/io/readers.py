@@ -29,7 +29,14 @@ import numpy as np
 
 from gpuptc.io.raw import RawReadError, read_raw
 
-__all__ = ["FileReaders", "Outcome", "is_compressed", "read_into", "reader_processes"]
+__all__ = [
+    "FileReaders",
+    "Outcome",
+    "is_compressed",
+    "read_into",
+    "reader_processes",
+    "start_reader_processes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +203,11 @@ class _WorkerPool:
 
 _workers = _WorkerPool()
 atexit.register(_workers.stop)
+
+
+def start_reader_processes(count: int) -> None:
+    """Start (at least) ``count`` reading processes now rather than at the first read."""
+    _workers.ensure(count)
 
 
 class FileReaders:
