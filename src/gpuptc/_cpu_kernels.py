@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 __all__ = [
     "available",
     "clipped_moments",
+    "masked_lag_sums",
     "masked_quantiles",
     "median_last_axis",
     "squared_difference_ratio",
@@ -288,6 +289,92 @@ if numba is not None:
                     out[row] = (lower + upper) * half
 
     @_jit
+    def _lag_of(index, size):
+        """Lag at position ``index`` of ``0..size-1, -1..-(size-1)``."""
+        return index if index < size else size - 1 - index
+
+    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    def _edge_tables(values, good, width):
+        """Prefix sums over rows, of ``values`` and of masked pixels (``~good``).
+
+        For each: ``rows[y]`` sums whole rows ``< y``; ``left[y, c]`` column ``c`` over
+        rows ``< y``; ``right[y, c]`` column ``nx - 1 - c`` likewise.
+        """
+        ny, nx = values.shape
+        tables = np.zeros((2, 3, ny + 1, max(width, 1)), np.float64)
+        rows = np.zeros((2, ny + 1), np.float64)
+        for y in range(ny):
+            total = 0.0
+            masked = 0
+            for x in range(nx):
+                total += values[y, x]
+                masked += 0 if good[y, x] else 1
+            rows[0, y + 1] = rows[0, y] + total
+            rows[1, y + 1] = rows[1, y] + masked
+            for c in range(width):
+                tables[0, 0, y + 1, c] = tables[0, 0, y, c] + values[y, c]
+                tables[0, 1, y + 1, c] = tables[0, 1, y, c] + values[y, nx - 1 - c]
+                tables[1, 0, y + 1, c] = tables[1, 0, y, c] + (0.0 if good[y, c] else 1.0)
+                tables[1, 1, y + 1, c] = tables[1, 1, y, c] + (0.0 if good[y, nx - 1 - c] else 1.0)
+        return rows, tables
+
+    @_jit
+    def _window_sum(rows, left, right, nx, y0, y1, x0, x1):
+        """Sum over ``[y0, y1) x [x0, x1)`` from the edge tables (``x0``, ``nx - x1`` small)."""
+        inside = rows[y1] - rows[y0]
+        for c in range(x0):
+            inside -= left[y1, c] - left[y0, c]
+        for c in range(nx - x1):
+            inside -= right[y1, c] - right[y0, c]
+        return inside
+
+    @_jit
+    def _masked_lag_sums(values, good, size, out_mean, out_count):
+        ny, nx = values.shape
+        width = min(size - 1, nx)
+        rows, tables = _edge_tables(values, good, width)
+        nmasked = int(rows[1, ny])
+        ys = np.empty(nmasked, np.int64)
+        xs = np.empty(nmasked, np.int64)
+        k = 0
+        for y in range(ny):
+            if rows[1, y + 1] == rows[1, y]:
+                continue
+            for x in range(nx):
+                if not good[y, x]:
+                    ys[k] = y
+                    xs[k] = x
+                    k += 1
+        v_left, v_right = tables[0, 0], tables[0, 1]
+        m_left, m_right = tables[1, 0], tables[1, 1]
+        positions = 2 * size - 1
+        for i in range(positions):
+            dy = _lag_of(i, size)
+            oy0, oy1 = max(0, -dy), ny - max(0, dy)
+            for j in range(positions):
+                dx = _lag_of(j, size)
+                ox0, ox1 = max(0, -dx), nx - max(0, dx)
+                if oy1 <= oy0 or ox1 <= ox0:
+                    out_mean[i, j] = 0.0
+                    out_count[i, j] = 0.0
+                    continue
+                py0, py1, px0, px1 = oy0 + dy, oy1 + dy, ox0 + dx, ox1 + dx
+                partner = _window_sum(rows[0], v_left, v_right, nx, py0, py1, px0, px1)
+                first_masked = _window_sum(rows[1], m_left, m_right, nx, oy0, oy1, ox0, ox1)
+                partner_masked = _window_sum(rows[1], m_left, m_right, nx, py0, py1, px0, px1)
+                both_masked = 0.0
+                for m in range(nmasked):
+                    y = ys[m]
+                    x = xs[m]
+                    if oy0 <= y < oy1 and ox0 <= x < ox1:
+                        partner -= values[y + dy, x + dx]
+                        if not good[y + dy, x + dx]:
+                            both_masked += 1.0
+                area = (oy1 - oy0) * (ox1 - ox0)
+                out_mean[i, j] = partner
+                out_count[i, j] = area - first_masked - partner_masked + both_masked
+
+    @_jit
     def _quantile(values, n, q):
         """NumPy's linear quantile from the order statistics at floor and floor + 1."""
         position = max(q * (np.float64(n) - 1.0), 0.0)
@@ -421,3 +508,28 @@ def median_last_axis(x: np.ndarray) -> np.ndarray:
     else:
         _rows_median(rows, out)
     return out.reshape(x.shape[:-1])
+
+
+def masked_lag_sums(
+    values: np.ndarray, good: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lag sums of one masked image without transforms, for images with few masked pixels.
+
+    For lags ``(dy, dx)`` in ``0..size-1, -1..-(size-1)`` (rows dy, columns dx):
+    ``mean[dy, dx] = sum_x good(x) values(x + lag)`` and
+    ``count[dy, dx] = sum_x good(x) good(x + lag)``, over pixels ``x`` whose partner is
+    inside the image. ``values`` must be zero where ``good`` is False. Work is one pass
+    over the image plus (masked pixels x lags), so it pays while masked pixels are few.
+
+    Returns
+    -------
+    mean, count : numpy.ndarray
+        ``(2 size - 1, 2 size - 1)`` float64.
+    """
+    positions = 2 * size - 1
+    mean = np.empty((positions, positions), np.float64)
+    count = np.empty((positions, positions), np.float64)
+    _masked_lag_sums(
+        np.ascontiguousarray(values, np.float64), np.ascontiguousarray(good), size, mean, count
+    )
+    return mean, count

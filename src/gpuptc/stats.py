@@ -206,7 +206,8 @@ def _lag_correlation(spectrum: Any, shape: tuple[int, int], size: int, *, xp: Mo
     return xp.take(xp.fft.irfft(along_y, n=shape[1], axis=-1), columns, axis=-1)
 
 
-def _covariance_block(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any, Any]:
+def _lag_sums_fft(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any, Any, Any]:
+    """Sums of products, of partner values and of pixel pairs at every lag, by FFT."""
     ny, nx = d.shape[-2], d.shape[-1]
     shape = fft_shape(ny, nx, size)
     weights = xp.astype(w, xp.float64)
@@ -217,6 +218,49 @@ def _covariance_block(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any
     p_cov = _lag_correlation(f_values * xp.conj(f_values), shape, size, xp=xp)
     p_mean = _lag_correlation(f_values * xp.conj(f_weights), shape, size, xp=xp)
     p_count = _lag_correlation(f_weights * xp.conj(f_weights), shape, size, xp=xp)
+    return p_cov, p_mean, p_count
+
+
+_FEW_MASKED = 1 / 64
+"""Masked fraction below which pair counts and partner sums skip the transforms."""
+
+
+def _lag_sums_cpu(d: Any, w: Any, size: int) -> tuple[Any, Any, Any]:
+    """:func:`_lag_sums_fft` on NumPy, one amplifier at a time.
+
+    Each image is cropped to the rows and columns holding good pixels; when few pixels
+    are masked, partner sums and pair counts come from :func:`masked_lag_sums` and only
+    the products need transforms (two instead of five).
+    """
+    import numpy as np
+
+    positions = 2 * size - 1
+    out = np.zeros((3, d.shape[0], positions, positions))
+    for k in range(d.shape[0]):
+        good = w[k]
+        rows = np.flatnonzero(good.any(axis=1))
+        cols = np.flatnonzero(good.any(axis=0))
+        if rows.size == 0:
+            continue
+        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        good = good[box]
+        values = np.where(good, d[k][box], 0.0)
+        if good.size - np.count_nonzero(good) > _FEW_MASKED * good.size:
+            sums = _lag_sums_fft(values[None], good[None], size, xp=np)
+            out[:, k] = [part[0] for part in sums]
+            continue
+        shape = fft_shape(*values.shape, size)
+        f_values = np.fft.rfftn(values, s=shape, axes=(-2, -1))
+        out[0, k] = _lag_correlation(f_values * np.conj(f_values), shape, size, xp=np)
+        out[1, k], out[2, k] = _cpu_kernels.masked_lag_sums(values, good, size)
+    return out[0], out[1], out[2]
+
+
+def _covariance_block(d: Any, w: Any, size: int, *, xp: ModuleType) -> tuple[Any, Any]:
+    if fused(d, xp):
+        p_cov, p_mean, p_count = _lag_sums_cpu(d, w, size)
+    else:
+        p_cov, p_mean, p_count = _lag_sums_fft(d, w, size, xp=xp)
     device = d.device
     forward = xp.arange(size, device=device)
     back = xp.asarray([0] + [size - 1 + k for k in range(1, size)], device=device)
