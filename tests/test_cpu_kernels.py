@@ -126,3 +126,20 @@ def test_median_is_numpys(dtype):
                 expected = np.median(region, axis=axis)
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flux_matched_difference_is_the_generic_expression(dtype):
+    rng = np.random.default_rng(13)
+    f1 = rng.normal(30_000.0, 170.0, (2, 3, 5000)).astype(dtype)
+    f2 = rng.normal(30_300.0, 170.0, (2, 3, 5000)).astype(dtype)
+    mean1 = f1.mean(axis=-1, dtype=np.float64)
+    mean2 = f2.mean(axis=-1, dtype=np.float64)
+    mean = 0.5 * (mean1 + mean2)
+    mean1[1, 2] = np.nan
+    expected = (mean2[..., None].astype(dtype) * f1 - mean1[..., None].astype(dtype) * f2) / mean[
+        ..., None
+    ].astype(dtype)
+    got = _cpu_kernels.flux_matched_difference(f1, f2, mean1, mean2, mean)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)

@@ -351,9 +351,13 @@ def pair_statistics(
         means = _cp_pipe_means(images, good, config, xp=xp)
         mean1, mean2 = means[:, 0, ...], means[:, 1, ...]
         mean = 0.5 * (mean1 + mean2)
-        d = (
-            xp.astype(mean2[..., None], f1.dtype) * f1 - xp.astype(mean1[..., None], f1.dtype) * f2
-        ) / xp.astype(mean[..., None], f1.dtype)
+        if fused(f1, xp):
+            d = _cpu_kernels.flux_matched_difference(f1, f2, mean1, mean2, mean)
+        else:
+            d = (
+                xp.astype(mean2[..., None], f1.dtype) * f1
+                - xp.astype(mean1[..., None], f1.dtype) * f2
+            ) / xp.astype(mean[..., None], f1.dtype)
         d_mean, d_var, npix = clipped_stats(
             d, fboth, nsigma=config.nsigma, niter=config.niter, xp=xp
         )
