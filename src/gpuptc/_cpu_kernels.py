@@ -48,7 +48,8 @@ def available() -> bool:
 
 
 if numba is not None:
-    _jit = numba.njit(nogil=True, cache=True)
+    _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+    _jit_reassociating = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 
     @_jit
     def _bin_of(value, low, scale, bins):
@@ -181,7 +182,7 @@ if numba is not None:
             out[k] = _quantile(picked[2 * k : 2 * k + 2], n, quantiles[k])
         return n
 
-    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    @_jit_reassociating
     def _clip_pass(x, good, centre, half):
         """Count, sum and sum of squares of the float32/64 offsets kept by one pass."""
         count = 0
@@ -195,7 +196,7 @@ if numba is not None:
                 squares += np.float64(offset * offset)
         return count, total, squares
 
-    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    @_jit_reassociating
     def _rows_rhl(i1, i2, good, out):
         for row in range(i1.shape[0]):
             count = 0
@@ -303,7 +304,7 @@ if numba is not None:
         """Lag at position ``index`` of ``0..size-1, -1..-(size-1)``."""
         return index if index < size else size - 1 - index
 
-    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    @_jit_reassociating
     def _edge_tables(values, good, width):
         """Prefix sums over rows, of ``values`` and of masked pixels (``~good``).
 
