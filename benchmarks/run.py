@@ -19,7 +19,8 @@ per pair:
 Prints a table with the ratios gpuptc / read floor, gpuptc / (read + FFT floor) and
 baseline / gpuptc, and the peak resident memory after each step.
 
-Usage: ``python benchmarks/run.py [--pairs 4] [--vendor e2v|itl] [--compress] [--preset cp_pipe]``
+Usage: ``python benchmarks/run.py [--pairs 4] [--vendor e2v|itl] [--compress] [--preset cp_pipe]
+[--repeats 3]`` (baseline and gpuptc steps: median of the repeats).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -128,11 +130,14 @@ def notebook_baseline(pairs: list[tuple[str, str]], geometry) -> float:
     return (time.perf_counter() - start) / len(pairs)
 
 
-def gpuptc_measure(manifest, preset: str, backend: str, cov_size: int) -> float:
+def gpuptc_measure(manifest, preset: str, backend: str, cov_size: int, repeats: int) -> float:
     n_pairs = int(manifest.loc[manifest["status"] == "paired", "pair"].nunique())
-    start = time.perf_counter()
-    gpuptc.measure(manifest, preset=preset, backend=backend, cov_size=cov_size)
-    return (time.perf_counter() - start) / n_pairs
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        gpuptc.measure(manifest, preset=preset, backend=backend, cov_size=cov_size)
+        times.append((time.perf_counter() - start) / n_pairs)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -140,6 +145,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--vendor", default="e2v", choices=["e2v", "itl"])
     parser.add_argument("--compress", action="store_true", help="RICE-compressed raws")
+    parser.add_argument("--repeats", type=int, default=3, help="median of this many runs")
     parser.add_argument("--preset", action="append", help="preset(s) to time (default cp_pipe)")
     args = parser.parse_args()
     presets = args.preset or ["cp_pipe"]
@@ -170,7 +176,9 @@ def main() -> None:
     rows.append(("read floor (fitsio)", read_s, _rss_mb()))
     fft_s = fft_floor(ny, nx, 10)
     rows.append(("FFT floor (scipy.fft, all cores)", fft_s, _rss_mb()))
-    baseline_s = notebook_baseline(pairs, geometry)
+    baseline_s = statistics.median(
+        [notebook_baseline(pairs, geometry) for _ in range(args.repeats)]
+    )
     rows.append(("notebook-style baseline", baseline_s, _rss_mb()))
     if args.compress:
         for processes in (1, 2):
@@ -195,7 +203,7 @@ def main() -> None:
                         os.environ["GPUPTC_READERS"] = setting
                         start_reader_processes(int(setting))
                         label += f", {setting} reader processes"
-                    seconds = gpuptc_measure(manifest, preset, backend, cov_size)
+                    seconds = gpuptc_measure(manifest, preset, backend, cov_size, args.repeats)
                     rows.append((label, seconds, _rss_mb()))
     header = "| step | s per pair | / read floor | / (read + FFT) | baseline / step | peak RSS MB |"
     print(header)
