@@ -5,7 +5,9 @@ fresh subprocess and reports its peak resident memory. Memory should not grow wi
 number of pairs: pairs are read, corrected and measured in batches, and only per-amp
 numbers are kept.
 
-Usage: ``python benchmarks/memory.py [--pairs 10 40]``
+Reader processes (RICE input) are reported apart: the largest peak of any child process.
+
+Usage: ``python benchmarks/memory.py [--pairs 10 40] [--compress]``
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ DATA = Path(__file__).parent / "data"
 _CHILD = """
 import json, resource, sys, time
 import gpuptc
+from gpuptc.io.readers import stop_reader_processes
 manifest = gpuptc.ingest([sys.argv[1]])
 start = time.perf_counter()
 pairs, covariances = gpuptc.measure(manifest, preset="cp_pipe", backend="numpy")
+seconds = time.perf_counter() - start
+stop_reader_processes()  # so that their peak memory is counted below
 print(json.dumps({
     "pairs": int(pairs.pair.nunique()),
-    "seconds": time.perf_counter() - start,
+    "seconds": seconds,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
 }))
 """
 
@@ -37,12 +43,16 @@ print(json.dumps({
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, nargs="+", default=[10, 40])
+    parser.add_argument("--compress", action="store_true", help="RICE-compressed raws")
     args = parser.parse_args()
-    print("| pairs | seconds | peak RSS (MB) |")
-    print("|---|---|---|")
+    storage = "rice" if args.compress else "int32"
+    print("| pairs | storage | seconds | peak RSS (MB) | largest reader process peak RSS (MB) |")
+    print("|---|---|---|---|---|")
     for count in args.pairs:
-        directory = DATA / f"memory-e2v-{count}"
-        simulate(directory, vendor="e2v", pairs=count, biases=0, seed=77, reuse=True)
+        directory = DATA / (f"memory-e2v-{count}" + ("-rice" if args.compress else ""))
+        simulate(
+            directory, vendor="e2v", pairs=count, biases=0, seed=77, storage=storage, reuse=True
+        )
         output = subprocess.run(
             [sys.executable, "-c", _CHILD, str(directory)],
             capture_output=True,
@@ -50,7 +60,10 @@ def main() -> None:
             check=True,
         ).stdout
         result = json.loads(output.strip().splitlines()[-1])
-        print(f"| {result['pairs']} | {result['seconds']:.1f} | {result['peak_rss_mb']:.0f} |")
+        print(
+            f"| {result['pairs']} | {storage} | {result['seconds']:.1f} | "
+            f"{result['peak_rss_mb']:.0f} | {result['reader_peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ __all__ = [
     "read_into",
     "reader_processes",
     "start_reader_processes",
+    "stop_reader_processes",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,11 @@ atexit.register(_workers.stop)
 def start_reader_processes(count: int) -> None:
     """Start (at least) ``count`` reading processes now rather than at the first read."""
     _workers.ensure(count)
+
+
+def stop_reader_processes() -> None:
+    """Stop the reading processes (they also stop when this process exits)."""
+    _workers.stop()
 
 
 class FileReaders:
