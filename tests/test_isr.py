@@ -115,3 +115,35 @@ def test_measure_is_identical_on_strict_backend(small_e2v):
     np.testing.assert_allclose(a[columns].to_numpy(), b[columns].to_numpy(), rtol=1e-10)
     np.testing.assert_allclose(ca["cov"].to_numpy(), cb["cov"].to_numpy(), rtol=1e-9, atol=1e-12)
     assert (a.npix == b.npix).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("parallel", ["MEDIAN_PER_ROW", "NONE"])
+@pytest.mark.parametrize("serial", ["MEDIAN_PER_ROW", "MEAN", "NONE"])
+def test_fused_isr_is_the_generic_isr(serial, parallel, dtype, monkeypatch):
+    pytest.importorskip("numba")
+    geometry = _geometry(namps=3)
+    rng = np.random.default_rng(7)
+    raw = np.stack([_frame(geometry, rng, noise=3.0) for _ in range(2)]).astype(dtype)
+    raw = np.round(raw)  # raw ADU
+    raw[0, 1, 7, 9] = 70000.0
+    raw[1, 2, 8, 4] = np.nan
+    bias = rng.normal(0.0, 2.0, raw.shape[1:]).astype(dtype)
+    config = IsrConfig(
+        serial_overscan=serial,
+        parallel_overscan=parallel,
+        use_bias=True,
+        saturation=65000.3,
+        edge_mask=1,
+        dtype=dtype,
+    )
+    results = {}
+    for setting in ("1", "0"):
+        monkeypatch.setenv("GPUPTC_NUMBA", setting)
+        results[setting] = run_isr(raw, geometry, config, bias=bias, xp=np)
+    for field in ("images", "good", "overscan_level"):
+        np.testing.assert_array_equal(
+            getattr(results["1"], field), getattr(results["0"], field), err_msg=field
+        )
+    np.testing.assert_allclose(results["1"].read_noise_adu, results["0"].read_noise_adu, rtol=1e-12)
+    assert not results["1"].good[0, 1, 7, 7] and not results["1"].good[1, 2, 8, 2]

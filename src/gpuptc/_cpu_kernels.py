@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 __all__ = [
     "available",
     "clipped_moments",
+    "correct_imaging",
     "flux_matched_difference",
     "masked_lag_sums",
     "masked_quantiles",
@@ -237,58 +238,54 @@ if numba is not None:
         return a[k]
 
     @_jit
-    def _middle_by_counting(buffer, counts, low, half):
-        """Median of integer-valued ``buffer`` spanning ``counts.size`` values from ``low``."""
-        counts[:] = 0
+    def _median_by_selection(buffer, half):
         for v in buffer:
-            counts[int(v - low)] += 1
+            if math.isnan(v):
+                return buffer.dtype.type(np.nan)
         n = buffer.size
-        upper_rank = n // 2
-        seen = 0
-        lower = low
-        for offset in range(counts.size):
-            if seen <= upper_rank - 1 < seen + counts[offset]:
-                lower = low + offset
-            if seen + counts[offset] > upper_rank:
-                upper = buffer.dtype.type(low + offset)
-                if n % 2:
-                    return upper
-                return (buffer.dtype.type(lower) + upper) * half
-            seen += counts[offset]
-        return buffer.dtype.type(np.nan)
+        upper = _smallest_in_place(buffer, n // 2)
+        if n % 2:
+            return upper
+        lower = buffer[0]
+        for i in range(1, n // 2):
+            lower = max(lower, buffer[i])
+        return (lower + upper) * half
 
-    @_jit
+    @_jit_reassociating
     def _rows_median(x, out):
+        """Median of each row; whole-number rows of small span by counting."""
         n = x.shape[1]
         buffer = np.empty(n, x.dtype)
-        counts = np.empty(_COUNTING_SPAN, np.int64)
+        counts = np.zeros(_COUNTING_SPAN, np.int64)
         half = x.dtype.type(0.5)
+        upper_rank = n // 2
+        lower_rank = (n - 1) // 2
         for row in range(x.shape[0]):
-            finite = True
-            integral = True
-            low = np.inf
-            high = -np.inf
+            low = x[row, 0]
+            high = low
+            fraction = x.dtype.type(0.0)  # NaN for NaN or infinite values
             for i in range(n):
                 v = x[row, i]
                 buffer[i] = v
-                finite = finite and not math.isnan(v)
-                integral = integral and v == math.floor(v)
-                low = min(low, np.float64(v))
-                high = max(high, np.float64(v))
-            if not finite:
-                out[row] = np.nan
-            elif integral and high - low < _COUNTING_SPAN:
-                span = int(high - low) + 1
-                out[row] = _middle_by_counting(buffer, counts[:span], low, half)
-            else:
-                upper = _smallest_in_place(buffer, n // 2)
-                if n % 2:
-                    out[row] = upper
-                else:
-                    lower = buffer[0]
-                    for i in range(1, n // 2):
-                        lower = max(lower, buffer[i])
-                    out[row] = (lower + upper) * half
+                low = min(low, v)
+                high = max(high, v)
+                fraction += v - np.floor(v)
+            if not (fraction == 0 and high - low < _COUNTING_SPAN):
+                out[row] = _median_by_selection(buffer, half)
+                continue
+            span = int(high - low) + 1
+            for v in buffer:
+                counts[int(v - low)] += 1
+            seen = 0
+            lower = upper = low
+            for offset in range(span):
+                if seen <= lower_rank < seen + counts[offset]:
+                    lower = low + offset
+                if seen <= upper_rank < seen + counts[offset]:
+                    upper = low + offset
+                seen += counts[offset]
+                counts[offset] = 0
+            out[row] = upper if n % 2 else (lower + upper) * half
 
     @_jit
     def _rows_difference(f1, f2, scale1, scale2, norm, out):
@@ -298,6 +295,30 @@ if numba is not None:
             c = norm[row]
             for i in range(f1.shape[1]):
                 out[row, i] = (a * f1[row, i] - b * f2[row, i]) / c
+
+    @_jit
+    def _correct_imaging(pixels, model, bias, levels, y0, x0, bound, images, good):
+        """One pass: subtract row model, bias and column levels; finite and unsaturated."""
+        namps = bias.shape[0]
+        nx = images.shape[2]
+        for p in range(images.shape[0]):
+            for y in range(images.shape[1]):
+                level = model[p, y + y0 if model.shape[1] > 1 else 0]
+                raw = pixels[p, y + y0, x0 : x0 + nx]
+                out = images[p, y]
+                for x in range(nx):  # simple loops, each vectorised
+                    out[x] = raw[x] - level
+                if namps:
+                    offsets = bias[p % namps, y + y0, x0 : x0 + nx]
+                    for x in range(nx):
+                        out[x] -= offsets[x]
+                if levels.shape[0]:
+                    columns = levels[p]
+                    for x in range(nx):
+                        out[x] -= columns[x]
+                mask = good[p, y]
+                for x in range(nx):
+                    mask[x] = math.isfinite(out[x]) and raw[x] < bound
 
     @_jit
     def _lag_of(index, size):
@@ -565,3 +586,60 @@ def flux_matched_difference(
         out.reshape(-1, f1.shape[-1]),
     )
     return out
+
+
+def correct_imaging(
+    pixels: np.ndarray,
+    model: np.ndarray,
+    bias: np.ndarray | None,
+    levels: np.ndarray | None,
+    rows: slice,
+    cols: slice,
+    bound: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trimmed, corrected imaging pixels and their finite-and-unsaturated mask, one pass.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        ``(..., amps, naxis2, naxis1)`` raw pixels.
+    model : numpy.ndarray
+        Serial-overscan model, ``(..., amps, naxis2 or 1, 1)``.
+    bias : numpy.ndarray or None
+        ``(amps, naxis2, naxis1)`` master bias in the pixels' dtype.
+    levels : numpy.ndarray or None
+        Parallel-overscan levels, ``(..., amps, 1, nx)``.
+    rows, cols : slice
+        The imaging section.
+    bound : float
+        Pixels must be below this raw value (``inf`` for none), in the pixels' dtype.
+
+    Returns
+    -------
+    images : numpy.ndarray
+        ``(..., amps, ny, nx)``: ``pixels - model - bias - levels``, in this order, in
+        the pixels' dtype (the generic code's arithmetic).
+    good : numpy.ndarray of bool
+        Finite and below ``bound``.
+    """
+    lead = pixels.shape[:-2]
+    ny, nx = rows.stop - rows.start, cols.stop - cols.start
+    flat = pixels.reshape(-1, *pixels.shape[-2:])
+    count = flat.shape[0]
+    images = np.empty((count, ny, nx), pixels.dtype)
+    good = np.empty((count, ny, nx), np.bool_)
+    empty = np.zeros((0, 1, 1), pixels.dtype)
+    _correct_imaging(
+        flat,
+        np.ascontiguousarray(np.broadcast_to(model, (*lead, *model.shape[-2:]))).reshape(count, -1),
+        empty if bias is None else np.ascontiguousarray(bias, pixels.dtype),
+        empty[:, 0]
+        if levels is None
+        else np.ascontiguousarray(np.broadcast_to(levels, (*lead, 1, nx))).reshape(count, nx),
+        rows.start,
+        cols.start,
+        pixels.dtype.type(bound),
+        images,
+        good,
+    )
+    return images.reshape(*lead, ny, nx), good.reshape(*lead, ny, nx)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from gpuptc._xp import clipped_stats, median
+from gpuptc import _cpu_kernels
+from gpuptc._xp import clipped_stats, fused, median
 from gpuptc.config import IsrConfig
 from gpuptc.io.geometry import SensorGeometry
 
@@ -197,18 +198,32 @@ def _read_noise(
     return xp.sqrt(variance)
 
 
-def _below(raw: Any, threshold: float, *, xp: ModuleType) -> Any:
-    """``raw < threshold`` exactly, compared in the raw dtype (no float64 copy)."""
+def _bound(threshold: float, dtype: Any) -> float:
+    """The smallest value of a float ``dtype`` not below ``threshold``.
+
+    ``x < threshold`` holds exactly when ``x < bound`` for every ``x`` of that dtype.
+    """
     import numpy as np
 
+    if np.dtype(dtype) != np.float32:
+        return threshold
+    bound = np.float32(threshold)
+    if float(bound) < threshold:
+        bound = np.nextafter(bound, np.float32(np.inf))
+    return float(bound)
+
+
+def _below(raw: Any, threshold: float, *, xp: ModuleType) -> Any:
+    """``raw < threshold`` exactly, compared in the raw dtype (no float64 copy)."""
     if xp.isdtype(raw.dtype, "integral"):
         return raw < math.ceil(threshold)
     if raw.dtype == xp.float32:
-        bound = np.float32(threshold)
-        if float(bound) < threshold:
-            bound = np.nextafter(bound, np.float32(np.inf))
-        return raw < float(bound)
+        return raw < _bound(threshold, "float32")
     return raw < threshold
+
+
+def _step_free(*sections: slice) -> bool:
+    return all(section.step in (None, 1) for section in sections)
 
 
 def _edge_and_defects(
@@ -279,14 +294,23 @@ def run_isr(
             region -= xp.astype(bias[..., rows, cols], dtype)
         return region
 
-    rows, cols = geometry.imaging.slices
-    images = corrected(rows, cols)
+    levels = None
     if config.parallel_overscan != "NONE":
         region = corrected(*_parallel_region(geometry, config.parallel_skip))
-        images -= _column_levels(region, config.parallel_overscan, xp=xp)
-    good = xp.isfinite(images)
-    if config.saturation is not None:
-        good = good & _below(raw[..., rows, cols], config.saturation, xp=xp)
+        levels = _column_levels(region, config.parallel_overscan, xp=xp)
+    rows, cols = geometry.imaging.slices
+    if fused(pixels, xp) and raw.dtype == pixels.dtype and _step_free(rows, cols):
+        bound = math.inf if config.saturation is None else _bound(config.saturation, raw.dtype)
+        images, good = _cpu_kernels.correct_imaging(
+            pixels, model, bias if use_bias else None, levels, rows, cols, bound
+        )
+    else:
+        images = corrected(rows, cols)
+        if levels is not None:
+            images -= levels
+        good = xp.isfinite(images)
+        if config.saturation is not None:
+            good = good & _below(raw[..., rows, cols], config.saturation, xp=xp)
     if config.edge_mask > 0 or defects is not None:
         good = good & _edge_and_defects(
             images.shape, config.edge_mask, defects, device=images.device, xp=xp
