@@ -86,3 +86,17 @@ def test_fft_covariances_on_every_backend(backend):
     np.testing.assert_array_equal(host(npix), ref_n)
     chunked, _ = covariances_fft(image, weights, 5, xp=get_backend("numpy").xp, chunk=2)
     np.testing.assert_allclose(chunked, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fused", ["1", "0"], ids=["numba", "generic"])
+def test_float32_images_are_transformed_in_float64(fused, monkeypatch):
+    """Covariances of float32 pixels match those of the same values in float64."""
+    monkeypatch.setenv("GPUPTC_NUMBA", fused)
+    rng = np.random.default_rng(6)
+    image = (rng.normal(0.0, 150.0, (2, 200, 120)) + 3e4).astype(np.float32)
+    weights = _weights(rng, image.shape, "few masked")
+    xp = get_backend("numpy").xp
+    single, n_single = covariances_fft(image, weights, 6, xp=xp)
+    double, n_double = covariances_fft(image.astype(np.float64), weights, 6, xp=xp)
+    np.testing.assert_array_equal(n_single, n_double)
+    np.testing.assert_allclose(single, double, rtol=1e-9, atol=1e-9 * np.abs(double).max())

@@ -244,7 +244,7 @@ def _lag_sums_cpu(d: Any, w: Any, size: int) -> tuple[Any, Any, Any]:
             continue
         box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
         good = good[box]
-        values = np.where(good, d[k][box], 0.0)
+        values = np.where(good, d[k][box], np.float64(0.0))  # transforms in float64
         if good.size - np.count_nonzero(good) > _FEW_MASKED * good.size:
             sums = _lag_sums_fft(values[None], good[None], size, xp=np)
             out[:, k] = [part[0] for part in sums]
