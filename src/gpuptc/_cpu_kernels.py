@@ -380,6 +380,20 @@ if numba is not None:
         v_left, v_right = tables[0, 0], tables[0, 1]
         m_left, m_right = tables[1, 0], tables[1, 1]
         positions = 2 * size - 1
+        # masked pixel by masked pixel (its neighbourhood stays in cache), every lag
+        for m in range(nmasked):
+            y = ys[m]
+            x = xs[m]
+            for i in range(positions):
+                dy = _lag_of(i, size)
+                if not 0 <= y + dy < ny:
+                    continue
+                for j in range(positions):
+                    dx = _lag_of(j, size)
+                    if 0 <= x + dx < nx:
+                        out_mean[i, j] -= values[y + dy, x + dx]
+                        if not good[y + dy, x + dx]:
+                            out_count[i, j] += 1.0
         for i in range(positions):
             dy = _lag_of(i, size)
             oy0, oy1 = max(0, -dy), ny - max(0, dy)
@@ -391,20 +405,11 @@ if numba is not None:
                     out_count[i, j] = 0.0
                     continue
                 py0, py1, px0, px1 = oy0 + dy, oy1 + dy, ox0 + dx, ox1 + dx
-                partner = _window_sum(rows[0], v_left, v_right, nx, py0, py1, px0, px1)
+                out_mean[i, j] += _window_sum(rows[0], v_left, v_right, nx, py0, py1, px0, px1)
                 first_masked = _window_sum(rows[1], m_left, m_right, nx, oy0, oy1, ox0, ox1)
                 partner_masked = _window_sum(rows[1], m_left, m_right, nx, py0, py1, px0, px1)
-                both_masked = 0.0
-                for m in range(nmasked):
-                    y = ys[m]
-                    x = xs[m]
-                    if oy0 <= y < oy1 and ox0 <= x < ox1:
-                        partner -= values[y + dy, x + dx]
-                        if not good[y + dy, x + dx]:
-                            both_masked += 1.0
                 area = (oy1 - oy0) * (ox1 - ox0)
-                out_mean[i, j] = partner
-                out_count[i, j] = area - first_masked - partner_masked + both_masked
+                out_count[i, j] += area - first_masked - partner_masked
 
     @_jit
     def _quantile(values, n, q):
@@ -559,8 +564,8 @@ def masked_lag_sums(
         ``(2 size - 1, 2 size - 1)`` float64.
     """
     positions = 2 * size - 1
-    mean = np.empty((positions, positions), np.float64)
-    count = np.empty((positions, positions), np.float64)
+    mean = np.zeros((positions, positions), np.float64)
+    count = np.zeros((positions, positions), np.float64)
     _masked_lag_sums(
         np.ascontiguousarray(values, np.float64), np.ascontiguousarray(good), size, mean, count
     )
