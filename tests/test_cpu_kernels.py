@@ -145,3 +145,22 @@ def test_flux_matched_difference_is_the_generic_expression(dtype):
     got = _cpu_kernels.flux_matched_difference(f1, f2, mean1, mean2, mean)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, expected)
+
+
+def test_kernels_compile_without_a_disk_cache(monkeypatch):
+    """Where numba finds no writable cache location, kernels are compiled uncached."""
+    import numba
+
+    compile_ = numba.njit
+
+    def njit(*args, cache=False, **options):
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return compile_(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def square(x):
+        return x * x
+
+    assert _cpu_kernels._compiled(nogil=True)(square)(3.0) == 9.0

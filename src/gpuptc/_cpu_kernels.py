@@ -1,13 +1,19 @@
-"""Fused CPU kernels for the clipping statistics of NumPy arrays (numba).
+"""Fused CPU kernels (numba) for the pixel work on NumPy arrays.
 
-The array-API code in :mod:`gpuptc._xp` is the reference; these kernels compute the same
-numbers in fewer passes over the pixels when numba is installed:
+The array-API code (:mod:`gpuptc._xp`, :mod:`gpuptc.isr`, :mod:`gpuptc.stats`) is the
+reference and what every other backend runs; these kernels compute the same numbers in
+fewer passes over the pixels when numba is installed:
 
-- order statistics by histogram narrowing instead of ``np.partition`` of a filled copy:
-  one pass for the range, one for a histogram, one gathering the few bins that hold the
-  ranks wanted, then the same on those values until a handful is left to sort;
+- order statistics by histogram narrowing instead of ``np.partition`` of a filled copy: a
+  histogram over a range taken from a strided sample, one pass gathering the few bins that
+  hold the ranks wanted, then the same on those values until a handful is left to sort;
 - each afw clipping iteration as one pass accumulating count, sum and sum of squares,
-  with the same float32 offsets and float64 sums as the reference.
+  with the same float32 offsets and float64 sums as the reference;
+- per-row medians by counting (whole-number rows) or in-place selection;
+- the imaging-section ISR, the flux-matched difference and the per-pixel gain sums, one
+  pass each, with the reference's arithmetic;
+- partner sums and pair counts of the covariances without transforms, for images with
+  few masked pixels.
 
 Every kernel releases the GIL, so amplifier groups run in parallel threads. Set
 ``GPUPTC_NUMBA=0`` to use the reference path.
@@ -49,8 +55,20 @@ def available() -> bool:
 
 
 if numba is not None:
-    _jit = numba.njit(nogil=True, cache=True, error_model="numpy")
-    _jit_reassociating = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+
+    def _compiled(**options: object):
+        """``numba.njit`` with an on-disk cache where one can be written."""
+
+        def decorate(function):
+            try:
+                return numba.njit(cache=True, **options)(function)
+            except RuntimeError:  # no writable cache location
+                return numba.njit(cache=False, **options)(function)
+
+        return decorate
+
+    _jit = _compiled(nogil=True, error_model="numpy")
+    _jit_reassociating = _compiled(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 
     @_jit
     def _bin_of(value, low, scale, bins):
