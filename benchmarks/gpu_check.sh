@@ -23,5 +23,6 @@ fi
 } 2>&1 | tee "$OUT/machine.txt"
 timeout 90 python3 -m pytest -q -p no:cacheprovider \
   tests/test_xp.py tests/test_covariances.py tests/test_measure.py -k cupy 2>&1 | tee "$OUT/tests.txt"
-timeout 150 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --end-to-end-pairs 8 2>&1 \
+timeout 150 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --end-to-end-pairs 8 \
+  --end-to-end-storage int32 rice 2>&1 \
   | tee "$OUT/bench.txt"
