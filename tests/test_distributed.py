@@ -1,5 +1,6 @@
 """Many sensors: Dask fan-out, per-sensor results, resuming after interruptions."""
 
+import glob
 import json
 import os
 import signal
@@ -134,6 +135,60 @@ def test_kill_minus_nine_then_resume(three_sensors, serial, tmp_path):
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     _same(_tables(serial), _tables(out))
     assert not list(out.glob(".gpuptc-*")) and not list((out / "sensors").glob(".*"))
+
+
+def _reader_processes_of(pid):
+    """Reader processes (``gpuptc.io._read_worker``) whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:
+            continue
+        if parent == pid and b"gpuptc.io._read_worker" in command:
+            found.append(int(entry))
+    return found
+
+
+def test_ctrl_c_with_reader_processes(three_sensors, serial, tmp_path):
+    """SIGINT to the terminal's process group: exit 130, no traceback, nothing left over."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "gpuptc", "run", str(three_sensors), "--out", str(out), *RUN]
+    environment = dict(os.environ, GPUPTC_READERS="2")
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=environment,
+    )
+    readers = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        readers = readers or _reader_processes_of(process.pid)
+        if readers and list(out.glob("sensors/*/done.json")):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+        time.sleep(0.02)
+    output, _ = process.communicate(timeout=120)
+    assert readers, "the run read in threads, not in reader processes"
+    assert process.returncode in (0, 130), output
+    assert "Traceback" not in output
+    if process.returncode == 130:
+        assert "Interrupted" in output and (out / "interrupted.json").exists()
+    for pid in readers:
+        assert (
+            not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
+        )
+    assert not glob.glob(f"/dev/shm/gpuptc-{process.pid}-*")
+    assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
+    _same(_tables(serial), _tables(out))
 
 
 def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):

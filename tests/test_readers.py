@@ -106,3 +106,9 @@ def test_only_large_compressed_files_go_to_processes(small_itl, small_e2v, monke
     assert reader_processes(False, files_per_batch=2, pixel_bytes=full_size) == 0
     monkeypatch.setenv("GPUPTC_READERS", "3")
     assert reader_processes(False, files_per_batch=2, pixel_bytes=small) == 3
+
+
+def test_a_setting_that_is_not_a_number_is_named(monkeypatch):
+    monkeypatch.setenv("GPUPTC_READERS", "two")
+    with pytest.raises(ValueError, match="GPUPTC_READERS must be a whole number, not 'two'"):
+        reader_processes(True, files_per_batch=2, pixel_bytes=2**30)

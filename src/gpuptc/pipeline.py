@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc._environment import whole_number
 from gpuptc._xp import Backend, get_backend, to_host
 from gpuptc.config import Preset, get_preset
 from gpuptc.io.geometry import SensorGeometry
@@ -292,7 +293,7 @@ def _measure_amps(
 
 
 def _threads() -> int:
-    return max(1, int(os.environ.get("GPUPTC_THREADS", os.cpu_count() or 1)))
+    return whole_number("GPUPTC_THREADS", os.cpu_count() or 1, minimum=1)
 
 
 def _measure_batch(

@@ -3,12 +3,14 @@
 Reads JSON requests, one per line, from stdin: ``buffer`` (a memory-mapped file),
 ``shape``, ``slot``, ``member`` and ``path``; reads the raw file into its place in the
 buffer and answers ``{"layout": ..., "reason": ...}`` on stdout; ``{"release": buffer}``
-unmaps a buffer. Ends when stdin closes.
+unmaps a buffer. Ends when stdin closes; ignores Ctrl-C (SIGINT goes to the whole
+terminal process group, and the parent decides what happens).
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import IO
 
@@ -39,4 +41,6 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
 
 
 if __name__ == "__main__":
+    # Ctrl-C is the parent's to handle; a reader ends when its requests end
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin, sys.stdout)

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gpuptc._environment import whole_number
 from gpuptc.io.raw import RawReadError, read_raw
 
 __all__ = [
@@ -74,12 +75,10 @@ def reader_processes(compressed: bool, files_per_batch: int, pixel_bytes: int) -
     they are read in threads too. ``GPUPTC_READERS`` overrides the count (0 forces
     threads).
     """
-    setting = os.environ.get("GPUPTC_READERS")
-    if setting is not None:
-        return max(0, int(setting))
+    default = min(os.cpu_count() or 1, files_per_batch)
     if not compressed or pixel_bytes < _PROCESS_MIN_BYTES:
-        return 0
-    return max(0, min(os.cpu_count() or 1, files_per_batch))
+        default = 0
+    return whole_number("GPUPTC_READERS", default)
 
 
 def read_into(buffer: np.ndarray, slot: int, member: int, path: str) -> Outcome:
@@ -293,8 +292,8 @@ class FileReaders:
             _workers.release(name)
             try:
                 os.unlink(name)
-            except FileNotFoundError:
-                pass
+            except OSError as exc:  # gone already, or still mapped where that forbids it
+                log.debug("could not remove %s: %s", name, exc)
 
     def __enter__(self) -> FileReaders:
         return self
