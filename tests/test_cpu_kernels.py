@@ -164,3 +164,21 @@ def test_kernels_compile_without_a_disk_cache(monkeypatch):
         return x * x
 
     assert _cpu_kernels._compiled(nogil=True)(square)(3.0) == 9.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_mean_and_variance_match_the_generic_forms(monkeypatch, dtype):
+    from gpuptc.stats import _masked_mean, _masked_var0
+
+    rng = np.random.default_rng(14)
+    x = rng.normal(25_000.0, 160.0, (3, 2, 7000)).astype(dtype)
+    good = rng.random(x.shape) > 0.1
+    good[2, 1] = False  # nothing to average
+    fused = _masked_mean(x, good, xp=np), _masked_var0(x, good, xp=np)
+    generic = (
+        _generic(monkeypatch, _masked_mean, x, good, xp=np),
+        _generic(monkeypatch, _masked_var0, x, good, xp=np),
+    )
+    for got, expected in zip(fused, generic, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+        assert np.isnan(got[2, 1])

@@ -37,7 +37,9 @@ __all__ = [
     "correct_imaging",
     "flux_matched_difference",
     "masked_lag_sums",
+    "masked_mean",
     "masked_quantiles",
+    "masked_variance",
     "median_last_axis",
     "squared_difference_ratio",
 ]
@@ -304,6 +306,30 @@ if numba is not None:
                 seen += counts[offset]
                 counts[offset] = 0
             out[row] = upper if n % 2 else (lower + upper) * half
+
+    @_jit_reassociating
+    def _rows_masked_mean(x, good, out):
+        for row in range(x.shape[0]):
+            count = 0
+            total = 0.0
+            for i in range(x.shape[1]):
+                if good[row, i]:
+                    count += 1
+                    total += np.float64(x[row, i])
+            out[row] = total / count if count > 0 else np.nan
+
+    @_jit_reassociating
+    def _rows_masked_var0(x, good, mean, out):
+        for row in range(x.shape[0]):
+            centre = x.dtype.type(mean[row])
+            count = 0
+            total = 0.0
+            for i in range(x.shape[1]):
+                if good[row, i]:
+                    offset = x[row, i] - centre
+                    count += 1
+                    total += np.float64(offset * offset)
+            out[row] = total / count if count > 0 else np.nan
 
     @_jit
     def _rows_difference(f1, f2, scale1, scale2, norm, out):
@@ -666,3 +692,22 @@ def correct_imaging(
         good,
     )
     return images.reshape(*lead, ny, nx), good.reshape(*lead, ny, nx)
+
+
+def masked_mean(x: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Mean of the good values of each row (float64 sums); NaN for rows without any."""
+    out = np.empty(math.prod(x.shape[:-1]), np.float64)
+    _rows_masked_mean(_rows(x), _rows(good), out)
+    return out.reshape(x.shape[:-1])
+
+
+def masked_variance(x: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Population variance of the good values of each row, about their mean.
+
+    Two passes, like the generic form: the mean (rounded to the dtype of ``x``), then
+    the squared offsets in that dtype summed in float64.
+    """
+    mean = masked_mean(x, good)
+    out = np.empty(mean.size, np.float64)
+    _rows_masked_var0(_rows(x), _rows(good), mean.reshape(-1), out)
+    return out.reshape(x.shape[:-1])

@@ -66,6 +66,8 @@ def _flat(x: Any, *, xp: ModuleType) -> Any:
 
 
 def _masked_mean(x: Any, good: Any, *, xp: ModuleType) -> Any:
+    if fused(x, xp):
+        return _cpu_kernels.masked_mean(x, good)
     zero = xp.zeros((), dtype=x.dtype, device=x.device)
     total = xp.sum(xp.where(good, x, zero), axis=-1, dtype=xp.float64)
     count = xp.astype(count_true(good, xp=xp), xp.float64)
@@ -74,6 +76,8 @@ def _masked_mean(x: Any, good: Any, *, xp: ModuleType) -> Any:
 
 def _masked_var0(x: Any, good: Any, *, xp: ModuleType) -> Any:
     """Population variance (ddof 0) of the good values, two passes, float64 sums."""
+    if fused(x, xp):
+        return _cpu_kernels.masked_variance(x, good)
     mean = _masked_mean(x, good, xp=xp)
     zero = xp.zeros((), dtype=x.dtype, device=x.device)
     centred = xp.where(good, x - xp.astype(mean, x.dtype)[..., None], zero)
