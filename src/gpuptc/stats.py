@@ -299,7 +299,7 @@ def _cp_pipe_means(images: Any, good: Any, config: ExtractConfig, *, xp: ModuleT
 
 def _mad_std(x: Any, good: Any, *, xp: ModuleType) -> Any:
     (centre,) = masked_quantiles(x, good, (0.5,), xp=xp)
-    deviation = xp.abs(xp.astype(x, xp.float64) - centre[..., None])
+    deviation = xp.abs(xp.astype(x, xp.float64, copy=False) - centre[..., None])
     (mad,) = masked_quantiles(deviation, good, (0.5,), xp=xp)
     return MAD_TO_SIGMA * mad
 
