@@ -13,7 +13,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,8 @@ def _process(
         return run_sensors(tasks, store, client=local, force=force, on_sensor=on_sensor)
 
 
-def _glibc_allocation() -> contextlib.AbstractContextManager[Any]:
+@contextlib.contextmanager
+def _glibc_allocation() -> Iterator[None]:
     """Dask configuration that lets local workers allocate as this process does.
 
     Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off
@@ -166,13 +167,24 @@ def _glibc_allocation() -> contextlib.AbstractContextManager[Any]:
     faulted in page by page. gpuptc allocates and frees images of the same sizes for
     every pair, so that made a sensor take 1.6x as long in a worker as in this process
     (3.2 s against 2.0 s for 24 medium pairs). Our own local workers keep glibc's
-    defaults.
+    defaults. (Nannies also leave the setting in this process's environment, from
+    where later workers would inherit it; it is lifted for the duration.)
     """
     import dask
 
+    key = "MALLOC_TRIM_THRESHOLD_"
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-    return dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+    dask_value = environ.pop(key, None)
+    inherited = os.environ.get(key)
+    left_by_dask = dask_value is not None and inherited == str(dask_value)
+    if left_by_dask:
+        del os.environ[key]
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        if left_by_dask and inherited is not None:
+            os.environ[key] = inherited
 
 
 def _share_of_cores(workers: int) -> dict[str, str]:
