@@ -3,6 +3,8 @@
 import glob
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -112,3 +114,16 @@ def test_a_setting_that_is_not_a_number_is_named(monkeypatch):
     monkeypatch.setenv("GPUPTC_READERS", "two")
     with pytest.raises(ValueError, match="GPUPTC_READERS must be a whole number, not 'two'"):
         reader_processes(True, files_per_batch=2, pixel_bytes=2**30)
+
+
+def test_stray_output_of_a_reader_does_not_reach_the_replies():
+    script = (
+        "from gpuptc.io._read_worker import _replies_apart\n"
+        "replies = _replies_apart()\n"
+        "print('a library talking')\n"
+        "replies.write('{}\\n'); replies.flush()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "{}\n"
+    assert "a library talking" in done.stderr

@@ -199,12 +199,14 @@ def _file_readers(
     pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
     compressed = is_compressed(pairs[0].file1, pixel_bytes)
     processes = reader_processes(compressed, files_per_batch=2 * shape[0], pixel_bytes=pixel_bytes)
-    return FileReaders(
-        shape,
-        processes=processes,
-        threads=min(os.cpu_count() or 1, 2 * shape[0]),
-        allocate=lambda s: _host_buffer(s, backend),
-    )
+    threads = min(os.cpu_count() or 1, 2 * shape[0])
+    allocate = functools.partial(_host_buffer, backend=backend)
+    if processes:
+        try:
+            return FileReaders(shape, processes=processes)
+        except OSError as exc:
+            log.warning("cannot start reader processes (%s); reading in threads", exc)
+    return FileReaders(shape, threads=threads, allocate=allocate)
 
 
 def _rows(

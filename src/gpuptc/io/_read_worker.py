@@ -10,6 +10,7 @@ terminal process group, and the parent decides what happens).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from typing import IO
@@ -40,7 +41,19 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
         replies.flush()
 
 
+def _replies_apart() -> IO[str]:
+    """The parent's pipe, kept for replies alone.
+
+    Anything else written to stdout (a library's message, say) goes to stderr instead
+    of into the answers.
+    """
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return replies
+
+
 if __name__ == "__main__":
     # Ctrl-C is the parent's to handle; a reader ends when its requests end
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(sys.stdin, sys.stdout)
+    serve(sys.stdin, _replies_apart())

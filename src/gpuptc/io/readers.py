@@ -119,7 +119,13 @@ class _Worker:
             reply = ""
         if not reply:
             raise ChildProcessError(f"reader process {self.process.pid} died")
-        return json.loads(reply)
+        try:
+            return json.loads(reply)
+        except ValueError:
+            self.process.kill()
+            raise ChildProcessError(
+                f"reader process {self.process.pid} answered {reply[:80]!r}"
+            ) from None
 
     def stop(self) -> None:
         if self.process.stdin is not None:
