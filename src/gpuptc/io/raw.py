@@ -42,6 +42,8 @@ Reader = Literal["fitsio", "astropy"]
 
 _FITS_MAGIC = b"SIMPLE  ="
 _GZIP_MAGIC = b"\x1f\x8b"
+_PLAIN_DTYPES = {32: np.dtype(">i4"), -32: np.dtype(">f4"), 16: np.dtype(">i2")}
+"""Big-endian pixel types read straight from the file when unscaled and uncompressed."""
 _VALID_NAMPS = (16, 8)
 
 
@@ -230,10 +232,45 @@ class _OpenFile:
                 break
             self.segments.append(seg)
 
+    def _plain_data(self, amp: int) -> tuple[int, np.dtype] | None:
+        """Offset and dtype of an uncompressed, unscaled image extension, else None."""
+        segment = self.segments[amp]
+        header = segment.header
+        dtype = _PLAIN_DTYPES.get(segment.bitpix)
+        if (
+            dtype is None
+            or header.get("ZIMAGE")
+            or header.get("BZERO", 0) != 0
+            or header.get("BSCALE", 1) != 1
+        ):
+            return None
+        start = int(self._handle[segment.index].get_offsets()["data_start"])
+        if start + segment.naxis1 * segment.naxis2 * dtype.itemsize > self._size:
+            return None  # truncated: fitsio says so
+        return start, dtype
+
     def read_into(self, out: np.ndarray) -> None:
+        if self.reader == "fitsio":
+            self._size = os.path.getsize(self.path)
+            plain = not _is_gzip(self.path)
         for amp in range(out.shape[0]):
             if self.reader == "fitsio":
-                out[amp] = self._handle[amp + 1].read()
+                located = self._plain_data(amp) if plain else None
+                if located is None:
+                    out[amp] = self._handle[amp + 1].read()
+                    continue
+                # memory copy with the byte swap and the cast in one pass
+                start, dtype = located
+                segment = self.segments[amp]
+                pixels = np.memmap(
+                    self.path,
+                    dtype=dtype,
+                    mode="r",
+                    offset=start,
+                    shape=(segment.naxis2, segment.naxis1),
+                )
+                np.copyto(out[amp], pixels, casting="unsafe")
+                del pixels
             else:
                 hdu = self._handle[amp + 1]
                 if hdu.header.get("ZIMAGE"):
