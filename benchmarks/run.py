@@ -3,14 +3,15 @@
 Generates (or reuses) full-size simulated flat pairs under ``benchmarks/data/`` and times,
 per pair:
 
-1. the read floor: every pixel of both files read with the fastest reader (fitsio) into a
-   preallocated buffer, nothing else;
+1. the read floor: every pixel of both files read with the fastest reader (gpuptc's
+   memory-mapped copy for uncompressed files, fitsio for compressed ones) into a
+   preallocated float32 buffer, nothing else;
 2. the FFT floor: the zero-padded transforms the covariances of one pair need (per amp
    the forward transform of the difference image, the inverse of its power spectrum along
    y and, for the rows of the lags wanted, along x), with scipy.fft on every core;
 3. a baseline written as the original notebook would be on NumPy, vectorised per amp:
-   fitsio read, float32, median overscan, trim, means, variance of the scaled difference,
-   per-pixel gain;
+   the same fastest reader, float32, median overscan, trim, means, variance of the scaled
+   difference, per-pixel gain;
 4. with ``--compress`` (RICE raws), decompression alone with 1 and 2 reader processes;
 5. ``gpuptc.measure`` (reading included) with covariances off and on, for the preset(s)
    asked for, on NumPy (and CuPy when present); with ``--compress`` each with 1 and 2
@@ -55,17 +56,15 @@ def _pairs(manifest) -> list[tuple[str, str]]:
 
 
 def read_floor(pairs: list[tuple[str, str]], buffer: np.ndarray, repeats: int = 3) -> float:
-    """Best of ``repeats``: every pixel of every file read by fitsio, one file at a time."""
-    import fitsio
-
+    """Best of ``repeats``: every pixel of every file read into a float32 buffer, one file
+    at a time, by the fastest reader available (``gpuptc.read_raw``: a memory-mapped copy
+    for uncompressed files, fitsio for compressed ones; see ``io_readers.py``)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         for pair in pairs:
             for member, path in enumerate(pair):
-                with fitsio.FITS(path) as handle:
-                    for amp in range(16):
-                        buffer[member, amp] = handle[amp + 1].read()
+                gpuptc.read_raw(path, out=buffer[member])
         times.append((time.perf_counter() - start) / len(pairs))
     return min(times)
 
@@ -109,22 +108,24 @@ def decompression(pairs: list[tuple[str, str]], shape: tuple[int, ...], processe
 
 
 def notebook_baseline(pairs: list[tuple[str, str]], geometry) -> float:
-    """The notebook's per-amp analysis, vectorised per amp on NumPy, float32."""
-    import fitsio
+    """The notebook's per-amp analysis, vectorised per amp on NumPy, float32.
 
+    Pixels come from the same fastest reader as the read floor, straight into float32.
+    """
     rows, cols = geometry.imaging.slices
     overscan_cols = slice(geometry.amps[0].serial_overscan.x0, None)
+    buffer = np.empty((16, *geometry.segment_shape), dtype=np.float32)
     start = time.perf_counter()
     for pair in pairs:
         images = []
         for path in pair:
-            with fitsio.FITS(path) as handle:
-                amps = []
-                for amp in range(16):
-                    segment = handle[amp + 1].read().astype(np.float32)
-                    segment -= np.median(segment[:, overscan_cols])
-                    amps.append(segment[rows, cols])
-                images.append(amps)
+            gpuptc.read_raw(path, out=buffer)
+            amps = []
+            for amp in range(16):
+                segment = buffer[amp].copy()
+                segment -= np.median(segment[:, overscan_cols])
+                amps.append(segment[rows, cols])
+            images.append(amps)
         for a1, a2 in zip(*images, strict=True):
             m1, m2 = a1.mean(dtype=np.float64), a2.mean(dtype=np.float64)
             diff = a1 - a2 * np.float32(m1 / m2)
@@ -168,7 +169,7 @@ def main() -> None:
     raw = gpuptc.read_raw(pairs[0][0])
     geometry = raw.geometry
     ny, nx = geometry.imaging.shape
-    buffer = np.empty((2, 16, *geometry.segment_shape), dtype=np.int32)
+    buffer = np.empty((2, 16, *geometry.segment_shape), dtype=np.float32)
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
         f"{np.__version__}, scipy {scipy.__version__}; {len(pairs)} full-size {args.vendor} "
@@ -176,7 +177,7 @@ def main() -> None:
     )
     rows = []
     read_s = read_floor(pairs, buffer)
-    rows.append(("read floor (fitsio)", read_s, _rss_mb()))
+    rows.append(("read floor (fastest reader)", read_s, _rss_mb()))
     fft_s = fft_floor(ny, nx, 10)
     rows.append(("FFT floor (scipy.fft, all cores)", fft_s, _rss_mb()))
     baseline_s = statistics.median(
