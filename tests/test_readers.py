@@ -127,3 +127,20 @@ def test_stray_output_of_a_reader_does_not_reach_the_replies():
     assert done.returncode == 0, done.stderr
     assert done.stdout == "{}\n"
     assert "a library talking" in done.stderr
+
+
+def test_measure_reads_in_threads_when_processes_cannot_start(small_itl, monkeypatch, caplog):
+    manifest = gpuptc.ingest([small_itl.directory])
+    monkeypatch.setenv("GPUPTC_READERS", "0")
+    expected = gpuptc.measure(manifest, preset="cp_pipe", cov_size=0)[0]
+    readers_module.stop_reader_processes()
+
+    def refuse(*args, **kwargs):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(readers_module.subprocess, "Popen", refuse)
+    monkeypatch.setenv("GPUPTC_READERS", "2")
+    got = gpuptc.measure(manifest, preset="cp_pipe", cov_size=0)[0]
+    pd.testing.assert_frame_equal(got, expected)
+    assert "cannot start reader processes (no more processes); reading in threads" in caplog.text
+    assert not glob.glob(os.path.join("/dev/shm", f"gpuptc-{os.getpid()}-*"))

@@ -258,7 +258,11 @@ class FileReaders:
                 name = os.path.join(directory, f"gpuptc-{os.getpid()}-{uuid.uuid4().hex}.buf")
                 self._files.append(name)
                 self.buffers.append(np.memmap(name, dtype=np.float32, mode="w+", shape=shape))
-            _workers.ensure(processes)
+            try:
+                _workers.ensure(processes)
+            except BaseException:
+                self._remove_files()
+                raise
             threads = processes
         else:
             make = allocate or (lambda s: np.empty(s, dtype=np.float32))
@@ -296,6 +300,10 @@ class FileReaders:
         self._threads.shutdown(wait=True, cancel_futures=True)
         for name in self._files:
             _workers.release(name)
+        self._remove_files()
+
+    def _remove_files(self) -> None:
+        for name in self._files:
             try:
                 os.unlink(name)
             except OSError as exc:  # gone already, or still mapped where that forbids it
