@@ -570,7 +570,7 @@ def squared_difference_ratio(i1: np.ndarray, i2: np.ndarray, good: np.ndarray) -
     """Mean of ``(I1 - I2)**2 / (I1 + I2)`` over good pixels with ``I1 + I2 > 0``, per row.
 
     Per-pixel arithmetic in the images' dtype, float64 sums; NaN for rows without such
-    pixels (the generic form is in :func:`gpuptc.stats.pair_statistics`).
+    pixels (the per-pixel gain of :func:`gpuptc.stats.pair_statistics`).
     """
     out = np.empty(math.prod(i1.shape[:-1]), np.float64)
     _rows_rhl(_rows(i1), _rows(i2), _rows(good), out)
@@ -578,9 +578,11 @@ def squared_difference_ratio(i1: np.ndarray, i2: np.ndarray, good: np.ndarray) -
 
 
 def median_last_axis(x: np.ndarray) -> np.ndarray:
-    """``np.median(x, axis=-1)`` by in-place selection (NaN when a row holds one).
+    """``np.median(x, axis=-1)``, the same numbers (NaN when a row holds one).
 
-    ``x`` may be any strided view; rows are copied one at a time into a small buffer.
+    Rows of whole numbers spanning under 1024 values (raw ADU) are counted; others are
+    selected in place. ``x`` may be any strided view; rows are copied one at a time
+    into a small buffer.
     """
     rows = x.reshape(-1, x.shape[-1])
     out = np.empty(rows.shape[0], x.dtype)
