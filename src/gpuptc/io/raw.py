@@ -42,7 +42,7 @@ Reader = Literal["fitsio", "astropy"]
 
 _FITS_MAGIC = b"SIMPLE  ="
 _GZIP_MAGIC = b"\x1f\x8b"
-_PLAIN_DTYPES = {32: np.dtype(">i4"), -32: np.dtype(">f4"), 16: np.dtype(">i2")}
+_PLAIN_DTYPES = {32: np.dtype(">i4"), -32: np.dtype(">f4")}
 """Big-endian pixel types read straight from the file when unscaled and uncompressed."""
 _VALID_NAMPS = (16, 8)
 
