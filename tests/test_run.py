@@ -11,6 +11,7 @@ from gpuptc.cli import main
 from gpuptc.compare import COMPARISON_COLUMNS
 from gpuptc.io.manifest import MANIFEST_COLUMNS
 from gpuptc.pipeline import COVARIANCE_COLUMNS, PAIR_COLUMNS, REJECTED_COLUMNS
+from gpuptc.ptc import MODELS
 from gpuptc.solve import FULLCOV_COLUMNS, PTC_COLUMNS
 
 CONFIG = """
@@ -65,15 +66,7 @@ def test_run_writes_every_table(finished, small_e2v, small_itl):
     assert list(rejected.columns) == list(REJECTED_COLUMNS) and rejected.empty
     ptc = pd.read_parquet(out / "ptc.parquet")
     assert set(ptc.sensor) == {small_e2v.sensor, small_itl.sensor}
-    assert set(ptc.model) == {
-        "expapprox",
-        "fullcov",
-        "fullcov_nob",
-        "linear",
-        "quadratic",
-        "powerlaw",
-        "rhl",
-    }
+    assert set(ptc.model) == set(MODELS)  # every model by default
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert pairs.used.notna().all() and not pairs[pairs.pair == pairs.pair.max()].used.all()
     comparison = pd.read_parquet(out / "comparison.parquet")
