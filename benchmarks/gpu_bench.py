@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gpuptc._xp import Backend, get_backend, to_host
+from gpuptc.backend import Backend, get_backend, to_host
+from gpuptc.compute import correct_and_measure
 from gpuptc.config import get_preset
 from gpuptc.io.layout import LAYOUTS
-from gpuptc.pipeline import correct_and_measure
 from gpuptc.simulate import SimulationConfig, exposure_plan, render_exposure, sensor_truth
 
 

@@ -22,7 +22,7 @@ fi
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"
 } 2>&1 | tee "$OUT/machine.txt"
 timeout 90 python3 -m pytest -q -p no:cacheprovider \
-  tests/test_xp.py tests/test_covariances.py tests/test_measure.py -k cupy 2>&1 | tee "$OUT/tests.txt"
+  tests/test_backend.py tests/test_covariances.py tests/test_measure.py -k cupy 2>&1 | tee "$OUT/tests.txt"
 timeout 150 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --end-to-end-pairs 8 \
   --end-to-end-storage int32 rice 2>&1 \
   | tee "$OUT/bench.txt"

@@ -190,9 +190,9 @@ def main() -> None:
             rows.append((f"decompression, {processes} reader processes", seconds, _rss_mb()))
     backends = ["numpy"]
     try:
-        gpuptc._xp.get_backend("cupy")
+        gpuptc.backend.get_backend("cupy")
         backends.append("cupy")
-    except gpuptc._xp.BackendError:
+    except gpuptc.backend.BackendError:
         pass
     start = time.perf_counter()
     gpuptc.measure(manifest[manifest["pair"].isin([0])], preset=presets[0], cov_size=10)

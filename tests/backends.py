@@ -7,11 +7,15 @@ import importlib.util
 import numpy as np
 import pytest
 
-from gpuptc._xp import Backend, get_backend
+from gpuptc.backend import Backend, get_backend
 
 
 def available_backends() -> list[str]:
-    names = ["numpy", "array_api_strict"]
+    """numpy (fused kernels where numba imports), numpy-generic (the array-API reference
+    kernels on NumPy), array_api_strict, and torch and cupy where they run."""
+    names = ["numpy-generic", "array_api_strict"]
+    if importlib.util.find_spec("numba") is not None:
+        names.insert(0, "numpy")
     if importlib.util.find_spec("torch") is not None:
         names.append("torch")
     try:
@@ -23,6 +27,10 @@ def available_backends() -> list[str]:
 
 
 def make_backend(name: str) -> Backend:
+    if name == "numpy":
+        return get_backend("numpy", fused=True)
+    if name == "numpy-generic":
+        return get_backend("numpy", fused=False)
     if name == "array_api_strict":
         strict = pytest.importorskip("array_api_strict")
         strict.set_array_api_strict_flags(api_version="2024.12")
@@ -32,6 +40,6 @@ def make_backend(name: str) -> Backend:
 
 
 def host(x) -> np.ndarray:
-    from gpuptc._xp import to_host
+    from gpuptc.backend import to_host
 
     return to_host(x)

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from gpuptc import __version__
-from gpuptc.cli import EXIT_FATAL, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, main
+from gpuptc.cli import main
+from gpuptc.schema import EXIT_FATAL, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 
 
 def test_version(capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import gpuptc
-from gpuptc._xp import get_backend
+from gpuptc.backend import get_backend
 from gpuptc.config import ExtractConfig
 from gpuptc.stats import pair_statistics
 
@@ -33,7 +33,7 @@ def measured():
     good = np.ones(images.shape, bool)
     noise = np.full((len(TIMES), 2, 1), READ_NOISE / GAIN)
     config = ExtractConfig(cov_size=4, min_pixels_covariance=5000)
-    stats = pair_statistics(images, good, noise, config, xp=get_backend("numpy").xp)
+    stats = pair_statistics(images, good, noise, config, backend=get_backend("numpy"))
     return {
         k: np.asarray(getattr(stats, k))[:, 0] for k in ("mean", "var", "npix", "cov", "cov_npix")
     }

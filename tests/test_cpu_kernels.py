@@ -3,18 +3,19 @@
 import numpy as np
 import pytest
 
-from gpuptc import _cpu_kernels
-from gpuptc._xp import AFW_IQR_TO_SIGMA, clipped_stats, masked_quantiles, median
+from gpuptc.backend import get_backend
+from gpuptc.kernels import AFW_IQR_TO_SIGMA, FusedCpuKernels, NumpyKernels, numba_cpu
 
 pytest.importorskip("numba")
-xp = np
+FUSED = FusedCpuKernels(np)
+GENERIC = NumpyKernels(np)
 
 
-def _generic(monkeypatch, function, *args, **kwargs):
-    with monkeypatch.context() as patch:
-        patch.setenv("GPUPTC_NUMBA", "0")
-        assert not _cpu_kernels.available()
-        return function(*args, **kwargs)
+def test_gpuptc_numba_0_selects_the_generic_kernels(monkeypatch):
+    assert isinstance(get_backend("numpy").kernels, FusedCpuKernels)
+    monkeypatch.setenv("GPUPTC_NUMBA", "0")
+    assert not numba_cpu.available()
+    assert type(get_backend("numpy").kernels) is NumpyKernels
 
 
 def _rows(rng, n=6000):
@@ -39,12 +40,12 @@ def _rows(rng, n=6000):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_quantiles_are_exactly_the_generic_ones(monkeypatch, dtype):
+def test_quantiles_are_exactly_the_generic_ones(dtype):
     values, good = _rows(np.random.default_rng(7))
     values = values.astype(dtype)
     quantiles = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
-    fused = masked_quantiles(values, good, quantiles, xp=xp)
-    generic = _generic(monkeypatch, masked_quantiles, values, good, quantiles, xp=xp)
+    fused = FUSED.masked_quantiles(values, good, quantiles)
+    generic = GENERIC.masked_quantiles(values, good, quantiles)
     for got, expected in zip(fused, generic, strict=True):
         np.testing.assert_array_equal(got, expected)
     finite = good & np.isfinite(values)
@@ -55,27 +56,25 @@ def test_quantiles_are_exactly_the_generic_ones(monkeypatch, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_clipped_moments_match_the_generic_path(monkeypatch, dtype):
+def test_clipped_moments_match_the_generic_path(dtype):
     values, good = _rows(np.random.default_rng(8))
     values = values.astype(dtype)
-    mean, var, count = clipped_stats(values, good, nsigma=5.5, niter=3, xp=xp)
-    ref_mean, ref_var, ref_count = _generic(
-        monkeypatch, clipped_stats, values, good, nsigma=5.5, niter=3, xp=xp
-    )
+    mean, var, count = FUSED.clipped_stats(values, good, nsigma=5.5, niter=3)
+    ref_mean, ref_var, ref_count = GENERIC.clipped_stats(values, good, nsigma=5.5, niter=3)
     np.testing.assert_array_equal(count, ref_count)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-13, equal_nan=True)
     np.testing.assert_allclose(var, ref_var, rtol=1e-10, equal_nan=True)
     assert np.isnan(mean[6]) and np.isnan(var[6]) and count[6] == 0
 
 
-def test_full_amplifier_row_in_float32(monkeypatch):
+def test_full_amplifier_row_in_float32():
     """One amplifier's worth of flat-field pixels, cosmic rays and a hot column."""
     rng = np.random.default_rng(9)
     image = rng.poisson(30_000.0, (2, 2000 * 512)).astype(np.float32)
     image[:, rng.integers(0, image.shape[1], 500)] += 40_000.0
     good = rng.random(image.shape) > 0.01
-    fused = clipped_stats(image, good, nsigma=5.5, niter=3, xp=xp)
-    generic = _generic(monkeypatch, clipped_stats, image, good, nsigma=5.5, niter=3, xp=xp)
+    fused = FUSED.clipped_stats(image, good, nsigma=5.5, niter=3)
+    generic = GENERIC.clipped_stats(image, good, nsigma=5.5, niter=3)
     np.testing.assert_array_equal(fused[2], generic[2])
     np.testing.assert_allclose(fused[0], generic[0], rtol=1e-13)
     np.testing.assert_allclose(fused[1], generic[1], rtol=1e-10)
@@ -97,7 +96,7 @@ def test_squared_difference_ratio_matches_the_generic_form():
     ratio = np.where(usable, (i1 - i2) * (i1 - i2) / np.where(usable, total, 1), 0)
     with np.errstate(invalid="ignore"):
         expected = ratio.sum(axis=-1, dtype=np.float64) / usable.sum(axis=-1)
-    got = _cpu_kernels.squared_difference_ratio(i1, i2, good)
+    got = numba_cpu.squared_difference_ratio(i1, i2, good)
     np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
     assert np.isnan(got[2])
 
@@ -121,7 +120,7 @@ def test_median_is_numpys(dtype):
         counts[..., 5:10, :],
     ):
         for axis in (-1, -2):
-            got = median(region, axis=axis, xp=np)
+            got = FUSED.median(region, axis=axis)
             with np.errstate(invalid="ignore"):
                 expected = np.median(region, axis=axis)
             assert got.dtype == expected.dtype
@@ -142,7 +141,7 @@ def test_flux_matched_difference_is_the_generic_expression(dtype):
     scaled2 = mean1[..., None].astype(dtype) * f2
     with np.errstate(divide="ignore", invalid="ignore"):
         expected = (scaled1 - scaled2) / mean[..., None].astype(dtype)
-    got = _cpu_kernels.flux_matched_difference(f1, f2, mean1, mean2, mean)
+    got = numba_cpu.flux_matched_difference(f1, f2, mean1, mean2, mean)
     assert got.dtype == dtype
     np.testing.assert_array_equal(got, expected)
 
@@ -163,22 +162,17 @@ def test_kernels_compile_without_a_disk_cache(monkeypatch):
     def square(x):
         return x * x
 
-    assert _cpu_kernels._compiled(nogil=True)(square)(3.0) == 9.0
+    assert numba_cpu._compiled(nogil=True)(square)(3.0) == 9.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_masked_mean_and_variance_match_the_generic_forms(monkeypatch, dtype):
-    from gpuptc.stats import _masked_mean, _masked_var0
-
+def test_masked_mean_and_variance_match_the_generic_forms(dtype):
     rng = np.random.default_rng(14)
     x = rng.normal(25_000.0, 160.0, (3, 2, 7000)).astype(dtype)
     good = rng.random(x.shape) > 0.1
     good[2, 1] = False  # nothing to average
-    fused = _masked_mean(x, good, xp=np), _masked_var0(x, good, xp=np)
-    generic = (
-        _generic(monkeypatch, _masked_mean, x, good, xp=np),
-        _generic(monkeypatch, _masked_var0, x, good, xp=np),
-    )
+    fused = FUSED.masked_mean(x, good), FUSED.masked_variance(x, good)
+    generic = GENERIC.masked_mean(x, good), GENERIC.masked_variance(x, good)
     for got, expected in zip(fused, generic, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
         assert np.isnan(got[2, 1])

@@ -272,7 +272,7 @@ def test_existing_scheduler_address(three_sensors, serial, tmp_path):
 
 
 def test_local_workers_share_the_cores(monkeypatch):
-    from gpuptc.job import _share_of_cores
+    from gpuptc.distributed import _share_of_cores
 
     monkeypatch.delenv("GPUPTC_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
@@ -286,7 +286,7 @@ def test_local_workers_keep_glibc_allocation_defaults():
     """Dask's MALLOC_TRIM_THRESHOLD_ made every large array a fresh mapping (1.6x slower)."""
     from distributed import Client, LocalCluster
 
-    from gpuptc.job import _glibc_allocation
+    from gpuptc.distributed import _glibc_allocation
 
     with (
         _glibc_allocation(),

@@ -3,6 +3,8 @@ import pytest
 
 import gpuptc
 from backends import host
+from gpuptc.backend import get_backend
+from gpuptc.compute import isr_regions
 from gpuptc.config import IsrConfig
 from gpuptc.io.geometry import SensorGeometry, amp_geometry
 from gpuptc.isr import run_isr, serial_overscan_model
@@ -26,7 +28,7 @@ def test_row_methods_follow_a_row_gradient(backend, method):
     geometry = _geometry()
     raw = _frame(geometry, np.random.default_rng(0))
     config = IsrConfig(serial_overscan=method, parallel_overscan="NONE", dtype="float64")
-    result = run_isr(backend.asarray(raw), geometry, config, xp=backend.xp)
+    result = run_isr(backend.asarray(raw), isr_regions(geometry), config, backend=backend)
     np.testing.assert_allclose(host(result.images), 0.0, atol=1e-9)
 
 
@@ -35,7 +37,7 @@ def test_constant_methods_leave_the_gradient(method):
     geometry = _geometry()
     raw = _frame(geometry, np.random.default_rng(0))
     config = IsrConfig(serial_overscan=method, parallel_overscan="NONE", dtype="float64")
-    images = run_isr(raw, geometry, config, xp=gpuptc._xp.get_backend("numpy").xp).images
+    images = run_isr(raw, isr_regions(geometry), config, backend=get_backend("numpy")).images
     assert images[0, -1, 0] - images[0, 0, 0] == pytest.approx(0.05 * 49)
 
 
@@ -44,8 +46,10 @@ def test_poly_order_two_fits_a_parabola():
     naxis2, naxis1 = geometry.segment_shape
     rows = np.arange(naxis2, dtype=float)[:, None]
     raw = np.broadcast_to(500 + 0.3 * rows + 0.01 * rows**2, (2, naxis2, naxis1)).copy()
-    xp = gpuptc._xp.get_backend("numpy").xp
-    model = serial_overscan_model(raw, geometry, method="POLY", poly_order=2, skip=(0, 0), xp=xp)
+    numpy = get_backend("numpy")
+    model = serial_overscan_model(
+        raw, isr_regions(geometry), method="POLY", poly_order=2, skip=(0, 0), backend=numpy
+    )
     np.testing.assert_allclose(model[..., 0], raw[..., 0], rtol=1e-10)
 
 
@@ -54,7 +58,7 @@ def test_skipped_columns_keep_a_cti_trail_out():
     raw = _frame(geometry, np.random.default_rng(0), slope=0.0)
     first_overscan = geometry.amps[0].serial_overscan.x0
     raw[..., first_overscan] += 300.0  # deferred charge in the first overscan column
-    xp = gpuptc._xp.get_backend("numpy").xp
+    numpy = get_backend("numpy")
 
     def corrected(skip):
         config = IsrConfig(
@@ -63,7 +67,7 @@ def test_skipped_columns_keep_a_cti_trail_out():
             parallel_overscan="NONE",
             dtype="float64",
         )
-        return run_isr(raw, geometry, config, xp=xp)
+        return run_isr(raw, isr_regions(geometry), config, backend=numpy)
 
     skipping, naive = corrected((3, 0)), corrected((0, 0))
     assert np.abs(skipping.images).max() < 1e-9
@@ -75,9 +79,9 @@ def test_parallel_overscan_removes_a_column_pattern():
     raw = _frame(geometry, np.random.default_rng(0), slope=0.0)
     columns = np.arange(raw.shape[-1])
     raw += 3.0 * np.sin(columns / 3.0)  # column structure through image and parallel overscan
-    xp = gpuptc._xp.get_backend("numpy").xp
+    numpy = get_backend("numpy")
     config = IsrConfig(serial_skip=(0, 0), parallel_skip=(1, 1), dtype="float64")
-    result = run_isr(raw, geometry, config, xp=xp)
+    result = run_isr(raw, isr_regions(geometry), config, backend=numpy)
     np.testing.assert_allclose(result.images, 0.0, atol=1e-9)
 
 
@@ -94,7 +98,11 @@ def test_bias_saturation_edges_and_nans(backend):
         parallel_overscan="NONE", use_bias=True, saturation=65000.0, edge_mask=2, dtype="float64"
     )
     result = run_isr(
-        backend.asarray(raw), geometry, config, bias=backend.asarray(bias), xp=backend.xp
+        backend.asarray(raw),
+        isr_regions(geometry),
+        config,
+        bias=backend.asarray(bias),
+        backend=backend,
     )
     images, good = host(result.images), host(result.good)
     assert abs(images[good].mean()) < 0.1
@@ -120,7 +128,7 @@ def test_measure_is_identical_on_strict_backend(small_e2v):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("parallel", ["MEDIAN_PER_ROW", "NONE"])
 @pytest.mark.parametrize("serial", ["MEDIAN_PER_ROW", "MEAN", "NONE"])
-def test_fused_isr_is_the_generic_isr(serial, parallel, dtype, monkeypatch):
+def test_fused_isr_is_the_generic_isr(serial, parallel, dtype):
     pytest.importorskip("numba")
     geometry = _geometry(namps=3)
     rng = np.random.default_rng(7)
@@ -137,10 +145,12 @@ def test_fused_isr_is_the_generic_isr(serial, parallel, dtype, monkeypatch):
         edge_mask=1,
         dtype=dtype,
     )
-    results = {}
-    for setting in ("1", "0"):
-        monkeypatch.setenv("GPUPTC_NUMBA", setting)
-        results[setting] = run_isr(raw, geometry, config, bias=bias, xp=np)
+    results = {
+        setting: run_isr(
+            raw, isr_regions(geometry), config, bias=bias, backend=get_backend("numpy", fused=fused)
+        )
+        for setting, fused in (("1", True), ("0", False))
+    }
     for field in ("images", "good", "overscan_level"):
         np.testing.assert_array_equal(
             getattr(results["1"], field), getattr(results["0"], field), err_msg=field

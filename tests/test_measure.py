@@ -7,11 +7,14 @@ import pytest
 import gpuptc
 import reference
 from backends import host
+from gpuptc.backend import get_backend
+from gpuptc.compute import isr_regions
 from gpuptc.config import get_preset
 from gpuptc.io.raw import read_raw
 from gpuptc.isr import run_isr
 from gpuptc.masterbias import make_master_bias
-from gpuptc.pipeline import COVARIANCE_COLUMNS, PAIR_COLUMNS, measure
+from gpuptc.pipeline import measure
+from gpuptc.schema import COVARIANCE_COLUMNS, PAIR_COLUMNS
 from gpuptc.simulate import simulate
 from gpuptc.stats import pair_statistics
 
@@ -92,9 +95,10 @@ def _stack(sensor, pairs):
 
 
 def _statistics(backend, raw, geometry, preset):
-    xp = backend.xp
-    isr = run_isr(backend.asarray(raw), geometry, preset.isr, xp=xp)
-    stats = pair_statistics(isr.images, isr.good, isr.read_noise_adu, preset.extract, xp=xp)
+    isr = run_isr(backend.asarray(raw), isr_regions(geometry), preset.isr, backend=backend)
+    stats = pair_statistics(
+        isr.images, isr.good, isr.read_noise_adu, preset.extract, backend=backend
+    )
     names = ("mean", "var", "rhl_gain", "gain_corrected", "read_noise_adu", "cov")
     return {k: host(getattr(stats, k)) for k in names}
 
@@ -104,7 +108,7 @@ def test_backends_agree_with_float64_numpy(small_e2v, backend, preset):
     raw, geometry = _stack(small_e2v, [2, 5])
     config = get_preset(preset, extract__min_pixels_covariance=100, cov_size=4)
     reference64 = _statistics(
-        gpuptc._xp.get_backend("numpy"), raw, geometry, config.replace(isr__dtype="float64")
+        get_backend("numpy"), raw, geometry, config.replace(isr__dtype="float64")
     )
     for dtype, rtol in (("float64", 1e-10), ("float32", 1e-5)):
         got = _statistics(backend, raw, geometry, config.replace(isr__dtype=dtype))
@@ -159,8 +163,8 @@ def test_no_brighter_fatter_no_correlation(tmp_path):
 def test_masks_remove_defects_and_empty_amps_give_nan(small_e2v):
     raw, geometry = _stack(small_e2v, [3])
     config = get_preset("seed", use_bias=False, extract__min_pixels_covariance=100)
-    xp = gpuptc._xp.get_backend("numpy").xp
-    clean = pair_statistics(*_isr(raw, geometry, config, None), config.extract, xp=xp)
+    numpy = get_backend("numpy")
+    clean = pair_statistics(*_isr(raw, geometry, config, None), config.extract, backend=numpy)
     damaged = raw.copy()
     column = geometry.imaging.x0 + 30
     damaged[0, 0, :, :, column] += 5000  # a hot column in one flat
@@ -169,8 +173,12 @@ def test_masks_remove_defects_and_empty_amps_give_nan(small_e2v):
     defects[:, :, 30] = True
     defects[:, 40:43, 5] = True
     defects[7] = True  # amp 8 entirely masked
-    masked = pair_statistics(*_isr(damaged, geometry, config, defects), config.extract, xp=xp)
-    unmasked = pair_statistics(*_isr(damaged, geometry, config, None), config.extract, xp=xp)
+    masked = pair_statistics(
+        *_isr(damaged, geometry, config, defects), config.extract, backend=numpy
+    )
+    unmasked = pair_statistics(
+        *_isr(damaged, geometry, config, None), config.extract, backend=numpy
+    )
     relative_noise = np.sqrt(2 / clean.npix[0, 0])
     assert abs(masked.var[0, 0] / clean.var[0, 0] - 1) < 3 * relative_noise
     assert unmasked.var[0, 0] / clean.var[0, 0] > 1.5  # the defects matter when not masked
@@ -178,8 +186,9 @@ def test_masks_remove_defects_and_empty_amps_give_nan(small_e2v):
 
 
 def _isr(raw, geometry, config, defects):
-    xp = gpuptc._xp.get_backend("numpy").xp
-    isr = run_isr(raw, geometry, config.isr, defects=defects, xp=xp)
+    isr = run_isr(
+        raw, isr_regions(geometry), config.isr, defects=defects, backend=get_backend("numpy")
+    )
     return isr.images, isr.good, isr.read_noise_adu
 
 

@@ -10,9 +10,14 @@ import pytest
 from gpuptc.cli import main
 from gpuptc.compare import COMPARISON_COLUMNS
 from gpuptc.io.manifest import MANIFEST_COLUMNS
-from gpuptc.pipeline import COVARIANCE_COLUMNS, PAIR_COLUMNS, REJECTED_COLUMNS
 from gpuptc.ptc import MODELS
-from gpuptc.solve import FULLCOV_COLUMNS, PTC_COLUMNS
+from gpuptc.schema import (
+    COVARIANCE_COLUMNS,
+    FULLCOV_COLUMNS,
+    PAIR_COLUMNS,
+    PTC_COLUMNS,
+    REJECTED_COLUMNS,
+)
 
 CONFIG = """
 [extract]

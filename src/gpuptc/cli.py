@@ -13,16 +13,21 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gpuptc._version import __version__
+from gpuptc.schema import (
+    EXIT_FATAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    INTERRUPTED,
+    SENSORS_DIR,
+    FileStatus,
+)
 
 if TYPE_CHECKING:
     from gpuptc.job import RunResult
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "main"]
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_USAGE = 2
-EXIT_REJECTED = 3
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("gpuptc")
 
@@ -42,14 +47,17 @@ def _report_manifest(manifest: pd.DataFrame, *, verbose: bool) -> None:
     skipped = manifest.attrs.get("skipped", 0)
     if skipped:
         print(f"Skipped {skipped} non-FITS file(s) found while searching directories.")
-    for status, title in (("rejected", "Rejected"), ("unpaired", "Unpaired flats")):
+    for status, title in (
+        (FileStatus.REJECTED, "Rejected"),
+        (FileStatus.UNPAIRED, "Unpaired flats"),
+    ):
         rows = manifest[manifest["status"] == status]
         if len(rows):
             print(f"{title} ({len(rows)}):")
             for row in rows.itertuples():
                 print(f"  {row.path}: {row.reason}")
     if verbose:
-        ignored = manifest[manifest["status"] == "ignored"]
+        ignored = manifest[manifest["status"] == FileStatus.IGNORED]
         for row in ignored.itertuples():
             print(f"  ignored {row.path}: {row.reason}")
 
@@ -66,11 +74,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         with atomic_path(args.write) as tmp:
             manifest.to_parquet(tmp, index=False)
         print(f"Manifest written to {args.write}")
-    usable = manifest["status"].isin(["paired", "bias"]).any()
+    usable = manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS]).any()
     if not usable:
         print("No usable flat pair or bias found.", file=sys.stderr)
         return EXIT_FATAL
-    return EXIT_REJECTED if (manifest["status"] == "rejected").any() else EXIT_OK
+    return EXIT_REJECTED if (manifest["status"] == FileStatus.REJECTED).any() else EXIT_OK
 
 
 def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
@@ -263,7 +271,6 @@ def _missing(value: object) -> bool:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gpuptc.job import EXIT_FATAL as FATAL
     from gpuptc.job import run
 
     overrides = _config_overrides(args.config)
@@ -287,7 +294,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         **overrides,
     )
-    if result.exit_code == FATAL:
+    if result.exit_code == EXIT_FATAL:
         manifest = result.tables.get("manifest")
         if manifest is not None:
             _report_manifest(manifest, verbose=args.verbose)
@@ -325,12 +332,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vendor", choices=["e2v", "itl"], default="e2v", help="sensor type")
+    from gpuptc.io.layout import LAYOUTS
+    from gpuptc.io.writer import STORAGES
+    from gpuptc.simulate import SIZES
+
+    parser.add_argument("--vendor", choices=list(LAYOUTS), default="e2v", help="sensor type")
     parser.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--storage",
-        choices=["int32", "rice", "uint16", "gzip"],
+        choices=list(STORAGES),
         default="int32",
         help="how raw pixels are stored (default int32, as uncompressed camera files)",
     )
@@ -338,22 +349,17 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
         "--compress", action="store_true", help="RICE_1 tile compression (same as --storage rice)"
     )
     parser.add_argument(
-        "--size", choices=["full", "small"], default="full", help="real layout or 64 x 96 amps"
+        "--size",
+        choices=list(SIZES),
+        default="full",
+        help="amplifier size: the camera's layout, 256 x 1000 or 64 x 96 pixels",
     )
     parser.add_argument("--biases", type=int, default=5, help="bias frames (default 5)")
     parser.add_argument("--no-bf", action="store_true", help="no brighter-fatter effect")
     parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``gpuptc`` command."""
-    parser = argparse.ArgumentParser(
-        prog="gpuptc",
-        description="Photon transfer curves of LSST camera CCDs from raw flat pairs.",
-    )
-    parser.add_argument("--version", action="version", version=f"gpuptc {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_ingest(sub: Any) -> None:
     ingest = _command(
         sub,
         "ingest",
@@ -368,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", action="append", default=[], metavar="DIR", help="directory not searched"
     )
 
+
+def _add_simulate(sub: Any) -> None:
     simulate = _command(
         sub,
         "simulate",
@@ -378,6 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("directory", metavar="DIR", help="output directory")
     _add_simulation_arguments(simulate)
+
+
+def _add_run_scale(run: argparse.ArgumentParser) -> None:
+    scale = run.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers", type=int, default=None, help="local Dask cluster of N worker processes"
+    )
+    scale.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
+    scale.add_argument(
+        "--gpus", action="store_true", help="one Dask worker per GPU (needs dask-cuda)"
+    )
+
+
+def _add_run(sub: Any) -> None:
+    from gpuptc.config import PRESETS
 
     run = _command(
         sub,
@@ -395,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--preset",
         default="cp_pipe",
-        choices=["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"],
+        choices=list(PRESETS),
         help="whose definitions to reproduce (default cp_pipe)",
     )
     run.add_argument("--backend", default="auto", help="auto, numpy, cupy, torch, ...")
@@ -408,18 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sensors", help="comma-separated sensor ids (default all)")
     run.add_argument("--config", metavar="FILE", help="TOML file overriding preset fields")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    scale = run.add_mutually_exclusive_group()
-    scale.add_argument(
-        "--workers", type=int, default=None, help="local Dask cluster of N worker processes"
-    )
-    scale.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
-    scale.add_argument(
-        "--gpus", action="store_true", help="one Dask worker per GPU (needs dask-cuda)"
-    )
+    _add_run_scale(run)
     run.add_argument(
         "--force", action="store_true", help="recompute sensors already complete in DIR/sensors"
     )
 
+
+def _add_report(sub: Any) -> None:
     report = _command(
         sub,
         "report",
@@ -430,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("directory", metavar="DIR", help="output directory of gpuptc run")
 
+
+def _add_config(sub: Any) -> None:
+    from gpuptc.config import PRESETS
+
     config = sub.add_parser(
         "config",
         help="print a preset as a TOML file to start a --config from",
@@ -437,8 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = _command(config_sub, "show", _cmd_config, help="print the configuration")
-    show.add_argument("--preset", default="cp_pipe", help="preset name (default cp_pipe)")
+    show.add_argument(
+        "--preset", default="cp_pipe", choices=list(PRESETS), help="preset name (default cp_pipe)"
+    )
     show.add_argument("--config", metavar="FILE", help="TOML overrides to apply")
+
+
+def _add_demo(sub: Any) -> None:
+    from gpuptc.config import PRESETS
+    from gpuptc.simulate import SIZES
 
     demo = _command(
         sub,
@@ -456,11 +485,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
-    demo.add_argument("--preset", default="cp_pipe", help="preset (default cp_pipe)")
     demo.add_argument(
-        "--size", choices=["full", "medium", "small"], default="full", help="amplifier size"
+        "--preset", default="cp_pipe", choices=list(PRESETS), help="preset (default cp_pipe)"
     )
+    demo.add_argument("--size", choices=list(SIZES), default="full", help="amplifier size")
     demo.add_argument("--backend", default="auto", help="array backend (default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpuptc`` command."""
+    parser = argparse.ArgumentParser(
+        prog="gpuptc",
+        description="Photon transfer curves of LSST camera CCDs from raw flat pairs.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpuptc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_ingest, _add_simulate, _add_run, _add_report, _add_config, _add_demo):
+        add(sub)
     return parser
 
 
@@ -499,9 +540,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = "Interrupted."
         if args.command == "run":
             message += (
-                f" Finished sensors are kept in {Path(args.out) / 'sensors'} "
-                f"(see {Path(args.out) / 'interrupted.json'}); "
+                f" Finished sensors are kept in {Path(args.out) / SENSORS_DIR} "
+                f"(see {Path(args.out) / INTERRUPTED}); "
                 "run the same command again to resume."
             )
         print(message, file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -22,12 +22,12 @@ from gpuptc.io.eotest import (
     write_eotest_results,
     write_ptc_stats,
 )
+from gpuptc.schema import COMPARISON_COLUMNS, FileStatus
 
 __all__ = ["COMPARISON_COLUMNS", "compare", "eotest_references", "write_eotest_files"]
 
 log = logging.getLogger(__name__)
 
-COMPARISON_COLUMNS: tuple[str, ...] = ("sensor", "amp", "method", "gain", "eotest_gain", "ratio")
 
 EotestInputs = (
     pd.DataFrame | Mapping[str, str | os.PathLike[str]] | Iterable[str | os.PathLike[str]]
@@ -55,7 +55,7 @@ def eotest_references(
     """
     sensors = sorted(set(sensors))
     if isinstance(eotest_files, pd.DataFrame):
-        rows = eotest_files[eotest_files["status"] == "eotest"]
+        rows = eotest_files[eotest_files["status"] == FileStatus.EOTEST]
         items = [(row.sensor, row.path) for row in rows.itertuples()]
     elif isinstance(eotest_files, Mapping):
         items = list(eotest_files.items())

@@ -1,14 +1,17 @@
 """Many sensors: one task per sensor, in process or on Dask, with resumable results.
 
 A :class:`SensorTask` carries everything one sensor needs (its manifest rows, the preset,
-the backend and models); :func:`process_sensor` turns it into small DataFrames, never
-device arrays. :class:`SensorStore` keeps each finished sensor under
-``DIR/sensors/<sensor>/`` with a fingerprint of its configuration and input files, written
-atomically, so a re-run (even after ``kill -9``) skips what is complete and valid.
+the backend and models); :func:`process_sensor` turns it into small DataFrames and the
+report's binned display images, never device arrays. :class:`SensorStore` keeps each
+finished sensor under ``DIR/sensors/<sensor>/`` with a fingerprint of its configuration
+and input files, written atomically, so a re-run (even after ``kill -9``) skips what is
+complete and valid. :func:`execute` runs the tasks in process, on a local Dask cluster,
+on dask-cuda's one worker per GPU, or on a cluster the caller has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -17,22 +20,52 @@ import os
 import shutil
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from gpuptc.backend import get_backend
+from gpuptc.compute import display_images
 from gpuptc.config import Preset
-from gpuptc.pipeline import REJECTED_COLUMNS, measure
-from gpuptc.solve import MEASURED_STATUSES, fit
+from gpuptc.io.raw import RawReadError
+from gpuptc.io.writer import replace_folder
+from gpuptc.pipeline import measure
+from gpuptc.schema import (
+    SENSORS_DIR,
+    FileStatus,
+    FitStatus,
+    PairStatus,
+    rejected_frame,
+    rejected_row,
+    words,
+)
+from gpuptc.solve import fit
 
-__all__ = ["SENSOR_TABLES", "SensorStore", "SensorTask", "process_sensor", "run_sensors"]
+__all__ = [
+    "SENSOR_TABLES",
+    "SensorStore",
+    "SensorTask",
+    "execute",
+    "process_sensor",
+    "run_sensors",
+]
 
 log = logging.getLogger(__name__)
 
 SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "rejected")
+"""The tables of one sensor's results."""
+
+SensorResult = dict[str, Any]
+"""One sensor's results: the :data:`SENSOR_TABLES` as DataFrames and, where made, the
+display images under ``images`` (a dict of arrays); a failed sensor has only
+``rejected``."""
+
+Progress = Callable[[str, int, int], None]
+OnSensor = Callable[[str, int, int, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -49,15 +82,14 @@ class SensorTask:
     @property
     def n_pairs(self) -> int:
         """Flat pairs of the sensor."""
-        paired = self.manifest[self.manifest["status"] == "paired"]
+        paired = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
         return int(paired["pair"].nunique())
 
     def fingerprint(self) -> str:
         """Hash of the configuration, models and every input file (path, size, mtime)."""
         files = []
-        for path in sorted(
-            self.manifest.loc[self.manifest["status"].isin(["paired", "bias"]), "path"]
-        ):
+        inputs = self.manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS])
+        for path in sorted(self.manifest.loc[inputs, "path"]):
             try:
                 info = os.stat(path)
                 files.append([path, info.st_size, info.st_mtime_ns])
@@ -76,36 +108,53 @@ class SensorTask:
 
 
 def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for row in pairs[~pairs["status"].isin(MEASURED_STATUSES)].itertuples():
-        reason = f"pair not measurable: {row.status.replace('_', ' ')}"
-        rows.append(
-            {
-                "path": row.file1,
-                "sensor": row.sensor,
-                "pair": row.pair,
-                "amp": row.amp,
-                "reason": reason,
-            }
+    """Pair-amps that could not be measured and amps whose EXPAPPROXIMATION fit failed."""
+    rows = [
+        rejected_row(
+            f"pair not measurable: {words(row.status)}",
+            path=row.file1,
+            sensor=row.sensor,
+            pair=row.pair,
+            amp=row.amp,
         )
-    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != "ok")]
-    for row in failed.itertuples():
-        rows.append(
-            {
-                "path": None,
-                "sensor": row.sensor,
-                "pair": pd.NA,
-                "amp": row.amp,
-                "reason": f"PTC fit failed: {row.status.replace('_', ' ')}",
-            }
-        )
-    return pd.DataFrame(rows, columns=list(REJECTED_COLUMNS))
+        for row in pairs[~pairs["status"].isin(PairStatus.MEASURED)].itertuples()
+    ]
+    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != FitStatus.OK)]
+    rows.extend(
+        rejected_row(f"PTC fit failed: {words(row.status)}", sensor=row.sensor, amp=row.amp)
+        for row in failed.itertuples()
+    )
+    return rejected_frame(rows)
 
 
-def process_sensor(
-    task: SensorTask, progress: Callable[[str, int, int], None] | None = None
-) -> dict[str, pd.DataFrame]:
-    """Measure and fit one sensor.
+def _display_pair(pairs: pd.DataFrame) -> pd.Series | None:
+    """A typical pair to show: of the used pairs, the one whose mean is the median's."""
+    if pairs.empty:
+        return None
+    used = pairs[pairs["used"].fillna(False).astype(bool)]
+    candidates = used if len(used) else pairs
+    by_pair = candidates.groupby("pair")["mean"].median()
+    pair = int(by_pair.index[np.argmin(np.abs(by_pair.to_numpy() - by_pair.median()))])
+    return pairs[pairs["pair"] == pair].iloc[0]
+
+
+def _images(task: SensorTask, pairs: pd.DataFrame) -> dict[str, Any] | None:
+    """The display images of one typical pair of the sensor (None if it cannot be read)."""
+    row = _display_pair(pairs)
+    if row is None:
+        return None
+    try:
+        images = display_images(
+            (row["file1"], row["file2"]), task.preset, get_backend(task.backend)
+        )
+    except RawReadError as exc:
+        log.warning("%s: no display image (%s)", task.sensor, exc)
+        return None
+    return {**images, "pair": np.int64(row["pair"]), "exptime": np.float64(row["exptime"])}
+
+
+def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
+    """Measure and fit one sensor, and make its display images.
 
     Parameters
     ----------
@@ -116,8 +165,9 @@ def process_sensor(
 
     Returns
     -------
-    dict of str to pandas.DataFrame
-        ``pairs`` (with ``used``), ``covariances``, ``ptc``, ``fullcov``, ``rejected``.
+    dict
+        ``pairs`` (with ``used``), ``covariances``, ``ptc``, ``fullcov``, ``rejected``
+        DataFrames, and ``images`` (see :func:`gpuptc.compute.display_images`) or None.
     """
     pairs, covariances = measure(
         task.manifest,
@@ -127,7 +177,7 @@ def process_sensor(
         sensors=[task.sensor],
         progress=progress,
     )
-    rejected = [pairs.attrs.get("rejected", pd.DataFrame(columns=list(REJECTED_COLUMNS)))]
+    rejected = [pairs.attrs.get("rejected", rejected_frame())]
     models = list(task.models)
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
@@ -143,6 +193,7 @@ def process_sensor(
         "ptc": ptc,
         "fullcov": fullcov,
         "rejected": table,
+        "images": _images(task, pairs),
     }
 
 
@@ -155,24 +206,34 @@ class SensorStore:
         The run's output directory.
     """
 
+    _DONE = "done.json"
+    _IMAGES = "images.npz"
+
     def __init__(self, out: str | os.PathLike[str]) -> None:
-        self.root = Path(out) / "sensors"
+        self.root = Path(out) / SENSORS_DIR
 
     def _folder(self, sensor: str) -> Path:
         return self.root / sensor.replace(os.sep, "_")
 
-    def load(self, sensor: str, fingerprint: str) -> dict[str, pd.DataFrame] | None:
+    def load(self, sensor: str, fingerprint: str) -> SensorResult | None:
         """The stored results of ``sensor`` if complete and made from the same inputs."""
         folder = self._folder(sensor)
         try:
-            done = json.loads((folder / "done.json").read_text())
+            done = json.loads((folder / self._DONE).read_text())
             if done.get("fingerprint") != fingerprint:
                 return None
-            return {name: pd.read_parquet(folder / f"{name}.parquet") for name in SENSOR_TABLES}
+            result: SensorResult = {
+                name: pd.read_parquet(folder / f"{name}.parquet") for name in SENSOR_TABLES
+            }
+            images = folder / self._IMAGES
+            if images.exists():
+                with np.load(images) as arrays:
+                    result["images"] = {key: arrays[key] for key in arrays.files}
+            return result
         except (OSError, ValueError):
             return None
 
-    def save(self, sensor: str, fingerprint: str, result: dict[str, pd.DataFrame]) -> None:
+    def save(self, sensor: str, fingerprint: str, result: SensorResult) -> None:
         """Write a sensor's results atomically (folder renamed into place when complete)."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".{sensor}.{uuid.uuid4().hex[:8]}"
@@ -184,15 +245,18 @@ class SensorStore:
                 if name == "rejected":
                     frame = frame.astype({"pair": "Int64", "amp": "Int64"})
                 frame.to_parquet(staging / f"{name}.parquet", index=False)
-            (staging / "done.json").write_text(json.dumps({"fingerprint": fingerprint}))
-            folder = self._folder(sensor)
-            previous = folder.with_name(folder.name + f".old-{uuid.uuid4().hex[:8]}")
-            if folder.exists():
-                os.replace(folder, previous)
-            os.replace(staging, folder)
-            shutil.rmtree(previous, ignore_errors=True)
+            if result.get("images") is not None:
+                np.savez_compressed(staging / self._IMAGES, **result["images"])
+            (staging / self._DONE).write_text(json.dumps({"fingerprint": fingerprint}))
+            replace_folder(staging, self._folder(sensor))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def finished(self) -> list[str]:
+        """Sensors whose results are stored complete."""
+        if not self.root.exists():
+            return []
+        return sorted(p.parent.name for p in self.root.glob(f"*/{self._DONE}"))
 
     def clean(self) -> None:
         """Remove folders left by interrupted writes."""
@@ -201,14 +265,74 @@ class SensorStore:
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _failure(task: SensorTask, exc: BaseException) -> dict[str, pd.DataFrame]:
+def _failure(task: SensorTask, exc: BaseException) -> SensorResult:
     log.error("sensor %s failed:\n%s", task.sensor, "".join(traceback.format_exception(exc)))
     reason = f"sensor failed: {type(exc).__name__}: {exc}"
-    rejected = pd.DataFrame(
-        [{"path": None, "sensor": task.sensor, "pair": pd.NA, "amp": pd.NA, "reason": reason}],
-        columns=list(REJECTED_COLUMNS),
-    )
-    return {"rejected": rejected}
+    return {"rejected": rejected_frame([rejected_row(reason, sensor=task.sensor)])}
+
+
+class _Bookkeeper:
+    """Stores finished sensors, collects their results and reports sensor progress."""
+
+    def __init__(
+        self, tasks: Sequence[SensorTask], store: SensorStore, on_sensor: OnSensor | None
+    ) -> None:
+        self.store = store
+        self.on_sensor = on_sensor
+        self.results: dict[str, SensorResult] = {}
+        self.total = len(tasks)
+        self.pairs_total = sum(task.n_pairs for task in tasks)
+        self.pairs_done = 0
+
+    def reuse(self, task: SensorTask, stored: SensorResult) -> None:
+        log.info("%s: results of an earlier run reused", task.sensor)
+        self.results[task.sensor] = stored
+        self.pairs_done += task.n_pairs
+
+    def finished(self, task: SensorTask, fingerprint: str, result: SensorResult) -> None:
+        if "pairs" in result:
+            self.store.save(task.sensor, fingerprint, result)
+        self.results[task.sensor] = result
+        self.pairs_done += task.n_pairs
+        if self.on_sensor:
+            self.on_sensor(
+                task.sensor, len(self.results), self.total, self.pairs_done, self.pairs_total
+            )
+
+
+def _in_process(
+    pending: list[tuple[SensorTask, str]], books: _Bookkeeper, progress: Progress | None
+) -> None:
+    for task, fingerprint in pending:
+        try:
+            result = process_sensor(task, progress)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            result = _failure(task, exc)
+        books.finished(task, fingerprint, result)
+
+
+def _on_client(pending: list[tuple[SensorTask, str]], books: _Bookkeeper, client: Any) -> None:
+    from distributed import as_completed
+
+    futures = {
+        client.submit(
+            process_sensor,
+            task,
+            key=f"gpuptc-{task.sensor}-{fingerprint[:12]}",
+            pure=False,
+            retries=2,
+        ): (task, fingerprint)
+        for task, fingerprint in pending
+    }
+    for future in as_completed(futures):
+        task, fingerprint = futures[future]
+        try:
+            result = future.result()
+        except Exception as exc:
+            result = _failure(task, exc)
+        books.finished(task, fingerprint, result)
 
 
 def run_sensors(
@@ -217,9 +341,9 @@ def run_sensors(
     *,
     client: Any = None,
     force: bool = False,
-    progress: Callable[[str, int, int], None] | None = None,
-    on_sensor: Callable[[str, int, int, int, int], None] | None = None,
-) -> dict[str, dict[str, pd.DataFrame]]:
+    progress: Progress | None = None,
+    on_sensor: OnSensor | None = None,
+) -> dict[str, SensorResult]:
     """Process every sensor, reusing stored results, in process or on a Dask client.
 
     Parameters
@@ -241,58 +365,149 @@ def run_sensors(
     Returns
     -------
     dict
-        Sensor -> its tables; a failed sensor has only a ``rejected`` table.
+        Sensor -> its results; a failed sensor has only a ``rejected`` table.
     """
     store.clean()
-    results: dict[str, dict[str, pd.DataFrame]] = {}
+    books = _Bookkeeper(tasks, store, on_sensor)
     pending = []
     for task in tasks:
         fingerprint = task.fingerprint()
         stored = None if force else store.load(task.sensor, fingerprint)
         if stored is not None:
-            log.info("%s: results of an earlier run reused", task.sensor)
-            results[task.sensor] = stored
+            books.reuse(task, stored)
         else:
             pending.append((task, fingerprint))
-    total = len(tasks)
-    pairs_total = sum(task.n_pairs for task in tasks)
-    pairs_done = [sum(task.n_pairs for task in tasks if task.sensor in results)]
-
-    def finished(task: SensorTask, fingerprint: str, result: dict[str, pd.DataFrame]) -> None:
-        if "pairs" in result:
-            store.save(task.sensor, fingerprint, result)
-        results[task.sensor] = result
-        pairs_done[0] += task.n_pairs
-        if on_sensor:
-            on_sensor(task.sensor, len(results), total, pairs_done[0], pairs_total)
-
     if client is None:
-        for task, fingerprint in pending:
-            try:
-                result = process_sensor(task, progress)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:
-                result = _failure(task, exc)
-            finished(task, fingerprint, result)
-        return results
-    from distributed import as_completed
+        _in_process(pending, books, progress)
+    else:
+        _on_client(pending, books, client)
+    return books.results
 
-    futures = {
-        client.submit(
-            process_sensor,
-            task,
-            key=f"gpuptc-{task.sensor}-{fingerprint[:12]}",
-            pure=False,
-            retries=2,
-        ): (task, fingerprint)
-        for task, fingerprint in pending
-    }
-    for future in as_completed(futures):
-        task, fingerprint = futures[future]
+
+@contextlib.contextmanager
+def _glibc_allocation() -> Iterator[None]:
+    """Dask configuration that lets local workers allocate as this process does.
+
+    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off
+    glibc's adaptive mmap threshold: every large array is then mapped afresh and
+    faulted in page by page. gpuptc allocates and frees images of the same sizes for
+    every pair, so that made a sensor take 1.6x as long in a worker as in this process
+    (3.2 s against 2.0 s for 24 medium pairs). Our own local workers keep glibc's
+    defaults. (Nannies also leave the setting in this process's environment, from
+    where later workers would inherit it; it is lifted for the duration.)
+    """
+    import dask
+
+    key = "MALLOC_TRIM_THRESHOLD_"
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    dask_value = environ.pop(key, None)
+    inherited = os.environ.get(key)
+    left_by_dask = dask_value is not None and inherited == str(dask_value)
+    if left_by_dask:
+        del os.environ[key]
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        if left_by_dask and inherited is not None:
+            os.environ[key] = inherited
+
+
+def _share_of_cores(workers: int) -> dict[str, str]:
+    """Environment of local workers: the cores divided between them for amplifier threads.
+
+    Each worker computes one sensor at a time with amplifier groups in threads; left to
+    the default (every core) the workers would oversubscribe the machine. A
+    ``GPUPTC_THREADS`` set by the user is passed on unchanged.
+    """
+    if "GPUPTC_THREADS" in os.environ:
+        return {}
+    return {"GPUPTC_THREADS": str(max(1, (os.cpu_count() or 1) // max(workers, 1)))}
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
+    """A Dask client for the run: a local cluster, one worker per GPU, or a scheduler's.
+
+    Parameters
+    ----------
+    workers : int or None
+        Local worker processes; -1 for dask-cuda's ``LocalCUDACluster``.
+    scheduler : str or None
+        Address of an existing scheduler (wins over ``workers``).
+
+    Yields
+    ------
+    distributed.Client
+        Closed, with any cluster it started, on exit.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as remote:
+            yield remote
+        return
+    if workers == -1:
         try:
-            result = future.result()
-        except Exception as exc:
-            result = _failure(task, exc)
-        finished(task, fingerprint, result)
-    return results
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise ValueError("--gpus needs dask-cuda (pip install dask-cuda)") from exc
+        with _glibc_allocation(), LocalCUDACluster() as cluster, Client(cluster) as gpus:
+            yield gpus
+        return
+    with (
+        _glibc_allocation(),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env=_share_of_cores(workers or 1),
+        ) as cluster,
+        Client(cluster) as local,
+    ):
+        yield local
+
+
+def execute(
+    tasks: list[SensorTask],
+    out: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    on_sensor: OnSensor | None = None,
+) -> dict[str, SensorResult]:
+    """Run the sensor tasks in process, on a Dask cluster gpuptc starts, or on a given one.
+
+    Parameters
+    ----------
+    tasks : list of SensorTask
+        One per sensor.
+    out : path-like
+        The run's output directory (finished sensors are stored under ``sensors/``).
+    client : distributed.Client, optional
+        Use this client.
+    workers : int, optional
+        Start a local cluster of this many workers (-1: one per GPU, dask-cuda).
+    scheduler : str, optional
+        Connect to this scheduler.
+    force : bool
+        Recompute stored sensors.
+    progress, on_sensor : callable, optional
+        See :func:`run_sensors` (``progress`` only in process).
+
+    Returns
+    -------
+    dict
+        Sensor -> its results.
+    """
+    store = SensorStore(out)
+    if client is None and scheduler is None and not workers:
+        return run_sensors(tasks, store, force=force, progress=progress, on_sensor=on_sensor)
+    if client is not None:
+        return run_sensors(tasks, store, client=client, force=force, on_sensor=on_sensor)
+    with dask_client(workers, scheduler) as started:
+        return run_sensors(tasks, store, client=started, force=force, on_sensor=on_sensor)

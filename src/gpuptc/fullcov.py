@@ -23,6 +23,9 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize
 
+from gpuptc._fitting import covariance_weights, leastsq_converged
+from gpuptc.schema import FitStatus
+
 __all__ = ["FullCovFit", "convolution_matrix", "evaluate", "fit_fullcov"]
 
 
@@ -30,7 +33,7 @@ __all__ = ["FullCovFit", "convolution_matrix", "evaluate", "fit_fullcov"]
 def _mirror_index(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For every lag (i, j) and parameter (k, l): the lag of X read for each mirror of (k, l).
 
-    Returns index arrays ``(u, v, valid, target)``: ``K(X)[ij, kl] = sum over mirrors of
+    Returns index arrays ``(u, v, valid, duplicate)``: ``K(X)[ij, kl] = sum over mirrors of
     X[|u|, |v|]`` where ``valid``; shapes ``(r*r, r*r, 4)``.
     """
     lags = np.arange(r)
@@ -134,7 +137,7 @@ class FullCovFit:
     chi2_dof: float = math.nan
     n_used: int = 0
     turnoff: float = math.nan
-    status: str = "ok"
+    status: str = FitStatus.OK
 
     @property
     def noise(self) -> float:
@@ -290,24 +293,29 @@ def fit_fullcov(
     npix = np.asarray(npix, float)[:, :size, :size]
     good = np.isfinite(mean) & np.isfinite(var) & np.all(np.isfinite(cov), axis=(1, 2))
     if np.count_nonzero(good) < max(size, 3):
-        return FullCovFit(name, status="too_few_points", n_used=int(np.count_nonzero(good)))
+        return FullCovFit(name, status=FitStatus.TOO_FEW_POINTS, n_used=int(np.count_nonzero(good)))
     mean, cov, npix, var = mean[good], cov[good], npix[good], np.asarray(var, float)[good]
     parameters = (3 if with_b else 2) * size * size + 1
     if len(mean) * size * size <= parameters:
-        return FullCovFit(name, status="too_few_points", n_used=len(mean))
-    counts = npix.copy()
-    counts[:, 0, 0] /= 2.0
-    weights = np.sqrt(np.clip(counts, 0, None)) / var[:, None, None]
+        return FullCovFit(name, status=FitStatus.TOO_FEW_POINTS, n_used=len(mean))
+    weights = covariance_weights(npix, var)
     # as Astier's code: the b = 0 fit first, then b released from that solution
     nob = _Problem(mean, cov, weights, with_b=False)
     params, cov_x, ier = _leastsq(nob, _initial(mean, cov, weights, with_b=False))
     problem = nob
-    if with_b and ier in (1, 2, 3, 4):
+    if with_b and leastsq_converged(ier):
         problem = _Problem(mean, cov, weights, with_b=True)
         a, c, noise, gain = nob.split(params)
         params, cov_x, ier = _leastsq(problem, problem.join(a, c, noise, gain))
-    if ier not in (1, 2, 3, 4):
-        return FullCovFit(name, status="no_convergence", n_used=len(mean))
+    if not leastsq_converged(ier):
+        return FullCovFit(name, status=FitStatus.NO_CONVERGENCE, n_used=len(mean))
+    return _result(name, problem, params, cov_x, mean)
+
+
+def _result(
+    name: str, problem: _Problem, params: np.ndarray, cov_x: np.ndarray | None, mean: np.ndarray
+) -> FullCovFit:
+    """Parameters, their errors (leastsq covariance times the reduced chi^2) and b = c / a."""
     residuals = problem.residuals(params)
     dof = residuals.size - params.size
     chi2 = float(np.sum(residuals**2) / dof) if dof > 0 else math.nan
@@ -321,7 +329,7 @@ def fit_fullcov(
     with np.errstate(divide="ignore", invalid="ignore"):
         b = np.where(a != 0, c / a, np.nan)
         b_err = np.abs(b) * np.sqrt((c_err / c) ** 2 + (a_err / a) ** 2)
-    if not with_b:
+    if not problem.with_b:
         b = np.zeros_like(a)
         b_err = np.zeros_like(a)
     return FullCovFit(

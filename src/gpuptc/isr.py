@@ -1,25 +1,24 @@
-"""Batched instrument-signature removal on whole-CCD stacks (array API only).
+"""Batched instrument-signature removal on whole-CCD stacks.
 
 Stacks are ``(..., amps, naxis2, naxis1)``: any number of leading axes (pairs,
-exposures), then every amplifier of one sensor, which all share one geometry. Each step
-is a handful of vectorised passes; nothing here touches files, pandas or the host.
+exposures), then every amplifier of one sensor, which all share one layout
+(:class:`SegmentRegions`). Each step is a handful of vectorised passes through the
+backend's kernels; nothing here touches files, pandas or the host.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from gpuptc import _cpu_kernels
-from gpuptc._xp import clipped_stats, fused, median
+from gpuptc.backend import Backend
 from gpuptc.config import IsrConfig
-from gpuptc.io.geometry import SensorGeometry
+from gpuptc.kernels import ArrayApiKernels
 
 __all__ = [
     "IsrResult",
-    "parallel_overscan_profile",
+    "SegmentRegions",
     "run_isr",
     "serial_overscan_model",
     "subtract_serial_overscan",
@@ -29,28 +28,54 @@ READ_NOISE_NSIGMA = 3.0
 """Clip of the overscan residual when measuring read noise (afw STDEVCLIP, 3 passes)."""
 
 
-def _statistic(region: Any, axis: int | tuple[int, ...], how: str, *, xp: ModuleType) -> Any:
+@dataclass(frozen=True)
+class SegmentRegions:
+    """Where the overscans and the imaging pixels lie in every raw segment of a stack.
+
+    Attributes
+    ----------
+    serial_overscan : (slice, slice)
+        Rows and columns of the serial overscan (every row, the columns after the
+        imaging section).
+    parallel_overscan : (slice, slice)
+        Rows and columns of the parallel overscan (the rows after the imaging section,
+        its columns).
+    imaging : (slice, slice)
+        Rows and columns of the imaging section.
+    """
+
+    serial_overscan: tuple[slice, slice]
+    parallel_overscan: tuple[slice, slice]
+    imaging: tuple[slice, slice]
+
+
+def _statistic(
+    region: Any, axis: int | tuple[int, ...], how: str, *, kernels: ArrayApiKernels
+) -> Any:
+    xp = kernels.xp
     if how == "mean":
         return xp.mean(region, axis=axis, keepdims=True)
     if isinstance(axis, tuple):
         shape = region.shape
         flat = xp.reshape(region, (*shape[: -len(axis)], -1))
-        value = median(flat, axis=-1, xp=xp)
+        value = kernels.median(flat, axis=-1)
         return xp.reshape(value, (*value.shape, *(1,) * len(axis)))
-    return xp.expand_dims(median(region, axis=axis, xp=xp), axis=axis)
+    return xp.expand_dims(kernels.median(region, axis=axis), axis=axis)
 
 
-def _kept(start: int, stop: int, skip: tuple[int, int], what: str) -> slice:
-    """Lines ``start..stop`` less ``skip`` leading and trailing ones; an error if none is left."""
-    first, last = start + skip[0], stop - skip[1]
+def _kept(lines: slice, skip: tuple[int, int], what: str) -> slice:
+    """``lines`` less ``skip`` leading and trailing ones; an error if none is left."""
+    first, last = lines.start + skip[0], lines.stop - skip[1]
     if last <= first:
-        raise ValueError(f"skipping {skip[0]} + {skip[1]} of {stop - start} {what} leaves none")
+        raise ValueError(
+            f"skipping {skip[0]} + {skip[1]} of {lines.stop - lines.start} {what} leaves none"
+        )
     return slice(first, last)
 
 
-def _serial_region(stack: Any, geometry: SensorGeometry, skip: tuple[int, int]) -> Any:
-    box = geometry.amps[0].serial_overscan_all_rows
-    return stack[..., :, _kept(box.x0, box.x1, skip, "serial overscan columns")]
+def _serial_region(stack: Any, regions: SegmentRegions, skip: tuple[int, int]) -> Any:
+    rows, cols = regions.serial_overscan
+    return stack[..., rows, _kept(cols, skip, "serial overscan columns")]
 
 
 def _poly_rows(profile: Any, order: int, *, xp: ModuleType) -> Any:
@@ -69,12 +94,12 @@ def _poly_rows(profile: Any, order: int, *, xp: ModuleType) -> Any:
 
 def serial_overscan_model(
     stack: Any,
-    geometry: SensorGeometry,
+    regions: SegmentRegions,
     *,
     method: str = "MEDIAN_PER_ROW",
     skip: tuple[int, int] = (3, 3),
     poly_order: int = 1,
-    xp: ModuleType,
+    backend: Backend,
 ) -> Any:
     """Serial-overscan level to subtract, broadcastable against the stack.
 
@@ -82,8 +107,8 @@ def serial_overscan_model(
     ----------
     stack : array
         ``(..., amps, naxis2, naxis1)`` floating-point raw pixels.
-    geometry : SensorGeometry
-        The sensor's geometry.
+    regions : SegmentRegions
+        The segments' layout.
     method : str
         ``MEAN``/``MEDIAN`` (one value per amp), ``MEAN_PER_ROW``/``MEDIAN_PER_ROW``,
         ``POLY`` (polynomial along rows fitted to the row means), ``NONE``.
@@ -91,21 +116,22 @@ def serial_overscan_model(
         Leading and trailing overscan columns left out.
     poly_order : int
         Order of the ``POLY`` fit.
-    xp : module
-        Array namespace.
+    backend : Backend
+        Where the stack lives.
 
     Returns
     -------
     array
         ``(..., amps, 1, 1)`` for constant methods, ``(..., amps, naxis2, 1)`` otherwise.
     """
+    xp, kernels = backend.xp, backend.kernels
     if method == "NONE":
         return xp.zeros((*stack.shape[:-2], 1, 1), dtype=stack.dtype, device=stack.device)
-    region = _serial_region(stack, geometry, skip)
+    region = _serial_region(stack, regions, skip)
     if method in ("MEAN", "MEDIAN"):
-        return _statistic(region, (-2, -1), method.lower(), xp=xp)
+        return _statistic(region, (-2, -1), method.lower(), kernels=kernels)
     if method in ("MEAN_PER_ROW", "MEDIAN_PER_ROW"):
-        return _statistic(region, -1, method.split("_")[0].lower(), xp=xp)
+        return _statistic(region, -1, method.split("_")[0].lower(), kernels=kernels)
     if method == "POLY":
         return _poly_rows(xp.mean(region, axis=-1, keepdims=True), poly_order, xp=xp)
     raise ValueError(f"unknown serial overscan method {method!r}")
@@ -113,56 +139,25 @@ def serial_overscan_model(
 
 def subtract_serial_overscan(
     stack: Any,
-    geometry: SensorGeometry,
+    regions: SegmentRegions,
     *,
     skip: tuple[int, int] = (3, 3),
     method: str = "MEDIAN_PER_ROW",
-    xp: ModuleType,
+    backend: Backend,
 ) -> Any:
     """Subtract the serial-overscan model from every pixel (see :func:`serial_overscan_model`)."""
-    return stack - serial_overscan_model(stack, geometry, method=method, skip=skip, xp=xp)
+    return stack - serial_overscan_model(stack, regions, method=method, skip=skip, backend=backend)
 
 
-def parallel_overscan_profile(
-    stack: Any,
-    geometry: SensorGeometry,
-    *,
-    method: str = "MEDIAN_PER_ROW",
-    skip: tuple[int, int] = (3, 3),
-    xp: ModuleType,
-) -> Any:
-    """Per-column level of the parallel overscan over the imaging columns.
-
-    Parameters
-    ----------
-    stack : array
-        ``(..., amps, naxis2, naxis1)`` pixels, serial overscan already removed.
-    geometry : SensorGeometry
-        The sensor's geometry.
-    method : {'MEDIAN_PER_ROW', 'MEAN_PER_ROW'}
-        Estimator along each column ("row" of the transposed overscan, as cp_pipe).
-    skip : (int, int)
-        Leading and trailing parallel-overscan rows left out.
-    xp : module
-        Array namespace.
-
-    Returns
-    -------
-    array
-        ``(..., amps, 1, nx)`` levels for the imaging columns.
-    """
-    rows, cols = _parallel_region(geometry, skip)
-    return _column_levels(stack[..., rows, cols], method, xp=xp)
+def _parallel_region(regions: SegmentRegions, skip: tuple[int, int]) -> tuple[slice, slice]:
+    rows, cols = regions.parallel_overscan
+    return _kept(rows, skip, "parallel overscan rows"), cols
 
 
-def _parallel_region(geometry: SensorGeometry, skip: tuple[int, int]) -> tuple[slice, slice]:
-    box = geometry.amps[0].parallel_overscan
-    return _kept(box.y0, box.y1, skip, "parallel overscan rows"), slice(box.x0, box.x1)
-
-
-def _column_levels(region: Any, method: str, *, xp: ModuleType) -> Any:
+def _column_levels(region: Any, method: str, *, kernels: ArrayApiKernels) -> Any:
+    """Per-column level of the parallel overscan (a "row" of cp_pipe's transposed overscan)."""
     how = "median" if method == "MEDIAN_PER_ROW" else "mean"
-    return _statistic(region, -2, how, xp=xp)
+    return _statistic(region, -2, how, kernels=kernels)
 
 
 @dataclass
@@ -188,42 +183,14 @@ class IsrResult:
 
 
 def _read_noise(
-    stack: Any, model: Any, geometry: SensorGeometry, skip: tuple[int, int], *, xp: ModuleType
+    stack: Any, model: Any, regions: SegmentRegions, skip: tuple[int, int], *, kernels: Any
 ) -> Any:
-    region = _serial_region(stack, geometry, skip)
-    residual = region - model
+    xp = kernels.xp
+    residual = _serial_region(stack, regions, skip) - model
     flat = xp.reshape(residual, (*residual.shape[:-2], -1))
     good = xp.isfinite(flat)
-    _, variance, _ = clipped_stats(flat, good, nsigma=READ_NOISE_NSIGMA, niter=3, xp=xp)
+    _, variance, _ = kernels.clipped_stats(flat, good, nsigma=READ_NOISE_NSIGMA, niter=3)
     return xp.sqrt(variance)
-
-
-def _bound(threshold: float, dtype: Any) -> float:
-    """The smallest value of a float ``dtype`` not below ``threshold``.
-
-    ``x < threshold`` holds exactly when ``x < bound`` for every ``x`` of that dtype.
-    """
-    import numpy as np
-
-    if np.dtype(dtype) != np.float32:
-        return threshold
-    bound = np.float32(threshold)
-    if float(bound) < threshold:
-        bound = np.nextafter(bound, np.float32(np.inf))
-    return float(bound)
-
-
-def _below(raw: Any, threshold: float, *, xp: ModuleType) -> Any:
-    """``raw < threshold`` exactly, compared in the raw dtype (no float64 copy)."""
-    if xp.isdtype(raw.dtype, "integral"):
-        return raw < math.ceil(threshold)
-    if raw.dtype == xp.float32:
-        return raw < _bound(threshold, "float32")
-    return raw < threshold
-
-
-def _step_free(*sections: slice) -> bool:
-    return all(section.step in (None, 1) for section in sections)
 
 
 def _edge_and_defects(
@@ -240,12 +207,12 @@ def _edge_and_defects(
 
 def run_isr(
     raw: Any,
-    geometry: SensorGeometry,
+    regions: SegmentRegions,
     config: IsrConfig,
     *,
     bias: Any | None = None,
     defects: Any | None = None,
-    xp: ModuleType,
+    backend: Backend,
 ) -> IsrResult:
     """Overscan, bias, trim and masks for a whole stack in one batched pass.
 
@@ -253,8 +220,8 @@ def run_isr(
     ----------
     raw : array
         ``(..., amps, naxis2, naxis1)`` raw pixels (int32 or float).
-    geometry : SensorGeometry
-        Geometry shared by every amplifier of the stack.
+    regions : SegmentRegions
+        Layout shared by every amplifier of the stack.
     config : IsrConfig
         What to do.
     bias : array, optional
@@ -262,55 +229,40 @@ def run_isr(
         ``config.use_bias``.
     defects : array of bool, optional
         ``(amps, ny, nx)`` user defect mask in trimmed coordinates, True = bad.
-    xp : module
-        Array namespace of ``raw``.
+    backend : Backend
+        Where ``raw`` lives.
 
     Returns
     -------
     IsrResult
         Trimmed images, good-pixel mask, read noise and overscan level per amp.
     """
+    xp, kernels = backend.xp, backend.kernels
     dtype = xp.float64 if config.dtype == "float64" else xp.float32
     pixels = xp.astype(raw, dtype, copy=False)
     model = serial_overscan_model(
         pixels,
-        geometry,
+        regions,
         method=config.serial_overscan,
         skip=config.serial_skip,
         poly_order=config.poly_order,
-        xp=xp,
+        backend=backend,
     )
     if config.serial_overscan == "NONE":
         read_noise = xp.full(pixels.shape[:-2], xp.nan, dtype=xp.float64, device=pixels.device)
     else:
-        read_noise = _read_noise(pixels, model, geometry, config.serial_skip, xp=xp)
-    level = median(xp.reshape(model, (*model.shape[:-2], -1)), axis=-1, xp=xp)
-    use_bias = config.use_bias and bias is not None
-
-    def corrected(rows: slice, cols: slice) -> Any:
-        """Overscan- and bias-corrected copy of one region (only the pixels needed)."""
-        region = pixels[..., rows, cols] - (model if model.shape[-2] == 1 else model[..., rows, :])
-        if use_bias:
-            region -= xp.astype(bias[..., rows, cols], dtype)
-        return region
-
+        read_noise = _read_noise(pixels, model, regions, config.serial_skip, kernels=kernels)
+    level = kernels.median(xp.reshape(model, (*model.shape[:-2], -1)), axis=-1)
+    bias = bias if config.use_bias else None
     levels = None
     if config.parallel_overscan != "NONE":
-        region = corrected(*_parallel_region(geometry, config.parallel_skip))
-        levels = _column_levels(region, config.parallel_overscan, xp=xp)
-    rows, cols = geometry.imaging.slices
-    if fused(pixels, xp) and raw.dtype == pixels.dtype and _step_free(rows, cols):
-        bound = math.inf if config.saturation is None else _bound(config.saturation, raw.dtype)
-        images, good = _cpu_kernels.correct_imaging(
-            pixels, model, bias if use_bias else None, levels, rows, cols, bound
+        region = kernels.corrected_region(
+            pixels, model, bias, *_parallel_region(regions, config.parallel_skip)
         )
-    else:
-        images = corrected(rows, cols)
-        if levels is not None:
-            images -= levels
-        good = xp.isfinite(images)
-        if config.saturation is not None:
-            good = good & _below(raw[..., rows, cols], config.saturation, xp=xp)
+        levels = _column_levels(region, config.parallel_overscan, kernels=kernels)
+    images, good = kernels.correct_imaging(
+        pixels, raw, model, bias, levels, regions.imaging, config.saturation
+    )
     if config.edge_mask > 0 or defects is not None:
         good = good & _edge_and_defects(
             images.shape, config.edge_mask, defects, device=images.device, xp=xp

@@ -1,19 +1,20 @@
 """The main job: ingest, measure, fit, compare, write every table and the report.
 
-``run(inputs, out)`` is what ``gpuptc run`` does; the command line only parses
+``run(inputs, out)`` is what ``gpuptc run`` does, in stages: select the inputs, make one
+task per sensor, execute the tasks (:mod:`gpuptc.distributed`), collect their tables,
+compare, write, record the provenance, draw the report. The command line only parses
 arguments, shows progress and prints the summary.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,26 +23,32 @@ import numpy as np
 import pandas as pd
 
 from gpuptc._version import __version__
-from gpuptc._xp import get_backend
+from gpuptc.backend import get_backend
 from gpuptc.compare import compare, write_eotest_files
 from gpuptc.config import Preset, get_preset
-from gpuptc.distributed import SensorStore, SensorTask, run_sensors
+from gpuptc.distributed import SensorResult, SensorStore, SensorTask, execute
 from gpuptc.io.manifest import ingest
-from gpuptc.io.outputs import INTERRUPTED, StagedOutputs
-from gpuptc.io.raw import RawReadError, read_raw
-from gpuptc.isr import run_isr
-from gpuptc.pipeline import REJECTED_COLUMNS
+from gpuptc.io.outputs import StagedOutputs
+from gpuptc.io.writer import atomic_path
 from gpuptc.ptc import MODELS
+from gpuptc.schema import (
+    EOTEST_DIR,
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_REJECTED,
+    INTERRUPTED,
+    REJECTED_COLUMNS,
+    REPORT_DIR,
+    RUN_FILE,
+    TABLE_FILES,
+    FileStatus,
+    display_images_name,
+    rejected_frame,
+)
 
-__all__ = ["EXIT_FATAL", "EXIT_OK", "EXIT_REJECTED", "RunResult", "run", "summarize_run"]
+__all__ = ["RunResult", "run", "summarize_run"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_REJECTED = 3
-
-_IMAGE_BIN = 8
 
 
 @dataclass
@@ -56,147 +63,111 @@ class RunResult:
     @property
     def rejected(self) -> pd.DataFrame:
         """Rejected files, pairs and amps with their reasons."""
-        return self.tables.get("rejected", pd.DataFrame(columns=list(REJECTED_COLUMNS)))
+        return self.tables.get("rejected", rejected_frame())
 
 
 def _manifest_rejections(manifest: pd.DataFrame) -> pd.DataFrame:
-    bad = manifest[manifest["status"].isin(["rejected", "unpaired"])]
+    bad = manifest[manifest["status"].isin(FileStatus.REJECTIONS)]
     return pd.DataFrame(
-        {
-            "path": bad["path"],
-            "sensor": bad["sensor"],
-            "pair": pd.NA,
-            "amp": pd.NA,
-            "reason": bad["reason"],
-        },
+        {"path": bad["path"], "sensor": bad["sensor"], "pair": pd.NA, "amp": pd.NA},
         columns=list(REJECTED_COLUMNS),
-    )
+    ).assign(reason=bad["reason"])
 
 
-def _bin(image: np.ndarray, factor: int) -> np.ndarray:
-    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    trimmed = image[:ny, :nx]
-    return trimmed.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Rejection tables concatenated (the first, empty, when all are)."""
+    return pd.concat([f for f in frames if len(f)] or [frames[0]], ignore_index=True)
 
 
-def _display_images(pairs: pd.DataFrame, preset: Preset, staged: StagedOutputs) -> list[str]:
-    """Binned assembled images of one flat and one difference image per sensor."""
-    written = []
-    xp = get_backend("numpy").xp
-    for sensor, group in pairs.groupby("sensor", sort=True):
-        used = group[group["used"].fillna(False).astype(bool)]
-        candidates = used if len(used) else group
-        by_pair = candidates.groupby("pair")["mean"].median()
-        pair = int(by_pair.index[np.argmin(np.abs(by_pair.to_numpy() - by_pair.median()))])
-        row = group[group["pair"] == pair].iloc[0]
-        try:
-            raws = [read_raw(row["file1"]), read_raw(row["file2"])]
-        except RawReadError as exc:
-            log.warning("%s: no display image (%s)", sensor, exc)
-            continue
-        stack = np.stack([raw.pixels for raw in raws])
-        isr = run_isr(
-            stack, raws[0].geometry, dataclasses.replace(preset.isr, dtype="float64"), xp=xp
+@dataclass
+class _Selection:
+    manifest: pd.DataFrame
+    sensors: list[str]
+    rejected: pd.DataFrame
+
+
+def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Selection:
+    """Ingest the inputs; the sensors with flat pairs (those asked for)."""
+    manifest = ingest(inputs, exclude=[out])
+    paired = manifest[manifest["status"] == FileStatus.PAIRED]
+    if sensors:
+        paired = paired[paired["sensor"].isin(sensors)]
+    return _Selection(manifest, sorted(paired["sensor"].unique()), _manifest_rejections(manifest))
+
+
+def _tasks(
+    selection: _Selection, config: Preset, backend: str, models: Sequence[str], bias: Any
+) -> list[SensorTask]:
+    manifest = selection.manifest
+    return [
+        SensorTask(
+            sensor, manifest[manifest["sensor"] == sensor], config, backend, tuple(models), bias
         )
-        images = np.asarray(isr.images)
-        means = np.array([np.nanmean(images[k]) for k in range(2)])
-        difference = images[0] - images[1] * means[0] / means[1]
-        flat = raws[0].assemble(images[0])
-        diff = raws[0].assemble(difference)
-        target = staged.path(f"report/data/{sensor}_images.npz")
-        np.savez_compressed(
-            target,
-            flat=_bin(flat, _IMAGE_BIN),
-            difference=_bin(diff, _IMAGE_BIN),
-            pair=pair,
-            exptime=float(row["exptime"]),
-            bin=_IMAGE_BIN,
+        for sensor in selection.sensors
+    ]
+
+
+def _collect(
+    selection: _Selection, results: dict[str, SensorResult]
+) -> dict[str, pd.DataFrame] | None:
+    """Every table of the run from the sensors' results (None if no sensor has any)."""
+    rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
+    done = [results[s] for s in selection.sensors if "pairs" in results[s]]
+    if not done:
+        return None
+    tables = {
+        name: pd.concat([r[name] for r in done], ignore_index=True)
+        for name in ("pairs", "covariances", "ptc", "fullcov")
+    }
+    return {
+        "manifest": selection.manifest,
+        **tables,
+        "comparison": compare(tables["ptc"], selection.manifest),
+        "rejected": _joined(rejected),
+    }
+
+
+def _write_tables(staged: StagedOutputs, tables: dict[str, pd.DataFrame]) -> None:
+    for name, frame in tables.items():
+        staged.table(TABLE_FILES[name], frame)
+    if (tables["ptc"]["model"] == "expapprox").any():
+        write_eotest_files(
+            staged.path(EOTEST_DIR), tables["ptc"], tables["pairs"], manifest=tables["manifest"]
         )
-        written.append(str(sensor))
-    return written
 
 
-def _process(
-    tasks: list[SensorTask],
-    out: str | os.PathLike[str],
-    client: Any,
-    workers: int | None,
-    scheduler: str | None,
-    force: bool,
-    progress: Callable[[str, int, int], None] | None,
-    on_sensor: Callable[[str, int, int, int, int], None] | None,
-) -> dict[str, dict[str, pd.DataFrame]]:
-    """Run the sensor tasks in process, on a local Dask cluster, or on a given one."""
-    store = SensorStore(out)
-    if client is None and scheduler is None and not workers:
-        return run_sensors(tasks, store, force=force, progress=progress, on_sensor=on_sensor)
-    from distributed import Client, LocalCluster
-
-    if client is not None:
-        return run_sensors(tasks, store, client=client, force=force, on_sensor=on_sensor)
-    if workers == -1:
-        try:
-            from dask_cuda import LocalCUDACluster
-        except ImportError as exc:
-            raise ValueError("--gpus needs dask-cuda (pip install dask-cuda)") from exc
-        with _glibc_allocation(), LocalCUDACluster() as cluster, Client(cluster) as gpus:
-            return run_sensors(tasks, store, client=gpus, force=force, on_sensor=on_sensor)
-    if scheduler is not None:
-        with Client(scheduler) as remote:
-            return run_sensors(tasks, store, client=remote, force=force, on_sensor=on_sensor)
-    with (
-        _glibc_allocation(),
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env=_share_of_cores(workers),
-        ) as cluster,
-        Client(cluster) as local,
-    ):
-        return run_sensors(tasks, store, client=local, force=force, on_sensor=on_sensor)
+def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
+    """The display images the sensors made, where the report finds them."""
+    for sensor, result in sorted(results.items()):
+        if result.get("images") is not None:
+            np.savez_compressed(staged.path(display_images_name(sensor)), **result["images"])
 
 
-@contextlib.contextmanager
-def _glibc_allocation() -> Iterator[None]:
-    """Dask configuration that lets local workers allocate as this process does.
-
-    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_`` in their workers, which turns off
-    glibc's adaptive mmap threshold: every large array is then mapped afresh and
-    faulted in page by page. gpuptc allocates and frees images of the same sizes for
-    every pair, so that made a sensor take 1.6x as long in a worker as in this process
-    (3.2 s against 2.0 s for 24 medium pairs). Our own local workers keep glibc's
-    defaults. (Nannies also leave the setting in this process's environment, from
-    where later workers would inherit it; it is lifted for the duration.)
-    """
-    import dask
-
-    key = "MALLOC_TRIM_THRESHOLD_"
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    dask_value = environ.pop(key, None)
-    inherited = os.environ.get(key)
-    left_by_dask = dask_value is not None and inherited == str(dask_value)
-    if left_by_dask:
-        del os.environ[key]
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            yield
-    finally:
-        if left_by_dask and inherited is not None:
-            os.environ[key] = inherited
-
-
-def _share_of_cores(workers: int) -> dict[str, str]:
-    """Environment of local workers: the cores divided between them for amplifier threads.
-
-    Each worker computes one sensor at a time with amplifier groups in threads; left to
-    the default (every core) the workers would oversubscribe the machine. A
-    ``GPUPTC_THREADS`` set by the user is passed on unchanged.
-    """
-    if "GPUPTC_THREADS" in os.environ:
-        return {}
-    return {"GPUPTC_THREADS": str(max(1, (os.cpu_count() or 1) // max(workers, 1)))}
+def _provenance(
+    config: Preset,
+    backend: str,
+    inputs: list[Any],
+    tables: dict[str, pd.DataFrame],
+    exit_code: int,
+    started: float,
+) -> dict[str, Any]:
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    return {
+        "gpuptc": __version__,
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "backend": backend,
+        "preset": config.name,
+        "configuration": dataclasses.asdict(config),
+        "inputs": [os.fspath(p) for p in inputs],
+        "models": sorted(ptc["model"].unique(), key=list(MODELS).index),
+        "sensors": sorted(pairs["sensor"].unique().tolist()),
+        "pairs": int(pairs[["sensor", "pair"]].drop_duplicates().shape[0]),
+        "rejected": len(tables["rejected"]),
+        "exit_code": exit_code,
+        "seconds": round(time.monotonic() - started, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def run(
@@ -240,18 +211,12 @@ def run(
         Only these sensors.
     report : bool
         Draw the HTML report.
-    progress : callable, optional
-        ``progress(sensor, pairs_done, pairs_total)`` while measuring in process.
-    on_sensor : callable, optional
-        ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)`` as
-        sensors finish (stored ones count as done at once).
-    workers : int, optional
-        Start a local Dask cluster with this many worker processes; -1: one worker per
-        GPU (dask-cuda's LocalCUDACluster).
-    scheduler : str, optional
-        Address of an existing Dask scheduler to use.
-    client : distributed.Client, optional
-        A Dask client the caller already has.
+    progress, on_sensor : callable, optional
+        ``progress(sensor, pairs_done, pairs_total)`` while measuring in process;
+        ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)``.
+    workers, scheduler, client : optional
+        A local Dask cluster of ``workers`` processes (-1: one per GPU, dask-cuda), an
+        existing scheduler's address, or a ``distributed.Client`` you have.
     force : bool
         Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
     **overrides
@@ -264,97 +229,17 @@ def run(
         pairs or amps rejected (``rejected.csv``), 1 nothing usable (nothing written).
     """
     started = time.monotonic()
-    config = get_preset(preset, **overrides)
-    chosen = get_backend(backend)
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    all_inputs = [*items, *eotest]
+    job = _Job(
+        get_preset(preset, **overrides), backend, [*items, *eotest], out, models or MODELS, bias
+    )
+    execution = dict(
+        client=client, workers=workers, scheduler=scheduler, force=force, progress=progress
+    )
+    execution["on_sensor"] = on_sensor
     staged = StagedOutputs(out)
     try:
-        manifest = ingest(all_inputs, exclude=[out])
-        rejected = [_manifest_rejections(manifest)]
-        paired = manifest[manifest["status"] == "paired"]
-        if sensors:
-            paired = paired[paired["sensor"].isin(sensors)]
-        if paired.empty:
-            staged.abandon()
-            return RunResult(
-                Path(out),
-                EXIT_FATAL,
-                {"manifest": manifest, "rejected": pd.concat(rejected)},
-                time.monotonic() - started,
-            )
-        wanted = list(models) if models else list(MODELS)
-        selected = sorted(paired["sensor"].unique())
-        tasks = [
-            SensorTask(
-                sensor,
-                manifest[manifest["sensor"] == sensor],
-                config,
-                backend,
-                tuple(wanted),
-                bias,
-            )
-            for sensor in selected
-        ]
-        results = _process(tasks, out, client, workers, scheduler, force, progress, on_sensor)
-        for sensor in selected:
-            rejected.append(results[sensor]["rejected"])
-        done = [results[s] for s in selected if "pairs" in results[s]]
-        if not done:
-            staged.abandon()
-            every = pd.concat([r for r in rejected if len(r)], ignore_index=True)
-            return RunResult(
-                Path(out),
-                EXIT_FATAL,
-                {"manifest": manifest, "rejected": every},
-                time.monotonic() - started,
-            )
-        pairs, covariances, ptc, fullcov = (
-            pd.concat([r[name] for r in done], ignore_index=True)
-            for name in ("pairs", "covariances", "ptc", "fullcov")
-        )
-        wanted = sorted(ptc["model"].unique(), key=list(MODELS).index)
-        comparison = compare(ptc, manifest)
-        rejected_frame = pd.concat(
-            [r for r in rejected if len(r)] or [rejected[0]], ignore_index=True
-        )
-        tables = {
-            "manifest": manifest,
-            "pairs": pairs,
-            "covariances": covariances,
-            "ptc": ptc,
-            "fullcov": fullcov,
-            "comparison": comparison,
-            "rejected": rejected_frame,
-        }
-        for name, frame in tables.items():
-            staged.table(f"{name}.csv" if name == "rejected" else f"{name}.parquet", frame)
-        if (ptc["model"] == "expapprox").any():
-            write_eotest_files(staged.path("eotest"), ptc, pairs, manifest=manifest)
-        exit_code = EXIT_REJECTED if len(rejected_frame) else EXIT_OK
-        provenance = {
-            "gpuptc": __version__,
-            "python": platform.python_version(),
-            "machine": platform.platform(),
-            "backend": chosen.name,
-            "preset": config.name,
-            "configuration": dataclasses.asdict(config),
-            "inputs": [os.fspath(p) for p in all_inputs],
-            "models": wanted,
-            "sensors": sorted(pairs["sensor"].unique().tolist()),
-            "pairs": int(pairs[["sensor", "pair"]].drop_duplicates().shape[0]),
-            "rejected": len(rejected_frame),
-            "exit_code": exit_code,
-            "seconds": round(time.monotonic() - started, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        if report:
-            from gpuptc.report import draw_report
-
-            _display_images(pairs, config, staged)
-            draw_report(staged.path("report"), tables, provenance)
-        staged.json("run.json", provenance)
-        staged.commit()
+        exit_code, tables = _stages(job, staged, sensors, report, execution, started)
     except KeyboardInterrupt:
         staged.abandon()
         _mark_interrupted(Path(out))
@@ -365,22 +250,83 @@ def run(
     return RunResult(Path(out), exit_code, tables, time.monotonic() - started)
 
 
+@dataclass
+class _Job:
+    """What a run measures and how."""
+
+    config: Preset
+    backend: str
+    inputs: list[Any]
+    out: Any
+    models: Sequence[str]
+    bias: Any
+
+
+def _stages(
+    job: _Job,
+    staged: StagedOutputs,
+    sensors: Sequence[str] | None,
+    report: bool,
+    execution: dict[str, Any],
+    started: float,
+) -> tuple[int, dict[str, pd.DataFrame]]:
+    """Select, make tasks, execute, collect, write: the exit code and the tables."""
+    chosen = get_backend(job.backend)
+    selection = _select(job.inputs, job.out, sensors)
+    tasks = _tasks(selection, job.config, job.backend, job.models, job.bias)
+    results = execute(tasks, job.out, **execution) if tasks else {}
+    tables = _collect(selection, results)
+    if tables is None:
+        staged.abandon()
+        rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
+        return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
+    exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
+    provenance = _provenance(job.config, chosen.name, job.inputs, tables, exit_code, started)
+    _write(staged, tables, results if report else None, provenance)
+    return exit_code, tables
+
+
+def _write(
+    staged: StagedOutputs,
+    tables: dict[str, pd.DataFrame],
+    results: dict[str, SensorResult] | None,
+    provenance: dict[str, Any],
+) -> None:
+    """Every output into the staging folder, the report when ``results`` are given, then commit."""
+    _write_tables(staged, tables)
+    if results is not None:
+        from gpuptc.report import draw_report
+
+        _write_images(staged, results)
+        draw_report(staged.path(REPORT_DIR), tables, provenance)
+    staged.json(RUN_FILE, provenance)
+    staged.commit()
+
+
 def _mark_interrupted(out: Path) -> None:
     """Say which sensors an interrupted run finished (kept for the next run)."""
-    store = SensorStore(out)
-    finished = (
-        sorted(p.parent.name for p in store.root.glob("*/done.json")) if store.root.exists() else []
-    )
     note = {
         "partial": True,
-        "finished_sensors": finished,
+        "finished_sensors": SensorStore(out).finished(),
         "resume": "run the same command again: finished sensors are reused",
         "interrupted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    target = out / INTERRUPTED
-    temporary = target.with_name(target.name + ".tmp")
-    temporary.write_text(json.dumps(note, indent=2))
-    os.replace(temporary, target)
+    with atomic_path(out / INTERRUPTED) as temporary:
+        temporary.write_text(json.dumps(note, indent=2))
+
+
+def _worst_amp(group: pd.DataFrame, comparison: pd.DataFrame) -> str | None:
+    """The amp farthest from EOTEST (or, without EOTEST, from the sensor's median gain)."""
+    expapprox = group[group["model"] == "expapprox"].set_index("amp")
+    mine = comparison[comparison["method"] == "expapprox"].set_index("amp")
+    if mine["ratio"].notna().any():
+        worst = int((mine["ratio"] - 1).abs().idxmax())
+        return f"{worst} ({mine.loc[worst, 'ratio']:.3f} x EOTEST)"
+    if len(expapprox):
+        deviation = (expapprox["gain"] / expapprox["gain"].median() - 1).abs()
+        worst = int(deviation.idxmax()) if deviation.notna().any() else -1
+        return f"{worst} ({deviation.max():+.1%} from median)"
+    return None
 
 
 def summarize_run(result: RunResult) -> pd.DataFrame:
@@ -393,16 +339,9 @@ def summarize_run(result: RunResult) -> pd.DataFrame:
         row: dict[str, Any] = {"sensor": sensor, "amps": group["amp"].nunique()}
         for model, fits in group.groupby("model", sort=False):
             row[f"gain_{model}"] = round(float(fits["gain"].median()), 4)
-        expapprox = group[group["model"] == "expapprox"].set_index("amp")
-        mine = comparison[(comparison["sensor"] == sensor) & (comparison["method"] == "expapprox")]
-        if mine["ratio"].notna().any():
-            deviation = (mine.set_index("amp")["ratio"] - 1).abs()
-            worst = int(deviation.idxmax())
-            row["worst_amp"] = f"{worst} ({mine.set_index('amp').loc[worst, 'ratio']:.3f} x EOTEST)"
-        elif len(expapprox):
-            deviation = (expapprox["gain"] / expapprox["gain"].median() - 1).abs()
-            worst = int(deviation.idxmax()) if deviation.notna().any() else -1
-            row["worst_amp"] = f"{worst} ({deviation.max():+.1%} from median)"
+        worst = _worst_amp(group, comparison[comparison["sensor"] == sensor])
+        if worst is not None:
+            row["worst_amp"] = worst
         row["rejected"] = int((rejected["sensor"] == sensor).sum())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -6,20 +6,25 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gpuptc.backend import get_backend
+from gpuptc.compute import isr_regions
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.raw import RawReadError, read_raw
 from gpuptc.io.writer import write_raw
 from gpuptc.isr import subtract_serial_overscan
+from gpuptc.schema import FileStatus
 
 __all__ = [
     "MasterBias",
     "make_master_bias",
     "master_biases",
     "read_master_bias",
+    "resolve_biases",
     "write_master_bias",
 ]
 
@@ -87,7 +92,10 @@ def make_master_bias(
                 f"{geometry.layout} of {sensor}",
             )
         corrected = subtract_serial_overscan(
-            raw.pixels.astype(np.float32), raw.geometry, skip=skip, xp=np
+            raw.pixels.astype(np.float32),
+            isr_regions(raw.geometry),
+            skip=skip,
+            backend=get_backend("numpy"),
         )
         frames.append(corrected)
     assert geometry is not None
@@ -121,7 +129,9 @@ def read_master_bias(path: str | os.PathLike[str]) -> MasterBias:
     raw = read_raw(path)
     pixels = raw.pixels.astype(np.float32)
     if (raw.info.origin or "").lower() != "gpuptc":
-        pixels = subtract_serial_overscan(pixels, raw.geometry, xp=np)
+        pixels = subtract_serial_overscan(
+            pixels, isr_regions(raw.geometry), backend=get_backend("numpy")
+        )
     return MasterBias(pixels, raw.geometry, raw.info.sensor, [os.fspath(path)])
 
 
@@ -138,8 +148,52 @@ def master_biases(manifest: pd.DataFrame) -> dict[str, MasterBias]:
     dict of str to MasterBias
         One master bias per sensor that has bias frames.
     """
-    biases = manifest[manifest["status"] == "bias"]
+    biases = manifest[manifest["status"] == FileStatus.BIAS]
     return {
         str(sensor): make_master_bias(list(group["path"]))
         for sensor, group in biases.groupby("sensor", sort=True)
     }
+
+
+def resolve_biases(
+    manifest: pd.DataFrame,
+    bias: MasterBias | str | os.PathLike[str] | Sequence[Any] | dict[str, MasterBias] | None,
+    sensors: list[str],
+) -> dict[str, MasterBias]:
+    """The master bias of each sensor: given, read from files, or built from the manifest.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        From :func:`gpuptc.ingest`; its bias frames are combined when ``bias`` is None.
+    bias : MasterBias, path(s), dict or None
+        One master bias for every sensor, files of master biases (each names its
+        sensor, or the run has one), or a mapping sensor -> master bias.
+    sensors : list of str
+        The sensors measured.
+
+    Returns
+    -------
+    dict of str to MasterBias
+        Sensor -> master bias (sensors without one are absent).
+
+    Raises
+    ------
+    ValueError
+        If a master bias file names no sensor and the run has several.
+    """
+    if bias is None:
+        return master_biases(manifest[manifest["sensor"].isin(sensors)])
+    if isinstance(bias, MasterBias):
+        return {s: bias for s in sensors}
+    if isinstance(bias, dict):
+        return dict(bias)
+    paths = [bias] if isinstance(bias, str | os.PathLike) else list(bias)
+    biases = {}
+    for path in paths:
+        master = read_master_bias(path)
+        key = master.sensor or (sensors[0] if len(sensors) == 1 else None)
+        if key is None:
+            raise ValueError(f"{path}: master bias names no sensor and the run has several")
+        biases[key] = master
+    return biases

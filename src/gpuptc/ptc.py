@@ -1,6 +1,6 @@
 """PTC models and fits, per amplifier, on the host.
 
-Models (DESIGN section 4):
+Models (the ``model`` column of ``ptc.parquet``; ``docs/design.md``):
 
 ``expapprox``
     Astier et al. (2019) eq. 16, ``C00 = (exp(2 a00 g mu) - 1) / (2 a00 g^2) + n00 / g^2``,
@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from gpuptc._fitting import leastsq_converged
 from gpuptc.config import SolveConfig
+from gpuptc.schema import FitStatus
 
 __all__ = [
     "MODELS",
@@ -87,7 +89,7 @@ class PtcFit:
     turnoff: float = math.nan
     mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     chi2_dof: float = math.nan
-    status: str = "ok"
+    status: str = FitStatus.OK
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -157,17 +159,36 @@ def fit_expapprox_eotest(
     var = np.asarray(var, dtype=np.float64)
     n = len(mean)
     if n < 3:
-        return _failed("expapprox", n, "too_few_points")
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
     with np.errstate(invalid="ignore"):
         selection = (mean < initial_max_mean) & (var > 0)
+    outcome = _eotest_iterations(
+        mean, var, selection, np.asarray(start, float), sigma_cut, max_fits
+    )
+    if isinstance(outcome, str):
+        return _failed("expapprox", n, outcome)
+    return _eotest_result(mean, var, *outcome)
+
+
+def _eotest_iterations(
+    mean: np.ndarray,
+    var: np.ndarray,
+    selection: np.ndarray,
+    start: np.ndarray,
+    sigma_cut: float,
+    max_fits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | str:
+    """Fit, re-select at ``sigma_cut``, repeat until the selection holds.
+
+    Returns the parameters, their covariance, the points used and the number of fits,
+    or the failure status.
+    """
+    with np.errstate(invalid="ignore"):
         sigma = np.sqrt(var)
-    params = np.asarray(start, dtype=np.float64)
-    cov_x = None
-    fits = 0
-    previous = None
+    params, cov_x, fits, previous = start, None, 0, None
     while fits < max_fits and (previous is None or np.any(selection != previous)):
         if np.count_nonzero(selection) < 3:
-            return _failed("expapprox", n, "too_few_points")
+            return FitStatus.TOO_FEW_POINTS
 
         def residuals(
             p: np.ndarray,
@@ -179,17 +200,28 @@ def fit_expapprox_eotest(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, cov_x, _, _, ier = optimize.leastsq(
-                residuals, np.asarray(start, dtype=np.float64), full_output=True
-            )
-        if ier not in (1, 2, 3, 4) or cov_x is None:
-            return _failed("expapprox", n, "no_convergence")
+            params, cov_x, _, _, ier = optimize.leastsq(residuals, start.copy(), full_output=True)
+        if not leastsq_converged(ier) or cov_x is None:
+            return FitStatus.NO_CONVERGENCE
         fits += 1
         with np.errstate(invalid="ignore"):
             all_residuals = (var - _eotest_model(params, mean)) / sigma
         previous = selection
         selection = np.abs(all_residuals) < sigma_cut
     used = previous if previous is not None else selection
+    return params, cov_x, used, fits
+
+
+def _eotest_result(
+    mean: np.ndarray,
+    var: np.ndarray,
+    params: np.ndarray,
+    cov_x: np.ndarray,
+    used: np.ndarray,
+    fits: int,
+) -> PtcFit:
+    with np.errstate(invalid="ignore"):
+        sigma = np.sqrt(var)
     a00, gain, intercept = params
     noise = math.sqrt(intercept) if intercept > 0 else math.nan
     with np.errstate(invalid="ignore"):
@@ -291,7 +323,7 @@ def _weighted_final(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         params, cov_x, _, _, ier = optimize.leastsq(residuals, start, full_output=True, epsfcn=1e-4)
-    if ier not in (1, 2, 3, 4):
+    if not leastsq_converged(ier):
         return None
     dof = len(m) - 3
     chi2 = float(np.sum(residuals(params) ** 2) / dof) if dof > 0 else math.nan
@@ -368,7 +400,7 @@ def fit_expapprox_cp_pipe(
     var = np.asarray(var, dtype=np.float64)
     n = len(mean)
     if np.count_nonzero(np.isfinite(mean) & np.isfinite(var)) < 3:
-        return _failed("expapprox", n, "too_few_points")
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
     order = np.argsort(mean, kind="stable")
     inverse = np.argsort(order, kind="stable")
     m, v = mean[order], np.where(var[order] == 0, 1e-9, var[order])
@@ -378,31 +410,46 @@ def fit_expapprox_cp_pipe(
         base &= np.asarray(mask, bool)[order]
     first = _outlier_loop(m, v, base, settings)
     if first is None:
-        return _failed("expapprox", n, "too_few_points")
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
     pass1_mask, pass1_params = first
     if np.count_nonzero(pass1_mask) < 3:
-        return _failed("expapprox", n, "too_few_points")
-    good_index = np.flatnonzero(pass1_mask)
-    last = good_index[-1]
-    turnoff = float(m[last])
-    if last + 1 < n and np.isfinite(m[last + 1]) and last >= 1:
-        sampling = 0.5 * (m[last + 1] - m[last - 1])
-    else:
-        sampling = turnoff - m[last - 1] if last >= 1 else math.nan
-    extra: dict[str, Any] = {"turnoff_sampling_error": float(sampling)}
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    turnoff, sampling = _turnoff(m, pass1_mask)
+    extra: dict[str, Any] = {"turnoff_sampling_error": sampling}
     if settings.rolloff:
         pass1_mask, rolled = _rolloff(m, v, pass1_mask, pass1_params, turnoff, settings)
         extra.update(rolled)
     second = _outlier_loop(m, v, pass1_mask, settings)
     if second is None:
-        return _failed("expapprox", n, "too_few_points")
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
     final_mask, params = second
     if np.count_nonzero(final_mask) < 3:
-        return _failed("expapprox", n, "too_few_points")
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
     final = _weighted_final(m, v, w, final_mask, params)
     if final is None:
-        return _failed("expapprox", n, "no_convergence")
-    params, cov, chi2 = final
+        return _failed("expapprox", n, FitStatus.NO_CONVERGENCE)
+    return _cp_pipe_result(*final, turnoff, final_mask[inverse], extra)
+
+
+def _turnoff(m: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The largest kept mean of sorted means ``m``, and cp_pipe's sampling error of it."""
+    last = np.flatnonzero(mask)[-1]
+    turnoff = float(m[last])
+    if last + 1 < len(m) and np.isfinite(m[last + 1]) and last >= 1:
+        sampling = 0.5 * (m[last + 1] - m[last - 1])
+    else:
+        sampling = turnoff - m[last - 1] if last >= 1 else math.nan
+    return turnoff, float(sampling)
+
+
+def _cp_pipe_result(
+    params: np.ndarray,
+    cov: np.ndarray,
+    chi2: float,
+    turnoff: float,
+    mask: np.ndarray,
+    extra: dict[str, Any],
+) -> PtcFit:
     errors = np.sqrt(np.abs(np.diag(cov)))
     noise = math.sqrt(abs(params[2]))
     noise_err = 0.5 * errors[2] / abs(params[2]) * noise if params[2] != 0 else math.nan
@@ -415,7 +462,7 @@ def fit_expapprox_cp_pipe(
         a00=float(params[0]),
         a00_err=float(errors[0]),
         turnoff=turnoff,
-        mask=final_mask[inverse],
+        mask=mask,
         chi2_dof=chi2,
         extra=extra,
     )
@@ -459,7 +506,7 @@ def fit_linear(
     """
     mean, var, mask = _points(mean, var, points, slice(6, -15))
     if np.count_nonzero(mask) < 3:
-        return _failed("linear", len(mean), "too_few_points")
+        return _failed("linear", len(mean), FitStatus.TOO_FEW_POINTS)
     (slope, intercept), errors, chi2 = _polyfit(mean[mask], var[mask], 1)
     gain = 1.0 / slope
     return PtcFit(
@@ -517,7 +564,7 @@ def fit_quadratic(
     """
     mean, var, mask = _points(mean, var, points, slice(0, -3))
     if np.count_nonzero(mask) < 4:
-        return _failed("quadratic", len(mean), "too_few_points")
+        return _failed("quadratic", len(mean), FitStatus.TOO_FEW_POINTS)
     coeffs, errors, chi2 = _polyfit(mean[mask], var[mask], 2)
     c2, c1, c0 = coeffs
     gain = 1.0 / c1
@@ -559,7 +606,7 @@ def fit_powerlaw(
     with np.errstate(invalid="ignore"):
         mask &= (mean > 0) & (var > 0)
     if np.count_nonzero(mask) < 3:
-        return _failed("powerlaw", len(mean), "too_few_points")
+        return _failed("powerlaw", len(mean), FitStatus.TOO_FEW_POINTS)
     log_x, log_y = np.log10(mean[mask]), np.log10(var[mask])
     sigma = 0.1 / var[mask]
     design = np.stack([np.ones_like(log_x), log_x], axis=1) / sigma[:, None]
@@ -581,7 +628,7 @@ def fit_rhl(per_pair_gain: np.ndarray, used: np.ndarray | None = None) -> PtcFit
     gains = np.asarray(per_pair_gain, float)
     mask = np.isfinite(gains) if used is None else np.asarray(used, bool) & np.isfinite(gains)
     if not np.any(mask):
-        return _failed("rhl", len(gains), "too_few_points")
+        return _failed("rhl", len(gains), FitStatus.TOO_FEW_POINTS)
     values = gains[mask]
     spread = (
         1.2533 * np.std(values, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan

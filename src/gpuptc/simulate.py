@@ -45,6 +45,7 @@ from gpuptc.io.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.io.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
 
 __all__ = [
+    "SIZES",
     "ExposurePlan",
     "SimulatedSensor",
     "SimulationConfig",
@@ -62,6 +63,14 @@ _CTI_TRAIL = (3e-4, 6e-5, 1.2e-5)
 
 _PARALLEL_TO_SERIAL_SHARING = 1.4
 """Brighter-fatter sharing along columns relative to along rows."""
+
+
+SIZES: dict[str, dict[str, int]] = {
+    "full": {},
+    "medium": {"nx": 256, "ny": 1000},
+    "small": {"nx": 64, "ny": 96},
+}
+"""Amplifier sizes: the camera's layout, or imaging columns and rows of a reduced one."""
 
 
 @dataclass(frozen=True)
@@ -120,11 +129,13 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         if self.vendor not in LAYOUTS:
-            raise ValueError(f"unknown vendor {self.vendor!r}; use 'e2v' or 'itl'")
+            raise ValueError(
+                f"unknown vendor {self.vendor!r}; use {' or '.join(map(repr, LAYOUTS))}"
+            )
         if self.storage not in STORAGES:
             raise ValueError(f"unknown storage {self.storage!r}; use one of {', '.join(STORAGES)}")
-        if self.size not in ("full", "medium", "small"):
-            raise ValueError(f"unknown size {self.size!r}; use 'full', 'medium' or 'small'")
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; use {', '.join(map(repr, SIZES))}")
         if self.pairs < 0 or self.biases < 0:
             raise ValueError("pairs and biases must be non-negative")
 
@@ -133,9 +144,7 @@ class SimulationConfig:
         """The raw layout written."""
         if self.size == "full":
             return LAYOUTS[self.vendor]
-        if self.size == "medium":
-            return small_layout(self.vendor, nx=256, ny=1000)
-        return small_layout(self.vendor)
+        return small_layout(self.vendor, **SIZES[self.size])
 
     @property
     def sensor(self) -> str:

@@ -2,17 +2,21 @@
 
 ``fit(pairs, covariances, preset=...)`` turns the tables of :func:`gpuptc.measure` into
 the ``ptc`` table (one row per sensor, amp and model) and fills ``used`` in ``pairs``;
-``fit_ptc(mean, var, ...)`` fits one PTC for users who already have measurements.
+``fit_ptc(mean, var, ...)`` fits one PTC for users who already have measurements. Both
+go through :data:`MODEL_REGISTRY`: each model's name, what it needs and how it is fitted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gpuptc._fitting import variance_weights
 from gpuptc.config import Preset, SolveConfig, get_preset
 from gpuptc.fullcov import FullCovFit, fit_fullcov
 from gpuptc.ptc import (
@@ -25,53 +29,162 @@ from gpuptc.ptc import (
     fit_quadratic,
     fit_rhl,
 )
+from gpuptc.schema import FULLCOV_COLUMNS, PTC_COLUMNS, FitStatus, PairStatus
 
-__all__ = ["FULLCOV_COLUMNS", "MEASURED_STATUSES", "PTC_COLUMNS", "fit", "fit_ptc"]
+__all__ = ["MODEL_REGISTRY", "Model", "fit", "fit_ptc"]
 
-PTC_COLUMNS: tuple[str, ...] = (
-    "sensor",
-    "amp",
-    "segment",
-    "model",
-    "gain",
-    "gain_err",
-    "noise",
-    "noise_err",
-    "a00",
-    "a00_err",
-    "turnoff",
-    "n_used",
-    "chi2_dof",
-    "status",
-)
-MEASURED_STATUSES: tuple[str, ...] = ("ok", "too_few_pixels_for_covariance")
-"""Pair statuses (set by :func:`gpuptc.measure`) whose mean and variance are fitted."""
-FULLCOV_COLUMNS: tuple[str, ...] = (
-    "sensor",
-    "amp",
-    "model",
-    "i",
-    "j",
-    "a",
-    "a_err",
-    "b",
-    "b_err",
-    "noise",
-)
+
+@dataclass
+class AmpData:
+    """One amplifier's measurements, in pair order, as the models take them.
+
+    Attributes
+    ----------
+    mean, var : numpy.ndarray
+        ``(n,)`` per-pair means (ADU) and per-image variances (ADU^2).
+    counts : numpy.ndarray
+        ``(n,)`` pixels behind each variance (the weights of cp_pipe's fits).
+    solve : SolveConfig
+        The preset's fit settings.
+    cov, npix : numpy.ndarray or None
+        ``(n, L, L)`` covariances and their pixel pairs.
+    gains : numpy.ndarray or None
+        ``(n,)`` per-pair gains.
+    select_gains : bool
+        Whether ``rhl`` takes the median over the ``used`` pairs only (else all gains).
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    counts: np.ndarray
+    solve: SolveConfig
+    cov: np.ndarray | None = None
+    npix: np.ndarray | None = None
+    gains: np.ndarray | None = None
+    select_gains: bool = True
+
+    @cached_property
+    def expapprox(self) -> PtcFit:
+        """The preset's EXPAPPROXIMATION fit (it selects the pairs of other models)."""
+        weights = variance_weights(self.counts, self.var)
+        if self.solve.method == "eotest":
+            return fit_expapprox_eotest(
+                self.mean,
+                self.var,
+                initial_max_mean=self.solve.eotest_initial_max_mean,
+                sigma_cut=self.solve.sigma_cut,
+            )
+        return fit_expapprox_cp_pipe(self.mean, self.var, weights, settings=self.solve)
+
+    @cached_property
+    def used(self) -> np.ndarray:
+        """The ``used`` selection: every pair for ``seed``, else the EXPAPPROXIMATION mask."""
+        if self.solve.method == "seed":
+            return np.ones(len(self.mean), bool)
+        return self.expapprox.mask
+
+
+def _fullcov_mask(data: AmpData) -> np.ndarray:
+    """Pairs for the full-covariance fits: the EXPAPPROXIMATION selection, optionally cut."""
+    expapprox, solve = data.expapprox, data.solve
+    mask = (
+        expapprox.mask if len(expapprox.mask) == len(data.mean) else np.zeros(len(data.mean), bool)
+    )
+    if solve.fullcov_max_signal is not None and np.isfinite(expapprox.gain):
+        mask = mask & (data.mean * expapprox.gain <= solve.fullcov_max_signal)
+    return mask
+
+
+def _as_ptc_fit(result: FullCovFit, used: np.ndarray) -> PtcFit:
+    """Summarise a full-covariance fit in the common shape; matrices go to ``extra``."""
+    if result.status != FitStatus.OK:
+        return PtcFit(result.model, mask=np.zeros(len(used), bool), status=result.status)
+    return PtcFit(
+        result.model,
+        gain=result.gain,
+        gain_err=result.gain_err,
+        noise=result.noise,
+        noise_err=result.noise_err,
+        a00=float(result.a[0, 0]),
+        a00_err=float(result.a_err[0, 0]),
+        turnoff=result.turnoff,
+        mask=used,
+        chi2_dof=result.chi2_dof,
+        extra={"fullcov": result},
+    )
+
+
+def _fullcov(data: AmpData, *, with_b: bool) -> PtcFit:
+    assert data.cov is not None and data.npix is not None
+    mask = _fullcov_mask(data)
+    result = fit_fullcov(
+        data.mean[mask],
+        data.cov[mask],
+        data.npix[mask],
+        data.var[mask],
+        with_b=with_b,
+        size=data.solve.fullcov_size,
+    )
+    return _as_ptc_fit(result, mask)
+
+
+def _rhl(data: AmpData) -> PtcFit:
+    assert data.gains is not None
+    selected = data.select_gains and len(data.used) == len(data.gains)
+    return fit_rhl(data.gains, data.used if selected else None)
+
+
+@dataclass(frozen=True)
+class Model:
+    """One PTC model of the registry.
+
+    Attributes
+    ----------
+    name : str
+        As in ``ptc.model``.
+    fit : callable
+        ``fit(data: AmpData) -> PtcFit``.
+    needs_covariances : bool
+        Whether it fits the covariance matrices (``cov=...``).
+    needs_gains : bool
+        Whether it takes the per-pair gains (``gains=...``).
+    """
+
+    name: str
+    fit: Callable[[AmpData], PtcFit]
+    needs_covariances: bool = False
+    needs_gains: bool = False
 
 
 def _slice(points: tuple[int | None, int | None]) -> slice:
     return slice(points[0], points[1])
 
 
-def _expapprox(
-    mean: np.ndarray, var: np.ndarray, weights: np.ndarray, solve: SolveConfig
-) -> PtcFit:
-    if solve.method == "eotest":
-        return fit_expapprox_eotest(
-            mean, var, initial_max_mean=solve.eotest_initial_max_mean, sigma_cut=solve.sigma_cut
-        )
-    return fit_expapprox_cp_pipe(mean, var, weights, settings=solve)
+MODEL_REGISTRY: dict[str, Model] = {
+    model.name: model
+    for model in (
+        Model("expapprox", lambda d: d.expapprox),
+        Model("fullcov", lambda d: _fullcov(d, with_b=True), needs_covariances=True),
+        Model("fullcov_nob", lambda d: _fullcov(d, with_b=False), needs_covariances=True),
+        Model("linear", lambda d: fit_linear(d.mean, d.var, points=_slice(d.solve.linear_points))),
+        Model(
+            "quadratic",
+            lambda d: fit_quadratic(d.mean, d.var, points=_slice(d.solve.quadratic_points)),
+        ),
+        Model(
+            "powerlaw",
+            lambda d: fit_powerlaw(d.mean, d.var, points=_slice(d.solve.powerlaw_points)),
+        ),
+        Model("rhl", _rhl, needs_gains=True),
+    )
+}
+"""Every PTC model by name, in the order of :data:`gpuptc.ptc.MODELS`."""
+
+
+def _check_models(models: Sequence[str]) -> None:
+    unknown = [m for m in models if m not in MODEL_REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
 
 
 def fit_ptc(
@@ -103,7 +216,7 @@ def fit_ptc(
         Pixels behind each variance, ``(n,)``, or behind each covariance, ``(n, L, L)``
         for the full-covariance models: the weights of cp_pipe's fits (default equal).
     gains : array, optional
-        Per-pair gains, for ``rhl``.
+        Per-pair gains, for ``rhl`` (all of them: no selection is applied).
     **options
         Preset field overrides (``sigma_cut=4``, ``linear_points=(2, None)``, ...).
 
@@ -126,68 +239,24 @@ def fit_ptc(
     var = np.asarray(var, dtype=np.float64)
     if mean.shape != var.shape or mean.ndim != 1:
         raise ValueError(f"mean {mean.shape} and var {var.shape} must be 1-D and of one length")
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
-    solve = config.solve
+    _check_models([model])
+    entry = MODEL_REGISTRY[model]
+    if entry.needs_covariances and cov is None:
+        raise ValueError(f"model {model!r} needs the covariances (cov=..., npix=...)")
+    if entry.needs_gains and gains is None:
+        raise ValueError(f"model {model!r} needs the per-pair gains (gains=...)")
     counts = np.ones_like(mean) if npix is None else np.asarray(npix, dtype=np.float64)
-    if counts.ndim == 3:
-        counts = counts[:, 0, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        weights = np.sqrt(counts / 2.0) / var
-    if model == "expapprox":
-        return _expapprox(mean, var, weights, solve)
-    if model in ("fullcov", "fullcov_nob"):
-        if cov is None:
-            raise ValueError(f"model {model!r} needs the covariances (cov=..., npix=...)")
-        counts3 = np.ones_like(cov) if npix is None else np.asarray(npix, dtype=np.float64)
-        used = _fullcov_mask(mean, _expapprox(mean, var, weights, solve), solve)
-        return _as_ptc_fit(
-            fit_fullcov(
-                mean[used],
-                np.asarray(cov)[used],
-                counts3[used],
-                var[used],
-                with_b=model == "fullcov",
-                size=solve.fullcov_size,
-            ),
-            used,
-        )
-    if model == "linear":
-        return fit_linear(mean, var, points=_slice(solve.linear_points))
-    if model == "quadratic":
-        return fit_quadratic(mean, var, points=_slice(solve.quadratic_points))
-    if model == "powerlaw":
-        return fit_powerlaw(mean, var, points=_slice(solve.powerlaw_points))
-    if gains is None:
-        raise ValueError("model 'rhl' needs the per-pair gains (gains=...)")
-    return fit_rhl(gains)
-
-
-def _fullcov_mask(mean: np.ndarray, expapprox: PtcFit, solve: SolveConfig) -> np.ndarray:
-    """Pairs for the full-covariance fits: the EXPAPPROXIMATION selection, optionally cut."""
-    mask = expapprox.mask if len(expapprox.mask) == len(mean) else np.zeros(len(mean), bool)
-    if solve.fullcov_max_signal is not None and np.isfinite(expapprox.gain):
-        mask = mask & (mean * expapprox.gain <= solve.fullcov_max_signal)
-    return mask
-
-
-def _as_ptc_fit(result: FullCovFit, used: np.ndarray) -> PtcFit:
-    """Summarise a full-covariance fit in the common shape; matrices go to ``extra``."""
-    if result.status != "ok":
-        return PtcFit(result.model, mask=np.zeros(len(used), bool), status=result.status)
-    return PtcFit(
-        result.model,
-        gain=result.gain,
-        gain_err=result.gain_err,
-        noise=result.noise,
-        noise_err=result.noise_err,
-        a00=float(result.a[0, 0]),
-        a00_err=float(result.a_err[0, 0]),
-        turnoff=result.turnoff,
-        mask=used,
-        chi2_dof=result.chi2_dof,
-        extra={"fullcov": result},
+    data = AmpData(
+        mean,
+        var,
+        counts[:, 0, 0] if counts.ndim == 3 else counts,
+        config.solve,
+        cov=None if cov is None else np.asarray(cov, float),
+        npix=None if cov is None else (np.ones_like(cov) if npix is None else counts),
+        gains=None if gains is None else np.asarray(gains, float),
+        select_gains=False,
     )
+    return entry.fit(data)
 
 
 def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]:
@@ -214,22 +283,67 @@ def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]
 
 
 def _row(sensor: str, amp: int, segment: str, result: PtcFit) -> dict[str, Any]:
-    return {
-        "sensor": sensor,
-        "amp": amp,
-        "segment": segment,
-        "model": result.model,
-        "gain": result.gain,
-        "gain_err": result.gain_err,
-        "noise": result.noise,
-        "noise_err": result.noise_err,
-        "a00": result.a00,
-        "a00_err": result.a00_err,
-        "turnoff": result.turnoff,
-        "n_used": result.n_used,
-        "chi2_dof": result.chi2_dof,
-        "status": result.status,
-    }
+    values = {name: getattr(result, name) for name in PTC_COLUMNS[4:]}
+    return {"sensor": sensor, "amp": amp, "segment": segment, "model": result.model, **values}
+
+
+def _cov_cubes(table: pd.DataFrame, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, L, L)`` covariance and pixel-count arrays for the given pairs, in order."""
+    size = int(table["i"].max()) + 1
+    cov = np.full((len(pairs), size, size), np.nan)
+    npix = np.zeros((len(pairs), size, size))
+    position = {int(p): k for k, p in enumerate(pairs)}
+    rows = table[table["pair"].isin(position)]
+    k = rows["pair"].map(position).to_numpy()
+    cov[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["cov"].to_numpy()
+    npix[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["npix"].to_numpy()
+    return cov, npix
+
+
+class _CovarianceLookup:
+    """The covariances table grouped by amplifier, and its lag-0 pixel counts."""
+
+    def __init__(self, covariances: pd.DataFrame | None) -> None:
+        self.npix00 = None
+        self.groups = None
+        if covariances is not None and len(covariances):
+            origin = covariances[(covariances["i"] == 0) & (covariances["j"] == 0)]
+            self.npix00 = origin.set_index(["sensor", "pair", "amp"])["npix"]
+            self.groups = covariances.groupby(["sensor", "amp"], sort=False)
+
+    def counts(self, measured: pd.DataFrame) -> np.ndarray:
+        """Pixels behind each variance: lag-0 covariance pairs where known, else ``npix``."""
+        counts = measured["npix"].to_numpy(float)
+        if self.npix00 is None:
+            return counts
+        keys = pd.MultiIndex.from_arrays([measured["sensor"], measured["pair"], measured["amp"]])
+        return self.npix00.reindex(keys).fillna(pd.Series(counts, index=keys)).to_numpy(float)
+
+    def cubes(self, sensor: Any, amp: Any, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        assert self.groups is not None
+        return _cov_cubes(self.groups.get_group((sensor, amp)), pairs)
+
+
+def _amp_data(
+    key: tuple[Any, Any],
+    measured: pd.DataFrame,
+    lookup: _CovarianceLookup,
+    solve: SolveConfig,
+    with_cov: bool,
+) -> AmpData:
+    """The measured pairs of amplifier ``key = (sensor, amp)`` as the models take them."""
+    cube = npix = None
+    if with_cov:
+        cube, npix = lookup.cubes(*key, measured["pair"])
+    return AmpData(
+        measured["mean"].to_numpy(float),
+        measured["var"].to_numpy(float),
+        lookup.counts(measured),
+        solve,
+        cov=cube,
+        npix=npix,
+        gains=measured["rhl_gain"].to_numpy(float),
+    )
 
 
 def fit(
@@ -247,100 +361,49 @@ def fit(
         From :func:`gpuptc.measure`.
     covariances : pandas.DataFrame, optional
         From :func:`gpuptc.measure`; their lag-0 pixel counts weight cp_pipe's final fit.
+        Needed by the full-covariance models.
     preset : str or Preset
         Fit procedure and ``used`` selection: ``eotest`` (final 5-sigma selection),
         ``cp_pipe`` / ``cp_pipe_lsstcam`` (outlier and turnoff mask, after rolloff for
         lsstcam), ``seed`` (every measured pair).
     models : sequence of str, optional
-        Default every model: ``expapprox``, ``linear``, ``quadratic``, ``powerlaw``, ``rhl``.
+        Default every model of :data:`gpuptc.ptc.MODELS` (``expapprox``, ``fullcov``,
+        ``fullcov_nob``, ``linear``, ``quadratic``, ``powerlaw``, ``rhl``).
     **options
         Preset field overrides.
 
     Returns
     -------
     ptc : pandas.DataFrame
-        One row per sensor, amp and model (columns :data:`PTC_COLUMNS`).
+        One row per sensor, amp and model (columns :data:`gpuptc.schema.PTC_COLUMNS`).
     fullcov : pandas.DataFrame
-        Full-covariance matrices (columns :data:`FULLCOV_COLUMNS`).
+        Full-covariance matrices (columns :data:`gpuptc.schema.FULLCOV_COLUMNS`).
     pairs : pandas.DataFrame
         A copy of ``pairs`` with ``used`` filled.
     """
     config = get_preset(preset, **options)
     wanted = list(models) if models is not None else list(MODELS)
-    unknown = [m for m in wanted if m not in MODELS]
-    if unknown:
-        raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    _check_models(wanted)
+    lookup = _CovarianceLookup(covariances)
+    with_cov = any(MODEL_REGISTRY[m].needs_covariances for m in wanted)
+    if with_cov and lookup.groups is None:
+        raise ValueError("the full-covariance models need the covariances table")
     out = pairs.copy()
     out["used"] = pd.array([False] * len(out), dtype="boolean")
-    npix00 = None
-    cov_lookup = None
-    if covariances is not None and len(covariances):
-        origin = covariances[(covariances["i"] == 0) & (covariances["j"] == 0)]
-        npix00 = origin.set_index(["sensor", "pair", "amp"])["npix"]
-        cov_lookup = covariances.groupby(["sensor", "amp"], sort=False)
-    needs_cov = any(m in ("fullcov", "fullcov_nob") for m in wanted)
-    if needs_cov and cov_lookup is None:
-        raise ValueError("the full-covariance models need the covariances table")
     rows: list[dict[str, Any]] = []
     cov_rows: list[dict[str, Any]] = []
     for (sensor, amp), group in out.groupby(["sensor", "amp"], sort=True):
         group = group.sort_values("pair")
-        measured = group[group["status"].isin(MEASURED_STATUSES)]
-        segment = str(group["segment"].iloc[0])
-        mean = measured["mean"].to_numpy(float)
-        var = measured["var"].to_numpy(float)
-        counts = measured["npix"].to_numpy(float)
-        if npix00 is not None:
-            keys = pd.MultiIndex.from_arrays(
-                [measured["sensor"], measured["pair"], measured["amp"]]
-            )
-            counts = npix00.reindex(keys).fillna(pd.Series(counts, index=keys)).to_numpy(float)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            weights = np.sqrt(counts / 2.0) / var
-        expapprox = _expapprox(mean, var, weights, config.solve)
-        used = np.ones(len(measured), bool) if config.solve.method == "seed" else expapprox.mask
-        if len(used) == len(measured):
-            out.loc[measured.index, "used"] = used
-        cube = npix_cube = None
-        if needs_cov and cov_lookup is not None:
-            cube, npix_cube = _cov_cubes(cov_lookup.get_group((sensor, amp)), measured["pair"])
+        measured = group[group["status"].isin(PairStatus.MEASURED)]
+        data = _amp_data((sensor, amp), measured, lookup, config.solve, with_cov)
+        if len(data.used) == len(measured):
+            out.loc[measured.index, "used"] = data.used
         for model in wanted:
-            if model == "expapprox":
-                result = expapprox
-            elif model in ("fullcov", "fullcov_nob"):
-                fit_mask = _fullcov_mask(mean, expapprox, config.solve)
-                result = _as_ptc_fit(
-                    fit_fullcov(
-                        mean[fit_mask],
-                        cube[fit_mask],
-                        npix_cube[fit_mask],
-                        var[fit_mask],
-                        with_b=model == "fullcov",
-                        size=config.solve.fullcov_size,
-                    ),
-                    fit_mask,
-                )
-                cov_rows.extend(_fullcov_rows(str(sensor), int(amp), result))
-            elif model == "rhl":
-                result = fit_rhl(measured["rhl_gain"].to_numpy(float), used if len(used) else None)
-            else:
-                result = fit_ptc(mean, var, model, config)
-            rows.append(_row(str(sensor), int(amp), segment, result))
+            result = MODEL_REGISTRY[model].fit(data)
+            rows.append(_row(str(sensor), int(amp), str(group["segment"].iloc[0]), result))
+            cov_rows.extend(_fullcov_rows(str(sensor), int(amp), result))
     ptc = pd.DataFrame(rows, columns=list(PTC_COLUMNS)).astype({"amp": "int64", "n_used": "int64"})
     fullcov = pd.DataFrame(cov_rows, columns=list(FULLCOV_COLUMNS)).astype(
         {"amp": "int64", "i": "int64", "j": "int64"}
     )
     return ptc, fullcov, out
-
-
-def _cov_cubes(table: pd.DataFrame, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, L, L)`` covariance and pixel-count arrays for the given pairs, in order."""
-    size = int(table["i"].max()) + 1
-    cov = np.full((len(pairs), size, size), np.nan)
-    npix = np.zeros((len(pairs), size, size))
-    position = {int(p): k for k, p in enumerate(pairs)}
-    rows = table[table["pair"].isin(position)]
-    k = rows["pair"].map(position).to_numpy()
-    cov[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["cov"].to_numpy()
-    npix[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["npix"].to_numpy()
-    return cov, npix

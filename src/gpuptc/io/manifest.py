@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,16 @@ import pandas as pd
 from gpuptc.io.eotest import AMPLIFIER_RESULTS, sensor_from_eotest_name
 from gpuptc.io.header import ExposureInfo, exposure_info
 from gpuptc.io.raw import RawReadError, is_fits_signature, read_primary_header, read_segment_headers
+from gpuptc.schema import FileStatus
 
 __all__ = [
     "EXPTIME_TOLERANCE",
     "FITS_SUFFIXES",
     "MANIFEST_COLUMNS",
     "STATUSES",
+    "PairFiles",
     "find_inputs",
+    "flat_pairs",
     "ingest",
     "pair_flats",
     "summarize",
@@ -46,7 +50,7 @@ FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fz", ".fits.gz", ".fit.gz",
 EXPTIME_TOLERANCE = 0.005
 """Largest exposure-time difference (s) between the two flats of a pair."""
 
-STATUSES: tuple[str, ...] = ("paired", "unpaired", "bias", "eotest", "ignored", "rejected")
+STATUSES: tuple[str, ...] = FileStatus.ALL
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "path",
@@ -223,47 +227,58 @@ def classify_file(path: Path) -> dict[str, Any]:
     try:
         primary = read_primary_header(path)
     except RawReadError as exc:
-        return _row(path, status="rejected", reason=exc.reason)
+        return _row(path, status=FileStatus.REJECTED, reason=exc.reason)
     info = exposure_info(primary)
     values = _info_values(info)
     if (info.origin or "").lower() == "gpuptc":
         return _row(
-            path, **values, status="ignored", reason="written by gpuptc (ORIGIN = 'gpuptc')"
+            path,
+            **values,
+            status=FileStatus.IGNORED,
+            reason="written by gpuptc (ORIGIN = 'gpuptc')",
         )
     if info.imgtype is None:
         if _has_amplifier_results(path):
             values["sensor"] = _eotest_sensor(path, primary)
-            return _row(path, **values, status="eotest", reason=None)
+            return _row(path, **values, status=FileStatus.EOTEST, reason=None)
         return _row(
             path,
             **values,
-            status="rejected",
+            status=FileStatus.REJECTED,
             reason="no IMGTYPE keyword in the primary header and no AMPLIFIER_RESULTS table",
         )
     if info.imgtype not in ("FLAT", "BIAS"):
         return _row(
-            path, **values, status="ignored", reason=f"IMGTYPE {info.imgtype} is not used for PTCs"
+            path,
+            **values,
+            status=FileStatus.IGNORED,
+            reason=f"IMGTYPE {info.imgtype} is not used for PTCs",
         )
     if info.imgtype == "FLAT" and info.testtype and info.testtype not in _PTC_TESTTYPES:
         return _row(
             path,
             **values,
-            status="ignored",
+            status=FileStatus.IGNORED,
             reason=f"TESTTYPE {info.testtype} is not a PTC flat (FLAT or PTC)",
         )
     if info.sensor is None:
         return _row(
-            path, **values, status="rejected", reason="no LSST_NUM, nor RAFTBAY and CCDSLOT"
+            path,
+            **values,
+            status=FileStatus.REJECTED,
+            reason="no LSST_NUM, nor RAFTBAY and CCDSLOT",
         )
     if info.imgtype == "FLAT" and info.exptime is None:
-        return _row(path, **values, status="rejected", reason="flat without a valid EXPTIME")
+        return _row(
+            path, **values, status=FileStatus.REJECTED, reason="flat without a valid EXPTIME"
+        )
     if info.vendor is None:
         try:
             _, geometry = read_segment_headers(path)
         except RawReadError as exc:
-            return _row(path, **values, status="rejected", reason=exc.reason)
+            return _row(path, **values, status=FileStatus.REJECTED, reason=exc.reason)
         values["vendor"] = geometry.vendor
-    status = "bias" if info.imgtype == "BIAS" else None
+    status = FileStatus.BIAS if info.imgtype == "BIAS" else None
     return _row(path, **values, status=status, reason=None)
 
 
@@ -314,7 +329,7 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
                 pairs.append((str(sensor), run[k], run[k + 1]))
             if len(run) % 2:
                 odd = run[-1]
-                out.loc[odd, "status"] = "unpaired"
+                out.loc[odd, "status"] = FileStatus.UNPAIRED
                 if len(run) == 1:
                     neighbours = [
                         f"{exptimes[i]:g} s" for i in (start - 1, stop) if 0 <= i < len(index)
@@ -339,7 +354,7 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
         rank = {idx: n for n, idx in enumerate(order.index)}
         for _, first, second in mine:
             number = rank[first]
-            out.loc[[first, second], "status"] = "paired"
+            out.loc[[first, second], "status"] = FileStatus.PAIRED
             out.loc[[first, second], "pair"] = number
             out.loc[first, "member"] = 1
             out.loc[second, "member"] = 2
@@ -348,7 +363,7 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def _mark_duplicates(frame: pd.DataFrame) -> None:
     """Reject copies of an exposure already listed (same sensor and OBSID or time)."""
-    open_rows = frame["status"].isna() | (frame["status"] == "bias")
+    open_rows = frame["status"].isna() | (frame["status"] == FileStatus.BIAS)
     raw = frame["imgtype"].isin(["FLAT", "BIAS"]) & open_rows
     seen: dict[tuple[Any, ...], str] = {}
     for idx in frame.index[raw]:
@@ -358,20 +373,27 @@ def _mark_duplicates(frame: pd.DataFrame) -> None:
         else:
             key = (row["sensor"], row["dayobs"], row["seqnum"], row["mjd"], row["exptime"])
         if key in seen:
-            frame.loc[idx, "status"] = "rejected"
+            frame.loc[idx, "status"] = FileStatus.REJECTED
             frame.loc[idx, "reason"] = f"duplicate of {seen[key]} (same sensor and exposure)"
         else:
             seen[key] = row["path"]
 
 
 def _resolve_eotest_sensors(frame: pd.DataFrame) -> None:
-    sensors = sorted(set(frame.loc[frame["status"].isin(["paired", "unpaired", "bias"]), "sensor"]))
-    for idx in frame.index[(frame["status"] == "eotest") & frame["sensor"].isna()]:
+    sensors = sorted(
+        set(
+            frame.loc[
+                frame["status"].isin([FileStatus.PAIRED, FileStatus.UNPAIRED, FileStatus.BIAS]),
+                "sensor",
+            ]
+        )
+    )
+    for idx in frame.index[(frame["status"] == FileStatus.EOTEST) & frame["sensor"].isna()]:
         if len(sensors) == 1:
             frame.loc[idx, "sensor"] = sensors[0]
             frame.loc[idx, "reason"] = "sensor taken from the run's only sensor"
         else:
-            frame.loc[idx, "status"] = "rejected"
+            frame.loc[idx, "status"] = FileStatus.REJECTED
             frame.loc[idx, "reason"] = (
                 "EOTEST results file names no sensor (no LSST_NUM, no '<sensor>_eotest_results' "
                 f"name) and the inputs hold {len(sensors)} sensors"
@@ -410,7 +432,7 @@ def ingest(
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     candidates, skipped, missing = find_inputs(inputs, exclude=exclude)
-    rows = [_row(text, status="rejected", reason=reason) for text, reason in missing]
+    rows = [_row(text, status=FileStatus.REJECTED, reason=reason) for text, reason in missing]
     for done, path in enumerate(candidates, 1):
         rows.append(classify_file(path))
         if progress:
@@ -429,6 +451,51 @@ def ingest(
     ).reset_index(drop=True)
     frame.attrs["skipped"] = len(skipped)
     return frame
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """The two files of one flat pair and what the pair is known by.
+
+    Attributes
+    ----------
+    pair : int
+        The pair's index within its sensor, in time order.
+    exptime, mjd : float
+        Exposure time (s) and MJD of the first flat.
+    file1, file2 : str
+        The two flats.
+    """
+
+    pair: int
+    exptime: float
+    mjd: float
+    file1: str
+    file2: str
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        """Both files, first flat first."""
+        return self.file1, self.file2
+
+
+def flat_pairs(manifest: pd.DataFrame, sensor: str) -> list[PairFiles]:
+    """The paired flats of one sensor of a manifest, in pair order."""
+    rows = manifest[(manifest["sensor"] == sensor) & (manifest["status"] == FileStatus.PAIRED)]
+    pairs = []
+    for number, group in rows.groupby("pair", sort=True):
+        group = group.sort_values("member")
+        first, second = group.iloc[0], group.iloc[1]
+        pairs.append(
+            PairFiles(
+                int(number),
+                float(first["exptime"]),
+                float(first["mjd"]),
+                first["path"],
+                second["path"],
+            )
+        )
+    return pairs
 
 
 def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -455,12 +522,12 @@ def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
                 "sensor": sensor,
                 "vendor": ",".join(vendors) or "-",
                 "flats": int((group["imgtype"] == "FLAT").sum()),
-                "pairs": int(group.loc[status == "paired", "pair"].nunique()),
-                "unpaired": int((status == "unpaired").sum()),
-                "biases": int((status == "bias").sum()),
-                "eotest": int((status == "eotest").sum()),
-                "ignored": int((status == "ignored").sum()),
-                "rejected": int((status == "rejected").sum()),
+                "pairs": int(group.loc[status == FileStatus.PAIRED, "pair"].nunique()),
+                "unpaired": int((status == FileStatus.UNPAIRED).sum()),
+                "biases": int((status == FileStatus.BIAS).sum()),
+                "eotest": int((status == FileStatus.EOTEST).sum()),
+                "ignored": int((status == FileStatus.IGNORED).sum()),
+                "rejected": int((status == FileStatus.REJECTED).sum()),
             }
         )
     columns = ["sensor", "vendor", "flats", "pairs", "unpaired", "biases", "eotest", "ignored"]

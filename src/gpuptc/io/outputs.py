@@ -18,26 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["INTERRUPTED", "OUTPUT_NAMES", "StagedOutputs", "read_outputs"]
+from gpuptc.schema import OUTPUT_NAMES, RUN_FILE, TABLE_FILES
 
-INTERRUPTED = "interrupted.json"
-"""Written when a run is interrupted: which sensors it finished; removed by the next run."""
-
-OUTPUT_NAMES: tuple[str, ...] = (
-    "manifest.parquet",
-    "pairs.parquet",
-    "covariances.parquet",
-    "ptc.parquet",
-    "fullcov.parquet",
-    "comparison.parquet",
-    "rejected.csv",
-    "run.json",
-    "eotest",
-    "report",
-    INTERRUPTED,
-)
-"""Everything a run replaces at the top of an output directory (``sensors/`` holds the
-per-sensor results that later runs reuse, and is managed by :mod:`gpuptc.distributed`)."""
+__all__ = ["StagedOutputs", "read_outputs"]
 
 _STAGING_PREFIX = ".gpuptc-staging-"
 _OLD_PREFIX = ".gpuptc-old-"
@@ -130,13 +113,11 @@ def read_outputs(out: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
         If the directory holds no finished run (no ``run.json``).
     """
     directory = Path(out)
-    if not (directory / "run.json").exists():
-        raise FileNotFoundError(f"{directory}: no finished gpuptc run here (no run.json)")
+    if not (directory / RUN_FILE).exists():
+        raise FileNotFoundError(f"{directory}: no finished gpuptc run here (no {RUN_FILE})")
     tables = {}
-    for name in OUTPUT_NAMES:
-        path = directory / name
-        if name.endswith(".parquet") and path.exists():
-            tables[name.removesuffix(".parquet")] = pd.read_parquet(path)
-        elif name.endswith(".csv") and path.exists():
-            tables[name.removesuffix(".csv")] = pd.read_csv(path)
+    for name, file in TABLE_FILES.items():
+        path = directory / file
+        if path.exists():
+            tables[name] = pd.read_parquet(path) if file.endswith(".parquet") else pd.read_csv(path)
     return tables

@@ -12,13 +12,14 @@ import gzip
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["STORAGES", "Storage", "atomic_path", "raw_suffix", "write_raw"]
+__all__ = ["STORAGES", "Storage", "atomic_path", "raw_suffix", "replace_folder", "write_raw"]
 
 Storage = Literal["int32", "rice", "uint16", "gzip"]
 STORAGES: tuple[str, ...] = ("int32", "rice", "uint16", "gzip")
@@ -55,6 +56,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def replace_folder(staging: Path, folder: Path) -> None:
+    """Put a completely written folder ``staging`` in the place of ``folder``.
+
+    The old folder is moved aside first and deleted last, so ``folder`` is at every
+    moment either the old complete one or the new complete one.
+    """
+    previous = folder.with_name(f"{folder.name}.old-{uuid.uuid4().hex[:8]}")
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _records(header: Mapping[str, Any]) -> list[dict[str, Any]]:

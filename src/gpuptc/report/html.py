@@ -13,6 +13,7 @@ import pandas as pd
 
 from gpuptc.io.outputs import read_outputs
 from gpuptc.report import figures
+from gpuptc.schema import REPORT_DIR, RUN_FILE, display_images_name
 
 __all__ = ["draw_report", "redraw_report"]
 
@@ -45,6 +46,65 @@ def _figure(path: Path | None, root: Path, caption: str) -> str:
     return f"<figure>{image}<figcaption>{text}</figcaption></figure>"
 
 
+def _sensor_section(
+    sensor: str, tables: Mapping[str, pd.DataFrame], root: Path, figs: Path
+) -> list[str]:
+    """The figures and the gain table of one sensor."""
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
+    images = root.parent / display_images_name(sensor)
+    drawn = [
+        (
+            figures.gains_by_method(tables["comparison"], sensor, figs),
+            "gain per amp, every method and EOTEST",
+        ),
+        *(
+            (path, path.stem.replace("_", " "))
+            for path in figures.ptc_grids(pairs, ptc, sensor, figs)
+        ),
+        (figures.gain_histograms(pairs, sensor, figs), "per-pair gain histograms"),
+        (figures.gain_vs_exptime(pairs, ptc, sensor, figs), "per-pair gain against exposure time"),
+        (
+            figures.covariance_figure(
+                pairs, tables["covariances"], tables["fullcov"], sensor, figs
+            ),
+            "covariances and a_ij",
+        ),
+        (figures.images_figure(images, sensor, figs), "assembled flat and difference image"),
+    ]
+    return [
+        f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
+        "<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary.reset_index(), 4),
+        *(_figure(path, root, caption) for path, caption in drawn),
+    ]
+
+
+def _numbers_section(
+    tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]
+) -> list[str]:
+    """Every number in tables, then the provenance."""
+    rejected = tables["rejected"]
+    return [
+        '<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(tables["ptc"]),
+        "<h3>Comparison with EOTEST</h3>" + _table(tables["comparison"]),
+        "<h3>Per-pair measurements</h3>" + _table(tables["pairs"].drop(columns=["file1", "file2"])),
+        f"<h3>Rejected ({len(rejected)})</h3>" + _table(rejected),
+        '<h2 id="provenance">Provenance</h2><pre>'
+        + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))
+        + "</pre>",
+    ]
+
+
+def _header(sensors: list[str], provenance: Mapping[str, Any]) -> list[str]:
+    facts = {k: html.escape(str(provenance.get(k))) for k in ("preset", "backend", "gpuptc")}
+    links = "".join(f'<a href="#{html.escape(s)}">{html.escape(s)}</a>' for s in sensors)
+    return [
+        f"<h1>gpuptc report</h1><p>{len(sensors)} sensor(s), preset <b>{facts['preset']}</b>, "
+        f"backend {facts['backend']}, gpuptc {facts['gpuptc']}.</p>",
+        f'<nav>{links}<a href="#numbers">numbers</a><a href="#provenance">provenance</a></nav>',
+    ]
+
+
 def draw_report(
     directory: str | os.PathLike[str],
     tables: Mapping[str, pd.DataFrame],
@@ -67,77 +127,18 @@ def draw_report(
         ``index.html``.
     """
     root = Path(directory)
-    (root / "figures").mkdir(parents=True, exist_ok=True)
     figs = root / "figures"
-    pairs, ptc = tables["pairs"], tables["ptc"]
-    covariances, fullcov = tables["covariances"], tables["fullcov"]
-    comparison, rejected = tables["comparison"], tables["rejected"]
-    sensors = sorted(ptc["sensor"].unique())
-    facts = {k: html.escape(str(provenance.get(k))) for k in ("preset", "backend", "gpuptc")}
-    body = [
-        f"<h1>gpuptc report</h1><p>{len(sensors)} sensor(s), preset <b>{facts['preset']}</b>, "
-        f"backend {facts['backend']}, gpuptc {facts['gpuptc']}.</p>"
-    ]
-    body.append(
-        "<nav>"
-        + "".join(f'<a href="#{html.escape(s)}">{html.escape(s)}</a>' for s in sensors)
-        + '<a href="#numbers">numbers</a><a href="#provenance">provenance</a></nav>'
-    )
-    focal = figures.focal_plane_map(ptc, figs)
+    figs.mkdir(parents=True, exist_ok=True)
+    sensors = sorted(tables["ptc"]["sensor"].unique())
+    body = _header(sensors, provenance)
+    focal = figures.focal_plane_map(tables["ptc"], figs)
     if focal is not None:
         body.append(
             "<h2>Focal plane</h2>" + _figure(focal, root, "gain, noise and turnoff per amp")
         )
     for sensor in sensors:
-        body.append(f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>')
-        summary = (
-            ptc[(ptc["sensor"] == sensor)]
-            .pivot(index="amp", columns="model", values="gain")
-            .reset_index()
-        )
-        body.append("<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary, 4))
-        body.append(
-            _figure(
-                figures.gains_by_method(comparison, sensor, figs),
-                root,
-                "gain per amp, every method and EOTEST",
-            )
-        )
-        for path in figures.ptc_grids(pairs, ptc, sensor, figs):
-            body.append(_figure(path, root, path.stem.replace("_", " ")))
-        body.append(
-            _figure(figures.gain_histograms(pairs, sensor, figs), root, "per-pair gain histograms")
-        )
-        body.append(
-            _figure(
-                figures.gain_vs_exptime(pairs, ptc, sensor, figs),
-                root,
-                "per-pair gain against exposure time",
-            )
-        )
-        body.append(
-            _figure(
-                figures.covariance_figure(pairs, covariances, fullcov, sensor, figs),
-                root,
-                "covariances and a_ij",
-            )
-        )
-        body.append(
-            _figure(
-                figures.images_figure(root / "data" / f"{sensor}_images.npz", sensor, figs),
-                root,
-                "assembled flat and difference image",
-            )
-        )
-    body.append('<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(ptc))
-    body.append("<h3>Comparison with EOTEST</h3>" + _table(comparison))
-    body.append("<h3>Per-pair measurements</h3>" + _table(pairs.drop(columns=["file1", "file2"])))
-    body.append(f"<h3>Rejected ({len(rejected)})</h3>" + _table(rejected))
-    body.append(
-        '<h2 id="provenance">Provenance</h2><pre>'
-        + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))
-        + "</pre>"
-    )
+        body.extend(_sensor_section(sensor, tables, root, figs))
+    body.extend(_numbers_section(tables, provenance))
     head = f'<meta charset="utf-8"><title>gpuptc report</title><style>{_STYLE}</style>'
     page = f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>'
     index = root / "index.html"
@@ -160,5 +161,5 @@ def redraw_report(out: str | os.PathLike[str]) -> Path:
     """
     directory = Path(out)
     tables = read_outputs(directory)
-    provenance = json.loads((directory / "run.json").read_text())
-    return draw_report(directory / "report", tables, provenance)
+    provenance = json.loads((directory / RUN_FILE).read_text())
+    return draw_report(directory / REPORT_DIR, tables, provenance)

@@ -2,15 +2,10 @@ import numpy as np
 import pytest
 
 from backends import host
-from gpuptc._xp import (
-    BackendError,
-    at_most,
-    clip_correction,
-    clipped_stats,
-    get_backend,
-    masked_quantiles,
-    median,
-)
+from gpuptc.backend import BackendError, get_backend
+from gpuptc.stats import clip_correction
+
+NUMPY = get_backend("numpy").kernels
 
 
 def _reference_clip(values, good, nsigma, niter):
@@ -37,8 +32,7 @@ def _sample(rng, shape=(3, 5, 2000)):
 def test_clipped_stats_match_plain_reference():
     rng = np.random.default_rng(0)
     values, good = _sample(rng)
-    xp = get_backend("numpy").xp
-    mean, var, count = clipped_stats(values, good, nsigma=5.5, niter=3, xp=xp)
+    mean, var, count = NUMPY.clipped_stats(values, good, nsigma=5.5, niter=3)
     for index in np.ndindex(values.shape[:-1]):
         ref_mean, ref_var, ref_n = _reference_clip(values[index], good[index], 5.5, 3)
         assert mean[index] == pytest.approx(ref_mean, rel=1e-12)
@@ -49,14 +43,11 @@ def test_clipped_stats_match_plain_reference():
 def test_clipped_stats_on_every_backend(backend):
     rng = np.random.default_rng(1)
     values, good = _sample(rng, (2, 3, 500))
-    xp = backend.xp
     for dtype, rtol in (("float64", 1e-10), ("float32", 1e-5)):
         x = backend.asarray(values.astype(dtype))
         g = backend.asarray(good)
-        mean, var, _ = clipped_stats(x, g, nsigma=5.5, niter=3, xp=xp)
-        ref_mean, ref_var, _ = clipped_stats(
-            values.astype(dtype), good, nsigma=5.5, niter=3, xp=get_backend("numpy").xp
-        )
+        mean, var, _ = backend.kernels.clipped_stats(x, g, nsigma=5.5, niter=3)
+        ref_mean, ref_var, _ = NUMPY.clipped_stats(values.astype(dtype), good, nsigma=5.5, niter=3)
         np.testing.assert_allclose(host(mean), ref_mean, rtol=rtol)
         np.testing.assert_allclose(host(var), ref_var, rtol=max(rtol, 1e-9))
 
@@ -65,8 +56,8 @@ def test_masked_quantiles_match_numpy(backend):
     rng = np.random.default_rng(2)
     values = rng.normal(size=(4, 101))
     good = rng.random((4, 101)) > 0.3
-    q = masked_quantiles(
-        backend.asarray(values), backend.asarray(good), (0.25, 0.5, 0.75), xp=backend.xp
+    q = backend.kernels.masked_quantiles(
+        backend.asarray(values), backend.asarray(good), (0.25, 0.5, 0.75)
     )
     for row in range(4):
         expected = np.quantile(values[row][good[row]], [0.25, 0.5, 0.75])
@@ -74,17 +65,14 @@ def test_masked_quantiles_match_numpy(backend):
 
 
 def test_empty_rows_give_nan():
-    xp = get_backend("numpy").xp
-    mean, var, _ = clipped_stats(
-        np.ones((2, 10)), np.zeros((2, 10), bool), nsigma=3, niter=3, xp=xp
-    )
+    mean, var, _ = NUMPY.clipped_stats(np.ones((2, 10)), np.zeros((2, 10), bool), nsigma=3, niter=3)
     assert np.isnan(mean).all() and np.isnan(var).all()
 
 
 def test_median_generic_path_matches_numpy(backend):
     values = np.random.default_rng(3).normal(size=(3, 8, 9))
     for axis in (-1, -2):
-        got = host(median(backend.asarray(values), axis=axis, xp=backend.xp))
+        got = host(backend.kernels.median(backend.asarray(values), axis=axis))
         np.testing.assert_allclose(got, np.median(values, axis=axis), rtol=1e-12)
 
 
@@ -122,5 +110,5 @@ def test_at_most_is_the_float64_comparison(backend):
     bound[1, 1] = np.inf
     expected = x.astype(np.float64) <= bound[..., None]
     for dtype in (np.float32, np.float64):
-        got = at_most(backend.asarray(x.astype(dtype)), backend.asarray(bound), xp=backend.xp)
+        got = backend.kernels.at_most(backend.asarray(x.astype(dtype)), backend.asarray(bound))
         np.testing.assert_array_equal(host(got), expected)

@@ -1,8 +1,8 @@
 """Fused CPU kernels (numba) for the pixel work on NumPy arrays.
 
-The array-API code (:mod:`gpuptc._xp`, :mod:`gpuptc.isr`, :mod:`gpuptc.stats`) is the
-reference and what every other backend runs; these kernels compute the same numbers in
-fewer passes over the pixels when numba is installed:
+The array-API kernels (:class:`gpuptc.kernels.ArrayApiKernels`) are the reference and
+what every other backend runs; these compute the same numbers in fewer passes over the
+pixels when numba is installed (:class:`gpuptc.kernels.FusedCpuKernels` calls them):
 
 - order statistics by histogram narrowing instead of ``np.partition`` of a filled copy: a
   histogram over a range taken from a strided sample, one pass gathering the few bins that
@@ -546,9 +546,10 @@ def clipped_moments(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """afw-style clipped mean, variance and kept count of each row, fused.
 
-    Same definition and arithmetic as :func:`gpuptc._xp.clipped_stats` (which it
-    serves on NumPy): median and IQR first pass, then mean and standard deviation
-    passes, inclusive tests, float32 offsets for float32 input, float64 sums.
+    Same definition and arithmetic as the reference
+    :meth:`gpuptc.kernels.ArrayApiKernels.clipped_stats`: median and IQR first pass, then
+    mean and standard deviation passes, inclusive tests, float32 offsets for float32 input,
+    float64 sums.
 
     Returns
     -------

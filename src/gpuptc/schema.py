@@ -1,0 +1,244 @@
+"""The output contract in one place: tables, their columns and types, statuses, files.
+
+Every module that builds, writes or reads a table takes its column names from here;
+statuses are the constants of :class:`FileStatus`, :class:`PairStatus` and
+:class:`FitStatus`; a rejection is made by :func:`rejected_row`; exit codes and output
+file names are defined once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "COVARIANCE_COLUMNS",
+    "DISPLAY_BIN",
+    "DISPLAY_KEYS",
+    "EOTEST_DIR",
+    "EXIT_FATAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_USAGE",
+    "FULLCOV_COLUMNS",
+    "INTERRUPTED",
+    "OUTPUT_NAMES",
+    "PAIR_COLUMNS",
+    "PTC_COLUMNS",
+    "REJECTED_COLUMNS",
+    "REJECTED_FILE",
+    "REPORT_DIR",
+    "RUN_FILE",
+    "SENSORS_DIR",
+    "STAT_NAMES",
+    "TABLE_FILES",
+    "FileStatus",
+    "FitStatus",
+    "PairStatus",
+    "display_images_name",
+    "rejected_frame",
+    "rejected_row",
+    "typed",
+    "words",
+]
+
+# -- exit codes -------------------------------------------------------------------------
+
+EXIT_OK = 0
+"""Success."""
+EXIT_FATAL = 1
+"""Nothing usable: nothing written."""
+EXIT_USAGE = 2
+"""A usage error (bad option, unavailable backend)."""
+EXIT_REJECTED = 3
+"""Results written, but some inputs, pairs or amps were rejected (``rejected.csv``)."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C."""
+
+# -- statuses ---------------------------------------------------------------------------
+
+
+class FileStatus:
+    """What ingest made of each input file (``manifest.status``)."""
+
+    PAIRED = "paired"
+    UNPAIRED = "unpaired"
+    BIAS = "bias"
+    EOTEST = "eotest"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+    ALL: tuple[str, ...] = (PAIRED, UNPAIRED, BIAS, EOTEST, IGNORED, REJECTED)
+    REJECTIONS: tuple[str, ...] = (REJECTED, UNPAIRED)
+    """Statuses listed in ``rejected.csv``."""
+
+
+class PairStatus:
+    """Whether one pair of one amplifier could be measured (``pairs.status``)."""
+
+    OK = "ok"
+    NO_GOOD_PIXELS = "no_good_pixels"
+    NOT_MEASURABLE = "not_measurable"
+    NONPOSITIVE_MEAN = "nonpositive_mean"
+    ZERO_VARIANCE = "zero_variance"
+    TOO_FEW_PIXELS_FOR_COVARIANCE = "too_few_pixels_for_covariance"
+    MEASURED: tuple[str, ...] = (OK, TOO_FEW_PIXELS_FOR_COVARIANCE)
+    """Statuses whose mean and variance are fitted."""
+
+
+class FitStatus:
+    """How one model's fit of one amplifier ended (``ptc.status``)."""
+
+    OK = "ok"
+    TOO_FEW_POINTS = "too_few_points"
+    NO_CONVERGENCE = "no_convergence"
+    BAD_INPUT = "bad_input"
+
+
+def words(status: str) -> str:
+    """A status as words for a reason (``zero_variance`` -> ``zero variance``)."""
+    return status.replace("_", " ")
+
+
+# -- tables -----------------------------------------------------------------------------
+
+STAT_NAMES: tuple[str, ...] = (
+    "mean1",
+    "mean2",
+    "mean",
+    "var",
+    "npix",
+    "rhl_gain",
+    "gain_corrected",
+    "read_noise_adu",
+    "cov_pixels",
+)
+"""Per pair and amp results of :func:`gpuptc.stats.pair_statistics` kept in ``pairs``."""
+
+PAIR_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "pair",
+    "amp",
+    "segment",
+    "exptime",
+    "mjd",
+    "file1",
+    "file2",
+    *STAT_NAMES[:-1],
+    "overscan_level",
+    "cov_pixels",
+    "pixels",
+    "used",
+    "status",
+)
+COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
+PTC_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "amp",
+    "segment",
+    "model",
+    "gain",
+    "gain_err",
+    "noise",
+    "noise_err",
+    "a00",
+    "a00_err",
+    "turnoff",
+    "n_used",
+    "chi2_dof",
+    "status",
+)
+FULLCOV_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "amp",
+    "model",
+    "i",
+    "j",
+    "a",
+    "a_err",
+    "b",
+    "b_err",
+    "noise",
+)
+COMPARISON_COLUMNS: tuple[str, ...] = ("sensor", "amp", "method", "gain", "eotest_gain", "ratio")
+REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "reason")
+
+_INTEGER_COLUMNS = frozenset({"pair", "amp", "npix", "cov_pixels", "pixels", "i", "j"})
+_TEXT_COLUMNS = frozenset({"sensor", "segment", "file1", "file2", "status"})
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``pairs`` or ``covariances`` with fixed column types, whatever the rows.
+
+    Counts are int64, ``used`` boolean, every other number float64.
+    """
+    types: dict[str, str] = {}
+    for column in frame.columns:
+        if column in _INTEGER_COLUMNS:
+            types[column] = "int64"
+        elif column == "used":
+            types[column] = "boolean"
+        elif column not in _TEXT_COLUMNS:
+            types[column] = "float64"
+    return frame.astype(types)
+
+
+def rejected_row(
+    reason: str,
+    *,
+    path: str | None = None,
+    sensor: str | None = None,
+    pair: Any = pd.NA,
+    amp: Any = pd.NA,
+) -> dict[str, Any]:
+    """One row of ``rejected.csv``: what was rejected (file, pair, amp) and why."""
+    return {"path": path, "sensor": sensor, "pair": pair, "amp": amp, "reason": reason}
+
+
+def rejected_frame(rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """A ``rejected`` table from :func:`rejected_row` rows (empty by default)."""
+    return pd.DataFrame(list(rows), columns=list(REJECTED_COLUMNS))
+
+
+# -- files ------------------------------------------------------------------------------
+
+INTERRUPTED = "interrupted.json"
+"""Written when a run is interrupted: which sensors it finished; removed by the next run."""
+RUN_FILE = "run.json"
+"""Provenance of a finished run."""
+REJECTED_FILE = "rejected.csv"
+TABLE_FILES: dict[str, str] = {
+    "manifest": "manifest.parquet",
+    "pairs": "pairs.parquet",
+    "covariances": "covariances.parquet",
+    "ptc": "ptc.parquet",
+    "fullcov": "fullcov.parquet",
+    "comparison": "comparison.parquet",
+    "rejected": REJECTED_FILE,
+}
+"""Each table of a run and the file it is written to."""
+EOTEST_DIR = "eotest"
+REPORT_DIR = "report"
+SENSORS_DIR = "sensors"
+OUTPUT_NAMES: tuple[str, ...] = (
+    *TABLE_FILES.values(),
+    RUN_FILE,
+    EOTEST_DIR,
+    REPORT_DIR,
+    INTERRUPTED,
+)
+"""Everything a run replaces at the top of an output directory (``sensors/`` holds the
+per-sensor results that later runs reuse)."""
+
+DISPLAY_BIN = 8
+"""Binning of the report's display images."""
+DISPLAY_KEYS: tuple[str, ...] = ("flat", "difference", "pair", "exptime", "bin")
+"""Arrays of a display-images file: binned flat and difference image, pair, EXPTIME, bin."""
+
+
+def display_images_name(sensor: str) -> str:
+    """Where a sensor's display images are kept, relative to the output directory."""
+    return f"{REPORT_DIR}/data/{sensor}_images.npz"
