@@ -43,6 +43,7 @@ import pandas as pd
 from gpuptc.io.eotest import write_eotest_results
 from gpuptc.io.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.io.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
+from gpuptc.ptc import eq16
 
 __all__ = [
     "SIZES",
@@ -212,13 +213,11 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
 
 
 def eq16_variance(signal: np.ndarray | float, a00: np.ndarray | float) -> np.ndarray:
-    """Astier eq. 16 pixel variance in electrons^2 for a mean signal in electrons."""
-    signal = np.asarray(signal, dtype=np.float64)
-    a00 = np.asarray(a00, dtype=np.float64)
-    x = 2.0 * a00 * signal
-    small = np.abs(x) < 1e-8
-    safe = np.where(small, 1.0, x)
-    return np.where(small, signal * (1.0 + a00 * signal), signal * np.expm1(safe) / safe)
+    """Astier eq. 16 pixel variance in electrons^2 for a mean signal in electrons.
+
+    :func:`gpuptc.ptc.eq16` with unit gain and no read noise.
+    """
+    return eq16(np.asarray(signal, dtype=np.float64), np.asarray(a00, dtype=np.float64), 1.0, 0.0)
 
 
 def sharing_fractions(signal: float, a00: float) -> tuple[float, float]:
