@@ -117,3 +117,70 @@ def direct_cov(d, w, dx, dy):
     if dx > 0 and dy > 0:
         c = 0.5 * (c + one(dx, -dy))
     return 0.5 * c
+
+
+def eq16(mu, a00, gain, n00):
+    """Astier et al. (2019) eq. 16, written out: C00 in ADU^2 at mean mu (ADU), n00 in e-^2."""
+    mu = np.asarray(mu, dtype=np.float64)
+    return np.expm1(2 * a00 * gain * mu) / (2 * a00 * gain**2) + n00 / gain**2
+
+
+def _mirrored(m):
+    """An r x r lag array [i, j >= 0] extended to lags -(r-1)..r-1 by a_ij = a_|i||j|."""
+    r = m.shape[0]
+    index = np.abs(np.arange(-r + 1, r))
+    return m[np.ix_(index, index)]
+
+
+def _convolve(x, y):
+    """(x * y)_ij for lags 0 <= i, j < r of two mirrored lag arrays, by explicit sums."""
+    r = x.shape[0]
+    big_x, big_y = _mirrored(x), _mirrored(y)
+    out = np.zeros((r, r))
+    for i in range(r):
+        for j in range(r):
+            total = 0.0
+            for k in range(-r + 1, r):
+                for m in range(-r + 1, r):
+                    u, v = i - k, j - m
+                    if abs(u) < r and abs(v) < r:
+                        total += big_x[k + r - 1, m + r - 1] * big_y[u + r - 1, v + r - 1]
+            out[i, j] = total
+    return out
+
+
+def eq20(mu, a, b, noise, gain):
+    """Astier et al. (2019) eq. 20, term by term: C_ij (ADU^2) for each mean mu (ADU).
+
+    C = mu/g delta + a mu^2 + 2/3 (a*a + ab) g mu^3 + (1/3 a*a*a + 5/6 a*ab) g^2 mu^4 + n/g^2,
+    with * the 2-D convolution over mirrored lags and ab the element-wise product.
+    """
+    ab = a * b
+    a2 = _convolve(a, a)
+    a3 = _convolve(a2, a)
+    a_ab = _convolve(a, ab)
+    out = []
+    for m in np.atleast_1d(np.asarray(mu, dtype=np.float64)):
+        c = (
+            a * m**2
+            + (2 / 3) * (a2 + ab) * gain * m**3
+            + (a3 / 3 + (5 / 6) * a_ab) * gain**2 * m**4
+        )
+        c = c + noise / gain**2
+        c[0, 0] += m / gain
+        out.append(c)
+    return np.array(out)
+
+
+def gain_full(c, mu, sigma):
+    """cp_pipe's FULL read-noise correction of the per-pixel gain.
+
+    c = <(I1 - I2)^2 / (I1 + I2)> (ADU), mu the pair's mean (ADU), sigma the read noise
+    (ADU): g = (mu + sqrt(mu^2 - 2 mu c + 2 sigma^2)) / (2 c mu - 2 sigma^2).
+    """
+    return (mu + np.sqrt(mu * mu - 2 * mu * c + 2 * sigma**2)) / (2 * c * mu - 2 * sigma**2)
+
+
+def gain_simple(c, mu, sigma):
+    """The first-order read-noise correction: 1/g = c - sigma^2 / mu."""
+    return 1 / (c - sigma**2 / mu)

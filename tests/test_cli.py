@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -115,3 +116,54 @@ def test_progress_lines_when_not_a_terminal():
     quiet = io.StringIO()
     Progress("pairs", 0, stream=quiet, enabled=False)(1, 1)
     assert quiet.getvalue() == ""
+
+
+def test_simulate_storage_and_no_brighter_fatter(tmp_path):
+    import fitsio
+
+    directory = tmp_path / "sim"
+    arguments = ["--size", "small", "--pairs", "2", "--biases", "1", "--seed", "3", "-q"]
+    assert main(["simulate", str(directory), "--storage", "uint16", "--no-bf", *arguments]) == 0
+    truth = pd.read_parquet(next(directory.glob("*_truth.parquet")))
+    assert (truth.a00 == 0).all()
+    flat = sorted(directory.glob("MC_C_*.fits"))[-1]
+    with fitsio.FITS(str(flat)) as f:
+        header = f[1].read_header()
+        assert header["BITPIX"] == 16 and header["BZERO"] == 32768
+    assert main(["simulate", str(tmp_path / "gz"), "--storage", "gzip", *arguments]) == 0
+    assert sorted((tmp_path / "gz").glob("MC_C_*.fits.gz"))
+
+
+def test_run_with_sensors_eotest_and_bias_options(small_e2v, small_itl, tmp_path):
+    """--sensors keeps one sensor; --eotest names a results file that is not among the
+    inputs; --bias gives the master bias of the seed preset instead of bias frames."""
+    from gpuptc.masterbias import make_master_bias, write_master_bias
+
+    run = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl", "-q"]
+    both = tmp_path / "both"
+    args = [str(small_e2v.directory), str(small_itl.directory), "--out", str(both)]
+    assert main(["run", *args, "--sensors", small_itl.sensor, *run]) == 0
+    assert set(pd.read_parquet(both / "ptc.parquet").sensor) == {small_itl.sensor}
+
+    flats = [str(p) for p in small_e2v.flats]
+    alone = tmp_path / "alone"
+    assert main(["run", *flats, "--out", str(alone), *run]) == 0
+    assert pd.read_parquet(alone / "comparison.parquet").eotest_gain.isna().all()
+    named = tmp_path / "named"
+    eotest = ["--eotest", str(small_e2v.eotest_path)]
+    assert main(["run", *flats, "--out", str(named), *eotest, *run]) == 0
+    assert pd.read_parquet(named / "comparison.parquet").eotest_gain.notna().all()
+
+    with_frames = tmp_path / "frames"
+    inputs = [str(small_e2v.directory), "--preset", "seed"]
+    assert main(["run", *inputs, "--out", str(with_frames), *run]) == 0
+    bias = write_master_bias(tmp_path / "bias.fits", make_master_bias(small_e2v.biases))
+    given = tmp_path / "given"
+    seed = ["--preset", "seed", "--bias", str(bias)]
+    assert main(["run", *flats, "--out", str(given), *seed, *run]) == 0
+    a = pd.read_parquet(with_frames / "pairs.parquet")["mean"]
+    b = pd.read_parquet(given / "pairs.parquet")["mean"]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    unbiased = tmp_path / "unbiased"
+    assert main(["run", *flats, "--out", str(unbiased), "--preset", "seed", *run]) == 0
+    assert (pd.read_parquet(unbiased / "pairs.parquet")["mean"] - a).abs().min() > 0.01

@@ -34,6 +34,10 @@ def test_comparison_table(small_e2v, results):
     np.testing.assert_allclose(by_path.eotest_gain, comparison.eotest_gain)
     alone = gpuptc.compare(ptc)
     assert alone.eotest_gain.isna().all() and alone.gain.notna().all()
+    by_mapping = gpuptc.compare(ptc, {small_e2v.sensor: small_e2v.eotest_path})
+    np.testing.assert_allclose(by_mapping.eotest_gain, comparison.eotest_gain)
+    elsewhere = gpuptc.compare(ptc, {"OTHER-SENSOR": small_e2v.eotest_path})
+    assert elsewhere.eotest_gain.isna().all()
 
 
 def test_eotest_files_written_and_read_back(small_e2v, results, tmp_path):

@@ -119,19 +119,43 @@ def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monk
     assert pd.read_parquet(out / "ptc.parquet").sensor.nunique() == 2
 
 
+_PAUSE_AFTER_FIRST_SENSOR = """
+import pathlib, sys, time
+import gpuptc.distributed as distributed
+from gpuptc.cli import main
+save = distributed.SensorStore.save
+def save_then_wait(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    pathlib.Path(sys.argv[1]).write_text("one sensor stored")
+    time.sleep(600)
+distributed.SensorStore.save = save_then_wait
+sys.exit(main(sys.argv[2:]))
+"""
+"""``python -c`` program: ``gpuptc`` that stops, mid-run, once its first sensor is stored
+(a barrier: the test interrupts it there for certain, whatever the machine's speed)."""
+
+
+def _paused_run(arguments, marker, **options):
+    command = [sys.executable, "-c", _PAUSE_AFTER_FIRST_SENSOR, str(marker), *arguments]
+    process = subprocess.Popen(command, **options)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.poll() is None, "the run ended before storing a sensor"
+        assert time.monotonic() < deadline, "no sensor stored within 120 s"
+        time.sleep(0.02)
+    return process
+
+
 def test_kill_minus_nine_then_resume(three_sensors, serial, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gpuptc", "run", str(three_sensors), "--out", str(out), *RUN]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if list((out / "sensors").glob("*/done.json")) if (out / "sensors").exists() else []:
-            break
-        time.sleep(0.05)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (out / "run.json").exists() or process.returncode == 0
+    arguments = ["run", str(three_sensors), "--out", str(out), *RUN]
+    process = _paused_run(
+        arguments, tmp_path / "stored", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (out / "run.json").exists()
+    assert len(list((out / "sensors").glob("*/done.json"))) == 1
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     _same(_tables(serial), _tables(out))
     assert not list(out.glob(".gpuptc-*")) and not list((out / "sensors").glob(".*"))
@@ -158,30 +182,22 @@ def _reader_processes_of(pid):
 def test_ctrl_c_with_reader_processes(three_sensors, serial, tmp_path):
     """SIGINT to the terminal's process group: exit 130, no traceback, nothing left over."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gpuptc", "run", str(three_sensors), "--out", str(out), *RUN]
-    environment = dict(os.environ, GPUPTC_READERS="2")
-    process = subprocess.Popen(
-        command,
+    process = _paused_run(
+        ["run", str(three_sensors), "--out", str(out), *RUN],
+        tmp_path / "stored",
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        env=environment,
+        env=dict(os.environ, GPUPTC_READERS="2"),
     )
-    readers = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        readers = readers or _reader_processes_of(process.pid)
-        if readers and list(out.glob("sensors/*/done.json")):
-            os.killpg(process.pid, signal.SIGINT)
-            break
-        time.sleep(0.02)
+    readers = _reader_processes_of(process.pid)
+    os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert readers, "the run read in threads, not in reader processes"
-    assert process.returncode in (0, 130), output
+    assert process.returncode == 130, output
     assert "Traceback" not in output
-    if process.returncode == 130:
-        assert "Interrupted" in output and (out / "interrupted.json").exists()
+    assert "Interrupted" in output and (out / "interrupted.json").exists()
     for pid in readers:
         assert (
             not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2]
@@ -191,35 +207,57 @@ def test_ctrl_c_with_reader_processes(three_sensors, serial, tmp_path):
     _same(_tables(serial), _tables(out))
 
 
+def _hold_sensors_until_released(directory):
+    """Run on each worker: each sensor task says it started, then waits for ``release``."""
+    import pathlib
+
+    import gpuptc.distributed as distributed
+
+    process_sensor = distributed.process_sensor
+
+    def held(task, *args, **kwargs):
+        root = pathlib.Path(directory)
+        (root / f"started-{os.getpid()}").write_text(task.sensor)
+        deadline = time.monotonic() + 120
+        while not (root / "release").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return process_sensor(task, *args, **kwargs)
+
+    distributed.process_sensor = held
+
+
 def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
+    """A worker is killed while it is inside a sensor task (a barrier holds the task until
+    the kill); the sensor is retried elsewhere and the results are those of a serial run."""
     import threading
 
     from distributed import Client, LocalCluster
 
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     killed = []
     with (
         LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
+        client.run(_hold_sensors_until_released, str(barrier))
 
         def kill_a_busy_worker():
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                busy = [address for address, keys in client.processing().items() if keys]
-                if busy:
-                    try:
-                        client.run(os._exit, 1, workers=[busy[0]], wait=False)
-                    except Exception:
-                        pass
-                    killed.append(busy[0])
-                    return
+            deadline = time.monotonic() + 120
+            while not list(barrier.glob("started-*")) and time.monotonic() < deadline:
                 time.sleep(0.01)
+            started = sorted(barrier.glob("started-*"))
+            if started:
+                pid = int(started[0].name.split("-")[1])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            (barrier / "release").write_text("go")
 
         killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
         killer.start()
         result = _run_on(client, three_sensors, tmp_path / "out")
         killer.join()
-    assert killed, "no worker was busy to be killed"
+    assert killed, "no sensor task started"
     assert result.exit_code == 0
     _same(_tables(serial), _tables(tmp_path / "out"))
 

@@ -74,6 +74,40 @@ def test_skipped_columns_keep_a_cti_trail_out():
     assert naive.images.mean() == pytest.approx(-300.0 / 12)
 
 
+@pytest.mark.parametrize("skip", [(3, 3), (5, 2), (1, 4)])
+def test_every_skipped_overscan_column_and_row_counts(skip):
+    """A CTI trail in exactly the first ``skip[0]`` serial-overscan columns and a glitch in
+    the last ``skip[1]``, and the same in the parallel overscan rows: skipping exactly
+    those leaves nothing; skipping one fewer at either end leaves its trace."""
+    geometry = _geometry(naxis1=48, naxis2=70, datasec="[3:28,1:50]")
+    raw = _frame(geometry, np.random.default_rng(0), slope=0.0)
+    serial = geometry.amps[0].serial_overscan
+    parallel = geometry.amps[0].parallel_overscan
+    lead, trail = skip
+    raw[..., serial.x0 : serial.x0 + lead] += 400.0 * 0.5 ** np.arange(lead)
+    raw[..., serial.x1 - trail : serial.x1] -= 250.0
+    columns = slice(parallel.x0, parallel.x1)
+    raw[..., parallel.y0 : parallel.y0 + lead, columns] += 300.0
+    raw[..., parallel.y1 - trail : parallel.y1, columns] -= 150.0
+    numpy = get_backend("numpy")
+
+    def corrected(serial_skip, parallel_skip=None):
+        config = IsrConfig(
+            serial_overscan="MEAN_PER_ROW",
+            serial_skip=serial_skip,
+            parallel_overscan="NONE" if parallel_skip is None else "MEAN_PER_ROW",
+            parallel_skip=parallel_skip or (0, 0),
+            dtype="float64",
+        )
+        return run_isr(raw, isr_regions(geometry), config, backend=numpy).images
+
+    np.testing.assert_allclose(corrected(skip), 0.0, atol=1e-9)
+    np.testing.assert_allclose(corrected(skip, skip), 0.0, atol=1e-9)
+    for fewer in ((lead - 1, trail), (lead, trail - 1)):
+        assert np.abs(corrected(fewer)).max() > 1.0, ("serial", fewer)
+        assert np.abs(corrected(skip, fewer)).max() > 1.0, ("parallel", fewer)
+
+
 def test_parallel_overscan_removes_a_column_pattern():
     geometry = _geometry()
     raw = _frame(geometry, np.random.default_rng(0), slope=0.0)

@@ -224,3 +224,74 @@ def test_rejected_pair_listed(small_e2v, manifest, tmp_path):
     assert list(rejected.pair) == [1] and "broken.fits" in rejected.path.iloc[0]
     assert 1 not in set(pairs.pair)
     assert isinstance(rejected, pd.DataFrame)
+
+
+@pytest.mark.parametrize("correction", ["FULL", "SIMPLE", "NONE"])
+def test_read_noise_corrections_of_the_per_pair_gain(manifest, correction):
+    """gain_corrected from the per-pixel ratio c = 1 / rhl_gain, the pair's mean and its
+    read noise, by cp_pipe's formulas written out in tests/reference.py."""
+    pairs, _ = measure(manifest, backend="numpy", cov_size=0, extract__gain_correction=correction)
+    c = 1 / pairs["rhl_gain"].to_numpy()
+    mu, sigma = pairs["mean"].to_numpy(), pairs["read_noise_adu"].to_numpy()
+    expected = {
+        "FULL": reference.gain_full(c, mu, sigma),
+        "SIMPLE": reference.gain_simple(c, mu, sigma),
+        "NONE": 1 / c,
+    }[correction]
+    np.testing.assert_allclose(pairs["gain_corrected"], expected, rtol=1e-12)
+    if correction != "NONE":  # read noise matters at low flux: the correction raises the gain
+        low = pairs[pairs.pair == 0]
+        assert (low["gain_corrected"] > low["rhl_gain"]).all()
+
+
+def test_an_unreadable_pair_mid_batch_leaves_the_others_unchanged(small_e2v, copy_of):
+    """Pair 1 of a batch of 4 cannot be used; pairs 2 and 3 move up in the batch buffer
+    and must come out exactly as in a run where pair 1 is fine."""
+    import fitsio
+
+    directory = copy_of(small_e2v)
+    victim = directory / small_e2v.flats[3].name  # second flat of pair 1
+    with fitsio.FITS(str(victim), "rw") as f:
+        for i in range(1, 17):
+            f[i].write_key("DATASEC", "[11:70,1:90]")
+    options = {"backend": "numpy", "batch_pairs": 4, "cov_size": 3}
+    damaged, damaged_covs = measure(gpuptc.ingest([directory]), **options)
+    clean, clean_covs = measure(gpuptc.ingest([small_e2v.directory]), **options)
+    assert sorted(damaged.pair.unique()) == [0, 2, 3, 4, 5, 6, 7]
+    assert list(damaged.attrs["rejected"].pair) == [1]
+    kept = clean[clean.pair != 1].reset_index(drop=True)
+    columns = [c for c in PAIR_COLUMNS if c not in ("file1", "file2")]
+    pd.testing.assert_frame_equal(damaged[columns].reset_index(drop=True), kept[columns])
+    pd.testing.assert_frame_equal(
+        damaged_covs.reset_index(drop=True),
+        clean_covs[clean_covs.pair != 1].reset_index(drop=True),
+    )
+
+
+def test_file1_is_the_first_flat_of_each_pair(manifest):
+    pairs, _ = measure(manifest, backend="numpy", cov_size=0)
+    member = manifest.set_index("path")["member"]
+    assert (pairs.file1.map(member) == 1).all() and (pairs.file2.map(member) == 2).all()
+    mjd = manifest.set_index("path")["mjd"]
+    assert (pairs.file1.map(mjd) < pairs.file2.map(mjd)).all()
+    assert (pairs["mjd"] == pairs.file1.map(mjd)).all()
+
+
+def test_master_bias_given_three_ways(small_e2v, manifest, tmp_path):
+    """The seed preset subtracts a master bias: built from the manifest by default, or given
+    as a MasterBias, as a file, or as a mapping sensor -> MasterBias; all the same numbers.
+    Without bias frames and without a given bias, none is subtracted (and the means rise)."""
+    from gpuptc.masterbias import write_master_bias
+
+    options = {"preset": "seed", "backend": "numpy", "cov_size": 0}
+    default, _ = measure(manifest, **options)
+    master = make_master_bias(small_e2v.biases)
+    path = write_master_bias(tmp_path / "bias.fits", master)
+    flats_only = manifest[manifest.status == "paired"]
+    for given in (master, str(path), {small_e2v.sensor: master}):
+        pairs, _ = measure(flats_only, bias=given, **options)
+        np.testing.assert_allclose(pairs["mean"], default["mean"], rtol=1e-6)
+    unbiased, _ = measure(flats_only, **options)
+    rows, cols = master.geometry.imaging.slices
+    level = master.pixels[:, rows, cols].astype(np.float64).mean()
+    assert (unbiased["mean"] - default["mean"]).mean() == pytest.approx(level, rel=1e-3)
