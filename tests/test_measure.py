@@ -295,3 +295,22 @@ def test_master_bias_given_three_ways(small_e2v, manifest, tmp_path):
     rows, cols = master.geometry.imaging.slices
     level = master.pixels[:, rows, cols].astype(np.float64).mean()
     assert (unbiased["mean"] - default["mean"]).mean() == pytest.approx(level, rel=1e-3)
+
+
+def test_eotest_variance_leaves_out_what_the_mad_cut_removes(small_e2v):
+    """A cosmic ray in one flat: EOTEST's variance is that of the pixels its MAD cut keeps
+    (the reference's), and far from the variance of every pixel."""
+    raw, geometry = _stack(small_e2v, [3])
+    box = geometry.imaging
+    damaged = raw.copy()
+    damaged[0, 0, 4, 40:42, box.x0 + 5 : box.x0 + 7] += 30000
+    config = get_preset("eotest", cov_size=0, isr__dtype="float64")
+    stats = pair_statistics(
+        *_isr(damaged, geometry, config, None), config.extract, backend=get_backend("numpy")
+    )
+    datasec = (box.y0, box.y1, box.x0, box.x1)
+    images = [reference.isr_amp(damaged[0, k, 4], datasec, "eotest") for k in range(2)]
+    ref = reference.pair_amp(*images, preset="eotest")
+    assert stats.var[0, 4] == pytest.approx(ref["var"], rel=1e-9)
+    assert ref["npix"] <= images[0].size - 4
+    assert np.var(ref["d"]) / 2 > 1.5 * ref["var"]

@@ -164,11 +164,15 @@ def get_backend(
         cupy = _cupy_with_gpu()
         chosen = Backend("cupy", _wrapped(cupy.empty(0))) if cupy else None
         chosen = chosen or Backend("numpy", _wrapped(np.empty(0)))
-        log.info("array backend: %s (auto)", chosen.name)
+        log.debug("array backend: %s (auto)", chosen.name)
         return chosen
     if name == "numpy":
         xp = _wrapped(np.empty(0))
-        return Backend("numpy", xp, device, kernels_for("numpy", xp, fused=fused))
+        try:
+            kernels = kernels_for("numpy", xp, fused=fused)
+        except ValueError as exc:
+            raise BackendError(str(exc)) from exc
+        return Backend("numpy", xp, device, kernels)
     if name == "cupy":
         cupy = _cupy_with_gpu()
         if cupy is None:

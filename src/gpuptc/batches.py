@@ -20,7 +20,7 @@ from gpuptc.backend import Backend
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.manifest import PairFiles
 from gpuptc.io.readers import FileReaders, is_compressed, reader_processes
-from gpuptc.schema import rejected_row
+from gpuptc.schema import Stage, rejected_row
 
 __all__ = ["Batch", "read_batches"]
 
@@ -76,7 +76,9 @@ def _read_batch(
                 problem = (path, reason)
         if problem is not None:
             rejected.append(
-                rejected_row(problem[1], path=problem[0], sensor=sensor, pair=pair.pair)
+                rejected_row(
+                    problem[1], stage=Stage.READ, path=problem[0], sensor=sensor, pair=pair.pair
+                )
             )
             continue
         if len(kept) != slot:

@@ -251,7 +251,9 @@ def _print_run(result: RunResult, *, verbose: bool) -> None:
             print(f"  {where}: {row.reason}")
         if len(rejected) > 20 and not verbose:
             print(f"  ... {len(rejected) - 20} more (-v lists all)")
-    print(f"Outputs: {result.out} (tables, rejected.csv, eotest/, report/index.html)")
+    written = ["tables", "rejected.csv"]
+    written += [name for name in ("eotest/", "report/index.html") if (result.out / name).exists()]
+    print(f"Outputs: {result.out} ({', '.join(written)})")
 
 
 def _sensor_progress(enabled: bool):
@@ -356,7 +358,9 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--biases", type=int, default=5, help="bias frames (default 5)")
     parser.add_argument("--no-bf", action="store_true", help="no brighter-fatter effect")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    parser.add_argument(
+        "--workers", type=_positive, default=None, help="processes (default: cores)"
+    )
 
 
 def _add_ingest(sub: Any) -> None:
@@ -388,10 +392,24 @@ def _add_simulate(sub: Any) -> None:
     _add_simulation_arguments(simulate)
 
 
+def _positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def _add_run_scale(run: argparse.ArgumentParser) -> None:
     scale = run.add_mutually_exclusive_group()
     scale.add_argument(
-        "--workers", type=int, default=None, help="local Dask cluster of N worker processes"
+        "--workers",
+        type=_positive,
+        default=None,
+        help="local Dask cluster of N worker processes",
     )
     scale.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler")
     scale.add_argument(
@@ -484,7 +502,7 @@ def _add_demo(sub: Any) -> None:
     )
     demo.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    demo.add_argument("--workers", type=_positive, default=None, help="processes (default: cores)")
     demo.add_argument(
         "--preset", default="cp_pipe", choices=list(PRESETS), help="preset (default cp_pipe)"
     )
@@ -529,8 +547,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s: %(message)s"
     )
+    from gpuptc.backend import BackendError
+
     try:
         return int(args.func(args))
+    except BackendError as exc:
+        print(f"gpuptc {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (OSError, ValueError) as exc:
         if args.verbose:
             raise

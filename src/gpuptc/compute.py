@@ -9,6 +9,7 @@ same ISR and flux-matched difference.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from gpuptc.io.raw import read_raw
 from gpuptc.isr import IsrResult, SegmentRegions, run_isr
 from gpuptc.schema import DISPLAY_BIN, STAT_NAMES
 from gpuptc.stats import PairStatistics, pair_statistics
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BatchResult",
@@ -108,6 +111,43 @@ def _measure_amps(
     return BatchResult(values, cov, cov_npix)
 
 
+def _failed_amp(pairs: int, cov_size: int) -> BatchResult:
+    """The numbers of an amplifier whose measurement raised: NaN, ``npix`` -1 (its status)."""
+    values = {name: np.full((pairs, 1), np.nan) for name in (*STAT_NAMES, "overscan_level")}
+    values["npix"] = np.full((pairs, 1), -1.0)
+    values["cov_pixels"] = np.zeros((pairs, 1))
+    cov = np.full((pairs, 1, cov_size, cov_size), np.nan) if cov_size else None
+    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov))
+
+
+def _isolated(
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
+) -> BatchResult:
+    """:func:`_measure_amps`; where it raises, each amplifier alone.
+
+    One bad amplifier then costs only itself: its rows get the ``measure_failed`` status.
+    """
+    try:
+        return _measure_amps(raw, geometry, preset, backend, bias)
+    except Exception as exc:
+        if geometry.namps == 1:
+            amp = geometry.amps[0]
+            log.warning("%s: measurement failed: %s: %s", amp.segment, type(exc).__name__, exc)
+            log.debug("%s", amp.segment, exc_info=True)
+            return _failed_amp(raw.shape[0], preset.extract.cov_size)
+    parts = [
+        _isolated(
+            raw[:, :, a : a + 1],
+            SensorGeometry(geometry.amps[a : a + 1], geometry.vendor),
+            preset,
+            backend,
+            None if bias is None else bias[a : a + 1],
+        )
+        for a in range(geometry.namps)
+    ]
+    return BatchResult.joined(parts)
+
+
 def _threads() -> int:
     return whole_number("GPUPTC_THREADS", os.cpu_count() or 1, minimum=1)
 
@@ -122,14 +162,14 @@ def measure_batch(
     """
     threads = min(_threads(), geometry.namps)
     if not backend.threads_over_amps or threads == 1:
-        return _measure_amps(raw, geometry, preset, backend, bias)
+        return _isolated(raw, geometry, preset, backend, bias)
     groups = [g for g in np.array_split(np.arange(geometry.namps), threads) if len(g)]
 
     def work(group: np.ndarray) -> BatchResult:
         first, last = int(group[0]), int(group[-1]) + 1
         subset = SensorGeometry(geometry.amps[first:last], geometry.vendor)
         sub_bias = None if bias is None else bias[first:last]
-        return _measure_amps(raw[:, :, first:last], subset, preset, backend, sub_bias)
+        return _isolated(raw[:, :, first:last], subset, preset, backend, sub_bias)
 
     with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="gpuptc-amps") as pool:
         return BatchResult.joined(list(pool.map(work, groups)))

@@ -35,10 +35,12 @@ from gpuptc.io.raw import RawReadError
 from gpuptc.io.writer import replace_folder
 from gpuptc.pipeline import measure
 from gpuptc.schema import (
+    SCHEMA_VERSION,
     SENSORS_DIR,
     FileStatus,
     FitStatus,
     PairStatus,
+    Stage,
     rejected_frame,
     rejected_row,
     words,
@@ -96,6 +98,7 @@ class SensorTask:
             except OSError:
                 files.append([path, None, None])
         document = {
+            "schema": SCHEMA_VERSION,
             "configuration": dataclasses.asdict(self.preset),
             "backend": self.backend,
             "models": list(self.models),
@@ -112,6 +115,7 @@ def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
     rows = [
         rejected_row(
             f"pair not measurable: {words(row.status)}",
+            stage=Stage.MEASURE,
             path=row.file1,
             sensor=row.sensor,
             pair=row.pair,
@@ -121,7 +125,9 @@ def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
     ]
     failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != FitStatus.OK)]
     rows.extend(
-        rejected_row(f"PTC fit failed: {words(row.status)}", sensor=row.sensor, amp=row.amp)
+        rejected_row(
+            f"PTC fit failed: {words(row.status)}", stage=Stage.FIT, sensor=row.sensor, amp=row.amp
+        )
         for row in failed.itertuples()
     )
     return rejected_frame(rows)
@@ -268,7 +274,9 @@ class SensorStore:
 def _failure(task: SensorTask, exc: BaseException) -> SensorResult:
     log.error("sensor %s failed:\n%s", task.sensor, "".join(traceback.format_exception(exc)))
     reason = f"sensor failed: {type(exc).__name__}: {exc}"
-    return {"rejected": rejected_frame([rejected_row(reason, sensor=task.sensor)])}
+    return {
+        "rejected": rejected_frame([rejected_row(reason, stage=Stage.SENSOR, sensor=task.sensor)])
+    }
 
 
 class _Bookkeeper:

@@ -42,6 +42,7 @@ from gpuptc.schema import (
     RUN_FILE,
     TABLE_FILES,
     FileStatus,
+    Stage,
     display_images_name,
     rejected_frame,
 )
@@ -68,10 +69,9 @@ class RunResult:
 
 def _manifest_rejections(manifest: pd.DataFrame) -> pd.DataFrame:
     bad = manifest[manifest["status"].isin(FileStatus.REJECTIONS)]
-    return pd.DataFrame(
-        {"path": bad["path"], "sensor": bad["sensor"], "pair": pd.NA, "amp": pd.NA},
-        columns=list(REJECTED_COLUMNS),
-    ).assign(reason=bad["reason"])
+    frame = {"path": bad["path"], "sensor": bad["sensor"], "pair": pd.NA, "amp": pd.NA}
+    frame["stage"] = Stage.INGEST
+    return pd.DataFrame(frame, columns=list(REJECTED_COLUMNS)).assign(reason=bad["reason"])
 
 
 def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -229,10 +229,11 @@ def run(
         pairs or amps rejected (``rejected.csv``), 1 nothing usable (nothing written).
     """
     started = time.monotonic()
+    chosen = get_backend(backend)  # an unavailable backend fails here, before anything is written
+    log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    job = _Job(
-        get_preset(preset, **overrides), backend, [*items, *eotest], out, models or MODELS, bias
-    )
+    config = get_preset(preset, **overrides)
+    job = _Job(config, backend, chosen.name, [*items, *eotest], out, models or MODELS, bias)
     execution = dict(
         client=client, workers=workers, scheduler=scheduler, force=force, progress=progress
     )
@@ -256,6 +257,9 @@ class _Job:
 
     config: Preset
     backend: str
+    """As asked (``auto`` is resolved by each worker)."""
+    resolved: str
+    """What ``backend`` is in this process."""
     inputs: list[Any]
     out: Any
     models: Sequence[str]
@@ -271,7 +275,6 @@ def _stages(
     started: float,
 ) -> tuple[int, dict[str, pd.DataFrame]]:
     """Select, make tasks, execute, collect, write: the exit code and the tables."""
-    chosen = get_backend(job.backend)
     selection = _select(job.inputs, job.out, sensors)
     tasks = _tasks(selection, job.config, job.backend, job.models, job.bias)
     results = execute(tasks, job.out, **execution) if tasks else {}
@@ -281,7 +284,7 @@ def _stages(
         rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
         return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
-    provenance = _provenance(job.config, chosen.name, job.inputs, tables, exit_code, started)
+    provenance = _provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
     _write(staged, tables, results if report else None, provenance)
     return exit_code, tables
 

@@ -30,6 +30,7 @@ from gpuptc.schema import (
     PAIR_COLUMNS,
     FileStatus,
     PairStatus,
+    Stage,
     rejected_frame,
     rejected_row,
     typed,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 
 def _status(mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool) -> str:
+    if npix < 0:
+        return PairStatus.MEASURE_FAILED
     if npix == 0:
         return PairStatus.NO_GOOD_PIXELS
     if not np.isfinite(mean) or not np.isfinite(var):
@@ -154,7 +157,8 @@ def measure_sensor(
     geometry = _first_geometry(pairs)
     if geometry is None:
         rejected = [
-            rejected_row("unreadable", path=p.file1, sensor=sensor, pair=p.pair) for p in pairs
+            rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
+            for p in pairs
         ]
         empty = _empty_tables()
         return empty[0], empty[1], rejected_frame(rejected)

@@ -33,12 +33,14 @@ __all__ = [
     "REJECTED_FILE",
     "REPORT_DIR",
     "RUN_FILE",
+    "SCHEMA_VERSION",
     "SENSORS_DIR",
     "STAT_NAMES",
     "TABLE_FILES",
     "FileStatus",
     "FitStatus",
     "PairStatus",
+    "Stage",
     "display_images_name",
     "rejected_frame",
     "rejected_row",
@@ -58,6 +60,9 @@ EXIT_REJECTED = 3
 """Results written, but some inputs, pairs or amps were rejected (``rejected.csv``)."""
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C."""
+
+SCHEMA_VERSION = 2
+"""Version of the tables' layout; stored per-sensor results of another version are redone."""
 
 # -- statuses ---------------------------------------------------------------------------
 
@@ -84,6 +89,7 @@ class PairStatus:
     NOT_MEASURABLE = "not_measurable"
     NONPOSITIVE_MEAN = "nonpositive_mean"
     ZERO_VARIANCE = "zero_variance"
+    MEASURE_FAILED = "measure_failed"
     TOO_FEW_PIXELS_FOR_COVARIANCE = "too_few_pixels_for_covariance"
     MEASURED: tuple[str, ...] = (OK, TOO_FEW_PIXELS_FOR_COVARIANCE)
     """Statuses whose mean and variance are fitted."""
@@ -96,6 +102,23 @@ class FitStatus:
     TOO_FEW_POINTS = "too_few_points"
     NO_CONVERGENCE = "no_convergence"
     BAD_INPUT = "bad_input"
+    FAILED = "failed"
+    """The fit raised an error (logged with the amplifier and model)."""
+
+
+class Stage:
+    """Where in the job something was rejected (``rejected.stage``)."""
+
+    INGEST = "ingest"
+    """The file itself: unreadable, inconsistent, unpaired, a duplicate."""
+    READ = "read"
+    """A pair's pixels could not be read into its batch."""
+    MEASURE = "measure"
+    """One amplifier of one pair could not be measured."""
+    FIT = "fit"
+    """An amplifier's PTC could not be fitted."""
+    SENSOR = "sensor"
+    """The whole sensor failed (the log holds the traceback)."""
 
 
 def words(status: str) -> str:
@@ -164,7 +187,7 @@ FULLCOV_COLUMNS: tuple[str, ...] = (
     "noise",
 )
 COMPARISON_COLUMNS: tuple[str, ...] = ("sensor", "amp", "method", "gain", "eotest_gain", "ratio")
-REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "reason")
+REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "stage", "reason")
 
 _INTEGER_COLUMNS = frozenset({"pair", "amp", "npix", "cov_pixels", "pixels", "i", "j"})
 _TEXT_COLUMNS = frozenset({"sensor", "segment", "file1", "file2", "status"})
@@ -189,13 +212,21 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 def rejected_row(
     reason: str,
     *,
+    stage: str,
     path: str | None = None,
     sensor: str | None = None,
     pair: Any = pd.NA,
     amp: Any = pd.NA,
 ) -> dict[str, Any]:
-    """One row of ``rejected.csv``: what was rejected (file, pair, amp) and why."""
-    return {"path": path, "sensor": sensor, "pair": pair, "amp": amp, "reason": reason}
+    """One row of ``rejected.csv``: what was rejected (file, pair, amp), where and why."""
+    return {
+        "path": path,
+        "sensor": sensor,
+        "pair": pair,
+        "amp": amp,
+        "stage": stage,
+        "reason": reason,
+    }
 
 
 def rejected_frame(rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:

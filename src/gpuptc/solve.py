@@ -8,6 +8,7 @@ go through :data:`MODEL_REGISTRY`: each model's name, what it needs and how it i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +33,8 @@ from gpuptc.ptc import (
 from gpuptc.schema import FULLCOV_COLUMNS, PTC_COLUMNS, FitStatus, PairStatus
 
 __all__ = ["MODEL_REGISTRY", "Model", "fit", "fit_ptc"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -294,7 +297,7 @@ def _cov_cubes(table: pd.DataFrame, pairs: pd.Series) -> tuple[np.ndarray, np.nd
     npix = np.zeros((len(pairs), size, size))
     position = {int(p): k for k, p in enumerate(pairs)}
     rows = table[table["pair"].isin(position)]
-    k = rows["pair"].map(position).to_numpy()
+    k = rows["pair"].map(position).to_numpy(dtype=np.int64)
     cov[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["cov"].to_numpy()
     npix[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["npix"].to_numpy()
     return cov, npix
@@ -306,10 +309,12 @@ class _CovarianceLookup:
     def __init__(self, covariances: pd.DataFrame | None) -> None:
         self.npix00 = None
         self.groups = None
+        self.size = 0
         if covariances is not None and len(covariances):
             origin = covariances[(covariances["i"] == 0) & (covariances["j"] == 0)]
             self.npix00 = origin.set_index(["sensor", "pair", "amp"])["npix"]
             self.groups = covariances.groupby(["sensor", "amp"], sort=False)
+            self.size = int(covariances["i"].max()) + 1
 
     def counts(self, measured: pd.DataFrame) -> np.ndarray:
         """Pixels behind each variance: lag-0 covariance pairs where known, else ``npix``."""
@@ -320,8 +325,25 @@ class _CovarianceLookup:
         return self.npix00.reindex(keys).fillna(pd.Series(counts, index=keys)).to_numpy(float)
 
     def cubes(self, sensor: Any, amp: Any, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """``(n, L, L)`` covariances and pixel pairs of one amplifier (NaN where absent)."""
         assert self.groups is not None
+        if (sensor, amp) not in self.groups.groups:
+            shape = (len(pairs), self.size, self.size)
+            return np.full(shape, np.nan), np.zeros(shape)
         return _cov_cubes(self.groups.get_group((sensor, amp)), pairs)
+
+
+def _guarded(compute: Callable[[AmpData], Any], data: AmpData, what: str, failed: Any) -> Any:
+    """``compute(data)``, or ``failed`` when it raises: one amplifier's bad data stay its own.
+
+    The error is logged (its traceback at debug level) and becomes a status.
+    """
+    try:
+        return compute(data)
+    except Exception as exc:
+        log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+        log.debug("%s", what, exc_info=True)
+        return failed
 
 
 def _amp_data(
@@ -396,10 +418,13 @@ def fit(
         group = group.sort_values("pair")
         measured = group[group["status"].isin(PairStatus.MEASURED)]
         data = _amp_data((sensor, amp), measured, lookup, config.solve, with_cov)
-        if len(data.used) == len(measured):
-            out.loc[measured.index, "used"] = data.used
+        where = f"{sensor} amp {amp}"
+        used = _guarded(lambda d: d.used, data, f"{where}: pair selection", None)
+        if used is not None and len(used) == len(measured):
+            out.loc[measured.index, "used"] = used
         for model in wanted:
-            result = MODEL_REGISTRY[model].fit(data)
+            failed = PtcFit(model, mask=np.zeros(len(measured), bool), status=FitStatus.FAILED)
+            result = _guarded(MODEL_REGISTRY[model].fit, data, f"{where}: {model} fit", failed)
             rows.append(_row(str(sensor), int(amp), str(group["segment"].iloc[0]), result))
             cov_rows.extend(_fullcov_rows(str(sensor), int(amp), result))
     ptc = pd.DataFrame(rows, columns=list(PTC_COLUMNS)).astype({"amp": "int64", "n_used": "int64"})

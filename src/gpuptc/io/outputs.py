@@ -8,6 +8,7 @@ previous results untouched and at most a staging folder, which the next run remo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ class StagedOutputs:
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         self.out = Path(out)
+        self.created = not self.out.exists()
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             for stale in self.out.glob(f"{_STAGING_PREFIX}*"):
@@ -89,8 +91,14 @@ class StagedOutputs:
         shutil.rmtree(old, ignore_errors=True)
 
     def abandon(self) -> None:
-        """Remove the staging folder; the previous outputs stay as they were."""
+        """Remove the staging folder; the previous outputs stay as they were.
+
+        An output directory this run created is removed again if nothing else is in it.
+        """
         shutil.rmtree(self.staging, ignore_errors=True)
+        if self.created:
+            with contextlib.suppress(OSError):
+                self.out.rmdir()
 
 
 def read_outputs(out: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:

@@ -79,6 +79,11 @@ def ptc_grids(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Pa
         fig, axes = amp_grid(len(amps), f"{sensor}: PTC ({scale})")
         for ax, amp in zip(axes, amps, strict=False):
             data = mine[mine["amp"] == amp].sort_values("mean")
+            data = data[(data["mean"] > 0) & (data["var"] > 0)]  # what a log axis can show
+            if data.empty:
+                ax.text(0.5, 0.5, "no measured pair", ha="center", transform=ax.transAxes)
+                ax.set_title(f"amp {amp}", fontsize=9)
+                continue
             used = data["used"].fillna(False).to_numpy(bool)
             mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
             curves = _model_curves(fits[fits["amp"] == amp], mean)
@@ -191,7 +196,7 @@ def covariance_figure(
     model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
     matrix = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
     if len(matrix):
-        a = matrix.groupby(["i", "j"])["a"].median().unstack().to_numpy()
+        a = matrix.groupby(["i", "j"])["a"].median().unstack().to_numpy(dtype=float)
         image = right.imshow(np.log10(np.abs(a) + 1e-12), origin="lower", cmap="viridis")
         fig.colorbar(image, ax=right, label="log10 |a_ij| (1/e-)")
         right.set_xlabel("j (parallel lag)")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from gpuptc.report import figures
 from gpuptc.schema import REPORT_DIR, RUN_FILE, display_images_name
 
 __all__ = ["draw_report", "redraw_report"]
+
+log = logging.getLogger(__name__)
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; }
@@ -51,32 +54,48 @@ def _sensor_section(
 ) -> list[str]:
     """The figures and the gain table of one sensor."""
     pairs, ptc = tables["pairs"], tables["ptc"]
+    covariances, fullcov = tables["covariances"], tables["fullcov"]
     summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
     images = root.parent / display_images_name(sensor)
-    drawn = [
+    drawn: list[tuple[Callable[[], Any], str]] = [
         (
-            figures.gains_by_method(tables["comparison"], sensor, figs),
+            lambda: figures.gains_by_method(tables["comparison"], sensor, figs),
             "gain per amp, every method and EOTEST",
         ),
-        *(
-            (path, path.stem.replace("_", " "))
-            for path in figures.ptc_grids(pairs, ptc, sensor, figs)
-        ),
-        (figures.gain_histograms(pairs, sensor, figs), "per-pair gain histograms"),
-        (figures.gain_vs_exptime(pairs, ptc, sensor, figs), "per-pair gain against exposure time"),
+        (lambda: figures.ptc_grids(pairs, ptc, sensor, figs), "PTC per amp"),
+        (lambda: figures.gain_histograms(pairs, sensor, figs), "per-pair gain histograms"),
         (
-            figures.covariance_figure(
-                pairs, tables["covariances"], tables["fullcov"], sensor, figs
-            ),
+            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, figs),
+            "per-pair gain against exposure time",
+        ),
+        (
+            lambda: figures.covariance_figure(pairs, covariances, fullcov, sensor, figs),
             "covariances and a_ij",
         ),
-        (figures.images_figure(images, sensor, figs), "assembled flat and difference image"),
+        (
+            lambda: figures.images_figure(images, sensor, figs),
+            "assembled flat and difference image",
+        ),
     ]
     return [
         f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
         "<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary.reset_index(), 4),
-        *(_figure(path, root, caption) for path, caption in drawn),
+        *(_drawn(draw, caption, root, sensor) for draw, caption in drawn),
     ]
+
+
+def _drawn(draw: Callable[[], Any], caption: str, root: Path, sensor: str) -> str:
+    """A figure (or a list of them) as HTML; one that cannot be drawn is a note, not a crash."""
+    try:
+        made = draw()
+    except Exception as exc:
+        name = type(exc).__name__
+        log.warning("%s: report figure %r not drawn: %s: %s", sensor, caption, name, exc)
+        log.debug("%s", caption, exc_info=True)
+        return f"<p>{html.escape(caption)}: not drawn ({html.escape(name)})</p>"
+    if isinstance(made, list):
+        return "".join(_figure(path, root, path.stem.replace("_", " ")) for path in made)
+    return _figure(made, root, caption)
 
 
 def _numbers_section(
@@ -131,11 +150,14 @@ def draw_report(
     figs.mkdir(parents=True, exist_ok=True)
     sensors = sorted(tables["ptc"]["sensor"].unique())
     body = _header(sensors, provenance)
-    focal = figures.focal_plane_map(tables["ptc"], figs)
-    if focal is not None:
-        body.append(
-            "<h2>Focal plane</h2>" + _figure(focal, root, "gain, noise and turnoff per amp")
-        )
+    focal = _drawn(
+        lambda: figures.focal_plane_map(tables["ptc"], figs),
+        "gain, noise and turnoff per amp",
+        root,
+        "focal plane",
+    )
+    if focal:
+        body.append("<h2>Focal plane</h2>" + focal)
     for sensor in sensors:
         body.extend(_sensor_section(sensor, tables, root, figs))
     body.extend(_numbers_section(tables, provenance))
