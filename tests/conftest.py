@@ -51,8 +51,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def backend(request: pytest.FixtureRequest):
-    """An array backend: numpy, array_api_strict on a second device, torch, cupy."""
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """An array backend: numpy (fused and generic kernels), array_api_strict on a second
+    device, torch, and CuPy (the real one with a GPU, else the NumPy-backed stand-in)."""
     from backends import make_backend
 
-    return make_backend(request.param)
+    return make_backend(request.param, monkeypatch)

@@ -30,6 +30,15 @@ _CPU_BATCH_BYTES = 1.5e9
 _CPU_FFT_CHUNK = 4
 """Amplifier images transformed at once on the CPU (bounds memory)."""
 
+_GPU_WORK_FACTOR = 12
+"""Device bytes a batch takes per byte of its raw stack (float copies, masks, differences)."""
+
+_PINNED_HOST_BYTES = 8 * 2**30
+"""Most host memory the two pinned batch buffers of a GPU backend may take together."""
+
+_FFT_BYTES_PER_PIXEL = 5 * 16
+"""Device bytes per padded pixel of one image's covariance transforms (five complex128)."""
+
 
 class BackendError(RuntimeError):
     """A requested array backend is not available."""
@@ -70,10 +79,24 @@ class Backend:
         """Whether amplifier groups should run in host threads (NumPy releases the GIL)."""
         return self.name == "numpy"
 
-    @property
-    def fft_chunk(self) -> int | None:
-        """Amplifier images transformed at once for covariances (None: the whole batch)."""
-        return None if self.is_gpu else _CPU_FFT_CHUNK
+    def fft_chunk(self, padded_pixels: int) -> int:
+        """Amplifier images transformed at once for covariances.
+
+        On the CPU a few at a time; on a GPU as many as a quarter of the free device
+        memory holds, at five complex128 spectra per padded image.
+        """
+        if not self.is_gpu:
+            return _CPU_FFT_CHUNK
+        return max(
+            1, int(0.25 * self.free_device_bytes() // (_FFT_BYTES_PER_PIXEL * padded_pixels))
+        )
+
+    def free_device_bytes(self) -> int:
+        """Device memory free for new arrays: the device's free bytes and the pool's cache."""
+        import cupy
+
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        return int(free + cupy.get_default_memory_pool().free_bytes())
 
     def asarray(self, host: np.ndarray) -> Any:
         """Copy a host (NumPy) array to this backend's device."""
@@ -87,7 +110,9 @@ class Backend:
         """A float32 host buffer for raw stacks: pinned memory on CuPy (asynchronous copies).
 
         float32 holds every 18-bit integer exactly, takes the bytes of int32, and also
-        takes float raw data (NaN included).
+        takes float raw data (NaN included). Two buffers alternate between batches; reusing
+        one is safe because all device work runs on CuPy's default stream, so the copy out
+        of a buffer has finished when the results of its batch have come back.
         """
         if self.name == "cupy":
             import cupyx
@@ -95,34 +120,41 @@ class Backend:
             return cupyx.empty_pinned(shape, dtype=np.float32)
         return np.empty(shape, dtype=np.float32)
 
-    def batch_size(self, bytes_per_pair: int, requested: int | None = None) -> int:
-        """Pairs measured at once: ``requested``, else what memory allows.
+    def batch_size(
+        self, bytes_per_pair: int, requested: int | None = None, pairs: int | None = None
+    ) -> int:
+        """Pairs measured at once: ``requested``, else what memory allows, at most ``pairs``.
 
-        On a GPU half the free device memory over ~12x the raw stack (raw, float copies,
-        masks, FFT work space); on the CPU at most 4 pairs within 1.5 GB.
+        On a GPU: half the free device memory (the memory pool's cached blocks counted)
+        over ~12x the raw stack, and the two pinned host buffers within 8 GiB; on the
+        CPU at most 4 pairs within 1.5 GB.
         """
         if requested:
             return max(1, requested)
         if self.is_gpu:
-            try:
-                import cupy
-
-                free, _ = cupy.cuda.runtime.memGetInfo()
-                return max(1, int(0.5 * free / (12 * bytes_per_pair)))
-            except Exception:
-                return 4
-        return max(1, min(4, int(_CPU_BATCH_BYTES // (10 * bytes_per_pair))))
+            device = 0.5 * self.free_device_bytes() / (_GPU_WORK_FACTOR * bytes_per_pair)
+            host = _PINNED_HOST_BYTES / (2 * bytes_per_pair)
+            size = int(min(device, host))
+        else:
+            size = min(4, int(_CPU_BATCH_BYTES // (10 * bytes_per_pair)))
+        return max(1, min(size, pairs or size))
 
 
-def _cupy_with_gpu() -> ModuleType | None:
+def _cupy_with_gpu() -> tuple[ModuleType | None, str]:
+    """CuPy if it imports and sees a GPU, else None and why not."""
     try:
         import cupy
-
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            return None
-    except Exception:  # no CuPy, no driver, no device
-        return None
-    return cupy
+    except ImportError as exc:
+        return None, f"CuPy is not installed ({exc})"
+    except Exception as exc:  # a broken installation: say what it is
+        return None, f"CuPy does not import: {type(exc).__name__}: {exc}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # no driver, or a driver too old for this CuPy
+        return None, f"CuPy sees no GPU: {type(exc).__name__}: {exc}"
+    if count < 1:
+        return None, "CuPy sees no GPU"
+    return cupy, ""
 
 
 def _wrapped(array: Any) -> ModuleType:
@@ -144,8 +176,9 @@ def get_backend(
         Device for new arrays (``'cpu'``/``'cuda'`` for torch, an
         ``array_api_strict.Device``, ...).
     fused : bool, optional
-        NumPy only: the numba kernels (default: when numba imports and ``GPUPTC_NUMBA``
-        is not ``0``); False selects the array-API reference path.
+        The fused kernels: numba on NumPy (default: when numba imports and
+        ``GPUPTC_NUMBA`` is not ``0``), CUDA on CuPy (default: with ``GPUPTC_CUDA=1``);
+        False selects the array-API reference kernels.
 
     Returns
     -------
@@ -161,11 +194,11 @@ def get_backend(
         return backend
     name = backend.strip().lower()
     if name == "auto":
-        cupy = _cupy_with_gpu()
-        chosen = Backend("cupy", _wrapped(cupy.empty(0))) if cupy else None
-        chosen = chosen or Backend("numpy", _wrapped(np.empty(0)))
-        log.debug("array backend: %s (auto)", chosen.name)
-        return chosen
+        cupy, why_not = _cupy_with_gpu()
+        if cupy is not None:
+            return Backend("cupy", _wrapped(cupy.empty(0)))
+        log.debug("array backend auto: NumPy, as %s", why_not)
+        return Backend("numpy", _wrapped(np.empty(0)))
     if name == "numpy":
         xp = _wrapped(np.empty(0))
         try:
@@ -174,12 +207,11 @@ def get_backend(
             raise BackendError(str(exc)) from exc
         return Backend("numpy", xp, device, kernels)
     if name == "cupy":
-        cupy = _cupy_with_gpu()
+        cupy, why_not = _cupy_with_gpu()
         if cupy is None:
-            raise BackendError(
-                "backend 'cupy' is not available: CuPy does not import or sees no GPU"
-            )
-        return Backend("cupy", _wrapped(cupy.empty(0)), device)
+            raise BackendError(f"backend 'cupy' is not available: {why_not}")
+        xp = _wrapped(cupy.empty(0))
+        return Backend("cupy", xp, device, kernels_for("cupy", xp, fused=fused))
     module_name = {"torch": "torch", "array_api_strict": "array_api_strict"}.get(name, backend)
     try:
         module = importlib.import_module(module_name)

@@ -23,6 +23,7 @@ from gpuptc.config import Preset
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.raw import read_raw
 from gpuptc.isr import IsrResult, SegmentRegions, run_isr
+from gpuptc.kernels.fft import fft_shape
 from gpuptc.schema import DISPLAY_BIN, STAT_NAMES
 from gpuptc.stats import PairStatistics, pair_statistics
 
@@ -47,6 +48,12 @@ def isr_regions(geometry: SensorGeometry) -> SegmentRegions:
     )
 
 
+def padded_pixels(image_shape: tuple[int, int], preset: Preset) -> int:
+    """Pixels of one amplifier image as zero-padded for its covariance transforms."""
+    sy, sx = fft_shape(*image_shape, max(preset.extract.cov_size, 1))
+    return sy * sx
+
+
 def correct_and_measure(
     raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
 ) -> tuple[IsrResult, PairStatistics]:
@@ -63,7 +70,7 @@ def correct_and_measure(
             isr.read_noise_adu,
             preset.extract,
             backend=backend,
-            fft_chunk=backend.fft_chunk,
+            fft_chunk=backend.fft_chunk(padded_pixels(isr.images.shape[-2:], preset)),
         )
     return isr, stats
 

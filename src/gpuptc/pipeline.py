@@ -163,7 +163,7 @@ def measure_sensor(
         empty = _empty_tables()
         return empty[0], empty[1], rejected_frame(rejected)
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
-    batch = backend.batch_size(bytes_per_pair, batch_pairs)
+    batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     bias_device = _device_bias(sensor, bias, geometry, preset, backend)
     pair_rows: list[dict[str, Any]] = []
     cov_frames: list[pd.DataFrame] = []

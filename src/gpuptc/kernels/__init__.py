@@ -162,6 +162,13 @@ class CupyKernels(ArrayApiKernels):
         return cupy.median(x, axis=axis)
 
 
+def _cuda_kernels_chosen() -> bool:
+    """``GPUPTC_CUDA=1`` opts in to the fused CUDA kernels (not yet run on a GPU here)."""
+    import os
+
+    return os.environ.get("GPUPTC_CUDA", "0") == "1"
+
+
 def kernels_for(name: str, xp: ModuleType, *, fused: bool | None = None) -> ArrayApiKernels:
     """The kernels of a backend.
 
@@ -172,8 +179,9 @@ def kernels_for(name: str, xp: ModuleType, *, fused: bool | None = None) -> Arra
     xp : module
         Its array namespace.
     fused : bool, optional
-        NumPy only: the numba kernels (default: when numba imports and ``GPUPTC_NUMBA``
-        is not ``0``).
+        NumPy: the numba kernels (default: when numba imports and ``GPUPTC_NUMBA`` is not
+        ``0``). CuPy: the fused CUDA kernels of :mod:`gpuptc.kernels.cuda` (default: only
+        with ``GPUPTC_CUDA=1``).
 
     Returns
     -------
@@ -187,5 +195,9 @@ def kernels_for(name: str, xp: ModuleType, *, fused: bool | None = None) -> Arra
             raise ValueError("the fused NumPy kernels need numba (pip install numba)")
         return FusedCpuKernels(xp) if fused else NumpyKernels(xp)
     if name == "cupy":
+        if fused if fused is not None else _cuda_kernels_chosen():
+            from gpuptc.kernels.cuda import FusedCupyKernels
+
+            return FusedCupyKernels(xp)
         return CupyKernels(xp)
     return ArrayApiKernels(xp)

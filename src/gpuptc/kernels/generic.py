@@ -16,7 +16,7 @@ import numpy as np
 
 from gpuptc.kernels import fft
 
-__all__ = ["AFW_IQR_TO_SIGMA", "ArrayApiKernels", "float32_bound"]
+__all__ = ["AFW_IQR_TO_SIGMA", "ArrayApiKernels", "float32_bound", "shifted_moments"]
 
 AFW_IQR_TO_SIGMA = 0.741301109252802
 """Gaussian sigma per unit of interquartile range (afw's constant)."""
@@ -31,6 +31,18 @@ def float32_bound(threshold: float) -> float:
     if float(bound) < threshold:
         bound = np.nextafter(bound, np.float32(np.inf))
     return float(bound)
+
+
+def shifted_moments(count: Any, total: Any, squares: Any, *, xp: ModuleType) -> tuple[Any, Any]:
+    """Mean and unbiased variance from a count and float64 sums of (shifted) values.
+
+    NaN mean without values, NaN variance with fewer than two.
+    """
+    n = xp.astype(count, xp.float64)
+    safe = xp.where(n > 1, n, 2.0)
+    mean = total / xp.where(n > 0, n, 1.0)
+    variance = (squares - total * total / safe) / (safe - 1.0)
+    return xp.where(n > 0, mean, xp.nan), xp.where(n > 1, variance, xp.nan)
 
 
 class ArrayApiKernels:
@@ -107,9 +119,11 @@ class ArrayApiKernels:
         big = xp.asarray(xp.inf, dtype=x.dtype, device=x.device)
         filled = xp.where(good, x, big)
         positions = [q * (xp.astype(counts, xp.float64) - 1.0) for q in quantiles]
-        positions = [xp.clip(p, 0.0, None) for p in positions]
+        # xp.maximum, not xp.clip: clip masks by boolean indexing, a host sync on CuPy
+        positions = [xp.maximum(p, xp.zeros_like(p)) for p in positions]
         lower = [xp.astype(xp.floor(p), xp.int64) for p in positions]
-        upper = [xp.minimum(lo + 1, xp.clip(counts - 1, 0, None)) for lo in lower]
+        last = xp.maximum(counts - 1, xp.zeros_like(counts))
+        upper = [xp.minimum(lo + 1, last) for lo in lower]
         ranks = xp.stack([r for pair in zip(lower, upper, strict=True) for r in pair], axis=-1)
         picked = xp.astype(self.order_statistics(filled, counts, ranks), xp.float64)
         empty = counts == 0
@@ -144,13 +158,9 @@ class ArrayApiKernels:
         """Mean and unbiased variance of the kept values from shifted float64 sums."""
         xp = self.xp
         values = xp.where(kept, offset, xp.zeros((), dtype=offset.dtype, device=offset.device))
-        count = xp.astype(self.count_true(kept), xp.float64)
         total = xp.sum(values, axis=-1, dtype=xp.float64)
         squares = xp.sum(values * values, axis=-1, dtype=xp.float64)
-        safe = xp.where(count > 1, count, 2.0)
-        mean = total / xp.where(count > 0, count, 1.0)
-        variance = (squares - total * total / safe) / (safe - 1.0)
-        return xp.where(count > 0, mean, xp.nan), xp.where(count > 1, variance, xp.nan)
+        return shifted_moments(self.count_true(kept), total, squares, xp=xp)
 
     def clipped_stats(
         self, x: Any, good: Any, *, nsigma: float, niter: int

@@ -1,0 +1,247 @@
+"""Fused CUDA kernels for CuPy: the afw clipping passes and short per-row medians.
+
+Each kernel is CUDA C++ compiled by CuPy at first use (``cupy.RawKernel``), with a NumPy
+reference of the same arithmetic in :data:`REFERENCES` (what the tests' CuPy stand-in runs,
+and what the kernels are checked against on a GPU):
+
+``clip_pass``
+    One block per row: the count, and the float64 sums of the offsets ``x - centre`` and
+    of their squares (both in the pixels' dtype, as the array-API reference computes
+    them) over the good finite values with ``|x - centre| <= half``: one afw clipping
+    pass in one read of the pixels.
+``row_median``
+    One block per row of at most 1024 values (per-row overscan medians): the row is
+    sorted in shared memory (bitonic), NaN propagates, even counts give the mean of the
+    two middle values.
+
+:class:`FusedCupyKernels` uses them; until they have run on a GPU in this project's device
+check they are opt-in (``get_backend("cupy", fused=True)`` or ``GPUPTC_CUDA=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from gpuptc.kernels.generic import AFW_IQR_TO_SIGMA, ArrayApiKernels, shifted_moments
+
+__all__ = ["KERNELS", "REFERENCES", "SOURCE", "FusedCupyKernels"]
+
+_THREADS = 256
+_MEDIAN_MAX = 1024
+
+SOURCE = r"""
+template <typename T> __device__ T infinity();
+template <> __device__ float infinity<float>() { return __int_as_float(0x7f800000); }
+template <> __device__ double infinity<double>() {
+    return __longlong_as_double(0x7ff0000000000000LL);
+}
+template <typename T> __device__ T quiet_nan();
+template <> __device__ float quiet_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ double quiet_nan<double>() {
+    return __longlong_as_double(0x7ff8000000000000LL);
+}
+
+template <typename T>
+__device__ void clip_pass(const T* x, const bool* good, const T* centre, const T* half,
+                          long long n, long long* count, double* total, double* squares) {
+    __shared__ double s_sum[256];
+    __shared__ double s_sq[256];
+    __shared__ long long s_n[256];
+    const long long row = blockIdx.x;
+    const T* values = x + row * n;
+    const bool* mask = good + row * n;
+    const T c = centre[row];
+    const T h = half[row];
+    double sum = 0.0, sq = 0.0;
+    long long kept = 0;
+    for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+        const T offset = values[i] - c;
+        if (mask[i] && isfinite(values[i]) && fabs(offset) <= h) {
+            sum += (double)offset;
+            sq += (double)(offset * offset);  // squared in the pixels' dtype, as the reference
+            kept += 1;
+        }
+    }
+    s_sum[threadIdx.x] = sum;
+    s_sq[threadIdx.x] = sq;
+    s_n[threadIdx.x] = kept;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) {
+            s_sum[threadIdx.x] += s_sum[threadIdx.x + stride];
+            s_sq[threadIdx.x] += s_sq[threadIdx.x + stride];
+            s_n[threadIdx.x] += s_n[threadIdx.x + stride];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        count[row] = s_n[0];
+        total[row] = s_sum[0];
+        squares[row] = s_sq[0];
+    }
+}
+
+template <typename T>
+__device__ void row_median(const T* x, long long n, T* out) {
+    __shared__ T row[1024];
+    __shared__ int has_nan;
+    const long long r = blockIdx.x;
+    int size = 1;
+    while (size < n) size <<= 1;
+    if (threadIdx.x == 0) has_nan = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < size; i += blockDim.x) {
+        if (i < n) {
+            const T v = x[r * n + i];
+            if (isnan(v)) atomicExch(&has_nan, 1);
+            row[i] = v;
+        } else {
+            row[i] = infinity<T>();
+        }
+    }
+    __syncthreads();
+    for (int k = 2; k <= size; k <<= 1) {
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < size; i += blockDim.x) {
+                const int partner = i ^ j;
+                if (partner > i) {
+                    const bool up = (i & k) == 0;
+                    if ((row[i] > row[partner]) == up) {
+                        const T swap = row[i];
+                        row[i] = row[partner];
+                        row[partner] = swap;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+    if (threadIdx.x == 0) {
+        if (has_nan) {
+            out[r] = quiet_nan<T>();
+        } else {
+            out[r] = (row[(n - 1) / 2] + row[n / 2]) / (T)2;
+        }
+    }
+}
+
+extern "C" __global__ void clip_pass_f32(const float* x, const bool* good, const float* centre,
+        const float* half, long long n, long long* count, double* total, double* squares) {
+    clip_pass<float>(x, good, centre, half, n, count, total, squares);
+}
+extern "C" __global__ void clip_pass_f64(const double* x, const bool* good, const double* centre,
+        const double* half, long long n, long long* count, double* total, double* squares) {
+    clip_pass<double>(x, good, centre, half, n, count, total, squares);
+}
+extern "C" __global__ void row_median_f32(const float* x, long long n, float* out) {
+    row_median<float>(x, n, out);
+}
+extern "C" __global__ void row_median_f64(const double* x, long long n, double* out) {
+    row_median<double>(x, n, out);
+}
+"""
+"""The CUDA C++ of every kernel (one translation unit)."""
+
+KERNELS: tuple[str, ...] = ("clip_pass_f32", "clip_pass_f64", "row_median_f32", "row_median_f64")
+
+
+def _clip_pass_reference(
+    x: np.ndarray,
+    good: np.ndarray,
+    centre: np.ndarray,
+    half: np.ndarray,
+    n: int,
+    count: np.ndarray,
+    total: np.ndarray,
+    squares: np.ndarray,
+) -> None:
+    rows = x.reshape(-1, int(n))
+    offset = rows - centre.reshape(-1, 1)
+    kept = good.reshape(rows.shape) & np.isfinite(rows) & (np.abs(offset) <= half.reshape(-1, 1))
+    values = np.where(kept, offset, offset.dtype.type(0))
+    count[...] = kept.sum(axis=-1)
+    total[...] = values.sum(axis=-1, dtype=np.float64)
+    squares[...] = (values * values).sum(axis=-1, dtype=np.float64)
+
+
+def _row_median_reference(x: np.ndarray, n: int, out: np.ndarray) -> None:
+    out[...] = np.median(x.reshape(-1, int(n)), axis=-1)
+
+
+REFERENCES: dict[str, Callable[..., None]] = {
+    "clip_pass_f32": _clip_pass_reference,
+    "clip_pass_f64": _clip_pass_reference,
+    "row_median_f32": _row_median_reference,
+    "row_median_f64": _row_median_reference,
+}
+"""NumPy forms of the kernels: the same arguments (host arrays), outputs written in place."""
+
+
+@functools.cache
+def _kernel(name: str) -> Any:
+    import cupy
+
+    return cupy.RawKernel(SOURCE, name, options=("-std=c++17",))
+
+
+def _suffix(dtype: Any) -> str | None:
+    return {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}.get(np.dtype(dtype))
+
+
+class FusedCupyKernels(ArrayApiKernels):
+    """CuPy with the fused CUDA kernels where they apply (float rows), else the reference."""
+
+    name = "cupy-fused"
+
+    def median(self, x: Any, axis: int) -> Any:
+        """Per-row medians of short rows in one kernel; others by ``cupy.median``."""
+        xp = self.xp
+        suffix = _suffix(x.dtype)
+        n = x.shape[axis]
+        import cupy
+
+        if suffix is None or n == 0 or n > _MEDIAN_MAX:
+            return cupy.median(x, axis=axis)
+        moved = xp.moveaxis(x, axis, -1)
+        rows = cupy.ascontiguousarray(xp.reshape(moved, (-1, n)))  # the kernel reads rows
+        out = xp.empty((rows.shape[0],), dtype=x.dtype)
+        threads = min(_THREADS, 1 << math.ceil(math.log2(max(n, 2))))
+        _kernel(f"row_median_{suffix}")((rows.shape[0],), (threads,), (rows, np.int64(n), out))
+        return xp.reshape(out, moved.shape[:-1])
+
+    def clipped_stats(
+        self, x: Any, good: Any, *, nsigma: float, niter: int
+    ) -> tuple[Any, Any, Any]:
+        """Afw clipping: quartiles by the reference, then each pass in one kernel."""
+        suffix = _suffix(x.dtype)
+        if suffix is None:
+            return super().clipped_stats(x, good, nsigma=nsigma, niter=niter)
+        if niter < 1:
+            raise ValueError("niter must be at least 1")
+        xp = self.xp
+        good = good & xp.isfinite(x)
+        q25, centre, q75 = self.masked_quantiles(x, good, (0.25, 0.5, 0.75))
+        half = nsigma * AFW_IQR_TO_SIGMA * (q75 - q25)
+        import cupy
+
+        lead, n = x.shape[:-1], x.shape[-1]
+        rows = cupy.ascontiguousarray(xp.reshape(x, (-1, n)))  # the kernel reads rows
+        mask = cupy.ascontiguousarray(xp.reshape(good, (-1, n)))
+        count = xp.empty((rows.shape[0],), dtype=xp.int64)
+        total = xp.empty((rows.shape[0],), dtype=xp.float64)
+        squares = xp.empty((rows.shape[0],), dtype=xp.float64)
+        for _ in range(niter):
+            centre_x = xp.reshape(xp.astype(centre, x.dtype), (-1,))
+            half_x = xp.reshape(xp.astype(half, x.dtype), (-1,))
+            arguments = (rows, mask, centre_x, half_x, np.int64(n), count, total, squares)
+            _kernel(f"clip_pass_{suffix}")((rows.shape[0],), (_THREADS,), arguments)
+            mean, variance = shifted_moments(count, total, squares, xp=xp)
+            mean = xp.reshape(mean + xp.astype(centre_x, xp.float64), lead)
+            variance = xp.reshape(variance, lead)
+            centre, half = mean, nsigma * xp.sqrt(variance)
+        return mean, variance, xp.reshape(count, lead)
