@@ -118,17 +118,21 @@ def main() -> None:
         ("host-to-device copy", copy_s, nbytes / copy_s / 1e9),
         ("device-to-device copy (floor)", d2d_s, 2 * nbytes / d2d_s / 1e9),
     ]
-    for label, cov_size in (
-        ("ISR + statistics, no covariances", 0),
-        ("ISR + statistics + covariances", 10),
-    ):
-        preset = get_preset("cp_pipe", cov_size=cov_size)
+    variants = [(backend, "")]
+    if backend.name == "cupy":  # the fused CUDA kernels beside the array-API ones
+        variants.append((get_backend("cupy", fused=True), ", fused CUDA kernels"))
+    for chosen, suffix in variants:
+        for label, cov_size in (
+            ("ISR + statistics, no covariances", 0),
+            ("ISR + statistics + covariances", 10),
+        ):
+            preset = get_preset("cp_pipe", cov_size=cov_size)
 
-        def compute(preset=preset) -> object:
-            return correct_and_measure(device, geometry, preset, backend)[1].var
+            def compute(preset=preset, chosen=chosen) -> object:
+                return correct_and_measure(device, geometry, preset, chosen)[1].var
 
-        seconds = timed(compute, args.repeats)
-        rows.append((label, seconds, nbytes / seconds / 1e9))
+            seconds = timed(compute, args.repeats)
+            rows.append((label + suffix, seconds, nbytes / seconds / 1e9))
     print("| step | ms per batch | ms per pair | GB/s of raw data | relative to device copy |")
     print("|---|---|---|---|---|")
     floor = rows[1][2]
@@ -146,6 +150,13 @@ def main() -> None:
         outputs.append(np.concatenate([to_host(stats.var).ravel(), to_host(stats.cov).ravel()]))
     worst = np.nanmax(np.abs(outputs[0] - outputs[1]) / np.abs(outputs[1]))
     print(f"largest relative difference to NumPy (var and covariances, float64): {worst:.2e}")
+    if backend.name == "cupy":
+        import cupy
+
+        pool = cupy.get_default_memory_pool()
+        print(
+            f"device memory held by CuPy's pool after the runs: {pool.total_bytes() / 1e9:.2f} GB"
+        )
 
     for storage in args.end_to_end_storage if args.end_to_end_pairs else ():
         _end_to_end(backend, args.end_to_end_pairs, storage)

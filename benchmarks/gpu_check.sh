@@ -40,7 +40,7 @@ step machine 15 bash -c 'date -u; nvidia-smi --query-gpu=name,memory.total,drive
 print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \
 \"devices\", cupy.cuda.runtime.getDeviceCount())"' || { cat "$SUMMARY"; exit 1; }
 # pytest exits 5 when nothing is selected: that is a failure here (no CuPy test ran)
-step tests 60 python3 -m pytest -q -p no:cacheprovider -k "cupy" \
+step tests 50 python3 -m pytest -q -p no:cacheprovider -k "cupy" \
   tests/test_backend.py tests/test_covariances.py tests/test_isr.py tests/test_measure.py \
   tests/test_gpu_path.py tests/test_cuda_kernels.py
 step kernels 15 python3 benchmarks/gpu_kernels_check.py
@@ -50,7 +50,7 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
   step sanitizer 25 compute-sanitizer --tool memcheck python3 benchmarks/gpu_kernels_check.py --small \
     || { echo "sanitizer: reported above, not counted as a failure" | tee -a "$SUMMARY"; failed=$failed_before_sanitizer; }
 fi
-step bench 85 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --end-to-end-pairs 8 \
+step bench 95 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --repeats 3 --end-to-end-pairs 8 \
   --end-to-end-storage int32 rice
 cat "$SUMMARY"
 exit "$failed"

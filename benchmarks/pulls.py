@@ -27,8 +27,10 @@ def one_sensor(vendor: str, seed: int) -> pd.DataFrame:
         sim = simulate(tmp, vendor=vendor, size="medium", pairs=24, biases=0, seed=seed)
         pairs, covs = gpuptc.measure(gpuptc.ingest([tmp]), backend="numpy")
     ptc, _, _ = gpuptc.fit(pairs, covs, models=MODELS, fullcov_size=5, fullcov_max_signal=1e5)
-    truth = sim.truth.set_index("amp")
-    ptc = ptc.join(truth[["gain", "a00"]], on="amp", rsuffix="_truth")
+    truth = sim.truth[["amp", "gain", "a00"]].rename(
+        columns={"gain": "gain_truth", "a00": "a00_truth"}
+    )
+    ptc = ptc.merge(truth, on="amp")
     ptc["gain_pull"] = (ptc["gain"] - ptc["gain_truth"]) / ptc["gain_err"]
     ptc["a00_pull"] = (ptc["a00"] - ptc["a00_truth"]) / ptc["a00_err"]
     ptc["vendor"], ptc["seed"] = vendor, seed

@@ -108,3 +108,23 @@ def test_cupy_fused_row_medians_are_numpys(cupy_kernels, dtype):
             expected = np.median(region, axis=axis)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got.get(), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cupy_fused_quantiles_select_without_sorting(cupy_kernels, dtype):
+    """Radix selection gives exactly the sorted order statistics (ties, NaN, -0.0 and
+    0.0, negative values, empty rows), hence the same quartiles as the reference."""
+    _, backend, reference = cupy_kernels
+    values, good = _hard_rows(np.random.default_rng(5), dtype)
+    values[0, :40] = -values[0, :40]  # negative values order below positive ones
+    values[3, :5] = [0.0, -0.0, -1e-30, 1e-30, -7.0]
+    x, g = backend.asarray(values), backend.asarray(good)
+    quantiles = (0.0, 0.25, 0.5, 0.75, 1.0)
+    fused = backend.kernels.masked_quantiles(x, g, quantiles)
+    expected = reference.masked_quantiles(x, g, quantiles)
+    for got, want in zip(fused, expected, strict=True):
+        np.testing.assert_array_equal(got.get(), want.get())
+    finite = good & np.isfinite(values)
+    for row in range(5):
+        truth = np.quantile(values[row][finite[row]].astype(np.float64), quantiles)
+        np.testing.assert_allclose([q.get()[row] for q in fused], truth, rtol=1e-15)

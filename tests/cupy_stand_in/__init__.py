@@ -375,6 +375,25 @@ class _Stream:
 _Stream.null = _Stream()
 
 
+class _Event:
+    """A CUDA event: the host time at ``record``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.time = 0.0
+
+    def record(self, stream: Any = None) -> None:
+        import time
+
+        self.time = time.perf_counter()
+
+    def synchronize(self) -> None:
+        _synchronise()
+
+
+def _elapsed_ms(start: _Event, stop: _Event) -> float:
+    return 1e3 * (stop.time - start.time)
+
+
 def _runtime() -> types.ModuleType:
     runtime = types.ModuleType("cupy.cuda.runtime")
     runtime.getDeviceCount = lambda: 1
@@ -396,6 +415,8 @@ def _cuda() -> types.ModuleType:
     module.device.Device = _Device
     module.Device = _Device
     module.Stream = _Stream
+    module.Event = _Event
+    module.get_elapsed_time = _elapsed_ms
     module.runtime = _runtime()
     module.get_current_stream = lambda device=None: _Stream.null
     module.is_available = lambda: True
