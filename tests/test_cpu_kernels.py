@@ -176,3 +176,30 @@ def test_masked_mean_and_variance_match_the_generic_forms(dtype):
     for got, expected in zip(fused, generic, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
         assert np.isnan(got[2, 1])
+
+
+def test_a_numba_that_does_not_import_leaves_gpuptc_working(tmp_path):
+    """A numba broken for this NumPy (numba-cuda with NumPy 2.5 was seen failing on a
+    removed NumPy function) must not stop gpuptc from importing: NumPy's array-API
+    kernels run instead."""
+    import subprocess
+    import sys
+
+    broken = tmp_path / "numba"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        "raise AttributeError(\"module 'numpy' has no attribute 'row_stack'\")\n"
+    )
+    program = (
+        "import gpuptc\n"
+        "from gpuptc.backend import get_backend\n"
+        "from gpuptc.kernels import numba_cpu\n"
+        "assert numba_cpu.numba is None and 'AttributeError' in numba_cpu.UNAVAILABLE\n"
+        "print(type(get_backend('numpy').kernels).__name__)\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "NumpyKernels"

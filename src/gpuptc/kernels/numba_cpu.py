@@ -21,15 +21,24 @@ Every kernel releases the GIL, so amplifier groups run in parallel threads. Set
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 
 import numpy as np
 
+UNAVAILABLE = ""
+"""Why numba could not be used ("" when it imports)."""
+
 try:
     import numba
-except ImportError:  # pragma: no cover - exercised where numba is absent
+except ImportError as exc:  # pragma: no cover - exercised where numba is absent
     numba = None
+    UNAVAILABLE = f"numba is not installed ({exc})"
+except Exception as exc:  # a numba that does not work with this NumPy must not break gpuptc
+    numba = None
+    UNAVAILABLE = f"numba does not import: {type(exc).__name__}: {exc}"
+    logging.getLogger(__name__).warning("%s; the array-API kernels run instead", UNAVAILABLE)
 
 __all__ = [
     "available",
