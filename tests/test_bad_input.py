@@ -15,25 +15,9 @@ from gpuptc.io.header import exposure_info
 from gpuptc.io.raw import RawReadError, read_raw
 from gpuptc.io.writer import write_raw
 from gpuptc.simulate import simulate
+from rawfiles import rewrite
 
 RUN = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl", "-q"]
-
-
-def _rewrite(path, change):
-    """Read a raw file, change its pixels, write it back in the same layout (int32)."""
-    with fitsio.FITS(str(path)) as f:
-        primary = {
-            k: f[0].read_header()[k]
-            for k in f[0].read_header().keys()
-            if k not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND")
-        }
-        headers = []
-        for i in range(1, 17):
-            h = f[i].read_header()
-            headers.append({k: h[k] for k in ("EXTNAME", "CHANNEL", "DATASEC", "DETSEC")})
-    raw = read_raw(path).pixels.copy()
-    change(raw)
-    write_raw(path, raw, primary, headers)
 
 
 def test_corrupt_rice_tile_names_the_file(small_itl, tmp_path):
@@ -127,7 +111,7 @@ def test_dead_saturated_and_flat_amps(small_e2v, copy_of, tmp_path, capsys):
         raw[5, :96, 10:74] = 262143  # amp 6: saturated imaging area
 
     for path in flats:
-        _rewrite(path, damage)
+        rewrite(path, damage)
     out = tmp_path / "out"
     assert main(["run", str(directory), "--out", str(out), *RUN]) == 3
     rejected = pd.read_csv(out / "rejected.csv")

@@ -120,7 +120,9 @@ def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monk
 
 
 _PAUSE_AFTER_FIRST_SENSOR = """
-import pathlib, sys, time
+import pathlib, signal, sys, time
+# Ctrl-C as at a terminal, even where this test runs with SIGINT ignored (a background job)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import gpuptc.distributed as distributed
 from gpuptc.cli import main
 save = distributed.SensorStore.save
@@ -193,7 +195,12 @@ def test_ctrl_c_with_reader_processes(three_sensors, serial, tmp_path):
     )
     readers = _reader_processes_of(process.pid)
     os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=120)
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # never leave it running into other tests
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
     assert readers, "the run read in threads, not in reader processes"
     assert process.returncode == 130, output
     assert "Traceback" not in output

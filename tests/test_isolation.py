@@ -1,6 +1,5 @@
 """One bad amplifier never costs the sensor: damage becomes statuses and rejected rows."""
 
-import fitsio
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,10 +7,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gpuptc.cli import main
-from gpuptc.io.raw import read_raw
-from gpuptc.io.writer import write_raw
 from gpuptc.schema import EXIT_REJECTED, EXIT_USAGE, PairStatus
 from gpuptc.simulate import simulate
+from rawfiles import rewrite
 
 RUN = ["--backend", "numpy", "-q"]
 """The job with its defaults: every model and the report."""
@@ -36,24 +34,6 @@ def _tables(out):
     return tables
 
 
-def _rewrite(path, change):
-    """Change a raw file's pixels in place (float storage where NaN is asked for)."""
-    with fitsio.FITS(str(path)) as f:
-        primary = {
-            k: f[0].read_header()[k]
-            for k in f[0].read_header().keys()
-            if k not in ("SIMPLE", "BITPIX", "NAXIS", "EXTEND")
-        }
-        headers = [
-            {k: f[i].read_header()[k] for k in ("EXTNAME", "CHANNEL", "DATASEC", "DETSEC")}
-            for i in range(1, 17)
-        ]
-    pixels = read_raw(path).pixels.astype(np.float64)
-    change(pixels)
-    finite = np.isfinite(pixels).all()
-    write_raw(path, np.round(pixels).astype(np.int32) if finite else pixels, primary, headers)
-
-
 DAMAGES = {
     "dead": lambda seg: seg.fill(0),
     "constant": lambda seg: seg.fill(21000),
@@ -73,7 +53,7 @@ def _damage(directory, sensor, plan):
     for amp, kind, pairs in plan:
         for pair in pairs:
             for flat in sensor.flats[2 * pair : 2 * pair + 2]:
-                _rewrite(by_name[flat.name], lambda px, a=amp, k=kind: DAMAGES[k](px[a - 1]))
+                rewrite(by_name[flat.name], lambda px, a=amp, k=kind: DAMAGES[k](px[a - 1]))
 
 
 def _check(clean, out, damaged_amps):
