@@ -72,9 +72,9 @@ def _run_case(
         gains = ptc[ptc.model == method].set_index("amp")["gain"]
         ratios[method] = gains / truth
     # the notebook's own choice: the median per-pixel gain over every pair, saturated ones too
-    ratios["rhl, every pair (notebook)"] = fitted.groupby("amp")["rhl_gain"].median() / truth
+    ratios["rhl, every pair (notebook)"] = fitted.groupby("amp")["notebook_gain"].median() / truth
     ratios["per-pair gain, read-noise corrected"] = (
-        fitted[fitted.used].groupby("amp")["gain_corrected"].median() / truth
+        fitted[fitted.used].groupby("amp")["cp_pipe_gain"].median() / truth
     )
     return ratios, fitted.join(truth.rename("true_gain"), on="amp")
 
@@ -113,10 +113,8 @@ def main() -> None:
     assert baseline_pairs is not None
     electrons = baseline_pairs["mean"] * baseline_pairs["true_gain"]
     baseline_pairs["signal_e"] = electrons
-    baseline_pairs["rhl_ratio"] = baseline_pairs["rhl_gain"] / baseline_pairs["true_gain"]
-    baseline_pairs["corrected_ratio"] = (
-        baseline_pairs["gain_corrected"] / baseline_pairs["true_gain"]
-    )
+    baseline_pairs["rhl_ratio"] = baseline_pairs["notebook_gain"] / baseline_pairs["true_gain"]
+    baseline_pairs["corrected_ratio"] = baseline_pairs["cp_pipe_gain"] / baseline_pairs["true_gain"]
     per_pair = (
         baseline_pairs.groupby("pair")
         .agg(

@@ -85,7 +85,10 @@ def pair_amp(i1, i2, preset):
         weights = np.ones_like(d, bool)
     else:
         raise ValueError(preset)
-    out["rhl_gain"] = 1 / np.mean((i1 - i2) ** 2 / (i1 + i2))
+    out["notebook_gain"] = 1 / np.mean((i1 - i2) ** 2 / (i1 + i2))
+    scaled = i2 * out["mean1"] / out["mean2"]  # the second flat at the first one's level
+    keep = weights & (i1 + scaled > 0)
+    out["rhl_gain"] = 1 / np.mean(((i1 - scaled) ** 2 / (i1 + scaled))[keep])
     out["d"], out["weights"] = d, weights
     return out
 

@@ -69,7 +69,14 @@ def test_measure_on_cupy_matches_numpy_without_waiting_on_the_device(cupy, senso
         cupy_stand_in.reset()
         pairs, covs = gpuptc.measure(manifest, backend="cupy", batch_pairs=batch, **OPTIONS)
         counts[batch] = (cupy_stand_in.COUNTS["sync"], dict(cupy_stand_in.SYNC_SITES))
-        columns = ["mean", "var", "rhl_gain", "gain_corrected", "read_noise_adu"]
+        columns = [
+            "mean",
+            "var",
+            "rhl_gain",
+            "rhl_gain_corrected",
+            "notebook_gain",
+            "read_noise_adu",
+        ]
         np.testing.assert_allclose(pairs[columns], reference[columns], rtol=1e-9)
         np.testing.assert_allclose(covs["cov"], reference_covs["cov"], rtol=1e-7, atol=1e-9)
         assert (pairs.npix == reference.npix).all()

@@ -110,7 +110,8 @@ class ExtractConfig:
     min_pixels_covariance : int
         Fewest good pixels for covariances of an amp (cp_pipe: 10 000).
     gain_correction : {'FULL', 'SIMPLE', 'NONE'}
-        Read-noise correction of the per-pair gain ``gain_corrected``.
+        Read-noise correction of the robust per-pair gain ``rhl_gain_corrected``
+        (``cp_pipe_gain`` is always FULL, as cp_pipe's default).
     """
 
     method: str = "cp_pipe"

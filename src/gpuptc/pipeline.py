@@ -27,6 +27,7 @@ from gpuptc.io.raw import RawReadError, read_segment_headers
 from gpuptc.masterbias import MasterBias, resolve_biases
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
+    MISMATCH_THRESHOLD,
     PAIR_COLUMNS,
     FileStatus,
     PairStatus,
@@ -76,6 +77,9 @@ def _pair_rows(
             "pixels": geometry.imaging.shape[0] * geometry.imaging.shape[1],
             "used": pd.NA,
         }
+        with np.errstate(divide="ignore", invalid="ignore"):
+            row["level_mismatch"] = row["mean2"] / row["mean1"] - 1.0
+        row["mismatched"] = bool(abs(row["level_mismatch"]) > MISMATCH_THRESHOLD)
         cov_ok = result.cov is not None and bool(np.isfinite(result.cov[k, a, 0, 0]))
         row["status"] = _status(
             row["mean"], row["var"], int(row["npix"]), cov_ok, result.cov is not None

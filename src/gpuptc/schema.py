@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_USAGE",
     "FULLCOV_COLUMNS",
     "INTERRUPTED",
+    "MISMATCH_THRESHOLD",
     "OUTPUT_NAMES",
     "PAIR_COLUMNS",
     "PTC_COLUMNS",
@@ -135,7 +136,9 @@ STAT_NAMES: tuple[str, ...] = (
     "var",
     "npix",
     "rhl_gain",
-    "gain_corrected",
+    "rhl_gain_corrected",
+    "notebook_gain",
+    "cp_pipe_gain",
     "read_noise_adu",
     "cov_pixels",
 )
@@ -152,11 +155,15 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "file2",
     *STAT_NAMES[:-1],
     "overscan_level",
+    "level_mismatch",
+    "mismatched",
     "cov_pixels",
     "pixels",
     "used",
     "status",
 )
+MISMATCH_THRESHOLD = 0.03
+"""``mismatched`` marks pairs whose flats differ in level (``|mean2/mean1 - 1|``) by more."""
 COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -204,6 +211,8 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
             types[column] = "int64"
         elif column == "used":
             types[column] = "boolean"
+        elif column == "mismatched":
+            types[column] = "bool"
         elif column not in _TEXT_COLUMNS:
             types[column] = "float64"
     return frame.astype(types)

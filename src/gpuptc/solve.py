@@ -32,7 +32,7 @@ from gpuptc.ptc import (
 )
 from gpuptc.schema import FULLCOV_COLUMNS, PTC_COLUMNS, FitStatus, PairStatus
 
-__all__ = ["MODEL_REGISTRY", "Model", "fit", "fit_ptc"]
+__all__ = ["MODEL_REGISTRY", "Model", "fit", "fit_ptc", "per_pair_gain_column"]
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +346,14 @@ def _guarded(compute: Callable[[AmpData], Any], data: AmpData, what: str, failed
         return failed
 
 
+def per_pair_gain_column(method: str) -> str:
+    """The ``pairs`` column whose median is ``rhl`` under a preset's solve ``method``.
+
+    The notebook's number for ``seed``, else the robust, read-noise-corrected per-pair gain.
+    """
+    return "notebook_gain" if method == "seed" else "rhl_gain_corrected"
+
+
 def _amp_data(
     key: tuple[Any, Any],
     measured: pd.DataFrame,
@@ -364,7 +372,7 @@ def _amp_data(
         solve,
         cov=cube,
         npix=npix,
-        gains=measured["rhl_gain"].to_numpy(float),
+        gains=measured[per_pair_gain_column(solve.method)].to_numpy(float),
     )
 
 

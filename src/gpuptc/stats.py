@@ -32,9 +32,11 @@ class PairStatistics:
 
     Attributes
     ----------
-    mean1, mean2, mean, var, npix, rhl_gain, gain_corrected, read_noise_adu : array
+    mean1, mean2, mean, var, npix, read_noise_adu : array
         ``(pairs, amps)``; ``var`` is the per-image variance (half that of the
         difference), ADU^2; ``npix`` the pixels it used.
+    rhl_gain, rhl_gain_corrected, notebook_gain, cp_pipe_gain : array
+        ``(pairs, amps)`` per-pixel gains, e-/ADU (see :func:`pair_statistics`).
     cov, cov_npix : array or None
         ``(pairs, amps, L, L)`` per-image covariances indexed ``[i, j]`` (serial lag i,
         parallel lag j), ADU^2, and the pixel pairs behind each; None when ``cov_size``
@@ -49,7 +51,9 @@ class PairStatistics:
     var: Any
     npix: Any
     rhl_gain: Any
-    gain_corrected: Any
+    rhl_gain_corrected: Any
+    notebook_gain: Any
+    cp_pipe_gain: Any
     read_noise_adu: Any
     cov: Any | None
     cov_npix: Any | None
@@ -70,19 +74,13 @@ def _flat(x: Any, *, xp: ModuleType) -> Any:
     return xp.reshape(x, (*x.shape[:-2], x.shape[-2] * x.shape[-1]))
 
 
-def _per_pixel_gain(
-    i1: Any,
-    i2: Any,
-    good: Any,
-    mean: Any,
-    read_noise: Any,
-    correction: str,
-    *,
-    kernels: ArrayApiKernels,
-) -> tuple[Any, Any]:
-    """``1/<(I1-I2)^2/(I1+I2)>`` on unscaled images, and its read-noise-corrected form."""
-    xp = kernels.xp
-    c = kernels.squared_difference_ratio(i1, i2, good)
+def corrected_gain(c: Any, mean: Any, read_noise: Any, correction: str, *, xp: ModuleType) -> Any:
+    """The per-pixel gain ``1 / c`` corrected for read noise, as cp_pipe's gainCorrectionType.
+
+    ``FULL``: ``(mu + sqrt(mu^2 - 2 mu c + 2 sigma^2)) / (2 c mu - 2 sigma^2)``; ``SIMPLE``:
+    ``1 / (c - sigma^2 / mu)``; ``NONE``: ``1 / c``. Where the read noise is unknown the
+    gain is left uncorrected.
+    """
     rhl = 1.0 / c
     sigma2 = read_noise * read_noise
     if correction == "FULL":
@@ -92,8 +90,36 @@ def _per_pixel_gain(
         corrected = 1.0 / (c - sigma2 / mean)
     else:
         corrected = rhl
-    corrected = xp.where(xp.isfinite(read_noise), corrected, rhl)
-    return rhl, corrected
+    return xp.where(xp.isfinite(read_noise), corrected, rhl)
+
+
+def _per_pair_gains(
+    pair: _PairImages,
+    measured: _Measured,
+    read_noise: Any,
+    config: ExtractConfig,
+    kernels: ArrayApiKernels,
+) -> dict[str, Any]:
+    """The per-pixel gains ``1 / <(I1 - I2)^2 / (I1 + I2)>`` of a pair, three ways.
+
+    ``rhl_gain``: robust: I2 scaled to I1's level, over the pixels the preset's clipping of
+    the difference keeps (cosmic rays and a flux mismatch between the flats do not bias
+    it); ``rhl_gain_corrected`` that with the preset's read-noise correction.
+    ``notebook_gain``: unscaled, over every good pixel (the notebook's number);
+    ``cp_pipe_gain``: that with the FULL correction (cp_pipe's ``gainList``).
+    """
+    xp = kernels.xp
+    unscaled = kernels.squared_difference_ratio(pair.f1, pair.f2, pair.both)
+    scale = measured.mean1 / measured.mean2
+    robust = kernels.squared_difference_ratio(pair.f1, pair.f2, measured.weights, scale)
+    return {
+        "rhl_gain": 1.0 / robust,
+        "rhl_gain_corrected": corrected_gain(
+            robust, measured.mean1, read_noise, config.gain_correction, xp=xp
+        ),
+        "notebook_gain": 1.0 / unscaled,
+        "cp_pipe_gain": corrected_gain(unscaled, measured.mean, read_noise, "FULL", xp=xp),
+    }
 
 
 def covariances_fft(
@@ -319,7 +345,7 @@ def pair_statistics(
     good : array of bool
         Same shape: usable pixels of each image.
     read_noise_adu : array
-        ``(pairs, 2, amps)`` read noise of each exposure (ADU), for ``gain_corrected``.
+        ``(pairs, 2, amps)`` read noise of each exposure (ADU), for the corrected gains.
     config : ExtractConfig
         The preset's definitions (``method``: ``cp_pipe``, ``eotest`` or ``seed``).
     backend : Backend
@@ -341,6 +367,11 @@ def pair_statistics(
     var = population variance of d / 2; mean = the mean of the second means.
     ``seed``: plain masked means; mean = mean of I1; var = population variance of
     ``I1 - I2 m1/m2`` over pixels good in both, / 2.
+
+    Per-pixel gains: ``rhl_gain`` on I1 and ``I2 m1/m2`` over the pixels the method's
+    difference clipping keeps (its covariance weights), ``rhl_gain_corrected`` with the
+    preset's read-noise correction; ``notebook_gain`` on the unscaled flats over every
+    good pixel and ``cp_pipe_gain`` that with the FULL correction, whatever the preset.
     """
     kernels = backend.kernels
     if config.method not in _METHODS:
@@ -348,15 +379,7 @@ def pair_statistics(
     pair = _pair_images(images, good, xp=backend.xp)
     measured = _METHODS[config.method](pair, config, kernels)
     read_noise = 0.5 * (read_noise_adu[:, 0, ...] + read_noise_adu[:, 1, ...])
-    rhl, corrected = _per_pixel_gain(
-        pair.f1,
-        pair.f2,
-        pair.both,
-        measured.mean,
-        read_noise,
-        config.gain_correction,
-        kernels=kernels,
-    )
+    gains = _per_pair_gains(pair, measured, read_noise, config, kernels)
     cov_pixels = kernels.count_true(measured.weights)
     cov = cov_npix = None
     if config.cov_size > 0:
@@ -368,8 +391,7 @@ def pair_statistics(
         mean=measured.mean,
         var=measured.var,
         npix=measured.npix,
-        rhl_gain=rhl,
-        gain_corrected=corrected,
+        **gains,
         read_noise_adu=read_noise,
         cov=cov,
         cov_npix=cov_npix,

@@ -117,11 +117,11 @@ class FusedCpuKernels(NumpyKernels):
             return super().flux_matched_difference(f1, f2, mean1, mean2, mean)
         return numba_cpu.flux_matched_difference(f1, f2, mean1, mean2, mean)
 
-    def squared_difference_ratio(self, i1: Any, i2: Any, good: Any) -> Any:
+    def squared_difference_ratio(self, i1: Any, i2: Any, good: Any, scale: Any = None) -> Any:
         """One pass (:func:`numba_cpu.squared_difference_ratio`)."""
         if not _float(i1, i2):
-            return super().squared_difference_ratio(i1, i2, good)
-        return numba_cpu.squared_difference_ratio(i1, i2, good)
+            return super().squared_difference_ratio(i1, i2, good, scale)
+        return numba_cpu.squared_difference_ratio(i1, i2, good, scale)
 
     def lag_sums(self, d: Any, w: Any, size: int) -> tuple[Any, Any, Any]:
         """Cropped images, scipy.fft, direct partner sums where few pixels are masked."""

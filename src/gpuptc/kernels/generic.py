@@ -230,9 +230,15 @@ class ArrayApiKernels:
             xp.astype(mean2[..., None], dtype) * f1 - xp.astype(mean1[..., None], dtype) * f2
         ) / xp.astype(mean[..., None], dtype)
 
-    def squared_difference_ratio(self, i1: Any, i2: Any, good: Any) -> Any:
-        """Mean of ``(I1 - I2)**2 / (I1 + I2)`` over good pixels with ``I1 + I2 > 0``, per row."""
+    def squared_difference_ratio(self, i1: Any, i2: Any, good: Any, scale: Any = None) -> Any:
+        """Mean of ``(I1 - s I2)**2 / (I1 + s I2)`` over good pixels with ``I1 + s I2 > 0``.
+
+        Per row; ``s`` is the row's ``scale`` (float64, rounded to the images' dtype), 1 by
+        default.
+        """
         xp = self.xp
+        if scale is not None:
+            i2 = xp.astype(scale, i2.dtype)[..., None] * i2
         total = i1 + i2
         usable = good & (total > 0)
         one = xp.ones((), dtype=total.dtype, device=total.device)

@@ -227,13 +227,14 @@ if numba is not None:
         return count, total, squares
 
     @_jit_reassociating
-    def _rows_rhl(i1, i2, good, out):
+    def _rows_rhl(i1, i2, scale, good, out):
         for row in range(i1.shape[0]):
             count = 0
             total = 0.0
+            s = scale[row]
             for i in range(i1.shape[1]):
                 a = i1[row, i]
-                b = i2[row, i]
+                b = i2[row, i] * s
                 both = a + b
                 if good[row, i] and both > 0:
                     count += 1
@@ -576,14 +577,21 @@ def clipped_moments(
     return mean.reshape(lead), var.reshape(lead), kept.reshape(lead)
 
 
-def squared_difference_ratio(i1: np.ndarray, i2: np.ndarray, good: np.ndarray) -> np.ndarray:
-    """Mean of ``(I1 - I2)**2 / (I1 + I2)`` over good pixels with ``I1 + I2 > 0``, per row.
+def squared_difference_ratio(
+    i1: np.ndarray, i2: np.ndarray, good: np.ndarray, scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean of ``(I1 - s I2)**2 / (I1 + s I2)`` over good pixels with ``I1 + s I2 > 0``.
 
-    Per-pixel arithmetic in the images' dtype, float64 sums; NaN for rows without such
-    pixels (the per-pixel gain of :func:`gpuptc.stats.pair_statistics`).
+    Per row, with ``s`` the row's ``scale`` (1 by default), rounded to the images' dtype;
+    per-pixel arithmetic in that dtype, float64 sums; NaN for rows without such pixels
+    (the per-pixel gains of :func:`gpuptc.stats.pair_statistics`).
     """
     out = np.empty(math.prod(i1.shape[:-1]), np.float64)
-    _rows_rhl(_rows(i1), _rows(i2), _rows(good), out)
+    rows = _rows(i1)
+    factors = np.ones(rows.shape[0], i1.dtype) if scale is None else scale
+    _rows_rhl(
+        rows, _rows(i2), np.ascontiguousarray(factors, i1.dtype).reshape(-1), _rows(good), out
+    )
     return out.reshape(i1.shape[:-1])
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "gain_vs_exptime",
     "gains_by_method",
     "images_figure",
+    "level_mismatch",
     "ptc_grids",
 ]
 
@@ -111,13 +112,15 @@ def ptc_grids(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Pa
     return paths
 
 
-def gain_histograms(pairs: pd.DataFrame, sensor: str, directory: Path) -> Path:
-    """The notebook's per-amp histograms of per-pair gains, with their medians."""
+def gain_histograms(
+    pairs: pd.DataFrame, sensor: str, directory: Path, column: str = "rhl_gain_corrected"
+) -> Path:
+    """The notebook's per-amp histograms of per-pair gains (``column``), with their medians."""
     mine = pairs[(pairs["sensor"] == sensor) & pairs["used"].fillna(False).astype(bool)]
     amps = sorted(pairs.loc[pairs["sensor"] == sensor, "amp"].unique())
     fig, axes = amp_grid(len(amps), f"{sensor}: per-pair gain 1/<(I1-I2)^2/(I1+I2)> (used pairs)")
     for ax, amp in zip(axes, amps, strict=False):
-        gains = mine.loc[mine["amp"] == amp, "rhl_gain"].dropna().to_numpy()
+        gains = mine.loc[mine["amp"] == amp, column].dropna().to_numpy()
         if len(gains):
             ax.hist(gains, bins=20, alpha=0.6)
             median = float(np.median(gains))
@@ -145,13 +148,19 @@ def gains_by_method(comparison: pd.DataFrame, sensor: str, directory: Path) -> P
     return _save(fig, directory / f"gains_{sensor}.png")
 
 
-def gain_vs_exptime(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Path) -> Path:
-    """Per-pair gain against exposure time, with the onset of saturation marked."""
+def gain_vs_exptime(
+    pairs: pd.DataFrame,
+    ptc: pd.DataFrame,
+    sensor: str,
+    directory: Path,
+    column: str = "rhl_gain_corrected",
+) -> Path:
+    """Per-pair gain (``column``) against exposure time, with the onset of saturation."""
     mine = pairs[pairs["sensor"] == sensor]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for _, rows in mine.groupby("amp"):
         ordered = rows.sort_values("exptime")
-        ax.plot(ordered["exptime"], ordered["rhl_gain"], "-", lw=0.6, alpha=0.7)
+        ax.plot(ordered["exptime"], ordered[column], "-", lw=0.6, alpha=0.7)
     turnoff = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == "expapprox")].set_index("amp")[
         "turnoff"
     ]
@@ -161,7 +170,7 @@ def gain_vs_exptime(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directo
         ax.axvline(onset, color="k", ls="--", label=f"saturation onset {onset:.1f} s")
         ax.legend(fontsize=8)
     ax.set_xscale("log")
-    finite = mine["rhl_gain"][np.isfinite(mine["rhl_gain"])]
+    finite = mine[column][np.isfinite(mine[column])]
     if len(finite):
         low, high = np.percentile(finite, [2, 90])
         ax.set_ylim(0.5 * low, 1.5 * high)
@@ -246,3 +255,21 @@ def focal_plane_map(ptc: pd.DataFrame, directory: Path) -> Path | None:
         ax.set_xlabel("amp")
         ax.set_title(label)
     return _save(fig, directory / "focal_plane.png")
+
+
+def level_mismatch(pairs: pd.DataFrame, sensor: str, directory: Path, threshold: float) -> Path:
+    """The flats' level mismatch mean2/mean1 - 1 of each pair (median over amps)."""
+    mine = pairs[pairs["sensor"] == sensor]
+    per_pair = mine.groupby("pair").agg(
+        exptime=("exptime", "first"), mismatch=("level_mismatch", "median")
+    )
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.plot(per_pair["exptime"], 100 * per_pair["mismatch"], "o", ms=4)
+    for bound in (-threshold, threshold):
+        ax.axhline(100 * bound, color="r", ls="--", lw=0.8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("exposure time (s)")
+    ax.set_ylabel("mean2 / mean1 - 1 (%)")
+    ax.set_title(f"{sensor}: level mismatch of the flats of each pair (flagged beyond the lines)")
+    return _save(fig, directory / f"mismatch_{sensor}.png")

@@ -14,7 +14,8 @@ import pandas as pd
 
 from gpuptc.io.outputs import read_outputs
 from gpuptc.report import figures
-from gpuptc.schema import REPORT_DIR, RUN_FILE, display_images_name
+from gpuptc.schema import MISMATCH_THRESHOLD, REPORT_DIR, RUN_FILE, display_images_name
+from gpuptc.solve import per_pair_gain_column
 
 __all__ = ["draw_report", "redraw_report"]
 
@@ -50,9 +51,9 @@ def _figure(path: Path | None, root: Path, caption: str) -> str:
 
 
 def _sensor_section(
-    sensor: str, tables: Mapping[str, pd.DataFrame], root: Path, figs: Path
+    sensor: str, tables: Mapping[str, pd.DataFrame], root: Path, figs: Path, gain: str
 ) -> list[str]:
-    """The figures and the gain table of one sensor."""
+    """The figures and the gain table of one sensor (``gain``: the per-pair gain column)."""
     pairs, ptc = tables["pairs"], tables["ptc"]
     covariances, fullcov = tables["covariances"], tables["fullcov"]
     summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
@@ -63,10 +64,17 @@ def _sensor_section(
             "gain per amp, every method and EOTEST",
         ),
         (lambda: figures.ptc_grids(pairs, ptc, sensor, figs), "PTC per amp"),
-        (lambda: figures.gain_histograms(pairs, sensor, figs), "per-pair gain histograms"),
         (
-            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, figs),
-            "per-pair gain against exposure time",
+            lambda: figures.gain_histograms(pairs, sensor, figs, gain),
+            f"per-pair gain histograms ({gain})",
+        ),
+        (
+            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, figs, gain),
+            f"per-pair gain against exposure time ({gain})",
+        ),
+        (
+            lambda: figures.level_mismatch(pairs, sensor, figs, MISMATCH_THRESHOLD),
+            "level mismatch of each pair's flats",
         ),
         (
             lambda: figures.covariance_figure(pairs, covariances, fullcov, sensor, figs),
@@ -158,8 +166,9 @@ def draw_report(
     )
     if focal:
         body.append("<h2>Focal plane</h2>" + focal)
+    method = provenance.get("configuration", {}).get("solve", {}).get("method", "cp_pipe")
     for sensor in sensors:
-        body.extend(_sensor_section(sensor, tables, root, figs))
+        body.extend(_sensor_section(sensor, tables, root, figs, per_pair_gain_column(method)))
     body.extend(_numbers_section(tables, provenance))
     head = f'<meta charset="utf-8"><title>gpuptc report</title><style>{_STYLE}</style>'
     page = f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>'
