@@ -211,13 +211,14 @@ def test_expapprox_recovers_truth(measured, preset):
     assert np.abs(expapprox.a00 / truth.a00 - 1).median() < 0.01
     assert (expapprox.noise / truth.read_noise).between(1.0, 1.35).all()
     # the notebook's fits and the per-pair gain carry their methods' biases (brighter-
-    # fatter in the slopes, the flats' flux mismatch in rhl); measured maxima: linear
-    # 4.5 %, quadratic 3.3 %, power law 2.9 %, rhl 8.9 %
+    # fatter in the slopes and in the per-pixel gain, and the flats' flux mismatch in the
+    # notebook's unscaled form); measured maxima: linear 4.5 %, quadratic 3.3 %, power law
+    # 2.9 %, rhl 4.5 % (robust; brighter-fatter raises it 2.5-3.3 %), 7.3 % under seed
     for model, accuracy in (("linear", 0.05), ("quadratic", 0.035), ("powerlaw", 0.035)):
         fits = ptc[ptc.model == model].set_index("amp")
         assert np.abs(fits.gain / truth.gain - 1).max() < accuracy, model
     rhl = ptc[ptc.model == "rhl"].set_index("amp")
-    assert np.abs(rhl.gain / truth.gain - 1).max() < 0.1
+    assert np.abs(rhl.gain / truth.gain - 1).max() < (0.1 if preset == "seed" else 0.06)
     gain = "notebook_gain" if preset == "seed" else "rhl_gain_corrected"
     for amp, rows in fitted.groupby("amp"):
         used = rows[rows.used.astype(bool)]
