@@ -405,3 +405,23 @@ def test_lsstcam_preset_is_cp_pipes_production_configuration():
     defaults = gpuptc.config.get_preset("cp_pipe").solve
     assert (defaults.max_signal_initial, defaults.max_delta_initial) == (50000.0, 9000.0)
     assert defaults.scale_initial_by_gain is True and defaults.rolloff is False
+
+
+def test_notebook_fit_errors_are_numpys_least_squares_errors():
+    """Errors of the linear and quadratic fits from np.polyfit's covariance (an independent
+    least-squares implementation); the quadratic noise error was once ~1e-7 e- (the
+    constant term's variance lost to an ill-conditioned pseudo-inverse)."""
+    mean = np.geomspace(500, 9e4, 40)
+    var = reference.eq16(mean, -1e-6, 1.2, 30.0) * (
+        1 + np.random.default_rng(1).normal(0, 3e-3, 40)
+    )
+    quadratic = gpuptc.fit_ptc(mean, var, "quadratic", "seed", quadratic_points=(0, 25))
+    (_, c1, c0), cov = np.polyfit(mean[:25], var[:25], 2, cov=True)
+    errors = np.sqrt(np.diag(cov))
+    assert quadratic.a00_err == pytest.approx(errors[0], rel=1e-6)
+    assert quadratic.gain_err == pytest.approx(errors[1] / c1**2, rel=1e-6)
+    assert quadratic.noise_err == pytest.approx(0.5 * errors[2] / c0 * quadratic.noise, rel=1e-6)
+    assert 0.1 < quadratic.noise_err < 10  # e-, not 1e-7
+    linear = gpuptc.fit_ptc(mean, var, "linear", "seed", linear_points=(0, 10))
+    (slope, _), cov = np.polyfit(mean[:10], var[:10], 1, cov=True)
+    assert linear.gain_err == pytest.approx(np.sqrt(cov[0, 0]) / slope**2, rel=1e-6)

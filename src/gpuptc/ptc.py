@@ -530,11 +530,12 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.
     if len(x) <= degree + 1:
         return coeffs, np.full(degree + 1, np.nan), chi2
     design = np.vander(x, degree + 1)
-    covariance = (
-        np.linalg.pinv(design.T @ design)
-        * float(np.sum((y - design @ coeffs) ** 2))
-        / (len(x) - degree - 1)
-    )
+    # columns scaled to unit norm first: unscaled, x^2 and 1 differ by ~1e10 at PTC means
+    # and pinv's cutoff would drop the constant term's variance (noise errors of ~1e-8 e-)
+    norms = np.linalg.norm(design, axis=0)
+    scaled = design / norms
+    residual_variance = float(np.sum((y - design @ coeffs) ** 2)) / (len(x) - degree - 1)
+    covariance = np.linalg.inv(scaled.T @ scaled) / np.outer(norms, norms) * residual_variance
     return coeffs, np.sqrt(np.abs(np.diag(covariance))), chi2
 
 
