@@ -86,11 +86,14 @@ class BatchResult:
         ``overscan_level``.
     cov, cov_npix : numpy.ndarray or None
         ``(pairs, amps, L, L)`` covariances and pixel pairs, None without covariances.
+    failed : numpy.ndarray of bool
+        ``(pairs, amps)``: the amplifier's measurement raised (its numbers are NaN).
     """
 
     values: dict[str, np.ndarray]
     cov: np.ndarray | None
     cov_npix: np.ndarray | None
+    failed: np.ndarray
 
     @staticmethod
     def joined(parts: list[BatchResult]) -> BatchResult:
@@ -103,28 +106,43 @@ class BatchResult:
             name: np.concatenate([part.values[name] for part in parts], axis=1)
             for name in parts[0].values
         }
-        return BatchResult(values, join([p.cov for p in parts]), join([p.cov_npix for p in parts]))
+        return BatchResult(
+            values,
+            join([p.cov for p in parts]),
+            join([p.cov_npix for p in parts]),
+            np.concatenate([p.failed for p in parts], axis=1),
+        )
 
 
 def _measure_amps(
     raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
 ) -> BatchResult:
-    """ISR and statistics of one stack; per-amp numbers back on the host."""
+    """ISR and statistics of one stack; per-amp numbers back on the host.
+
+    The numbers cross in three copies (the per-amp values stacked in float64, which holds
+    the pixel counts exactly; the overscan levels; covariances with their pair counts),
+    not one per quantity.
+    """
     isr, stats = correct_and_measure(raw, geometry, preset, backend, bias)
-    values = {name: to_host(getattr(stats, name)) for name in STAT_NAMES}
+    xp = backend.xp
+    stacked = xp.stack([xp.astype(getattr(stats, name), xp.float64) for name in STAT_NAMES])
+    values = dict(zip(STAT_NAMES, to_host(stacked), strict=True))
     values["overscan_level"] = to_host(isr.overscan_level).mean(axis=1)
-    cov = to_host(stats.cov) if stats.cov is not None else None
-    cov_npix = to_host(stats.cov_npix) if stats.cov_npix is not None else None
-    return BatchResult(values, cov, cov_npix)
+    cov = cov_npix = None
+    if stats.cov is not None and stats.cov_npix is not None:
+        cov, cov_npix = to_host(xp.stack([stats.cov, stats.cov_npix]))
+    failed = np.zeros(values["mean"].shape, bool)
+    return BatchResult(values, cov, cov_npix, failed)
 
 
 def _failed_amp(pairs: int, cov_size: int) -> BatchResult:
-    """The numbers of an amplifier whose measurement raised: NaN, ``npix`` -1 (its status)."""
+    """The numbers of an amplifier whose measurement raised: NaN, no pixels, ``failed``."""
     values = {name: np.full((pairs, 1), np.nan) for name in (*STAT_NAMES, "overscan_level")}
-    values["npix"] = np.full((pairs, 1), -1.0)
+    values["npix"] = np.zeros((pairs, 1))
     values["cov_pixels"] = np.zeros((pairs, 1))
     cov = np.full((pairs, 1, cov_size, cov_size), np.nan) if cov_size else None
-    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov))
+    failed = np.ones((pairs, 1), bool)
+    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov), failed)
 
 
 def _isolated(

@@ -234,10 +234,8 @@ def run(
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     config = get_preset(preset, **overrides)
     job = _Job(config, backend, chosen.name, [*items, *eotest], out, models or MODELS, bias)
-    execution = dict(
-        client=client, workers=workers, scheduler=scheduler, force=force, progress=progress
-    )
-    execution["on_sensor"] = on_sensor
+    execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
+    execution |= {"progress": progress, "on_sensor": on_sensor}
     staged = StagedOutputs(out)
     try:
         exit_code, tables = _stages(job, staged, sensors, report, execution, started)

@@ -42,8 +42,10 @@ __all__ = ["measure", "measure_sensor"]
 log = logging.getLogger(__name__)
 
 
-def _status(mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool) -> str:
-    if npix < 0:
+def _status(
+    failed: bool, mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool
+) -> str:
+    if failed:
         return PairStatus.MEASURE_FAILED
     if npix == 0:
         return PairStatus.NO_GOOD_PIXELS
@@ -82,7 +84,12 @@ def _pair_rows(
         row["mismatched"] = bool(abs(row["level_mismatch"]) > MISMATCH_THRESHOLD)
         cov_ok = result.cov is not None and bool(np.isfinite(result.cov[k, a, 0, 0]))
         row["status"] = _status(
-            row["mean"], row["var"], int(row["npix"]), cov_ok, result.cov is not None
+            bool(result.failed[k, a]),
+            row["mean"],
+            row["var"],
+            int(row["npix"]),
+            cov_ok,
+            result.cov is not None,
         )
         rows.append(row)
     return rows

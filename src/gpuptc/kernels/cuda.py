@@ -18,8 +18,10 @@ and what the kernels are checked against on a GPU):
     sorted in shared memory (bitonic), NaN propagates, even counts give the mean of the
     two middle values.
 
-:class:`FusedCupyKernels` uses them; until they have run on a GPU in this project's device
-check they are opt-in (``get_backend("cupy", fused=True)`` or ``GPUPTC_CUDA=1``).
+:class:`FusedCupyKernels` uses them for single primitives (``clip_sums``,
+``order_statistics``, ``median``), so the afw algorithm itself stays the reference's.
+Until they have run on a GPU in this project's device check they are opt-in
+(``get_backend("cupy", fused=True)`` or ``GPUPTC_CUDA=1``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuptc.kernels.generic import AFW_IQR_TO_SIGMA, ArrayApiKernels, shifted_moments
+from gpuptc.kernels.generic import ArrayApiKernels
 
 __all__ = ["KERNELS", "REFERENCES", "SOURCE", "FusedCupyKernels"]
 
@@ -329,34 +331,21 @@ class FusedCupyKernels(ArrayApiKernels):
         _kernel(f"row_median_{suffix}")((rows.shape[0],), (threads,), (rows, np.int64(n), out))
         return xp.reshape(out, moved.shape[:-1])
 
-    def clipped_stats(
-        self, x: Any, good: Any, *, nsigma: float, niter: int
-    ) -> tuple[Any, Any, Any]:
-        """Clipping as afw's: quartiles by radix selection, then each pass in one kernel."""
+    def clip_sums(self, x: Any, good: Any, centre: Any, half_width: Any) -> tuple[Any, Any, Any]:
+        """One afw clipping pass in one read of the pixels (the ``clip_pass`` kernel)."""
         suffix = _suffix(x.dtype)
         if suffix is None:
-            return super().clipped_stats(x, good, nsigma=nsigma, niter=niter)
-        if niter < 1:
-            raise ValueError("niter must be at least 1")
-        xp = self.xp
-        good = good & xp.isfinite(x)
-        q25, centre, q75 = self.masked_quantiles(x, good, (0.25, 0.5, 0.75))
-        half = nsigma * AFW_IQR_TO_SIGMA * (q75 - q25)
+            return super().clip_sums(x, good, centre, half_width)
         import cupy
 
-        lead, n = x.shape[:-1], x.shape[-1]
+        xp, lead, n = self.xp, x.shape[:-1], x.shape[-1]
         rows = cupy.ascontiguousarray(xp.reshape(x, (-1, n)))  # the kernel reads rows
         mask = cupy.ascontiguousarray(xp.reshape(good, (-1, n)))
         count = xp.empty((rows.shape[0],), dtype=xp.int64)
         total = xp.empty((rows.shape[0],), dtype=xp.float64)
         squares = xp.empty((rows.shape[0],), dtype=xp.float64)
-        for _ in range(niter):
-            centre_x = xp.reshape(xp.astype(centre, x.dtype), (-1,))
-            half_x = xp.reshape(xp.astype(half, x.dtype), (-1,))
-            arguments = (rows, mask, centre_x, half_x, np.int64(n), count, total, squares)
-            _kernel(f"clip_pass_{suffix}")((rows.shape[0],), (_THREADS,), arguments)
-            mean, variance = shifted_moments(count, total, squares, xp=xp)
-            mean = xp.reshape(mean + xp.astype(centre_x, xp.float64), lead)
-            variance = xp.reshape(variance, lead)
-            centre, half = mean, nsigma * xp.sqrt(variance)
-        return mean, variance, xp.reshape(count, lead)
+        centre_x = xp.reshape(xp.astype(centre, x.dtype), (-1,))
+        half_x = xp.reshape(xp.astype(half_width, x.dtype), (-1,))
+        arguments = (rows, mask, centre_x, half_x, np.int64(n), count, total, squares)
+        _kernel(f"clip_pass_{suffix}")((rows.shape[0],), (_THREADS,), arguments)
+        return tuple(xp.reshape(a, lead) for a in (count, total, squares))

@@ -154,13 +154,20 @@ class ArrayApiKernels:
         second = xp.sum(centred * centred, axis=-1, dtype=xp.float64)
         return xp.where(count > 0, second / xp.where(count > 0, count, 1.0), xp.nan)
 
-    def _shifted_mean_var(self, offset: Any, kept: Any) -> tuple[Any, Any]:
-        """Mean and unbiased variance of the kept values from shifted float64 sums."""
+    def clip_sums(self, x: Any, good: Any, centre: Any, half_width: Any) -> tuple[Any, Any, Any]:
+        """One afw clipping pass over each row.
+
+        Of the good values within ``half_width`` of ``centre`` (tests inclusive, offsets
+        in the dtype of ``x``): the count (int64) and the float64 sums of the offsets and
+        of their squares.
+        """
         xp = self.xp
+        offset = x - xp.astype(centre, x.dtype)[..., None]
+        kept = good & (xp.abs(offset) <= xp.astype(half_width, x.dtype)[..., None])
         values = xp.where(kept, offset, xp.zeros((), dtype=offset.dtype, device=offset.device))
         total = xp.sum(values, axis=-1, dtype=xp.float64)
         squares = xp.sum(values * values, axis=-1, dtype=xp.float64)
-        return shifted_moments(self.count_true(kept), total, squares, xp=xp)
+        return self.count_true(kept), total, squares
 
     def clipped_stats(
         self, x: Any, good: Any, *, nsigma: float, niter: int
@@ -196,15 +203,13 @@ class ArrayApiKernels:
         q25, q50, q75 = self.masked_quantiles(x, good, (0.25, 0.5, 0.75))
         centre = q50
         half_width = nsigma * AFW_IQR_TO_SIGMA * (q75 - q25)
-        mean = variance = kept = None
+        mean = variance = count = None
         for _ in range(niter):
-            centre_x = xp.astype(centre, x.dtype)
-            offset = x - centre_x[..., None]
-            kept = good & (xp.abs(offset) <= xp.astype(half_width, x.dtype)[..., None])
-            mean, variance = self._shifted_mean_var(offset, kept)
-            mean = mean + xp.astype(centre_x, xp.float64)
+            count, total, squares = self.clip_sums(x, good, centre, half_width)
+            mean, variance = shifted_moments(count, total, squares, xp=xp)
+            mean = mean + xp.astype(xp.astype(centre, x.dtype), xp.float64)
             centre, half_width = mean, nsigma * xp.sqrt(variance)
-        return mean, variance, self.count_true(kept)
+        return mean, variance, count
 
     def at_most(self, x: Any, bound: Any) -> Any:
         """``x <= bound[..., None]`` for a float64 ``bound``, exactly, in the dtype of ``x``.
