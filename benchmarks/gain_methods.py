@@ -1,14 +1,15 @@
 """Which gain method to trust: the seed notebook's open question, answered on simulated data.
 
-The notebook saw its per-pixel ("Welcome to PTC") gains and its PTC-slope gains separated by
-a near-constant factor. This script simulates sensors with known truth and changes one
-thing at a time (read noise, brighter-fatter, illumination mismatch between the two flats,
-overscan mode, fit range), then reports, for every method, the median over amplifiers of
-gain / true gain (and the smallest and largest ratio), plus the per-pair gain against
-signal. Everything is written to ``benchmarks/GAIN_METHODS.md``.
+The notebook saw its per-pixel ("Welcome to PTC") gains and its PTC-slope gains disagree.
+This script simulates sensors with known truth and changes one thing at a time (cosmic-ray
+rate, level mismatch between the two flats of a pair, brighter-fatter, read noise, preset,
+fit range). For every method it reports the gain over the true gain and, against the same
+sensor simulated clean (no cosmic rays, no mismatch; the simulator keeps the pixel noise of
+the two the same), how far the method moved. Everything goes to ``benchmarks/GAIN_METHODS.md``.
 
-Usage: ``python benchmarks/gain_methods.py [--size medium|small] [--pairs 24]`` (or
-``make study``); about three minutes on two cores.
+Usage: ``python benchmarks/gain_methods.py [--size medium|full] [--pairs 24]
+[--vendors e2v,itl]`` (or ``make study``); about five minutes on two cores at the medium
+size and one vendor, about an hour at full size.
 """
 
 from __future__ import annotations
@@ -17,133 +18,199 @@ import argparse
 import platform
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import gpuptc
+from gpuptc.simulate import SimulationConfig
 
 RESULTS = Path(__file__).parent / "GAIN_METHODS.md"
 
-CASES: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
-    ("baseline (cp_pipe statistics)", {}, "cp_pipe", {}),
-    ("the notebook's statistics (seed preset: no clipping)", {}, "seed", {}),
-    ("read noise x 3 (12-24 e-)", {"read_noise_scale": 3.0}, "cp_pipe", {}),
-    ("no brighter-fatter", {"brighter_fatter": False}, "cp_pipe", {}),
-    ("no illumination mismatch within pairs", {"pair_mismatch": 0.0}, "cp_pipe", {}),
-    ("1 % illumination mismatch within pairs", {"pair_mismatch": 0.01}, "cp_pipe", {}),
-    (
-        "overscan: one mean per amp, no parallel",
-        {},
-        "cp_pipe",
-        {"isr__serial_overscan": "MEAN", "isr__parallel_overscan": "NONE"},
-    ),
-    ("linear fit on the bright half [12:-4]", {}, "cp_pipe", {"solve__linear_points": (12, -4)}),
-    ("linear fit on the faint end [2:8]", {}, "cp_pipe", {"solve__linear_points": (2, 8)}),
+LAB_RATE = SimulationConfig.cosmic_ray_rate
+LAB_MISMATCH = 0.0035  # RMS per flat: pairs differ by up to ~1 %
+CLEAN = {"cosmic_rays": False, "pair_mismatch": 0.0}
+LABORATORY = {"cosmic_ray_rate": LAB_RATE, "pair_mismatch": LAB_MISMATCH}
+
+
+def _cosmic_rays(rate: float) -> dict[str, Any]:
+    return {"cosmic_rays": True, "cosmic_ray_rate": rate, "pair_mismatch": 0.0}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One simulated sensor and how it is measured and fitted."""
+
+    label: str
+    simulation: dict[str, Any]
+    preset: str = "cp_pipe"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    clean: str = "clean"  # the case it is compared with
+
+
+CASES = [
+    Case("clean: no cosmic rays, no mismatch", CLEAN),
+    Case("laboratory: cosmic rays x 1, mismatch up to 1 %", LABORATORY),
+    Case("cosmic rays x 1, no mismatch", _cosmic_rays(LAB_RATE)),
+    Case("cosmic rays x 10", _cosmic_rays(10 * LAB_RATE)),
+    Case("cosmic rays x 100", _cosmic_rays(100 * LAB_RATE)),
+    Case("mismatch up to 1 % (RMS 0.35 % per flat)", {**CLEAN, "pair_mismatch": LAB_MISMATCH}),
+    Case("mismatch up to 3 % (RMS 1 % per flat)", {**CLEAN, "pair_mismatch": 0.01}),
+    Case("laboratory, eotest preset", LABORATORY, "eotest", clean="clean, eotest preset"),
+    Case("clean, eotest preset", CLEAN, "eotest", clean="clean, eotest preset"),
+    Case("laboratory, seed preset (the notebook)", LABORATORY, "seed", clean="clean, seed preset"),
+    Case("clean, seed preset", CLEAN, "seed", clean="clean, seed preset"),
+    Case("no brighter-fatter, clean", {**CLEAN, "brighter_fatter": False}, clean="no bf"),
+    Case("no brighter-fatter, laboratory", {**LABORATORY, "brighter_fatter": False}, clean="no bf"),
+    Case("laboratory, read noise x 3 (12-24 e-)", {**LABORATORY, "read_noise_scale": 3.0}),
+    Case("laboratory, linear fit on [12:-4]", LABORATORY, overrides={"linear_points": (12, -4)}),
+    Case("laboratory, linear fit on [2:8]", LABORATORY, overrides={"linear_points": (2, 8)}),
 ]
+FULL_SIZE_CASES = [0, 1, 7, 8, 11, 12]
+"""The cases run at full size: the comparison of the issue and the truth without BF."""
 
-METHODS = ["expapprox", "fullcov_nob", "linear", "quadratic", "powerlaw", "rhl"]
+COMPARED_WITH = {"clean": 0, "clean, eotest preset": 8, "clean, seed preset": 10, "no bf": 11}
+
+FITS = ["expapprox", "fullcov_nob", "linear", "quadratic", "powerlaw", "rhl"]
+PER_PAIR = {
+    "notebook_gain (used pairs)": "notebook_gain",
+    "cp_pipe_gain (used pairs)": "cp_pipe_gain",
+}
 
 
-def _run_case(
-    directory: Path,
-    size: str,
-    pairs: int,
-    sim: dict[str, Any],
-    preset: str,
-    overrides: dict[str, Any],
-):
+def _gains(directory: Path, vendor: str, size: str, pairs: int, case: Case) -> pd.DataFrame:
+    """Gain per amp (rows) and method (columns), with the truth as ``truth``."""
     sensor = gpuptc.simulate(
-        directory, vendor="e2v", size=size, pairs=pairs, biases=3, seed=5, **sim
+        directory, vendor=vendor, size=size, pairs=pairs, biases=0, seed=5, **case.simulation
     )
     manifest = gpuptc.ingest([directory])
-    measured, covariances = gpuptc.measure(
-        manifest, preset=preset, backend="numpy", extract__gain_correction="FULL", **overrides
-    )
-    # cp_pipe's selection (outliers, turnoff) decides which pairs are "used"
-    solve = {k: v for k, v in overrides.items() if k.startswith("solve__")}
+    measured, covariances = gpuptc.measure(manifest, preset=case.preset, backend="numpy")
     ptc, _, fitted = gpuptc.fit(
-        measured, covariances, preset="cp_pipe", models=METHODS, fullcov_size=5, **solve
+        measured,
+        covariances,
+        preset=case.preset,
+        models=FITS,
+        fullcov_size=5,
+        **{f"solve__{k}": v for k, v in case.overrides.items()},
     )
-    truth = sensor.truth.set_index("amp")["gain"]
-    ratios = {}
-    for method in METHODS:
-        gains = ptc[ptc.model == method].set_index("amp")["gain"]
-        ratios[method] = gains / truth
-    # the notebook's own choice: the median per-pixel gain over every pair, saturated ones too
-    ratios["rhl, every pair (notebook)"] = fitted.groupby("amp")["notebook_gain"].median() / truth
-    ratios["per-pair gain, read-noise corrected"] = (
-        fitted[fitted.used].groupby("amp")["cp_pipe_gain"].median() / truth
-    )
-    return ratios, fitted.join(truth.rename("true_gain"), on="amp")
+    gains = ptc.pivot(index="amp", columns="model", values="gain")[FITS]
+    used = fitted[fitted.used.astype(bool)]
+    for label, column in PER_PAIR.items():
+        gains[label] = used.groupby("amp")[column].median()
+    gains["truth"] = sensor.truth.set_index("amp")["gain"]
+    gains.attrs["mismatch"] = float(measured.level_mismatch.abs().max())
+    gains.attrs["pairs"] = fitted.join(gains["truth"], on="amp")
+    return gains
 
 
-def _markdown(frame: pd.DataFrame, index: bool = False) -> str:
-    if index:
-        frame = frame.reset_index()
+def _cell(ratio: pd.Series, digits: int = 3) -> str:
+    return f"{ratio.median():.{digits}f} ({ratio.min():.{digits}f} to {ratio.max():.{digits}f})"
+
+
+def _markdown(frame: pd.DataFrame) -> str:
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
 
 
-def _cell(ratio: pd.Series) -> str:
-    return f"{ratio.median():.3f} ({ratio.min():.3f}-{ratio.max():.3f})"
+def _per_pair(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per-pair gains over the truth against signal (median over amplifiers)."""
+    table = pairs.assign(
+        signal_e=pairs["mean"] * pairs["truth"],
+        rhl=pairs["rhl_gain_corrected"] / pairs["truth"],
+        notebook=pairs["notebook_gain"] / pairs["truth"],
+        mismatch=pairs["level_mismatch"].abs(),
+        used=pairs["used"].astype(float),
+    )
+    columns = ["signal_e", "rhl", "notebook", "mismatch", "used"]
+    summary = table.groupby("pair")[columns].median().reset_index()
+    summary["used"] = table.groupby("pair")["used"].mean().to_numpy()
+    return summary.round({"signal_e": 0, "rhl": 4, "notebook": 4, "mismatch": 4, "used": 2})
+
+
+def _run(vendor: str, size: str, pairs: int, cases: list[int]) -> tuple[list, list, dict]:
+    results: dict[int, pd.DataFrame] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in cases:
+            results[k] = _gains(Path(tmp) / f"case{k}", vendor, size, pairs, CASES[k])
+            print(f"{vendor} {CASES[k].label}: {time.monotonic() - started:.0f} s", flush=True)
+    methods = [*FITS, *PER_PAIR]
+    truth_rows, moved_rows = [], []
+    for k, gains in results.items():
+        case = CASES[k]
+        truth_rows.append(
+            {
+                "vendor": vendor,
+                "case": case.label,
+                "max mismatch": f"{gains.attrs['mismatch']:.4f}",
+                **{m: _cell(gains[m] / gains["truth"]) for m in methods},
+            }
+        )
+        reference = results.get(COMPARED_WITH[case.clean])
+        if reference is not None and reference is not gains:
+            moved_rows.append(
+                {
+                    "vendor": vendor,
+                    "case": case.label,
+                    **{m: _cell(100 * (gains[m] / reference[m] - 1), 2) for m in methods},
+                }
+            )
+    return truth_rows, moved_rows, results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="medium", choices=["small", "medium", "full"])
     parser.add_argument("--pairs", type=int, default=24)
+    parser.add_argument("--vendors", default="e2v", help="comma-separated: e2v,itl")
     args = parser.parse_args()
+    cases = FULL_SIZE_CASES if args.size == "full" else list(range(len(CASES)))
     started = time.monotonic()
-    rows = []
-    baseline_pairs = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, (label, sim, preset, overrides) in enumerate(CASES):
-            ratios, fitted = _run_case(
-                Path(tmp) / f"case{k}", args.size, args.pairs, sim, preset, overrides
-            )
-            rows.append({"case": label, **{m: _cell(r) for m, r in ratios.items()}})
-            if baseline_pairs is None:
-                baseline_pairs = fitted
-            print(f"{label}: done ({time.monotonic() - started:.0f} s)", flush=True)
-    table = pd.DataFrame(rows)
-    assert baseline_pairs is not None
-    electrons = baseline_pairs["mean"] * baseline_pairs["true_gain"]
-    baseline_pairs["signal_e"] = electrons
-    baseline_pairs["rhl_ratio"] = baseline_pairs["notebook_gain"] / baseline_pairs["true_gain"]
-    baseline_pairs["corrected_ratio"] = baseline_pairs["cp_pipe_gain"] / baseline_pairs["true_gain"]
-    per_pair = (
-        baseline_pairs.groupby("pair")
-        .agg(
-            signal_e=("signal_e", "median"),
-            rhl=("rhl_ratio", "median"),
-            corrected=("corrected_ratio", "median"),
-            used=("used", "mean"),
-        )
-        .round({"signal_e": 0, "rhl": 3, "corrected": 3, "used": 2})
-    )
+    truth_rows, moved_rows, examples = [], [], {}
+    for vendor in args.vendors.split(","):
+        truth, moved, results = _run(vendor, args.size, args.pairs, cases)
+        truth_rows += truth
+        moved_rows += moved
+        examples[vendor] = results
+    first = next(iter(examples.values()))
     text = [
-        "# Gain methods on simulated sensors with known truth",
+        f"# Gain methods on simulated sensors with known truth ({args.size} size)",
         "",
-        f"`python benchmarks/gain_methods.py --size {args.size} --pairs {args.pairs}`, "
-        f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{time.monotonic() - started:.0f} s. One e2v sensor per case (seed 5, {args.size} "
-        f"amplifiers, {args.pairs} pairs from 1 000 e- to 1.3 x full well), measured with the "
-        "`cp_pipe` preset unless the case says otherwise, fitted with cp_pipe's selection "
-        "(outliers, turnoff); `rhl` and the corrected per-pair gain are medians over the pairs "
-        "that selection keeps, `rhl, every pair` over all pairs as the notebook did.",
+        f"`python benchmarks/gain_methods.py --size {args.size} --pairs {args.pairs} "
+        f"--vendors {args.vendors}`, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{time.monotonic() - started:.0f} s. One sensor per case and vendor (seed 5, "
+        f"{args.size} amplifiers, {args.pairs} pairs from 1 000 e- to 1.3 x full well, "
+        "brighter-fatter on unless the case says otherwise), measured and fitted with the "
+        "`cp_pipe` preset unless the case names another. `rhl` is the robust per-pair gain "
+        "with the preset's read-noise correction (the notebook's form under `seed`), "
+        "median over the pairs the fit uses; `notebook_gain` and `cp_pipe_gain` are the "
+        "unscaled, unclipped forms, medians over the same pairs. Cosmic rays x 1 is the "
+        f"simulator's sea-level laboratory rate, {LAB_RATE:.3f} events per cm^2 per second.",
         "",
-        "Median over the 16 amplifiers of gain / true gain (smallest-largest in brackets):",
+        "## Gain / true gain",
         "",
-        _markdown(table),
+        "Median over the amplifiers (smallest to largest in brackets):",
         "",
-        "Per-pair gain / true gain against signal, baseline case (median over amplifiers; "
-        "`used` is the fraction of amplifiers whose fit kept the pair):",
+        _markdown(pd.DataFrame(truth_rows)),
         "",
-        _markdown(per_pair, index=True),
+        "## How far each method moves, in per cent, against the clean sensor",
+        "",
+        "Same seed, same pixel noise; the eotest and seed cases against the clean sensor "
+        "measured with their own preset, the no-brighter-fatter case against its clean twin:",
+        "",
+        _markdown(pd.DataFrame(moved_rows)),
+        "",
+        "## Per-pair gain / true gain against signal, laboratory sensor",
+        "",
+        "Median over amplifiers of `rhl_gain_corrected` and `notebook_gain`; `mismatch` "
+        "is the median |mean2/mean1 - 1|, `used` the fraction of amplifiers whose fit kept "
+        "the pair:",
+        "",
+        _markdown(_per_pair(first[1].attrs["pairs"])),
         "",
     ]
     RESULTS.write_text("\n".join(text))

@@ -86,9 +86,10 @@ def pair_amp(i1, i2, preset):
     else:
         raise ValueError(preset)
     out["notebook_gain"] = 1 / np.mean((i1 - i2) ** 2 / (i1 + i2))
-    scaled = i2 * out["mean1"] / out["mean2"]  # the second flat at the first one's level
-    keep = weights & (i1 + scaled > 0)
-    out["rhl_gain"] = 1 / np.mean(((i1 - scaled) ** 2 / (i1 + scaled))[keep])
+    s = out["mean1"] / out["mean2"]  # the second flat at the first one's level
+    expected = i1 + s * s * i2  # what the squared difference is in Poisson electrons
+    keep = weights & (expected > 0)
+    out["rhl_gain"] = 1 / np.mean(((i1 - s * i2) ** 2 / expected)[keep])
     out["d"], out["weights"] = d, weights
     return out
 

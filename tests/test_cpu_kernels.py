@@ -101,6 +101,24 @@ def test_squared_difference_ratio_matches_the_generic_form():
     assert np.isnan(got[2])
 
 
+def test_scaled_squared_difference_ratio_is_the_flux_matched_pairs():
+    """With I2 scaled by s: (I1 - s I2)^2 / (I1 + s^2 I2), the divisor being what the
+    numerator is for Poisson pixels, so that 1 / ratio is the gain at any s."""
+    rng = np.random.default_rng(11)
+    gain, level = 1.7, 20_000.0
+    i1 = (rng.poisson(level, (2, 200_000)) / gain).astype(np.float32)
+    i2 = (rng.poisson(1.05 * level, (2, 200_000)) / gain).astype(np.float32)
+    good = np.ones(i1.shape, bool)
+    scale = i1.mean(axis=-1) / i2.mean(axis=-1)
+    s = scale.astype(np.float32)[:, None]
+    expected = np.mean((i1 - s * i2) ** 2 / (i1 + s * s * i2), axis=-1, dtype=np.float64)
+    got = numba_cpu.squared_difference_ratio(i1, i2, good, scale)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(1.0 / got, gain, rtol=0.01)  # 5 % brighter, gain unmoved
+    unscaled = numba_cpu.squared_difference_ratio(i1, i2, good)
+    assert (1.0 / unscaled < 0.8 * gain).all()  # the notebook's form is not
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_median_is_numpys(dtype):
     rng = np.random.default_rng(12)

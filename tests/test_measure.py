@@ -253,8 +253,12 @@ def test_robust_per_pair_gain_survives_cosmic_rays_and_a_flux_mismatch(small_e2v
     raw, geometry = _stack(small_e2v, [4])
     box = geometry.imaging
     damaged = raw.astype(np.float64).copy()
-    damaged[0, 1] *= 1.01  # the second flat 1 % brighter (overscan too: a gain-like change)
     rng = np.random.default_rng(8)
+    truth = small_e2v.truth
+    for amp in range(16):  # 1 % more light in the second flat: 1 % more Poisson electrons
+        gain, image = truth.gain[amp], damaged[0, 1, amp][box.slices]
+        electrons = (image.mean() - truth.bias_level[amp]) * gain
+        image += rng.poisson(0.01 * electrons, image.shape) / gain
     for amp in range(16):
         rows = rng.integers(box.y0, box.y1 - 2, 20)
         cols = rng.integers(box.x0, box.x1 - 2, 20)
@@ -266,8 +270,9 @@ def test_robust_per_pair_gain_survives_cosmic_rays_and_a_flux_mismatch(small_e2v
     hit = pair_statistics(*_isr(damaged, geometry, config, None), config.extract, backend=numpy)
     robust = hit.rhl_gain[0] / clean.rhl_gain[0] - 1
     notebook = hit.notebook_gain[0] / clean.notebook_gain[0] - 1
-    # measured: the robust gain moves by well under 0.5 %, the notebook's by tens of %
-    assert np.abs(robust).max() < 0.005
+    # measured: the robust gain moves by its noise from the added electrons (0.17 % RMS
+    # for 6 144 pixels; at most 0.55 % over the amps), the notebook's by tens of %
+    assert np.abs(robust).max() < 0.01
     assert np.abs(notebook).min() > 0.1
 
 

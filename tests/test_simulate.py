@@ -1,15 +1,19 @@
 """The simulator's truth, checked by simple independent estimates on its raw files."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from gpuptc.cosmic_rays import CosmicRayRates, add_cosmic_rays
 from gpuptc.io.eotest import read_eotest_results
 from gpuptc.io.raw import read_raw
 from gpuptc.simulate import (
     SimulationConfig,
     eq16_variance,
     exposure_plan,
+    render_exposure,
     sensor_truth,
     sharing_fractions,
     simulate,
@@ -222,3 +226,56 @@ def test_bad_configuration_is_a_clear_error():
         SimulationConfig(vendor="sta")
     with pytest.raises(ValueError, match="storage"):
         SimulationConfig(storage="bzip2")
+
+
+def test_cosmic_ray_events_scale_with_area_and_time():
+    """Events arrive at the given rate per cm^2 per second: 1 cm^2 of 10 um pixels."""
+    rates = CosmicRayRates()
+    for seconds in (2_000.0, 10_000.0):
+        image = np.zeros((1000, 1000), np.float32)
+        events = add_cosmic_rays(image, np.random.default_rng(int(seconds)), seconds, rates)
+        expected = rates.total * seconds
+        assert abs(events - expected) < 4 * np.sqrt(expected)
+
+
+def test_muons_deposit_what_a_thick_sensor_records():
+    """A minimum-ionising particle leaves ~70 e-/um (most probable) over its path through
+    100 um of silicon: ~7 000 e- straight down, more at an angle; the mean over the
+    cos^3 zenith distribution and the Landau tail is ~10 000 e-. Charge is conserved."""
+    image = np.zeros((2000, 2000), np.float64)
+    muons = CosmicRayRates(muons=1.0, worms=0.0, spots=0.0)
+    events = add_cosmic_rays(image, np.random.default_rng(3), 100.0, muons)
+    per_event = image.sum() / events
+    assert 9_000 < per_event < 12_500
+    assert (image > 0).sum() > 4 * events  # tracks and diffusion, not single pixels
+
+
+def test_cosmic_rays_add_charge_and_nothing_else(tmp_path):
+    """On their own random stream: the same sensor without cosmic rays has the same pixels
+    except where an event fell, and a long flat has many more hit pixels than a short one."""
+    hit = SimulationConfig(size="small", pairs=8, biases=0, seed=4, cosmic_ray_rate=50.0)
+    clean = replace(hit, cosmic_rays=False)
+    truth = sensor_truth(hit)
+    flats = [p for p in exposure_plan(hit, truth) if p.imgtype == "FLAT"]
+    hit_pixels = []
+    for plan in (flats[0], flats[-3]):  # 0.5 s and 47 s
+        delta = render_exposure(hit, truth, plan) - render_exposure(clean, truth, plan)
+        assert (delta >= 0).all()
+        hit_pixels.append(int((delta > 0).sum()))
+    assert 0 < 10 * hit_pixels[0] < hit_pixels[1]
+
+
+def test_a_mismatched_flat_keeps_the_pixel_noise():
+    """A flat 1 % brighter than nominal is the nominal flat plus 1 % more electrons: the
+    difference from the nominal sensor's is ~sqrt(0.01 N), not ~sqrt(2 N)."""
+    mismatched = SimulationConfig(size="small", pairs=8, biases=0, seed=4, cosmic_rays=False)
+    truth = sensor_truth(mismatched)
+    plan = [p for p in exposure_plan(mismatched, truth) if p.imgtype == "FLAT"][-3]
+    nominal = render_exposure(mismatched, truth, replace(plan, illumination=1.0))
+    brighter = render_exposure(mismatched, truth, replace(plan, illumination=1.01))
+    lay = mismatched.layout
+    image = (slice(None), slice(0, lay.ny), slice(lay.prescan, lay.prescan + lay.nx))
+    delta = (brighter - nominal)[image].astype(np.float64)
+    electrons = delta * truth["gain"].to_numpy()[:, None, None]
+    assert electrons.mean() == pytest.approx(0.01 * plan.signal, rel=0.05)
+    assert electrons.std() < 2 * np.sqrt(0.01 * plan.signal)

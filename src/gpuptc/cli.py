@@ -90,6 +90,9 @@ def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
         "size": args.size,
         "biases": args.biases,
         "brighter_fatter": not args.no_bf,
+        "cosmic_ray_rate": args.cosmic_ray_rate,
+        "cosmic_rays": args.cosmic_ray_rate > 0,
+        "pair_mismatch": args.pair_mismatch,
     }
 
 
@@ -336,7 +339,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     from gpuptc.io.layout import LAYOUTS
     from gpuptc.io.writer import STORAGES
-    from gpuptc.simulate import SIZES
+    from gpuptc.simulate import SIZES, SimulationConfig
 
     parser.add_argument("--vendor", choices=list(LAYOUTS), default="e2v", help="sensor type")
     parser.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
@@ -358,6 +361,22 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--biases", type=int, default=5, help="bias frames (default 5)")
     parser.add_argument("--no-bf", action="store_true", help="no brighter-fatter effect")
+    parser.add_argument(
+        "--cosmic-ray-rate",
+        type=_non_negative,
+        default=SimulationConfig.cosmic_ray_rate,
+        metavar="PER_CM2_S",
+        help="cosmic-ray events per cm^2 per second of exposure and read-out "
+        f"(default {SimulationConfig.cosmic_ray_rate:.3f}, a sea-level laboratory's; 0: none)",
+    )
+    parser.add_argument(
+        "--pair-mismatch",
+        type=_non_negative,
+        default=SimulationConfig.pair_mismatch,
+        metavar="RMS",
+        help="RMS relative illumination difference between the flats of a pair "
+        f"(default {SimulationConfig.pair_mismatch})",
+    )
     parser.add_argument(
         "--workers", type=_positive, default=None, help="processes (default: cores)"
     )
@@ -400,6 +419,17 @@ def _positive(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    """An argument that must be a number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, not {text!r}")
     return value
 
 

@@ -13,7 +13,8 @@ Every exposure goes through:
    conserved, and its weights are solved for at each signal level so that the pixel
    variance is exactly Astier et al. (2019) eq. 16, ``V(N) = (exp(2 a00 N) - 1)/(2 a00)``
    electrons^2: the truth ``a00`` is exact for the EXPAPPROXIMATION model;
-4. a few hot columns, cosmic-ray tracks, and full-well saturation;
+4. a few hot columns, cosmic rays at a laboratory's rate over the exposure and read-out
+   (muon tracks, worms and spots; their own random stream), and full-well saturation;
 5. conversion to ADU with the gain, per-amp bias level, a fixed bias structure, Gaussian
    read noise, a row-to-row common-mode offset shared by the data and overscan of a row,
    and a serial CTI trail into the first overscan columns; rounding to integers and an
@@ -40,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpuptc.cosmic_rays import CosmicRayRates, add_cosmic_rays
 from gpuptc.io.eotest import write_eotest_results
 from gpuptc.io.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.io.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
@@ -58,6 +60,9 @@ __all__ = [
 
 ADC_MAX = 2**18 - 1
 """Largest value of the 18-bit camera ADCs."""
+
+READOUT_S = 2.0
+"""Read-out time of the camera, seconds: cosmic rays arrive during it too."""
 
 _CTI_TRAIL = (3e-4, 6e-5, 1.2e-5)
 """Fractions of the last imaging pixel's signal deferred into the first overscan columns."""
@@ -101,6 +106,10 @@ class SimulationConfig:
         Signal of the brightest pair in units of the sensor's median full well.
     cosmic_rays, hot_columns, cti : bool
         Switch the defects on or off.
+    cosmic_ray_rate : float
+        Cosmic-ray and radioactivity events per cm^2 per second of exposure plus read-out
+        (muon tracks, Compton-electron worms and spots, :mod:`gpuptc.cosmic_rays`); the
+        default is a sea-level laboratory's.
     pair_mismatch : float
         RMS relative illumination difference between the two flats of a pair.
     common_mode_adu : float
@@ -123,6 +132,7 @@ class SimulationConfig:
     cosmic_rays: bool = True
     hot_columns: bool = True
     cti: bool = True
+    cosmic_ray_rate: float = CosmicRayRates().total
     pair_mismatch: float = 3e-3
     common_mode_adu: float = 1.5
     read_noise_scale: float = 1.0
@@ -139,6 +149,8 @@ class SimulationConfig:
             raise ValueError(f"unknown size {self.size!r}; use {', '.join(map(repr, SIZES))}")
         if self.pairs < 0 or self.biases < 0:
             raise ValueError("pairs and biases must be non-negative")
+        if self.cosmic_ray_rate < 0:
+            raise ValueError("cosmic_ray_rate must be non-negative")
 
     @property
     def layout(self) -> RawLayout:
@@ -377,18 +389,24 @@ def _share_charge(charge: np.ndarray, fx: float, fy: float) -> np.ndarray:
     return out
 
 
-def _add_cosmic_rays(charge: np.ndarray, rng: np.random.Generator, exposure_s: float) -> None:
-    ny, nx = charge.shape
-    rate_per_pixel_s = 2e-8
-    count = rng.poisson(rate_per_pixel_s * ny * nx * exposure_s)
-    for _ in range(count):
-        length = int(rng.integers(1, 16))
-        angle = rng.uniform(0, np.pi)
-        y0, x0 = rng.uniform(0, ny), rng.uniform(0, nx)
-        steps = np.arange(length)
-        ys = np.clip((y0 + steps * np.sin(angle)).astype(int), 0, ny - 1)
-        xs = np.clip((x0 + steps * np.cos(angle)).astype(int), 0, nx - 1)
-        charge[ys, xs] += rng.uniform(2e3, 2e4)
+def _photo_electrons(
+    expected: np.ndarray,
+    illumination: float,
+    noise: np.random.Generator,
+    mismatch: np.random.Generator,
+) -> np.ndarray:
+    """Poisson electrons of mean ``expected * illumination``, float32.
+
+    Drawn as the electrons of the nominal level plus (or, by binomial thinning, minus) the
+    illumination offset's own, from a second stream: a sensor simulated with another
+    ``pair_mismatch`` keeps the same pixel noise, so the two can be compared pair by pair.
+    """
+    charge = noise.poisson(expected)
+    if illumination > 1.0:
+        charge += mismatch.poisson(expected * (illumination - 1.0))
+    elif illumination < 1.0:
+        charge -= mismatch.binomial(charge, 1.0 - illumination)
+    return charge.astype(np.float32)
 
 
 def render_exposure(
@@ -428,15 +446,22 @@ def render_exposure(
         segment[image_rows, image_cols] += patterns.bias_structure[amp]
         if plan.signal > 0:
             level = plan.signal * plan.illumination
-            expected = level * patterns.illumination[amp]
-            charge = rng.poisson(expected).astype(np.float32)
+            expected = plan.signal * patterns.illumination[amp]
+            charge = _photo_electrons(
+                expected, plan.illumination, rng, _rng(config.seed, 6, plan.index, amp)
+            )
             fx, fy = sharing_fractions(level * float(patterns.illumination[amp].mean()), row["a00"])
             charge = _share_charge(charge, fx, fy)
             for hot_amp, column, rate in patterns.hot_columns:
                 if hot_amp == amp:
                     charge[:, column] += rng.poisson(rate * plan.exptime, lay.ny)
             if config.cosmic_rays:
-                _add_cosmic_rays(charge, rng, plan.exptime + 2.0)
+                add_cosmic_rays(
+                    charge,
+                    _rng(config.seed, 5, plan.index, amp),
+                    plan.exptime + READOUT_S,
+                    CosmicRayRates().scaled_to(config.cosmic_ray_rate),
+                )
             np.minimum(charge, np.float32(row["full_well"]), out=charge)
             signal_adu = charge / np.float32(gain)
             segment[image_rows, image_cols] += signal_adu

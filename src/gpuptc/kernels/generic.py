@@ -236,15 +236,20 @@ class ArrayApiKernels:
         ) / xp.astype(mean[..., None], dtype)
 
     def squared_difference_ratio(self, i1: Any, i2: Any, good: Any, scale: Any = None) -> Any:
-        """Mean of ``(I1 - s I2)**2 / (I1 + s I2)`` over good pixels with ``I1 + s I2 > 0``.
+        """Mean of ``(I1 - s I2)**2 / (I1 + s**2 I2)`` over good pixels with a positive divisor.
 
         Per row; ``s`` is the row's ``scale`` (float64, rounded to the images' dtype), 1 by
-        default.
+        default. For Poisson pixels the divisor is the expectation of the numerator over
+        the gain, whatever ``s``: with ``s = mean1 / mean2`` the ratio is the inverse gain
+        of the flux-matched pair.
         """
         xp = self.xp
-        if scale is not None:
-            i2 = xp.astype(scale, i2.dtype)[..., None] * i2
-        total = i1 + i2
+        if scale is None:
+            total = i1 + i2
+        else:
+            factor = xp.astype(scale, i2.dtype)[..., None]
+            total = i1 + (factor * factor) * i2
+            i2 = factor * i2
         usable = good & (total > 0)
         one = xp.ones((), dtype=total.dtype, device=total.device)
         ratio = (i1 - i2) * (i1 - i2) / xp.where(usable, total, one)

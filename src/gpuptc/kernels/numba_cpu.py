@@ -232,10 +232,11 @@ if numba is not None:
             count = 0
             total = 0.0
             s = scale[row]
+            s2 = s * s
             for i in range(i1.shape[1]):
                 a = i1[row, i]
                 b = i2[row, i] * s
-                both = a + b
+                both = a + i2[row, i] * s2
                 if good[row, i] and both > 0:
                     count += 1
                     total += np.float64((a - b) * (a - b) / both)
@@ -580,7 +581,7 @@ def clipped_moments(
 def squared_difference_ratio(
     i1: np.ndarray, i2: np.ndarray, good: np.ndarray, scale: np.ndarray | None = None
 ) -> np.ndarray:
-    """Mean of ``(I1 - s I2)**2 / (I1 + s I2)`` over good pixels with ``I1 + s I2 > 0``.
+    """Mean of ``(I1 - s I2)**2 / (I1 + s**2 I2)`` over good pixels with a positive divisor.
 
     Per row, with ``s`` the row's ``scale`` (1 by default), rounded to the images' dtype;
     per-pixel arithmetic in that dtype, float64 sums; NaN for rows without such pixels
