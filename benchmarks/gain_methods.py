@@ -5,7 +5,8 @@ This script simulates sensors with known truth and changes one thing at a time (
 rate, level mismatch between the two flats of a pair, brighter-fatter, read noise, preset,
 fit range). For every method it reports the gain over the true gain and, against the same
 sensor simulated clean (no cosmic rays, no mismatch; the simulator keeps the pixel noise of
-the two the same), how far the method moved. Everything goes to ``benchmarks/GAIN_METHODS.md``.
+the two the same), how far the method moved. The tables replace this size's section of
+``benchmarks/GAIN_METHODS.md``; the discussion around them is kept.
 
 Usage: ``python benchmarks/gain_methods.py [--size medium|full] [--pairs 24]
 [--vendors e2v,itl]`` (or ``make study``); about five minutes on two cores at the medium
@@ -178,7 +179,7 @@ def main() -> None:
         examples[vendor] = results
     first = next(iter(examples.values()))
     text = [
-        f"# Gain methods on simulated sensors with known truth ({args.size} size)",
+        f"## Results at {args.size} size",
         "",
         f"`python benchmarks/gain_methods.py --size {args.size} --pairs {args.pairs} "
         f"--vendors {args.vendors}`, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
@@ -191,20 +192,20 @@ def main() -> None:
         "unscaled, unclipped forms, medians over the same pairs. Cosmic rays x 1 is the "
         f"simulator's sea-level laboratory rate, {LAB_RATE:.3f} events per cm^2 per second.",
         "",
-        "## Gain / true gain",
+        "### Gain / true gain",
         "",
         "Median over the amplifiers (smallest to largest in brackets):",
         "",
         _markdown(pd.DataFrame(truth_rows)),
         "",
-        "## How far each method moves, in per cent, against the clean sensor",
+        "### How far each method moves, in per cent, against the clean sensor",
         "",
         "Same seed, same pixel noise; the eotest and seed cases against the clean sensor "
         "measured with their own preset, the no-brighter-fatter case against its clean twin:",
         "",
         _markdown(pd.DataFrame(moved_rows)),
         "",
-        "## Per-pair gain / true gain against signal, laboratory sensor",
+        "### Per-pair gain / true gain against signal, laboratory sensor",
         "",
         "Median over amplifiers of `rhl_gain_corrected` and `notebook_gain`; `mismatch` "
         "is the median |mean2/mean1 - 1|, `used` the fraction of amplifiers whose fit kept "
@@ -213,8 +214,21 @@ def main() -> None:
         _markdown(_per_pair(first[1].attrs["pairs"])),
         "",
     ]
-    RESULTS.write_text("\n".join(text))
+    _write_section(args.size, "\n".join(text))
     print("\n".join(text))
+
+
+def _write_section(size: str, text: str) -> None:
+    """Replace this size's section of the results, keeping the rest of the page."""
+    begin, end = f"<!-- results: {size} -->", f"<!-- end of results: {size} -->"
+    page = RESULTS.read_text() if RESULTS.exists() else ""
+    section = f"{begin}\n{text}\n{end}"
+    if begin in page and end in page:
+        head, rest = page.split(begin, 1)
+        page = head + section + rest.split(end, 1)[1]
+    else:
+        page = page.rstrip("\n") + ("\n\n" if page else "") + section + "\n"
+    RESULTS.write_text(page)
 
 
 if __name__ == "__main__":
