@@ -270,6 +270,25 @@ MUTATIONS: tuple[Mutation, ...] = (
         'failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] == "none")]',
         ("tests/test_bad_input.py",),
     ),
+    Mutation(
+        "M26",
+        "fit: fullcov",
+        "the cubic term's derivative taken as 3 K(a x a), as if truncated convolutions associated",
+        "src/gpuptc/fullcov.py",
+        "cubic = (1.0 / 3.0) * t.k_a2 + (2.0 / 3.0) * xp.matmul(t.k_a, t.k_a)",
+        "cubic = t.k_a2",
+        ("tests/test_fullcov.py",),
+        every=True,
+    ),
+    Mutation(
+        "M27",
+        "fit: fullcov",
+        "an amplifier's fit stopped as soon as the batch's first one converges",
+        "src/gpuptc/fullcov.py",
+        "leaving = _host(finished | stopped)",
+        "leaving = _host(finished | stopped) | bool(_host(finished).any())",
+        ("tests/test_fullcov.py",),
+    ),
 )
 
 

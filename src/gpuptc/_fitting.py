@@ -35,10 +35,11 @@ def covariance_weights(npix: np.ndarray, var: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     npix : numpy.ndarray
-        ``(n, L, L)`` pixel pairs behind each covariance.
+        ``(..., n, L, L)`` pixel pairs behind each covariance.
     var : numpy.ndarray
-        ``(n,)`` per-image variances, ADU^2.
+        ``(..., n)`` per-image variances, ADU^2.
     """
     counts = np.array(npix, dtype=np.float64)
-    counts[:, 0, 0] /= 2.0
-    return np.sqrt(np.clip(counts, 0, None)) / np.asarray(var, float)[:, None, None]
+    counts[..., 0, 0] /= 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(np.clip(counts, 0, None)) / np.asarray(var, float)[..., None, None]

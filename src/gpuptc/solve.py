@@ -19,7 +19,7 @@ import pandas as pd
 
 from gpuptc._fitting import variance_weights
 from gpuptc.config import Preset, SolveConfig, get_preset
-from gpuptc.fullcov import FullCovFit, fit_fullcov
+from gpuptc.fullcov import FullCovFit, fit_fullcov, fit_fullcov_batch
 from gpuptc.ptc import (
     MODELS,
     PtcFit,
@@ -131,6 +131,44 @@ def _fullcov(data: AmpData, *, with_b: bool) -> PtcFit:
     return _as_ptc_fit(result, mask)
 
 
+def _fullcov_batch(batch: Sequence[AmpData], *, with_b: bool) -> list[PtcFit]:
+    """The full-covariance fits of a sensor's amplifiers in one array computation.
+
+    Each amplifier keeps its own pairs (its EXPAPPROXIMATION selection), convergence and
+    status; one whose selection fails is ``failed`` without entering the batch.
+    """
+    name = "fullcov" if with_b else "fullcov_nob"
+    masks = [
+        _guarded(_fullcov_mask, data, f"amp {k + 1}: {name} selection", None)
+        for k, data in enumerate(batch)
+    ]
+    fitted = [k for k, mask in enumerate(masks) if mask is not None]
+    results = [
+        PtcFit(name, mask=np.zeros(len(d.mean), bool), status=FitStatus.FAILED) for d in batch
+    ]
+    if not fitted:
+        return results
+    pairs = max(len(batch[k].mean) for k in fitted)
+    size = batch[fitted[0]].cov.shape[-1]
+
+    def padded(values: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full((pairs, *values.shape[1:]), fill)
+        out[: len(values)] = values
+        return out
+
+    arrays = [
+        np.stack([padded(getattr(batch[k], field), fill) for k in fitted])
+        for field, fill in (("mean", np.nan), ("cov", np.nan), ("npix", 0.0), ("var", np.nan))
+    ]
+    used = np.stack([padded(masks[k], False).astype(bool) for k in fitted])
+    fits = fit_fullcov_batch(
+        *arrays, used, with_b=with_b, size=min(batch[fitted[0]].solve.fullcov_size or size, size)
+    )
+    for k, result in zip(fitted, fits, strict=True):
+        results[k] = _as_ptc_fit(result, masks[k])
+    return results
+
+
 def _rhl(data: AmpData) -> PtcFit:
     assert data.gains is not None
     selected = data.select_gains and len(data.used) == len(data.gains)
@@ -147,6 +185,9 @@ class Model:
         As in ``ptc.model``.
     fit : callable
         ``fit(data: AmpData) -> PtcFit``.
+    fit_batch : callable or None
+        ``fit_batch(amps: Sequence[AmpData]) -> list[PtcFit]``: all amplifiers of a sensor
+        in one computation, where the model has one; :func:`fit` uses it.
     needs_covariances : bool
         Whether it fits the covariance matrices (``cov=...``).
     needs_gains : bool
@@ -157,6 +198,7 @@ class Model:
     fit: Callable[[AmpData], PtcFit]
     needs_covariances: bool = False
     needs_gains: bool = False
+    fit_batch: Callable[[Sequence[AmpData]], list[PtcFit]] | None = None
 
 
 def _slice(points: tuple[int | None, int | None]) -> slice:
@@ -167,8 +209,18 @@ MODEL_REGISTRY: dict[str, Model] = {
     model.name: model
     for model in (
         Model("expapprox", lambda d: d.expapprox),
-        Model("fullcov", lambda d: _fullcov(d, with_b=True), needs_covariances=True),
-        Model("fullcov_nob", lambda d: _fullcov(d, with_b=False), needs_covariances=True),
+        Model(
+            "fullcov",
+            lambda d: _fullcov(d, with_b=True),
+            needs_covariances=True,
+            fit_batch=lambda batch: _fullcov_batch(batch, with_b=True),
+        ),
+        Model(
+            "fullcov_nob",
+            lambda d: _fullcov(d, with_b=False),
+            needs_covariances=True,
+            fit_batch=lambda batch: _fullcov_batch(batch, with_b=False),
+        ),
         Model("linear", lambda d: fit_linear(d.mean, d.var, points=_slice(d.solve.linear_points))),
         Model(
             "quadratic",
@@ -376,6 +428,50 @@ def _amp_data(
     )
 
 
+def _sensor_amps(
+    sensor: str,
+    members: pd.DataFrame,
+    lookup: _CovarianceLookup,
+    solve: SolveConfig,
+    with_cov: bool,
+    out: pd.DataFrame,
+) -> list[tuple[int, str, AmpData]]:
+    """``(amp, segment, data)`` for each amplifier of a sensor; fills ``out.used``."""
+    amps = []
+    for amp, group in members.groupby("amp", sort=True):
+        group = group.sort_values("pair")
+        measured = group[group["status"].isin(PairStatus.MEASURED)]
+        data = _amp_data((sensor, amp), measured, lookup, solve, with_cov)
+        used = _guarded(lambda d: d.used, data, f"{sensor} amp {amp}: pair selection", None)
+        if used is not None and len(used) == len(measured):
+            out.loc[measured.index, "used"] = used
+        amps.append((int(amp), str(group["segment"].iloc[0]), data))
+    return amps
+
+
+def _fit_model(model: str, amps: list[tuple[int, str, AmpData]]) -> list[PtcFit]:
+    """One model for every amplifier of a sensor.
+
+    In one batch where the model has one (redone amplifier by amplifier if the batch
+    raises), else amplifier by amplifier.
+    """
+    entry = MODEL_REGISTRY[model]
+    batch = [data for _, _, data in amps]
+    if entry.fit_batch is not None:
+        results = _guarded(entry.fit_batch, batch, f"{model} fit of the sensor", None)
+        if results is not None:
+            return results
+    return [
+        _guarded(
+            entry.fit,
+            data,
+            f"amp {amp}: {model} fit",
+            PtcFit(model, mask=np.zeros(len(data.mean), bool), status=FitStatus.FAILED),
+        )
+        for amp, _, data in amps
+    ]
+
+
 def fit(
     pairs: pd.DataFrame,
     covariances: pd.DataFrame | None = None,
@@ -422,19 +518,13 @@ def fit(
     out["used"] = pd.array([False] * len(out), dtype="boolean")
     rows: list[dict[str, Any]] = []
     cov_rows: list[dict[str, Any]] = []
-    for (sensor, amp), group in out.groupby(["sensor", "amp"], sort=True):
-        group = group.sort_values("pair")
-        measured = group[group["status"].isin(PairStatus.MEASURED)]
-        data = _amp_data((sensor, amp), measured, lookup, config.solve, with_cov)
-        where = f"{sensor} amp {amp}"
-        used = _guarded(lambda d: d.used, data, f"{where}: pair selection", None)
-        if used is not None and len(used) == len(measured):
-            out.loc[measured.index, "used"] = used
-        for model in wanted:
-            failed = PtcFit(model, mask=np.zeros(len(measured), bool), status=FitStatus.FAILED)
-            result = _guarded(MODEL_REGISTRY[model].fit, data, f"{where}: {model} fit", failed)
-            rows.append(_row(str(sensor), int(amp), str(group["segment"].iloc[0]), result))
-            cov_rows.extend(_fullcov_rows(str(sensor), int(amp), result))
+    for sensor, members in out.groupby("sensor", sort=True):
+        amps = _sensor_amps(str(sensor), members, lookup, config.solve, with_cov, out)
+        results = {model: _fit_model(model, amps) for model in wanted}
+        for k, (amp, segment, _) in enumerate(amps):
+            for model in wanted:
+                rows.append(_row(str(sensor), amp, segment, results[model][k]))
+                cov_rows.extend(_fullcov_rows(str(sensor), amp, results[model][k]))
     ptc = pd.DataFrame(rows, columns=list(PTC_COLUMNS)).astype({"amp": "int64", "n_used": "int64"})
     fullcov = pd.DataFrame(cov_rows, columns=list(FULLCOV_COLUMNS)).astype(
         {"amp": "int64", "i": "int64", "j": "int64"}

@@ -201,12 +201,17 @@ def _operator(name: str) -> Any:
             result = getattr(self._a, name)(*values)
         if result is NotImplemented:
             return NotImplemented
-        if name.startswith("__i"):
+        if name in _IN_PLACE:
             return self
         return _wrap(result)
 
     return operate
 
+
+_IN_PLACE = frozenset(
+    f"__i{n}__" for n in "add sub mul truediv floordiv mod pow and or xor".split()
+)
+"""The in-place operators, which return the array itself (``__invert__`` is not one)."""
 
 for _name in (
     "add sub mul truediv floordiv mod pow matmul and or xor lshift rshift "
