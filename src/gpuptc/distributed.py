@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc._timing import Stopwatch
 from gpuptc.backend import get_backend
 from gpuptc.compute import display_images
 from gpuptc.config import Preset
@@ -173,21 +174,25 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     -------
     dict
         ``pairs`` (with ``used``), ``covariances``, ``ptc``, ``fullcov``, ``rejected``
-        DataFrames, and ``images`` (see :func:`gpuptc.compute.display_images`) or None.
+        DataFrames, ``images`` (see :func:`gpuptc.compute.display_images`) or None, and
+        ``seconds``: wall time of measuring, fitting and the display images.
     """
-    pairs, covariances = measure(
-        task.manifest,
-        task.preset,
-        task.backend,
-        bias=task.bias,
-        sensors=[task.sensor],
-        progress=progress,
-    )
+    watch = Stopwatch()
+    with watch.stage("measure"):
+        pairs, covariances = measure(
+            task.manifest,
+            task.preset,
+            task.backend,
+            bias=task.bias,
+            sensors=[task.sensor],
+            progress=progress,
+        )
     rejected = [pairs.attrs.get("rejected", rejected_frame())]
     models = list(task.models)
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
-    ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models)
+    with watch.stage("fit"):
+        ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models)
     rejected.append(_amp_rejections(pairs, ptc))
     frames = [r for r in rejected if len(r)]
     table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
@@ -199,8 +204,14 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         "ptc": ptc,
         "fullcov": fullcov,
         "rejected": table,
-        "images": _images(task, pairs),
+        "images": _timed_images(task, pairs, watch),
+        "seconds": watch.seconds,
     }
+
+
+def _timed_images(task: SensorTask, pairs: pd.DataFrame, watch: Stopwatch) -> Any:
+    with watch.stage("display images"):
+        return _images(task, pairs)
 
 
 class SensorStore:

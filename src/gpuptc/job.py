@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc._timing import Stopwatch, summed
 from gpuptc._version import __version__
 from gpuptc.backend import get_backend
 from gpuptc.compare import compare, write_eotest_files
@@ -273,17 +274,21 @@ def _stages(
     started: float,
 ) -> tuple[int, dict[str, pd.DataFrame]]:
     """Select, make tasks, execute, collect, write: the exit code and the tables."""
-    selection = _select(job.inputs, job.out, sensors)
+    watch = Stopwatch()
+    with watch.stage("ingest"):
+        selection = _select(job.inputs, job.out, sensors)
     tasks = _tasks(selection, job.config, job.backend, job.models, job.bias)
-    results = execute(tasks, job.out, **execution) if tasks else {}
-    tables = _collect(selection, results)
+    with watch.stage("sensors"):
+        results = execute(tasks, job.out, **execution) if tasks else {}
+    with watch.stage("tables and comparison"):
+        tables = _collect(selection, results)
     if tables is None:
         staged.abandon()
         rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
         return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = _provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
-    _write(staged, tables, results if report else None, provenance)
+    _write(staged, tables, results if report else None, provenance, (watch, started))
     return exit_code, tables
 
 
@@ -292,14 +297,27 @@ def _write(
     tables: dict[str, pd.DataFrame],
     results: dict[str, SensorResult] | None,
     provenance: dict[str, Any],
+    clock: tuple[Stopwatch, float],
 ) -> None:
-    """Every output into the staging folder, the report when ``results`` are given, then commit."""
-    _write_tables(staged, tables)
+    """Every output into the staging folder, the report when ``results`` are given, then commit.
+
+    ``run.json`` ends with the whole run's ``seconds`` and each stage's
+    (``seconds_by_stage``; measure, fit and display images summed over the sensors
+    measured in this run, not those reused).
+    """
+    watch, started = clock
+    with watch.stage("write tables"):
+        _write_tables(staged, tables)
     if results is not None:
         from gpuptc.report import draw_report
 
-        _write_images(staged, results)
-        draw_report(staged.path(REPORT_DIR), tables, provenance)
+        with watch.stage("report"):
+            _write_images(staged, results)
+            draw_report(staged.path(REPORT_DIR), tables, provenance)
+    measured = {s: r["seconds"] for s, r in (results or {}).items() if "seconds" in r}
+    stages = {**watch.seconds, **{f"{k} (sensors)": v for k, v in summed(measured).items()}}
+    provenance["seconds_by_stage"] = {k: round(v, 2) for k, v in stages.items()}
+    provenance["seconds"] = round(time.monotonic() - started, 2)
     staged.json(RUN_FILE, provenance)
     staged.commit()
 
