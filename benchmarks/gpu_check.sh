@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for a device session, under 4 minutes in all (the step limits add to
-# 230 s): install the carried wheels, print the machine, run the CuPy tests (failing if none is selected or CuPy is absent),
-# then time the compute core and end-to-end runs on full-size e2v data. Every step has its
+# 240 s): install the carried wheels, print the machine, run the CuPy tests (failing if none is selected or CuPy is absent),
+# then time the batched full-covariance fit, the compute core and end-to-end runs on
+# full-size e2v data. Every step has its
 # own time limit and writes, unbuffered, into $OUT (the device tool returns that folder);
 # summary.txt lists each step's exit status, and the script fails if any step failed.
 #
@@ -47,9 +48,10 @@ step kernels 15 python3 benchmarks/gpu_kernels_check.py
 failed_before_sanitizer=$failed
 # compute-sanitizer is refused on some runtimes: its result is reported, never fatal
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  step sanitizer 25 compute-sanitizer --tool memcheck python3 benchmarks/gpu_kernels_check.py --small \
+  step sanitizer 20 compute-sanitizer --tool memcheck python3 benchmarks/gpu_kernels_check.py --small \
     || { echo "sanitizer: reported above, not counted as a failure" | tee -a "$SUMMARY"; failed=$failed_before_sanitizer; }
 fi
+step fits 15 python3 benchmarks/gpu_fits.py --pairs 64
 step bench 95 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --repeats 3 --end-to-end-pairs 8 \
   --end-to-end-storage int32 rice
 cat "$SUMMARY"
