@@ -40,13 +40,11 @@ def _amplifiers(path: str, bias: list[np.ndarray] | None) -> list[np.ndarray]:
     """Overscan- and bias-corrected imaging pixels of each amplifier of one file."""
     out = []
     with fits.open(path) as hdus:
-        for k, hdu in enumerate(h for h in hdus[1:] if h.name.startswith("SEGMENT")):
+        for k, hdu in enumerate(h for h in hdus[1:] if h.name.upper().startswith("SEGMENT")):
             data = hdu.data.astype(np.float32)
             x0, x1, y0, y1 = _datasec(hdu.header["DATASEC"])
-            data = data - np.median(data[:, x1 + 2 :])
-            if bias is not None:
-                data = data - bias[k]
-            out.append(data[y0:y1, x0:x1])
+            image = data[y0:y1, x0:x1] - np.median(data[:, x1 + 2 :])
+            out.append(image if bias is None else image - bias[k])
     return out
 
 
@@ -84,6 +82,8 @@ def baseline(directory: Path) -> float:
         means.append(row_mean)
         variances.append(row_var)
     mean, var = np.array(means).T, np.array(variances).T
+    if mean.size == 0:
+        raise SystemExit(f"no flat pair with segments found in {directory}")
     for mu, v in zip(mean, var, strict=True):
         keep = mu < 0.8 * mu.max()
         curve_fit(_expapprox, mu[keep], v[keep], p0=(-1e-6, 1.0, 25.0), maxfev=5000)
