@@ -101,6 +101,7 @@ def ptc_grids(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Pa
                 ax.axhline(0, color="k", lw=0.5)
                 ax.set_ylim(-0.05, 0.05)
                 ax.set_xscale("log")
+                ax.minorticks_off()  # log minor ticks were most of a grid's drawing time
             else:
                 ax.plot(mean[used], var[used], "o", ms=3, color="k", label="used")
                 ax.plot(mean[~used], var[~used], "x", ms=4, color="0.5", label="not used")
@@ -109,6 +110,7 @@ def ptc_grids(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Pa
                 if scale == "log":
                     ax.set_xscale("log")
                     ax.set_yscale("log")
+                    ax.minorticks_off()
             ax.set_title(f"amp {amp}", fontsize=9)
             ax.tick_params(labelsize=7)
         if scale != "residuals":
