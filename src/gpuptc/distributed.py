@@ -192,7 +192,8 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
     with watch.stage("fit"):
-        ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models)
+        xp = get_backend(task.backend).xp
+        ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models, xp=xp)
     rejected.append(_amp_rejections(pairs, ptc))
     frames = [r for r in rejected if len(r)]
     table = pd.concat(frames, ignore_index=True) if frames else rejected[0]

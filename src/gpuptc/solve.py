@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -131,7 +132,7 @@ def _fullcov(data: AmpData, *, with_b: bool) -> PtcFit:
     return _as_ptc_fit(result, mask)
 
 
-def _fullcov_batch(batch: Sequence[AmpData], *, with_b: bool) -> list[PtcFit]:
+def _fullcov_batch(batch: Sequence[AmpData], xp: ModuleType, *, with_b: bool) -> list[PtcFit]:
     """The full-covariance fits of a sensor's amplifiers in one array computation.
 
     Each amplifier keeps its own pairs (its EXPAPPROXIMATION selection), convergence and
@@ -161,9 +162,8 @@ def _fullcov_batch(batch: Sequence[AmpData], *, with_b: bool) -> list[PtcFit]:
         for field, fill in (("mean", np.nan), ("cov", np.nan), ("npix", 0.0), ("var", np.nan))
     ]
     used = np.stack([padded(masks[k], False).astype(bool) for k in fitted])
-    fits = fit_fullcov_batch(
-        *arrays, used, with_b=with_b, size=min(batch[fitted[0]].solve.fullcov_size or size, size)
-    )
+    size = min(batch[fitted[0]].solve.fullcov_size or size, size)
+    fits = fit_fullcov_batch(*arrays, used, with_b=with_b, size=size, xp=xp)
     for k, result in zip(fitted, fits, strict=True):
         results[k] = _as_ptc_fit(result, masks[k])
     return results
@@ -186,8 +186,9 @@ class Model:
     fit : callable
         ``fit(data: AmpData) -> PtcFit``.
     fit_batch : callable or None
-        ``fit_batch(amps: Sequence[AmpData]) -> list[PtcFit]``: all amplifiers of a sensor
-        in one computation, where the model has one; :func:`fit` uses it.
+        ``fit_batch(amps: Sequence[AmpData], xp) -> list[PtcFit]``: all amplifiers of a
+        sensor in one computation in the array namespace ``xp``, where the model has one;
+        :func:`fit` uses it.
     needs_covariances : bool
         Whether it fits the covariance matrices (``cov=...``).
     needs_gains : bool
@@ -198,7 +199,7 @@ class Model:
     fit: Callable[[AmpData], PtcFit]
     needs_covariances: bool = False
     needs_gains: bool = False
-    fit_batch: Callable[[Sequence[AmpData]], list[PtcFit]] | None = None
+    fit_batch: Callable[[Sequence[AmpData], ModuleType], list[PtcFit]] | None = None
 
 
 def _slice(points: tuple[int | None, int | None]) -> slice:
@@ -213,13 +214,13 @@ MODEL_REGISTRY: dict[str, Model] = {
             "fullcov",
             lambda d: _fullcov(d, with_b=True),
             needs_covariances=True,
-            fit_batch=lambda batch: _fullcov_batch(batch, with_b=True),
+            fit_batch=lambda batch, xp: _fullcov_batch(batch, xp, with_b=True),
         ),
         Model(
             "fullcov_nob",
             lambda d: _fullcov(d, with_b=False),
             needs_covariances=True,
-            fit_batch=lambda batch: _fullcov_batch(batch, with_b=False),
+            fit_batch=lambda batch, xp: _fullcov_batch(batch, xp, with_b=False),
         ),
         Model("linear", lambda d: fit_linear(d.mean, d.var, points=_slice(d.solve.linear_points))),
         Model(
@@ -449,7 +450,7 @@ def _sensor_amps(
     return amps
 
 
-def _fit_model(model: str, amps: list[tuple[int, str, AmpData]]) -> list[PtcFit]:
+def _fit_model(model: str, amps: list[tuple[int, str, AmpData]], xp: ModuleType) -> list[PtcFit]:
     """One model for every amplifier of a sensor.
 
     In one batch where the model has one (redone amplifier by amplifier if the batch
@@ -458,7 +459,9 @@ def _fit_model(model: str, amps: list[tuple[int, str, AmpData]]) -> list[PtcFit]
     entry = MODEL_REGISTRY[model]
     batch = [data for _, _, data in amps]
     if entry.fit_batch is not None:
-        results = _guarded(entry.fit_batch, batch, f"{model} fit of the sensor", None)
+        results = _guarded(
+            lambda b: entry.fit_batch(b, xp), batch, f"{model} fit of the sensor", None
+        )
         if results is not None:
             return results
     return [
@@ -477,6 +480,8 @@ def fit(
     covariances: pd.DataFrame | None = None,
     preset: str | Preset = "cp_pipe",
     models: Sequence[str] | None = None,
+    *,
+    xp: ModuleType = np,
     **options: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit every requested model to every amplifier's PTC.
@@ -495,6 +500,9 @@ def fit(
     models : sequence of str, optional
         Default every model of :data:`gpuptc.ptc.MODELS` (``expapprox``, ``fullcov``,
         ``fullcov_nob``, ``linear``, ``quadratic``, ``powerlaw``, ``rhl``).
+    xp : module
+        Array namespace of the full-covariance fits (a sensor's amplifiers in one batch):
+        NumPy by default, CuPy to fit on the GPU; the other fits run on the host.
     **options
         Preset field overrides.
 
@@ -520,7 +528,7 @@ def fit(
     cov_rows: list[dict[str, Any]] = []
     for sensor, members in out.groupby("sensor", sort=True):
         amps = _sensor_amps(str(sensor), members, lookup, config.solve, with_cov, out)
-        results = {model: _fit_model(model, amps) for model in wanted}
+        results = {model: _fit_model(model, amps, xp) for model in wanted}
         for k, (amp, segment, _) in enumerate(amps):
             for model in wanted:
                 rows.append(_row(str(sensor), amp, segment, results[model][k]))
