@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import gpuptc
-from gpuptc import solve
 from gpuptc.config import get_preset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -42,18 +41,11 @@ def _timed(function, *args, **kwargs) -> tuple[float, object]:
 
 def _baseline(pairs, covariances, with_b: bool) -> float:
     """MINPACK amplifier by amplifier, default tolerances, as gpuptc fitted before."""
-    config = get_preset("cp_pipe")
-    lookup = solve._CovarianceLookup(covariances)
-    inputs = []
-    for key, group in pairs.groupby(["sensor", "amp"]):
-        data = solve._amp_data(key, group.sort_values("pair"), lookup, config.solve, True)
-        mask = solve._fullcov_mask(data)
-        inputs.append((data.mean[mask], data.cov[mask], data.npix[mask], data.var[mask]))
+    size = get_preset("cp_pipe").solve.fullcov_size
+    inputs = reference_fullcov.fullcov_inputs(pairs, covariances)
     started = time.perf_counter()
     for arrays in inputs:
-        reference_fullcov.fit_fullcov(
-            *arrays, with_b=with_b, size=config.solve.fullcov_size, ftol=1.49012e-8
-        )
+        reference_fullcov.fit_fullcov(*arrays, with_b=with_b, size=size, ftol=1.49012e-8)
     return time.perf_counter() - started
 
 

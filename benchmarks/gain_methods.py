@@ -36,6 +36,9 @@ CLEAN = {"cosmic_rays": False, "pair_mismatch": 0.0}
 LABORATORY = {"cosmic_ray_rate": LAB_RATE, "pair_mismatch": LAB_MISMATCH}
 
 
+NO_BF_CLEAN = "no brighter-fatter, clean"
+
+
 def _cosmic_rays(rate: float) -> dict[str, Any]:
     return {"cosmic_rays": True, "cosmic_ray_rate": rate, "pair_mismatch": 0.0}
 
@@ -48,7 +51,7 @@ class Case:
     simulation: dict[str, Any]
     preset: str = "cp_pipe"
     overrides: dict[str, Any] = field(default_factory=dict)
-    clean: str = "clean"  # the case it is compared with
+    clean: str = "clean: no cosmic rays, no mismatch"  # label of the case it is compared with
 
 
 CASES = [
@@ -63,8 +66,12 @@ CASES = [
     Case("clean, eotest preset", CLEAN, "eotest", clean="clean, eotest preset"),
     Case("laboratory, seed preset (the notebook)", LABORATORY, "seed", clean="clean, seed preset"),
     Case("clean, seed preset", CLEAN, "seed", clean="clean, seed preset"),
-    Case("no brighter-fatter, clean", {**CLEAN, "brighter_fatter": False}, clean="no bf"),
-    Case("no brighter-fatter, laboratory", {**LABORATORY, "brighter_fatter": False}, clean="no bf"),
+    Case(NO_BF_CLEAN, {**CLEAN, "brighter_fatter": False}, clean=NO_BF_CLEAN),
+    Case(
+        "no brighter-fatter, laboratory",
+        {**LABORATORY, "brighter_fatter": False},
+        clean=NO_BF_CLEAN,
+    ),
     Case("laboratory, read noise x 3 (12-24 e-)", {**LABORATORY, "read_noise_scale": 3.0}),
     Case("laboratory, linear fit on [12:-4]", LABORATORY, overrides={"linear_points": (12, -4)}),
     Case("laboratory, linear fit on [2:8]", LABORATORY, overrides={"linear_points": (2, 8)}),
@@ -72,7 +79,6 @@ CASES = [
 FULL_SIZE_CASES = [0, 1, 7, 8, 11, 12]
 """The cases run at full size: the comparison of the issue and the truth without BF."""
 
-COMPARED_WITH = {"clean": 0, "clean, eotest preset": 8, "clean, seed preset": 10, "no bf": 11}
 
 FITS = ["expapprox", "fullcov_nob", "linear", "quadratic", "powerlaw", "rhl"]
 PER_PAIR = {
@@ -151,7 +157,7 @@ def _run(vendor: str, size: str, pairs: int, cases: list[int]) -> tuple[list, li
                 **{m: _cell(gains[m] / gains["truth"]) for m in methods},
             }
         )
-        reference = results.get(COMPARED_WITH[case.clean])
+        reference = next((r for j, r in results.items() if CASES[j].label == case.clean), None)
         if reference is not None and reference is not gains:
             moved_rows.append(
                 {

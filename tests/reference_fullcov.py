@@ -5,73 +5,38 @@ against: ``scipy.optimize.leastsq`` (``lmder``) on the weighted residuals of eve
 lag, with the exact Jacobian, after Astier's lag-by-lag parabolas as the initial guess and
 the ``b = 0`` fit first. Its cost grows with pairs x lags^2 x parameters^2.
 
-With ``M = g mu`` electrons and ``x`` the 2-D convolution of quadrant-symmetrised arrays
-(``a_ij = a_|i||j|``), for lags ``0 <= i, j < r`` (ADU^2)::
-
-    C_ij = mu/g d_i0 d_j0 + a_ij mu^2 + (2/3) (a x a + c)_ij g mu^3
-           + ((1/3) a x a x a + (5/6) a x c)_ij g^2 mu^4 + n_ij / g^2
-
-where ``c = a b``. Parameters: ``a`` (1/e-), ``c``, the noise matrix ``n`` (e-^2) and the
-gain ``g`` (e-/ADU); ``fullcov_nob`` fixes ``c = 0``.
-
-Convolutions are written as matrices: ``X x Y = K(X) y`` with ``y`` the raveled ``Y``,
-which gives the model and its exact Jacobian for ``scipy.optimize.leastsq``.
+The model, its convolution matrices ``K(X)`` and the result class are those of
+:mod:`gpuptc.fullcov`; what is independent here is the solver.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 
+from gpuptc import solve
 from gpuptc._fitting import covariance_weights, leastsq_converged
+from gpuptc.config import get_preset
+from gpuptc.fullcov import FullCovFit, convolution_matrix, evaluate
 from gpuptc.schema import FitStatus
 
-__all__ = ["convolution_matrix", "evaluate", "fit_fullcov"]
+__all__ = ["fit_fullcov", "fullcov_inputs"]
 
 
-@lru_cache(maxsize=8)
-def _mirror_index(r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For every lag (i, j) and parameter (k, l): the lag of X read for each mirror of (k, l).
-
-    Returns index arrays ``(u, v, valid, duplicate)``: ``K(X)[ij, kl] = sum over mirrors of
-    X[|u|, |v|]`` where ``valid``; shapes ``(r*r, r*r, 4)``.
-    """
-    lags = np.arange(r)
-    i, j = np.meshgrid(lags, lags, indexing="ij")
-    ij_i, ij_j = i.ravel()[:, None, None], j.ravel()[:, None, None]
-    kl_k, kl_l = i.ravel()[None, :, None], j.ravel()[None, :, None]
-    signs = np.array([(1, 1), (1, -1), (-1, 1), (-1, -1)])
-    sk, sl = signs[:, 0][None, None, :], signs[:, 1][None, None, :]
-    # mirrors of (k, l): (sk k, sl l); a duplicate mirror (k or l zero) counts once
-    duplicate = ((kl_k == 0) & (sk < 0)) | ((kl_l == 0) & (sl < 0))
-    u = ij_i - sk * kl_k
-    v = ij_j - sl * kl_l
-    valid = ~duplicate & (np.abs(u) < r) & (np.abs(v) < r)
-    return np.abs(u), np.abs(v), valid, duplicate
-
-
-def convolution_matrix(x: np.ndarray) -> np.ndarray:
-    """Matrix ``K`` with ``(X x Y).ravel() = K @ Y.ravel()`` for r x r lag arrays.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        ``(r, r)`` array of lags ``[i, j]``, i, j >= 0, mirrored into all quadrants.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(r*r, r*r)``.
-    """
-    r = x.shape[0]
-    u, v, valid, _ = _mirror_index(r)
-    values = np.where(valid, x[np.minimum(u, r - 1), np.minimum(v, r - 1)], 0.0)
-    return values.sum(axis=-1)
+def fullcov_inputs(pairs, covariances, preset: str = "cp_pipe") -> list[tuple[np.ndarray, ...]]:
+    """Per amp ``(mean, cov, npix, var)`` of the pairs ``gpuptc.fit`` gives eq. 20."""
+    config = get_preset(preset)
+    lookup = solve._CovarianceLookup(covariances)
+    inputs = []
+    for key, group in pairs.groupby(["sensor", "amp"]):
+        data = solve._amp_data(key, group.sort_values("pair"), lookup, config.solve, True)
+        mask = solve._fullcov_mask(data)
+        inputs.append((data.mean[mask], data.cov[mask], data.npix[mask], data.var[mask]))
+    return inputs
 
 
 @dataclass
@@ -90,71 +55,6 @@ def _terms(a: np.ndarray, c: np.ndarray) -> _Terms:
     r = a.shape[0]
     k_a2 = convolution_matrix(a2.reshape(r, r))
     return _Terms(a2, k_a2 @ a.ravel(), k_a @ c.ravel(), k_a, k_a2, convolution_matrix(c))
-
-
-def evaluate(
-    mean: np.ndarray, a: np.ndarray, c: np.ndarray, noise: np.ndarray, gain: float
-) -> np.ndarray:
-    """Eq. 20 covariances ``(n, r, r)`` (ADU^2) at means ``mean`` (ADU).
-
-    Parameters
-    ----------
-    mean : numpy.ndarray
-        Pair means, ADU.
-    a, c, noise : numpy.ndarray
-        ``(r, r)`` parameters (1/e-, 1/e-^2, e-^2).
-    gain : float
-        e-/ADU.
-
-    Returns
-    -------
-    numpy.ndarray
-        Model covariances indexed ``[pair, i, j]``.
-    """
-    r = a.shape[0]
-    t = _terms(a, c)
-    mu = np.asarray(mean, float)[:, None]
-    delta = np.zeros(r * r)
-    delta[0] = 1.0
-    model = (
-        mu / gain * delta
-        + a.ravel() * mu**2
-        + (2.0 / 3.0) * (t.a2 + c.ravel()) * gain * mu**3
-        + ((1.0 / 3.0) * t.a3 + (5.0 / 6.0) * t.ac) * gain**2 * mu**4
-        + noise.ravel() / gain**2
-    )
-    return model.reshape(-1, r, r)
-
-
-@dataclass
-class FullCovFit:
-    """Result of an eq. 20 fit."""
-
-    model: str
-    gain: float = math.nan
-    gain_err: float = math.nan
-    a: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    a_err: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    b: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    b_err: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    noise_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    noise_matrix_err: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    chi2_dof: float = math.nan
-    n_used: int = 0
-    turnoff: float = math.nan
-    status: str = FitStatus.OK
-
-    @property
-    def noise(self) -> float:
-        """Read noise sqrt(|n00|), e-."""
-        return math.sqrt(abs(self.noise_matrix[0, 0])) if self.noise_matrix.size else math.nan
-
-    @property
-    def noise_err(self) -> float:
-        """Error of the read noise, e-."""
-        if not self.noise_matrix.size or self.noise_matrix[0, 0] == 0:
-            return math.nan
-        return 0.5 * self.noise_matrix_err[0, 0] / abs(self.noise_matrix[0, 0]) * self.noise
 
 
 class _Problem:
@@ -278,32 +178,12 @@ def fit_fullcov(
     size: int | None = None,
     ftol: float = 1e-12,
 ) -> FullCovFit:
-    """Fit eq. 20 to the covariance matrices of one amplifier.
+    """Fit eq. 20 to one amplifier with MINPACK: arguments and result as
+    :func:`gpuptc.fullcov.fit_fullcov`.
 
-    Parameters
-    ----------
-    mean : numpy.ndarray
-        ``(n,)`` pair means, ADU (the pairs to use).
-    cov : numpy.ndarray
-        ``(n, L, L)`` per-image covariances ``[i, j]``, ADU^2.
-    npix : numpy.ndarray
-        ``(n, L, L)`` pixel pairs behind each covariance.
-    var : numpy.ndarray
-        ``(n,)`` per-image variances (ADU^2): sigma(C_ij) = var / sqrt(npix_ij), and
-        var / sqrt(npix / 2) at lag 00, as cp_pipe weights them.
-    with_b : bool
-        Fit ``b`` (``fullcov``) or fix it to 0 (``fullcov_nob``).
-    size : int, optional
-        Lags fitted per axis (default all L).
-    ftol : float
-        MINPACK's ``ftol`` and ``xtol``. Its default, 1.5e-8, stops ~1e-3 standard errors
-        short of the minimum along b's valley; the tests use 1e-12.
-
-    Returns
-    -------
-    FullCovFit
-        a, b, noise matrix, gain and their errors (leastsq covariance times the reduced
-        chi^2); status ``too_few_points`` below ``size`` pairs.
+    ``ftol`` is MINPACK's ``ftol`` and ``xtol``. Its default, 1.5e-8, stops ~1e-3 standard
+    errors short of the minimum along b's valley; the tests use 1e-12. Errors are the
+    leastsq covariance times the reduced chi^2.
     """
     name = "fullcov" if with_b else "fullcov_nob"
     mean = np.asarray(mean, float)

@@ -10,8 +10,6 @@ import pytest
 
 import gpuptc
 import reference_fullcov
-from gpuptc import solve
-from gpuptc.config import get_preset
 from gpuptc.fullcov import fit_fullcov, fit_fullcov_batch
 from gpuptc.schema import FitStatus
 from gpuptc.simulate import simulate
@@ -25,14 +23,7 @@ def amplifiers(tmp_path_factory):
     directory = tmp_path_factory.mktemp("fullcov")
     simulate(directory, vendor="e2v", size="medium", pairs=16, biases=0, seed=3)
     pairs, covariances = gpuptc.measure(gpuptc.ingest([directory]), backend="numpy", cov_size=6)
-    config = get_preset("cp_pipe")
-    lookup = solve._CovarianceLookup(covariances)
-    inputs = []
-    for key, group in pairs.groupby(["sensor", "amp"]):
-        data = solve._amp_data(key, group.sort_values("pair"), lookup, config.solve, True)
-        mask = solve._fullcov_mask(data)
-        inputs.append((data.mean[mask], data.cov[mask], data.npix[mask], data.var[mask]))
-    return inputs
+    return reference_fullcov.fullcov_inputs(pairs, covariances)
 
 
 def _stacked(inputs):

@@ -199,20 +199,17 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
     for frame in (pairs, covariances):
         frame.attrs = {}
+    with watch.stage("display images"):
+        images = _images(task, pairs)
     return {
         "pairs": pairs,
         "covariances": covariances,
         "ptc": ptc,
         "fullcov": fullcov,
         "rejected": table,
-        "images": _timed_images(task, pairs, watch),
+        "images": images,
         "seconds": watch.seconds,
     }
-
-
-def _timed_images(task: SensorTask, pairs: pd.DataFrame, watch: Stopwatch) -> Any:
-    with watch.stage("display images"):
-        return _images(task, pairs)
 
 
 class SensorStore:

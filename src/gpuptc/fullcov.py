@@ -408,7 +408,6 @@ def _damped_step(scale: Any, scaled: Any, gradient: Any, damping: Any, xp: Modul
 class _Solution:
     params: Any
     converged: Any  # (A,) bool
-    chi2: Any
 
 
 @dataclass
@@ -428,14 +427,12 @@ class _State:
     def keep(self, kept: np.ndarray, xp: ModuleType) -> _State:
         """The state of the amplifiers at ``kept`` (host positions in this state) only."""
         where = xp.asarray(kept, device=_device(self.params))
-        take = lambda x: xp.take(x, where, axis=0)  # noqa: E731
-        fields = (self.params, self.damping, self.factor, self.normal, self.hessian)
+        arrays = (self.params, self.damping, self.factor, self.normal, self.hessian)
+        arrays += (self.gradient, self.chi2)
         return _State(
             self.index[kept],
             self.data.take(where, xp),
-            *(take(x) for x in fields),
-            take(self.gradient),
-            take(self.chi2),
+            *(xp.take(x, where, axis=0) for x in arrays),
         )
 
 
@@ -453,7 +450,6 @@ def _levenberg_marquardt(
     """
     count = start.shape[0]
     params = np.array(_host(start))
-    chi2 = np.full(count, math.nan)
     converged = np.zeros(count, bool)
     index = np.flatnonzero(_host(active))
     state = _started(layout, index, data, start, xp) if index.size else None
@@ -465,13 +461,11 @@ def _levenberg_marquardt(
         if leaving.any():
             left = state.index[leaving]
             params[left] = _host(state.params)[leaving]
-            chi2[left] = _host(state.chi2)[leaving]
             converged[left] = _host(finished)[leaving]
             state = state.keep(np.flatnonzero(~leaving), xp)
     if state is not None and state.index.size:
         params[state.index] = _host(state.params)
-        chi2[state.index] = _host(state.chi2)
-    return _Solution(xp.asarray(params), xp.asarray(converged), xp.asarray(chi2))
+    return _Solution(xp.asarray(params), xp.asarray(converged))
 
 
 def _host(x: Any) -> np.ndarray:
@@ -780,9 +774,8 @@ def fit_fullcov_batch(
     size = size or np.shape(cov)[-1]
     layout = _Layout(size, with_b)
     prepared = _prepare(mean, cov, npix, var, used, layout)
-    device = lambda x: xp.asarray(x)  # noqa: E731 - one conversion for all inputs
-    data = _Data.build(device(prepared.mean), device(prepared.cov), device(prepared.w2), xp)
-    active = device(prepared.enough)
+    data = _Data.build(*(xp.asarray(x) for x in (prepared.mean, prepared.cov, prepared.w2)), xp)
+    active = xp.asarray(prepared.enough)
     nob = _Layout(size, with_b=False)
     solution = _levenberg_marquardt(nob, data, _initial(nob, data, active, xp), active, xp)
     final = nob
