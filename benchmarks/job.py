@@ -6,8 +6,13 @@ user would write from the notebook: astropy's reader, a loop over amplifiers (me
 overscan, master bias, trim, means, variance of the scaled difference, per-pixel gain), then
 an EXPAPPROXIMATION fit and a linear fit per amplifier. No covariances and no report.
 
-Usage: ``python benchmarks/job.py [--pairs 16] [--compress]``; the files are made once under
-``benchmarks/data/``.
+With ``--sensors N`` (N > 1) the run measures N such sensors in one process: what the fits,
+the figures (drawn by a second process while the next sensor is measured) and the writing
+add to the wall time of measuring them. Then ``gpuptc report DIR`` redraws the report, timed
+against measuring 8 pairs of one sensor.
+
+Usage: ``python benchmarks/job.py [--pairs 16] [--compress] [--sensors 1]``; the files are
+made once under ``benchmarks/data/``.
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from astropy.io import fits
 from scipy.optimize import curve_fit
 
 import gpuptc
+import gpuptc.report
 
 DATA = Path(__file__).parent / "data"
 
 
-def _files(pairs: int, compress: bool) -> Path:
+def _files(pairs: int, compress: bool, seed: int = 21) -> Path:
     storage = "rice" if compress else "int32"
-    directory = DATA / f"job-e2v-{storage}-{pairs}"
-    gpuptc.simulate(directory, vendor="e2v", pairs=pairs, seed=21, storage=storage, reuse=True)
+    suffix = "" if seed == 21 else f"-seed{seed}"
+    directory = DATA / f"job-e2v-{storage}-{pairs}{suffix}"
+    gpuptc.simulate(directory, vendor="e2v", pairs=pairs, seed=seed, storage=storage, reuse=True)
     return directory
 
 
@@ -91,24 +98,61 @@ def baseline(directory: Path) -> float:
     return time.perf_counter() - started
 
 
+def _stages(stages: dict[str, float]) -> None:
+    for name, seconds in stages.items():
+        print(f"  {name:28s} {seconds:7.2f} s")
+
+
+def _many(pairs: int, compress: bool, sensors: int) -> None:
+    """N sensors in one run: wall time against the measuring alone, then a redraw."""
+    directories = [_files(pairs, compress, seed) for seed in range(21, 21 + sensors)]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out"
+        started = time.perf_counter()
+        gpuptc.run(directories, out, backend="numpy")
+        whole = time.perf_counter() - started
+        stages = json.loads((out / "run.json").read_text())["seconds_by_stage"]
+        started = time.perf_counter()
+        gpuptc.report.redraw_report(out)
+        redraw = time.perf_counter() - started
+    measure = stages["measure (sensors)"]
+    print(f"{platform.machine()}, {platform.python_version()}, {sensors} sensors x {pairs}")
+    print(f"full-size e2v pairs, {'RICE' if compress else 'int32'}; gpuptc run {whole:.1f} s:")
+    _stages(stages)
+    print(f"wall / measuring = {whole / measure:.2f} (the rest adds {whole / measure - 1:.0%})")
+    per_pair = measure / (sensors * pairs)
+    print(f"report redraw ({sensors} sensors) {redraw:.1f} s = {redraw / per_pair:.1f} pairs of")
+    print(f"measuring ({per_pair:.2f} s per pair)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--compress", action="store_true")
+    parser.add_argument("--sensors", type=int, default=1)
     args = parser.parse_args()
+    if args.sensors > 1:
+        _many(args.pairs, args.compress, args.sensors)
+        return
     directory = _files(args.pairs, args.compress)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         gpuptc.run(directory, Path(tmp) / "out", backend="numpy")
         whole = time.perf_counter() - started
         provenance = json.loads((Path(tmp) / "out" / "run.json").read_text())
+        started = time.perf_counter()
+        gpuptc.report.redraw_report(Path(tmp) / "out")
+        redraw = time.perf_counter() - started
         shutil.rmtree(Path(tmp) / "out")
     script = baseline(directory)
     stages = provenance["seconds_by_stage"]
     print(f"{platform.machine()}, {platform.python_version()}, {args.pairs} full-size e2v pairs,")
     print(f"{'RICE' if args.compress else 'int32'}; gpuptc run (defaults) {whole:.1f} s:")
-    for name, seconds in stages.items():
-        print(f"  {name:28s} {seconds:7.2f} s")
+    _stages(stages)
+    measure = stages["measure (sensors)"]
+    print(f"everything but measuring adds {whole / measure - 1:.0%} to measuring")
+    pairs = redraw / (measure / args.pairs)
+    print(f"report redraw {redraw:.1f} s = {pairs:.1f} pairs of measuring")
     print(f"straightforward script {script:.1f} s; script / gpuptc = {script / whole:.2f}")
 
 

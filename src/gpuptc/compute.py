@@ -203,7 +203,8 @@ def measure_batch(
 def _bin(image: np.ndarray, factor: int) -> np.ndarray:
     ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
     trimmed = image[:ny, :nx]
-    return trimmed.reshape(ny // factor, factor, nx // factor, factor).mean(axis=(1, 3))
+    binned = trimmed.reshape(ny // factor, factor, nx // factor, factor)
+    return binned.mean(axis=(1, 3), dtype=np.float64)
 
 
 def display_images(
@@ -238,7 +239,7 @@ def display_images(
     """
     raws = [read_raw(path) for path in paths]
     geometry = raws[0].geometry
-    stack = backend.asarray(np.stack([raw.pixels for raw in raws]).astype(np.float32))
+    stack = backend.asarray(np.stack([raw.pixels for raw in raws], dtype=np.float32))
     kernels, xp = backend.kernels, backend.xp
     with np.errstate(divide="ignore", invalid="ignore"):
         isr = run_isr(stack, isr_regions(geometry), preset.isr, bias=bias, backend=backend)
@@ -248,8 +249,8 @@ def display_images(
         means = kernels.masked_mean(flat, good)
         mean = 0.5 * (means[0] + means[1])
         difference = kernels.flux_matched_difference(flat[0], flat[1], means[0], means[1], mean)
-    images = to_host(isr.images[0]).astype(np.float64)
-    difference = to_host(xp.reshape(difference, (geometry.namps, ny, nx))).astype(np.float64)
+    images = to_host(isr.images[0])  # float32: assembled, then binned in float64
+    difference = to_host(xp.reshape(difference, (geometry.namps, ny, nx)))
     return {
         "flat": _bin(raws[0].assemble(images), DISPLAY_BIN),
         "difference": _bin(raws[0].assemble(difference), DISPLAY_BIN),

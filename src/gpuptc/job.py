@@ -96,13 +96,18 @@ def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Sele
     return _Selection(manifest, sorted(paired["sensor"].unique()), _manifest_rejections(manifest))
 
 
-def _tasks(
-    selection: _Selection, config: Preset, backend: str, models: Sequence[str], bias: Any
-) -> list[SensorTask]:
+def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
+    """One task per sensor; with the report, its figures are drawn where it is measured."""
     manifest = selection.manifest
     return [
         SensorTask(
-            sensor, manifest[manifest["sensor"] == sensor], config, backend, tuple(models), bias
+            sensor,
+            manifest[manifest["sensor"] == sensor],
+            job.config,
+            job.backend,
+            tuple(job.models),
+            job.bias,
+            figures=report,
         )
         for sensor in selection.sensors
     ]
@@ -277,7 +282,7 @@ def _stages(
     watch = Stopwatch()
     with watch.stage("ingest"):
         selection = _select(job.inputs, job.out, sensors)
-    tasks = _tasks(selection, job.config, job.backend, job.models, job.bias)
+    tasks = _tasks(selection, job, report)
     with watch.stage("sensors"):
         results = execute(tasks, job.out, **execution) if tasks else {}
     with watch.stage("tables and comparison"):
@@ -302,7 +307,7 @@ def _write(
     """Every output into the staging folder, the report when ``results`` are given, then commit.
 
     ``run.json`` ends with the whole run's ``seconds`` and each stage's
-    (``seconds_by_stage``; measure, fit and display images summed over the sensors
+    (``seconds_by_stage``; measure, fit, display images and figures summed over the sensors
     measured in this run, not those reused).
     """
     watch, started = clock
@@ -313,7 +318,8 @@ def _write(
 
         with watch.stage("report"):
             _write_images(staged, results)
-            draw_report(staged.path(REPORT_DIR), tables, provenance)
+            drawn = {sensor: result.get("figures") for sensor, result in results.items()}
+            draw_report(staged.path(REPORT_DIR), tables, provenance, drawn)
     measured = {s: r["seconds"] for s, r in (results or {}).items() if "seconds" in r}
     stages = {**watch.seconds, **{f"{k} (sensors)": v for k, v in summed(measured).items()}}
     provenance["seconds_by_stage"] = {k: round(v, 2) for k, v in stages.items()}

@@ -9,6 +9,7 @@ file names are defined once.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -38,6 +39,7 @@ __all__ = [
     "SENSORS_DIR",
     "STAT_NAMES",
     "TABLE_FILES",
+    "DrawnFigure",
     "FileStatus",
     "FitStatus",
     "PairStatus",
@@ -277,6 +279,20 @@ DISPLAY_BIN = 8
 """Binning of the report's display images."""
 DISPLAY_KEYS: tuple[str, ...] = ("flat", "difference", "pair", "exptime", "bin")
 """Arrays of a display-images file: binned flat and difference image, pair, EXPTIME, bin."""
+
+
+@dataclass(frozen=True)
+class DrawnFigure:
+    """One figure of the report: PNG bytes, or why it could not be drawn."""
+
+    name: str
+    """File name under ``report/figures/``."""
+    caption: str
+    png: bytes | None = None
+    failure: str | None = None
+    """``ExceptionType: message`` when drawing failed."""
+    order: int = 0
+    """Its place among its sensor's figures (parts drawn apart are joined by it)."""
 
 
 def display_images_name(sensor: str) -> str:

@@ -30,17 +30,15 @@ import datetime as _dt
 import functools
 import json
 import math
-import multiprocessing
 import os
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gpuptc._processes import process_pool
 from gpuptc.cosmic_rays import CosmicRayRates, add_cosmic_rays
 from gpuptc.io.eotest import write_eotest_results
 from gpuptc.io.layout import LAYOUTS, RawLayout, segment_name, small_layout
@@ -713,11 +711,7 @@ def _render_all(
             if progress:
                 progress(done, total)
         return
-    # fork needs no import guard in the caller's script; it is safe only while this
-    # process runs no other thread
-    safe_fork = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-    context = multiprocessing.get_context("fork" if safe_fork else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with process_pool(workers) as pool:
         futures = [pool.submit(_write_exposure, config, truth, plan, str(out)) for plan in plans]
         for done, future in enumerate(futures, 1):
             future.result()

@@ -1,20 +1,27 @@
-"""Report figures: each function draws one PNG from the result tables."""
+"""Report figures: each function draws one figure from the result tables.
+
+The functions return :class:`matplotlib.figure.Figure` objects made without pyplot (no
+global state, so figures can be drawn in threads); :func:`png` renders one with Agg. Grids
+of amplifiers share their axes and label only the outer panels, which keeps them cheap to
+draw.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from gpuptc.ptc import eq16
 
 __all__ = [
+    "DPI",
+    "PTC_SCALES",
     "amp_grid",
     "covariance_figure",
     "focal_plane_map",
@@ -23,8 +30,12 @@ __all__ = [
     "gains_by_method",
     "images_figure",
     "level_mismatch",
-    "ptc_grids",
+    "png",
+    "ptc_grid",
 ]
+
+DPI = 110
+"""Resolution of every PNG of the report."""
 
 _COLOURS = {
     "expapprox": "C0",
@@ -37,24 +48,40 @@ _COLOURS = {
 }
 
 
-def amp_grid(namps: int, title: str, size: float = 3.2) -> tuple[plt.Figure, np.ndarray]:
-    """A figure with one panel per amplifier (4 x 4 for 16)."""
+def amp_grid(
+    namps: int, title: str, xlabel: str, ylabel: str, size: float = 3.0
+) -> tuple[Figure, np.ndarray]:
+    """A figure with one panel per amplifier (4 x 4 for 16), axes shared, outer ones labelled."""
     side = int(np.ceil(np.sqrt(namps)))
-    fig, axes = plt.subplots(side, side, figsize=(size * side, size * side * 0.8), squeeze=False)
+    fig = Figure(figsize=(size * side, size * side * 0.75))
+    axes = fig.subplots(side, side, sharex=True, sharey=True, squeeze=False)
     fig.suptitle(title)
-    # a fixed layout: measuring every tick label of 16 panels (tight_layout) cost more than
-    # drawing them
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.04, top=0.93, wspace=0.3, hspace=0.35)
-    fig.set_layout_engine("none")
+    fig.supxlabel(xlabel)
+    fig.supylabel(ylabel)
+    # a fixed layout: measuring every tick label of 16 panels (tight layout) costs more
+    # than drawing them
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.07, top=0.93, wspace=0.06, hspace=0.1)
+    for ax in axes.ravel()[namps:]:
+        ax.set_axis_off()
     return fig, axes.ravel()
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    if fig.get_layout_engine() is None:  # single panels: tight layout is cheap
-        fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+def _panel_label(ax: Axes, text: str) -> None:
+    """The amp's name inside its panel (a title per panel would need room between rows)."""
+    ax.text(0.03, 0.95, text, transform=ax.transAxes, va="top", fontsize=8)
+
+
+def _single(width: float = 9.0, height: float = 4.5, ncols: int = 1) -> tuple[Figure, Any]:
+    """A figure of one row of panels, laid out tight when it is drawn."""
+    fig = Figure(figsize=(width, height), layout="tight")
+    return fig, fig.subplots(1, ncols)
+
+
+def png(fig: Figure) -> bytes:
+    """The figure rendered as PNG bytes at :data:`DPI`."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
 
 
 def _model_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarray]:
@@ -75,73 +102,103 @@ def _model_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarray]
     return curves
 
 
-def ptc_grids(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, directory: Path) -> list[Path]:
-    """Variance against mean per amp (log-log and linear) with model curves, and residuals."""
-    mine = pairs[pairs["sensor"] == sensor]
-    fits = ptc[ptc["sensor"] == sensor]
-    amps = sorted(mine["amp"].unique())
-    paths = []
-    for scale in ("log", "linear", "residuals"):
-        fig, axes = amp_grid(len(amps), f"{sensor}: PTC ({scale})")
-        for ax, amp in zip(axes, amps, strict=False):
-            data = mine[mine["amp"] == amp].sort_values("mean")
-            data = data[(data["mean"] > 0) & (data["var"] > 0)]  # what a log axis can show
-            if data.empty:
-                ax.text(0.5, 0.5, "no measured pair", ha="center", transform=ax.transAxes)
-                ax.set_title(f"amp {amp}", fontsize=9)
-                continue
-            used = data["used"].fillna(False).to_numpy(bool)
-            mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
-            curves = _model_curves(fits[fits["amp"] == amp], mean)
-            if scale == "residuals":
-                model = curves.get("expapprox")
-                if model is not None:
-                    ax.plot(mean[used], (var / model - 1)[used], "o", ms=3, color="C0")
-                    ax.plot(mean[~used], (var / model - 1)[~used], "x", ms=4, color="0.5")
-                ax.axhline(0, color="k", lw=0.5)
-                ax.set_ylim(-0.05, 0.05)
-                ax.set_xscale("log")
-                ax.minorticks_off()  # log minor ticks were most of a grid's drawing time
-            else:
-                ax.plot(mean[used], var[used], "o", ms=3, color="k", label="used")
-                ax.plot(mean[~used], var[~used], "x", ms=4, color="0.5", label="not used")
-                for name, curve in curves.items():
-                    ax.plot(mean, curve, "-", lw=1, color=_COLOURS.get(name), label=name)
-                if scale == "log":
-                    ax.set_xscale("log")
-                    ax.set_yscale("log")
-                    ax.minorticks_off()
-            ax.set_title(f"amp {amp}", fontsize=9)
-            ax.tick_params(labelsize=7)
-        if scale != "residuals":
-            axes[0].legend(fontsize=6)
-        paths.append(_save(fig, directory / f"ptc_{scale}_{sensor}.png"))
-    return paths
+def _by_amp(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    return {int(amp): rows for amp, rows in frame.groupby("amp", sort=True)}
 
 
-def gain_histograms(
-    pairs: pd.DataFrame, sensor: str, directory: Path, column: str = "rhl_gain_corrected"
-) -> Path:
+PTC_SCALES: dict[str, str] = {
+    "log": "PTC per amp, log axes",
+    "linear": "PTC per amp, linear axes",
+    "residuals": "PTC residuals per amp against the EXPAPPROXIMATION model",
+}
+"""The PTC grids (:func:`ptc_grid`) and what each shows."""
+
+_PTC_Y_LABELS = {
+    "log": "variance (ADU^2)",
+    "linear": "variance (ADU^2)",
+    "residuals": "variance / expapprox model - 1",
+}
+
+
+def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) -> Figure:
+    """Variance against mean per amp with model curves (``log``, ``linear``), or ``residuals``."""
+    fits = _by_amp(ptc[ptc["sensor"] == sensor])
+    measured = _by_amp(pairs[pairs["sensor"] == sensor])
+    title = f"{sensor}: PTC ({scale})"
+    fig, axes = amp_grid(len(measured), title, "mean (ADU)", _PTC_Y_LABELS[scale])
+    for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
+        _ptc_panel(ax, rows, fits.get(amp, ptc.iloc[:0]), scale)
+        _panel_label(ax, f"amp {amp}")
+    if scale != "residuals":
+        axes[0].legend(fontsize=6, loc="lower right")
+    return fig
+
+
+def _ptc_panel(ax: Axes, rows: pd.DataFrame, fits: pd.DataFrame, scale: str) -> None:
+    data = rows.sort_values("mean")
+    data = data[(data["mean"] > 0) & (data["var"] > 0)]  # what a log axis can show
+    if data.empty:
+        ax.text(0.5, 0.5, "no measured pair", ha="center", transform=ax.transAxes)
+        return
+    used = data["used"].fillna(False).to_numpy(bool)
+    mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
+    curves = _model_curves(fits, mean)
+    if scale == "residuals":
+        model = curves.get("expapprox")
+        if model is not None:
+            ax.plot(mean[used], (var / model - 1)[used], "o", ms=3, color="C0")
+            ax.plot(mean[~used], (var / model - 1)[~used], "x", ms=4, color="0.5")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_ylim(-0.05, 0.05)
+    else:
+        ax.plot(mean[used], var[used], "o", ms=3, color="k", label="used")
+        ax.plot(mean[~used], var[~used], "x", ms=4, color="0.5", label="not used")
+        for name, curve in curves.items():
+            ax.plot(mean, curve, "-", lw=1, color=_COLOURS.get(name), label=name)
+    if scale != "linear":
+        ax.set_xscale("log")
+    if scale == "log":
+        ax.set_yscale("log")
+    ax.minorticks_off()  # log minor ticks were most of a grid's drawing time
+    ax.tick_params(labelsize=7)
+
+
+def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected") -> Figure:
     """The notebook's per-amp histograms of per-pair gains (``column``), with their medians."""
     mine = pairs[(pairs["sensor"] == sensor) & pairs["used"].fillna(False).astype(bool)]
     amps = sorted(pairs.loc[pairs["sensor"] == sensor, "amp"].unique())
-    fig, axes = amp_grid(len(amps), f"{sensor}: per-pair gain 1/<(I1-I2)^2/(I1+I2)> (used pairs)")
+    fig, axes = amp_grid(
+        len(amps),
+        f"{sensor}: per-pair gain 1/<(I1-I2)^2/(I1+I2)> (used pairs)",
+        f"{column} (e-/ADU)",
+        "pairs",
+    )
+    gains = mine.groupby("amp")[column]
     for ax, amp in zip(axes, amps, strict=False):
-        gains = mine.loc[mine["amp"] == amp, column].dropna().to_numpy()
-        if len(gains):
-            ax.hist(gains, bins=20, alpha=0.6)
-            median = float(np.median(gains))
+        values = gains.get_group(amp).dropna().to_numpy() if amp in gains.groups else []
+        if len(values):
+            counts, edges = np.histogram(values, bins=20)
+            ax.stairs(counts, edges, fill=True, alpha=0.6)
+            median = float(np.median(values))
             ax.axvline(median, color="k", lw=1)
-            ax.text(0.05, 0.85, f"median {median:.3f}", transform=ax.transAxes, fontsize=8)
-        ax.set_title(f"amp {amp}", fontsize=9)
+            ax.text(
+                0.97,
+                0.95,
+                f"median {median:.3f}",
+                transform=ax.transAxes,
+                fontsize=7,
+                ha="right",
+                va="top",
+            )
+        _panel_label(ax, f"amp {amp}")
         ax.tick_params(labelsize=7)
-    return _save(fig, directory / f"gain_hist_{sensor}.png")
+    return fig
 
 
-def gains_by_method(comparison: pd.DataFrame, sensor: str, directory: Path) -> Path:
+def gains_by_method(comparison: pd.DataFrame, sensor: str) -> Figure:
     """Gain per amp for every method side by side with EOTEST (the notebook's last figure)."""
     mine = comparison[comparison["sensor"] == sensor]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = _single()
     for method, rows in mine.groupby("method", sort=False):
         ax.plot(rows["amp"], rows["gain"], "o", ms=5, color=_COLOURS.get(method), label=method)
     reference = mine.drop_duplicates("amp")
@@ -152,19 +209,15 @@ def gains_by_method(comparison: pd.DataFrame, sensor: str, directory: Path) -> P
     ax.set_title(f"{sensor}: gain per method")
     ax.set_xticks(sorted(mine["amp"].unique()))
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, directory / f"gains_{sensor}.png")
+    return fig
 
 
 def gain_vs_exptime(
-    pairs: pd.DataFrame,
-    ptc: pd.DataFrame,
-    sensor: str,
-    directory: Path,
-    column: str = "rhl_gain_corrected",
-) -> Path:
+    pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected"
+) -> Figure:
     """Per-pair gain (``column``) against exposure time, with the onset of saturation."""
     mine = pairs[pairs["sensor"] == sensor]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = _single()
     for _, rows in mine.groupby("amp"):
         ordered = rows.sort_values("exptime")
         ax.plot(ordered["exptime"], ordered[column], "-", lw=0.6, alpha=0.7)
@@ -184,21 +237,17 @@ def gain_vs_exptime(
     ax.set_xlabel("exposure time (s)")
     ax.set_ylabel("per-pair gain (e-/ADU)")
     ax.set_title(f"{sensor}: per-pair gain against exposure time, one line per amp")
-    return _save(fig, directory / f"gain_vs_exptime_{sensor}.png")
+    return fig
 
 
 def covariance_figure(
-    pairs: pd.DataFrame,
-    covariances: pd.DataFrame,
-    fullcov: pd.DataFrame,
-    sensor: str,
-    directory: Path,
-) -> Path:
+    pairs: pd.DataFrame, covariances: pd.DataFrame, fullcov: pd.DataFrame, sensor: str
+) -> Figure:
     """C_ij / mu against mu for the nearest lags, and the a_ij matrix as an image."""
     mine = covariances[covariances["sensor"] == sensor]
     means = pairs[pairs["sensor"] == sensor].set_index(["pair", "amp"])["mean"]
     used = pairs[pairs["sensor"] == sensor].set_index(["pair", "amp"])["used"].fillna(False)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (left, right) = _single(11, 4.5, ncols=2)
     for (i, j), colour in zip([(1, 0), (0, 1), (1, 1)], ["C0", "C1", "C2"], strict=True):
         lag = mine[(mine["i"] == i) & (mine["j"] == j)].set_index(["pair", "amp"])
         keep = used.reindex(lag.index).fillna(False).astype(bool)
@@ -221,33 +270,34 @@ def covariance_figure(
     else:
         right.text(0.5, 0.5, "no full-covariance fit", ha="center", transform=right.transAxes)
         right.set_axis_off()
-    return _save(fig, directory / f"covariances_{sensor}.png")
+    return fig
 
 
-def images_figure(data: Path, sensor: str, directory: Path) -> Path | None:
-    """The assembled flat and difference image saved under ``report/data``."""
-    if not data.exists():
+def images_figure(images: dict[str, Any] | Path | None, sensor: str) -> Figure | None:
+    """The assembled flat and difference image (a dict of arrays or the ``.npz`` saved)."""
+    if images is None or (isinstance(images, Path) and not images.exists()):
         return None
-    with np.load(data) as saved:
-        flat, difference = saved["flat"], saved["difference"]
-        pair, exptime, factor = int(saved["pair"]), float(saved["exptime"]), int(saved["bin"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
-    for ax, image, title in ((axes[0], flat, "flat"), (axes[1], difference, "difference")):
-        low, high = np.nanpercentile(image, [1, 99])
-        shown = ax.imshow(image, origin="lower", cmap="gray", vmin=low, vmax=high)
+    if isinstance(images, Path):
+        with np.load(images) as saved:
+            images = {key: saved[key] for key in saved.files}
+    pair, exptime, factor = int(images["pair"]), float(images["exptime"]), int(images["bin"])
+    fig, axes = _single(11, 5.5, ncols=2)
+    for ax, key in zip(axes, ("flat", "difference"), strict=True):
+        low, high = np.nanpercentile(images[key], [1, 99])
+        shown = ax.imshow(images[key], origin="lower", cmap="gray", vmin=low, vmax=high)
         fig.colorbar(shown, ax=ax, shrink=0.8, label="ADU")
-        ax.set_title(f"{title}, pair {pair} ({exptime:g} s), binned {factor}x{factor}")
+        ax.set_title(f"{key}, pair {pair} ({exptime:g} s), binned {factor}x{factor}")
     fig.suptitle(f"{sensor}: assembled CCD (amp 1 lower left)")
-    return _save(fig, directory / f"images_{sensor}.png")
+    return fig
 
 
-def focal_plane_map(ptc: pd.DataFrame, directory: Path) -> Path | None:
+def focal_plane_map(ptc: pd.DataFrame) -> Figure | None:
     """Gain, noise and turnoff per amp for every sensor (rows) as colour maps."""
     fits = ptc[ptc["model"] == "expapprox"]
     sensors = sorted(fits["sensor"].unique())
     if len(sensors) < 2:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(14, 0.6 * len(sensors) + 2))
+    fig, axes = _single(14, 0.6 * len(sensors) + 2, ncols=3)
     for ax, column, label in zip(
         axes,
         ["gain", "noise", "turnoff"],
@@ -261,16 +311,16 @@ def focal_plane_map(ptc: pd.DataFrame, directory: Path) -> Path | None:
         ax.set_xticks(range(table.shape[1]), table.columns, fontsize=7)
         ax.set_xlabel("amp")
         ax.set_title(label)
-    return _save(fig, directory / "focal_plane.png")
+    return fig
 
 
-def level_mismatch(pairs: pd.DataFrame, sensor: str, directory: Path, threshold: float) -> Path:
+def level_mismatch(pairs: pd.DataFrame, sensor: str, threshold: float) -> Figure:
     """The flats' level mismatch mean2/mean1 - 1 of each pair (median over amps)."""
     mine = pairs[pairs["sensor"] == sensor]
     per_pair = mine.groupby("pair").agg(
         exptime=("exptime", "first"), mismatch=("level_mismatch", "median")
     )
-    fig, ax = plt.subplots(figsize=(9, 3.5))
+    fig, ax = _single(9, 3.5)
     ax.plot(per_pair["exptime"], 100 * per_pair["mismatch"], "o", ms=4)
     for bound in (-threshold, threshold):
         ax.axhline(100 * bound, color="r", ls="--", lw=0.8)
@@ -279,4 +329,4 @@ def level_mismatch(pairs: pd.DataFrame, sensor: str, directory: Path, threshold:
     ax.set_xlabel("exposure time (s)")
     ax.set_ylabel("mean2 / mean1 - 1 (%)")
     ax.set_title(f"{sensor}: level mismatch of the flats of each pair (flagged beyond the lines)")
-    return _save(fig, directory / f"mismatch_{sensor}.png")
+    return fig

@@ -6,7 +6,7 @@ import html
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ import pandas as pd
 
 from gpuptc.io.outputs import read_outputs
 from gpuptc.report import figures
-from gpuptc.schema import MISMATCH_THRESHOLD, REPORT_DIR, RUN_FILE, display_images_name
-from gpuptc.solve import per_pair_gain_column
+from gpuptc.report.sensor import draw, draw_sensors
+from gpuptc.schema import REPORT_DIR, RUN_FILE, DrawnFigure, display_images_name
+from gpuptc.solve import per_pair_gain_column as gain_column
 
 __all__ = ["draw_report", "redraw_report"]
 
@@ -41,69 +42,40 @@ def _table(frame: pd.DataFrame, digits: int = 5) -> str:
     return shown.to_html(index=False, escape=True, border=0)
 
 
-def _figure(path: Path | None, root: Path, caption: str) -> str:
-    if path is None:
-        return ""
-    relative = os.path.relpath(path, root)
-    text = html.escape(caption)
-    image = f'<img src="{html.escape(relative)}" alt="{text}">'
-    return f"<figure>{image}<figcaption>{text}</figcaption></figure>"
+def _figure(drawn: DrawnFigure, figs: Path, root: Path) -> str:
+    """One figure written under ``figs`` and its HTML (a note when it could not be drawn)."""
+    caption = html.escape(drawn.caption)
+    if drawn.png is None:
+        reason = html.escape((drawn.failure or "").split(":")[0])
+        return f"<p>{caption}: not drawn ({reason})</p>"
+    path = figs / drawn.name
+    path.write_bytes(drawn.png)
+    relative = html.escape(os.path.relpath(path, root))
+    return (
+        f'<figure><img src="{relative}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
+    )
 
 
 def _sensor_section(
-    sensor: str, tables: Mapping[str, pd.DataFrame], root: Path, figs: Path, gain: str
+    sensor: str,
+    tables: Mapping[str, pd.DataFrame],
+    drawn: list[DrawnFigure],
+    figs: Path,
+    root: Path,
 ) -> list[str]:
-    """The figures and the gain table of one sensor (``gain``: the per-pair gain column)."""
-    pairs, ptc = tables["pairs"], tables["ptc"]
-    covariances, fullcov = tables["covariances"], tables["fullcov"]
+    """The gain table and figures of one sensor (``drawn``: those of its own tables)."""
+    ptc = tables["ptc"]
     summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
-    images = root.parent / display_images_name(sensor)
-    drawn: list[tuple[Callable[[], Any], str]] = [
-        (
-            lambda: figures.gains_by_method(tables["comparison"], sensor, figs),
-            "gain per amp, every method and EOTEST",
-        ),
-        (lambda: figures.ptc_grids(pairs, ptc, sensor, figs), "PTC per amp"),
-        (
-            lambda: figures.gain_histograms(pairs, sensor, figs, gain),
-            f"per-pair gain histograms ({gain})",
-        ),
-        (
-            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, figs, gain),
-            f"per-pair gain against exposure time ({gain})",
-        ),
-        (
-            lambda: figures.level_mismatch(pairs, sensor, figs, MISMATCH_THRESHOLD),
-            "level mismatch of each pair's flats",
-        ),
-        (
-            lambda: figures.covariance_figure(pairs, covariances, fullcov, sensor, figs),
-            "covariances and a_ij",
-        ),
-        (
-            lambda: figures.images_figure(images, sensor, figs),
-            "assembled flat and difference image",
-        ),
-    ]
+    gains = draw(
+        f"gains_{sensor}.png",
+        "gain per amp, every method and EOTEST",
+        lambda: figures.gains_by_method(tables["comparison"], sensor),
+    )
     return [
         f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
         "<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary.reset_index(), 4),
-        *(_drawn(draw, caption, root, sensor) for draw, caption in drawn),
+        *(_figure(figure, figs, root) for figure in [gains, *drawn] if figure is not None),
     ]
-
-
-def _drawn(draw: Callable[[], Any], caption: str, root: Path, sensor: str) -> str:
-    """A figure (or a list of them) as HTML; one that cannot be drawn is a note, not a crash."""
-    try:
-        made = draw()
-    except Exception as exc:
-        name = type(exc).__name__
-        log.warning("%s: report figure %r not drawn: %s: %s", sensor, caption, name, exc)
-        log.debug("%s", caption, exc_info=True)
-        return f"<p>{html.escape(caption)}: not drawn ({html.escape(name)})</p>"
-    if isinstance(made, list):
-        return "".join(_figure(path, root, path.stem.replace("_", " ")) for path in made)
-    return _figure(made, root, caption)
 
 
 def _numbers_section(
@@ -136,8 +108,10 @@ def draw_report(
     directory: str | os.PathLike[str],
     tables: Mapping[str, pd.DataFrame],
     provenance: Mapping[str, Any],
+    drawn: Mapping[str, list[DrawnFigure] | None] | None = None,
+    workers: int | None = None,
 ) -> Path:
-    """Draw every figure and write ``index.html`` into ``directory``.
+    """Write every figure and ``index.html`` into ``directory``.
 
     Parameters
     ----------
@@ -147,6 +121,11 @@ def draw_report(
         ``pairs``, ``covariances``, ``ptc``, ``fullcov``, ``comparison``, ``rejected``.
     provenance : mapping
         Inputs and configuration of the run (``run.json``).
+    drawn : mapping of str to list of DrawnFigure, optional
+        Sensor figures already drawn (by the processes that measured the sensors); the
+        others are drawn here, in parallel processes.
+    workers : int, optional
+        Processes drawing the sensors not in ``drawn`` (default one per core).
 
     Returns
     -------
@@ -157,18 +136,26 @@ def draw_report(
     figs = root / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     sensors = sorted(tables["ptc"]["sensor"].unique())
-    body = _header(sensors, provenance)
-    focal = _drawn(
-        lambda: figures.focal_plane_map(tables["ptc"], figs),
-        "gain, noise and turnoff per amp",
-        root,
-        "focal plane",
-    )
-    if focal:
-        body.append("<h2>Focal plane</h2>" + focal)
+    known = {s: figures_ for s, figures_ in (drawn or {}).items() if figures_ is not None}
     method = provenance.get("configuration", {}).get("solve", {}).get("method", "cp_pipe")
+    missing = [s for s in sensors if s not in known]
+    known |= draw_sensors(
+        missing,
+        tables,
+        lambda s: root.parent / display_images_name(s),
+        gain_column(method),
+        workers,
+    )
+    body = _header(sensors, provenance)
+    focal = draw(
+        "focal_plane.png",
+        "gain, noise and turnoff per amp",
+        lambda: figures.focal_plane_map(tables["ptc"]),
+    )
+    if focal is not None:
+        body.append("<h2>Focal plane</h2>" + _figure(focal, figs, root))
     for sensor in sensors:
-        body.extend(_sensor_section(sensor, tables, root, figs, per_pair_gain_column(method)))
+        body.extend(_sensor_section(sensor, tables, known[sensor], figs, root))
     body.extend(_numbers_section(tables, provenance))
     head = f'<meta charset="utf-8"><title>gpuptc report</title><style>{_STYLE}</style>'
     page = f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>'
@@ -177,13 +164,15 @@ def draw_report(
     return index
 
 
-def redraw_report(out: str | os.PathLike[str]) -> Path:
+def redraw_report(out: str | os.PathLike[str], workers: int | None = None) -> Path:
     """Redraw ``DIR/report`` from the Parquet tables of a finished run (no raw data read).
 
     Parameters
     ----------
     out : path-like
         An output directory of ``gpuptc run``.
+    workers : int, optional
+        Drawing processes (default one per core; sensors are drawn in parallel).
 
     Returns
     -------
@@ -193,4 +182,4 @@ def redraw_report(out: str | os.PathLike[str]) -> Path:
     directory = Path(out)
     tables = read_outputs(directory)
     provenance = json.loads((directory / RUN_FILE).read_text())
-    return draw_report(directory / REPORT_DIR, tables, provenance)
+    return draw_report(directory / REPORT_DIR, tables, provenance, workers=workers)

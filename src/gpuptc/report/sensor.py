@@ -1,0 +1,174 @@
+"""The figures of one sensor, drawn from that sensor's tables alone.
+
+:func:`sensor_figures` is what the process that measured a sensor calls (the Dask worker,
+or a drawing thread next to an in-process run) so that figures are drawn while the next
+sensor is measured; :func:`draw_sensors` draws many sensors in parallel processes
+(``gpuptc report DIR``). Both return :class:`gpuptc.schema.DrawnFigure` objects: small PNGs as bytes
+with their file name and caption, which the report page only has to write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gpuptc._processes import process_pool
+from gpuptc.report import figures
+from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure
+
+__all__ = ["SENSOR_TABLES_DRAWN", "draw", "draw_sensors", "joined", "sensor_figures"]
+
+log = logging.getLogger(__name__)
+
+SENSOR_TABLES_DRAWN: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov")
+"""The tables of one sensor its figures are drawn from."""
+
+
+def draw(name: str, caption: str, make: Callable[[], Any], order: int = 0) -> DrawnFigure | None:
+    """Draw one figure; None when there is nothing to show, a failure noted, not raised."""
+    try:
+        fig = make()
+        return None if fig is None else DrawnFigure(name, caption, figures.png(fig), order=order)
+    except Exception as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        log.warning("report figure %r not drawn: %s", caption, failure)
+        log.debug("%s", caption, exc_info=True)
+        return DrawnFigure(name, caption, failure=failure, order=order)
+
+
+def sensor_figures(
+    sensor: str,
+    tables: Mapping[str, pd.DataFrame],
+    images: dict[str, Any] | Path | None,
+    gain_column: str,
+    part: tuple[int, int] = (0, 1),
+) -> list[DrawnFigure]:
+    """Every figure of one sensor that needs only its own tables, in report order.
+
+    Parameters
+    ----------
+    sensor : str
+        The sensor.
+    tables : mapping of str to pandas.DataFrame
+        Its ``pairs``, ``covariances``, ``ptc`` and ``fullcov`` (other sensors' rows ignored).
+    images : dict of arrays, path of the saved ``.npz``, or None
+        Its display images.
+    gain_column : str
+        The per-pair gain column the preset's ``rhl`` is the median of.
+    part : (k, n)
+        Only every n-th figure from the k-th, so that n processes share one sensor;
+        :func:`joined` puts the parts back in order.
+
+    Returns
+    -------
+    list of DrawnFigure
+    """
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    planned: list[tuple[str, str, Callable[[], Any]]] = [
+        *(
+            (
+                f"ptc_{scale}_{sensor}.png",
+                caption,
+                lambda scale=scale: figures.ptc_grid(pairs, ptc, sensor, scale),
+            )
+            for scale, caption in figures.PTC_SCALES.items()
+        ),
+        (
+            f"gain_hist_{sensor}.png",
+            f"per-pair gain histograms ({gain_column})",
+            lambda: figures.gain_histograms(pairs, sensor, gain_column),
+        ),
+        (
+            f"gain_vs_exptime_{sensor}.png",
+            f"per-pair gain against exposure time ({gain_column})",
+            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, gain_column),
+        ),
+        (
+            f"mismatch_{sensor}.png",
+            "level mismatch of each pair's flats",
+            lambda: figures.level_mismatch(pairs, sensor, MISMATCH_THRESHOLD),
+        ),
+        (
+            f"covariances_{sensor}.png",
+            "covariances and a_ij",
+            lambda: figures.covariance_figure(
+                pairs, tables["covariances"], tables["fullcov"], sensor
+            ),
+        ),
+        (
+            f"images_{sensor}.png",
+            "assembled flat and difference image",
+            lambda: figures.images_figure(images, sensor),
+        ),
+    ]
+    k, n = part
+    drawn = (
+        draw(name, caption, make, order)
+        for order, (name, caption, make) in enumerate(planned)
+        if order % n == k
+    )
+    return [figure for figure in drawn if figure is not None]
+
+
+def joined(parts: Iterable[list[DrawnFigure]]) -> list[DrawnFigure]:
+    """The parts of one sensor's figures (:func:`sensor_figures` ``part``) in report order."""
+    return sorted((figure for part in parts for figure in part), key=lambda f: f.order)
+
+
+def _mine(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.DataFrame]:
+    return {name: tables[name][tables[name]["sensor"] == sensor] for name in SENSOR_TABLES_DRAWN}
+
+
+def draw_sensors(
+    sensors: list[str],
+    tables: Mapping[str, pd.DataFrame],
+    images: Callable[[str], Path | None],
+    gain_column: str,
+    workers: int | None = None,
+) -> dict[str, list[DrawnFigure]]:
+    """The figures of many sensors, drawn in parallel processes (in this one if one is all).
+
+    With fewer sensors than processes, each sensor's figures are shared among several.
+
+    Parameters
+    ----------
+    sensors : list of str
+        Sensors to draw.
+    tables : mapping of str to pandas.DataFrame
+        The run's tables (``pairs``, ``covariances``, ``ptc``, ``fullcov``).
+    images : callable
+        ``images(sensor)``: the path of its saved display images, or None.
+    gain_column : str
+        See :func:`sensor_figures`.
+    workers : int, optional
+        Drawing processes; default one per core.
+
+    Returns
+    -------
+    dict of str to list of DrawnFigure
+    """
+    workers = workers or os.cpu_count() or 1
+    parts = max(1, workers // max(1, len(sensors)))
+    jobs = [(sensor, (k, parts)) for sensor in sensors for k in range(parts)]
+    workers = min(workers, len(jobs))
+    if workers <= 1:
+        return {s: sensor_figures(s, _mine(tables, s), images(s), gain_column) for s in sensors}
+    drawn: dict[str, list[list[DrawnFigure]]] = {sensor: [] for sensor in sensors}
+    with process_pool(workers) as pool:
+        futures = [
+            (
+                sensor,
+                pool.submit(
+                    sensor_figures, sensor, _mine(tables, sensor), images(sensor), gain_column, part
+                ),
+            )
+            for sensor, part in jobs
+        ]
+        for sensor, future in futures:
+            drawn[sensor].append(future.result())
+    return {sensor: joined(parts) for sensor, parts in drawn.items()}
