@@ -148,11 +148,12 @@ def test_run_with_sensors_eotest_and_bias_options(small_e2v, small_itl, tmp_path
     flats = [str(p) for p in small_e2v.flats]
     alone = tmp_path / "alone"
     assert main(["run", *flats, "--out", str(alone), *run]) == 0
-    assert pd.read_parquet(alone / "comparison.parquet").eotest_gain.isna().all()
+    assert pd.read_parquet(alone / "comparison.parquet").reference_value.isna().all()
     named = tmp_path / "named"
     eotest = ["--eotest", str(small_e2v.eotest_path)]
     assert main(["run", *flats, "--out", str(named), *eotest, *run]) == 0
-    assert pd.read_parquet(named / "comparison.parquet").eotest_gain.notna().all()
+    named_comparison = pd.read_parquet(named / "comparison.parquet")
+    assert named_comparison.query("quantity == 'gain'").reference_value.notna().all()
 
     with_frames = tmp_path / "frames"
     inputs = [str(small_e2v.directory), "--preset", "seed"]

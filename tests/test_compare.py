@@ -3,7 +3,7 @@ import pytest
 from astropy.io import fits
 
 import gpuptc
-from gpuptc.compare import COMPARISON_COLUMNS, eotest_references
+from gpuptc.compare import COMPARISON_COLUMNS, QUANTITIES, eotest_references
 from gpuptc.io.eotest import read_eotest_results
 
 
@@ -19,25 +19,39 @@ def results(small_e2v):
     return manifest, ptc, fitted
 
 
+def _gains(comparison):
+    return comparison[comparison.quantity == "gain"].reset_index(drop=True)
+
+
 def test_comparison_table(small_e2v, results):
     manifest, ptc, _ = results
     comparison = gpuptc.compare(ptc, manifest)
     assert list(comparison.columns) == list(COMPARISON_COLUMNS)
-    assert len(comparison) == 16 * 3
-    reference = read_eotest_results(small_e2v.eotest_path).set_index("AMP")["PTC_GAIN"]
-    row = comparison[(comparison.amp == 5) & (comparison.method == "expapprox")].iloc[0]
-    assert row.eotest_gain == pytest.approx(float(reference[5]))
-    assert row.ratio == pytest.approx(row.gain / row.eotest_gain)
-    expapprox = comparison[comparison.method == "expapprox"]
+    assert len(comparison) == 16 * 3 * len(QUANTITIES)  # amps x methods x quantities, 1 ref
+    assert set(comparison.reference) == {"eotest"}
+    assert set(comparison.reference_file) == {str(small_e2v.eotest_path)}
+    reference = read_eotest_results(small_e2v.eotest_path).set_index("AMP")
+    mine = comparison[(comparison.amp == 5) & (comparison.method == "expapprox")]
+    row = mine.set_index("quantity")
+    assert row.loc["gain", "reference_value"] == pytest.approx(float(reference.PTC_GAIN[5]))
+    assert row.loc["noise", "reference_value"] == pytest.approx(float(reference.PTC_NOISE[5]))
+    assert row.loc["a00", "reference_value"] == pytest.approx(-float(reference.PTC_A00[5]))
+    fit = ptc[(ptc.amp == 5) & (ptc.model == "expapprox")].iloc[0]
+    assert row.loc["turnoff", "value"] == fit.turnoff and row.loc["a00", "value"] == fit.a00
+    assert row.loc["gain", "ratio"] == pytest.approx(fit.gain / float(reference.PTC_GAIN[5]))
+    expapprox = _gains(comparison[comparison.method == "expapprox"])
     assert np.abs(expapprox.ratio - 1).median() < 0.03  # 1 % EOTEST scatter, small images
-    by_path = gpuptc.compare(ptc, [small_e2v.eotest_path])
-    np.testing.assert_allclose(by_path.eotest_gain, comparison.eotest_gain)
+    a00 = comparison[(comparison.method == "expapprox") & (comparison.quantity == "a00")]
+    assert (a00.reference_value < 0).all() and a00.ratio.median() > 0  # EOTEST sign undone
+    by_path = _gains(gpuptc.compare(ptc, [small_e2v.eotest_path]))
+    np.testing.assert_allclose(by_path.reference_value, _gains(comparison).reference_value)
     alone = gpuptc.compare(ptc)
-    assert alone.eotest_gain.isna().all() and alone.gain.notna().all()
-    by_mapping = gpuptc.compare(ptc, {small_e2v.sensor: small_e2v.eotest_path})
-    np.testing.assert_allclose(by_mapping.eotest_gain, comparison.eotest_gain)
+    assert set(alone.reference) == {"none"} and alone.reference_value.isna().all()
+    assert _gains(alone).value.notna().all()
+    by_mapping = _gains(gpuptc.compare(ptc, {small_e2v.sensor: small_e2v.eotest_path}))
+    np.testing.assert_allclose(by_mapping.reference_value, _gains(comparison).reference_value)
     elsewhere = gpuptc.compare(ptc, {"OTHER-SENSOR": small_e2v.eotest_path})
-    assert elsewhere.eotest_gain.isna().all()
+    assert elsewhere.reference_value.isna().all()
 
 
 def test_eotest_files_written_and_read_back(small_e2v, results, tmp_path):

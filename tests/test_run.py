@@ -75,7 +75,8 @@ def test_run_writes_every_table(finished, small_e2v, small_itl):
     pairs = pd.read_parquet(out / "pairs.parquet")
     assert pairs.used.notna().all() and not pairs[pairs.pair == pairs.pair.max()].used.all()
     comparison = pd.read_parquet(out / "comparison.parquet")
-    assert comparison.eotest_gain.notna().all()
+    gains = comparison[comparison.quantity == "gain"]
+    assert (gains.reference == "eotest").all() and gains.reference_value.notna().all()
     provenance = json.loads((out / "run.json").read_text())
     assert provenance["preset"] == "cp_pipe" and provenance["exit_code"] == 0
     assert provenance["configuration"]["extract"]["cov_size"] == 4

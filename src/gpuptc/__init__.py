@@ -2,11 +2,13 @@
 
 from gpuptc._version import __version__
 from gpuptc.compare import compare, write_eotest_files
+from gpuptc.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.job import run
 from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
 from gpuptc.pipeline import measure
+from gpuptc.refit import refit
 from gpuptc.simulate import SimulationConfig, simulate
 from gpuptc.solve import fit, fit_ptc
 
@@ -24,8 +26,11 @@ __all__ = [
     "master_biases",
     "measure",
     "read_master_bias",
+    "read_ptc_dataset",
     "read_raw",
+    "refit",
     "run",
     "simulate",
     "write_eotest_files",
+    "write_ptc_dataset",
 ]

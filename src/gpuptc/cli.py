@@ -150,7 +150,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     truth = pd.read_parquet(result.truth_path).set_index("amp")
     gains = analysis.tables["ptc"].pivot(index="amp", columns="model", values="gain")
-    eotest = analysis.tables["comparison"].drop_duplicates("amp").set_index("amp")["eotest_gain"]
+    comparison = analysis.tables["comparison"]
+    references = comparison[
+        (comparison["quantity"] == "gain") & (comparison["reference"] == "eotest")
+    ]
+    eotest = references.drop_duplicates("amp").set_index("amp")["reference_value"]
     table = pd.DataFrame({"truth": truth["gain"]}).join(gains).join(eotest.rename("EOTEST"))
     print("Gain per amp (e-/ADU): simulated truth, each method, EOTEST-style reference")
     _print_table(table.reset_index().round(4))
@@ -255,7 +259,11 @@ def _print_run(result: RunResult, *, verbose: bool) -> None:
         if len(rejected) > 20 and not verbose:
             print(f"  ... {len(rejected) - 20} more (-v lists all)")
     written = ["tables", "rejected.csv"]
-    written += [name for name in ("eotest/", "report/index.html") if (result.out / name).exists()]
+    written += [
+        name
+        for name in ("eotest/", "cp_pipe/", "report/index.html")
+        if (result.out / name).exists()
+    ]
     print(f"Outputs: {result.out} ({', '.join(written)})")
 
 
@@ -281,6 +289,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _config_overrides(args.config)
     if args.cov_size is not None:
         overrides["extract__cov_size"] = args.cov_size
+    if args.ptc_model:
+        overrides["solve__ptc_fit_type"] = args.ptc_model
     preset = args.preset
     result = run(
         args.inputs,
@@ -304,6 +314,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if manifest is not None:
             _report_manifest(manifest, verbose=args.verbose)
         print("No usable flat pair found: nothing written.", file=sys.stderr)
+        return EXIT_FATAL
+    _print_run(result, verbose=args.verbose)
+    return result.exit_code
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from gpuptc.refit import refit
+
+    overrides = _config_overrides(args.config)
+    if args.ptc_model:
+        overrides["solve__ptc_fit_type"] = args.ptc_model
+    result = refit(
+        args.files,
+        args.out,
+        preset=args.preset,
+        models=args.models.split(",") if args.models else None,
+        report=not args.no_report,
+        **overrides,
+    )
+    if result.exit_code == EXIT_FATAL:
+        for reason in result.rejected["reason"]:
+            print(reason, file=sys.stderr)
+        print("No readable PTC dataset: nothing written.", file=sys.stderr)
         return EXIT_FATAL
     _print_run(result, verbose=args.verbose)
     return result.exit_code
@@ -479,10 +512,47 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--sensors", help="comma-separated sensor ids (default all)")
     run.add_argument("--config", metavar="FILE", help="TOML file overriding preset fields")
     run.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _add_ptc_model(run)
     _add_run_scale(run)
     run.add_argument(
         "--force", action="store_true", help="recompute sensors already complete in DIR/sensors"
     )
+
+
+def _add_ptc_model(parser: argparse.ArgumentParser) -> None:
+    from gpuptc.config import PTC_FIT_MODELS
+
+    parser.add_argument(
+        "--ptc-model",
+        choices=PTC_FIT_MODELS,
+        help="the fit written as cp_pipe/<sensor>_ptc.fits (default: the preset's, "
+        "fullcov for cp_pipe_lsstcam, else expapprox)",
+    )
+
+
+def _add_fit(sub: Any) -> None:
+    from gpuptc.config import PRESETS
+
+    refit = _command(
+        sub,
+        "fit",
+        _cmd_fit,
+        help="refit cp_pipe PTC datasets (no raw data) with gpuptc's models",
+        description="Read the measured means, variances and covariances of cp_pipe "
+        "PhotonTransferCurveDataset files (any PTC_VERSION) and fit them again with "
+        "gpuptc's models under a preset, writing the tables, EOTEST-format files, a PTC "
+        "dataset per sensor and a report (without display images) to --out. Exit codes as "
+        "for gpuptc run.",
+    )
+    refit.add_argument("files", nargs="+", metavar="FILE", help="PTC dataset files")
+    refit.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    refit.add_argument(
+        "--preset", default="cp_pipe", choices=list(PRESETS), help="whose fits (default cp_pipe)"
+    )
+    refit.add_argument("--models", help="comma-separated PTC models (default all)")
+    refit.add_argument("--config", metavar="FILE", help="TOML file overriding preset fields")
+    refit.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    _add_ptc_model(refit)
 
 
 def _add_report(sub: Any) -> None:
@@ -548,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gpuptc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_ingest, _add_simulate, _add_run, _add_report, _add_config, _add_demo):
+    commands = (_add_ingest, _add_simulate, _add_run, _add_fit, _add_report, _add_config)
+    for add in (*commands, _add_demo):
         add(sub)
     return parser
 

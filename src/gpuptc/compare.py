@@ -24,7 +24,14 @@ from gpuptc.io.eotest import (
 )
 from gpuptc.schema import COMPARISON_COLUMNS, FileStatus
 
-__all__ = ["COMPARISON_COLUMNS", "compare", "eotest_references", "write_eotest_files"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "QUANTITIES",
+    "compare",
+    "eotest_references",
+    "references",
+    "write_eotest_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,32 +83,106 @@ def eotest_references(
     return references
 
 
+QUANTITIES: tuple[str, ...] = ("gain", "noise", "turnoff", "a00")
+"""What :func:`compare` compares, per amp and method (gain e-/ADU, noise e-, turnoff ADU,
+a00 1/e-)."""
+
+
+def _eotest_values(table: pd.DataFrame) -> pd.DataFrame:
+    """EOTEST's PTC numbers per amp, a00 in gpuptc's (cp_pipe's) sign: EOTEST's is -a00."""
+    values = pd.DataFrame(
+        {
+            "gain": table["PTC_GAIN"].astype(float),
+            "noise": table["PTC_NOISE"].astype(float) if "PTC_NOISE" in table else np.nan,
+            "turnoff": table["PTC_TURNOFF"].astype(float) if "PTC_TURNOFF" in table else np.nan,
+            "a00": -table["PTC_A00"].astype(float) if "PTC_A00" in table else np.nan,
+        }
+    )
+    return values.set_index(table["AMP"].astype(int).to_numpy())
+
+
+def _cp_pipe_values(ptc: pd.DataFrame) -> pd.DataFrame:
+    """A PTC dataset's numbers per amp; its gain before cp_pipe's flat-based adjustment."""
+    values = ptc.set_index("amp")[["gain_unadjusted", "noise", "turnoff", "a00"]]
+    return values.rename(columns={"gain_unadjusted": "gain"})
+
+
+def references(
+    inputs: EotestInputs, sensors: Iterable[str]
+) -> dict[str, list[tuple[str, str, pd.DataFrame]]]:
+    """Per sensor, each reference: (``eotest`` or ``cp_pipe``, its file, numbers per amp).
+
+    Parameters
+    ----------
+    inputs : manifest, mapping or iterable of paths
+        A manifest (its ``eotest`` and ``ptc_dataset`` rows), or EOTEST results files as
+        :func:`eotest_references` takes them.
+    sensors : iterable of str
+        Sensors of the run.
+    """
+    from gpuptc.cp_pipe_ptc import read_ptc_dataset
+
+    found: dict[str, list[tuple[str, str, pd.DataFrame]]] = {}
+    for sensor, table in eotest_references(inputs, sensors).items():
+        path = str(table.attrs.get("path", ""))
+        found.setdefault(sensor, []).append(("eotest", path, _eotest_values(table)))
+    if isinstance(inputs, pd.DataFrame):
+        for row in inputs[inputs["status"] == FileStatus.PTC_DATASET].itertuples():
+            tables = read_ptc_dataset(row.path, sensor=row.sensor)
+            found.setdefault(str(row.sensor), []).append(
+                ("cp_pipe", str(row.path), _cp_pipe_values(tables["ptc"]))
+            )
+    return found
+
+
 def compare(ptc: pd.DataFrame, eotest_files: EotestInputs = ()) -> pd.DataFrame:
-    """Each method's gain per amp, next to EOTEST's PTC_GAIN.
+    """Each method's gain, noise, turnoff and a00 per amp, next to each reference's.
 
     Parameters
     ----------
     ptc : pandas.DataFrame
         From :func:`gpuptc.fit`.
     eotest_files : manifest, mapping or iterable of paths
-        EOTEST results (see :func:`eotest_references`); without any, ``eotest_gain`` and
-        ``ratio`` are NaN.
+        References: a manifest's EOTEST results and cp_pipe PTC datasets, or EOTEST results
+        files (see :func:`eotest_references`).
 
     Returns
     -------
     pandas.DataFrame
-        One row per sensor, amp and method: gain, eotest_gain, ratio = gain / eotest_gain.
+        :data:`COMPARISON_COLUMNS`: one row per sensor, amp, method, quantity and reference
+        (``eotest``: PTC_GAIN, PTC_NOISE, PTC_TURNOFF, -PTC_A00; ``cp_pipe``: GAIN_UNADJUSTED,
+        NOISE, PTC_TURNOFF, the fit's a00), ``ratio = value / reference_value``. Without
+        any reference, one row per quantity with reference ``none`` and NaN references.
     """
-    references = eotest_references(eotest_files, ptc["sensor"].unique()) if len(ptc) else {}
-    frame = ptc[["sensor", "amp", "model", "gain"]].rename(columns={"model": "method"}).copy()
-    eotest_gain = np.full(len(frame), np.nan)
-    for sensor, table in references.items():
-        lookup = table.set_index(table["AMP"].astype(int))["PTC_GAIN"].astype(float)
-        mine = (frame["sensor"] == sensor).to_numpy()
-        eotest_gain[mine] = frame.loc[mine, "amp"].map(lookup).to_numpy(float)
-    frame["eotest_gain"] = eotest_gain
-    frame["ratio"] = frame["gain"] / frame["eotest_gain"]
-    return frame[list(COMPARISON_COLUMNS)].reset_index(drop=True)
+    found = references(eotest_files, ptc["sensor"].unique()) if len(ptc) else {}
+    long = ptc.melt(
+        id_vars=["sensor", "amp", "model"],
+        value_vars=list(QUANTITIES),
+        var_name="quantity",
+        value_name="value",
+    ).rename(columns={"model": "method"})
+    frames = []
+    for sensor, rows in long.groupby("sensor", sort=False):
+        for reference, path, values in found.get(str(sensor), [("none", "", None)]):
+            mine = rows.assign(reference=reference, reference_file=path)
+            if values is None:
+                mine["reference_value"] = np.nan
+            else:
+                stacked = values.stack()
+                keys = pd.MultiIndex.from_arrays([mine["amp"], mine["quantity"]])
+                mine["reference_value"] = stacked.reindex(keys).to_numpy(float)
+            frames.append(mine)
+    frame = pd.concat(frames, ignore_index=True) if frames else long.iloc[:0]
+    frame = frame.reindex(columns=list(COMPARISON_COLUMNS))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame["ratio"] = frame["value"].astype(float) / frame["reference_value"].astype(float)
+    order = {q: k for k, q in enumerate(QUANTITIES)}
+    frame = frame.sort_values(
+        ["sensor", "amp", "method", "quantity", "reference"],
+        key=lambda c: c.map(order) if c.name == "quantity" else c,
+        kind="stable",
+    )
+    return frame.reset_index(drop=True)
 
 
 def write_eotest_files(

@@ -37,6 +37,8 @@ __all__ = [
 OVERSCAN_METHODS = ("NONE", "MEAN", "MEDIAN", "MEAN_PER_ROW", "MEDIAN_PER_ROW", "POLY")
 PARALLEL_METHODS = ("NONE", "MEAN_PER_ROW", "MEDIAN_PER_ROW")
 PAIR_METHODS = ("cp_pipe", "eotest", "seed")
+PTC_FIT_MODELS = ("expapprox", "fullcov", "fullcov_nob")
+"""The models a cp_pipe PTC dataset can hold (``SolveConfig.ptc_fit_type``)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,9 @@ class SolveConfig:
     linear_points, quadratic_points, powerlaw_points : (int or None, int or None)
         Index slices (exposure order) of the notebook's fits: ``[6:-15]``, ``[:-3]``,
         ``[:-15]``.
+    ptc_fit_type : {'expapprox', 'fullcov', 'fullcov_nob'}
+        The fit written as each sensor's cp_pipe PTC dataset (its ``PTC_FIT_TYPE``):
+        EXPAPPROXIMATION as cp_pipe's default, FULLCOVARIANCE for LSSTCam production.
     """
 
     method: str = "cp_pipe"
@@ -188,10 +193,15 @@ class SolveConfig:
     linear_points: tuple[int | None, int | None] = (6, -15)
     quadratic_points: tuple[int | None, int | None] = (None, -3)
     powerlaw_points: tuple[int | None, int | None] = (None, -15)
+    ptc_fit_type: str = "expapprox"
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
             raise ValueError(f"solve method {self.method!r} not in {', '.join(PAIR_METHODS)}")
+        if self.ptc_fit_type not in PTC_FIT_MODELS:
+            raise ValueError(
+                f"ptc_fit_type {self.ptc_fit_type!r} not in {', '.join(PTC_FIT_MODELS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -253,6 +263,7 @@ PRESETS: dict[str, Preset] = {
             scale_initial_by_gain=False,
             rolloff=True,
             max_rolloff_deviation=0.005,
+            ptc_fit_type="fullcov",
         ),
     ),
     "seed": Preset(

@@ -41,14 +41,11 @@ from gpuptc.schema import (
     SENSORS_DIR,
     DrawnFigure,
     FileStatus,
-    FitStatus,
-    PairStatus,
     Stage,
     rejected_frame,
     rejected_row,
-    words,
 )
-from gpuptc.solve import fit, per_pair_gain_column
+from gpuptc.solve import amp_rejections, fit, per_pair_gain_column
 
 __all__ = [
     "SENSOR_TABLES",
@@ -115,29 +112,6 @@ class SensorTask:
         ).hexdigest()
 
 
-def _amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
-    """Pair-amps that could not be measured and amps whose EXPAPPROXIMATION fit failed."""
-    rows = [
-        rejected_row(
-            f"pair not measurable: {words(row.status)}",
-            stage=Stage.MEASURE,
-            path=row.file1,
-            sensor=row.sensor,
-            pair=row.pair,
-            amp=row.amp,
-        )
-        for row in pairs[~pairs["status"].isin(PairStatus.MEASURED)].itertuples()
-    ]
-    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != FitStatus.OK)]
-    rows.extend(
-        rejected_row(
-            f"PTC fit failed: {words(row.status)}", stage=Stage.FIT, sensor=row.sensor, amp=row.amp
-        )
-        for row in failed.itertuples()
-    )
-    return rejected_frame(rows)
-
-
 def _display_pair(pairs: pd.DataFrame) -> pd.Series | None:
     """A typical pair to show: of the used pairs, the one whose mean is the median's."""
     if pairs.empty:
@@ -199,7 +173,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     with watch.stage("fit"):
         xp = get_backend(task.backend).xp
         ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models, xp=xp)
-    rejected.append(_amp_rejections(pairs, ptc))
+    rejected.append(amp_rejections(pairs, ptc))
     frames = [r for r in rejected if len(r)]
     table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
     for frame in (pairs, covariances):

@@ -27,6 +27,7 @@ from gpuptc._version import __version__
 from gpuptc.backend import get_backend
 from gpuptc.compare import compare, write_eotest_files
 from gpuptc.config import Preset, get_preset
+from gpuptc.cp_pipe_ptc import write_ptc_dataset
 from gpuptc.distributed import SensorResult, SensorStore, SensorTask, execute
 from gpuptc.io.manifest import ingest
 from gpuptc.io.outputs import StagedOutputs
@@ -45,6 +46,7 @@ from gpuptc.schema import (
     FileStatus,
     Stage,
     display_images_name,
+    ptc_dataset_name,
     rejected_frame,
 )
 
@@ -133,13 +135,20 @@ def _collect(
     }
 
 
-def _write_tables(staged: StagedOutputs, tables: dict[str, pd.DataFrame]) -> None:
+def _write_tables(staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_model: str) -> None:
+    """The tables, EOTEST's files and a cp_pipe PTC dataset of ``ptc_model`` per sensor."""
     for name, frame in tables.items():
         staged.table(TABLE_FILES[name], frame)
     if (tables["ptc"]["model"] == "expapprox").any():
         write_eotest_files(
             staged.path(EOTEST_DIR), tables["ptc"], tables["pairs"], manifest=tables["manifest"]
         )
+    fitted = tables["ptc"][tables["ptc"]["model"] == ptc_model]
+    if fitted.empty:
+        log.info("no %s fit: no cp_pipe PTC dataset written", ptc_model)
+    for sensor in sorted(fitted["sensor"].unique()):
+        path = staged.path(ptc_dataset_name(sensor))
+        write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
@@ -149,7 +158,7 @@ def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> No
             np.savez_compressed(staged.path(display_images_name(sensor)), **result["images"])
 
 
-def _provenance(
+def run_provenance(
     config: Preset,
     backend: str,
     inputs: list[Any],
@@ -292,12 +301,12 @@ def _stages(
         rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
         return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
-    provenance = _provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
-    _write(staged, tables, results if report else None, provenance, (watch, started))
+    provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
+    write_outputs(staged, tables, results if report else None, provenance, (watch, started))
     return exit_code, tables
 
 
-def _write(
+def write_outputs(
     staged: StagedOutputs,
     tables: dict[str, pd.DataFrame],
     results: dict[str, SensorResult] | None,
@@ -312,7 +321,7 @@ def _write(
     """
     watch, started = clock
     with watch.stage("write tables"):
-        _write_tables(staged, tables)
+        _write_tables(staged, tables, provenance["configuration"]["solve"]["ptc_fit_type"])
     if results is not None:
         from gpuptc.report import draw_report
 
@@ -341,12 +350,14 @@ def _mark_interrupted(out: Path) -> None:
 
 
 def _worst_amp(group: pd.DataFrame, comparison: pd.DataFrame) -> str | None:
-    """The amp farthest from EOTEST (or, without EOTEST, from the sensor's median gain)."""
+    """The amp farthest from EOTEST (else cp_pipe, else the sensor's median gain)."""
     expapprox = group[group["model"] == "expapprox"].set_index("amp")
-    mine = comparison[comparison["method"] == "expapprox"].set_index("amp")
-    if mine["ratio"].notna().any():
-        worst = int((mine["ratio"] - 1).abs().idxmax())
-        return f"{worst} ({mine.loc[worst, 'ratio']:.3f} x EOTEST)"
+    gains = comparison[(comparison["method"] == "expapprox") & (comparison["quantity"] == "gain")]
+    for reference, name in (("eotest", "EOTEST"), ("cp_pipe", "cp_pipe")):
+        mine = gains[gains["reference"] == reference].set_index("amp")
+        if mine["ratio"].notna().any():
+            worst = int((mine["ratio"] - 1).abs().idxmax())
+            return f"{worst} ({mine.loc[worst, 'ratio']:.3f} x {name})"
     if len(expapprox):
         deviation = (expapprox["gain"] / expapprox["gain"].median() - 1).abs()
         worst = int(deviation.idxmax()) if deviation.notna().any() else -1

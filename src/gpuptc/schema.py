@@ -17,6 +17,7 @@ import pandas as pd
 __all__ = [
     "COMPARISON_COLUMNS",
     "COVARIANCE_COLUMNS",
+    "CP_PIPE_DIR",
     "DISPLAY_BIN",
     "DISPLAY_KEYS",
     "EOTEST_DIR",
@@ -45,6 +46,7 @@ __all__ = [
     "PairStatus",
     "Stage",
     "display_images_name",
+    "ptc_dataset_name",
     "rejected_frame",
     "rejected_row",
     "typed",
@@ -77,9 +79,10 @@ class FileStatus:
     UNPAIRED = "unpaired"
     BIAS = "bias"
     EOTEST = "eotest"
+    PTC_DATASET = "ptc_dataset"
     IGNORED = "ignored"
     REJECTED = "rejected"
-    ALL: tuple[str, ...] = (PAIRED, UNPAIRED, BIAS, EOTEST, IGNORED, REJECTED)
+    ALL: tuple[str, ...] = (PAIRED, UNPAIRED, BIAS, EOTEST, PTC_DATASET, IGNORED, REJECTED)
     REJECTIONS: tuple[str, ...] = (REJECTED, UNPAIRED)
     """Statuses listed in ``rejected.csv``."""
 
@@ -195,7 +198,17 @@ FULLCOV_COLUMNS: tuple[str, ...] = (
     "b_err",
     "noise",
 )
-COMPARISON_COLUMNS: tuple[str, ...] = ("sensor", "amp", "method", "gain", "eotest_gain", "ratio")
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "amp",
+    "method",
+    "quantity",
+    "value",
+    "reference",
+    "reference_file",
+    "reference_value",
+    "ratio",
+)
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "stage", "reason")
 
 _INTEGER_COLUMNS = frozenset({"pair", "amp", "npix", "cov_pixels", "pixels", "i", "j"})
@@ -263,12 +276,14 @@ TABLE_FILES: dict[str, str] = {
 }
 """Each table of a run and the file it is written to."""
 EOTEST_DIR = "eotest"
+CP_PIPE_DIR = "cp_pipe"
 REPORT_DIR = "report"
 SENSORS_DIR = "sensors"
 OUTPUT_NAMES: tuple[str, ...] = (
     *TABLE_FILES.values(),
     RUN_FILE,
     EOTEST_DIR,
+    CP_PIPE_DIR,
     REPORT_DIR,
     INTERRUPTED,
 )
@@ -293,6 +308,11 @@ class DrawnFigure:
     """``ExceptionType: message`` when drawing failed."""
     order: int = 0
     """Its place among its sensor's figures (parts drawn apart are joined by it)."""
+
+
+def ptc_dataset_name(sensor: str) -> str:
+    """Where a sensor's cp_pipe PTC dataset is written, relative to the output directory."""
+    return f"{CP_PIPE_DIR}/{sensor}_ptc.fits"
 
 
 def display_images_name(sensor: str) -> str:

@@ -31,9 +31,25 @@ from gpuptc.ptc import (
     fit_quadratic,
     fit_rhl,
 )
-from gpuptc.schema import FULLCOV_COLUMNS, PTC_COLUMNS, FitStatus, PairStatus
+from gpuptc.schema import (
+    FULLCOV_COLUMNS,
+    PTC_COLUMNS,
+    FitStatus,
+    PairStatus,
+    Stage,
+    rejected_frame,
+    rejected_row,
+    words,
+)
 
-__all__ = ["MODEL_REGISTRY", "Model", "fit", "fit_ptc", "per_pair_gain_column"]
+__all__ = [
+    "MODEL_REGISTRY",
+    "Model",
+    "amp_rejections",
+    "fit",
+    "fit_ptc",
+    "per_pair_gain_column",
+]
 
 log = logging.getLogger(__name__)
 
@@ -538,3 +554,26 @@ def fit(
         {"amp": "int64", "i": "int64", "j": "int64"}
     )
     return ptc, fullcov, out
+
+
+def amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
+    """Rejected rows of pair-amps not measurable and amps whose EXPAPPROXIMATION fit failed."""
+    rows = [
+        rejected_row(
+            f"pair not measurable: {words(row.status)}",
+            stage=Stage.MEASURE,
+            path=row.file1,
+            sensor=row.sensor,
+            pair=row.pair,
+            amp=row.amp,
+        )
+        for row in pairs[~pairs["status"].isin(PairStatus.MEASURED)].itertuples()
+    ]
+    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != FitStatus.OK)]
+    rows.extend(
+        rejected_row(
+            f"PTC fit failed: {words(row.status)}", stage=Stage.FIT, sensor=row.sensor, amp=row.amp
+        )
+        for row in failed.itertuples()
+    )
+    return rejected_frame(rows)

@@ -103,7 +103,7 @@ def read_eotest_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per amplifier, EOTEST's column names, native-order float64/int values.
-        ``attrs`` holds the primary header's LSST_NUM and ORIGIN when present.
+        ``attrs`` holds the primary header's LSST_NUM and ORIGIN when present, and the path.
 
     Raises
     ------
@@ -126,7 +126,7 @@ def read_eotest_results(path: str | os.PathLike[str]) -> pd.DataFrame:
         attrs = {key.lower(): primary[key] for key in ("LSST_NUM", "ORIGIN") if key in primary}
     if "AMP" not in frame:
         raise ValueError(f"{path}: {AMPLIFIER_RESULTS} has no AMP column")
-    frame.attrs.update(attrs)
+    frame.attrs.update(attrs, path=str(path))
     return frame
 
 
@@ -194,8 +194,11 @@ def write_ptc_stats(
         files = first["file1"]
         seqnum = files.map(info["seqnum"]).fillna(0).to_numpy().astype(np.int32)
         dayobs = (
-            files.map(info["dayobs"]).fillna("0").astype(str).str.replace("-", "").astype(int)
-        ).to_numpy(np.int32)
+            (files.map(info["dayobs"]).astype(object).fillna("0").astype(str).str.replace("-", ""))
+            .astype(float)
+            .astype(int)
+            .to_numpy(np.int32)
+        )
     columns += [fits.Column("SEQNUM", "J", array=seqnum), fits.Column("DAYOBS", "J", array=dayobs)]
     header = fits.Header()
     header["NAMPS"] = len(amps)

@@ -10,6 +10,7 @@ Statuses
 ``unpaired``  a flat left without a partner (single, third at one exposure time, ...);
 ``bias``      a bias frame, used for the master bias;
 ``eotest``    an EOTEST results file (AMPLIFIER_RESULTS), used for the comparison;
+``ptc_dataset`` a cp_pipe PTC calibration (OBSTYPE = 'PTC'), used for the comparison;
 ``ignored``   a readable file with no use here (DARK, FE55, gpuptc's own outputs, ...);
 ``rejected``  an unusable input: unreadable, missing keywords, duplicate, ...
 """
@@ -28,6 +29,7 @@ import pandas as pd
 
 from gpuptc.io.eotest import AMPLIFIER_RESULTS, sensor_from_eotest_name
 from gpuptc.io.header import ExposureInfo, exposure_info
+from gpuptc.io.ptc_dataset import is_ptc_dataset, ptc_dataset_sensor
 from gpuptc.io.raw import RawReadError, is_fits_signature, read_primary_header, read_segment_headers
 from gpuptc.schema import FileStatus
 
@@ -241,11 +243,15 @@ def classify_file(path: Path) -> dict[str, Any]:
         if _has_amplifier_results(path):
             values["sensor"] = _eotest_sensor(path, primary)
             return _row(path, **values, status=FileStatus.EOTEST, reason=None)
+        if is_ptc_dataset(path):
+            values["sensor"] = ptc_dataset_sensor(path)
+            return _row(path, **values, status=FileStatus.PTC_DATASET, reason=None)
         return _row(
             path,
             **values,
             status=FileStatus.REJECTED,
-            reason="no IMGTYPE keyword in the primary header and no AMPLIFIER_RESULTS table",
+            reason="no IMGTYPE keyword in the primary header, no AMPLIFIER_RESULTS table and "
+            "no PTC dataset (OBSTYPE = 'PTC')",
         )
     if info.imgtype not in ("FLAT", "BIAS"):
         return _row(

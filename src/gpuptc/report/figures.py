@@ -196,14 +196,17 @@ def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_co
 
 
 def gains_by_method(comparison: pd.DataFrame, sensor: str) -> Figure:
-    """Gain per amp for every method side by side with EOTEST (the notebook's last figure)."""
-    mine = comparison[comparison["sensor"] == sensor]
+    """Gain per amp for every method side by side with the references (EOTEST, cp_pipe)."""
+    mine = comparison[(comparison["sensor"] == sensor) & (comparison["quantity"] == "gain")]
     fig, ax = _single()
-    for method, rows in mine.groupby("method", sort=False):
-        ax.plot(rows["amp"], rows["gain"], "o", ms=5, color=_COLOURS.get(method), label=method)
-    reference = mine.drop_duplicates("amp")
-    if reference["eotest_gain"].notna().any():
-        ax.plot(reference["amp"], reference["eotest_gain"], "k*", ms=9, label="EOTEST PTC_GAIN")
+    ours = mine.drop_duplicates(["amp", "method"])
+    for method, rows in ours.groupby("method", sort=False):
+        ax.plot(rows["amp"], rows["value"], "o", ms=5, color=_COLOURS.get(method), label=method)
+    markers = {"eotest": ("k*", "EOTEST PTC_GAIN"), "cp_pipe": ("kD", "cp_pipe GAIN_UNADJUSTED")}
+    for reference, (style, label) in markers.items():
+        theirs = mine[mine["reference"] == reference].drop_duplicates("amp")
+        if theirs["reference_value"].notna().any():
+            ax.plot(theirs["amp"], theirs["reference_value"], style, ms=8, mfc="none", label=label)
     ax.set_xlabel("amp")
     ax.set_ylabel("gain (e-/ADU)")
     ax.set_title(f"{sensor}: gain per method")

@@ -68,7 +68,7 @@ def _sensor_section(
     summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
     gains = draw(
         f"gains_{sensor}.png",
-        "gain per amp, every method and EOTEST",
+        "gain per amp, every method and the references",
         lambda: figures.gains_by_method(tables["comparison"], sensor),
     )
     return [
@@ -85,7 +85,7 @@ def _numbers_section(
     rejected = tables["rejected"]
     return [
         '<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(tables["ptc"]),
-        "<h3>Comparison with EOTEST</h3>" + _table(tables["comparison"]),
+        "<h3>Comparison with the references (EOTEST, cp_pipe)</h3>" + _table(tables["comparison"]),
         "<h3>Per-pair measurements</h3>" + _table(tables["pairs"].drop(columns=["file1", "file2"])),
         f"<h3>Rejected ({len(rejected)})</h3>" + _table(rejected),
         '<h2 id="provenance">Provenance</h2><pre>'
