@@ -426,3 +426,14 @@ def test_notebook_fit_errors_are_numpys_least_squares_errors():
     linear = gpuptc.fit_ptc(mean, var, "linear", "seed", linear_points=(0, 10))
     (slope, _), cov = np.polyfit(mean[:10], var[:10], 1, cov=True)
     assert linear.gain_err == pytest.approx(np.sqrt(cov[0, 0]) / slope**2, rel=1e-6)
+
+
+def test_the_notebook_fits_report_no_turnoff():
+    """A fixed slice of points says nothing about where the PTC turns off."""
+    from gpuptc.ptc import fit_linear, fit_powerlaw, fit_quadratic
+
+    mean = np.geomspace(1e3, 1e5, 30)
+    var = mean / 1.2 + 30.0 - 1e-6 * mean**2
+    for fit in (fit_linear, fit_quadratic, fit_powerlaw):
+        result = fit(mean, var)
+        assert np.isfinite(result.gain) and np.isnan(result.turnoff), fit.__name__

@@ -100,6 +100,10 @@ def test_run_writes_every_table(finished, small_e2v, small_itl):
         assert f"figures/{image.name}" in page
     assert (report / "figures" / "focal_plane.png").exists()
     assert len(list((report / "data").glob("*_images.npz"))) == 2
+    assert "<th>noise (e-)</th>" in page and "<th>turnoff (ADU)</th>" in page  # units
+    assert "<details><summary>Per-pair measurements" in page  # collapsed
+    assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
+    assert page.count("<figcaption>") == page.count("<img ")
     assert not list(out.glob(".gpuptc-*"))
 
 

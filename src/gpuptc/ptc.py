@@ -68,7 +68,9 @@ class PtcFit:
     a00, a00_err : float
         Brighter-fatter coefficient, 1/e-, Astier's sign (negative).
     turnoff : float
-        Largest mean (ADU) of the points used.
+        Largest mean (ADU) of the points used by a fit that finds where the PTC turns
+        off (EXPAPPROXIMATION, full covariance); NaN for the notebook's fits, whose
+        points are a fixed slice.
     mask : numpy.ndarray of bool
         Points used, in the order given.
     chi2_dof : float
@@ -514,7 +516,6 @@ def fit_linear(
         gain=gain,
         gain_err=float(errors[0] / slope**2),
         noise=math.sqrt(intercept) * gain if intercept > 0 else math.nan,
-        turnoff=float(np.max(mean[mask])),
         mask=mask,
         chi2_dof=chi2,
     )
@@ -578,7 +579,6 @@ def fit_quadratic(
         noise_err=float(0.5 * errors[2] / c0 * noise) if c0 > 0 else math.nan,
         a00=float(c2),
         a00_err=float(errors[0]),
-        turnoff=float(np.max(mean[mask])),
         mask=mask,
         chi2_dof=chi2,
     )
@@ -618,7 +618,6 @@ def fit_powerlaw(
     return PtcFit(
         "powerlaw",
         gain=float(gain),
-        turnoff=float(np.max(mean[mask])),
         mask=mask,
         extra={"amplitude": float(amplitude), "index": float(index)},
     )

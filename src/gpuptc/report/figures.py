@@ -14,15 +14,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 from gpuptc.ptc import eq16
 
 __all__ = [
     "DPI",
     "PTC_SCALES",
+    "a_matrix_figure",
     "amp_grid",
+    "amp_summary",
     "covariance_figure",
     "focal_plane_map",
     "gain_histograms",
@@ -34,7 +38,7 @@ __all__ = [
     "ptc_grid",
 ]
 
-DPI = 110
+DPI = 120
 """Resolution of every PNG of the report."""
 
 _COLOURS = {
@@ -55,7 +59,7 @@ def amp_grid(
     side = int(np.ceil(np.sqrt(namps)))
     fig = Figure(figsize=(size * side, size * side * 0.75))
     axes = fig.subplots(side, side, sharex=True, sharey=True, squeeze=False)
-    fig.suptitle(title)
+    fig.suptitle(title, x=0.01, ha="left")  # the legend, if any, goes top right
     fig.supxlabel(xlabel)
     fig.supylabel(ylabel)
     # a fixed layout: measuring every tick label of 16 panels (tight layout) costs more
@@ -107,17 +111,25 @@ def _by_amp(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
 
 
 PTC_SCALES: dict[str, str] = {
-    "log": "PTC per amp, log axes",
-    "linear": "PTC per amp, linear axes",
-    "residuals": "PTC residuals per amp against the EXPAPPROXIMATION model",
+    "log": "Variance against mean per amp, log axes: measured pairs (dots used by the fits, "
+    "crosses left out: saturated or outliers) and each model's curve; the dashed line is the "
+    "EXPAPPROXIMATION turnoff. The axes are set by the pairs used.",
+    "linear": "The same on linear axes: the brighter-fatter effect bends the curve below a "
+    "straight line (the linear model) towards high signal.",
+    "residuals": "Variance / model - 1 of the pairs used, one colour per model; the error bars "
+    "(on the EXPAPPROXIMATION residuals) are each variance's own statistical error, "
+    "sqrt(2 / pixels). Residuals within their errors and without a trend mean the model fits. "
+    "The full-covariance fits are drawn as eq. 16 of their a00, gain and noise, which leaves "
+    "out their other lags' contribution to the variance.",
 }
-"""The PTC grids (:func:`ptc_grid`) and what each shows."""
+"""The PTC grids (:func:`ptc_grid`) and what each shows (their captions)."""
 
 _PTC_Y_LABELS = {
     "log": "variance (ADU^2)",
     "linear": "variance (ADU^2)",
-    "residuals": "variance / expapprox model - 1",
+    "residuals": "variance / model - 1",
 }
+_RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear")
 
 
 def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) -> Figure:
@@ -126,41 +138,96 @@ def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) ->
     measured = _by_amp(pairs[pairs["sensor"] == sensor])
     title = f"{sensor}: PTC ({scale})"
     fig, axes = amp_grid(len(measured), title, "mean (ADU)", _PTC_Y_LABELS[scale])
+    ranges = []
     for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
-        _ptc_panel(ax, rows, fits.get(amp, ptc.iloc[:0]), scale)
+        ranges.append(_ptc_panel(ax, rows, fits.get(amp, ptc.iloc[:0]), scale))
         _panel_label(ax, f"amp {amp}")
-    if scale != "residuals":
-        axes[0].legend(fontsize=6, loc="lower right")
+    _shared_limits(axes[0], [r for r in ranges if r is not None], scale)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=7)
     return fig
 
 
-def _ptc_panel(ax: Axes, rows: pd.DataFrame, fits: pd.DataFrame, scale: str) -> None:
+def _ptc_panel(
+    ax: Axes, rows: pd.DataFrame, fits: pd.DataFrame, scale: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One amp's panel; the (x, y) of its used points, which set the shared range."""
     data = rows.sort_values("mean")
     data = data[(data["mean"] > 0) & (data["var"] > 0)]  # what a log axis can show
     if data.empty:
         ax.text(0.5, 0.5, "no measured pair", ha="center", transform=ax.transAxes)
-        return
+        return None
     used = data["used"].fillna(False).to_numpy(bool)
     mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
     curves = _model_curves(fits, mean)
     if scale == "residuals":
-        model = curves.get("expapprox")
-        if model is not None:
-            ax.plot(mean[used], (var / model - 1)[used], "o", ms=3, color="C0")
-            ax.plot(mean[~used], (var / model - 1)[~used], "x", ms=4, color="0.5")
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_ylim(-0.05, 0.05)
+        shown = _residuals(
+            ax,
+            mean[used],
+            var[used],
+            data["npix"].to_numpy(float)[used],
+            {name: curve[used] for name, curve in curves.items()},
+        )
     else:
+        shown = (mean[used], var[used])
         ax.plot(mean[used], var[used], "o", ms=3, color="k", label="used")
         ax.plot(mean[~used], var[~used], "x", ms=4, color="0.5", label="not used")
         for name, curve in curves.items():
             ax.plot(mean, curve, "-", lw=1, color=_COLOURS.get(name), label=name)
+        turnoff = fits.loc[fits["model"] == "expapprox", "turnoff"]
+        if len(turnoff) and np.isfinite(turnoff.iloc[0]):
+            ax.axvline(turnoff.iloc[0], color="k", ls="--", lw=0.7, label="turnoff")
     if scale != "linear":
         ax.set_xscale("log")
     if scale == "log":
         ax.set_yscale("log")
+    if scale == "linear":  # 50k, 100k: no offset text over the panel above
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
     ax.minorticks_off()  # log minor ticks were most of a grid's drawing time
     ax.tick_params(labelsize=7)
+    return shown
+
+
+def _residuals(
+    ax: Axes, mean: np.ndarray, var: np.ndarray, npix: np.ndarray, curves: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's residuals; error bars on the first. The (x, |y| + error) shown."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        error = np.sqrt(2.0 / npix)
+    ax.axhline(0, color="k", lw=0.5)
+    extent = [np.zeros(0)]
+    for k, name in enumerate(m for m in _RESIDUAL_MODELS if m in curves):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            residual = var / curves[name] - 1
+        colour = _COLOURS.get(name)
+        if k == 0:
+            ax.errorbar(mean, residual, yerr=error, fmt="o", ms=3, lw=0.7, color=colour, label=name)
+            extent.append(np.abs(residual) + error)
+        else:
+            ax.plot(mean, residual, ".", ms=3, color=colour, label=name)
+            extent.append(np.abs(residual))
+    return mean, np.concatenate(extent)
+
+
+def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]], scale: str) -> None:
+    """The range of the used points of every panel (saturated pairs do not set it)."""
+    x = np.concatenate([r[0] for r in ranges]) if ranges else np.zeros(0)
+    y = np.concatenate([r[1] for r in ranges]) if ranges else np.zeros(0)
+    x, y = x[np.isfinite(x) & (x > 0)], y[np.isfinite(y)]
+    if not len(x) or not len(y):
+        return
+    if scale == "residuals":
+        half = 1.15 * float(np.percentile(y, 98)) or 0.01
+        ax.set_ylim(-half, half)
+        ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
+    elif scale == "log":
+        ax.set_xlim(x.min() / 1.5, x.max() * 1.5)
+        ax.set_ylim(y[y > 0].min() / 1.5, y.max() * 1.5)
+    else:
+        ax.set_xlim(0, x.max() * 1.08)
+        ax.set_ylim(0, y.max() * 1.08)
 
 
 def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected") -> Figure:
@@ -221,9 +288,11 @@ def gain_vs_exptime(
     """Per-pair gain (``column``) against exposure time, with the onset of saturation."""
     mine = pairs[pairs["sensor"] == sensor]
     fig, ax = _single()
-    for _, rows in mine.groupby("amp"):
+    groups = list(mine.groupby("amp"))
+    colours = colormaps["viridis"](np.linspace(0, 0.95, max(len(groups), 1)))
+    for (amp, rows), colour in zip(groups, colours, strict=False):
         ordered = rows.sort_values("exptime")
-        ax.plot(ordered["exptime"], ordered[column], "-", lw=0.6, alpha=0.7)
+        ax.plot(ordered["exptime"], ordered[column], "-", lw=0.8, color=colour, label=f"{amp}")
     turnoff = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == "expapprox")].set_index("amp")[
         "turnoff"
     ]
@@ -231,7 +300,7 @@ def gain_vs_exptime(
     if len(above):
         onset = float(above.groupby("amp")["exptime"].min().median())
         ax.axvline(onset, color="k", ls="--", label=f"saturation onset {onset:.1f} s")
-        ax.legend(fontsize=8)
+    ax.legend(fontsize=6, ncol=9, title="amp", title_fontsize=7, loc="upper left")
     ax.set_xscale("log")
     finite = mine[column][np.isfinite(mine[column])]
     if len(finite):
@@ -246,34 +315,113 @@ def gain_vs_exptime(
 def covariance_figure(
     pairs: pd.DataFrame, covariances: pd.DataFrame, fullcov: pd.DataFrame, sensor: str
 ) -> Figure:
-    """C_ij / mu against mu for the nearest lags, and the a_ij matrix as an image."""
+    """C_ij / mu against mu for the nearest lags (used pairs, every amp)."""
     mine = covariances[covariances["sensor"] == sensor]
     means = pairs[pairs["sensor"] == sensor].set_index(["pair", "amp"])["mean"]
     used = pairs[pairs["sensor"] == sensor].set_index(["pair", "amp"])["used"].fillna(False)
-    fig, (left, right) = _single(11, 4.5, ncols=2)
+    fig, ax = _single(9, 4.5)
     for (i, j), colour in zip([(1, 0), (0, 1), (1, 1)], ["C0", "C1", "C2"], strict=True):
         lag = mine[(mine["i"] == i) & (mine["j"] == j)].set_index(["pair", "amp"])
         keep = used.reindex(lag.index).fillna(False).astype(bool)
         lag = lag[keep.to_numpy()]
         mu = means.reindex(lag.index)
-        left.plot(mu, lag["cov"] / mu, ".", ms=3, color=colour, label=f"C{i}{j}")
-    left.set_xlabel("mean (ADU)")
-    left.set_ylabel("C_ij / mean")
-    left.set_title(f"{sensor}: nearest-lag covariances (used pairs)")
-    left.legend(fontsize=8)
+        ax.plot(mu, lag["cov"] / mu, ".", ms=3, color=colour, label=f"C{i}{j}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("mean (ADU)")
+    ax.set_ylabel("C_ij / mean (ADU)")
+    ax.set_title(f"{sensor}: nearest-lag covariances over the mean (used pairs, every amp)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def a_matrix_figure(fullcov: pd.DataFrame, sensor: str) -> Figure | None:
+    """Signed a_ij and b_ij (median over amps), and a_ij against lag distance with errors."""
     model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
     matrix = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
-    if len(matrix):
-        a = matrix.groupby(["i", "j"])["a"].median().unstack().to_numpy(dtype=float)
-        image = right.imshow(np.log10(np.abs(a) + 1e-12), origin="lower", cmap="viridis")
-        fig.colorbar(image, ax=right, label="log10 |a_ij| (1/e-)")
-        right.set_xlabel("j (parallel lag)")
-        right.set_ylabel("i (serial lag)")
-        right.set_title(f"a_ij, {model}, median over amps")
-    else:
-        right.text(0.5, 0.5, "no full-covariance fit", ha="center", transform=right.transAxes)
-        right.set_axis_off()
+    if matrix.empty:
+        return None
+    fig, (left, middle, right) = _single(15, 4.5, ncols=3)
+    for ax, column, label in ((left, "a", "a_ij (1/e-)"), (middle, "b", "b_ij (1/e-)")):
+        values = matrix.groupby(["i", "j"])[column].median().unstack().to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        top = float(np.max(np.abs(finite))) if len(finite) else 1.0
+        if column == "a" and values.size > 1:  # a00 dwarfs the rest: scale to the others
+            top = float(np.nanmax(np.abs(values.ravel()[1:]))) or top
+        image = ax.imshow(values, origin="lower", cmap="RdBu_r", vmin=-top, vmax=top)
+        fig.colorbar(image, ax=ax, label=label)
+        ax.set_xlabel("j (parallel lag)")
+        ax.set_ylabel("i (serial lag)")
+        ax.set_title(f"{label.split()[0]}, {model}, median over amps")
+    distance = np.hypot(matrix["i"], matrix["j"]).to_numpy()
+    a, error = matrix["a"].to_numpy(float), matrix["a_err"].to_numpy(float)
+    significant = np.abs(a) > 3 * error
+    right.errorbar(
+        distance[significant],
+        np.abs(a[significant]),
+        yerr=error[significant],
+        fmt="o",
+        ms=3,
+        lw=0.6,
+        color="C1",
+        label="|a_ij| > 3 sigma",
+    )
+    right.plot(
+        distance[~significant],
+        np.abs(a[~significant]),
+        ".",
+        ms=3,
+        color="0.6",
+        label="within 3 sigma of 0",
+    )
+    right.set_yscale("log")
+    right.set_xlabel("lag distance sqrt(i^2 + j^2)")
+    right.set_ylabel("|a_ij| (1/e-)")
+    right.set_title("every amp's a_ij against distance")
+    right.legend(fontsize=7)
     return fig
+
+
+def amp_summary(ptc: pd.DataFrame, sensor: str) -> Figure:
+    """Gain, read noise, turnoff and a00 per amp for every model, with their errors."""
+    mine = ptc[ptc["sensor"] == sensor]
+    fig, axes = _grid(2, 2, (12, 7))
+    quantities = [
+        ("gain", "gain_err", "gain (e-/ADU)"),
+        ("noise", "noise_err", "read noise (e-)"),
+        ("turnoff", None, "turnoff (ADU)"),
+        ("a00", "a00_err", "a00 (1/e-)"),
+    ]
+    models = list(mine["model"].unique())
+    for ax, (column, error, label) in zip(axes.ravel(), quantities, strict=True):
+        for k, (model, rows) in enumerate(mine.groupby("model", sort=False)):
+            values = rows[column].to_numpy(float)
+            if not np.isfinite(values).any():
+                continue
+            shift = (k - (len(models) - 1) / 2) * 0.8 / max(len(models), 1)
+            errors = rows[error].to_numpy(float) if error else None
+            ax.errorbar(
+                rows["amp"] + shift,
+                values,
+                yerr=errors,
+                fmt="o",
+                ms=3,
+                lw=0.7,
+                color=_COLOURS.get(model),
+                label=model,
+            )
+        ax.set_ylabel(label)
+        ax.set_xticks(sorted(mine["amp"].unique()))
+    axes[1, 0].set_xlabel("amp")
+    axes[1, 1].set_xlabel("amp")
+    axes[0, 0].legend(fontsize=7, ncol=4)
+    fig.suptitle(f"{sensor}: per-amp results of every model (markers side by side per amp)")
+    return fig
+
+
+def _grid(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A tight figure of ``rows x cols`` panels."""
+    fig = Figure(figsize=size, layout="tight")
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def images_figure(images: dict[str, Any] | Path | None, sensor: str) -> Figure | None:

@@ -29,6 +29,10 @@ table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
 td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
 th { background: #eee; }
 nav a { margin-right: 1em; }
+figure { margin: 1em 0; }
+figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+details summary { cursor: pointer; font-weight: bold; margin: 0.5em 0; }
 """
 
 
@@ -39,7 +43,23 @@ def _table(frame: pd.DataFrame, digits: int = 5) -> str:
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
-    return shown.to_html(index=False, escape=True, border=0)
+    return f'<div class="scroll">{shown.to_html(index=False, escape=True, border=0)}</div>'
+
+
+_UNITS = {
+    "gain": "gain (e-/ADU)",
+    "gain_err": "gain_err (e-/ADU)",
+    "noise": "noise (e-)",
+    "noise_err": "noise_err (e-)",
+    "a00": "a00 (1/e-)",
+    "a00_err": "a00_err (1/e-)",
+    "turnoff": "turnoff (ADU)",
+}
+
+
+def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column headers with their units, for the page."""
+    return frame.rename(columns=_UNITS)
 
 
 def _figure(drawn: DrawnFigure, figs: Path, root: Path) -> str:
@@ -66,6 +86,7 @@ def _sensor_section(
     """The gain table and figures of one sensor (``drawn``: those of its own tables)."""
     ptc = tables["ptc"]
     summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
+    summary.columns.name = None
     gains = draw(
         f"gains_{sensor}.png",
         "gain per amp, every method and the references",
@@ -84,9 +105,11 @@ def _numbers_section(
     """Every number in tables, then the provenance."""
     rejected = tables["rejected"]
     return [
-        '<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(tables["ptc"]),
+        '<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>' + _table(_with_units(tables["ptc"])),
         "<h3>Comparison with the references (EOTEST, cp_pipe)</h3>" + _table(tables["comparison"]),
-        "<h3>Per-pair measurements</h3>" + _table(tables["pairs"].drop(columns=["file1", "file2"])),
+        "<details><summary>Per-pair measurements (one row per pair and amp)</summary>"
+        + _table(tables["pairs"].drop(columns=["file1", "file2"]))
+        + "</details>",
         f"<h3>Rejected ({len(rejected)})</h3>" + _table(rejected),
         '<h2 id="provenance">Provenance</h2><pre>'
         + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))

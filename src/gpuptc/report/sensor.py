@@ -80,29 +80,48 @@ def sensor_figures(
         ),
         (
             f"gain_hist_{sensor}.png",
-            f"per-pair gain histograms ({gain_column})",
+            f"Per-pair gain ({gain_column}) of the pairs used, per amp, with its median (the "
+            "rhl model): one narrow peak when the pairs agree; tails come from cosmic rays "
+            "or flats that differ in level.",
             lambda: figures.gain_histograms(pairs, sensor, gain_column),
         ),
         (
             f"gain_vs_exptime_{sensor}.png",
-            f"per-pair gain against exposure time ({gain_column})",
+            f"Per-pair gain ({gain_column}) against exposure time, one colour per amp: flat "
+            "up to the saturation onset (dashed), where it turns.",
             lambda: figures.gain_vs_exptime(pairs, ptc, sensor, gain_column),
         ),
         (
             f"mismatch_{sensor}.png",
-            "level mismatch of each pair's flats",
+            "mean2 / mean1 - 1 of each pair (median over amps): how much the two flats of a "
+            "pair differ in level; pairs beyond the red lines are flagged (mismatched).",
             lambda: figures.level_mismatch(pairs, sensor, MISMATCH_THRESHOLD),
         ),
         (
             f"covariances_{sensor}.png",
-            "covariances and a_ij",
+            "The nearest-lag covariances C_10, C_01, C_11 over the mean, per used pair and "
+            "amp: they grow with the signal (the brighter-fatter effect).",
             lambda: figures.covariance_figure(
                 pairs, tables["covariances"], tables["fullcov"], sensor
             ),
         ),
         (
+            f"a_matrix_{sensor}.png",
+            "The full-covariance fit's signed a_ij and b_ij (median over amps; a_00, "
+            "negative, is off the colour scale of the other lags), and every amp's |a_ij| "
+            "against lag distance with its error: grey lags are within 3 sigma of zero.",
+            lambda: figures.a_matrix_figure(tables["fullcov"], sensor),
+        ),
+        (
+            f"amp_summary_{sensor}.png",
+            "Gain, read noise, turnoff and a00 per amp for every model with their errors, "
+            "the models side by side at each amp so that none hides another.",
+            lambda: figures.amp_summary(ptc, sensor),
+        ),
+        (
             f"images_{sensor}.png",
-            "assembled flat and difference image",
+            "One typical pair: the assembled flat and the flux-matched difference image, "
+            "binned; the difference should show only noise.",
             lambda: figures.images_figure(images, sensor),
         ),
     ]
