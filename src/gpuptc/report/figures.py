@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from gpuptc.fullcov import evaluate
 from gpuptc.ptc import eq16
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "a_matrix_figure",
     "amp_grid",
     "amp_summary",
+    "comparison_figure",
     "covariance_figure",
+    "covariance_grid",
     "focal_plane_map",
     "gain_histograms",
     "gain_vs_exptime",
@@ -116,6 +119,9 @@ PTC_SCALES: dict[str, str] = {
     "EXPAPPROXIMATION turnoff. The axes are set by the pairs used.",
     "linear": "The same on linear axes: the brighter-fatter effect bends the curve below a "
     "straight line (the linear model) towards high signal.",
+    "ratio": "Variance over mean per amp (1 / gain where the PTC is straight; it falls with "
+    "signal as the brighter-fatter effect grows, and drops at saturation), with each "
+    "model's curve and the turnoff.",
     "residuals": "Variance / model - 1 of the pairs used, one colour per model; the error bars "
     "(on the EXPAPPROXIMATION residuals) are each variance's own statistical error, "
     "sqrt(2 / pixels). Residuals within their errors and without a trend mean the model fits. "
@@ -127,6 +133,7 @@ PTC_SCALES: dict[str, str] = {
 _PTC_Y_LABELS = {
     "log": "variance (ADU^2)",
     "linear": "variance (ADU^2)",
+    "ratio": "variance / mean (ADU)",
     "residuals": "variance / model - 1",
 }
 _RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear")
@@ -170,11 +177,13 @@ def _ptc_panel(
             {name: curve[used] for name, curve in curves.items()},
         )
     else:
-        shown = (mean[used], var[used])
-        ax.plot(mean[used], var[used], "o", ms=3, color="k", label="used")
-        ax.plot(mean[~used], var[~used], "x", ms=4, color="0.5", label="not used")
+        scale_by = mean if scale == "ratio" else np.ones_like(mean)
+        y = var / scale_by
+        shown = (mean[used], y[used])
+        ax.plot(mean[used], y[used], "o", ms=3, color="k", label="used")
+        ax.plot(mean[~used], y[~used], "x", ms=4, color="0.5", label="not used")
         for name, curve in curves.items():
-            ax.plot(mean, curve, "-", lw=1, color=_COLOURS.get(name), label=name)
+            ax.plot(mean, curve / scale_by, "-", lw=1, color=_COLOURS.get(name), label=name)
         turnoff = fits.loc[fits["model"] == "expapprox", "turnoff"]
         if len(turnoff) and np.isfinite(turnoff.iloc[0]):
             ax.axvline(turnoff.iloc[0], color="k", ls="--", lw=0.7, label="turnoff")
@@ -222,6 +231,9 @@ def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]], scale:
         half = 1.15 * float(np.percentile(y, 98)) or 0.01
         ax.set_ylim(-half, half)
         ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
+    elif scale == "ratio":
+        ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
+        ax.set_ylim(0.95 * y.min(), 1.05 * y.max())
     elif scale == "log":
         ax.set_xlim(x.min() / 1.5, x.max() * 1.5)
         ax.set_ylim(y[y > 0].min() / 1.5, y.max() * 1.5)
@@ -262,24 +274,133 @@ def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_co
     return fig
 
 
-def gains_by_method(comparison: pd.DataFrame, sensor: str) -> Figure:
-    """Gain per amp for every method side by side with the references (EOTEST, cp_pipe)."""
+def _side_by_side(k: int, count: int) -> float:
+    """The x offset of the k-th of ``count`` series at each amp, so none hides another."""
+    return (k - (count - 1) / 2) * 0.8 / max(count, 1)
+
+
+def gains_by_method(comparison: pd.DataFrame, ptc: pd.DataFrame, sensor: str) -> Figure:
+    """Gain per amp for every method with its error, next to the references."""
+    fits = ptc[ptc["sensor"] == sensor]
     mine = comparison[(comparison["sensor"] == sensor) & (comparison["quantity"] == "gain")]
     fig, ax = _single()
-    ours = mine.drop_duplicates(["amp", "method"])
-    for method, rows in ours.groupby("method", sort=False):
-        ax.plot(rows["amp"], rows["value"], "o", ms=5, color=_COLOURS.get(method), label=method)
+    groups = list(fits.groupby("model", sort=False))
+    for k, (method, rows) in enumerate(groups):
+        x = rows["amp"] + _side_by_side(k, len(groups))
+        ax.errorbar(
+            x,
+            rows["gain"],
+            yerr=rows["gain_err"],
+            fmt="o",
+            ms=4,
+            lw=0.7,
+            color=_COLOURS.get(method),
+            label=method,
+        )
     markers = {"eotest": ("k*", "EOTEST PTC_GAIN"), "cp_pipe": ("kD", "cp_pipe GAIN_UNADJUSTED")}
     for reference, (style, label) in markers.items():
         theirs = mine[mine["reference"] == reference].drop_duplicates("amp")
         if theirs["reference_value"].notna().any():
-            ax.plot(theirs["amp"], theirs["reference_value"], style, ms=8, mfc="none", label=label)
+            ax.plot(theirs["amp"], theirs["reference_value"], style, ms=9, mfc="none", label=label)
     ax.set_xlabel("amp")
     ax.set_ylabel("gain (e-/ADU)")
     ax.set_title(f"{sensor}: gain per method")
-    ax.set_xticks(sorted(mine["amp"].unique()))
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_xticks(sorted(fits["amp"].unique()))
+    ax.legend(fontsize=7, ncol=3)
     return fig
+
+
+def comparison_figure(comparison: pd.DataFrame, sensor: str) -> Figure | None:
+    """Each method's gain, noise, turnoff and a00 over each reference's, per amp."""
+    mine = comparison[(comparison["sensor"] == sensor) & comparison["ratio"].notna()]
+    if mine.empty:
+        return None
+    fig, axes = _grid(2, 2, (12, 7))
+    pairs = list(mine.groupby(["reference", "method"], sort=False))
+    styles = {"eotest": "o", "cp_pipe": "D"}
+    for ax, quantity in zip(axes.ravel(), ("gain", "noise", "turnoff", "a00"), strict=True):
+        for k, ((reference, method), rows) in enumerate(pairs):
+            rows = rows[rows["quantity"] == quantity]
+            if rows.empty:
+                continue
+            ax.plot(
+                rows["amp"] + _side_by_side(k, len(pairs)),
+                rows["ratio"],
+                styles.get(reference, "s"),
+                ms=4,
+                color=_COLOURS.get(method),
+                mfc="none" if reference == "cp_pipe" else None,
+                label=f"{method} / {reference}",
+            )
+        ax.axhline(1, color="k", lw=0.5)
+        ax.set_ylabel(f"{quantity}: gpuptc / reference")
+        ax.set_xticks(sorted(mine["amp"].unique()))
+    axes[1, 0].set_xlabel("amp")
+    axes[1, 1].set_xlabel("amp")
+    axes[0, 0].legend(fontsize=6, ncol=3)
+    fig.suptitle(f"{sensor}: gpuptc against the references (circles EOTEST, diamonds cp_pipe)")
+    return fig
+
+
+def covariance_grid(
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    ptc: pd.DataFrame,
+    sensor: str,
+) -> Figure | None:
+    """C_10, C_01, C_11 over the mean per amp, with the full-covariance model's curves."""
+    model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
+    matrices = _by_amp(fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)])
+    if not matrices:
+        return None
+    gains = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == model)].set_index("amp")["gain"]
+    measured = _by_amp(pairs[(pairs["sensor"] == sensor) & pairs["used"].fillna(False)])
+    lags = _by_amp(
+        covariances[
+            (covariances["sensor"] == sensor)
+            & (covariances["i"] + covariances["j"]).between(1, 2)
+            & (covariances["i"] < 2)
+            & (covariances["j"] < 2)
+        ]
+    )
+    fig, axes = amp_grid(
+        len(measured),
+        f"{sensor}: nearest-lag covariances, {model} model",
+        "mean (ADU)",
+        "C_ij / mean",
+    )
+    for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
+        means = rows.set_index("pair")["mean"]
+        curve_mu = np.linspace(0, float(means.max()), 50)[1:]
+        cube = _model_cube(matrices.get(amp), gains.get(amp, np.nan), curve_mu)
+        for (i, j), colour in zip([(1, 0), (0, 1), (1, 1)], ["C0", "C1", "C2"], strict=True):
+            lag = lags.get(amp, covariances.iloc[:0])
+            lag = lag[(lag["i"] == i) & (lag["j"] == j) & lag["pair"].isin(means.index)]
+            mu = lag["pair"].map(means).to_numpy(float)
+            ax.plot(mu, lag["cov"].to_numpy(float) / mu, ".", ms=3, color=colour, label=f"C{i}{j}")
+            if cube is not None:
+                ax.plot(curve_mu, cube[:, i, j] / curve_mu, "-", lw=0.8, color=colour)
+        ax.axhline(0, color="k", lw=0.4)
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.tick_params(labelsize=7)
+        _panel_label(ax, f"amp {amp}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=7)
+    return fig
+
+
+def _model_cube(matrix: pd.DataFrame | None, gain: float, mu: np.ndarray) -> np.ndarray | None:
+    """Eq. 20 at ``mu`` from one amp's fullcov rows, or None without a fit."""
+    if matrix is None or not np.isfinite(gain):
+        return None
+    side = int(matrix["i"].max()) + 1
+    grids = {}
+    for name in ("a", "b", "noise"):
+        grid = np.zeros((side, side))
+        grid[matrix["i"].to_numpy(), matrix["j"].to_numpy()] = matrix[name].to_numpy(float)
+        grids[name] = np.nan_to_num(grid)
+    return evaluate(mu, grids["a"], grids["a"] * grids["b"], grids["noise"], gain)
 
 
 def gain_vs_exptime(
@@ -397,7 +518,7 @@ def amp_summary(ptc: pd.DataFrame, sensor: str) -> Figure:
             values = rows[column].to_numpy(float)
             if not np.isfinite(values).any():
                 continue
-            shift = (k - (len(models) - 1) / 2) * 0.8 / max(len(models), 1)
+            shift = _side_by_side(k, len(models))
             errors = rows[error].to_numpy(float) if error else None
             ax.errorbar(
                 rows["amp"] + shift,

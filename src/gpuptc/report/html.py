@@ -89,13 +89,25 @@ def _sensor_section(
     summary.columns.name = None
     gains = draw(
         f"gains_{sensor}.png",
-        "gain per amp, every method and the references",
-        lambda: figures.gains_by_method(tables["comparison"], sensor),
+        "Gain per amp of every method with its error (side by side at each amp), and the "
+        "references' gains (EOTEST's PTC_GAIN, a cp_pipe product's GAIN_UNADJUSTED) where "
+        "given.",
+        lambda: figures.gains_by_method(tables["comparison"], tables["ptc"], sensor),
+    )
+    compared = draw(
+        f"comparison_{sensor}.png",
+        "gpuptc over each reference per amp for gain, read noise, turnoff and a00 "
+        "(EOTEST's a00 sign undone): 1 is agreement.",
+        lambda: figures.comparison_figure(tables["comparison"], sensor),
     )
     return [
         f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
         "<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary.reset_index(), 4),
-        *(_figure(figure, figs, root) for figure in [gains, *drawn] if figure is not None),
+        *(
+            _figure(figure, figs, root)
+            for figure in [gains, compared, *drawn]
+            if figure is not None
+        ),
     ]
 
 

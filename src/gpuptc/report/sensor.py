@@ -106,6 +106,14 @@ def sensor_figures(
             ),
         ),
         (
+            f"covariance_grid_{sensor}.png",
+            "C_10, C_01 and C_11 over the mean per amp (used pairs) with the full-covariance "
+            "model's curves (eq. 20): the model should follow the points at every signal.",
+            lambda: figures.covariance_grid(
+                pairs, tables["covariances"], tables["fullcov"], ptc, sensor
+            ),
+        ),
+        (
             f"a_matrix_{sensor}.png",
             "The full-covariance fit's signed a_ij and b_ij (median over amps; a_00, "
             "negative, is off the colour scale of the other lags), and every amp's |a_ij| "
