@@ -3,6 +3,8 @@
 import concurrent.futures
 import json
 import shutil
+from decimal import Decimal
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -11,6 +13,9 @@ import gpuptc
 from gpuptc import distributed
 from gpuptc.cli import main
 from gpuptc.config import get_preset
+from gpuptc.io.eotest import read_eotest_results
+from gpuptc.io.outputs import read_outputs
+from gpuptc.report import draw_report, figures
 from gpuptc.report.sensor import draw
 from gpuptc.schema import DrawnFigure
 
@@ -107,3 +112,93 @@ def test_dask_workers_draw_the_same_figures(two_sensor_run, small_e2v, small_itl
     stages = json.loads((out / "run.json").read_text())["seconds_by_stage"]
     assert stages["figures (sensors)"] > 0  # drawn on the workers
     assert _figures(out) == _figures(two_sensor_run)
+
+
+class _Tables(HTMLParser):
+    """Every table of a page as rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _shows(cell, value):
+    """Whether the cell shows ``value`` to the precision it is printed with."""
+    text = cell.split("±")[0].strip()
+    last_digit = 10.0 ** Decimal(text).as_tuple().exponent
+    return abs(float(text) - value) <= 0.5 * last_digit * (1 + 1e-9)
+
+
+def test_the_page_gives_every_amps_numbers(small_e2v, tmp_path):
+    """Read back from the rendered page: each amp's gains, noise, turnoff and a00, a01, a10."""
+    out = tmp_path / "out"
+    gpuptc.run(
+        small_e2v.directory,
+        out,
+        backend="numpy",
+        models=["expapprox", "fullcov", "rhl"],
+        extract__min_pixels_covariance=100,
+        extract__cov_size=4,
+        solve__fullcov_size=3,
+    )
+    parser = _Tables()
+    parser.feed((out / "report" / "index.html").read_text())
+    table = next(t for t in parser.tables if "gain expapprox (e-/ADU)" in t[0])
+    header, rows = table[0], {int(r[0]): dict(zip(table[0], r, strict=True)) for r in table[1:]}
+    ptc = pd.read_parquet(out / "ptc.parquet").set_index(["model", "amp"])
+    ptc_reference = read_eotest_results(small_e2v.eotest_path).set_index("AMP")["PTC_GAIN"]
+    fullcov = pd.read_parquet(out / "fullcov.parquet").set_index(["model", "amp", "i", "j"])
+    assert sorted(rows) == list(range(1, 17))
+    for amp, row in rows.items():
+        for model in ("expapprox", "fullcov", "rhl"):
+            gain = ptc.loc[(model, amp), "gain"]
+            assert _shows(row[f"gain {model} (e-/ADU)"], gain)
+            error = ptc.loc[(model, amp), "gain_err"]
+            assert ("±" in row[f"gain {model} (e-/ADU)"]) == (error > 0)  # with its error
+        fit = ptc.loc[("expapprox", amp)]
+        assert _shows(row["noise (e-)"], fit.noise) and _shows(row["turnoff (ADU)"], fit.turnoff)
+        for name, (i, j) in {"a00": (0, 0), "a01": (0, 1), "a10": (1, 0)}.items():
+            a = fullcov.loc[("fullcov", amp, i, j), "a"]
+            assert _shows(row[f"{name} fullcov (1/e-)"], a)
+        reference = fit.gain / ptc_reference[amp]
+        assert _shows(row["expapprox gain / eotest"], reference)
+    assert "chi2/dof expapprox" in header
+
+
+def test_every_figure_is_labelled(two_sensor_run, monkeypatch):
+    """Each figure, as it is made: every panel has x and y labels (its own or the grid's)."""
+    unlabelled = []
+    render = figures.png
+
+    def checked(fig):
+        for ax in fig.axes:
+            if not ax.axison or ax.get_label() == "<colorbar>":
+                continue
+            xlabel = ax.get_xlabel() or (fig._supxlabel and fig._supxlabel.get_text())
+            ylabel = ax.get_ylabel() or (fig._supylabel and fig._supylabel.get_text())
+            if not (xlabel and ylabel):
+                unlabelled.append(fig.texts[0].get_text() if fig.texts else ax.get_title())
+        return render(fig)
+
+    monkeypatch.setattr(figures, "png", checked)
+    tables = read_outputs(two_sensor_run)
+    provenance = json.loads((two_sensor_run / "run.json").read_text())
+    draw_report(two_sensor_run / "report-check", tables, provenance, workers=1)
+    assert unlabelled == []

@@ -335,8 +335,8 @@ def comparison_figure(comparison: pd.DataFrame, sensor: str) -> Figure | None:
         ax.axhline(1, color="k", lw=0.5)
         ax.set_ylabel(f"{quantity}: gpuptc / reference")
         ax.set_xticks(sorted(mine["amp"].unique()))
-    axes[1, 0].set_xlabel("amp")
-    axes[1, 1].set_xlabel("amp")
+    for ax in axes.ravel():
+        ax.set_xlabel("amp")
     axes[0, 0].legend(fontsize=6, ncol=3)
     fig.suptitle(f"{sensor}: gpuptc against the references (circles EOTEST, diamonds cp_pipe)")
     return fig
@@ -532,8 +532,8 @@ def amp_summary(ptc: pd.DataFrame, sensor: str) -> Figure:
             )
         ax.set_ylabel(label)
         ax.set_xticks(sorted(mine["amp"].unique()))
-    axes[1, 0].set_xlabel("amp")
-    axes[1, 1].set_xlabel("amp")
+    for ax in axes.ravel():
+        ax.set_xlabel("amp")
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.suptitle(f"{sensor}: per-amp results of every model (markers side by side per amp)")
     return fig
@@ -559,6 +559,8 @@ def images_figure(images: dict[str, Any] | Path | None, sensor: str) -> Figure |
         shown = ax.imshow(images[key], origin="lower", cmap="gray", vmin=low, vmax=high)
         fig.colorbar(shown, ax=ax, shrink=0.8, label="ADU")
         ax.set_title(f"{key}, pair {pair} ({exptime:g} s), binned {factor}x{factor}")
+        ax.set_xlabel(f"serial pixel / {factor}")
+        ax.set_ylabel(f"parallel pixel / {factor}")
     fig.suptitle(f"{sensor}: assembled CCD (amp 1 lower left)")
     return fig
 
@@ -582,6 +584,7 @@ def focal_plane_map(ptc: pd.DataFrame) -> Figure | None:
         ax.set_yticks(range(len(sensors)), sensors, fontsize=7)
         ax.set_xticks(range(table.shape[1]), table.columns, fontsize=7)
         ax.set_xlabel("amp")
+        ax.set_ylabel("sensor")
         ax.set_title(label)
     return fig
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from gpuptc.io.outputs import read_outputs
 from gpuptc.report import figures
+from gpuptc.report.amp_table import amp_numbers
 from gpuptc.report.sensor import draw, draw_sensors
 from gpuptc.schema import REPORT_DIR, RUN_FILE, DrawnFigure, display_images_name
 from gpuptc.solve import per_pair_gain_column as gain_column
@@ -84,9 +85,6 @@ def _sensor_section(
     root: Path,
 ) -> list[str]:
     """The gain table and figures of one sensor (``drawn``: those of its own tables)."""
-    ptc = tables["ptc"]
-    summary = ptc[ptc["sensor"] == sensor].pivot(index="amp", columns="model", values="gain")
-    summary.columns.name = None
     gains = draw(
         f"gains_{sensor}.png",
         "Gain per amp of every method with its error (side by side at each amp), and the "
@@ -102,7 +100,11 @@ def _sensor_section(
     )
     return [
         f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
-        "<h3>Gain per amp and method (e-/ADU)</h3>" + _table(summary.reset_index(), 4),
+        "<h3>Per amp</h3><p>Every model's gain with its error, the read noise and turnoff "
+        "(EXPAPPROXIMATION), the brighter-fatter coefficients a00, a01, a10 (full-covariance "
+        "fit; i serial, j parallel lag), the EXPAPPROXIMATION fit's chi^2 per degree of "
+        "freedom (about 1 for a good fit), and its gain over each reference.</p>"
+        + _table(amp_numbers(sensor, tables)),
         *(
             _figure(figure, figs, root)
             for figure in [gains, compared, *drawn]
