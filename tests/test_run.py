@@ -213,7 +213,8 @@ def _chromium() -> str | None:
 
 
 def test_report_in_a_real_browser(finished, tmp_path):
-    """Every image of the report loads in headless Chromium and every link resolves."""
+    """Every image of the report loads in headless Chromium at 1280 px, the page fits that
+    width, and every link resolves."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
@@ -226,7 +227,9 @@ def test_report_in_a_real_browser(finished, tmp_path):
         "const images = [...document.images];"
         "const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
         "const result = document.createElement('pre'); result.id = 'result';"
-        "result.textContent = JSON.stringify({images: images.length, broken: broken});"
+        "const width = document.documentElement.scrollWidth;"
+        "result.textContent = JSON.stringify({images: images.length, broken: broken,"
+        " width: width, viewport: window.innerWidth});"
         "document.body.appendChild(result);});</script>"
     )
     probe.write_text(page.replace("</body>", script + "</body>"))
@@ -244,6 +247,7 @@ def test_report_in_a_real_browser(finished, tmp_path):
                 "--disable-sync",
                 f"--user-data-dir={tmp_path / 'profile'}",
                 "--virtual-time-budget=10000",
+                "--window-size=1280,900",
                 "--dump-dom",
                 probe.as_uri(),
             ],
@@ -257,5 +261,6 @@ def test_report_in_a_real_browser(finished, tmp_path):
     marker = completed.stdout.split('<pre id="result">')[-1].split("</pre>")[0]
     result = json.loads(marker)
     assert result["images"] >= 10 and result["broken"] == []
+    assert result["viewport"] == 1280 and result["width"] <= 1280  # fits a laptop's width
     for href in __import__("re").findall(r'href="([^"#][^"]*)"', page):
         assert (report / href).exists(), href

@@ -34,6 +34,7 @@ figure { margin: 1em 0; }
 figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 details summary { cursor: pointer; font-weight: bold; margin: 0.5em 0; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
