@@ -46,7 +46,7 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     shutil.copytree(two_sensor_run / "report" / "data", copy / "report" / "data")
     assert main(["report", str(copy)]) == 0  # two sensors: two drawing processes
     drawn, redrawn = _figures(two_sensor_run), _figures(copy)
-    assert len(drawn) == 2 * 12 + 1  # 12 per sensor (no a_ij: no covariances), focal plane
+    assert len(drawn) == 2 * 13 + 1  # 13 per sensor (no a_ij: no covariances), focal plane
     assert drawn == redrawn
     page = (copy / "report" / "index.html").read_text()
     assert all(f"figures/{name}" in page for name in drawn)
@@ -73,7 +73,7 @@ def test_sensors_stored_without_figures_are_drawn_with_the_report(small_e2v, tmp
     assert not (out / "report").exists()
     gpuptc.run(small_e2v.directory, out, backend="numpy", models=MODELS)
     names = set(_figures(out))
-    assert f"ptc_log_{small_e2v.sensor}.png" in names and len(names) == 12
+    assert f"ptc_log_{small_e2v.sensor}.png" in names and len(names) == 13
 
 
 def test_a_failed_drawing_process_leaves_the_figures_to_the_report(small_e2v):

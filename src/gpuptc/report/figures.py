@@ -9,6 +9,7 @@ draw.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "level_mismatch",
     "png",
     "ptc_grid",
+    "residual_histograms",
 ]
 
 DPI = 120
@@ -240,6 +242,41 @@ def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]], scale:
     else:
         ax.set_xlim(0, x.max() * 1.08)
         ax.set_ylim(0, y.max() * 1.08)
+
+
+def residual_histograms(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str) -> Figure:
+    """Pulls (variance - model) / error of the used pairs, every amp, one panel per model."""
+    fits = _by_amp(ptc[ptc["sensor"] == sensor])
+    pulls: dict[str, list[np.ndarray]] = {}
+    for amp, rows in _by_amp(pairs[pairs["sensor"] == sensor]).items():
+        used = rows[rows["used"].fillna(False).astype(bool) & (rows["npix"] > 0)]
+        mean, var = used["mean"].to_numpy(float), used["var"].to_numpy(float)
+        error = var * np.sqrt(2.0 / used["npix"].to_numpy(float))
+        for name, curve in _model_curves(fits.get(amp, ptc.iloc[:0]), mean).items():
+            pulls.setdefault(name, []).append((var - curve) / error)
+    names = [m for m in _RESIDUAL_MODELS if m in pulls] or ["expapprox"]
+    fig, axes = _grid(1, len(names), (4 * len(names), 3.5))
+    edges = np.linspace(-6, 6, 25)
+    normal = np.exp(-0.5 * ((edges[:-1] + edges[1:]) / 2) ** 2) / np.sqrt(2 * np.pi)
+    for ax, name in zip(axes.ravel(), names, strict=True):
+        values = np.concatenate(pulls.get(name, [np.zeros(0)]))
+        values = values[np.isfinite(values)]
+        counts, _ = np.histogram(np.clip(values, -6, 6), bins=edges)
+        ax.stairs(counts, edges, fill=True, alpha=0.6, color=_COLOURS.get(name))
+        ax.plot(
+            (edges[:-1] + edges[1:]) / 2,
+            normal * len(values) * np.diff(edges)[0],
+            "k-",
+            lw=0.8,
+            label="N(0, 1)",
+        )
+        spread = float(np.std(values)) if len(values) else math.nan
+        ax.set_title(f"{name}: rms {spread:.2f}", fontsize=9)
+        ax.set_xlabel("(variance - model) / error")
+        ax.set_ylabel("pairs x amps")
+    axes.ravel()[0].legend(fontsize=7)
+    fig.suptitle(f"{sensor}: PTC fit residuals in units of their errors (used pairs, every amp)")
+    return fig
 
 
 def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected") -> Figure:

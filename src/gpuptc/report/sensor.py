@@ -79,6 +79,13 @@ def sensor_figures(
             for scale, caption in figures.PTC_SCALES.items()
         ),
         (
+            f"residual_histograms_{sensor}.png",
+            "The PTC residuals of the pairs used, over every amp, in units of each "
+            "variance's statistical error, per model, against a unit normal: a model that "
+            "fits has rms about 1 and no offset.",
+            lambda: figures.residual_histograms(pairs, ptc, sensor),
+        ),
+        (
             f"gain_hist_{sensor}.png",
             f"Per-pair gain ({gain_column}) of the pairs used, per amp, with its median (the "
             "rhl model): one narrow peak when the pairs agree; tails come from cosmic rays "
