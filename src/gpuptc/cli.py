@@ -283,14 +283,20 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
 
+def _fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Preset overrides of ``--config`` and ``--ptc-model`` (``run`` and ``fit``)."""
+    overrides = _config_overrides(args.config)
+    if args.ptc_model:
+        overrides["solve__ptc_fit_type"] = args.ptc_model
+    return overrides
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from gpuptc.job import run
 
-    overrides = _config_overrides(args.config)
+    overrides = _fit_overrides(args)
     if args.cov_size is not None:
         overrides["extract__cov_size"] = args.cov_size
-    if args.ptc_model:
-        overrides["solve__ptc_fit_type"] = args.ptc_model
     preset = args.preset
     result = run(
         args.inputs,
@@ -322,9 +328,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_fit(args: argparse.Namespace) -> int:
     from gpuptc.refit import refit
 
-    overrides = _config_overrides(args.config)
-    if args.ptc_model:
-        overrides["solve__ptc_fit_type"] = args.ptc_model
+    overrides = _fit_overrides(args)
     result = refit(
         args.files,
         args.out,

@@ -23,11 +23,11 @@ import pandas as pd
 from gpuptc._fitting import covariance_weights
 from gpuptc._version import __version__
 from gpuptc.config import PTC_FIT_MODELS
-from gpuptc.fullcov import evaluate
 from gpuptc.io.layout import segment_name
 from gpuptc.io.ptc_dataset import PtcDatasetError, PtcTable, read_ptc_table, write_ptc_table
 from gpuptc.ptc import eq16
 from gpuptc.schema import MISMATCH_THRESHOLD, PAIR_COLUMNS, FitStatus, PairStatus, typed
+from gpuptc.solve import covariance_cubes, fit_matrices, model_covariances
 
 __all__ = [
     "FIT_TYPES",
@@ -94,27 +94,6 @@ def _exposure_ids(pairs: pd.DataFrame, manifest: pd.DataFrame | None) -> np.ndar
     return ids
 
 
-def _lag_cube(frame: pd.DataFrame, pairs: list[int], side: int, column: str) -> np.ndarray:
-    """``(N, side, side)`` of one amp's covariance-table column, NaN where not measured."""
-    cube = np.full((len(pairs), side, side), np.nan)
-    rows = frame[(frame["i"] < side) & (frame["j"] < side) & frame["pair"].isin(pairs)]
-    index = {pair: k for k, pair in enumerate(pairs)}
-    k = rows["pair"].map(index).to_numpy()
-    cube[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows[column].to_numpy(float)
-    return cube
-
-
-def _matrices(fullcov: pd.DataFrame, side: int) -> dict[str, np.ndarray]:
-    """a, b and the noise matrix (``side x side``) of one amp's fit, NaN if none."""
-    out = {}
-    for name in ("a", "b", "noise"):
-        matrix = np.full((side, side), np.nan)
-        rows = fullcov[(fullcov["i"] < side) & (fullcov["j"] < side)]
-        matrix[rows["i"].to_numpy(), rows["j"].to_numpy()] = rows[name].to_numpy(float)
-        out[name] = matrix
-    return out
-
-
 def _model_variances(fit: Any, model: str, mean: np.ndarray, cube: np.ndarray) -> np.ndarray:
     if model == "expapprox":
         noise2 = fit.noise**2 if np.isfinite(fit.noise) else 0.0
@@ -134,13 +113,11 @@ def _amp_row(
     n = len(pair_ids)
     mean, var = amp_pairs["mean"].to_numpy(float), amp_pairs["var"].to_numpy(float)
     used = amp_pairs["used"].fillna(False).to_numpy(bool)
-    covariances = _lag_cube(amp_covariances, pair_ids, sides[0], "cov")
-    npix = _lag_cube(amp_covariances, pair_ids, sides[0], "npix")
+    covariances, npix = covariance_cubes(amp_covariances, pair_ids, sides[0])
     fitted = model != "expapprox" and np.isfinite(fit.gain)
     cube = np.full((n, sides[1], sides[1]), np.nan)
     if fitted:
-        c = matrices["a"] * np.nan_to_num(matrices["b"])
-        cube = evaluate(np.nan_to_num(mean), matrices["a"], c, matrices["noise"], fit.gain)
+        cube = model_covariances(matrices, fit.gain, np.nan_to_num(mean))
         cube[~np.isfinite(mean)] = np.nan
     nan = np.full(n, np.nan)
     overscan = amp_pairs["overscan_level"].to_numpy(float)
@@ -303,7 +280,7 @@ def write_ptc_dataset(
         context |= {"segment": fit.segment, "npixel": npixel}
         amp_fullcov = fullcov[fullcov["amp"] == fit.amp]
         amp_cov = covariances[covariances["amp"] == fit.amp]
-        rows.append(_amp_row(mine, amp_cov, fit, _matrices(amp_fullcov, fit_side), context))
+        rows.append(_amp_row(mine, amp_cov, fit, fit_matrices(amp_fullcov, fit_side), context))
     header = _header(sensor, pairs, model, manifest)
     primary = {"ORIGIN": "gpuptc", "CREATOR": f"gpuptc {__version__}"}
     return write_ptc_table(path, rows, header, primary)

@@ -20,7 +20,7 @@ import pandas as pd
 
 from gpuptc._fitting import variance_weights
 from gpuptc.config import Preset, SolveConfig, get_preset
-from gpuptc.fullcov import FullCovFit, fit_fullcov, fit_fullcov_batch
+from gpuptc.fullcov import FullCovFit, evaluate, fit_fullcov, fit_fullcov_batch
 from gpuptc.ptc import (
     MODELS,
     PtcFit,
@@ -46,8 +46,11 @@ __all__ = [
     "MODEL_REGISTRY",
     "Model",
     "amp_rejections",
+    "covariance_cubes",
     "fit",
+    "fit_matrices",
     "fit_ptc",
+    "model_covariances",
     "per_pair_gain_column",
 ]
 
@@ -359,17 +362,40 @@ def _row(sensor: str, amp: int, segment: str, result: PtcFit) -> dict[str, Any]:
     return {"sensor": sensor, "amp": amp, "segment": segment, "model": result.model, **values}
 
 
-def _cov_cubes(table: pd.DataFrame, pairs: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, L, L)`` covariance and pixel-count arrays for the given pairs, in order."""
-    size = int(table["i"].max()) + 1
+def covariance_cubes(
+    table: pd.DataFrame, pairs: Any, size: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, L, L)`` covariance and pixel-count arrays of one amp's rows, for ``pairs`` in order.
+
+    ``L`` is ``size`` (lags beyond it dropped) or the table's own; covariances are NaN and
+    pixel counts 0 where the table has no row.
+    """
+    size = size if size is not None else int(table["i"].max()) + 1
     cov = np.full((len(pairs), size, size), np.nan)
     npix = np.zeros((len(pairs), size, size))
     position = {int(p): k for k, p in enumerate(pairs)}
-    rows = table[table["pair"].isin(position)]
+    rows = table[table["pair"].isin(position) & (table["i"] < size) & (table["j"] < size)]
     k = rows["pair"].map(position).to_numpy(dtype=np.int64)
     cov[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["cov"].to_numpy()
     npix[k, rows["i"].to_numpy(), rows["j"].to_numpy()] = rows["npix"].to_numpy()
     return cov, npix
+
+
+def fit_matrices(rows: pd.DataFrame, size: int) -> dict[str, np.ndarray]:
+    """``a``, ``b`` and ``noise`` (``size x size``) of one amp's ``fullcov`` rows, NaN if absent."""
+    kept = rows[(rows["i"] < size) & (rows["j"] < size)]
+    matrices = {}
+    for name in ("a", "b", "noise"):
+        matrix = np.full((size, size), np.nan)
+        matrix[kept["i"].to_numpy(), kept["j"].to_numpy()] = kept[name].to_numpy(float)
+        matrices[name] = matrix
+    return matrices
+
+
+def model_covariances(matrices: dict[str, np.ndarray], gain: float, mean: np.ndarray) -> np.ndarray:
+    """Eq. 20 covariances ``(n, L, L)`` at ``mean`` from :func:`fit_matrices` (absent lags 0)."""
+    a, b, noise = (np.nan_to_num(matrices[name]) for name in ("a", "b", "noise"))
+    return evaluate(mean, a, a * b, noise, gain)
 
 
 class _CovarianceLookup:
@@ -399,7 +425,7 @@ class _CovarianceLookup:
         if (sensor, amp) not in self.groups.groups:
             shape = (len(pairs), self.size, self.size)
             return np.full(shape, np.nan), np.zeros(shape)
-        return _cov_cubes(self.groups.get_group((sensor, amp)), pairs)
+        return covariance_cubes(self.groups.get_group((sensor, amp)), pairs)
 
 
 def _guarded(compute: Callable[[AmpData], Any], data: AmpData, what: str, failed: Any) -> Any:

@@ -193,12 +193,8 @@ def write_ptc_stats(
         info = manifest.set_index("path")
         files = first["file1"]
         seqnum = files.map(info["seqnum"]).fillna(0).to_numpy().astype(np.int32)
-        dayobs = (
-            (files.map(info["dayobs"]).astype(object).fillna("0").astype(str).str.replace("-", ""))
-            .astype(float)
-            .astype(int)
-            .to_numpy(np.int32)
-        )
+        digits = files.map(info["dayobs"]).astype("string").str.replace("-", "")
+        dayobs = pd.to_numeric(digits).fillna(0).to_numpy(np.int32)  # unknown: 0
     columns += [fits.Column("SEQNUM", "J", array=seqnum), fits.Column("DAYOBS", "J", array=dayobs)]
     header = fits.Header()
     header["NAMPS"] = len(amps)

@@ -20,8 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from gpuptc.fullcov import evaluate
 from gpuptc.ptc import eq16
+from gpuptc.solve import fit_matrices, model_covariances
 
 __all__ = [
     "DPI",
@@ -311,6 +311,12 @@ def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_co
     return fig
 
 
+def _amp_axis(ax: Axes, amps: pd.Series) -> None:
+    """An x axis of amplifiers: one tick per amp, labelled."""
+    ax.set_xticks(sorted(amps.unique()))
+    ax.set_xlabel("amp")
+
+
 def _side_by_side(k: int, count: int) -> float:
     """The x offset of the k-th of ``count`` series at each amp, so none hides another."""
     return (k - (count - 1) / 2) * 0.8 / max(count, 1)
@@ -339,10 +345,9 @@ def gains_by_method(comparison: pd.DataFrame, ptc: pd.DataFrame, sensor: str) ->
         theirs = mine[mine["reference"] == reference].drop_duplicates("amp")
         if theirs["reference_value"].notna().any():
             ax.plot(theirs["amp"], theirs["reference_value"], style, ms=9, mfc="none", label=label)
-    ax.set_xlabel("amp")
+    _amp_axis(ax, fits["amp"])
     ax.set_ylabel("gain (e-/ADU)")
     ax.set_title(f"{sensor}: gain per method")
-    ax.set_xticks(sorted(fits["amp"].unique()))
     ax.legend(fontsize=7, ncol=3)
     return fig
 
@@ -371,9 +376,7 @@ def comparison_figure(comparison: pd.DataFrame, sensor: str) -> Figure | None:
             )
         ax.axhline(1, color="k", lw=0.5)
         ax.set_ylabel(f"{quantity}: gpuptc / reference")
-        ax.set_xticks(sorted(mine["amp"].unique()))
-    for ax in axes.ravel():
-        ax.set_xlabel("amp")
+        _amp_axis(ax, mine["amp"])
     axes[0, 0].legend(fontsize=6, ncol=3)
     fig.suptitle(f"{sensor}: gpuptc against the references (circles EOTEST, diamonds cp_pipe)")
     return fig
@@ -410,7 +413,11 @@ def covariance_grid(
     for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
         means = rows.set_index("pair")["mean"]
         curve_mu = np.linspace(0, float(means.max()), 50)[1:]
-        cube = _model_cube(matrices.get(amp), gains.get(amp, np.nan), curve_mu)
+        gain = gains.get(amp, np.nan)
+        cube = None
+        if amp in matrices and np.isfinite(gain):
+            side = int(matrices[amp]["i"].max()) + 1
+            cube = model_covariances(fit_matrices(matrices[amp], side), gain, curve_mu)
         for (i, j), colour in zip([(1, 0), (0, 1), (1, 1)], ["C0", "C1", "C2"], strict=True):
             lag = lags.get(amp, covariances.iloc[:0])
             lag = lag[(lag["i"] == i) & (lag["j"] == j) & lag["pair"].isin(means.index)]
@@ -425,19 +432,6 @@ def covariance_grid(
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=7)
     return fig
-
-
-def _model_cube(matrix: pd.DataFrame | None, gain: float, mu: np.ndarray) -> np.ndarray | None:
-    """Eq. 20 at ``mu`` from one amp's fullcov rows, or None without a fit."""
-    if matrix is None or not np.isfinite(gain):
-        return None
-    side = int(matrix["i"].max()) + 1
-    grids = {}
-    for name in ("a", "b", "noise"):
-        grid = np.zeros((side, side))
-        grid[matrix["i"].to_numpy(), matrix["j"].to_numpy()] = matrix[name].to_numpy(float)
-        grids[name] = np.nan_to_num(grid)
-    return evaluate(mu, grids["a"], grids["a"] * grids["b"], grids["noise"], gain)
 
 
 def gain_vs_exptime(
@@ -568,9 +562,7 @@ def amp_summary(ptc: pd.DataFrame, sensor: str) -> Figure:
                 label=model,
             )
         ax.set_ylabel(label)
-        ax.set_xticks(sorted(mine["amp"].unique()))
-    for ax in axes.ravel():
-        ax.set_xlabel("amp")
+        _amp_axis(ax, mine["amp"])
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.suptitle(f"{sensor}: per-amp results of every model (markers side by side per amp)")
     return fig
