@@ -5,11 +5,6 @@ stand-in (so the wrappers, shapes and arguments are tested); on a GPU the same t
 the compiled kernels against the array-API reference kernels.
 """
 
-import ctypes
-import glob
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -17,44 +12,11 @@ import cupy_stand_in
 from backends import real_cupy_with_gpu
 from gpuptc.kernels import ArrayApiKernels
 from gpuptc.kernels.cuda import KERNELS, SOURCE, FusedCupyKernels
-
-
-def _nvrtc():
-    """libnvrtc from the nvidia-cuda-nvrtc wheel (test extra), or None."""
-    spec = importlib.util.find_spec("nvidia")
-    roots = list(spec.submodule_search_locations) if spec else []
-    for root in roots:
-        found = sorted(glob.glob(os.path.join(root, "**", "libnvrtc.so*"), recursive=True))
-        found = [f for f in found if "builtins" not in f]
-        if found:
-            return ctypes.CDLL(found[0])
-    return None
+from nvrtc import compile_for_sm90
 
 
 def test_every_kernel_compiles_for_sm90_with_nvrtc():
-    nvrtc = _nvrtc()
-    if nvrtc is None:
-        pytest.skip("NVRTC is not installed (pip install nvidia-cuda-nvrtc)")
-    program = ctypes.c_void_p()
-    assert (
-        nvrtc.nvrtcCreateProgram(ctypes.byref(program), SOURCE.encode(), b"g.cu", 0, None, None)
-        == 0
-    )
-    for name in KERNELS:
-        assert nvrtc.nvrtcAddNameExpression(program, name.encode()) == 0
-    options = (ctypes.c_char_p * 2)(b"--gpu-architecture=sm_90", b"-std=c++17")
-    status = nvrtc.nvrtcCompileProgram(program, 2, options)
-    size = ctypes.c_size_t()
-    nvrtc.nvrtcGetProgramLogSize(program, ctypes.byref(size))
-    log = ctypes.create_string_buffer(size.value)
-    nvrtc.nvrtcGetProgramLog(program, log)
-    assert status == 0, log.value.decode()
-    cubin = ctypes.c_size_t()
-    assert nvrtc.nvrtcGetCUBINSize(program, ctypes.byref(cubin)) == 0 and cubin.value > 1000
-    for name in KERNELS:
-        lowered = ctypes.c_char_p()
-        assert nvrtc.nvrtcGetLoweredName(program, name.encode(), ctypes.byref(lowered)) == 0
-        assert lowered.value.decode() == name  # extern "C": the names CuPy looks up
+    compile_for_sm90(SOURCE, KERNELS)
 
 
 @pytest.fixture

@@ -5,8 +5,10 @@ device functions and counts every host synchronisation, so these tests show that
 path computes the NumPy path's numbers without waiting on the device inside a batch.
 """
 
+import shutil
 import sys
 
+import fitsio
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ import cupy_stand_in
 import gpuptc
 from backends import real_cupy_with_gpu
 from gpuptc.backend import BackendError, get_backend
+from gpuptc.io.raw import read_raw
 from gpuptc.simulate import simulate
 
 OPTIONS = {"cov_size": 4, "extract__min_pixels_covariance": 100}
@@ -85,6 +88,53 @@ def test_measure_on_cupy_matches_numpy_without_waiting_on_the_device(cupy, senso
     # the same small number of host synchronisations per batch, whatever the pairs
     per_batch = {batch: counts[batch][0] / (6 // batch) for batch in counts}
     assert per_batch[2] == per_batch[3] <= 2, counts
+
+
+def test_rice_tiles_decoded_on_the_device_give_the_host_numbers(
+    cupy, tmp_path_factory, monkeypatch
+):
+    """RICE raws on CuPy: compressed tiles cross the bus and are decoded there; a pair with
+    a corrupt tile is rejected (its batch decoded on the host), the others kept."""
+    rice = simulate(
+        tmp_path_factory.mktemp("rice"), size="small", pairs=4, biases=0, seed=52, storage="rice"
+    )
+    manifest = gpuptc.ingest([rice.directory])
+    reference, _ = gpuptc.measure(manifest, backend="numpy", **OPTIONS)
+    from gpuptc.io import rice_gpu
+
+    sent = []
+    decode = rice_gpu.decode_on_device
+
+    def counting(xp, packed, out):
+        sent.append(len(packed.data))
+        return decode(xp, packed, out)
+
+    monkeypatch.setattr("gpuptc.batches.decode_on_device", counting)
+    pairs, _ = gpuptc.measure(manifest, backend="cupy", batch_pairs=2, **OPTIONS)
+    file_bytes = read_raw(manifest.path.iloc[0]).pixels.size * 4
+    assert len(sent) == 2 and sum(sent) < 0.7 * 8 * file_bytes  # compressed bytes only
+    columns = ["mean", "var", "rhl_gain", "read_noise_adu"]
+    np.testing.assert_allclose(pairs[columns], reference[columns], rtol=1e-9)
+
+    broken = tmp_path_factory.mktemp("broken")
+    for path in rice.directory.glob("*.fits"):
+        shutil.copy(path, broken / path.name)
+    flat = sorted(broken.glob("MC_*.fits"))[-1]  # a flat of the last pair
+    with fitsio.FITS(str(flat)) as opened:
+        start = opened[3].get_offsets()["data_start"]
+        table = opened[3].read_header()
+    heap = start + int(table["NAXIS1"]) * int(table["NAXIS2"])
+    with open(flat, "r+b") as handle:  # the first tile's block codes out of range
+        handle.seek(start)
+        _, offset = np.frombuffer(handle.read(8), ">i4")
+        handle.seek(heap + int(offset) + 4)
+        handle.write(b"\xff" * 4)
+    kept, _ = gpuptc.measure(gpuptc.ingest([broken]), backend="cupy", batch_pairs=2, **OPTIONS)
+    assert sorted(kept.pair.unique()) == sorted(reference.pair.unique())[:-1]
+    last = kept.pair.max()
+    np.testing.assert_allclose(
+        kept[kept.pair == last][columns], reference[reference.pair == last][columns], rtol=1e-9
+    )
 
 
 def test_a_whole_run_on_cupy(cupy, sensor, tmp_path):

@@ -1,8 +1,10 @@
 """The main job end to end through the command line, as a user runs it."""
 
 import json
+import re
 import shutil
 import subprocess
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
@@ -95,15 +97,24 @@ def test_run_writes_every_table(finished, small_e2v, small_itl):
         for kind in ("eotest_results", "ptc")
     )
     report = out / "report"
-    page = (report / "index.html").read_text()
+    index = (report / "index.html").read_text()
+    sensors = {s: report / f"sensor_{s}.html" for s in (small_e2v.sensor, small_itl.sensor)}
+    pages = {name: path.read_text() for name, path in sensors.items()}
+    everything = index + "".join(pages.values())
     for image in report.joinpath("figures").glob("*.png"):
-        assert f"figures/{image.name}" in page
-    assert (report / "figures" / "focal_plane.png").exists()
+        assert f"figures/{image.name}" in everything
+    assert "figures/focal_plane.png" in index  # two sensors: the focal-plane summary
+    for sensor in sensors:
+        assert f'href="sensor_{sensor}.html"' in index
     assert len(list((report / "data").glob("*_images.npz"))) == 2
-    assert "<th>noise (e-)</th>" in page and "<th>turnoff (ADU)</th>" in page  # units
-    assert "<details><summary>Per-pair measurements" in page  # collapsed
-    assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
-    assert page.count("<figcaption>") == page.count("<img ")
+    for sensor, page in pages.items():
+        assert f'<h2 id="{sensor}">' in page and 'href="index.html"' in page
+        others = set(sensors) - {sensor}
+        assert not any(f"ptc_log_{other}" in page for other in others)  # its own figures
+        assert "<th>noise (e-)</th>" in page and "<th>turnoff (ADU)</th>" in page  # units
+        assert "<details><summary>Per-pair measurements" in page  # collapsed
+        assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
+        assert page.count("<figcaption>") == page.count("<img ")
     assert not list(out.glob(".gpuptc-*"))
 
 
@@ -213,14 +224,27 @@ def _chromium() -> str | None:
 
 
 def test_report_in_a_real_browser(finished, tmp_path):
-    """Every image of the report loads in headless Chromium at 1280 px, the page fits that
-    width, and every link resolves."""
+    """On every page of the report (the focal-plane summary and each sensor's), in headless
+    Chromium at 1280 px: every image loads, the page fits that width, every link resolves."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
     _, out = finished
     report = out / "report"
-    page = (report / "index.html").read_text()
+    pages = [report / "index.html", *sorted(report.glob("sensor_*.html"))]
+    assert len(pages) == 3
+    for number, path in enumerate(pages):
+        page = path.read_text()
+        result = _rendered(browser, report, page, tmp_path / f"profile{number}")
+        assert result["images"] >= (1 if number == 0 else 10), path.name
+        assert result["broken"] == [], path.name
+        assert result["viewport"] == 1280 and result["width"] <= 1280, path.name  # fits a laptop
+        for href in re.findall(r'href="([^"#][^"]*)"', page):
+            assert (report / unquote(href)).exists(), (path.name, href)
+
+
+def _rendered(browser: str, report, page: str, profile) -> dict:
+    """What headless Chromium finds once ``page`` (placed in ``report``) has loaded."""
     probe = report / "browser_check.html"
     script = (
         "<script>window.addEventListener('load', () => {"
@@ -245,7 +269,7 @@ def test_report_in_a_real_browser(finished, tmp_path):
                 "--disable-background-networking",
                 "--disable-component-update",
                 "--disable-sync",
-                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--user-data-dir={profile}",
                 "--virtual-time-budget=10000",
                 "--window-size=1280,900",
                 "--dump-dom",
@@ -258,9 +282,4 @@ def test_report_in_a_real_browser(finished, tmp_path):
         )
     finally:
         probe.unlink()
-    marker = completed.stdout.split('<pre id="result">')[-1].split("</pre>")[0]
-    result = json.loads(marker)
-    assert result["images"] >= 10 and result["broken"] == []
-    assert result["viewport"] == 1280 and result["width"] <= 1280  # fits a laptop's width
-    for href in __import__("re").findall(r'href="([^"#][^"]*)"', page):
-        assert (report / href).exists(), href
+    return json.loads(completed.stdout.split('<pre id="result">')[-1].split("</pre>")[0])

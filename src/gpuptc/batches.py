@@ -1,5 +1,9 @@
 """Batches of flat pairs read ahead into two host buffers while the other is measured.
 
+On CuPy, RICE_1 raws that gpuptc decodes are read as their compressed tiles instead, packed
+into pinned memory, copied to the device and decoded there (``GPUPTC_GPU_RICE=0``: decoded
+on the host like any other file).
+
 :func:`read_batches` yields, batch after batch, the pairs that could be read (moved to
 the front of the buffer, in order), their pixels copied to the backend's device, and
 the rejections of the pairs that could not. While the caller measures batch k, batch
@@ -16,10 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from gpuptc._environment import whole_number
 from gpuptc.backend import Backend
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.manifest import PairFiles
+from gpuptc.io.raw import RawReadError, native_reason, read_tiles
 from gpuptc.io.readers import FileReaders, is_compressed, reader_processes
+from gpuptc.io.rice import RiceError
+from gpuptc.io.rice_gpu import FileTiles, decode_on_device, pack
 from gpuptc.schema import Stage, rejected_row
 
 __all__ = ["Batch", "read_batches"]
@@ -87,14 +95,39 @@ def _read_batch(
     return kept, rejected
 
 
+def _cfitsio_reason(path: str) -> str | None:
+    """Why cfitsio decompresses this file (None: gpuptc decodes it in threads)."""
+    try:
+        return native_reason(path)
+    except RawReadError as exc:  # reported when the file itself is read
+        return exc.reason
+
+
+def _how_read(processes: int, fallback: str | None) -> str:
+    if fallback is None:
+        return "RICE_1 decoded by gpuptc in threads"
+    where = f"{processes} processes" if processes else "threads"
+    return f"decompressed by cfitsio in {where} ({fallback})"
+
+
 def _file_readers(
     pairs: list[PairFiles], geometry: SensorGeometry, shape: tuple[int, ...], backend: Backend
 ) -> FileReaders:
-    """Readers for this sensor: processes for compressed raws, threads otherwise."""
+    """Readers for this sensor: threads, or processes for raws only cfitsio decompresses.
+
+    gpuptc's RICE_1 decoder and the copy of uncompressed pixels release the GIL; cfitsio
+    (gzip files, other compressions) does not, so those are read in processes.
+    """
+    first = pairs[0].file1
     pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
-    compressed = is_compressed(pairs[0].file1, pixel_bytes)
-    processes = reader_processes(compressed, files_per_batch=2 * shape[0], pixel_bytes=pixel_bytes)
+    compressed = is_compressed(first, pixel_bytes)
+    fallback = _cfitsio_reason(first) if compressed else None
+    processes = reader_processes(
+        fallback is not None, files_per_batch=2 * shape[0], pixel_bytes=pixel_bytes
+    )
     threads = min(os.cpu_count() or 1, 2 * shape[0])
+    if compressed:
+        log.debug("%s: %s", first, _how_read(processes, fallback))
     if processes:
         try:
             return FileReaders(shape, processes=processes)
@@ -132,6 +165,9 @@ def read_batches(
     """
     shape = (batch, 2, geometry.namps, *geometry.segment_shape)
     chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+    if _decoded_on_device(pairs[0].file1, geometry, backend):
+        yield from _device_decoded_batches(sensor, chunks, geometry, backend)
+        return
     with (
         _file_readers(pairs, geometry, shape, backend) as readers,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader,
@@ -147,3 +183,104 @@ def read_batches(
                     _read_batch, sensor, chunks[index + 1], readers, (index + 1) % 2, geometry
                 )
             yield Batch(kept, raw, rejected)
+
+
+def _decoded_on_device(first: str, geometry: SensorGeometry, backend: Backend) -> bool:
+    """Whether this sensor's RICE_1 tiles cross the bus compressed and are decoded there."""
+    if backend.name != "cupy" or not whole_number("GPUPTC_GPU_RICE", 1):
+        return False
+    pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
+    return is_compressed(first, pixel_bytes) and _cfitsio_reason(first) is None
+
+
+def _tiles_of(path: str) -> tuple[FileTiles | None, str | None, str | None]:
+    """``(tiles, None, layout)`` of a file, or ``(None, reason, None)``."""
+    try:
+        tiles, geometry = read_tiles(path)
+    except RawReadError as exc:
+        return None, exc.reason, None
+    return tiles, None, geometry.layout
+
+
+def _read_tiles_batch(
+    sensor: str, chunk: list[PairFiles], files: ThreadPoolExecutor, geometry: SensorGeometry
+) -> tuple[list[PairFiles], list[dict[str, Any]], list[FileTiles]]:
+    """The compressed tiles of a batch's files, read in threads; unreadable pairs listed."""
+    futures = [[files.submit(_tiles_of, path) for path in pair.paths] for pair in chunk]
+    kept: list[PairFiles] = []
+    rejected: list[dict[str, Any]] = []
+    tiles: list[FileTiles] = []
+    for pair, reads in zip(chunk, futures, strict=True):
+        found, problem = [], None
+        for path, future in zip(pair.paths, reads, strict=True):
+            read, reason, layout = future.result()
+            if reason is None and layout != geometry.layout:
+                reason = f"layout {layout} differs from {geometry.layout}"
+            if reason is not None and problem is None:
+                problem = (path, reason)
+            found.append(read)
+        if problem is not None:
+            rejected.append(
+                rejected_row(
+                    problem[1], stage=Stage.READ, path=problem[0], sensor=sensor, pair=pair.pair
+                )
+            )
+            continue
+        kept.append(pair)
+        tiles.extend(found)
+    return kept, rejected, tiles
+
+
+def _on_device(
+    sensor: str,
+    read: tuple[list[PairFiles], list[dict[str, Any]], list[FileTiles]],
+    geometry: SensorGeometry,
+    backend: Backend,
+) -> Batch:
+    """One batch's tiles packed into pinned memory, copied and decoded on the device.
+
+    A corrupt tile (found by the kernel) sends the batch to the CPU decoder, which rejects
+    the pair with the bad file and reads the others.
+    """
+    import cupy
+
+    kept, rejected, tiles = read
+    if not kept:
+        return Batch(kept, None, rejected)
+    per_file = geometry.namps * math.prod(geometry.segment_shape)
+
+    def pinned(nbytes: int) -> Any:
+        return backend.host_buffer(((nbytes + 3) // 4,)).view("uint8")[:nbytes]
+
+    packed = pack(tiles, [k * per_file for k in range(len(tiles))], allocate=pinned)
+    raw = cupy.empty((len(kept), 2, geometry.namps, *geometry.segment_shape), dtype="float32")
+    try:
+        decode_on_device(cupy, packed, raw)
+    except RiceError as exc:
+        log.warning("%s; this batch is decoded on the CPU instead", exc)
+        shape = (len(kept), 2, geometry.namps, *geometry.segment_shape)
+        with FileReaders(shape, count=1, threads=min(os.cpu_count() or 1, 2 * len(kept))) as files:
+            more, bad = _read_batch(sensor, kept, files, 0, geometry)
+            raw = backend.asarray(files.buffers[0][: len(more)]) if more else None
+        return Batch(more, raw, rejected + bad)
+    return Batch(kept, raw, rejected)
+
+
+def _device_decoded_batches(
+    sensor: str, chunks: list[list[PairFiles]], geometry: SensorGeometry, backend: Backend
+) -> Iterator[Batch]:
+    """Batches whose compressed tiles are read ahead in threads and decoded on the device."""
+    threads = min(os.cpu_count() or 1, 2 * len(chunks[0]))
+    log.debug("%s: RICE_1 tiles decoded on the device", sensor)
+    with (
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpuptc-file") as files,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader,
+    ):
+        pending = reader.submit(_read_tiles_batch, sensor, chunks[0], files, geometry)
+        for index in range(len(chunks)):
+            read = pending.result()
+            if index + 1 < len(chunks):
+                pending = reader.submit(
+                    _read_tiles_batch, sensor, chunks[index + 1], files, geometry
+                )
+            yield _on_device(sensor, read, geometry, backend)

@@ -433,6 +433,8 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "n_used": int(np.sum(np.asarray(row["EXP_ID_MASK"], bool))),
         "chi2_dof": float(row["PTC_FIT_CHI_SQ"]),
         "status": "bad_amp" if bad else FitStatus.OK,
+        "powerlaw_amplitude": math.nan,
+        "powerlaw_index": math.nan,
     }
 
 

@@ -77,6 +77,8 @@ class PtcFit:
         Reduced chi^2 of the final fit (NaN where not defined).
     status : str
         ``ok``, ``too_few_points``, ``no_convergence`` or ``bad_input``.
+    powerlaw_amplitude, powerlaw_index : float
+        The power law's ``var = A mu^k`` (``A`` in ADU^(2-k)); NaN for the other models.
     extra : dict
         Model-specific results (turnoff sampling error, rolloff, parameters, ...).
     """
@@ -92,6 +94,8 @@ class PtcFit:
     mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     chi2_dof: float = math.nan
     status: str = FitStatus.OK
+    powerlaw_amplitude: float = math.nan
+    powerlaw_index: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -601,7 +605,7 @@ def fit_powerlaw(
     Returns
     -------
     PtcFit
-        ``extra`` holds ``amplitude`` and ``index``.
+        With ``powerlaw_amplitude`` and ``powerlaw_index``.
     """
     mean, var, mask = _points(mean, var, points, slice(0, -15))
     with np.errstate(invalid="ignore"):
@@ -619,7 +623,8 @@ def fit_powerlaw(
         "powerlaw",
         gain=float(gain),
         mask=mask,
-        extra={"amplitude": float(amplitude), "index": float(index)},
+        powerlaw_amplitude=float(amplitude),
+        powerlaw_index=float(index),
     )
 
 

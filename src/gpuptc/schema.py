@@ -49,6 +49,7 @@ __all__ = [
     "ptc_dataset_name",
     "rejected_frame",
     "rejected_row",
+    "sensor_page_name",
     "typed",
     "words",
 ]
@@ -185,6 +186,8 @@ PTC_COLUMNS: tuple[str, ...] = (
     "n_used",
     "chi2_dof",
     "status",
+    "powerlaw_amplitude",
+    "powerlaw_index",
 )
 FULLCOV_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -313,6 +316,11 @@ class DrawnFigure:
 def ptc_dataset_name(sensor: str) -> str:
     """Where a sensor's cp_pipe PTC dataset is written, relative to the output directory."""
     return f"{CP_PIPE_DIR}/{sensor}_ptc.fits"
+
+
+def sensor_page_name(sensor: str) -> str:
+    """A sensor's report page (runs of several sensors), relative to the report folder."""
+    return f"sensor_{sensor}.html"
 
 
 def display_images_name(sensor: str) -> str:

@@ -5,12 +5,16 @@ sensors) in HDU order, amp n = HDU n = CHANNEL n, then conditions tables that ar
 ignored. Segments may be int32, RICE_1 tile-compressed, legacy uint16 (BITPIX 16,
 BZERO 32768) or float (master biases); whole files may be gzip-compressed.
 
-Two readers give identical results: ``fitsio`` (the default; cfitsio decompresses RICE
-tiles about twice as fast as astropy and returns native byte order) and ``astropy``.
+Three readers give identical results: ``native`` (the default: headers through fitsio,
+uncompressed pixels copied from a memory map, RICE_1 tiles decoded by gpuptc's own
+decoder, :mod:`gpuptc.io.rice`, which releases the GIL so that threads read files in
+parallel; anything else, such as gzip files, through fitsio), ``fitsio`` (cfitsio
+decompresses) and ``astropy``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gpuptc._environment import whole_number
 from gpuptc.io.geometry import (
     AmpGeometry,
     GeometryError,
@@ -27,18 +32,31 @@ from gpuptc.io.geometry import (
     vendor_from_detsec,
 )
 from gpuptc.io.header import ExposureInfo, exposure_info
+from gpuptc.io.rice import (
+    TILE_ERRORS,
+    RiceError,
+    decode_tiles,
+    rice_layout,
+    unsupported_reason,
+)
+from gpuptc.io.rice_gpu import FileTiles, file_tiles
 
 __all__ = [
     "RawExposure",
     "RawReadError",
     "Reader",
     "is_fits_signature",
+    "native_reason",
     "read_primary_header",
     "read_raw",
     "read_segment_headers",
+    "read_tiles",
 ]
 
-Reader = Literal["fitsio", "astropy"]
+log = logging.getLogger(__name__)
+
+Reader = Literal["native", "fitsio", "astropy"]
+_READERS = ("native", "fitsio", "astropy")
 
 _FITS_MAGIC = b"SIMPLE  ="
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -123,8 +141,8 @@ class RawExposure:
 
 
 def _check_reader(reader: str) -> None:
-    if reader not in ("fitsio", "astropy"):
-        raise ValueError(f"unknown FITS reader {reader!r}; use 'fitsio' or 'astropy'")
+    if reader not in _READERS:
+        raise ValueError(f"unknown FITS reader {reader!r}; use one of {', '.join(_READERS)}")
 
 
 def _as_dict(header: Any) -> dict[str, Any]:
@@ -140,7 +158,7 @@ def _is_gzip(path: str | os.PathLike[str]) -> bool:
 
 
 def read_primary_header(
-    path: str | os.PathLike[str], *, reader: Reader = "fitsio"
+    path: str | os.PathLike[str], *, reader: Reader = "native"
 ) -> dict[str, Any]:
     """Read the primary header only.
 
@@ -148,10 +166,10 @@ def read_primary_header(
     ----------
     path : path-like
         A FITS file (gzip allowed).
-    reader : {'fitsio', 'astropy'}
-        Which FITS library reads the file. Gzip-compressed files are always read with
-        astropy, which stops after the primary header where cfitsio decompresses the
-        whole file first (0.8 ms against 445 ms for a full-size raw file).
+    reader : {'native', 'fitsio', 'astropy'}
+        Which FITS library reads the file (``native``: fitsio). Gzip-compressed files
+        are always read with astropy, which stops after the primary header where cfitsio
+        decompresses the whole file first (0.8 ms against 445 ms for a full-size raw file).
 
     Returns
     -------
@@ -165,7 +183,7 @@ def read_primary_header(
     """
     _check_reader(reader)
     try:
-        if reader == "fitsio" and not _is_gzip(path):
+        if reader != "astropy" and not _is_gzip(path):
             import fitsio
 
             return _as_dict(fitsio.read_header(os.fspath(path), 0))
@@ -174,6 +192,13 @@ def read_primary_header(
         return _as_dict(fits.getheader(os.fspath(path), 0))
     except Exception as exc:  # any library failure is the file's fault here
         raise RawReadError(path, f"not a readable FITS file ({_describe(exc)})") from exc
+
+
+def _native_unsupported(header: Mapping[str, Any]) -> str | None:
+    """Why the native reader leaves this extension to cfitsio (``GPUPTC_RICE=0``: always)."""
+    if not whole_number("GPUPTC_RICE", 1):
+        return "GPUPTC_RICE=0"
+    return unsupported_reason(header)
 
 
 def _describe(exc: BaseException) -> str:
@@ -214,7 +239,7 @@ class _OpenFile:
     def __init__(self, path: str, reader: Reader) -> None:
         self.path = path
         self.reader = reader
-        if reader == "fitsio":
+        if reader != "astropy":
             import fitsio
 
             self._handle: Any = fitsio.FITS(path)
@@ -250,34 +275,59 @@ class _OpenFile:
         return start, dtype
 
     def read_into(self, out: np.ndarray) -> None:
-        if self.reader == "fitsio":
-            self._size = os.path.getsize(self.path)
-            plain = not _is_gzip(self.path)
+        if self.reader == "astropy":
+            self._read_with_astropy(out)
+            return
+        self._size = os.path.getsize(self.path)
+        plain = not _is_gzip(self.path)
+        data = np.memmap(self.path, dtype=np.uint8, mode="r") if plain else None
         for amp in range(out.shape[0]):
-            if self.reader == "fitsio":
-                located = self._plain_data(amp) if plain else None
-                if located is None:
-                    out[amp] = self._handle[amp + 1].read()
-                    continue
-                # memory copy with the byte swap and the cast in one pass
-                start, dtype = located
-                segment = self.segments[amp]
-                pixels = np.memmap(
-                    self.path,
-                    dtype=dtype,
-                    mode="r",
-                    offset=start,
-                    shape=(segment.naxis2, segment.naxis1),
-                )
-                np.copyto(out[amp], pixels, casting="unsafe")
-                del pixels
+            located = self._plain_data(amp) if plain else None
+            if located is not None:
+                self._copy_plain(amp, located, out[amp])
+            elif data is not None and self.reader == "native" and self._decodable(amp):
+                self._decode(amp, data, out[amp])
             else:
-                hdu = self._handle[amp + 1]
-                if hdu.header.get("ZIMAGE"):
-                    from astropy.io import fits
+                out[amp] = self._handle[amp + 1].read()
 
-                    hdu = fits.CompImageHDU(bintable=hdu)
-                out[amp] = hdu.data
+    def _decodable(self, amp: int) -> bool:
+        reason = _native_unsupported(self.segments[amp].header)
+        if reason is not None:
+            log.debug("%s HDU %d read by cfitsio: %s", self.path, amp + 1, reason)
+        return reason is None
+
+    def _copy_plain(self, amp: int, located: tuple[int, np.dtype], out: np.ndarray) -> None:
+        """A memory copy with the byte swap and the cast in one pass."""
+        start, dtype = located
+        segment = self.segments[amp]
+        pixels = np.memmap(
+            self.path, dtype=dtype, mode="r", offset=start, shape=(segment.naxis2, segment.naxis1)
+        )
+        np.copyto(out, pixels, casting="unsafe")
+        del pixels
+
+    def _decode(self, amp: int, data: np.ndarray, out: np.ndarray) -> None:
+        """Gpuptc's RICE_1 decoder, straight into ``out``."""
+        segment = self.segments[amp]
+        start = int(self._handle[segment.index].get_offsets()["data_start"])
+        name = segment.header.get("EXTNAME", f"HDU {segment.index}")
+        try:
+            layout = rice_layout(self.path, segment.header, start)
+        except RiceError as exc:
+            raise RiceError(f"{name}: {exc}") from None
+        status = decode_tiles(data, layout, out)
+        if status.any():
+            tile = int(np.flatnonzero(status)[0])
+            raise RiceError(f"{name}, tile {tile}: {TILE_ERRORS[int(status[tile])]}")
+
+    def _read_with_astropy(self, out: np.ndarray) -> None:
+        from astropy.io import fits
+
+        for amp in range(out.shape[0]):
+            hdu = self._handle[amp + 1]
+            if hdu.header.get("ZIMAGE"):
+                hdu = fits.CompImageHDU(bintable=hdu)
+            out[amp] = hdu.data
 
     def close(self) -> None:
         self._handle.close()
@@ -347,7 +397,7 @@ def _open(path: str, reader: Reader) -> _OpenFile:
 
 
 def read_segment_headers(
-    path: str | os.PathLike[str], *, reader: Reader = "fitsio"
+    path: str | os.PathLike[str], *, reader: Reader = "native"
 ) -> tuple[ExposureInfo, SensorGeometry]:
     """Read the metadata and geometry of a raw file without its pixels.
 
@@ -355,8 +405,8 @@ def read_segment_headers(
     ----------
     path : path-like
         A raw LSST camera file.
-    reader : {'fitsio', 'astropy'}
-        Which FITS library reads the file.
+    reader : {'native', 'fitsio', 'astropy'}
+        Which FITS library reads the file (``native``: fitsio).
 
     Returns
     -------
@@ -376,6 +426,77 @@ def read_segment_headers(
         return info, _geometry(path, opened.segments, info)
 
 
+def native_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why the ``native`` reader leaves some of this file to cfitsio, or None if it does not.
+
+    Parameters
+    ----------
+    path : path-like
+        A raw file.
+
+    Returns
+    -------
+    str or None
+        The reason (a gzip file, another compression, quantised floats), or None when every
+        segment is uncompressed or RICE_1 that gpuptc decodes itself.
+
+    Raises
+    ------
+    RawReadError
+        If the file is not a readable FITS file.
+    """
+    path = os.fspath(path)
+    if _is_gzip(path):
+        return "gzip-compressed file"
+    with _open(path, "native") as opened:
+        for segment in opened.segments:
+            if segment.header.get("ZIMAGE"):
+                reason = _native_unsupported(segment.header)
+                if reason is not None:
+                    return f"HDU {segment.index}: {reason}"
+    return None
+
+
+def read_tiles(path: str | os.PathLike[str]) -> tuple[FileTiles, SensorGeometry]:
+    """A RICE_1 raw file's compressed tiles (their bytes only) and its geometry.
+
+    For decoding on a GPU (:mod:`gpuptc.io.rice_gpu`): the pixels are not decoded here.
+
+    Parameters
+    ----------
+    path : path-like
+        A raw file whose every segment is RICE_1 (:func:`native_reason` is None).
+
+    Returns
+    -------
+    tiles : FileTiles
+    geometry : SensorGeometry
+
+    Raises
+    ------
+    RawReadError
+        If the file is not a readable raw exposure, or a segment is not RICE_1 that
+        gpuptc decodes; the message names the file and the reason.
+    """
+    path = os.fspath(path)
+    with _open(path, "native") as opened:
+        geometry = _geometry(path, opened.segments, exposure_info(opened.primary))
+        layouts = []
+        for segment in opened.segments:
+            reason = _native_unsupported(segment.header)
+            if reason is not None:
+                raise RawReadError(path, f"HDU {segment.index} not decoded by gpuptc: {reason}")
+            start = int(opened._handle[segment.index].get_offsets()["data_start"])
+            try:
+                layouts.append(rice_layout(path, segment.header, start))
+            except RiceError as exc:
+                raise RawReadError(path, f"HDU {segment.index}: {exc}") from None
+    try:
+        return file_tiles(path, layouts), geometry
+    except (OSError, RiceError) as exc:
+        raise RawReadError(path, f"cannot read its tiles ({_describe(exc)})") from exc
+
+
 def _target_dtype(bitpix: int) -> np.dtype:
     return np.dtype(np.float32) if bitpix < 0 else np.dtype(np.int32)
 
@@ -383,7 +504,7 @@ def _target_dtype(bitpix: int) -> np.dtype:
 def read_raw(
     path: str | os.PathLike[str],
     *,
-    reader: Reader = "fitsio",
+    reader: Reader = "native",
     out: np.ndarray | None = None,
 ) -> RawExposure:
     """Read a raw LSST camera file as one ``(amps, naxis2, naxis1)`` stack.
@@ -393,8 +514,10 @@ def read_raw(
     path : path-like
         The raw file: int32, RICE_1 tile-compressed, uint16 with BZERO 32768, float, or
         any of these gzip-compressed.
-    reader : {'fitsio', 'astropy'}
-        Which FITS library reads the pixels; both give identical stacks.
+    reader : {'native', 'fitsio', 'astropy'}
+        Which decoder reads the pixels; all give identical stacks. ``native`` decodes
+        RICE_1 tiles itself (the GIL released) and leaves what it does not handle (gzip
+        files, other compressions, quantised floats) to fitsio, saying why at debug level.
     out : numpy.ndarray, optional
         Preallocated native-order buffer of the right shape to read into (a pinned
         buffer, say). Integer data need an integer or float buffer.

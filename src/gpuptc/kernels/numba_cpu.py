@@ -43,6 +43,7 @@ except Exception as exc:  # a numba that does not work with this NumPy must not 
 __all__ = [
     "available",
     "clipped_moments",
+    "compiled",
     "correct_imaging",
     "flux_matched_difference",
     "masked_lag_sums",
@@ -65,21 +66,26 @@ def available() -> bool:
     return numba is not None and os.environ.get("GPUPTC_NUMBA", "1") != "0"
 
 
+def compiled(**options: object):
+    """``numba.njit`` with an on-disk cache where one can be written.
+
+    Without numba, the function as it is: callers check :func:`available` first.
+    """
+
+    def decorate(function):
+        if numba is None:
+            return function
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache location
+            return numba.njit(cache=False, **options)(function)
+
+    return decorate
+
+
 if numba is not None:
-
-    def _compiled(**options: object):
-        """``numba.njit`` with an on-disk cache where one can be written."""
-
-        def decorate(function):
-            try:
-                return numba.njit(cache=True, **options)(function)
-            except RuntimeError:  # no writable cache location
-                return numba.njit(cache=False, **options)(function)
-
-        return decorate
-
-    _jit = _compiled(nogil=True, error_model="numpy")
-    _jit_reassociating = _compiled(nogil=True, fastmath=_FASTMATH, error_model="numpy")
+    _jit = compiled(nogil=True, error_model="numpy")
+    _jit_reassociating = compiled(nogil=True, fastmath=_FASTMATH, error_model="numpy")
 
     @_jit
     def _bin_of(value, low, scale, bins):

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
 
 from gpuptc.ptc import eq16
 from gpuptc.solve import fit_matrices, model_covariances
@@ -75,6 +75,16 @@ def amp_grid(
     return fig, axes.ravel()
 
 
+def _few_ticks(ax: Axes, count: int = 4) -> None:
+    """At most about ``count`` major ticks per axis of a grid (its panels share them).
+
+    Making tick objects is most of a 16-panel grid's drawing time; four per axis are
+    enough to read a panel by.
+    """
+    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+        axis.set_major_locator(LogLocator(numticks=count) if scale == "log" else MaxNLocator(count))
+
+
 def _panel_label(ax: Axes, text: str) -> None:
     """The amp's name inside its panel (a title per panel would need room between rows)."""
     ax.text(0.03, 0.95, text, transform=ax.transAxes, va="top", fontsize=8)
@@ -108,6 +118,9 @@ def _model_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarray]
         elif row.model == "linear":
             c0 = (row.noise / row.gain) ** 2 if np.isfinite(row.noise) else 0.0
             curves[row.model] = c0 + mean / row.gain
+        elif row.model == "powerlaw" and np.isfinite(getattr(row, "powerlaw_index", math.nan)):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                curves[row.model] = row.powerlaw_amplitude * mean**row.powerlaw_index
     return curves
 
 
@@ -138,7 +151,7 @@ _PTC_Y_LABELS = {
     "ratio": "variance / mean (ADU)",
     "residuals": "variance / model - 1",
 }
-_RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear")
+_RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear", "powerlaw")
 
 
 def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) -> Figure:
@@ -152,6 +165,7 @@ def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) ->
         ranges.append(_ptc_panel(ax, rows, fits.get(amp, ptc.iloc[:0]), scale))
         _panel_label(ax, f"amp {amp}")
     _shared_limits(axes[0], [r for r in ranges if r is not None], scale)
+    _few_ticks(axes[0])
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, labels, loc="upper right", ncol=len(labels), fontsize=7)
@@ -308,6 +322,7 @@ def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_co
             )
         _panel_label(ax, f"amp {amp}")
         ax.tick_params(labelsize=7)
+    _few_ticks(axes[0])
     return fig
 
 
@@ -429,6 +444,7 @@ def covariance_grid(
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.tick_params(labelsize=7)
         _panel_label(ax, f"amp {amp}")
+    _few_ticks(axes[0])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=7)
     return fig

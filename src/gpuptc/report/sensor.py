@@ -21,7 +21,14 @@ from gpuptc._processes import process_pool
 from gpuptc.report import figures
 from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure
 
-__all__ = ["SENSOR_TABLES_DRAWN", "draw", "draw_sensors", "joined", "sensor_figures"]
+__all__ = [
+    "SENSOR_TABLES_DRAWN",
+    "draw",
+    "draw_sensors",
+    "joined",
+    "reference_figures",
+    "sensor_figures",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +161,42 @@ def joined(parts: Iterable[list[DrawnFigure]]) -> list[DrawnFigure]:
     return sorted((figure for part in parts for figure in part), key=lambda f: f.order)
 
 
-def _mine(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.DataFrame]:
-    return {name: tables[name][tables[name]["sensor"] == sensor] for name in SENSOR_TABLES_DRAWN}
+def reference_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> list[DrawnFigure]:
+    """The figures of one sensor that need the run's comparison with the references.
+
+    They come before the sensor's other figures (negative ``order``).
+    """
+    comparison, ptc = tables["comparison"], tables["ptc"]
+    drawn = [
+        draw(
+            f"gains_{sensor}.png",
+            "Gain per amp of every method with its error (side by side at each amp), and the "
+            "references' gains (EOTEST's PTC_GAIN, a cp_pipe product's GAIN_UNADJUSTED) where "
+            "given.",
+            lambda: figures.gains_by_method(comparison, ptc, sensor),
+            order=-2,
+        ),
+        draw(
+            f"comparison_{sensor}.png",
+            "gpuptc over each reference per amp for gain, read noise, turnoff and a00 "
+            "(EOTEST's a00 sign undone): 1 is agreement.",
+            lambda: figures.comparison_figure(comparison, sensor),
+            order=-1,
+        ),
+    ]
+    return [figure for figure in drawn if figure is not None]
+
+
+def _mine(
+    tables: Mapping[str, pd.DataFrame], sensor: str, names: Iterable[str] = SENSOR_TABLES_DRAWN
+) -> dict[str, pd.DataFrame]:
+    return {name: tables[name][tables[name]["sensor"] == sensor] for name in names}
+
+
+def _warm_fonts() -> None:
+    """Load the fonts once here, so that forked drawing processes inherit them."""
+    fig, _ = figures.amp_grid(1, "fonts", "x", "y")
+    figures.png(fig)
 
 
 def draw_sensors(
@@ -164,45 +205,54 @@ def draw_sensors(
     images: Callable[[str], Path | None],
     gain_column: str,
     workers: int | None = None,
+    referenced: Iterable[str] = (),
 ) -> dict[str, list[DrawnFigure]]:
     """The figures of many sensors, drawn in parallel processes (in this one if one is all).
 
-    With fewer sensors than processes, each sensor's figures are shared among several.
+    Each sensor's figures are shared among several tasks (two per process when there are
+    fewer sensors than processes), so that the processes finish together.
 
     Parameters
     ----------
     sensors : list of str
-        Sensors to draw.
+        Sensors whose own figures (:func:`sensor_figures`) are drawn.
     tables : mapping of str to pandas.DataFrame
-        The run's tables (``pairs``, ``covariances``, ``ptc``, ``fullcov``).
+        The run's tables (``pairs``, ``covariances``, ``ptc``, ``fullcov``; ``comparison``
+        for ``referenced``).
     images : callable
         ``images(sensor)``: the path of its saved display images, or None.
     gain_column : str
         See :func:`sensor_figures`.
     workers : int, optional
         Drawing processes; default one per core.
+    referenced : iterable of str
+        Sensors whose :func:`reference_figures` are drawn too.
 
     Returns
     -------
     dict of str to list of DrawnFigure
+        Every sensor of ``sensors`` and ``referenced``, its figures in report order.
     """
+    referenced = list(referenced)
     workers = workers or os.cpu_count() or 1
-    parts = max(1, workers // max(1, len(sensors)))
-    jobs = [(sensor, (k, parts)) for sensor in sensors for k in range(parts)]
+    parts = max(1, 2 * workers // max(1, len(sensors))) if workers > 1 else 1
+    jobs: list[tuple[str, Callable[..., list[DrawnFigure]], tuple]] = [
+        (s, sensor_figures, (s, _mine(tables, s), images(s), gain_column, (k, parts)))
+        for s in sensors
+        for k in range(parts)
+    ]
+    jobs += [
+        (s, reference_figures, (s, _mine(tables, s, ("comparison", "ptc")))) for s in referenced
+    ]
+    drawn: dict[str, list[list[DrawnFigure]]] = {s: [] for s in [*sensors, *referenced]}
     workers = min(workers, len(jobs))
     if workers <= 1:
-        return {s: sensor_figures(s, _mine(tables, s), images(s), gain_column) for s in sensors}
-    drawn: dict[str, list[list[DrawnFigure]]] = {sensor: [] for sensor in sensors}
+        for sensor, function, arguments in jobs:
+            drawn[sensor].append(function(*arguments))
+        return {sensor: joined(found) for sensor, found in drawn.items()}
+    _warm_fonts()
     with process_pool(workers) as pool:
-        futures = [
-            (
-                sensor,
-                pool.submit(
-                    sensor_figures, sensor, _mine(tables, sensor), images(sensor), gain_column, part
-                ),
-            )
-            for sensor, part in jobs
-        ]
+        futures = [(s, pool.submit(function, *arguments)) for s, function, arguments in jobs]
         for sensor, future in futures:
             drawn[sensor].append(future.result())
-    return {sensor: joined(parts) for sensor, parts in drawn.items()}
+    return {sensor: joined(found) for sensor, found in drawn.items()}

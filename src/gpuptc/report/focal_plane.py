@@ -1,0 +1,227 @@
+"""Maps of per-amp results over the focal plane, for runs of many sensors.
+
+Each sensor is drawn as a square of its amplifiers (2 rows of 8, amp 1 lower left, as the
+assembled CCD of the report's images) at its place in the camera: raft ``Rrc`` and slot
+``Src`` give the row (first digit) and column (second digit) of a 5 x 5 grid of rafts of
+3 x 3 sensors. Sensors whose place is not known (no RAFTBAY/CCDSLOT, or two sensors on the
+same slot) are laid out in reading order instead, each labelled with its name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+
+__all__ = [
+    "MAP_QUANTITIES",
+    "amp_cell",
+    "focal_plane_maps",
+    "representative_model",
+    "sensor_places",
+]
+
+AMP_HEIGHT = 4
+"""Height of an amp's cell in amp widths (an amp is 512 x 2000 pixels)."""
+_SENSOR = 8
+"""A sensor's side, in amp widths."""
+_GAP = 2
+"""Between sensors of one raft."""
+_RAFT_GAP = 3
+"""Between rafts."""
+_NAMED = 36
+"""Up to this many sensors, each is labelled with its name."""
+
+MAP_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("gain", "gain (e-/ADU)"),
+    ("noise", "read noise (e-)"),
+    ("turnoff", "turnoff (ADU)"),
+    ("a00", "a00 (1/e-)"),
+)
+"""The ``ptc`` columns mapped, with their labels."""
+
+_PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
+
+
+def amp_cell(amp: int, namps: int = 16) -> tuple[int, int]:
+    """``(row, column)`` of an amplifier in its sensor, as DETSEC places it.
+
+    Amps 1-8 run along the bottom row left to right, 9-16 along the top row right to left
+    (16 above 1).
+    """
+    if amp <= 8 or namps <= 8:
+        return 0, amp - 1
+    return 1, 16 - amp
+
+
+def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str, tuple[int, int]]:
+    """Each sensor's ``(row, column)`` among the camera's 15 x 15 sensor slots.
+
+    Parameters
+    ----------
+    sensors : list of str
+        The sensors to place.
+    manifest : pandas.DataFrame or None
+        The run's manifest (``sensor``, ``raftbay``, ``ccdslot``).
+
+    Returns
+    -------
+    dict of str to (int, int)
+        Empty unless every sensor has a raft and slot of its own.
+    """
+    if manifest is None or not {"raftbay", "ccdslot"} <= set(manifest.columns):
+        return {}
+    known = manifest.dropna(subset=["raftbay", "ccdslot"]).groupby("sensor").first()
+    places = {}
+    for sensor in sensors:
+        if sensor not in known.index:
+            return {}
+        raft = _PLACE[0].match(str(known.at[sensor, "raftbay"]).strip().upper())
+        slot = _PLACE[1].match(str(known.at[sensor, "ccdslot"]).strip().upper())
+        if raft is None or slot is None:
+            return {}
+        places[sensor] = (
+            3 * int(raft[1]) + int(slot[1]),
+            3 * int(raft[2]) + int(slot[2]),
+        )
+    return places if len(set(places.values())) == len(places) else {}
+
+
+def _origins(sensors: list[str], places: Mapping[str, tuple[int, int]]) -> dict[str, tuple]:
+    """Lower-left corner of each sensor's square, in amp widths."""
+    if places:
+        return {
+            s: (
+                col * (_SENSOR + _GAP) + (col // 3) * _RAFT_GAP,
+                row * (_SENSOR + _GAP) + (row // 3) * _RAFT_GAP,
+            )
+            for s, (row, col) in places.items()
+        }
+    across = math.ceil(math.sqrt(len(sensors)))
+    step = _SENSOR + 2 * _GAP
+    rows = math.ceil(len(sensors) / across)
+    return {
+        s: ((k % across) * step, (rows - 1 - k // across) * (step + _GAP))
+        for k, s in enumerate(sensors)
+    }
+
+
+def _cells(
+    values: pd.DataFrame, origins: Mapping[str, tuple]
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """One rectangle per amp row of ``values`` (sensor, amp, value) and its value."""
+    namps = values.groupby("sensor")["amp"].max().to_dict()
+    polygons, shown = [], []
+    for row in values.itertuples():
+        x0, y0 = origins[row.sensor]
+        r, c = amp_cell(int(row.amp), int(namps[row.sensor]))
+        x, y = x0 + c, y0 + r * AMP_HEIGHT
+        top = y + AMP_HEIGHT
+        polygons.append(np.array([(x, y), (x + 1, y), (x + 1, top), (x, top)]))
+        shown.append(row.value)
+    return polygons, np.ma.masked_invalid(np.asarray(shown, float))
+
+
+def _robust_norm(values: np.ndarray) -> Normalize:
+    """A colour scale over the 2nd-98th percentiles, so one dead amp does not flatten it."""
+    finite = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
+    if not len(finite):
+        return Normalize(0, 1)
+    low, high = np.percentile(finite, [2, 98])
+    return Normalize(low, high if high > low else low + abs(low) * 1e-3 + 1e-12)
+
+
+def _label_sensors(ax: Axes, origins: Mapping[str, tuple], places: Mapping) -> None:
+    """Raft rows and columns on the axes when placed; names over the squares when few."""
+    if len(origins) <= _NAMED:
+        for sensor, (x0, y0) in origins.items():
+            where = places.get(sensor)
+            name = sensor if where is None else f"{_slot_name(where)}\n{sensor}"
+            ax.text(
+                x0 + _SENSOR / 2, y0 + _SENSOR + 0.15, name, ha="center", va="bottom", fontsize=6
+            )
+    if not places:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("sensors in name order (raft and slot not known)")
+        ax.set_ylabel("each square: 2 rows of 8 amps, amp 1 lower left")
+        return
+    step = 3 * (_SENSOR + _GAP) + _RAFT_GAP
+    centre = 1.5 * (_SENSOR + _GAP) - _GAP / 2
+    columns = sorted({col // 3 for _, col in places.values()})
+    rows = sorted({row // 3 for row, _ in places.values()})
+    ax.set_xticks([c * step + centre for c in columns], [str(c) for c in columns])
+    ax.set_yticks([r * step + centre for r in rows], [str(r) for r in rows])
+    ax.set_xlabel("raft column (c of Rrc)")
+    ax.set_ylabel("raft row (r of Rrc)")
+
+
+def _slot_name(place: tuple[int, int]) -> str:
+    row, col = place
+    return f"R{row // 3}{col // 3}_S{row % 3}{col % 3}"
+
+
+def representative_model(ptc: pd.DataFrame) -> str:
+    """The model whose results stand for a sensor's: EXPAPPROXIMATION when fitted."""
+    for model in ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear"):
+        if model in set(ptc["model"]):
+            return model
+    return str(ptc["model"].iloc[0])
+
+
+def focal_plane_maps(ptc: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
+    """Gain, read noise, turnoff and a00 of every amp, at its place on the focal plane.
+
+    Parameters
+    ----------
+    ptc : pandas.DataFrame
+        The run's ``ptc`` table (the EXPAPPROXIMATION model's rows are mapped, else the
+        first fitted model's).
+    manifest : pandas.DataFrame or None
+        The run's manifest, for each sensor's raft and slot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None for fewer than two sensors.
+    """
+    sensors = sorted(ptc["sensor"].unique())
+    if len(sensors) < 2:
+        return None
+    model = representative_model(ptc)
+    fits = ptc[ptc["model"] == model]
+    places = sensor_places(sensors, manifest)
+    origins = _origins(sensors, places)
+    fig = Figure(figsize=(13, 11.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for ax, (column, label) in zip(axes.ravel(), MAP_QUANTITIES, strict=True):
+        values = fits[["sensor", "amp", column]].rename(columns={column: "value"})
+        polygons, shown = _cells(values, origins)
+        cmap = _colour_map()
+        cells = PolyCollection(polygons, array=shown, cmap=cmap, norm=_robust_norm(shown))
+        cells.set_edgecolor("face")
+        ax.add_collection(cells)
+        ax.autoscale_view()
+        ax.set_aspect("equal")
+        fig.colorbar(cells, ax=ax, label=label, extend="both", shrink=0.85)
+        ax.set_title(f"{label}, {model}", fontsize=10)
+        _label_sensors(ax, origins, places)
+    fig.suptitle(
+        f"{len(sensors)} sensors: per-amp results at each sensor's place (grey: no value; "
+        "colours saturate beyond the 2nd and 98th percentiles)",
+        fontsize=10,
+    )
+    return fig
+
+
+def _colour_map() -> Colormap:
+    """viridis; grey where there is no value, red and magenta beyond the scale."""
+    return colormaps["viridis"].with_extremes(bad="0.8", over="red", under="magenta")
