@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script for a device session, under 4 minutes in all (the step limits add to
 # 240 s): install the carried wheels, print the machine, run the CuPy tests (failing if none is selected or CuPy is absent),
-# then time the batched full-covariance fit, the compute core and end-to-end runs on
+# then time the batched full-covariance fit, RICE decoding on the device, the compute core
+# and end-to-end runs on
 # full-size e2v data. Every step has its
 # own time limit and writes, unbuffered, into $OUT (the device tool returns that folder);
 # summary.txt lists each step's exit status, and the script fails if any step failed.
@@ -41,9 +42,9 @@ step machine 15 bash -c 'date -u; nvidia-smi --query-gpu=name,memory.total,drive
 print(\"cupy\", cupy.__version__, \"numpy\", numpy.__version__, \
 \"devices\", cupy.cuda.runtime.getDeviceCount())"' || { cat "$SUMMARY"; exit 1; }
 # pytest exits 5 when nothing is selected: that is a failure here (no CuPy test ran)
-step tests 50 python3 -m pytest -q -p no:cacheprovider -k "cupy" \
+step tests 50 python3 -m pytest -q -p no:cacheprovider -k "cupy or device" \
   tests/test_backend.py tests/test_covariances.py tests/test_isr.py tests/test_measure.py \
-  tests/test_gpu_path.py tests/test_cuda_kernels.py
+  tests/test_gpu_path.py tests/test_cuda_kernels.py tests/test_rice_gpu.py
 step kernels 15 python3 benchmarks/gpu_kernels_check.py
 failed_before_sanitizer=$failed
 # compute-sanitizer is refused on some runtimes: its result is reported, never fatal
@@ -52,7 +53,8 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
     || { echo "sanitizer: reported above, not counted as a failure" | tee -a "$SUMMARY"; failed=$failed_before_sanitizer; }
 fi
 step fits 15 python3 benchmarks/gpu_fits.py --pairs 64
-step bench 95 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --repeats 3 --end-to-end-pairs 8 \
+step rice 15 python3 benchmarks/gpu_rice.py --files 16
+step bench 80 python3 benchmarks/gpu_bench.py --backend cupy --pairs 8 --repeats 3 --end-to-end-pairs 8 \
   --end-to-end-storage int32 rice
 cat "$SUMMARY"
 exit "$failed"
