@@ -180,7 +180,7 @@ def test_kernels_compile_without_a_disk_cache(monkeypatch):
     def square(x):
         return x * x
 
-    assert numba_cpu._compiled(nogil=True)(square)(3.0) == 9.0
+    assert numba_cpu.compiled(nogil=True)(square)(3.0) == 9.0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

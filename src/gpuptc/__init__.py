@@ -3,6 +3,7 @@
 from gpuptc._version import __version__
 from gpuptc.compare import compare, write_eotest_files
 from gpuptc.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
+from gpuptc.io.butler import ButlerQuery, ingest_butler
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.job import run
@@ -13,6 +14,7 @@ from gpuptc.simulate import SimulationConfig, simulate
 from gpuptc.solve import fit, fit_ptc
 
 __all__ = [
+    "ButlerQuery",
     "MasterBias",
     "RawExposure",
     "RawReadError",
@@ -22,6 +24,7 @@ __all__ = [
     "fit",
     "fit_ptc",
     "ingest",
+    "ingest_butler",
     "make_master_bias",
     "master_biases",
     "measure",

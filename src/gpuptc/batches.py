@@ -16,7 +16,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.manifest import PairFiles
 from gpuptc.io.raw import RawReadError, native_reason, read_tiles
 from gpuptc.io.readers import FileReaders, is_compressed, reader_processes
+from gpuptc.io.remote import InputFiles
 from gpuptc.io.rice import RiceError
 from gpuptc.io.rice_gpu import FileTiles, decode_on_device, pack
 from gpuptc.schema import Stage, rejected_row
@@ -55,21 +56,38 @@ class Batch:
     rejected: list[dict[str, Any]]
 
 
+def _submit(
+    readers: FileReaders, files: InputFiles, where: tuple[int, int, int], path: str
+) -> Future[tuple[str | None, str | None]]:
+    """Read one file into its place of a buffer (``(buffer, slot, member)``), once local."""
+    try:
+        local = files.local(path)
+    except RawReadError as exc:
+        failed: Future[tuple[str | None, str | None]] = Future()
+        failed.set_result((None, exc.reason))
+        return failed
+    return readers.submit(*where, local)
+
+
 def _read_batch(
     sensor: str,
     chunk: list[PairFiles],
     readers: FileReaders,
     index: int,
     geometry: SensorGeometry,
+    files: InputFiles,
 ) -> tuple[list[PairFiles], list[dict[str, Any]]]:
     """Read a batch of pairs into the front of buffer ``index``; unreadable pairs are listed.
 
     Every file of the batch is read at once by ``readers`` (threads, or processes for
-    compressed raws).
+    compressed raws), each as soon as ``files`` has it locally, and released once read.
     """
     buffer = readers.buffers[index]
     futures = [
-        [readers.submit(index, slot, member, path) for member, path in enumerate(pair.paths)]
+        [
+            _submit(readers, files, (index, slot, member), path)
+            for member, path in enumerate(pair.paths)
+        ]
         for slot, pair in enumerate(chunk)
     ]
     kept: list[PairFiles] = []
@@ -78,6 +96,7 @@ def _read_batch(
         problem = None
         for path, future in zip(pair.paths, reads, strict=True):
             layout, reason = future.result()
+            files.release([path])
             if reason is None and layout != geometry.layout:
                 reason = f"layout {layout} differs from {geometry.layout}"
             if reason is not None and problem is None:
@@ -111,14 +130,14 @@ def _how_read(processes: int, fallback: str | None) -> str:
 
 
 def _file_readers(
-    pairs: list[PairFiles], geometry: SensorGeometry, shape: tuple[int, ...], backend: Backend
+    first: str, geometry: SensorGeometry, shape: tuple[int, ...], backend: Backend
 ) -> FileReaders:
-    """Readers for this sensor: threads, or processes for raws only cfitsio decompresses.
+    """Readers for a sensor whose files are like ``first``: threads, or reader processes.
 
-    gpuptc's RICE_1 decoder and the copy of uncompressed pixels release the GIL; cfitsio
-    (gzip files, other compressions) does not, so those are read in processes.
+    Processes only for raws cfitsio decompresses: gpuptc's RICE_1 decoder and the copy
+    of uncompressed pixels release the GIL; cfitsio (gzip files, other compressions)
+    does not.
     """
-    first = pairs[0].file1
     pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
     compressed = is_compressed(first, pixel_bytes)
     fallback = _cfitsio_reason(first) if compressed else None
@@ -142,6 +161,7 @@ def read_batches(
     geometry: SensorGeometry,
     batch: int,
     backend: Backend,
+    files: InputFiles | None = None,
 ) -> Iterator[Batch]:
     """Read ``pairs`` in batches of ``batch``, one batch ahead of the caller.
 
@@ -157,22 +177,27 @@ def read_batches(
         Pairs per batch.
     backend : Backend
         Where the pixels go (its host buffers are pinned on a GPU).
+    files : InputFiles, optional
+        Gives each file's local path (remote raws fetched ahead); every file is
+        released once read. Default: the paths as they are.
 
     Yields
     ------
     Batch
         The next batch; its device array stays valid until the next one is asked for.
     """
+    files = files or InputFiles(())
     shape = (batch, 2, geometry.namps, *geometry.segment_shape)
     chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
-    if _decoded_on_device(pairs[0].file1, geometry, backend):
-        yield from _device_decoded_batches(sensor, chunks, geometry, backend)
+    first = _first_local(pairs, files)
+    if first is not None and _decoded_on_device(first, geometry, backend):
+        yield from _device_decoded_batches(sensor, chunks, geometry, backend, files)
         return
     with (
-        _file_readers(pairs, geometry, shape, backend) as readers,
+        _file_readers(first or pairs[0].file1, geometry, shape, backend) as readers,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader,
     ):
-        pending = reader.submit(_read_batch, sensor, chunks[0], readers, 0, geometry)
+        pending = reader.submit(_read_batch, sensor, chunks[0], readers, 0, geometry, files)
         for index in range(len(chunks)):
             kept, rejected = pending.result()
             buffer = readers.buffers[index % 2]
@@ -180,9 +205,23 @@ def read_batches(
             if index + 1 < len(chunks):
                 # the other buffer's last copy finished when its results came back
                 pending = reader.submit(
-                    _read_batch, sensor, chunks[index + 1], readers, (index + 1) % 2, geometry
+                    _read_batch,
+                    sensor,
+                    chunks[index + 1],
+                    readers,
+                    (index + 1) % 2,
+                    geometry,
+                    files,
                 )
             yield Batch(kept, raw, rejected)
+
+
+def _first_local(pairs: list[PairFiles], files: InputFiles) -> str | None:
+    """The local path of the sensor's first flat (what its reading is chosen by)."""
+    try:
+        return files.local(pairs[0].file1)
+    except RawReadError:
+        return None
 
 
 def _decoded_on_device(first: str, geometry: SensorGeometry, backend: Backend) -> bool:
@@ -193,20 +232,26 @@ def _decoded_on_device(first: str, geometry: SensorGeometry, backend: Backend) -
     return is_compressed(first, pixel_bytes) and _cfitsio_reason(first) is None
 
 
-def _tiles_of(path: str) -> tuple[FileTiles | None, str | None, str | None]:
-    """``(tiles, None, layout)`` of a file, or ``(None, reason, None)``."""
+def _tiles_of(path: str, files: InputFiles) -> tuple[FileTiles | None, str | None, str | None]:
+    """``(tiles, None, layout)`` of a file, or ``(None, reason, None)``; the file released."""
     try:
-        tiles, geometry = read_tiles(path)
+        tiles, geometry = read_tiles(files.local(path))
     except RawReadError as exc:
         return None, exc.reason, None
+    finally:
+        files.release([path])
     return tiles, None, geometry.layout
 
 
 def _read_tiles_batch(
-    sensor: str, chunk: list[PairFiles], files: ThreadPoolExecutor, geometry: SensorGeometry
+    sensor: str,
+    chunk: list[PairFiles],
+    threads: ThreadPoolExecutor,
+    geometry: SensorGeometry,
+    files: InputFiles,
 ) -> tuple[list[PairFiles], list[dict[str, Any]], list[FileTiles]]:
     """The compressed tiles of a batch's files, read in threads; unreadable pairs listed."""
-    futures = [[files.submit(_tiles_of, path) for path in pair.paths] for pair in chunk]
+    futures = [[threads.submit(_tiles_of, path, files) for path in pair.paths] for pair in chunk]
     kept: list[PairFiles] = []
     rejected: list[dict[str, Any]] = []
     tiles: list[FileTiles] = []
@@ -236,11 +281,12 @@ def _on_device(
     read: tuple[list[PairFiles], list[dict[str, Any]], list[FileTiles]],
     geometry: SensorGeometry,
     backend: Backend,
+    files: InputFiles,
 ) -> Batch:
     """One batch's tiles packed into pinned memory, copied and decoded on the device.
 
     A corrupt tile (found by the kernel) sends the batch to the CPU decoder, which rejects
-    the pair with the bad file and reads the others.
+    the pair with the bad file and reads the others (remote ones fetched again).
     """
     import cupy
 
@@ -259,28 +305,33 @@ def _on_device(
     except RiceError as exc:
         log.warning("%s; this batch is decoded on the CPU instead", exc)
         shape = (len(kept), 2, geometry.namps, *geometry.segment_shape)
-        with FileReaders(shape, count=1, threads=min(os.cpu_count() or 1, 2 * len(kept))) as files:
-            more, bad = _read_batch(sensor, kept, files, 0, geometry)
-            raw = backend.asarray(files.buffers[0][: len(more)]) if more else None
+        threads = min(os.cpu_count() or 1, 2 * len(kept))
+        with FileReaders(shape, count=1, threads=threads) as readers:
+            more, bad = _read_batch(sensor, kept, readers, 0, geometry, files)
+            raw = backend.asarray(readers.buffers[0][: len(more)]) if more else None
         return Batch(more, raw, rejected + bad)
     return Batch(kept, raw, rejected)
 
 
 def _device_decoded_batches(
-    sensor: str, chunks: list[list[PairFiles]], geometry: SensorGeometry, backend: Backend
+    sensor: str,
+    chunks: list[list[PairFiles]],
+    geometry: SensorGeometry,
+    backend: Backend,
+    files: InputFiles,
 ) -> Iterator[Batch]:
     """Batches whose compressed tiles are read ahead in threads and decoded on the device."""
-    threads = min(os.cpu_count() or 1, 2 * len(chunks[0]))
+    count = min(os.cpu_count() or 1, 2 * len(chunks[0]))
     log.debug("%s: RICE_1 tiles decoded on the device", sensor)
     with (
-        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpuptc-file") as files,
+        ThreadPoolExecutor(max_workers=count, thread_name_prefix="gpuptc-file") as threads,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpuptc-read") as reader,
     ):
-        pending = reader.submit(_read_tiles_batch, sensor, chunks[0], files, geometry)
+        pending = reader.submit(_read_tiles_batch, sensor, chunks[0], threads, geometry, files)
         for index in range(len(chunks)):
             read = pending.result()
             if index + 1 < len(chunks):
                 pending = reader.submit(
-                    _read_tiles_batch, sensor, chunks[index + 1], files, geometry
+                    _read_tiles_batch, sensor, chunks[index + 1], threads, geometry, files
                 )
-            yield _on_device(sensor, read, geometry, backend)
+            yield _on_device(sensor, read, geometry, backend, files)

@@ -32,6 +32,10 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gpuptc")
 
 
+class _UsageError(Exception):
+    """Arguments that do not make a command (exit code 2, the message printed)."""
+
+
 def _print_table(frame: pd.DataFrame) -> None:
     if frame.empty:
         print("(none)")
@@ -292,14 +296,33 @@ def _fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from gpuptc.io.butler import ButlerInputError
     from gpuptc.job import run
 
     overrides = _fit_overrides(args)
     if args.cov_size is not None:
         overrides["extract__cov_size"] = args.cov_size
     preset = args.preset
-    result = run(
-        args.inputs,
+    query = _butler_query(args)
+    try:
+        result = _run_job(run, args, preset, overrides, query)
+    except ButlerInputError as exc:
+        raise _UsageError(str(exc)) from None
+    if result.exit_code == EXIT_FATAL:
+        manifest = result.tables.get("manifest")
+        if manifest is not None:
+            _report_manifest(manifest, verbose=args.verbose)
+        print("No usable flat pair found: nothing written.", file=sys.stderr)
+        return EXIT_FATAL
+    _print_run(result, verbose=args.verbose)
+    return result.exit_code
+
+
+def _run_job(
+    run: Any, args: argparse.Namespace, preset: str, overrides: dict[str, Any], query: Any
+) -> RunResult:
+    return run(
+        [*([query] if query is not None else []), *args.inputs],
         args.out,
         preset=preset,
         backend=args.backend,
@@ -315,14 +338,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         force=args.force,
         **overrides,
     )
-    if result.exit_code == EXIT_FATAL:
-        manifest = result.tables.get("manifest")
-        if manifest is not None:
-            _report_manifest(manifest, verbose=args.verbose)
-        print("No usable flat pair found: nothing written.", file=sys.stderr)
-        return EXIT_FATAL
-    _print_run(result, verbose=args.verbose)
-    return result.exit_code
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -498,8 +513,14 @@ def _add_run(sub: Any) -> None:
         "--out. Exit codes: 0 success, 1 nothing usable, 2 usage error, 3 results written but "
         "some inputs, pairs or amps rejected (rejected.csv).",
     )
-    _add_inputs(run)
+    run.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="files, directories or globs (with --butler: only reference files, optional)",
+    )
     run.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _add_butler(run)
     run.add_argument(
         "--preset",
         default="cp_pipe",
@@ -521,6 +542,51 @@ def _add_run(sub: Any) -> None:
     run.add_argument(
         "--force", action="store_true", help="recompute sensors already complete in DIR/sensors"
     )
+
+
+def _add_butler(run: argparse.ArgumentParser) -> None:
+    group = run.add_argument_group(
+        "a data repository",
+        "select the flats and biases with a Butler query (pip install gpuptc[butler])",
+    )
+    group.add_argument("--butler", metavar="REPO", help="a Gen3 data repository")
+    group.add_argument("--collections", metavar="C[,C...]", help="collections to search")
+    group.add_argument(
+        "--where", default="", metavar="EXPR", help="a query expression narrowing it"
+    )
+    group.add_argument(
+        "--bind", nargs="+", default=[], metavar="K=V", help="values for identifiers of --where"
+    )
+    group.add_argument(
+        "--detectors",
+        nargs="+",
+        default=[],
+        metavar="D",
+        help="detector numbers or names (R22_S11)",
+    )
+
+
+def _butler_query(args: argparse.Namespace) -> Any:
+    """The ``--butler`` query, or None; a usage error when it is incomplete."""
+    if not args.butler:
+        if args.collections or args.where or args.bind or args.detectors:
+            raise _UsageError("--collections, --where, --bind and --detectors need --butler")
+        if not args.inputs:
+            raise _UsageError("give INPUT files or directories, or --butler REPO")
+        return None
+    from gpuptc.io.butler import ButlerQuery
+
+    if not args.collections:
+        raise _UsageError("--butler needs --collections")
+    bind = {}
+    for item in args.bind:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"--bind {item!r}: give KEY=VALUE")
+        bind[key] = int(value) if value.lstrip("-").isdigit() else value
+    detectors = tuple(int(d) if d.isdigit() else d for d in args.detectors)
+    collections = tuple(c.strip() for c in args.collections.split(",") if c.strip())
+    return ButlerQuery(args.butler, collections, args.where, bind, detectors)
 
 
 def _add_ptc_model(parser: argparse.ArgumentParser) -> None:
@@ -656,7 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except BackendError as exc:
+    except (BackendError, _UsageError) as exc:
         print(f"gpuptc {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (OSError, ValueError) as exc:

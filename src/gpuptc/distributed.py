@@ -34,8 +34,9 @@ from gpuptc.backend import get_backend
 from gpuptc.compute import display_images
 from gpuptc.config import Preset
 from gpuptc.io.raw import RawReadError
+from gpuptc.io.remote import InputFiles
 from gpuptc.io.writer import replace_folder
-from gpuptc.pipeline import measure
+from gpuptc.pipeline import input_files, measure
 from gpuptc.schema import (
     SCHEMA_VERSION,
     SENSORS_DIR,
@@ -123,18 +124,20 @@ def _display_pair(pairs: pd.DataFrame) -> pd.Series | None:
     return pairs[pairs["pair"] == pair].iloc[0]
 
 
-def _images(task: SensorTask, pairs: pd.DataFrame) -> dict[str, Any] | None:
+def _images(task: SensorTask, pairs: pd.DataFrame, files: InputFiles) -> dict[str, Any] | None:
     """The display images of one typical pair of the sensor (None if it cannot be read)."""
     row = _display_pair(pairs)
     if row is None:
         return None
+    paths = (row["file1"], row["file2"])
     try:
-        images = display_images(
-            (row["file1"], row["file2"]), task.preset, get_backend(task.backend)
-        )
+        local = (files.local(paths[0]), files.local(paths[1]))
+        images = display_images(local, task.preset, get_backend(task.backend))
     except RawReadError as exc:
         log.warning("%s: no display image (%s)", task.sensor, exc)
         return None
+    finally:
+        files.release(paths)
     return {**images, "pair": np.int64(row["pair"]), "exptime": np.float64(row["exptime"])}
 
 
@@ -156,6 +159,17 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         ``figures`` (a list of :class:`gpuptc.report.sensor.DrawnFigure`) when
         ``task.figures``, and ``seconds``: wall time of each stage.
     """
+    with _sensor_files(task) as files:
+        return _process(task, files, progress)
+
+
+def _sensor_files(task: SensorTask) -> InputFiles:
+    """The sensor's raws in reading order (remote ones fetched ahead, see io.remote)."""
+    made = task.preset.isr.use_bias and task.bias is None
+    return input_files(task.manifest, [task.sensor], biases=made)
+
+
+def _process(task: SensorTask, files: InputFiles, progress: Progress | None) -> SensorResult:
     watch = Stopwatch()
     with watch.stage("measure"):
         pairs, covariances = measure(
@@ -165,6 +179,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             bias=task.bias,
             sensors=[task.sensor],
             progress=progress,
+            files=files,
         )
     rejected = [pairs.attrs.get("rejected", rejected_frame())]
     models = list(task.models)
@@ -179,7 +194,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     for frame in (pairs, covariances):
         frame.attrs = {}
     with watch.stage("display images"):
-        images = _images(task, pairs)
+        images = _images(task, pairs, files)
     result = {
         "pairs": pairs,
         "covariances": covariances,

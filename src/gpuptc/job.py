@@ -29,6 +29,7 @@ from gpuptc.compare import compare, write_eotest_files
 from gpuptc.config import Preset, get_preset
 from gpuptc.cp_pipe_ptc import write_ptc_dataset
 from gpuptc.distributed import SensorResult, SensorStore, SensorTask, execute
+from gpuptc.io.butler import ButlerQuery, ingest_butler
 from gpuptc.io.manifest import ingest
 from gpuptc.io.outputs import StagedOutputs
 from gpuptc.io.writer import atomic_path
@@ -90,8 +91,14 @@ class _Selection:
 
 
 def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Selection:
-    """Ingest the inputs; the sensors with flat pairs (those asked for)."""
-    manifest = ingest(inputs, exclude=[out])
+    """Ingest the inputs (repository queries among them); the sensors with flat pairs."""
+    queries = [item for item in inputs if isinstance(item, ButlerQuery)]
+    paths = [item for item in inputs if not isinstance(item, ButlerQuery)]
+    frames = [ingest_butler(query) for query in queries]
+    if paths or not frames:
+        frames.append(ingest(paths, exclude=[out]))
+    manifest = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    manifest.attrs["butler"] = [f.attrs["butler"] for f in frames if "butler" in f.attrs]
     paired = manifest[manifest["status"] == FileStatus.PAIRED]
     if sensors:
         paired = paired[paired["sensor"].isin(sensors)]
@@ -302,6 +309,8 @@ def _stages(
         return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
+    if selection.manifest.attrs.get("butler"):
+        provenance["butler"] = selection.manifest.attrs["butler"]
     write_outputs(staged, tables, results if report else None, provenance, (watch, started))
     return exit_code, tables
 

@@ -9,6 +9,7 @@ per-amp numbers come back and become rows of the ``pairs`` and ``covariances`` t
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from gpuptc.config import Preset, get_preset
 from gpuptc.io.geometry import SensorGeometry
 from gpuptc.io.manifest import PairFiles, flat_pairs
 from gpuptc.io.raw import RawReadError, read_segment_headers
+from gpuptc.io.remote import InputFiles
 from gpuptc.masterbias import MasterBias, resolve_biases
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
@@ -37,7 +39,7 @@ from gpuptc.schema import (
     typed,
 )
 
-__all__ = ["measure", "measure_sensor"]
+__all__ = ["input_files", "measure", "measure_sensor"]
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +118,11 @@ def _covariance_frame(
     )
 
 
-def _first_geometry(pairs: list[PairFiles]) -> SensorGeometry | None:
+def _first_geometry(pairs: list[PairFiles], files: InputFiles) -> SensorGeometry | None:
     """Geometry of the first readable flat of the sensor."""
     for pair in pairs:
         try:
-            return read_segment_headers(pair.file1)[1]
+            return read_segment_headers(files.local(pair.file1))[1]
         except RawReadError:
             continue
     return None
@@ -157,15 +159,19 @@ def measure_sensor(
     bias: MasterBias | None = None,
     batch_pairs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    files: InputFiles | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Measure every pair of one sensor, reading the next batch while this one computes.
+
+    ``files`` fetches remote raws ahead of their reading (default: every file local).
 
     Returns
     -------
     pairs, covariances, rejected : pandas.DataFrame
         Rows for this sensor (see :func:`measure`).
     """
-    geometry = _first_geometry(pairs)
+    files = files or InputFiles(())
+    geometry = _first_geometry(pairs, files)
     if geometry is None:
         rejected = [
             rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
@@ -180,7 +186,7 @@ def measure_sensor(
     cov_frames: list[pd.DataFrame] = []
     rejected: list[dict[str, Any]] = []
     done = 0
-    for chunk in read_batches(sensor, pairs, geometry, batch, backend):
+    for chunk in read_batches(sensor, pairs, geometry, batch, backend, files):
         rejected.extend(chunk.rejected)
         if not chunk.pairs:
             continue
@@ -197,6 +203,39 @@ def measure_sensor(
     return pairs_frame, typed(covariances), rejected_frame(rejected)
 
 
+def _bias_rows(manifest: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
+    return manifest[(manifest["status"] == FileStatus.BIAS) & manifest["sensor"].isin(sensors)]
+
+
+def input_files(manifest: pd.DataFrame, sensors: list[str], *, biases: bool) -> InputFiles:
+    """The raws measuring these sensors reads, in reading order, fetched ahead if remote.
+
+    The bias frames first when ``biases`` (a master bias made from the manifest's), then
+    each sensor's pairs.
+    """
+    order = list(_bias_rows(manifest, sensors)["path"]) if biases else []
+    for sensor in sensors:
+        order.extend(path for pair in flat_pairs(manifest, sensor) for path in pair.paths)
+    return InputFiles(order)
+
+
+def _master_biases(
+    manifest: pd.DataFrame, bias: Any, sensors: list[str], preset: Preset, files: InputFiles
+) -> dict[str, MasterBias]:
+    """The sensors' master biases when the preset subtracts one (biases read through ``files``)."""
+    if not preset.isr.use_bias:
+        return {}
+    rows = _bias_rows(manifest, sensors) if bias is None else manifest.iloc[:0]
+    local = manifest.copy()
+    local.loc[rows.index, "path"] = [files.local(path) for path in rows["path"]]
+    biases = resolve_biases(local, bias, sensors)
+    files.release(rows["path"])
+    for sensor in sensors:
+        if sensor not in biases:
+            log.warning("%s: no master bias; bias subtraction skipped", sensor)
+    return biases
+
+
 def measure(
     manifest: pd.DataFrame,
     preset: str | Preset = "cp_pipe",
@@ -206,6 +245,7 @@ def measure(
     sensors: list[str] | None = None,
     batch_pairs: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    files: InputFiles | None = None,
     **overrides: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Measure every flat pair of a manifest.
@@ -228,6 +268,10 @@ def measure(
         Pairs per batch; default from free device memory (GPU) or 1.5 GB (CPU).
     progress : callable, optional
         Called as ``progress(sensor, pairs_done, pairs_total)``.
+    files : InputFiles, optional
+        Where the raws are read from; by default made for the manifest
+        (:func:`input_files`), so that remote raws (URIs in ``path``) are fetched ahead
+        of their reading.
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -245,23 +289,26 @@ def measure(
     chosen = get_backend(backend)
     all_sensors = sorted(manifest.loc[manifest["status"] == FileStatus.PAIRED, "sensor"].unique())
     wanted = [s for s in all_sensors if sensors is None or s in sensors]
-    biases = resolve_biases(manifest, bias, wanted) if config.isr.use_bias else {}
     results = []
-    for sensor in wanted:
-        if config.isr.use_bias and sensor not in biases:
-            log.warning("%s: no master bias; bias subtraction skipped", sensor)
-        report = functools.partial(progress, sensor) if progress else None
-        results.append(
-            measure_sensor(
-                sensor,
-                flat_pairs(manifest, sensor),
-                config,
-                chosen,
-                bias=biases.get(sensor),
-                batch_pairs=batch_pairs,
-                progress=report,
+    with contextlib.ExitStack() as stack:
+        if files is None:
+            made = config.isr.use_bias and bias is None
+            files = stack.enter_context(input_files(manifest, wanted, biases=made))
+        biases = _master_biases(manifest, bias, wanted, config, files)
+        for sensor in wanted:
+            report = functools.partial(progress, sensor) if progress else None
+            results.append(
+                measure_sensor(
+                    sensor,
+                    flat_pairs(manifest, sensor),
+                    config,
+                    chosen,
+                    bias=biases.get(sensor),
+                    batch_pairs=batch_pairs,
+                    progress=report,
+                    files=files,
+                )
             )
-        )
     if not results:
         results = [_empty_tables()]
     pairs_frame = typed(pd.concat([r[0] for r in results], ignore_index=True))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from gpuptc.io.eotest import AMPLIFIER_RESULTS, sensor_from_eotest_name
 from gpuptc.io.header import ExposureInfo, exposure_info
 from gpuptc.io.ptc_dataset import is_ptc_dataset, ptc_dataset_sensor
 from gpuptc.io.raw import RawReadError, is_fits_signature, read_primary_header, read_segment_headers
+from gpuptc.io.remote import InputFiles, is_remote, read_remote_header
 from gpuptc.schema import FileStatus
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "find_inputs",
     "flat_pairs",
     "ingest",
+    "manifest_of",
     "pair_flats",
     "summarize",
 ]
@@ -212,13 +214,26 @@ def _has_amplifier_results(path: Path) -> bool:
         return False
 
 
-def classify_file(path: Path) -> dict[str, Any]:
+def _primary_header(path: Path | str) -> dict[str, Any]:
+    if is_remote(path):
+        return read_remote_header(str(path))
+    return read_primary_header(path)
+
+
+def _vendor_from_segments(path: Path | str) -> str:
+    """The vendor from the segments' geometry (a remote file is fetched for it)."""
+    with InputFiles([str(path)]) as files:
+        return read_segment_headers(files.local(str(path)))[1].vendor
+
+
+def classify_file(path: Path | str) -> dict[str, Any]:
     """One manifest row for one FITS file, from its headers only.
 
     Parameters
     ----------
-    path : pathlib.Path
-        The file.
+    path : pathlib.Path or str
+        The file, or the URI of a remote one (``s3://...``: its primary header is read
+        with ranged reads, see :mod:`gpuptc.io.remote`).
 
     Returns
     -------
@@ -227,7 +242,7 @@ def classify_file(path: Path) -> dict[str, Any]:
         or ``None`` for a flat still to be paired.
     """
     try:
-        primary = read_primary_header(path)
+        primary = _primary_header(path)
     except RawReadError as exc:
         return _row(path, status=FileStatus.REJECTED, reason=exc.reason)
     info = exposure_info(primary)
@@ -280,10 +295,9 @@ def classify_file(path: Path) -> dict[str, Any]:
         )
     if info.vendor is None:
         try:
-            _, geometry = read_segment_headers(path)
+            values["vendor"] = _vendor_from_segments(path)
         except RawReadError as exc:
             return _row(path, **values, status=FileStatus.REJECTED, reason=exc.reason)
-        values["vendor"] = geometry.vendor
     status = FileStatus.BIAS if info.imgtype == "BIAS" else None
     return _row(path, **values, status=status, reason=None)
 
@@ -443,7 +457,20 @@ def ingest(
         rows.append(classify_file(path))
         if progress:
             progress(done, len(candidates))
-    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    frame = manifest_of(rows)
+    frame.attrs["skipped"] = len(skipped)
+    return frame
+
+
+def manifest_of(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The manifest of classified files (:func:`classify_file` rows), as :func:`ingest` gives it.
+
+    Duplicates marked, flats paired, columns typed, rows sorted; columns beyond
+    :data:`MANIFEST_COLUMNS` in the rows are kept.
+    """
+    rows = list(rows)
+    extra = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in MANIFEST_COLUMNS]
+    frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *extra])
     frame = frame.astype({"exptime": float, "mjd": float})
     _mark_duplicates(frame)
     frame = pair_flats(frame)
@@ -452,11 +479,9 @@ def ingest(
     frame["pair"] = frame["pair"].astype("Int64")
     frame["member"] = frame["member"].astype("Int64")
     frame["status"] = frame["status"].astype(str)
-    frame = frame.sort_values(
+    return frame.sort_values(
         ["sensor", "mjd", "dayobs", "seqnum", "path"], na_position="last", kind="stable"
     ).reset_index(drop=True)
-    frame.attrs["skipped"] = len(skipped)
-    return frame
 
 
 @dataclass(frozen=True)

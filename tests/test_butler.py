@@ -1,0 +1,236 @@
+"""Input from a real Gen3 data repository: the same tables as from its files' directory."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import fitsio
+import pandas as pd
+import pytest
+
+pytest.importorskip("lsst.daf.butler")
+
+import gpuptc
+from butler_repo import make_repository
+from gpuptc.cli import main
+from gpuptc.io.butler import ButlerInputError, ingest_butler
+from gpuptc.io.raw import RawReadError
+from gpuptc.io.remote import InputFiles, read_remote_header
+from gpuptc.schema import FileStatus
+
+COLLECTIONS = "LSSTCam/raw/e2v,LSSTCam/raw/itl"
+OPTIONS = ["--backend", "numpy", "--models", "expapprox,rhl", "--no-report", "-q"]
+
+
+def _raws(sensor, into: Path) -> list[Path]:
+    into.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for path in sorted(sensor.directory.glob("MC_*.fits")):
+        copies.append(into / path.name)
+        shutil.copy(path, copies[-1])
+    return copies
+
+
+def _dark(bias: Path) -> Path:
+    dark = bias.with_name(bias.stem + "_dark.fits")
+    shutil.copy(bias, dark)
+    with fitsio.FITS(str(dark), "rw") as opened:
+        opened[0].write_key("IMGTYPE", "DARK")
+        opened[0].write_key("SEQNUM", 999)
+        opened[0].write_key("OBSID", "MC_C_DARK_000999")
+    return dark
+
+
+@pytest.fixture(scope="module")
+def repository(small_e2v, small_itl, tmp_path_factory):
+    """Two detectors' flats and biases and a dark, in two collections; the raws' folder."""
+    base = tmp_path_factory.mktemp("butler")
+    raws = base / "raws"
+    e2v, itl = _raws(small_e2v, raws / "e2v"), _raws(small_itl, raws / "itl")
+    bias = next(p for p in e2v if fitsio.read_header(str(p), 0)["IMGTYPE"] == "BIAS")
+    dark = _dark(bias)
+    repo = make_repository(base / "repo", {"LSSTCam/raw/e2v": [*e2v, dark], "LSSTCam/raw/itl": itl})
+    dark.rename(base / dark.name)  # the directory run must not see the dark either
+    return repo, raws
+
+
+def test_a_run_from_a_repository_equals_the_run_from_its_files(repository, tmp_path):
+    repo, raws = repository
+    from_repo, from_files = tmp_path / "repo", tmp_path / "files"
+    argv = ["run", "--butler", str(repo), "--collections", COLLECTIONS, "--out", str(from_repo)]
+    assert main([*argv, *OPTIONS]) == 0
+    assert main(["run", str(raws), "--out", str(from_files), *OPTIONS]) == 0
+    for table in ("pairs.parquet", "ptc.parquet", "covariances.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(from_repo / table), pd.read_parquet(from_files / table)
+        )
+    manifest = pd.read_parquet(from_repo / "manifest.parquet")
+    assert manifest["dataset_id"].notna().all() and manifest["detector"].nunique() == 2
+    assert not manifest["imgtype"].str.upper().eq("DARK").any()  # the query left it out
+    provenance = json.loads((from_repo / "run.json").read_text())
+    (butler,) = provenance["butler"]
+    assert butler["repo"] == str(repo) and butler["collections"] == COLLECTIONS.split(",")
+    assert "observation_type IN ('flat', 'bias')" in butler["where"]
+    assert sorted(butler["datasets"]) == sorted(manifest["dataset_id"])
+
+
+def test_detectors_and_where_narrow_the_selection(repository, small_itl):
+    repo, _ = repository
+    header = fitsio.read_header(str(sorted(small_itl.directory.glob("MC_*.fits"))[0]), 0)
+    name = f"{header['RAFTBAY']}_{header['CCDSLOT']}"
+    itl = ingest_butler(repo, COLLECTIONS, detectors=[name])
+    assert set(itl["sensor"]) == {small_itl.sensor}
+    biases = ingest_butler(repo, COLLECTIONS, where="exposure.observation_type = 'bias'")
+    assert set(biases["imgtype"].str.upper()) == {"BIAS"}
+    days = ingest_butler(repo, COLLECTIONS, where="exposure.seq_num < limit", bind={"limit": 3})
+    assert (days["seqnum"] < 3).all() and len(days)
+
+
+def test_queries_that_give_nothing_are_clear_errors(repository, tmp_path, capsys):
+    repo, _ = repository
+    with pytest.raises(ButlerInputError, match="no flat or bias raws"):
+        ingest_butler(repo, COLLECTIONS, where="exposure.seq_num > 100000")
+    with pytest.raises(ButlerInputError, match="no collection LSSTCam/raw/none"):
+        ingest_butler(repo, "LSSTCam/raw/e2v,LSSTCam/raw/none")
+    with pytest.raises(ButlerInputError, match="not a data repository"):
+        ingest_butler(tmp_path / "nowhere", COLLECTIONS)
+    out = tmp_path / "out"
+    argv = ["run", "--butler", str(repo), "--collections", "x/y", "--out", str(out), "-q"]
+    assert main(argv) == 2
+    assert "no collection x/y" in capsys.readouterr().err and not out.exists()
+    assert main(["run", "--butler", str(repo), "--out", str(out), "-q"]) == 2
+    assert "--butler needs --collections" in capsys.readouterr().err
+
+
+def test_a_record_that_disagrees_and_a_missing_file_are_rejected(small_e2v, tmp_path):
+    files = _raws(small_e2v, tmp_path / "raws")
+    repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/e2v": files})
+    flats = [p for p in files if fitsio.read_header(str(p), 0)["IMGTYPE"] == "FLAT"]
+    with fitsio.FITS(str(flats[0]), "rw") as opened:  # the header now says otherwise
+        opened[0].write_key("EXPTIME", 123.0)
+    flats[-1].unlink()
+    manifest = ingest_butler(repo, "LSSTCam/raw/e2v").set_index("path")
+    changed = manifest.loc[str(flats[0])]
+    assert changed.status == FileStatus.REJECTED
+    assert "EXPTIME 123.0 s, record" in changed.reason
+    missing = manifest[manifest["reason"].fillna("").str.contains("file missing")]
+    assert len(missing) == 1 and missing.iloc[0]["uri"].endswith(flats[-1].name)
+    paired = manifest[manifest.status == FileStatus.PAIRED]
+    assert str(flats[0]) not in paired.index and len(paired) >= 2
+
+
+def test_without_the_butler_package_the_option_is_a_usage_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "lsst.daf.butler", None)
+    argv = ["run", "--butler", "repo", "--collections", "a", "--out", str(tmp_path / "o"), "-q"]
+    assert main(argv) == 2
+    assert "pip install 'gpuptc[butler]'" in capsys.readouterr().err
+
+
+@pytest.fixture
+def bucket(monkeypatch):
+    """An S3 server on the loopback address (moto) with an empty bucket ``raws``."""
+    pytest.importorskip("moto")
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    for key, value in {
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket="raws")
+    yield s3
+    server.stop()
+
+
+def _uploaded(s3, files: list[Path], folder: str) -> list[str]:
+    for path in files:
+        s3.upload_file(str(path), "raws", f"{folder}/{path.name}")
+    return [f"s3://raws/{folder}/{path.name}" for path in files]
+
+
+def test_a_run_from_object_storage_equals_the_run_from_local_files(
+    bucket, small_itl, tmp_path, monkeypatch
+):
+    """Raws in an S3 bucket: headers read in place, pixels fetched while measuring into a
+    cache of one file's size at most, deleted once read; the numbers of the local files."""
+    local = _raws(small_itl, tmp_path / "raws")
+    remote = _uploaded(bucket, local, "itl")
+    repo = make_repository(
+        tmp_path / "repo",
+        {"LSSTCam/raw/itl": remote},
+        headers=dict(zip(remote, local, strict=True)),
+    )
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GPUPTC_CACHE", str(cache))
+    monkeypatch.setenv("GPUPTC_CACHE_MB", "1")  # smaller than one file: one at a time
+    monkeypatch.setenv("GPUPTC_FETCH_THREADS", "3")
+    from_s3, from_files = tmp_path / "s3", tmp_path / "files"
+    argv = ["run", "--butler", str(repo), "--collections", "LSSTCam/raw/itl"]
+    assert main([*argv, "--out", str(from_s3), *OPTIONS]) == 0
+    assert main(["run", str(tmp_path / "raws"), "--out", str(from_files), *OPTIONS]) == 0
+    pairs = pd.read_parquet(from_s3 / "pairs.parquet")
+    assert pairs["file1"].str.startswith("s3://raws/itl/").all()
+    same = pd.read_parquet(from_files / "pairs.parquet")
+    pd.testing.assert_frame_equal(
+        pairs.drop(columns=["file1", "file2"]), same.drop(columns=["file1", "file2"])
+    )
+    for table in ("ptc.parquet", "covariances.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(from_s3 / table), pd.read_parquet(from_files / table)
+        )
+    manifest = pd.read_parquet(from_s3 / "manifest.parquet")
+    assert manifest["path"].str.startswith("s3://").all()
+    assert not any(cache.rglob("*.fits"))  # every fetched file deleted once read
+
+
+def test_remote_files_are_fetched_in_order_within_the_budget(bucket, small_itl, tmp_path):
+    local = sorted(small_itl.directory.glob("MC_*.fits"))[:6]
+    remote = _uploaded(bucket, local, "budget")
+    size = max(p.stat().st_size for p in local)
+    with InputFiles(remote, cache=tmp_path, budget_mb=1, threads=4) as files:
+        for uri, path in zip(remote, local, strict=True):
+            fetched = Path(files.local(uri))
+            assert fetched.read_bytes() == path.read_bytes()
+            files.release([uri])
+            assert not fetched.exists()
+        # each file is smaller than the budget: at most 1 MiB plus one file held at once
+        assert files.fetched_bytes == sum(p.stat().st_size for p in local)
+        assert files.peak_bytes <= 2**20 + size
+        again = Path(files.local(remote[0]))  # released files are fetched again when asked
+        assert again.read_bytes() == local[0].read_bytes()
+    assert not again.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_remote_file_is_a_rejected_pair(bucket, small_itl, tmp_path, monkeypatch):
+    local = _raws(small_itl, tmp_path / "raws")
+    remote = _uploaded(bucket, local, "gone")
+    repo = make_repository(
+        tmp_path / "repo",
+        {"LSSTCam/raw/itl": remote},
+        headers=dict(zip(remote, local, strict=True)),
+    )
+    manifest = ingest_butler(repo, "LSSTCam/raw/itl")
+    flats = manifest[manifest.status == FileStatus.PAIRED].sort_values(["pair", "member"])
+    gone = flats.iloc[-1]["path"]
+    bucket.delete_object(Bucket="raws", Key=gone.removeprefix("s3://raws/"))
+    monkeypatch.setenv("GPUPTC_CACHE", str(tmp_path / "cache"))
+    pairs, _ = gpuptc.measure(manifest, backend="numpy", cov_size=1)  # gone since ingest
+    (row,) = pairs.attrs["rejected"].itertuples()
+    assert row.path == gone and row.stage == "read" and "cannot be fetched" in row.reason
+    assert pairs["pair"].nunique() == len(flats) // 2 - 1
+    out = tmp_path / "out"
+    argv = ["run", "--butler", str(repo), "--collections", "LSSTCam/raw/itl", "--out", str(out)]
+    assert main([*argv, *OPTIONS]) == 3  # found missing at ingest this time
+    rejected = pd.read_csv(out / "rejected.csv").set_index("path")
+    assert "cannot be read (FileNotFoundError" in rejected.loc[gone, "reason"]
+    with pytest.raises(RawReadError, match="cannot be read"):
+        read_remote_header(gone)
