@@ -1,11 +1,13 @@
 """Input from a real Gen3 data repository: the same tables as from its files' directory."""
 
+import importlib.util
 import json
 import shutil
 import sys
 from pathlib import Path
 
 import fitsio
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -125,6 +127,50 @@ def test_without_the_butler_package_the_option_is_a_usage_error(monkeypatch, tmp
     argv = ["run", "--butler", "repo", "--collections", "a", "--out", str(tmp_path / "o"), "-q"]
     assert main(argv) == 2
     assert "pip install 'gpuptc[butler]'" in capsys.readouterr().err
+
+
+def test_the_ptc_datasets_go_into_the_repository(repository, tmp_path, capsys):
+    """``--output-run``: one ``ptc`` dataset per detector in that RUN collection, the run's
+    own files; a second run into the same collection fails, writing no outputs."""
+    from lsst.daf.butler import Butler
+
+    repo, _ = repository
+    out = tmp_path / "out"
+    argv = ["run", "--butler", str(repo), "--collections", COLLECTIONS, *OPTIONS]
+    assert main([*argv, "--output-run", "u/someone/ptc", "--out", str(out)]) == 0
+    butler = Butler.from_config(str(repo))
+    dataset_type = butler.get_dataset_type("ptc")
+    assert dataset_type.storageClass_name == "PhotonTransferCurveDataset"
+    assert set(dataset_type.dimensions.required) == {"instrument", "detector"}
+    refs = butler.query_datasets("ptc", collections="u/someone/ptc")
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert sorted(r.dataId["detector"] for r in refs) == sorted(manifest.detector.unique())
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    recorded = json.loads((out / "run.json").read_text())["butler_output"]
+    assert recorded["run"] == "u/someone/ptc"
+    for ref in refs:
+        sensor = manifest[manifest.detector == ref.dataId["detector"]].sensor.iloc[0]
+        stored = Path(butler.getURI(ref).ospath)
+        assert stored.read_bytes() == (out / "cp_pipe" / f"{sensor}_ptc.fits").read_bytes()
+        assert recorded["datasets"][sensor] == str(ref.id)
+        gains = gpuptc.read_ptc_dataset(stored)["ptc"].set_index("amp")["gain"]
+        mine = ptc[(ptc.sensor == sensor) & (ptc.model == "expapprox")].set_index("amp")["gain"]
+        np.testing.assert_allclose(gains.sort_index(), mine.sort_index(), rtol=1e-12)
+    if importlib.util.find_spec("lsst.ip") is None:  # butler.get reaches gpuptc's formatter
+        with pytest.raises(ValueError, match="needs the Rubin stack's ip_isr"):
+            butler.get(refs[0])
+    again = tmp_path / "again"
+    assert main([*argv, "--output-run", "u/someone/ptc", "--out", str(again)]) == 1
+    assert "could not be put into u/someone/ptc" in capsys.readouterr().err
+    assert sorted(p.name for p in again.iterdir()) == ["sensors"]  # kept for the next run
+    assert len(butler.query_datasets("ptc", collections="u/someone/ptc")) == len(refs)
+
+
+def test_output_run_needs_a_repository(tmp_path, capsys, small_e2v):
+    out = tmp_path / "out"
+    argv = ["run", str(small_e2v.directory), "--output-run", "u/x", "--out", str(out), "-q"]
+    assert main(argv) == 2
+    assert "--output-run need --butler" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.fixture

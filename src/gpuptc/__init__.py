@@ -4,6 +4,7 @@ from gpuptc._version import __version__
 from gpuptc.compare import compare, write_eotest_files
 from gpuptc.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
 from gpuptc.io.butler import ButlerQuery, ingest_butler
+from gpuptc.io.butler_output import ButlerOutput
 from gpuptc.io.manifest import ingest
 from gpuptc.io.raw import RawExposure, RawReadError, read_raw
 from gpuptc.job import run
@@ -14,6 +15,7 @@ from gpuptc.simulate import SimulationConfig, simulate
 from gpuptc.solve import fit, fit_ptc
 
 __all__ = [
+    "ButlerOutput",
     "ButlerQuery",
     "MasterBias",
     "RawExposure",

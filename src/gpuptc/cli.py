@@ -302,10 +302,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _fit_overrides(args)
     if args.cov_size is not None:
         overrides["extract__cov_size"] = args.cov_size
-    preset = args.preset
-    query = _butler_query(args)
+    query, publish = _butler_query(args), _butler_output(args)
     try:
-        result = _run_job(run, args, preset, overrides, query)
+        result = run(
+            [*([query] if query is not None else []), *args.inputs],
+            args.out,
+            preset=args.preset,
+            publish=publish,
+            **_run_options(args),
+            **overrides,
+        )
     except ButlerInputError as exc:
         raise _UsageError(str(exc)) from None
     if result.exit_code == EXIT_FATAL:
@@ -318,26 +324,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _run_job(
-    run: Any, args: argparse.Namespace, preset: str, overrides: dict[str, Any], query: Any
-) -> RunResult:
-    return run(
-        [*([query] if query is not None else []), *args.inputs],
-        args.out,
-        preset=preset,
-        backend=args.backend,
-        bias=args.bias or None,
-        eotest=args.eotest,
-        models=args.models.split(",") if args.models else None,
-        sensors=args.sensors.split(",") if args.sensors else None,
-        report=not args.no_report,
-        progress=_RunProgress(enabled=not args.quiet),
-        on_sensor=_sensor_progress(enabled=not args.quiet),
-        workers=-1 if args.gpus else args.workers,
-        scheduler=args.scheduler,
-        force=args.force,
-        **overrides,
-    )
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`gpuptc.run` that ``gpuptc run``'s options set."""
+    return {
+        "backend": args.backend,
+        "bias": args.bias or None,
+        "eotest": args.eotest,
+        "models": args.models.split(",") if args.models else None,
+        "sensors": args.sensors.split(",") if args.sensors else None,
+        "report": not args.no_report,
+        "progress": _RunProgress(enabled=not args.quiet),
+        "on_sensor": _sensor_progress(enabled=not args.quiet),
+        "workers": -1 if args.gpus else args.workers,
+        "scheduler": args.scheduler,
+        "force": args.force,
+    }
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
@@ -564,13 +565,30 @@ def _add_butler(run: argparse.ArgumentParser) -> None:
         metavar="D",
         help="detector numbers or names (R22_S11)",
     )
+    group.add_argument(
+        "--output-run",
+        metavar="RUN",
+        help="also put the cp_pipe PTC datasets into this RUN collection of the repository "
+        "(dataset type ptc), where cp_pipe puts its own",
+    )
+
+
+def _butler_output(args: argparse.Namespace) -> Any:
+    """Where ``--output-run`` puts the PTC datasets, or None."""
+    if not args.output_run:
+        return None
+    from gpuptc.io.butler_output import ButlerOutput
+
+    return ButlerOutput(args.butler, args.output_run)
 
 
 def _butler_query(args: argparse.Namespace) -> Any:
     """The ``--butler`` query, or None; a usage error when it is incomplete."""
     if not args.butler:
-        if args.collections or args.where or args.bind or args.detectors:
-            raise _UsageError("--collections, --where, --bind and --detectors need --butler")
+        if args.collections or args.where or args.bind or args.detectors or args.output_run:
+            raise _UsageError(
+                "--collections, --where, --bind, --detectors and --output-run need --butler"
+            )
         if not args.inputs:
             raise _UsageError("give INPUT files or directories, or --butler REPO")
         return None

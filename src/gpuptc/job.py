@@ -30,6 +30,7 @@ from gpuptc.config import Preset, get_preset
 from gpuptc.cp_pipe_ptc import write_ptc_dataset
 from gpuptc.distributed import SensorResult, SensorStore, SensorTask, execute
 from gpuptc.io.butler import ButlerQuery, ingest_butler
+from gpuptc.io.butler_output import ButlerOutput, sensor_detectors
 from gpuptc.io.manifest import ingest
 from gpuptc.io.outputs import StagedOutputs
 from gpuptc.io.writer import atomic_path
@@ -142,8 +143,13 @@ def _collect(
     }
 
 
-def _write_tables(staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_model: str) -> None:
-    """The tables, EOTEST's files and a cp_pipe PTC dataset of ``ptc_model`` per sensor."""
+def _write_tables(
+    staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_model: str
+) -> dict[str, Path]:
+    """The tables, EOTEST's files and a cp_pipe PTC dataset of ``ptc_model`` per sensor.
+
+    Returns each sensor's PTC dataset file.
+    """
     for name, frame in tables.items():
         staged.table(TABLE_FILES[name], frame)
     if (tables["ptc"]["model"] == "expapprox").any():
@@ -153,9 +159,11 @@ def _write_tables(staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_mo
     fitted = tables["ptc"][tables["ptc"]["model"] == ptc_model]
     if fitted.empty:
         log.info("no %s fit: no cp_pipe PTC dataset written", ptc_model)
+    written = {}
     for sensor in sorted(fitted["sensor"].unique()):
-        path = staged.path(ptc_dataset_name(sensor))
+        path = written[sensor] = staged.path(ptc_dataset_name(sensor))
         write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
+    return written
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
@@ -209,6 +217,7 @@ def run(
     scheduler: str | None = None,
     client: Any = None,
     force: bool = False,
+    publish: ButlerOutput | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole analysis and write every output.
@@ -241,6 +250,10 @@ def run(
         existing scheduler's address, or a ``distributed.Client`` you have.
     force : bool
         Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
+    publish : ButlerOutput, optional
+        A data repository's RUN collection the cp_pipe PTC datasets are put into (as
+        ``ptc`` datasets, before the outputs are committed); checked before anything is
+        measured.
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -255,7 +268,10 @@ def run(
     log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     config = get_preset(preset, **overrides)
-    job = _Job(config, backend, chosen.name, [*items, *eotest], out, models or MODELS, bias)
+    if publish is not None:
+        publish.check()
+    inputs = [*items, *eotest]
+    job = _Job(config, backend, chosen.name, inputs, out, models or MODELS, bias, publish)
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
     staged = StagedOutputs(out)
@@ -284,6 +300,7 @@ class _Job:
     out: Any
     models: Sequence[str]
     bias: Any
+    publish: ButlerOutput | None = None
 
 
 def _stages(
@@ -311,7 +328,9 @@ def _stages(
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
     if selection.manifest.attrs.get("butler"):
         provenance["butler"] = selection.manifest.attrs["butler"]
-    write_outputs(staged, tables, results if report else None, provenance, (watch, started))
+    write_outputs(
+        staged, tables, results if report else None, provenance, (watch, started), job.publish
+    )
     return exit_code, tables
 
 
@@ -321,16 +340,25 @@ def write_outputs(
     results: dict[str, SensorResult] | None,
     provenance: dict[str, Any],
     clock: tuple[Stopwatch, float],
+    publish: ButlerOutput | None = None,
 ) -> None:
     """Every output into the staging folder, the report when ``results`` are given, then commit.
+
+    With ``publish``, the PTC datasets are put into that repository before the commit
+    (``provenance['butler_output']``); a failure there abandons the outputs.
 
     ``run.json`` ends with the whole run's ``seconds`` and each stage's
     (``seconds_by_stage``; measure, fit, display images and figures summed over the sensors
     measured in this run, not those reused).
     """
     watch, started = clock
+    ptc_model = provenance["configuration"]["solve"]["ptc_fit_type"]
     with watch.stage("write tables"):
-        _write_tables(staged, tables, provenance["configuration"]["solve"]["ptc_fit_type"])
+        written = _write_tables(staged, tables, ptc_model)
+    if publish is not None:
+        with watch.stage("repository"):
+            detectors = sensor_detectors(tables["manifest"])
+            provenance["butler_output"] = publish.ingest(written, detectors)
     if results is not None:
         from gpuptc.report import draw_report
 

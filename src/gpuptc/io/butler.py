@@ -33,6 +33,7 @@ __all__ = [
     "BUTLER_COLUMNS",
     "ButlerInputError",
     "ButlerQuery",
+    "butler_module",
     "ingest_butler",
 ]
 
@@ -109,7 +110,8 @@ class ButlerQuery:
         return f"butler:{self.repo}"
 
 
-def _butler_module() -> Any:
+def butler_module() -> Any:
+    """``lsst.daf.butler``, or a :class:`ButlerInputError` saying how to install it."""
     try:
         butler = importlib.import_module("lsst.daf.butler")
     except ImportError as exc:
@@ -121,7 +123,7 @@ def _butler_module() -> Any:
 
 
 def _open(query: ButlerQuery) -> Any:
-    butler = _butler_module()
+    butler = butler_module()
     try:
         return butler.Butler.from_config(query.repo, collections=list(query.collections))
     except Exception as exc:
@@ -129,7 +131,7 @@ def _open(query: ButlerQuery) -> Any:
 
 
 def _refs(query: ButlerQuery, repository: Any) -> list[Any]:
-    butler = _butler_module()
+    butler = butler_module()
     where, bind = query.expression()
     missing = [c for c in query.collections if not _collection_exists(repository, c)]
     if missing:
