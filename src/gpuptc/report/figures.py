@@ -269,10 +269,14 @@ def residual_histograms(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str) -> 
         for name, curve in _model_curves(fits.get(amp, ptc.iloc[:0]), mean).items():
             pulls.setdefault(name, []).append((var - curve) / error)
     names = [m for m in _RESIDUAL_MODELS if m in pulls] or ["expapprox"]
-    fig, axes = _grid(1, len(names), (4 * len(names), 3.5))
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = _grid(rows, cols, (4 * cols, 3.2 * rows))
+    for ax in axes.ravel()[len(names) :]:
+        ax.set_axis_off()
     edges = np.linspace(-6, 6, 25)
     normal = np.exp(-0.5 * ((edges[:-1] + edges[1:]) / 2) ** 2) / np.sqrt(2 * np.pi)
-    for ax, name in zip(axes.ravel(), names, strict=True):
+    for ax, name in zip(axes.ravel(), names, strict=False):
         values = np.concatenate(pulls.get(name, [np.zeros(0)]))
         values = values[np.isfinite(values)]
         counts, _ = np.histogram(np.clip(values, -6, 6), bins=edges)

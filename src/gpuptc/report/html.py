@@ -112,26 +112,48 @@ def _of(frame: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
     return frame[frame["sensor"].isin(sensors)] if "sensor" in frame else frame
 
 
+def _collapsed(summary: str, frame: pd.DataFrame) -> str:
+    """A table folded under a line saying what it holds (open it to read it)."""
+    return (
+        f"<details><summary>{html.escape(summary)} ({len(frame)} rows)</summary>"
+        + _table(frame)
+        + "</details>"
+    )
+
+
 def _numbers_section(tables: Mapping[str, pd.DataFrame], sensors: list[str]) -> list[str]:
-    """Every number of ``sensors`` in the tables, and what was rejected."""
+    """Every number of ``sensors`` in the tables (folded), and what was rejected.
+
+    On one sensor's page its name is the heading's, not a column's.
+    """
+
+    def mine(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = _of(frame, sensors)
+        return frame.drop(columns=["sensor"]) if len(sensors) == 1 and "sensor" in frame else frame
+
     rejected = _of(tables["rejected"], sensors)
     return [
-        '<h2 id="numbers">Numbers</h2><h3>PTC fits</h3>'
-        + _table(_with_units(_of(tables["ptc"], sensors))),
-        "<h3>Comparison with the references (EOTEST, cp_pipe)</h3>"
-        + _table(_of(tables["comparison"], sensors)),
-        "<details><summary>Per-pair measurements (one row per pair and amp)</summary>"
-        + _table(_of(tables["pairs"], sensors).drop(columns=["file1", "file2"]))
-        + "</details>",
+        '<h2 id="numbers">Numbers</h2><p>Every number of the tables (also in the Parquet '
+        "files), folded: the per-amp table above has the main ones.</p>",
+        _collapsed("PTC fits: every model of every amp", _with_units(mine(tables["ptc"]))),
+        _collapsed(
+            "Comparison with the references (EOTEST, cp_pipe) per amp, method and quantity",
+            mine(tables["comparison"]),
+        ),
+        _collapsed(
+            "Per-pair measurements: one row per pair and amp",
+            mine(tables["pairs"]).drop(columns=["file1", "file2"]),
+        ),
         f'<h3 id="rejected">Rejected ({len(rejected)})</h3>' + _table(rejected),
     ]
 
 
 def _provenance(provenance: Mapping[str, Any]) -> str:
     return (
-        '<h2 id="provenance">Provenance</h2><pre>'
+        '<h2 id="provenance">Provenance</h2><details><summary>Version, preset and every '
+        "configuration value, inputs, timings (run.json)</summary><pre>"
         + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))
-        + "</pre>"
+        + "</pre></details>"
     )
 
 

@@ -89,7 +89,7 @@ def sensor_figures(
             f"residual_histograms_{sensor}.png",
             "The PTC residuals of the pairs used, over every amp, in units of each "
             "variance's statistical error, per model, against a unit normal: a model that "
-            "fits has rms about 1 and no offset.",
+            "fits has rms about 1 and no offset (values beyond +-6 counted in the end bins).",
             lambda: figures.residual_histograms(pairs, ptc, sensor),
         ),
         (
