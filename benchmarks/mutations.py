@@ -289,6 +289,33 @@ MUTATIONS: tuple[Mutation, ...] = (
         "leaving = _host(finished | stopped) | bool(_host(finished).any())",
         ("tests/test_fullcov.py",),
     ),
+    Mutation(
+        "M28",
+        "input: repository",
+        "a header whose exposure time disagrees with its record goes unnoticed",
+        "src/gpuptc/io/butler.py",
+        "> _EXPTIME_TOLERANCE:",
+        "> 1000 * _EXPTIME_TOLERANCE:",
+        ("tests/test_butler.py",),
+    ),
+    Mutation(
+        "M29",
+        "input: remote files",
+        "remote files fetched with no regard for the cache budget",
+        "src/gpuptc/io/remote.py",
+        "return bool(self._held) and self._held + (self._expected or 0) > self._budget",
+        "return False",
+        ("tests/test_butler.py",),
+    ),
+    Mutation(
+        "M30",
+        "input: remote files",
+        "a fetched file kept on disk after it was read",
+        "src/gpuptc/io/remote.py",
+        "entry.local.unlink(missing_ok=True)\n                    self._held",
+        "self._held",
+        ("tests/test_butler.py",),
+    ),
 )
 
 

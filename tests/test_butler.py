@@ -106,20 +106,31 @@ def test_queries_that_give_nothing_are_clear_errors(repository, tmp_path, capsys
 
 
 def test_a_record_that_disagrees_and_a_missing_file_are_rejected(small_e2v, tmp_path):
+    """Headers changed after the repository recorded them: beyond 5 ms of exposure time,
+    another obs_id or another detector slot are rejected with both values; a file gone."""
     files = _raws(small_e2v, tmp_path / "raws")
     repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/e2v": files})
     flats = [p for p in files if fitsio.read_header(str(p), 0)["IMGTYPE"] == "FLAT"]
-    with fitsio.FITS(str(flats[0]), "rw") as opened:  # the header now says otherwise
-        opened[0].write_key("EXPTIME", 123.0)
+    exptime = float(fitsio.read_header(str(flats[0]), 0)["EXPTIME"])
+    changes = {
+        flats[0]: ("EXPTIME", exptime + 0.05),
+        flats[1]: ("OBSID", "MC_C_20990101_000001"),
+        flats[2]: ("CCDSLOT", "S00"),
+        flats[3]: ("EXPTIME", float(fitsio.read_header(str(flats[3]), 0)["EXPTIME"]) + 0.001),
+    }
+    for path, (key, value) in changes.items():
+        with fitsio.FITS(str(path), "rw") as opened:  # the header now says otherwise
+            opened[0].write_key(key, value)
     flats[-1].unlink()
     manifest = ingest_butler(repo, "LSSTCam/raw/e2v").set_index("path")
-    changed = manifest.loc[str(flats[0])]
-    assert changed.status == FileStatus.REJECTED
-    assert "EXPTIME 123.0 s, record" in changed.reason
-    missing = manifest[manifest["reason"].fillna("").str.contains("file missing")]
+    reasons = manifest["reason"].fillna("")
+    assert f"EXPTIME {exptime + 0.05:.3f} s, record {exptime} s" in reasons[str(flats[0])]
+    assert "OBSID MC_C_20990101_000001, record MC_C_" in reasons[str(flats[1])]
+    assert "RAFTBAY_CCDSLOT R22_S00, record R22_S" in reasons[str(flats[2])]
+    assert manifest.loc[str(flats[3]), "status"] != FileStatus.REJECTED  # within 5 ms
+    missing = manifest[reasons.str.contains("file missing")]
     assert len(missing) == 1 and missing.iloc[0]["uri"].endswith(flats[-1].name)
-    paired = manifest[manifest.status == FileStatus.PAIRED]
-    assert str(flats[0]) not in paired.index and len(paired) >= 2
+    assert (manifest.loc[[str(p) for p in flats[:3]], "status"] == FileStatus.REJECTED).all()
 
 
 def test_without_the_butler_package_the_option_is_a_usage_error(monkeypatch, tmp_path, capsys):
@@ -203,18 +214,21 @@ def _uploaded(s3, files: list[Path], folder: str) -> list[str]:
     return [f"s3://raws/{folder}/{path.name}" for path in files]
 
 
+def _bucket_repository(s3, sensor, tmp_path: Path, folder: str) -> Path:
+    """A repository of ``sensor``'s raws uploaded to ``s3://raws/<folder>/`` (copies of
+    them under ``tmp_path / 'raws'``)."""
+    local = _raws(sensor, tmp_path / "raws")
+    remote = _uploaded(s3, local, folder)
+    headers = dict(zip(remote, local, strict=True))
+    return make_repository(tmp_path / "repo", {"LSSTCam/raw/itl": remote}, headers=headers)
+
+
 def test_a_run_from_object_storage_equals_the_run_from_local_files(
     bucket, small_itl, tmp_path, monkeypatch
 ):
     """Raws in an S3 bucket: headers read in place, pixels fetched while measuring into a
     cache of one file's size at most, deleted once read; the numbers of the local files."""
-    local = _raws(small_itl, tmp_path / "raws")
-    remote = _uploaded(bucket, local, "itl")
-    repo = make_repository(
-        tmp_path / "repo",
-        {"LSSTCam/raw/itl": remote},
-        headers=dict(zip(remote, local, strict=True)),
-    )
+    repo = _bucket_repository(bucket, small_itl, tmp_path, "itl")
     cache = tmp_path / "cache"
     monkeypatch.setenv("GPUPTC_CACHE", str(cache))
     monkeypatch.setenv("GPUPTC_CACHE_MB", "1")  # smaller than one file: one at a time
@@ -257,13 +271,7 @@ def test_remote_files_are_fetched_in_order_within_the_budget(bucket, small_itl, 
 
 
 def test_a_missing_remote_file_is_a_rejected_pair(bucket, small_itl, tmp_path, monkeypatch):
-    local = _raws(small_itl, tmp_path / "raws")
-    remote = _uploaded(bucket, local, "gone")
-    repo = make_repository(
-        tmp_path / "repo",
-        {"LSSTCam/raw/itl": remote},
-        headers=dict(zip(remote, local, strict=True)),
-    )
+    repo = _bucket_repository(bucket, small_itl, tmp_path, "gone")
     manifest = ingest_butler(repo, "LSSTCam/raw/itl")
     flats = manifest[manifest.status == FileStatus.PAIRED].sort_values(["pair", "member"])
     gone = flats.iloc[-1]["path"]
