@@ -302,8 +302,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = _fit_overrides(args)
     if args.cov_size is not None:
         overrides["extract__cov_size"] = args.cov_size
-    query, publish = _butler_query(args), _butler_output(args)
     try:
+        query, publish = _butler_query(args), _butler_output(args)
         result = run(
             [*([query] if query is not None else []), *args.inputs],
             args.out,
@@ -602,9 +602,9 @@ def _butler_query(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise _UsageError(f"--bind {item!r}: give KEY=VALUE")
         bind[key] = int(value) if value.lstrip("-").isdigit() else value
-    detectors = tuple(int(d) if d.isdigit() else d for d in args.detectors)
-    collections = tuple(c.strip() for c in args.collections.split(",") if c.strip())
-    return ButlerQuery(args.butler, collections, args.where, bind, detectors)
+    return ButlerQuery.of(
+        args.butler, args.collections, where=args.where, bind=bind, detectors=args.detectors
+    )
 
 
 def _add_ptc_model(parser: argparse.ArgumentParser) -> None:

@@ -165,8 +165,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
 
 def _sensor_files(task: SensorTask) -> InputFiles:
     """The sensor's raws in reading order (remote ones fetched ahead, see io.remote)."""
-    made = task.preset.isr.use_bias and task.bias is None
-    return input_files(task.manifest, [task.sensor], biases=made)
+    return input_files(task.manifest, [task.sensor], task.preset, task.bias)
 
 
 def _process(task: SensorTask, files: InputFiles, progress: Progress | None) -> SensorResult:

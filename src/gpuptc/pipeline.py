@@ -207,13 +207,20 @@ def _bias_rows(manifest: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
     return manifest[(manifest["status"] == FileStatus.BIAS) & manifest["sensor"].isin(sensors)]
 
 
-def input_files(manifest: pd.DataFrame, sensors: list[str], *, biases: bool) -> InputFiles:
+def _biases_read(preset: Preset, bias: Any) -> bool:
+    """Whether measuring reads the manifest's bias frames (to make master biases)."""
+    return preset.isr.use_bias and bias is None
+
+
+def input_files(
+    manifest: pd.DataFrame, sensors: list[str], preset: Preset, bias: Any = None
+) -> InputFiles:
     """The raws measuring these sensors reads, in reading order, fetched ahead if remote.
 
-    The bias frames first when ``biases`` (a master bias made from the manifest's), then
-    each sensor's pairs.
+    The bias frames first when a master bias is made from them (the preset subtracts
+    one and none is given as ``bias``), then each sensor's pairs.
     """
-    order = list(_bias_rows(manifest, sensors)["path"]) if biases else []
+    order = list(_bias_rows(manifest, sensors)["path"]) if _biases_read(preset, bias) else []
     for sensor in sensors:
         order.extend(path for pair in flat_pairs(manifest, sensor) for path in pair.paths)
     return InputFiles(order)
@@ -225,10 +232,11 @@ def _master_biases(
     """The sensors' master biases when the preset subtracts one (biases read through ``files``)."""
     if not preset.isr.use_bias:
         return {}
-    rows = _bias_rows(manifest, sensors) if bias is None else manifest.iloc[:0]
-    local = manifest.copy()
-    local.loc[rows.index, "path"] = [files.local(path) for path in rows["path"]]
-    biases = resolve_biases(local, bias, sensors)
+    rows = _bias_rows(manifest, sensors) if _biases_read(preset, bias) else manifest.iloc[:0]
+    if len(rows):  # the bias frames read from where the files have them locally
+        manifest = manifest.copy()
+        manifest.loc[rows.index, "path"] = [files.local(path) for path in rows["path"]]
+    biases = resolve_biases(manifest, bias, sensors)
     files.release(rows["path"])
     for sensor in sensors:
         if sensor not in biases:
@@ -292,8 +300,7 @@ def measure(
     results = []
     with contextlib.ExitStack() as stack:
         if files is None:
-            made = config.isr.use_bias and bias is None
-            files = stack.enter_context(input_files(manifest, wanted, biases=made))
+            files = stack.enter_context(input_files(manifest, wanted, config, bias))
         biases = _master_biases(manifest, bias, wanted, config, files)
         for sensor in wanted:
             report = functools.partial(progress, sensor) if progress else None

@@ -78,6 +78,37 @@ class ButlerQuery:
     detectors: tuple[int | str, ...] = ()
     instrument: str = "LSSTCam"
 
+    @classmethod
+    def of(
+        cls,
+        repo: str | os.PathLike[str],
+        collections: str | Sequence[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        detectors: Sequence[int | str] = (),
+        instrument: str = "LSSTCam",
+    ) -> ButlerQuery:
+        """A query from arguments as a user gives them (collections comma-separated or not).
+
+        Raises
+        ------
+        ButlerInputError
+            Without collections.
+        """
+        if isinstance(collections, str):
+            collections = [c.strip() for c in collections.split(",") if c.strip()]
+        if not collections:
+            raise ButlerInputError("give the collections to search (--collections)")
+        return cls(
+            os.fspath(repo),
+            tuple(collections),
+            where,
+            dict(bind or {}),
+            tuple(detectors),
+            instrument,
+        )
+
     def expression(self) -> tuple[str, dict[str, Any]]:
         """The full query expression and its bind values."""
         bind = {"gpuptc_instrument": self.instrument, **dict(self.bind)}
@@ -278,7 +309,9 @@ def ingest_butler(
     query = (
         repo
         if isinstance(repo, ButlerQuery)
-        else _query(repo, collections, where, bind, detectors, instrument)
+        else ButlerQuery.of(
+            repo, collections, where=where, bind=bind, detectors=detectors, instrument=instrument
+        )
     )
     repository = _open(query)
     refs = _refs(query, repository)
@@ -287,25 +320,3 @@ def ingest_butler(
     frame.attrs["butler"] = {**query.provenance(), "datasets": sorted(frame["dataset_id"])}
     frame.attrs["skipped"] = 0
     return frame
-
-
-def _query(
-    repo: str | os.PathLike[str],
-    collections: str | Sequence[str],
-    where: str,
-    bind: Mapping[str, Any] | None,
-    detectors: Sequence[int | str],
-    instrument: str,
-) -> ButlerQuery:
-    if isinstance(collections, str):
-        collections = [c.strip() for c in collections.split(",") if c.strip()]
-    if not collections:
-        raise ButlerInputError("give the collections to search (--collections)")
-    return ButlerQuery(
-        os.fspath(repo),
-        tuple(collections),
-        where,
-        dict(bind or {}),
-        tuple(detectors),
-        instrument,
-    )

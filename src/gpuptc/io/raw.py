@@ -42,9 +42,11 @@ from gpuptc.io.rice import (
 from gpuptc.io.rice_gpu import FileTiles, file_tiles
 
 __all__ = [
+    "FITS_MAGIC",
     "RawExposure",
     "RawReadError",
     "Reader",
+    "header_dict",
     "is_fits_signature",
     "native_reason",
     "read_primary_header",
@@ -58,7 +60,7 @@ log = logging.getLogger(__name__)
 Reader = Literal["native", "fitsio", "astropy"]
 _READERS = ("native", "fitsio", "astropy")
 
-_FITS_MAGIC = b"SIMPLE  ="
+FITS_MAGIC = b"SIMPLE  ="
 _GZIP_MAGIC = b"\x1f\x8b"
 _PLAIN_DTYPES = {32: np.dtype(">i4"), -32: np.dtype(">f4")}
 """Big-endian pixel types read straight from the file when unscaled and uncompressed."""
@@ -92,10 +94,10 @@ def is_fits_signature(path: str | os.PathLike[str]) -> bool:
     """
     try:
         with open(path, "rb") as handle:
-            head = handle.read(len(_FITS_MAGIC))
+            head = handle.read(len(FITS_MAGIC))
     except OSError:
         return False
-    return head.startswith(_FITS_MAGIC) or head.startswith(_GZIP_MAGIC)
+    return head.startswith(FITS_MAGIC) or head.startswith(_GZIP_MAGIC)
 
 
 @dataclass
@@ -145,7 +147,8 @@ def _check_reader(reader: str) -> None:
         raise ValueError(f"unknown FITS reader {reader!r}; use one of {', '.join(_READERS)}")
 
 
-def _as_dict(header: Any) -> dict[str, Any]:
+def header_dict(header: Any) -> dict[str, Any]:
+    """A FITS header (fitsio's or astropy's) as keyword -> value, keywords upper case."""
     return {str(key).upper(): header[key] for key in header.keys() if key}
 
 
@@ -186,10 +189,10 @@ def read_primary_header(
         if reader != "astropy" and not _is_gzip(path):
             import fitsio
 
-            return _as_dict(fitsio.read_header(os.fspath(path), 0))
+            return header_dict(fitsio.read_header(os.fspath(path), 0))
         from astropy.io import fits
 
-        return _as_dict(fits.getheader(os.fspath(path), 0))
+        return header_dict(fits.getheader(os.fspath(path), 0))
     except Exception as exc:  # any library failure is the file's fault here
         raise RawReadError(path, f"not a readable FITS file ({_describe(exc)})") from exc
 
@@ -249,10 +252,10 @@ class _OpenFile:
 
             self._handle = fits.open(path, memmap=False, disable_image_compression=True)
             headers = (hdu.header for hdu in self._handle)
-        self.primary = _as_dict(next(headers))
+        self.primary = header_dict(next(headers))
         self.segments: list[_SegmentHeader] = []
         for index, header in enumerate(headers, 1):
-            seg = _segment_from_header(index, _as_dict(header))
+            seg = _segment_from_header(index, header_dict(header))
             if seg is None:
                 break
             self.segments.append(seg)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuptc._environment import whole_number
-from gpuptc.io.raw import RawReadError
+from gpuptc.io.raw import FITS_MAGIC, RawReadError, header_dict
 
 __all__ = ["InputFiles", "cache_folder", "is_remote", "read_remote_header"]
 
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _CARD = 80
 _BLOCK = 2880
-_FITS_MAGIC = b"SIMPLE  ="
 _FIRST_READ = 16 * _BLOCK
 _UNKNOWN_SIZE = 64 * 2**20
 """Bytes reserved for a file whose size is not known yet."""
@@ -102,7 +101,7 @@ def read_remote_header(path: str) -> dict[str, Any]:
             data = resource.read(size)
         except Exception as exc:
             raise RawReadError(path, f"cannot be read ({type(exc).__name__}: {exc})") from exc
-        if not data.startswith(_FITS_MAGIC):
+        if not data.startswith(FITS_MAGIC):
             raise RawReadError(path, "not a FITS file (no SIMPLE card at its start)")
         end = _end_of_header(data)
         if end is not None:
@@ -110,8 +109,7 @@ def read_remote_header(path: str) -> dict[str, Any]:
         if len(data) < size:
             raise RawReadError(path, "its primary header has no END card")
         size *= 4
-    header = fits.Header.fromstring(data[:end].decode("ascii", errors="replace"))
-    return {str(key).upper(): header[key] for key in header if key}
+    return header_dict(fits.Header.fromstring(data[:end].decode("ascii", errors="replace")))
 
 
 def _fetch(path: str, target: Path) -> int:
@@ -182,16 +180,10 @@ class InputFiles:
         self._closed = False
         self._folder: Path | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._dispatcher: threading.Thread | None = None
         self.fetched_bytes = 0
         """Bytes fetched so far."""
         self.peak_bytes = 0
         """The most bytes of fetched files held at once."""
-
-    @property
-    def remote(self) -> bool:
-        """Whether any planned file is remote."""
-        return bool(self._order)
 
     def __enter__(self) -> InputFiles:
         if self._order:
@@ -207,10 +199,7 @@ class InputFiles:
         for path in self._order:
             self._entry(path)
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="gpuptc-fetch")
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, name="gpuptc-fetch-plan", daemon=True
-        )
-        self._dispatcher.start()
+        threading.Thread(target=self._dispatch, name="gpuptc-fetch-plan", daemon=True).start()
 
     def _entry(self, path: str) -> _Entry:
         entry = self._entries.get(path)
