@@ -29,7 +29,9 @@ OTHERS = ["expapprox", "linear", "quadratic", "powerlaw", "rhl"]
 
 
 def _tables(directory: Path, pairs: int):
-    gpuptc.simulate(directory, vendor="e2v", size="medium", pairs=pairs, biases=0, seed=9)
+    gpuptc.simulation.simulate(
+        directory, vendor="e2v", size="medium", pairs=pairs, biases=0, seed=9
+    )
     return gpuptc.measure(gpuptc.ingest([directory]), backend="numpy")
 
 

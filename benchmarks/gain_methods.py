@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 import gpuptc
-from gpuptc.simulate import SimulationConfig
+from gpuptc.simulation.simulate import SimulationConfig
 
 RESULTS = Path(__file__).parent / "GAIN_METHODS.md"
 
@@ -89,7 +89,7 @@ PER_PAIR = {
 
 def _gains(directory: Path, vendor: str, size: str, pairs: int, case: Case) -> pd.DataFrame:
     """Gain per amp (rows) and method (columns), with the truth as ``truth``."""
-    sensor = gpuptc.simulate(
+    sensor = gpuptc.simulation.simulate(
         directory, vendor=vendor, size=size, pairs=pairs, biases=0, seed=5, **case.simulation
     )
     manifest = gpuptc.ingest([directory])

@@ -25,10 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from gpuptc.backend import Backend, get_backend, to_host
-from gpuptc.compute import correct_and_measure
 from gpuptc.config import get_preset
-from gpuptc.io.layout import LAYOUTS
-from gpuptc.simulate import SimulationConfig, exposure_plan, render_exposure, sensor_truth
+from gpuptc.measuring.compute import correct_and_measure
+from gpuptc.raws.layout import LAYOUTS
+from gpuptc.simulation.simulate import (
+    SimulationConfig,
+    exposure_plan,
+    render_exposure,
+    sensor_truth,
+)
 
 
 def _raw_pairs(pairs: int) -> np.ndarray:
@@ -164,8 +169,8 @@ def main() -> None:
 
 def _end_to_end(backend: Backend, pairs: int, storage: str) -> None:
     import gpuptc
-    from gpuptc.pipeline import measure
-    from gpuptc.simulate import simulate
+    from gpuptc.measuring.sensor import measure
+    from gpuptc.simulation.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

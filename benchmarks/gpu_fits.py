@@ -2,7 +2,7 @@
 
 Covariances of 16 amplifiers are drawn from eq. 20 (a, b and the noise matrix of a typical
 e2v amplifier, each amp's gain different) with the scatter of 1e6-pixel images at
-``--pairs`` log-spaced means, then fitted by :func:`gpuptc.fullcov.fit_fullcov_batch` with
+``--pairs`` log-spaced means, then fitted by :func:`gpuptc.fitting.fullcov.fit_fullcov_batch` with
 ``xp=numpy`` and, where CuPy imports, ``xp=cupy`` (the first CuPy call compiles its kernels
 and is timed apart). Prints the times and the largest gain difference between the two.
 
@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from gpuptc.fullcov import evaluate, fit_fullcov_batch
+from gpuptc.fitting.fullcov import evaluate, fit_fullcov_batch
 
 
 def _sensor(pairs: int, size: int, seed: int = 4) -> list[np.ndarray]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 import gpuptc
-from gpuptc.io.raw import read_raw, read_tiles
-from gpuptc.io.rice_gpu import decode_on_device, pack
+from gpuptc.raws.exposure import read_raw, read_tiles
+from gpuptc.raws.rice_gpu import decode_on_device, pack
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     import cupy
 
     with tempfile.TemporaryDirectory() as tmp:
-        gpuptc.simulate(Path(tmp), vendor="e2v", pairs=1, biases=0, storage="rice")
+        gpuptc.simulation.simulate(Path(tmp), vendor="e2v", pairs=1, biases=0, storage="rice")
         path = str(sorted(Path(tmp).glob("MC_*.fits"))[-1])
         expected = read_raw(path).pixels.astype(np.float32)
         tiles, _ = read_tiles(path)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gpuptc.io.raw import read_primary_header, read_raw
-from gpuptc.simulate import simulate
+from gpuptc.raws.exposure import read_primary_header, read_raw
+from gpuptc.simulation.simulate import simulate
 
 DATA = Path(__file__).parent / "data" / "readers"
 

@@ -18,14 +18,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 DATA = Path(__file__).parent / "data"
 
 _CHILD = """
 import json, resource, sys, time
 import gpuptc
-from gpuptc.io.readers import stop_reader_processes
+from gpuptc.raws.readers import stop_reader_processes
 manifest = gpuptc.ingest([sys.argv[1]])
 start = time.perf_counter()
 pairs, covariances = gpuptc.measure(manifest, preset="cp_pipe", backend="numpy")

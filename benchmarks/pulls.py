@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import gpuptc
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 MODELS = ["expapprox", "fullcov", "fullcov_nob", "quadratic", "rhl"]
 

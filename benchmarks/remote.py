@@ -4,7 +4,7 @@ A full-size RICE e2v sensor is put into an S3 bucket of a moto server (a separat
 the loopback address) and registered in a Gen3 repository by URI. In one process, best of
 ``--repeats``:
 
-1. the fetch floor: every file fetched by :class:`gpuptc.io.remote.InputFiles` alone;
+1. the fetch floor: every file fetched by :class:`gpuptc.inputs.remote.InputFiles` alone;
 2. ingest: the repository query with each remote header read by ranged reads, against
    ``gpuptc.ingest`` of the local folder;
 3. measuring: ``gpuptc.measure`` of the local files, and of the remote ones (fetched ahead
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import gpuptc
-from gpuptc.io.remote import InputFiles
+from gpuptc.inputs.remote import InputFiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from butler_repo import make_repository
@@ -75,7 +75,7 @@ def main() -> None:
     import boto3
 
     directory = DATA / f"rice-e2v-{args.pairs}"
-    sensor = gpuptc.simulate(
+    sensor = gpuptc.simulation.simulate(
         directory, vendor="e2v", pairs=args.pairs, biases=0, storage="rice", reuse=True
     )
     files = sorted(sensor.flats)

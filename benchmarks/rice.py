@@ -27,14 +27,14 @@ from pathlib import Path
 import numpy as np
 
 import gpuptc
-from gpuptc.io.raw import read_raw
+from gpuptc.raws.exposure import read_raw
 
 DATA = Path(__file__).parent / "data"
 
 _CHILD = """
 import json, resource, sys, time
 import gpuptc
-from gpuptc.io.readers import stop_reader_processes
+from gpuptc.raws.readers import stop_reader_processes
 manifest = gpuptc.ingest([sys.argv[1]])
 start = time.perf_counter()
 pairs, _ = gpuptc.measure(manifest, preset="cp_pipe", backend="numpy")
@@ -51,7 +51,7 @@ print(json.dumps({
 
 def _sensor(pairs: int) -> Path:
     directory = DATA / f"rice-e2v-{pairs}"
-    gpuptc.simulate(directory, vendor="e2v", pairs=pairs, storage="rice", reuse=True)
+    gpuptc.simulation.simulate(directory, vendor="e2v", pairs=pairs, storage="rice", reuse=True)
     return directory
 
 

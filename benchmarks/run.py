@@ -39,9 +39,9 @@ import numpy as np
 import scipy.fft
 
 import gpuptc
-from gpuptc.io.readers import start_reader_processes
-from gpuptc.simulate import simulate
-from gpuptc.stats import fft_shape
+from gpuptc.measuring.stats import fft_shape
+from gpuptc.raws.readers import start_reader_processes
+from gpuptc.simulation.simulate import simulate
 
 DATA = Path(__file__).parent / "data"
 
@@ -75,7 +75,7 @@ def fft_floor(ny: int, nx: int, lags: int, repeats: int = 3) -> float:
     Per amplifier (one at a time, the fastest batching here): the forward transform of
     the masked difference image and the inverse of its power spectrum along y, then
     along x for the rows of the lags kept. (Partner sums and pair counts need no
-    transform while few pixels are masked, see ``gpuptc.stats``.)
+    transform while few pixels are masked, see ``gpuptc.measuring.stats``.)
     """
     shape = fft_shape(ny, nx, lags)
     rows = [lag % shape[0] for lag in range(-lags + 1, lags)]
@@ -94,7 +94,7 @@ def fft_floor(ny: int, nx: int, lags: int, repeats: int = 3) -> float:
 
 def decompression(pairs: list[tuple[str, str]], shape: tuple[int, ...], processes: int) -> float:
     """Seconds per pair to read every file with ``processes`` reader processes."""
-    from gpuptc.io.readers import FileReaders
+    from gpuptc.raws.readers import FileReaders
 
     files = [path for pair in pairs for path in pair]
     with FileReaders((1, 2, *shape), count=1, processes=processes) as readers:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import gpuptc
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 DATA = Path(__file__).parent / "data" / "scale_out"
 MODELS = ["expapprox", "rhl", "quadratic", "linear", "powerlaw"]

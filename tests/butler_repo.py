@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from gpuptc.cp_pipe_ptc import detector_number
-from gpuptc.io.raw import read_primary_header
+from gpuptc.products.cp_pipe_ptc import detector_number
+from gpuptc.raws.exposure import read_primary_header
 
 INSTRUMENT = "LSSTCam"
 FORMATTER = "lsst.daf.butler.formatters.typeless.TypelessFormatter"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuptc.simulate import SimulatedSensor, simulate
+from gpuptc.simulation.simulate import SimulatedSensor, simulate
 
 
 @pytest.fixture(scope="session")

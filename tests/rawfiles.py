@@ -5,8 +5,8 @@ from __future__ import annotations
 import fitsio
 import numpy as np
 
-from gpuptc.io.raw import read_raw
-from gpuptc.io.writer import write_raw
+from gpuptc.formats.writer import write_raw
+from gpuptc.raws.exposure import read_raw
 
 
 def rewrite(path, change) -> None:

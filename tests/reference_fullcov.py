@@ -1,12 +1,12 @@
 """Reference fit of Astier et al. (2019) eq. 20: MINPACK on the dense Jacobian, one amplifier.
 
-The straightforward implementation the batched solver of :mod:`gpuptc.fullcov` is checked
+The straightforward implementation the batched solver of :mod:`gpuptc.fitting.fullcov` is checked
 against: ``scipy.optimize.leastsq`` (``lmder``) on the weighted residuals of every pair and
 lag, with the exact Jacobian, after Astier's lag-by-lag parabolas as the initial guess and
 the ``b = 0`` fit first. Its cost grows with pairs x lags^2 x parameters^2.
 
 The model, its convolution matrices ``K(X)`` and the result class are those of
-:mod:`gpuptc.fullcov`; what is independent here is the solver.
+:mod:`gpuptc.fitting.fullcov`; what is independent here is the solver.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from gpuptc import solve
-from gpuptc._fitting import covariance_weights, leastsq_converged
 from gpuptc.config import get_preset
-from gpuptc.fullcov import FullCovFit, convolution_matrix, evaluate
+from gpuptc.fitting import solve
+from gpuptc.fitting._common import covariance_weights, leastsq_converged
+from gpuptc.fitting.fullcov import FullCovFit, convolution_matrix, evaluate
 from gpuptc.schema import FitStatus
 
 __all__ = ["fit_fullcov", "fullcov_inputs"]
@@ -179,7 +179,7 @@ def fit_fullcov(
     ftol: float = 1e-12,
 ) -> FullCovFit:
     """Fit eq. 20 to one amplifier with MINPACK: arguments and result as
-    :func:`gpuptc.fullcov.fit_fullcov`.
+    :func:`gpuptc.fitting.fullcov.fit_fullcov`.
 
     ``ftol`` is MINPACK's ``ftol`` and ``xtol``. Its default, 1.5e-8, stops ~1e-3 standard
     errors short of the minimum along b's valley; the tests use 1e-12. Errors are the

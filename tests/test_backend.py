@@ -3,7 +3,7 @@ import pytest
 
 from backends import host
 from gpuptc.backend import BackendError, get_backend
-from gpuptc.stats import clip_correction
+from gpuptc.measuring.stats import clip_correction
 
 NUMPY = get_backend("numpy").kernels
 

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 import gpuptc
 from gpuptc.cli import main
-from gpuptc.io.header import exposure_info
-from gpuptc.io.raw import RawReadError, read_raw
-from gpuptc.io.writer import write_raw
-from gpuptc.simulate import simulate
+from gpuptc.formats.writer import write_raw
+from gpuptc.raws.exposure import RawReadError, read_raw
+from gpuptc.raws.header import exposure_info
+from gpuptc.simulation.simulate import simulate
 from rawfiles import rewrite
 
 RUN = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl", "-q"]
@@ -158,7 +158,7 @@ def test_interrupted_run_keeps_previous_results(small_itl, tmp_path, monkeypatch
     def explode(*args, **kwargs):
         raise fault("disk full") if fault is OSError else fault()
 
-    monkeypatch.setattr("gpuptc.job.write_eotest_files", explode)
+    monkeypatch.setattr("gpuptc.running.job.write_eotest_files", explode)
     code = main(["run", str(small_itl.directory), "--out", str(out), *RUN])
     assert code == (130 if fault is KeyboardInterrupt else 1)
     pd.testing.assert_frame_equal(pd.read_parquet(out / "ptc.parquet"), before)

@@ -16,9 +16,9 @@ pytest.importorskip("lsst.daf.butler")
 import gpuptc
 from butler_repo import make_repository
 from gpuptc.cli import main
-from gpuptc.io.butler import ButlerInputError, ingest_butler
-from gpuptc.io.raw import RawReadError
-from gpuptc.io.remote import InputFiles, read_remote_header
+from gpuptc.inputs.butler import ButlerInputError, ingest_butler
+from gpuptc.inputs.remote import InputFiles, read_remote_header
+from gpuptc.raws.exposure import RawReadError
 from gpuptc.schema import FileStatus
 
 COLLECTIONS = "LSSTCam/raw/e2v,LSSTCam/raw/itl"

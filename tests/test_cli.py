@@ -104,7 +104,7 @@ def test_demo_on_a_small_sensor(tmp_path, capsys):
 def test_progress_lines_when_not_a_terminal():
     import io
 
-    from gpuptc._progress import Progress
+    from gpuptc._shared.progress import Progress
 
     stream = io.StringIO()
     progress = Progress("pairs", 0, stream=stream)
@@ -137,7 +137,7 @@ def test_simulate_storage_and_no_brighter_fatter(tmp_path):
 def test_run_with_sensors_eotest_and_bias_options(small_e2v, small_itl, tmp_path):
     """--sensors keeps one sensor; --eotest names a results file that is not among the
     inputs; --bias gives the master bias of the seed preset instead of bias frames."""
-    from gpuptc.masterbias import make_master_bias, write_master_bias
+    from gpuptc.measuring.masterbias import make_master_bias, write_master_bias
 
     run = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl", "-q"]
     both = tmp_path / "both"

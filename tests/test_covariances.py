@@ -3,7 +3,7 @@ import pytest
 
 from backends import host
 from gpuptc.backend import get_backend
-from gpuptc.stats import covariances_fft, fft_shape
+from gpuptc.measuring.stats import covariances_fft, fft_shape
 
 
 def direct_covariance(image, weights, dx, dy):

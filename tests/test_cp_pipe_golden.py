@@ -14,7 +14,7 @@ import pytest
 import gpuptc
 from gpuptc.backend import get_backend
 from gpuptc.config import ExtractConfig
-from gpuptc.stats import pair_statistics
+from gpuptc.measuring.stats import pair_statistics
 
 GAIN, READ_NOISE, FLUX = 0.75, 3.0, 1000.0
 TIMES = np.arange(1.0, 100.0, 5.0)

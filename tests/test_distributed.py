@@ -13,7 +13,7 @@ import pytest
 
 import gpuptc
 from gpuptc.cli import main
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 RUN = ["--backend", "numpy", "--no-report", "--models", "expapprox,rhl,quadratic", "-q"]
 
@@ -84,13 +84,13 @@ def test_resume_reuses_complete_sensors(three_sensors, tmp_path, monkeypatch):
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     first = _tables(out)
     calls = []
-    original = gpuptc.distributed.process_sensor
+    original = gpuptc.running.schedulers.process_sensor
 
     def counting(task, progress=None):
         calls.append(task.sensor)
         return original(task, progress)
 
-    monkeypatch.setattr(gpuptc.distributed, "process_sensor", counting)
+    monkeypatch.setattr(gpuptc.running.schedulers, "process_sensor", counting)
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     assert calls == []
     _same(first, _tables(out))
@@ -102,14 +102,14 @@ def test_resume_reuses_complete_sensors(three_sensors, tmp_path, monkeypatch):
 
 
 def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monkeypatch):
-    original = gpuptc.distributed.measure
+    original = gpuptc.running.schedulers.measure
 
     def flaky(manifest, *args, sensors=None, **kwargs):
         if sensors and sensors[0].startswith("ITL"):
             raise RuntimeError("the sensor's disk went away")
         return original(manifest, *args, sensors=sensors, **kwargs)
 
-    monkeypatch.setattr(gpuptc.distributed, "measure", flaky)
+    monkeypatch.setattr(gpuptc.running.schedulers, "measure", flaky)
     out = tmp_path / "out"
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 3
     rejected = pd.read_csv(out / "rejected.csv")
@@ -123,7 +123,7 @@ _PAUSE_AFTER_FIRST_SENSOR = """
 import pathlib, signal, sys, time
 # Ctrl-C as at a terminal, even where this test runs with SIGINT ignored (a background job)
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import gpuptc.distributed as distributed
+import gpuptc.running.schedulers as distributed
 from gpuptc.cli import main
 save = distributed.SensorStore.save
 def save_then_wait(self, *args, **kwargs):
@@ -164,7 +164,7 @@ def test_kill_minus_nine_then_resume(three_sensors, serial, tmp_path):
 
 
 def _reader_processes_of(pid):
-    """Reader processes (``gpuptc.io._read_worker``) whose parent is ``pid`` (Linux /proc)."""
+    """Reader processes (``gpuptc.raws._read_worker``) whose parent is ``pid`` (Linux /proc)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -176,7 +176,7 @@ def _reader_processes_of(pid):
                 command = cmdline.read()
         except OSError:
             continue
-        if parent == pid and b"gpuptc.io._read_worker" in command:
+        if parent == pid and b"gpuptc.raws._read_worker" in command:
             found.append(int(entry))
     return found
 
@@ -218,7 +218,7 @@ def _hold_sensors_until_released(directory):
     """Run on each worker: each sensor task says it started, then waits for ``release``."""
     import pathlib
 
-    import gpuptc.distributed as distributed
+    import gpuptc.running.schedulers as distributed
 
     process_sensor = distributed.process_sensor
 
@@ -272,7 +272,7 @@ def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
 def test_ctrl_c_marks_partial_results_and_resumes(
     three_sensors, serial, tmp_path, monkeypatch, capsys
 ):
-    original = gpuptc.distributed.process_sensor
+    original = gpuptc.running.schedulers.process_sensor
     seen = []
 
     def interrupted(task, progress=None):
@@ -281,14 +281,14 @@ def test_ctrl_c_marks_partial_results_and_resumes(
             raise KeyboardInterrupt
         return original(task, progress)
 
-    monkeypatch.setattr(gpuptc.distributed, "process_sensor", interrupted)
+    monkeypatch.setattr(gpuptc.running.schedulers, "process_sensor", interrupted)
     out = tmp_path / "out"
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
     note = json.loads((out / "interrupted.json").read_text())
     assert note["partial"] and note["finished_sensors"] == [seen[0]]
     assert not (out / "ptc.parquet").exists()
-    monkeypatch.setattr(gpuptc.distributed, "process_sensor", original)
+    monkeypatch.setattr(gpuptc.running.schedulers, "process_sensor", original)
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 0
     assert not (out / "interrupted.json").exists()
     _same(_tables(serial), _tables(out))
@@ -317,7 +317,7 @@ def test_existing_scheduler_address(three_sensors, serial, tmp_path):
 
 
 def test_local_workers_share_the_cores(monkeypatch):
-    from gpuptc.distributed import _share_of_cores
+    from gpuptc.running.schedulers import _share_of_cores
 
     monkeypatch.delenv("GPUPTC_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
@@ -331,7 +331,7 @@ def test_local_workers_keep_glibc_allocation_defaults():
     """Dask's MALLOC_TRIM_THRESHOLD_ made every large array a fresh mapping (1.6x slower)."""
     from distributed import Client, LocalCluster
 
-    from gpuptc.distributed import _glibc_allocation
+    from gpuptc.running.schedulers import _glibc_allocation
 
     with (
         _glibc_allocation(),

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpuptc.io.geometry import parse_section
-from gpuptc.io.layout import LAYOUTS
+from gpuptc.raws.geometry import parse_section
+from gpuptc.raws.layout import LAYOUTS
 from gpuptc.report.focal_plane import amp_cell, focal_plane_maps, sensor_places
 from gpuptc.report.sensor_table import flagged_amps, sensor_summary
 from gpuptc.schema import FitStatus

@@ -10,9 +10,9 @@ import pytest
 
 import gpuptc
 import reference_fullcov
-from gpuptc.fullcov import fit_fullcov, fit_fullcov_batch
+from gpuptc.fitting.fullcov import fit_fullcov, fit_fullcov_batch
 from gpuptc.schema import FitStatus
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 SIZE = 5  # lags fitted per axis: enough for b to matter, small enough for MINPACK
 
@@ -56,7 +56,7 @@ def test_the_jacobian_is_the_models_derivative():
     """Against central differences of the model, at parameters where every term matters
     (the cubic term of a is a truncated convolution of a truncated one: its derivative is
     not 3 K(a x a))."""
-    from gpuptc.fullcov import _coefficients, _jacobian_blocks, _Layout, _terms
+    from gpuptc.fitting.fullcov import _coefficients, _jacobian_blocks, _Layout, _terms
 
     layout = _Layout(3, with_b=True)
     params = np.random.default_rng(1).normal(size=(1, layout.size))

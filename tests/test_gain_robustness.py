@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import gpuptc
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 
 SEEDS = {"e2v": 7, "itl": 12}
 CLEAN = {"cosmic_rays": False, "pair_mismatch": 0.0}

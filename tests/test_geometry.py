@@ -3,7 +3,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpuptc.io.geometry import (
+from gpuptc.raws.geometry import (
     GeometryError,
     Section,
     SensorGeometry,
@@ -12,7 +12,7 @@ from gpuptc.io.geometry import (
     parse_section,
     vendor_from_detsec,
 )
-from gpuptc.io.layout import LAYOUTS
+from gpuptc.raws.layout import LAYOUTS
 
 
 def test_parse_section_keeps_orientation():

@@ -17,8 +17,8 @@ import cupy_stand_in
 import gpuptc
 from backends import real_cupy_with_gpu
 from gpuptc.backend import BackendError, get_backend
-from gpuptc.io.raw import read_raw
-from gpuptc.simulate import simulate
+from gpuptc.raws.exposure import read_raw
+from gpuptc.simulation.simulate import simulate
 
 OPTIONS = {"cov_size": 4, "extract__min_pixels_covariance": 100}
 
@@ -100,7 +100,7 @@ def test_rice_tiles_decoded_on_the_device_give_the_host_numbers(
     )
     manifest = gpuptc.ingest([rice.directory])
     reference, _ = gpuptc.measure(manifest, backend="numpy", **OPTIONS)
-    from gpuptc.io import rice_gpu
+    from gpuptc.raws import rice_gpu
 
     sent = []
     decode = rice_gpu.decode_on_device
@@ -109,7 +109,7 @@ def test_rice_tiles_decoded_on_the_device_give_the_host_numbers(
         sent.append(len(packed.data))
         return decode(xp, packed, out)
 
-    monkeypatch.setattr("gpuptc.batches.decode_on_device", counting)
+    monkeypatch.setattr("gpuptc.measuring.batches.decode_on_device", counting)
     pairs, _ = gpuptc.measure(manifest, backend="cupy", batch_pairs=2, **OPTIONS)
     file_bytes = read_raw(manifest.path.iloc[0]).pixels.size * 4
     assert len(sent) == 2 and sum(sent) < 0.7 * 8 * file_bytes  # compressed bytes only

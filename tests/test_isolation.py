@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gpuptc.cli import main
 from gpuptc.schema import EXIT_REJECTED, EXIT_USAGE, PairStatus
-from gpuptc.simulate import simulate
+from gpuptc.simulation.simulate import simulate
 from rawfiles import rewrite
 
 RUN = ["--backend", "numpy", "-q"]

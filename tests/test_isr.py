@@ -4,10 +4,10 @@ import pytest
 import gpuptc
 from backends import host
 from gpuptc.backend import get_backend
-from gpuptc.compute import isr_regions
 from gpuptc.config import IsrConfig
-from gpuptc.io.geometry import SensorGeometry, amp_geometry
-from gpuptc.isr import run_isr, serial_overscan_model
+from gpuptc.measuring.compute import isr_regions
+from gpuptc.measuring.isr import run_isr, serial_overscan_model
+from gpuptc.raws.geometry import SensorGeometry, amp_geometry
 
 
 def _geometry(namps=2, naxis1=40, naxis2=60, datasec="[3:28,1:50]"):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpuptc.io.manifest import MANIFEST_COLUMNS, ingest, pair_flats, summarize
+from gpuptc.inputs.manifest import MANIFEST_COLUMNS, ingest, pair_flats, summarize
 
 
 def _by_obsid(manifest):

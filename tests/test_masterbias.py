@@ -1,8 +1,8 @@
 import numpy as np
 
-from gpuptc.io.manifest import ingest
-from gpuptc.masterbias import make_master_bias, read_master_bias, write_master_bias
-from gpuptc.simulate import SimulationConfig, _fixed_patterns
+from gpuptc.inputs.manifest import ingest
+from gpuptc.measuring.masterbias import make_master_bias, read_master_bias, write_master_bias
+from gpuptc.simulation.simulate import SimulationConfig, _fixed_patterns
 
 
 def test_master_bias_recovers_the_fixed_bias_structure(small_e2v, tmp_path):
@@ -33,7 +33,7 @@ def test_config_is_hashable_for_pattern_cache():
 
 
 def test_master_bias_per_sensor_from_a_manifest(small_e2v, small_itl):
-    from gpuptc.masterbias import master_biases
+    from gpuptc.measuring.masterbias import master_biases
 
     biases = master_biases(ingest([small_e2v.directory, small_itl.directory]))
     assert sorted(biases) == sorted([small_e2v.sensor, small_itl.sensor])

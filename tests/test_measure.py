@@ -8,15 +8,15 @@ import gpuptc
 import reference
 from backends import host
 from gpuptc.backend import get_backend
-from gpuptc.compute import isr_regions
 from gpuptc.config import get_preset
-from gpuptc.io.raw import read_raw
-from gpuptc.isr import run_isr
-from gpuptc.masterbias import make_master_bias
-from gpuptc.pipeline import measure
+from gpuptc.measuring.compute import isr_regions
+from gpuptc.measuring.isr import run_isr
+from gpuptc.measuring.masterbias import make_master_bias
+from gpuptc.measuring.sensor import measure
+from gpuptc.measuring.stats import pair_statistics
+from gpuptc.raws.exposure import read_raw
 from gpuptc.schema import COVARIANCE_COLUMNS, PAIR_COLUMNS
-from gpuptc.simulate import simulate
-from gpuptc.stats import pair_statistics
+from gpuptc.simulation.simulate import simulate
 
 PRESETS = ["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"]
 GAINS = ("rhl_gain", "rhl_gain_corrected", "notebook_gain", "cp_pipe_gain")
@@ -313,7 +313,7 @@ def test_master_bias_given_three_ways(small_e2v, manifest, tmp_path):
     """The seed preset subtracts a master bias: built from the manifest by default, or given
     as a MasterBias, as a file, or as a mapping sensor -> MasterBias; all the same numbers.
     Without bias frames and without a given bias, none is subtracted (and the means rise)."""
-    from gpuptc.masterbias import write_master_bias
+    from gpuptc.measuring.masterbias import write_master_bias
 
     options = {"preset": "seed", "backend": "numpy", "cov_size": 0}
     default, _ = measure(manifest, **options)

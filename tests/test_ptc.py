@@ -6,8 +6,8 @@ import pytest
 
 import gpuptc
 import reference
-from gpuptc.ptc import eq16
-from gpuptc.simulate import simulate
+from gpuptc.fitting.ptc import eq16
+from gpuptc.simulation.simulate import simulate
 
 # EOTEST tests/PTC_mean_var_values.txt (lsst-camera-dh/eotest): amp05 of
 # E2V-CCD250-266-Dev_ptc.fits, run 6006D; (mean ADU, variance ADU^2), unsorted.
@@ -246,9 +246,9 @@ def test_expapprox_recovers_truth(measured, preset):
 def test_fit_table_contract(measured):
     _, pairs, covs = measured
     ptc, fullcov, fitted = gpuptc.fit(pairs, covs, models=["expapprox", "rhl"])
-    assert list(ptc.columns) == list(gpuptc.solve.PTC_COLUMNS)
+    assert list(ptc.columns) == list(gpuptc.fitting.solve.PTC_COLUMNS)
     assert isinstance(fullcov, pd.DataFrame) and list(fullcov.columns) == list(
-        gpuptc.solve.FULLCOV_COLUMNS
+        gpuptc.fitting.solve.FULLCOV_COLUMNS
     )
     assert fitted.used.dtype == "boolean"
     rhl = ptc[ptc.model == "rhl"]
@@ -290,7 +290,7 @@ def _eq20_parameters(r=4):
 
 
 def test_eq20_model_is_the_published_formula():
-    from gpuptc.fullcov import evaluate
+    from gpuptc.fitting.fullcov import evaluate
 
     a, b, noise = _eq20_parameters()
     mean = np.geomspace(1e3, 9e4, 7)
@@ -300,7 +300,7 @@ def test_eq20_model_is_the_published_formula():
 
 def test_fullcov_recovers_published_eq20():
     """Covariances made by the plainly written eq. 20 (tests/reference.py), fitted back."""
-    from gpuptc.fullcov import fit_fullcov
+    from gpuptc.fitting.fullcov import fit_fullcov
 
     a, b, noise = _eq20_parameters()
     mean = np.geomspace(1e3, 9e4, 15)
@@ -343,7 +343,7 @@ def test_orientation_follows_the_simulated_charge_sharing(measured):
 def test_convolution_matrix_is_a_mirrored_convolution():
     from scipy.signal import fftconvolve
 
-    from gpuptc.fullcov import convolution_matrix
+    from gpuptc.fitting.fullcov import convolution_matrix
 
     rng = np.random.default_rng(7)
     r = 5
@@ -430,7 +430,7 @@ def test_notebook_fit_errors_are_numpys_least_squares_errors():
 
 def test_the_notebook_fits_report_no_turnoff():
     """A fixed slice of points says nothing about where the PTC turns off."""
-    from gpuptc.ptc import fit_linear, fit_powerlaw, fit_quadratic
+    from gpuptc.fitting.ptc import fit_linear, fit_powerlaw, fit_quadratic
 
     mean = np.geomspace(1e3, 1e5, 30)
     var = mean / 1.2 + 30.0 - 1e-6 * mean**2

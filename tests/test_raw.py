@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from gpuptc.io.raw import RawReadError, read_raw, read_segment_headers
-from gpuptc.io.writer import write_raw
-from gpuptc.simulate import (
+from gpuptc.formats.writer import write_raw
+from gpuptc.raws.exposure import RawReadError, read_raw, read_segment_headers
+from gpuptc.simulation.simulate import (
     SimulationConfig,
     exposure_plan,
     render_exposure,

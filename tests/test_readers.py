@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 import gpuptc
-from gpuptc.io import readers as readers_module
-from gpuptc.io.readers import FileReaders, is_compressed, reader_processes
+from gpuptc.raws import readers as readers_module
+from gpuptc.raws.readers import FileReaders, is_compressed, reader_processes
 
 
 def _flats(sensor):
@@ -118,7 +118,7 @@ def test_a_setting_that_is_not_a_number_is_named(monkeypatch):
 
 def test_stray_output_of_a_reader_does_not_reach_the_replies():
     script = (
-        "from gpuptc.io._read_worker import _replies_apart\n"
+        "from gpuptc.raws._read_worker import _replies_apart\n"
         "replies = _replies_apart()\n"
         "print('a library talking')\n"
         "replies.write('{}\\n'); replies.flush()\n"

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 import gpuptc
-from gpuptc import distributed
 from gpuptc.cli import main
 from gpuptc.config import get_preset
-from gpuptc.io.eotest import read_eotest_results
-from gpuptc.io.outputs import read_outputs
+from gpuptc.formats.eotest import read_eotest_results
+from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
 from gpuptc.report.sensor import draw
+from gpuptc.running import schedulers as distributed
 from gpuptc.schema import DrawnFigure
 
 MODELS = ["expapprox", "rhl", "fullcov_nob"]

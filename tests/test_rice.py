@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from gpuptc.io.raw import RawReadError, native_reason, read_raw
-from gpuptc.io.rice import RiceError, decode_tiles, rice_layout, unsupported_reason
+from gpuptc.raws.exposure import RawReadError, native_reason, read_raw
+from gpuptc.raws.rice import RiceError, decode_tiles, rice_layout, unsupported_reason
 
 _CODES = {1: (3, 6), 2: (4, 14), 4: (5, 25)}
 
@@ -164,7 +164,7 @@ def test_every_simulated_layout_reads_alike(small_itl, tmp_path):
     import gpuptc
 
     e2v = tmp_path / "e2v"
-    gpuptc.simulate(e2v, vendor="e2v", pairs=1, biases=0, size="small", storage="rice")
+    gpuptc.simulation.simulate(e2v, vendor="e2v", pairs=1, biases=0, size="small", storage="rice")
     files = [*sorted(small_itl.directory.glob("MC_*.fits"))[:2], *sorted(e2v.glob("MC_*.fits"))]
     for path in files:
         assert native_reason(path) is None

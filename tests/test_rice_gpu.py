@@ -9,9 +9,9 @@ import pytest
 
 import cupy_stand_in
 from backends import real_cupy_with_gpu
-from gpuptc.io.raw import read_raw
-from gpuptc.io.rice import RiceError, rice_layout
-from gpuptc.io.rice_gpu import KERNEL, SOURCE, decode_on_device, file_tiles, pack
+from gpuptc.raws.exposure import read_raw
+from gpuptc.raws.rice import RiceError, rice_layout
+from gpuptc.raws.rice_gpu import KERNEL, SOURCE, decode_on_device, file_tiles, pack
 from nvrtc import compile_for_sm90
 
 

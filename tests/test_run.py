@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from gpuptc.cli import main
-from gpuptc.compare import COMPARISON_COLUMNS
-from gpuptc.io.manifest import MANIFEST_COLUMNS
-from gpuptc.ptc import MODELS
+from gpuptc.fitting.ptc import MODELS
+from gpuptc.inputs.manifest import MANIFEST_COLUMNS
+from gpuptc.products.compare import COMPARISON_COLUMNS
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
     FULLCOV_COLUMNS,

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpuptc.cosmic_rays import CosmicRayRates, add_cosmic_rays
-from gpuptc.io.eotest import read_eotest_results
-from gpuptc.io.raw import read_raw
-from gpuptc.simulate import (
+from gpuptc.formats.eotest import read_eotest_results
+from gpuptc.raws.exposure import read_raw
+from gpuptc.simulation.cosmic_rays import CosmicRayRates, add_cosmic_rays
+from gpuptc.simulation.simulate import (
     SimulationConfig,
     eq16_variance,
     exposure_plan,

@@ -1,18 +1,23 @@
 """gpuptc: photon transfer curves of LSST camera CCDs on NumPy or CuPy."""
 
 from gpuptc._version import __version__
-from gpuptc.compare import compare, write_eotest_files
-from gpuptc.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
-from gpuptc.io.butler import ButlerQuery, ingest_butler
-from gpuptc.io.butler_output import ButlerOutput
-from gpuptc.io.manifest import ingest
-from gpuptc.io.raw import RawExposure, RawReadError, read_raw
-from gpuptc.job import run
-from gpuptc.masterbias import MasterBias, make_master_bias, master_biases, read_master_bias
-from gpuptc.pipeline import measure
-from gpuptc.refit import refit
-from gpuptc.simulate import SimulationConfig, simulate
-from gpuptc.solve import fit, fit_ptc
+from gpuptc.fitting.solve import fit, fit_ptc
+from gpuptc.inputs.butler import ButlerQuery, ingest_butler
+from gpuptc.inputs.manifest import ingest
+from gpuptc.measuring.masterbias import (
+    MasterBias,
+    make_master_bias,
+    master_biases,
+    read_master_bias,
+)
+from gpuptc.measuring.sensor import measure
+from gpuptc.products.butler_output import ButlerOutput
+from gpuptc.products.compare import compare, write_eotest_files
+from gpuptc.products.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
+from gpuptc.raws.exposure import RawExposure, RawReadError, read_raw
+from gpuptc.running.job import run
+from gpuptc.running.refit import refit
+from gpuptc.simulation.simulate import SimulationConfig, simulate
 
 __all__ = [
     "ButlerOutput",

@@ -25,7 +25,7 @@ from gpuptc.schema import (
 )
 
 if TYPE_CHECKING:
-    from gpuptc.job import RunResult
+    from gpuptc.running.job import RunResult
 
 __all__ = ["build_parser", "main"]
 
@@ -44,7 +44,7 @@ def _print_table(frame: pd.DataFrame) -> None:
 
 
 def _report_manifest(manifest: pd.DataFrame, *, verbose: bool) -> None:
-    from gpuptc.io.manifest import summarize
+    from gpuptc.inputs.manifest import summarize
 
     print("Per-sensor summary:")
     _print_table(summarize(manifest))
@@ -67,9 +67,9 @@ def _report_manifest(manifest: pd.DataFrame, *, verbose: bool) -> None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from gpuptc._progress import Progress
-    from gpuptc.io.manifest import ingest
-    from gpuptc.io.writer import atomic_path
+    from gpuptc._shared.progress import Progress
+    from gpuptc.formats.writer import atomic_path
+    from gpuptc.inputs.manifest import ingest
 
     progress = Progress("headers", 0, enabled=not args.quiet)
     manifest = ingest(args.inputs, exclude=args.exclude, progress=progress)
@@ -101,8 +101,8 @@ def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gpuptc._progress import Progress
-    from gpuptc.simulate import simulate
+    from gpuptc._shared.progress import Progress
+    from gpuptc.simulation.simulate import simulate
 
     started = time.monotonic()
     progress = Progress("exposures", 0, enabled=not args.quiet)
@@ -121,9 +121,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from gpuptc._progress import Progress
-    from gpuptc.job import run
-    from gpuptc.simulate import simulate
+    from gpuptc._shared.progress import Progress
+    from gpuptc.running.job import run
+    from gpuptc.simulation.simulate import simulate
 
     directory = Path(args.directory)
     raw = directory / "raw"
@@ -226,7 +226,7 @@ class _RunProgress:
     """Pairs measured per sensor and overall, on one status line or in log lines."""
 
     def __init__(self, enabled: bool) -> None:
-        from gpuptc._progress import Progress
+        from gpuptc._shared.progress import Progress
 
         self.overall = Progress("pairs (all sensors)", 0, enabled=enabled)
         self.sensor_done: dict[str, int] = {}
@@ -240,7 +240,7 @@ class _RunProgress:
 
 
 def _print_run(result: RunResult, *, verbose: bool) -> None:
-    from gpuptc.job import summarize_run
+    from gpuptc.running.job import summarize_run
 
     summary = summarize_run(result)
     print("Per-sensor summary (median gain per method, e-/ADU):")
@@ -272,7 +272,7 @@ def _print_run(result: RunResult, *, verbose: bool) -> None:
 
 
 def _sensor_progress(enabled: bool):
-    from gpuptc._progress import Progress
+    from gpuptc._shared.progress import Progress
 
     bar = Progress("sensors", 0, enabled=enabled)
 
@@ -296,8 +296,8 @@ def _fit_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gpuptc.io.butler import ButlerInputError
-    from gpuptc.job import run
+    from gpuptc.inputs.butler import ButlerInputError
+    from gpuptc.running.job import run
 
     overrides = _fit_overrides(args)
     if args.cov_size is not None:
@@ -342,7 +342,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from gpuptc.refit import refit
+    from gpuptc.running.refit import refit
 
     overrides = _fit_overrides(args)
     result = refit(
@@ -390,9 +390,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
-    from gpuptc.io.layout import LAYOUTS
-    from gpuptc.io.writer import STORAGES
-    from gpuptc.simulate import SIZES, SimulationConfig
+    from gpuptc.formats.writer import STORAGES
+    from gpuptc.raws.layout import LAYOUTS
+    from gpuptc.simulation.simulate import SIZES, SimulationConfig
 
     parser.add_argument("--vendor", choices=list(LAYOUTS), default="e2v", help="sensor type")
     parser.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
@@ -577,7 +577,7 @@ def _butler_output(args: argparse.Namespace) -> Any:
     """Where ``--output-run`` puts the PTC datasets, or None."""
     if not args.output_run:
         return None
-    from gpuptc.io.butler_output import ButlerOutput
+    from gpuptc.products.butler_output import ButlerOutput
 
     return ButlerOutput(args.butler, args.output_run)
 
@@ -592,7 +592,7 @@ def _butler_query(args: argparse.Namespace) -> Any:
         if not args.inputs:
             raise _UsageError("give INPUT files or directories, or --butler REPO")
         return None
-    from gpuptc.io.butler import ButlerQuery
+    from gpuptc.inputs.butler import ButlerQuery
 
     if not args.collections:
         raise _UsageError("--butler needs --collections")
@@ -673,7 +673,7 @@ def _add_config(sub: Any) -> None:
 
 def _add_demo(sub: Any) -> None:
     from gpuptc.config import PRESETS
-    from gpuptc.simulate import SIZES
+    from gpuptc.simulation.simulate import SIZES
 
     demo = _command(
         sub,

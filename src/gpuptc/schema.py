@@ -148,7 +148,7 @@ STAT_NAMES: tuple[str, ...] = (
     "read_noise_adu",
     "cov_pixels",
 )
-"""Per pair and amp results of :func:`gpuptc.stats.pair_statistics` kept in ``pairs``."""
+"""Per pair and amp results of :func:`gpuptc.measuring.stats.pair_statistics` kept in ``pairs``."""
 
 PAIR_COLUMNS: tuple[str, ...] = (
     "sensor",

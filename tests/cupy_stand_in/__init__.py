@@ -282,14 +282,14 @@ class RawKernel:
     """A CUDA kernel: compiled by CuPy on a GPU; here the NumPy reference of the same name.
 
     gpuptc keeps, for each of its kernels, a NumPy form with the kernel's arguments in
-    ``gpuptc.kernels.cuda.REFERENCES`` and ``gpuptc.io.rice_gpu.REFERENCES``; a call runs
+    ``gpuptc.kernels.cuda.REFERENCES`` and ``gpuptc.raws.rice_gpu.REFERENCES``; a call runs
     it on the arrays behind the device arrays, writing the outputs in place as the kernel
     would.
     """
 
     def __init__(self, code: str, name: str, options: tuple[str, ...] = (), **kwargs: Any):
-        from gpuptc.io import rice_gpu
         from gpuptc.kernels import cuda
+        from gpuptc.raws import rice_gpu
 
         if name not in code:
             raise ValueError(f"kernel {name!r} is not in the source")

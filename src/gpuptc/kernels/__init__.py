@@ -1,8 +1,9 @@
 """Pixel primitives, chosen once per backend.
 
-The ISR (:mod:`gpuptc.isr`) and the pair statistics (:mod:`gpuptc.stats`) call the
-methods of a kernels object and never ask which backend they run on. Each class here
-makes one native-or-generic choice per primitive by overriding it:
+The ISR (:mod:`gpuptc.measuring.isr`) and the pair statistics
+(:mod:`gpuptc.measuring.stats`) call the methods of a kernels object and never ask which
+backend they run on. Each class here makes one native-or-generic choice per primitive by
+overriding it:
 
 ========================  ===============================================================
 :class:`ArrayApiKernels`  the array-API reference (sorts, masked sums); any namespace

@@ -591,7 +591,7 @@ def squared_difference_ratio(
 
     Per row, with ``s`` the row's ``scale`` (1 by default), rounded to the images' dtype;
     per-pixel arithmetic in that dtype, float64 sums; NaN for rows without such pixels
-    (the per-pixel gains of :func:`gpuptc.stats.pair_statistics`).
+    (the per-pixel gains of :func:`gpuptc.measuring.stats.pair_statistics`).
     """
     out = np.empty(math.prod(i1.shape[:-1]), np.float64)
     rows = _rows(i1)

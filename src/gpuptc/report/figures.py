@@ -20,8 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
 
-from gpuptc.ptc import eq16
-from gpuptc.solve import fit_matrices, model_covariances
+from gpuptc.fitting.ptc import eq16
+from gpuptc.fitting.solve import fit_matrices, model_covariances
 
 __all__ = [
     "DPI",

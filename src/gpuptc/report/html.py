@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from gpuptc.io.outputs import read_outputs
+from gpuptc.fitting.solve import per_pair_gain_column as gain_column
+from gpuptc.formats.outputs import read_outputs
 from gpuptc.report.amp_table import amp_numbers
 from gpuptc.report.focal_plane import focal_plane_maps
 from gpuptc.report.sensor import draw, draw_sensors, joined
@@ -26,7 +27,6 @@ from gpuptc.schema import (
     display_images_name,
     sensor_page_name,
 )
-from gpuptc.solve import per_pair_gain_column as gain_column
 
 __all__ = ["draw_report", "redraw_report"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from gpuptc._processes import process_pool
+from gpuptc._shared.processes import process_pool
 from gpuptc.report import figures
 from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure
 

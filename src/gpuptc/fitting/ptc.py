@@ -1,0 +1,641 @@
+"""PTC models and fits, per amplifier, on the host.
+
+Models (the ``model`` column of ``ptc.parquet``; ``docs/design.md``):
+
+``expapprox``
+    Astier et al. (2019) eq. 16, ``C00 = (exp(2 a00 g mu) - 1) / (2 a00 g^2) + n00 / g^2``,
+    fitted either as EOTEST does (``method='eotest'``) or as cp_pipe's solve stage does
+    (``method='cp_pipe'``: outlier loop, jump rule, turnoff, optional rolloff, weighted
+    final fit with errors scaled by the reduced chi^2).
+``linear``, ``quadratic``, ``powerlaw``
+    The original notebook's fits of variance against mean, on configurable point
+    selections (the notebook's index slices by default).
+``rhl``
+    Median of the per-pair gains 1/<(I1-I2)^2/(I1+I2)> over the used pairs.
+
+Every fit returns a :class:`PtcFit`; a fit that cannot be made returns a status and NaNs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from gpuptc.config import SolveConfig
+from gpuptc.fitting._common import leastsq_converged
+from gpuptc.schema import FitStatus
+
+__all__ = [
+    "MODELS",
+    "PtcFit",
+    "eq16",
+    "fit_expapprox_cp_pipe",
+    "fit_expapprox_eotest",
+    "fit_linear",
+    "fit_powerlaw",
+    "fit_quadratic",
+    "fit_rhl",
+]
+
+MODELS: tuple[str, ...] = (
+    "expapprox",
+    "fullcov",
+    "fullcov_nob",
+    "linear",
+    "quadratic",
+    "powerlaw",
+    "rhl",
+)
+
+
+@dataclass
+class PtcFit:
+    """Result of one model fitted to one amplifier's PTC.
+
+    Attributes
+    ----------
+    model : str
+        Model name.
+    gain, gain_err : float
+        e-/ADU.
+    noise, noise_err : float
+        Read noise, e-.
+    a00, a00_err : float
+        Brighter-fatter coefficient, 1/e-, Astier's sign (negative).
+    turnoff : float
+        Largest mean (ADU) of the points used by a fit that finds where the PTC turns
+        off (EXPAPPROXIMATION, full covariance); NaN for the notebook's fits, whose
+        points are a fixed slice.
+    mask : numpy.ndarray of bool
+        Points used, in the order given.
+    chi2_dof : float
+        Reduced chi^2 of the final fit (NaN where not defined).
+    status : str
+        ``ok``, ``too_few_points``, ``no_convergence`` or ``bad_input``.
+    powerlaw_amplitude, powerlaw_index : float
+        The power law's ``var = A mu^k`` (``A`` in ADU^(2-k)); NaN for the other models.
+    extra : dict
+        Model-specific results (turnoff sampling error, rolloff, parameters, ...).
+    """
+
+    model: str
+    gain: float = math.nan
+    gain_err: float = math.nan
+    noise: float = math.nan
+    noise_err: float = math.nan
+    a00: float = math.nan
+    a00_err: float = math.nan
+    turnoff: float = math.nan
+    mask: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    chi2_dof: float = math.nan
+    status: str = FitStatus.OK
+    powerlaw_amplitude: float = math.nan
+    powerlaw_index: float = math.nan
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_used(self) -> int:
+        """Number of points used."""
+        return int(np.count_nonzero(self.mask))
+
+
+def eq16(mean: np.ndarray, a00: float, gain: float, n00: float) -> np.ndarray:
+    """Astier eq. 16 variance (ADU^2) at mean signal ``mean`` (ADU); n00 in e-^2."""
+    mean = np.asarray(mean, dtype=np.float64)
+    x = 2.0 * a00 * gain * mean
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.where(np.abs(x) < 1e-12, 1.0 + x / 2.0, np.expm1(x) / np.where(x == 0, 1.0, x))
+    return mean / gain * ratio + n00 / gain**2
+
+
+def _failed(model: str, n: int, status: str, **extra: Any) -> PtcFit:
+    return PtcFit(model, mask=np.zeros(n, bool), status=status, extra=dict(extra))
+
+
+# ---------------------------------------------------------------------------------------------
+# EOTEST
+
+
+def _eotest_model(params: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    a00, gain, intercept = params
+    return eq16(mean, -a00, gain, intercept)
+
+
+def fit_expapprox_eotest(
+    mean: np.ndarray,
+    var: np.ndarray,
+    *,
+    start: tuple[float, float, float] = (2.7e-6, 0.75, 25.0),
+    initial_max_mean: float = 4e4,
+    sigma_cut: float = 5.0,
+    max_fits: int = 9,
+) -> PtcFit:
+    """EOTEST's PTC fit (``PtcTask.fit_ptc_curve``), reproduced.
+
+    Residuals ``(var - model) / sqrt(var)`` are minimised with ``scipy.optimize.leastsq``
+    from ``start`` (EOTEST's positive a00, gain, noise^2) on the points with mean below
+    ``initial_max_mean`` and positive variance; then the selection becomes every point
+    with ``|residual| < sigma_cut`` and the fit is repeated until the selection stops
+    changing (at most ``max_fits`` fits). Errors are leastsq's unscaled covariance.
+
+    Parameters
+    ----------
+    mean, var : array
+        Per-pair means (ADU) and variances (ADU^2).
+    start : tuple of float
+        Starting a00 (EOTEST sign, positive), gain, noise^2 (e-^2).
+    initial_max_mean : float
+        Mean cut of the first fit, ADU.
+    sigma_cut : float
+        Re-selection threshold.
+    max_fits : int
+        Largest number of fits.
+
+    Returns
+    -------
+    PtcFit
+        ``a00`` in Astier's (negative) sign; ``extra['a00_eotest']`` is EOTEST's.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    n = len(mean)
+    if n < 3:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    with np.errstate(invalid="ignore"):
+        selection = (mean < initial_max_mean) & (var > 0)
+    outcome = _eotest_iterations(
+        mean, var, selection, np.asarray(start, float), sigma_cut, max_fits
+    )
+    if isinstance(outcome, str):
+        return _failed("expapprox", n, outcome)
+    return _eotest_result(mean, var, *outcome)
+
+
+def _eotest_iterations(
+    mean: np.ndarray,
+    var: np.ndarray,
+    selection: np.ndarray,
+    start: np.ndarray,
+    sigma_cut: float,
+    max_fits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | str:
+    """Fit, re-select at ``sigma_cut``, repeat until the selection holds.
+
+    Returns the parameters, their covariance, the points used and the number of fits,
+    or the failure status.
+    """
+    with np.errstate(invalid="ignore"):
+        sigma = np.sqrt(var)
+    params, cov_x, fits, previous = start, None, 0, None
+    while fits < max_fits and (previous is None or np.any(selection != previous)):
+        if np.count_nonzero(selection) < 3:
+            return FitStatus.TOO_FEW_POINTS
+
+        def residuals(
+            p: np.ndarray,
+            m: np.ndarray = mean[selection],
+            v: np.ndarray = var[selection],
+            s: np.ndarray = sigma[selection],
+        ) -> np.ndarray:
+            return (v - _eotest_model(p, m)) / s
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            params, cov_x, _, _, ier = optimize.leastsq(residuals, start.copy(), full_output=True)
+        if not leastsq_converged(ier) or cov_x is None:
+            return FitStatus.NO_CONVERGENCE
+        fits += 1
+        with np.errstate(invalid="ignore"):
+            all_residuals = (var - _eotest_model(params, mean)) / sigma
+        previous = selection
+        selection = np.abs(all_residuals) < sigma_cut
+    used = previous if previous is not None else selection
+    return params, cov_x, used, fits
+
+
+def _eotest_result(
+    mean: np.ndarray,
+    var: np.ndarray,
+    params: np.ndarray,
+    cov_x: np.ndarray,
+    used: np.ndarray,
+    fits: int,
+) -> PtcFit:
+    with np.errstate(invalid="ignore"):
+        sigma = np.sqrt(var)
+    a00, gain, intercept = params
+    noise = math.sqrt(intercept) if intercept > 0 else math.nan
+    with np.errstate(invalid="ignore"):
+        chi2 = float(np.sum(((var[used] - _eotest_model(params, mean[used])) / sigma[used]) ** 2))
+    return PtcFit(
+        "expapprox",
+        gain=float(gain),
+        gain_err=float(math.sqrt(cov_x[1, 1])),
+        noise=noise,
+        noise_err=float(0.5 / noise * math.sqrt(cov_x[2, 2])) if noise == noise else math.nan,
+        a00=float(-a00),
+        a00_err=float(math.sqrt(cov_x[0, 0])),
+        turnoff=float(np.max(mean[used])),
+        mask=np.asarray(used, bool),
+        chi2_dof=chi2 / max(int(np.count_nonzero(used)) - 3, 1),
+        extra={"a00_eotest": float(a00), "fits": fits},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# cp_pipe
+
+
+_P0 = np.array([-2e-6, 1.5, 25.0])
+_LOWER = np.array([-1e-4, 0.1, 0.0])
+_UPPER = np.array([0.0, 10.0, 2000.0])
+
+
+def _astier(params: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    return eq16(mean, params[0], params[1], params[2])
+
+
+def _outlier_loop(
+    mean: np.ndarray, var: np.ndarray, base: np.ndarray, settings: SolveConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """cp_pipe's bounded, unweighted outlier loop; returns (mask, parameters)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if settings.scale_initial_by_gain:
+            approx_gain = np.nanmedian(mean / var)
+            max_adu = settings.max_signal_initial / approx_gain
+            max_delta = settings.max_delta_initial / approx_gain
+        else:
+            max_adu, max_delta = settings.max_signal_initial, settings.max_delta_initial
+        mask = base & (mean <= max_adu) & (var <= max_adu)
+        sigma = np.sqrt(var)
+    params = _P0.copy()
+    previous = base
+    for _ in range(settings.max_iterations):
+        if np.count_nonzero(mask) < 3:
+            return None
+        selected_mean, selected_var = mean[mask], var[mask]
+        result = optimize.least_squares(
+            lambda p, m=selected_mean, v=selected_var: _astier(p, m) - v,
+            _P0,
+            bounds=(_LOWER, _UPPER),
+            method="trf",
+        )
+        params = result.x
+        with np.errstate(invalid="ignore", divide="ignore"):
+            residuals = (var - _astier(params, mean)) / sigma
+        new = np.isfinite(residuals) & (np.abs(residuals) < settings.sigma_cut) & base
+        new = _jump_rule(mean, new, max_delta)
+        if np.count_nonzero(new) < 2:
+            return None
+        converged = np.array_equal(new, previous)
+        previous, mask = new, new
+        if converged:
+            break
+    return mask, params
+
+
+def _jump_rule(mean: np.ndarray, mask: np.ndarray, max_delta: float) -> np.ndarray:
+    """Reject a kept point that follows a rejected one and jumps by max_delta, and all above."""
+    out = mask.copy()
+    previous_kept = None
+    for index in range(len(mean)):
+        if not out[index]:
+            continue
+        if (
+            previous_kept is not None
+            and index > 0
+            and not out[index - 1]
+            and mean[index] - mean[previous_kept] >= max_delta
+        ):
+            out[index:] = False
+            break
+        previous_kept = index
+    return out
+
+
+def _weighted_final(
+    mean: np.ndarray, var: np.ndarray, weights: np.ndarray, mask: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    m, v, w = mean[mask], var[mask], weights[mask]
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        return (v - _astier(p, m)) * w
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        params, cov_x, _, _, ier = optimize.leastsq(residuals, start, full_output=True, epsfcn=1e-4)
+    if not leastsq_converged(ier):
+        return None
+    dof = len(m) - 3
+    chi2 = float(np.sum(residuals(params) ** 2) / dof) if dof > 0 else math.nan
+    if cov_x is None:  # a parameter at zero (noise on its bound): no error estimate
+        return params, np.full((3, 3), np.nan), chi2
+    return params, cov_x * chi2, chi2
+
+
+def _rolloff(
+    mean: np.ndarray,
+    var: np.ndarray,
+    mask: np.ndarray,
+    params: np.ndarray,
+    turnoff: float,
+    settings: SolveConfig,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """cp_pipe's rolloff model: extend past the turnoff, fit, cut where it deviates."""
+    var_at_turnoff = var[np.argmax(np.where(mask, mean, -np.inf))]
+    extra = (
+        (mean >= turnoff) & (mean < turnoff + settings.rolloff_search_adu) & (var <= var_at_turnoff)
+    )
+    candidates = mask | extra
+    if not np.any(extra & ~mask):
+        return mask, {"rolloff": turnoff}
+
+    def model(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+        base = _astier(p[:3], m)
+        with np.errstate(over="ignore"):
+            roll = np.where(m < p[3], 0.0, np.exp(-(m - p[3]) / p[4]) - 1.0)
+        return base - roll
+
+    lower = np.array([-1e-4, 0.1, 0.0, 0.0, -10000.0])
+    upper = np.array([0.0, 10.0, 2000.0, turnoff, -100.0])
+    start = np.clip(np.array([*params, turnoff, -1200.0]), lower, upper)
+    result = optimize.least_squares(
+        lambda p: model(p, mean[candidates]) - var[candidates], start, bounds=(lower, upper)
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation = np.abs(model(result.x, mean) / _astier(result.x[:3], mean) - 1.0)
+    ok = candidates & (deviation <= settings.max_rolloff_deviation)
+    rolloff = min(float(np.max(mean[ok])) if np.any(ok) else turnoff, turnoff)
+    return candidates & (mean < rolloff), {"rolloff": rolloff, "rolloff_tau": float(result.x[4])}
+
+
+def fit_expapprox_cp_pipe(
+    mean: np.ndarray,
+    var: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    settings: SolveConfig | None = None,
+) -> PtcFit:
+    """cp_pipe's EXPAPPROXIMATION solve, reproduced (two passes, turnoff, rolloff).
+
+    Parameters
+    ----------
+    mean, var : array
+        Per-pair means (ADU) and variances (ADU^2).
+    weights : array, optional
+        1/sigma of each variance (cp_pipe: sqrt(npix/2)/var); default that with unit npix.
+    mask : array of bool, optional
+        Points allowed at all (default: finite, within the mean limits).
+    settings : SolveConfig, optional
+        Solve settings (cp_pipe defaults).
+
+    Returns
+    -------
+    PtcFit
+        ``turnoff`` from pass 1, ``extra`` has ``turnoff_sampling_error`` and, with
+        rolloff, ``rolloff``.
+    """
+    settings = settings or SolveConfig()
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.asarray(var, dtype=np.float64)
+    n = len(mean)
+    if np.count_nonzero(np.isfinite(mean) & np.isfinite(var)) < 3:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    order = np.argsort(mean, kind="stable")
+    inverse = np.argsort(order, kind="stable")
+    m, v = mean[order], np.where(var[order] == 0, 1e-9, var[order])
+    w = (np.ones(n) / np.abs(v) if weights is None else np.asarray(weights, float))[order]
+    base = np.isfinite(m) & np.isfinite(v) & (m > settings.min_mean) & (m < settings.max_mean)
+    if mask is not None:
+        base &= np.asarray(mask, bool)[order]
+    first = _outlier_loop(m, v, base, settings)
+    if first is None:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    pass1_mask, pass1_params = first
+    if np.count_nonzero(pass1_mask) < 3:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    turnoff, sampling = _turnoff(m, pass1_mask)
+    extra: dict[str, Any] = {"turnoff_sampling_error": sampling}
+    if settings.rolloff:
+        pass1_mask, rolled = _rolloff(m, v, pass1_mask, pass1_params, turnoff, settings)
+        extra.update(rolled)
+    second = _outlier_loop(m, v, pass1_mask, settings)
+    if second is None:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    final_mask, params = second
+    if np.count_nonzero(final_mask) < 3:
+        return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
+    final = _weighted_final(m, v, w, final_mask, params)
+    if final is None:
+        return _failed("expapprox", n, FitStatus.NO_CONVERGENCE)
+    return _cp_pipe_result(*final, turnoff, final_mask[inverse], extra)
+
+
+def _turnoff(m: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """The largest kept mean of sorted means ``m``, and cp_pipe's sampling error of it."""
+    last = np.flatnonzero(mask)[-1]
+    turnoff = float(m[last])
+    if last + 1 < len(m) and np.isfinite(m[last + 1]) and last >= 1:
+        sampling = 0.5 * (m[last + 1] - m[last - 1])
+    else:
+        sampling = turnoff - m[last - 1] if last >= 1 else math.nan
+    return turnoff, float(sampling)
+
+
+def _cp_pipe_result(
+    params: np.ndarray,
+    cov: np.ndarray,
+    chi2: float,
+    turnoff: float,
+    mask: np.ndarray,
+    extra: dict[str, Any],
+) -> PtcFit:
+    errors = np.sqrt(np.abs(np.diag(cov)))
+    noise = math.sqrt(abs(params[2]))
+    noise_err = 0.5 * errors[2] / abs(params[2]) * noise if params[2] != 0 else math.nan
+    return PtcFit(
+        "expapprox",
+        gain=float(params[1]),
+        gain_err=float(errors[1]),
+        noise=noise,
+        noise_err=float(noise_err),
+        a00=float(params[0]),
+        a00_err=float(errors[0]),
+        turnoff=turnoff,
+        mask=mask,
+        chi2_dof=chi2,
+        extra=extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The notebook's fits
+
+
+def _points(
+    mean: np.ndarray, var: np.ndarray, points: slice | np.ndarray | None, default: slice
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float arrays and the mask of the selected finite points (``default`` if none given)."""
+    mean, var = np.asarray(mean, float), np.asarray(var, float)
+    mask = np.zeros(len(mean), bool)
+    if points is None:
+        points = default
+    if isinstance(points, slice):
+        mask[points] = True
+    else:
+        mask = np.asarray(points, bool).copy()
+    return mean, var, mask & np.isfinite(mean) & np.isfinite(var)
+
+
+def fit_linear(
+    mean: np.ndarray, var: np.ndarray, *, points: slice | np.ndarray | None = None
+) -> PtcFit:
+    """The notebook's straight line through the PTC; gain = 1/slope.
+
+    Parameters
+    ----------
+    mean, var : array
+        Per-pair means and variances, in exposure order.
+    points : slice or bool array, optional
+        Points fitted; default the notebook's ``[6:-15]``.
+
+    Returns
+    -------
+    PtcFit
+        ``noise`` is sqrt(intercept) x gain when the intercept is positive.
+    """
+    mean, var, mask = _points(mean, var, points, slice(6, -15))
+    if np.count_nonzero(mask) < 3:
+        return _failed("linear", len(mean), FitStatus.TOO_FEW_POINTS)
+    (slope, intercept), errors, chi2 = _polyfit(mean[mask], var[mask], 1)
+    gain = 1.0 / slope
+    return PtcFit(
+        "linear",
+        gain=gain,
+        gain_err=float(errors[0] / slope**2),
+        noise=math.sqrt(intercept) * gain if intercept > 0 else math.nan,
+        mask=mask,
+        chi2_dof=chi2,
+    )
+
+
+def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coefficients (highest power first), their errors scaled by the reduced chi^2, chi^2/dof.
+
+    The chi^2 uses Poisson-like errors sqrt(|y|); errors are NaN without degrees of freedom.
+    """
+    coeffs = np.polyfit(x, y, degree)
+    chi2 = _reduced_chi2(x, y, np.poly1d(coeffs), degree + 1)
+    if len(x) <= degree + 1:
+        return coeffs, np.full(degree + 1, np.nan), chi2
+    design = np.vander(x, degree + 1)
+    # columns scaled to unit norm first: unscaled, x^2 and 1 differ by ~1e10 at PTC means
+    # and pinv's cutoff would drop the constant term's variance (noise errors of ~1e-8 e-)
+    norms = np.linalg.norm(design, axis=0)
+    scaled = design / norms
+    residual_variance = float(np.sum((y - design @ coeffs) ** 2)) / (len(x) - degree - 1)
+    covariance = np.linalg.inv(scaled.T @ scaled) / np.outer(norms, norms) * residual_variance
+    return coeffs, np.sqrt(np.abs(np.diag(covariance))), chi2
+
+
+def _reduced_chi2(x: np.ndarray, y: np.ndarray, curve: Any, nparams: int) -> float:
+    dof = len(x) - nparams
+    return float(np.sum((y - curve(x)) ** 2 / np.abs(y)) / dof) if dof > 0 else math.nan
+
+
+def fit_quadratic(
+    mean: np.ndarray, var: np.ndarray, *, points: slice | np.ndarray | None = None
+) -> PtcFit:
+    """The notebook's parabola ``var = c0 + c1 mu + c2 mu^2``.
+
+    Gain is 1/c1, noise sqrt(c0) x gain, a00 = c2.
+
+    Parameters
+    ----------
+    mean, var : array
+        Per-pair means and variances, in exposure order.
+    points : slice or bool array, optional
+        Points fitted; default the notebook's ``[:-3]``.
+
+    Returns
+    -------
+    PtcFit
+        The fit.
+    """
+    mean, var, mask = _points(mean, var, points, slice(0, -3))
+    if np.count_nonzero(mask) < 4:
+        return _failed("quadratic", len(mean), FitStatus.TOO_FEW_POINTS)
+    coeffs, errors, chi2 = _polyfit(mean[mask], var[mask], 2)
+    c2, c1, c0 = coeffs
+    gain = 1.0 / c1
+    noise = math.sqrt(c0) * gain if c0 > 0 else math.nan
+    return PtcFit(
+        "quadratic",
+        gain=gain,
+        gain_err=float(errors[1] / c1**2),
+        noise=noise,
+        noise_err=float(0.5 * errors[2] / c0 * noise) if c0 > 0 else math.nan,
+        a00=float(c2),
+        a00_err=float(errors[0]),
+        mask=mask,
+        chi2_dof=chi2,
+    )
+
+
+def fit_powerlaw(
+    mean: np.ndarray, var: np.ndarray, *, points: slice | np.ndarray | None = None
+) -> PtcFit:
+    """The notebook's power law ``var = A mu^k`` fitted in log-log with errors 0.1/var.
+
+    Gain is mean/var of the fitted curve at the median used mean; noise is NaN.
+
+    Parameters
+    ----------
+    mean, var : array
+        Per-pair means and variances, in exposure order.
+    points : slice or bool array, optional
+        Points fitted; default the notebook's ``[:-15]``.
+
+    Returns
+    -------
+    PtcFit
+        With ``powerlaw_amplitude`` and ``powerlaw_index``.
+    """
+    mean, var, mask = _points(mean, var, points, slice(0, -15))
+    with np.errstate(invalid="ignore"):
+        mask &= (mean > 0) & (var > 0)
+    if np.count_nonzero(mask) < 3:
+        return _failed("powerlaw", len(mean), FitStatus.TOO_FEW_POINTS)
+    log_x, log_y = np.log10(mean[mask]), np.log10(var[mask])
+    sigma = 0.1 / var[mask]
+    design = np.stack([np.ones_like(log_x), log_x], axis=1) / sigma[:, None]
+    solution, *_ = np.linalg.lstsq(design, log_y / sigma, rcond=None)
+    amplitude, index = 10.0 ** solution[0], solution[1]
+    pivot = float(np.median(mean[mask]))
+    gain = pivot / (amplitude * pivot**index)
+    return PtcFit(
+        "powerlaw",
+        gain=float(gain),
+        mask=mask,
+        powerlaw_amplitude=float(amplitude),
+        powerlaw_index=float(index),
+    )
+
+
+def fit_rhl(per_pair_gain: np.ndarray, used: np.ndarray | None = None) -> PtcFit:
+    """Median of the per-pair gains over the used pairs (the notebook's "Welcome to PTC")."""
+    gains = np.asarray(per_pair_gain, float)
+    mask = np.isfinite(gains) if used is None else np.asarray(used, bool) & np.isfinite(gains)
+    if not np.any(mask):
+        return _failed("rhl", len(gains), FitStatus.TOO_FEW_POINTS)
+    values = gains[mask]
+    spread = (
+        1.2533 * np.std(values, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+    )
+    return PtcFit("rhl", gain=float(np.median(values)), gain_err=float(spread), mask=mask)

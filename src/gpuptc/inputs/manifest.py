@@ -1,0 +1,572 @@
+"""Header-based ingest: find raw files, classify them, pair the flats.
+
+File names carry no meaning: what a file is comes from its primary header only
+(IMGTYPE, TESTTYPE, EXPTIME, LSST_NUM, ...). The manifest has one row per input file
+and says what became of it (``status``) and why (``reason``).
+
+Statuses
+--------
+``paired``    a flat in a pair (``pair``, ``member`` set);
+``unpaired``  a flat left without a partner (single, third at one exposure time, ...);
+``bias``      a bias frame, used for the master bias;
+``eotest``    an EOTEST results file (AMPLIFIER_RESULTS), used for the comparison;
+``ptc_dataset`` a cp_pipe PTC calibration (OBSTYPE = 'PTC'), used for the comparison;
+``ignored``   a readable file with no use here (DARK, FE55, gpuptc's own outputs, ...);
+``rejected``  an unusable input: unreadable, missing keywords, duplicate, ...
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.formats.eotest import AMPLIFIER_RESULTS, sensor_from_eotest_name
+from gpuptc.formats.ptc_dataset import is_ptc_dataset, ptc_dataset_sensor
+from gpuptc.inputs.remote import InputFiles, is_remote, read_remote_header
+from gpuptc.raws.exposure import (
+    RawReadError,
+    is_fits_signature,
+    read_primary_header,
+    read_segment_headers,
+)
+from gpuptc.raws.header import ExposureInfo, exposure_info
+from gpuptc.schema import FileStatus
+
+__all__ = [
+    "EXPTIME_TOLERANCE",
+    "FITS_SUFFIXES",
+    "MANIFEST_COLUMNS",
+    "STATUSES",
+    "PairFiles",
+    "find_inputs",
+    "flat_pairs",
+    "ingest",
+    "manifest_of",
+    "pair_flats",
+    "summarize",
+]
+
+FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fz", ".fits.gz", ".fit.gz", ".fits.fz")
+"""File-name endings opened when a directory is searched."""
+
+EXPTIME_TOLERANCE = 0.005
+"""Largest exposure-time difference (s) between the two flats of a pair."""
+
+STATUSES: tuple[str, ...] = FileStatus.ALL
+
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "path",
+    "sensor",
+    "vendor",
+    "raftbay",
+    "ccdslot",
+    "imgtype",
+    "testtype",
+    "exptime",
+    "dayobs",
+    "seqnum",
+    "mjd",
+    "filter",
+    "obsid",
+    "pair",
+    "member",
+    "status",
+    "reason",
+)
+
+_PTC_TESTTYPES = ("FLAT", "PTC")
+
+
+def _is_fits_name(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(suffix) for suffix in FITS_SUFFIXES)
+
+
+def _inside(path: Path, directories: Sequence[Path]) -> bool:
+    return any(path == d or d in path.parents for d in directories)
+
+
+def find_inputs(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+    """Expand files, directories (recursively) and globs into candidate FITS files.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        Files, directories or glob patterns.
+    exclude : iterable of path-like
+        Directories never searched (gpuptc's own output directory).
+
+    Returns
+    -------
+    candidates : list of pathlib.Path
+        Files to open, each once (by resolved path), in a stable order.
+    skipped : list of pathlib.Path
+        Non-FITS files met while searching directories.
+    missing : list of (str, str)
+        Inputs that matched nothing, with the reason.
+    """
+    excluded = [Path(p).resolve() for p in exclude]
+    seen: set[Path] = set()
+    candidates: list[Path] = []
+    skipped: list[Path] = []
+    missing: list[tuple[str, str]] = []
+
+    def add(path: Path) -> None:
+        real = path.resolve()
+        if real in seen:
+            return
+        seen.add(real)
+        candidates.append(path)
+
+    def walk(directory: Path) -> None:
+        visited: set[tuple[int, int]] = set()
+        for root, dirs, files in os.walk(directory, followlinks=True):
+            stat = os.stat(root)
+            if (stat.st_dev, stat.st_ino) in visited:
+                dirs[:] = []
+                continue
+            visited.add((stat.st_dev, stat.st_ino))
+            root_path = Path(root)
+            dirs[:] = sorted(d for d in dirs if not _inside((root_path / d).resolve(), excluded))
+            for name in sorted(files):
+                path = root_path / name
+                if _is_fits_name(path):
+                    add(path)
+                elif not name.startswith("."):
+                    skipped.append(path)
+
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            if not _inside(path.resolve(), excluded):
+                walk(path)
+        elif path.is_file():
+            if _is_fits_name(path) or is_fits_signature(path):
+                add(path)
+            else:
+                missing.append((text, "not a FITS file (no FITS or gzip signature)"))
+        elif any(ch in text for ch in "*?["):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                missing.append((text, "pattern matched no file"))
+            for match in matches:
+                match_path = Path(match)
+                if match_path.is_dir():
+                    walk(match_path)
+                elif _is_fits_name(match_path) or is_fits_signature(match_path):
+                    add(match_path)
+                else:
+                    skipped.append(match_path)
+        else:
+            missing.append((text, "no such file or directory"))
+    return candidates, skipped, missing
+
+
+def _row(path: Path | str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS)
+    row["path"] = str(path)
+    row.update(values)
+    return row
+
+
+def _info_values(info: ExposureInfo) -> dict[str, Any]:
+    return {
+        "sensor": info.sensor,
+        "vendor": info.vendor,
+        "raftbay": info.raftbay,
+        "ccdslot": info.ccdslot,
+        "imgtype": info.imgtype,
+        "testtype": info.testtype,
+        "exptime": info.exptime,
+        "dayobs": info.dayobs,
+        "seqnum": info.seqnum,
+        "mjd": info.mjd,
+        "filter": info.filter,
+        "obsid": info.obsid,
+    }
+
+
+def _eotest_sensor(path: Path, primary: dict[str, Any]) -> str | None:
+    import fitsio
+
+    if primary.get("LSST_NUM"):
+        return str(primary["LSST_NUM"]).strip()
+    header = fitsio.read_header(str(path), AMPLIFIER_RESULTS)
+    if header.get("LSST_NUM"):
+        return str(header["LSST_NUM"]).strip()
+    return sensor_from_eotest_name(path)
+
+
+def _has_amplifier_results(path: Path) -> bool:
+    import fitsio
+
+    try:
+        with fitsio.FITS(str(path)) as fits_file:
+            return AMPLIFIER_RESULTS in fits_file
+    except Exception:
+        return False
+
+
+def _primary_header(path: Path | str) -> dict[str, Any]:
+    if is_remote(path):
+        return read_remote_header(str(path))
+    return read_primary_header(path)
+
+
+def _vendor_from_segments(path: Path | str) -> str:
+    """The vendor from the segments' geometry (a remote file is fetched for it)."""
+    with InputFiles([str(path)]) as files:
+        return read_segment_headers(files.local(str(path)))[1].vendor
+
+
+def classify_file(path: Path | str) -> dict[str, Any]:
+    """One manifest row for one FITS file, from its headers only.
+
+    Parameters
+    ----------
+    path : pathlib.Path or str
+        The file, or the URI of a remote one (``s3://...``: its primary header is read
+        with ranged reads, see :mod:`gpuptc.inputs.remote`).
+
+    Returns
+    -------
+    dict
+        Manifest columns; ``status`` is ``bias``, ``ignored``, ``eotest``, ``rejected``,
+        or ``None`` for a flat still to be paired.
+    """
+    try:
+        primary = _primary_header(path)
+    except RawReadError as exc:
+        return _row(path, status=FileStatus.REJECTED, reason=exc.reason)
+    info = exposure_info(primary)
+    values = _info_values(info)
+    if (info.origin or "").lower() == "gpuptc":
+        return _row(
+            path,
+            **values,
+            status=FileStatus.IGNORED,
+            reason="written by gpuptc (ORIGIN = 'gpuptc')",
+        )
+    if info.imgtype is None:
+        if _has_amplifier_results(path):
+            values["sensor"] = _eotest_sensor(path, primary)
+            return _row(path, **values, status=FileStatus.EOTEST, reason=None)
+        if is_ptc_dataset(path):
+            values["sensor"] = ptc_dataset_sensor(path)
+            return _row(path, **values, status=FileStatus.PTC_DATASET, reason=None)
+        return _row(
+            path,
+            **values,
+            status=FileStatus.REJECTED,
+            reason="no IMGTYPE keyword in the primary header, no AMPLIFIER_RESULTS table and "
+            "no PTC dataset (OBSTYPE = 'PTC')",
+        )
+    if info.imgtype not in ("FLAT", "BIAS"):
+        return _row(
+            path,
+            **values,
+            status=FileStatus.IGNORED,
+            reason=f"IMGTYPE {info.imgtype} is not used for PTCs",
+        )
+    if info.imgtype == "FLAT" and info.testtype and info.testtype not in _PTC_TESTTYPES:
+        return _row(
+            path,
+            **values,
+            status=FileStatus.IGNORED,
+            reason=f"TESTTYPE {info.testtype} is not a PTC flat (FLAT or PTC)",
+        )
+    if info.sensor is None:
+        return _row(
+            path,
+            **values,
+            status=FileStatus.REJECTED,
+            reason="no LSST_NUM, nor RAFTBAY and CCDSLOT",
+        )
+    if info.imgtype == "FLAT" and info.exptime is None:
+        return _row(
+            path, **values, status=FileStatus.REJECTED, reason="flat without a valid EXPTIME"
+        )
+    if info.vendor is None:
+        try:
+            values["vendor"] = _vendor_from_segments(path)
+        except RawReadError as exc:
+            return _row(path, **values, status=FileStatus.REJECTED, reason=exc.reason)
+    status = FileStatus.BIAS if info.imgtype == "BIAS" else None
+    return _row(path, **values, status=status, reason=None)
+
+
+def _time_order(flats: pd.DataFrame) -> pd.DataFrame:
+    """Sort flats by observation time: MJD, else DAYOBS then SEQNUM, else path."""
+    if flats["mjd"].notna().all():
+        keys = ["mjd", "path"]
+    elif flats["dayobs"].notna().all() and flats["seqnum"].notna().all():
+        keys = ["dayobs", "seqnum", "path"]
+    else:
+        keys = ["mjd", "dayobs", "seqnum", "path"]
+    return flats.sort_values(keys, na_position="last", kind="stable")
+
+
+def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Pair consecutive flats of equal exposure time, per sensor and filter.
+
+    Flats with ``status`` None are considered. Within a sensor and filter, in time
+    order, runs of consecutive flats whose EXPTIME agree within 5 ms are cut into
+    pairs; a run of one (a single flat, or mismatched exposure times) or the odd
+    flat of a longer run (a third exposure at one time) is left ``unpaired`` with the
+    reason. ``pair`` numbers pairs within each sensor in time order.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        Rows from :func:`classify_file`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The manifest with ``pair``, ``member``, ``status`` and ``reason`` filled for flats.
+    """
+    out = manifest.copy()
+    pending = out["status"].isna() & (out["imgtype"] == "FLAT")
+    pairs: list[tuple[str, Any, Any]] = []  # (sensor, first row index, second row index)
+    for (sensor, _), group in out[pending].groupby(["sensor", "filter"], dropna=False, sort=True):
+        ordered = _time_order(group)
+        index = list(ordered.index)
+        exptimes = ordered["exptime"].to_numpy(dtype=float)
+        start = 0
+        while start < len(index):
+            stop = start + 1
+            while stop < len(index) and abs(exptimes[stop] - exptimes[start]) <= EXPTIME_TOLERANCE:
+                stop += 1
+            run = index[start:stop]
+            for k in range(0, len(run) - 1, 2):
+                pairs.append((str(sensor), run[k], run[k + 1]))
+            if len(run) % 2:
+                odd = run[-1]
+                out.loc[odd, "status"] = FileStatus.UNPAIRED
+                if len(run) == 1:
+                    neighbours = [
+                        f"{exptimes[i]:g} s" for i in (start - 1, stop) if 0 <= i < len(index)
+                    ]
+                    detail = (
+                        f"; neighbouring flats have EXPTIME {' and '.join(neighbours)}"
+                        if neighbours
+                        else ""
+                    )
+                    out.loc[odd, "reason"] = (
+                        f"single flat at EXPTIME {exptimes[start]:g} s, no partner{detail}"
+                    )
+                else:
+                    out.loc[odd, "reason"] = (
+                        f"extra flat at EXPTIME {exptimes[start]:g} s: {len(run)} consecutive "
+                        "flats at this exposure time, pairs are taken in time order"
+                    )
+            start = stop
+    for sensor in sorted({p[0] for p in pairs}):
+        mine = [p for p in pairs if p[0] == sensor]
+        order = _time_order(out.loc[[p[1] for p in mine]])
+        rank = {idx: n for n, idx in enumerate(order.index)}
+        for _, first, second in mine:
+            number = rank[first]
+            out.loc[[first, second], "status"] = FileStatus.PAIRED
+            out.loc[[first, second], "pair"] = number
+            out.loc[first, "member"] = 1
+            out.loc[second, "member"] = 2
+    return out
+
+
+def _mark_duplicates(frame: pd.DataFrame) -> None:
+    """Reject copies of an exposure already listed (same sensor and OBSID or time)."""
+    open_rows = frame["status"].isna() | (frame["status"] == FileStatus.BIAS)
+    raw = frame["imgtype"].isin(["FLAT", "BIAS"]) & open_rows
+    seen: dict[tuple[Any, ...], str] = {}
+    for idx in frame.index[raw]:
+        row = frame.loc[idx]
+        if row["obsid"]:
+            key: tuple[Any, ...] = (row["sensor"], row["obsid"])
+        else:
+            key = (row["sensor"], row["dayobs"], row["seqnum"], row["mjd"], row["exptime"])
+        if key in seen:
+            frame.loc[idx, "status"] = FileStatus.REJECTED
+            frame.loc[idx, "reason"] = f"duplicate of {seen[key]} (same sensor and exposure)"
+        else:
+            seen[key] = row["path"]
+
+
+def _resolve_eotest_sensors(frame: pd.DataFrame) -> None:
+    sensors = sorted(
+        set(
+            frame.loc[
+                frame["status"].isin([FileStatus.PAIRED, FileStatus.UNPAIRED, FileStatus.BIAS]),
+                "sensor",
+            ]
+        )
+    )
+    for idx in frame.index[(frame["status"] == FileStatus.EOTEST) & frame["sensor"].isna()]:
+        if len(sensors) == 1:
+            frame.loc[idx, "sensor"] = sensors[0]
+            frame.loc[idx, "reason"] = "sensor taken from the run's only sensor"
+        else:
+            frame.loc[idx, "status"] = FileStatus.REJECTED
+            frame.loc[idx, "reason"] = (
+                "EOTEST results file names no sensor (no LSST_NUM, no '<sensor>_eotest_results' "
+                f"name) and the inputs hold {len(sensors)} sensors"
+            )
+
+
+def ingest(
+    inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Build the manifest of a set of inputs, reading primary headers only.
+
+    Parameters
+    ----------
+    inputs : path-like or iterable of path-like
+        Files, directories (searched recursively, symbolic-link loops are cut) and glob
+        patterns.
+    exclude : iterable of path-like
+        Directories never searched, such as the output directory.
+    progress : callable, optional
+        Called as ``progress(done, total)`` while headers are read.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per input file with the columns of :data:`MANIFEST_COLUMNS`, sorted by
+        sensor, then time. ``attrs['skipped']`` counts non-FITS files met in directories.
+
+    Examples
+    --------
+    >>> manifest = ingest(["raw/"])  # doctest: +SKIP
+    >>> manifest[manifest.status == "paired"].groupby("sensor").pair.nunique()  # doctest: +SKIP
+    """
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [inputs]
+    candidates, skipped, missing = find_inputs(inputs, exclude=exclude)
+    rows = [_row(text, status=FileStatus.REJECTED, reason=reason) for text, reason in missing]
+    for done, path in enumerate(candidates, 1):
+        rows.append(classify_file(path))
+        if progress:
+            progress(done, len(candidates))
+    frame = manifest_of(rows)
+    frame.attrs["skipped"] = len(skipped)
+    return frame
+
+
+def manifest_of(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The manifest of classified files (:func:`classify_file` rows), as :func:`ingest` gives it.
+
+    Duplicates marked, flats paired, columns typed, rows sorted; columns beyond
+    :data:`MANIFEST_COLUMNS` in the rows are kept.
+    """
+    rows = list(rows)
+    extra = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in MANIFEST_COLUMNS]
+    frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *extra])
+    frame = frame.astype({"exptime": float, "mjd": float})
+    _mark_duplicates(frame)
+    frame = pair_flats(frame)
+    _resolve_eotest_sensors(frame)
+    frame["seqnum"] = frame["seqnum"].astype("Int64")
+    frame["pair"] = frame["pair"].astype("Int64")
+    frame["member"] = frame["member"].astype("Int64")
+    frame["status"] = frame["status"].astype(str)
+    return frame.sort_values(
+        ["sensor", "mjd", "dayobs", "seqnum", "path"], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class PairFiles:
+    """The two files of one flat pair and what the pair is known by.
+
+    Attributes
+    ----------
+    pair : int
+        The pair's index within its sensor, in time order.
+    exptime, mjd : float
+        Exposure time (s) and MJD of the first flat.
+    file1, file2 : str
+        The two flats.
+    """
+
+    pair: int
+    exptime: float
+    mjd: float
+    file1: str
+    file2: str
+
+    @property
+    def paths(self) -> tuple[str, str]:
+        """Both files, first flat first."""
+        return self.file1, self.file2
+
+
+def flat_pairs(manifest: pd.DataFrame, sensor: str) -> list[PairFiles]:
+    """The paired flats of one sensor of a manifest, in pair order."""
+    rows = manifest[(manifest["sensor"] == sensor) & (manifest["status"] == FileStatus.PAIRED)]
+    pairs = []
+    for number, group in rows.groupby("pair", sort=True):
+        group = group.sort_values("member")
+        first, second = group.iloc[0], group.iloc[1]
+        pairs.append(
+            PairFiles(
+                int(number),
+                float(first["exptime"]),
+                float(first["mjd"]),
+                first["path"],
+                second["path"],
+            )
+        )
+    return pairs
+
+
+def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per-sensor counts of a manifest.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        From :func:`ingest`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sensor (``'(unknown)'`` for files without one): vendor, flats,
+        pairs, unpaired, biases, eotest, ignored, rejected.
+    """
+    frame = manifest.assign(sensor=manifest["sensor"].fillna("(unknown)"))
+    rows = []
+    for sensor, group in frame.groupby("sensor", sort=True):
+        status = group["status"]
+        vendors = sorted(v for v in group["vendor"].dropna().unique())
+        rows.append(
+            {
+                "sensor": sensor,
+                "vendor": ",".join(vendors) or "-",
+                "flats": int((group["imgtype"] == "FLAT").sum()),
+                "pairs": int(group.loc[status == FileStatus.PAIRED, "pair"].nunique()),
+                "unpaired": int((status == FileStatus.UNPAIRED).sum()),
+                "biases": int((status == FileStatus.BIAS).sum()),
+                "eotest": int((status == FileStatus.EOTEST).sum()),
+                "ignored": int((status == FileStatus.IGNORED).sum()),
+                "rejected": int((status == FileStatus.REJECTED).sum()),
+            }
+        )
+    columns = ["sensor", "vendor", "flats", "pairs", "unpaired", "biases", "eotest", "ignored"]
+    return pd.DataFrame(rows, columns=[*columns, "rejected"]).astype(
+        {c: np.int64 for c in [*columns[2:], "rejected"]}
+    )

@@ -1,1 +1,0 @@
-"""Reading and writing LSST camera files: raw exposures, ingest, EOTEST results."""

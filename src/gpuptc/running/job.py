@@ -1,0 +1,420 @@
+"""The main job: ingest, measure, fit, compare, write every table and the report.
+
+``run(inputs, out)`` is what ``gpuptc run`` does, in stages: select the inputs, make one
+task per sensor, execute the tasks (:mod:`gpuptc.running.schedulers`), collect their tables,
+compare, write, record the provenance, draw the report. The command line only parses
+arguments, shows progress and prints the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpuptc._shared.timing import Stopwatch, summed
+from gpuptc._version import __version__
+from gpuptc.backend import get_backend
+from gpuptc.config import Preset, get_preset
+from gpuptc.fitting.ptc import MODELS
+from gpuptc.formats.outputs import StagedOutputs
+from gpuptc.formats.writer import atomic_path
+from gpuptc.inputs.butler import ButlerQuery, ingest_butler
+from gpuptc.inputs.manifest import ingest
+from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
+from gpuptc.products.compare import compare, write_eotest_files
+from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
+from gpuptc.running.schedulers import SensorResult, SensorStore, SensorTask, execute
+from gpuptc.schema import (
+    EOTEST_DIR,
+    EXIT_FATAL,
+    EXIT_OK,
+    EXIT_REJECTED,
+    INTERRUPTED,
+    REJECTED_COLUMNS,
+    REPORT_DIR,
+    RUN_FILE,
+    TABLE_FILES,
+    FileStatus,
+    Stage,
+    display_images_name,
+    ptc_dataset_name,
+    rejected_frame,
+)
+
+__all__ = ["RunResult", "run", "summarize_run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced."""
+
+    out: Path
+    exit_code: int
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        """Rejected files, pairs and amps with their reasons."""
+        return self.tables.get("rejected", rejected_frame())
+
+
+def _manifest_rejections(manifest: pd.DataFrame) -> pd.DataFrame:
+    bad = manifest[manifest["status"].isin(FileStatus.REJECTIONS)]
+    frame = {"path": bad["path"], "sensor": bad["sensor"], "pair": pd.NA, "amp": pd.NA}
+    frame["stage"] = Stage.INGEST
+    return pd.DataFrame(frame, columns=list(REJECTED_COLUMNS)).assign(reason=bad["reason"])
+
+
+def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Rejection tables concatenated (the first, empty, when all are)."""
+    return pd.concat([f for f in frames if len(f)] or [frames[0]], ignore_index=True)
+
+
+@dataclass
+class _Selection:
+    manifest: pd.DataFrame
+    sensors: list[str]
+    rejected: pd.DataFrame
+
+
+def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Selection:
+    """Ingest the inputs (repository queries among them); the sensors with flat pairs."""
+    queries = [item for item in inputs if isinstance(item, ButlerQuery)]
+    paths = [item for item in inputs if not isinstance(item, ButlerQuery)]
+    frames = [ingest_butler(query) for query in queries]
+    if paths or not frames:
+        frames.append(ingest(paths, exclude=[out]))
+    manifest = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    manifest.attrs["butler"] = [f.attrs["butler"] for f in frames if "butler" in f.attrs]
+    paired = manifest[manifest["status"] == FileStatus.PAIRED]
+    if sensors:
+        paired = paired[paired["sensor"].isin(sensors)]
+    return _Selection(manifest, sorted(paired["sensor"].unique()), _manifest_rejections(manifest))
+
+
+def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
+    """One task per sensor; with the report, its figures are drawn where it is measured."""
+    manifest = selection.manifest
+    return [
+        SensorTask(
+            sensor,
+            manifest[manifest["sensor"] == sensor],
+            job.config,
+            job.backend,
+            tuple(job.models),
+            job.bias,
+            figures=report,
+        )
+        for sensor in selection.sensors
+    ]
+
+
+def _collect(
+    selection: _Selection, results: dict[str, SensorResult]
+) -> dict[str, pd.DataFrame] | None:
+    """Every table of the run from the sensors' results (None if no sensor has any)."""
+    rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
+    done = [results[s] for s in selection.sensors if "pairs" in results[s]]
+    if not done:
+        return None
+    tables = {
+        name: pd.concat([r[name] for r in done], ignore_index=True)
+        for name in ("pairs", "covariances", "ptc", "fullcov")
+    }
+    return {
+        "manifest": selection.manifest,
+        **tables,
+        "comparison": compare(tables["ptc"], selection.manifest),
+        "rejected": _joined(rejected),
+    }
+
+
+def _write_tables(
+    staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_model: str
+) -> dict[str, Path]:
+    """The tables, EOTEST's files and a cp_pipe PTC dataset of ``ptc_model`` per sensor.
+
+    Returns each sensor's PTC dataset file.
+    """
+    for name, frame in tables.items():
+        staged.table(TABLE_FILES[name], frame)
+    if (tables["ptc"]["model"] == "expapprox").any():
+        write_eotest_files(
+            staged.path(EOTEST_DIR), tables["ptc"], tables["pairs"], manifest=tables["manifest"]
+        )
+    fitted = tables["ptc"][tables["ptc"]["model"] == ptc_model]
+    if fitted.empty:
+        log.info("no %s fit: no cp_pipe PTC dataset written", ptc_model)
+    written = {}
+    for sensor in sorted(fitted["sensor"].unique()):
+        path = written[sensor] = staged.path(ptc_dataset_name(sensor))
+        write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
+    return written
+
+
+def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
+    """The display images the sensors made, where the report finds them."""
+    for sensor, result in sorted(results.items()):
+        if result.get("images") is not None:
+            np.savez_compressed(staged.path(display_images_name(sensor)), **result["images"])
+
+
+def run_provenance(
+    config: Preset,
+    backend: str,
+    inputs: list[Any],
+    tables: dict[str, pd.DataFrame],
+    exit_code: int,
+    started: float,
+) -> dict[str, Any]:
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    return {
+        "gpuptc": __version__,
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+        "backend": backend,
+        "preset": config.name,
+        "configuration": dataclasses.asdict(config),
+        "inputs": [os.fspath(p) for p in inputs],
+        "models": sorted(ptc["model"].unique(), key=list(MODELS).index),
+        "sensors": sorted(pairs["sensor"].unique().tolist()),
+        "pairs": int(pairs[["sensor", "pair"]].drop_duplicates().shape[0]),
+        "rejected": len(tables["rejected"]),
+        "exit_code": exit_code,
+        "seconds": round(time.monotonic() - started, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def run(
+    inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    preset: str | Preset = "cp_pipe",
+    backend: str = "auto",
+    bias: Any = None,
+    eotest: Sequence[str | os.PathLike[str]] = (),
+    models: Sequence[str] | None = None,
+    sensors: Sequence[str] | None = None,
+    report: bool = True,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_sensor: Callable[[str, int, int, int, int], None] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    force: bool = False,
+    publish: ButlerOutput | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Run the whole analysis and write every output.
+
+    Parameters
+    ----------
+    inputs : path-like or iterable of path-like
+        Files, directories (searched recursively) and globs.
+    out : path-like
+        Output directory; never searched for inputs, foreign files in it left alone.
+    preset : str or Preset
+        ``cp_pipe`` (default), ``cp_pipe_lsstcam``, ``eotest``, ``seed``.
+    backend : str
+        Array backend (``auto``, ``numpy``, ``cupy``, ...).
+    bias : path(s) or MasterBias, optional
+        Master bias; default built from the bias frames among the inputs.
+    eotest : sequence of path-like
+        EOTEST results files to compare with (those among the inputs are found too).
+    models : sequence of str, optional
+        PTC models to fit (default all).
+    sensors : sequence of str, optional
+        Only these sensors.
+    report : bool
+        Draw the HTML report.
+    progress, on_sensor : callable, optional
+        ``progress(sensor, pairs_done, pairs_total)`` while measuring in process;
+        ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)``.
+    workers, scheduler, client : optional
+        A local Dask cluster of ``workers`` processes (-1: one per GPU, dask-cuda), an
+        existing scheduler's address, or a ``distributed.Client`` you have.
+    force : bool
+        Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
+    publish : ButlerOutput, optional
+        A data repository's RUN collection the cp_pipe PTC datasets are put into (as
+        ``ptc`` datasets, before the outputs are committed); checked before anything is
+        measured.
+    **overrides
+        Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
+
+    Returns
+    -------
+    RunResult
+        The tables and the exit code: 0 success, 3 results written but some inputs,
+        pairs or amps rejected (``rejected.csv``), 1 nothing usable (nothing written).
+    """
+    started = time.monotonic()
+    chosen = get_backend(backend)  # an unavailable backend fails here, before anything is written
+    log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
+    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    config = get_preset(preset, **overrides)
+    if publish is not None:
+        publish.check()
+    inputs = [*items, *eotest]
+    job = _Job(config, backend, chosen.name, inputs, out, models or MODELS, bias, publish)
+    execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
+    execution |= {"progress": progress, "on_sensor": on_sensor}
+    staged = StagedOutputs(out)
+    try:
+        exit_code, tables = _stages(job, staged, sensors, report, execution, started)
+    except KeyboardInterrupt:
+        staged.abandon()
+        _mark_interrupted(Path(out))
+        raise
+    except BaseException:
+        staged.abandon()
+        raise
+    return RunResult(Path(out), exit_code, tables, time.monotonic() - started)
+
+
+@dataclass
+class _Job:
+    """What a run measures and how."""
+
+    config: Preset
+    backend: str
+    """As asked (``auto`` is resolved by each worker)."""
+    resolved: str
+    """What ``backend`` is in this process."""
+    inputs: list[Any]
+    out: Any
+    models: Sequence[str]
+    bias: Any
+    publish: ButlerOutput | None = None
+
+
+def _stages(
+    job: _Job,
+    staged: StagedOutputs,
+    sensors: Sequence[str] | None,
+    report: bool,
+    execution: dict[str, Any],
+    started: float,
+) -> tuple[int, dict[str, pd.DataFrame]]:
+    """Select, make tasks, execute, collect, write: the exit code and the tables."""
+    watch = Stopwatch()
+    with watch.stage("ingest"):
+        selection = _select(job.inputs, job.out, sensors)
+    tasks = _tasks(selection, job, report)
+    with watch.stage("sensors"):
+        results = execute(tasks, job.out, **execution) if tasks else {}
+    with watch.stage("tables and comparison"):
+        tables = _collect(selection, results)
+    if tables is None:
+        staged.abandon()
+        rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
+        return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
+    exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
+    provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
+    if selection.manifest.attrs.get("butler"):
+        provenance["butler"] = selection.manifest.attrs["butler"]
+    write_outputs(
+        staged, tables, results if report else None, provenance, (watch, started), job.publish
+    )
+    return exit_code, tables
+
+
+def write_outputs(
+    staged: StagedOutputs,
+    tables: dict[str, pd.DataFrame],
+    results: dict[str, SensorResult] | None,
+    provenance: dict[str, Any],
+    clock: tuple[Stopwatch, float],
+    publish: ButlerOutput | None = None,
+) -> None:
+    """Every output into the staging folder, the report when ``results`` are given, then commit.
+
+    With ``publish``, the PTC datasets are put into that repository before the commit
+    (``provenance['butler_output']``); a failure there abandons the outputs.
+
+    ``run.json`` ends with the whole run's ``seconds`` and each stage's
+    (``seconds_by_stage``; measure, fit, display images and figures summed over the sensors
+    measured in this run, not those reused).
+    """
+    watch, started = clock
+    ptc_model = provenance["configuration"]["solve"]["ptc_fit_type"]
+    with watch.stage("write tables"):
+        written = _write_tables(staged, tables, ptc_model)
+    if publish is not None:
+        with watch.stage("repository"):
+            detectors = sensor_detectors(tables["manifest"])
+            provenance["butler_output"] = publish.ingest(written, detectors)
+    if results is not None:
+        from gpuptc.report import draw_report
+
+        with watch.stage("report"):
+            _write_images(staged, results)
+            drawn = {sensor: result.get("figures") for sensor, result in results.items()}
+            draw_report(staged.path(REPORT_DIR), tables, provenance, drawn)
+    measured = {s: r["seconds"] for s, r in (results or {}).items() if "seconds" in r}
+    stages = {**watch.seconds, **{f"{k} (sensors)": v for k, v in summed(measured).items()}}
+    provenance["seconds_by_stage"] = {k: round(v, 2) for k, v in stages.items()}
+    provenance["seconds"] = round(time.monotonic() - started, 2)
+    staged.json(RUN_FILE, provenance)
+    staged.commit()
+
+
+def _mark_interrupted(out: Path) -> None:
+    """Say which sensors an interrupted run finished (kept for the next run)."""
+    note = {
+        "partial": True,
+        "finished_sensors": SensorStore(out).finished(),
+        "resume": "run the same command again: finished sensors are reused",
+        "interrupted": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with atomic_path(out / INTERRUPTED) as temporary:
+        temporary.write_text(json.dumps(note, indent=2))
+
+
+def _worst_amp(group: pd.DataFrame, comparison: pd.DataFrame) -> str | None:
+    """The amp farthest from EOTEST (else cp_pipe, else the sensor's median gain)."""
+    expapprox = group[group["model"] == "expapprox"].set_index("amp")
+    gains = comparison[(comparison["method"] == "expapprox") & (comparison["quantity"] == "gain")]
+    for reference, name in (("eotest", "EOTEST"), ("cp_pipe", "cp_pipe")):
+        mine = gains[gains["reference"] == reference].set_index("amp")
+        if mine["ratio"].notna().any():
+            worst = int((mine["ratio"] - 1).abs().idxmax())
+            return f"{worst} ({mine.loc[worst, 'ratio']:.3f} x {name})"
+    if len(expapprox):
+        deviation = (expapprox["gain"] / expapprox["gain"].median() - 1).abs()
+        worst = int(deviation.idxmax()) if deviation.notna().any() else -1
+        return f"{worst} ({deviation.max():+.1%} from median)"
+    return None
+
+
+def summarize_run(result: RunResult) -> pd.DataFrame:
+    """Per-sensor summary: amps, median gain per method, worst amp, rejected inputs."""
+    ptc = result.tables.get("ptc", pd.DataFrame())
+    comparison = result.tables.get("comparison", pd.DataFrame())
+    rejected = result.rejected
+    rows = []
+    for sensor, group in ptc.groupby("sensor", sort=True):
+        row: dict[str, Any] = {"sensor": sensor, "amps": group["amp"].nunique()}
+        for model, fits in group.groupby("model", sort=False):
+            row[f"gain_{model}"] = round(float(fits["gain"].median()), 4)
+        worst = _worst_amp(group, comparison[comparison["sensor"] == sensor])
+        if worst is not None:
+            row["worst_amp"] = worst
+        row["rejected"] = int((rejected["sensor"] == sensor).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
