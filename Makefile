@@ -24,8 +24,8 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks conftest.py
+	$(BIN)/ruff format --check src tests benchmarks conftest.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/io_readers.py

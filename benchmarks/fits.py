@@ -29,9 +29,7 @@ OTHERS = ["expapprox", "linear", "quadratic", "powerlaw", "rhl"]
 
 
 def _tables(directory: Path, pairs: int):
-    gpuptc.simulation.simulate(
-        directory, vendor="e2v", size="medium", pairs=pairs, biases=0, seed=9
-    )
+    gpuptc.simulate(directory, vendor="e2v", size="medium", pairs=pairs, biases=0, seed=9)
     return gpuptc.measure(gpuptc.ingest([directory]), backend="numpy")
 
 

@@ -89,7 +89,7 @@ PER_PAIR = {
 
 def _gains(directory: Path, vendor: str, size: str, pairs: int, case: Case) -> pd.DataFrame:
     """Gain per amp (rows) and method (columns), with the truth as ``truth``."""
-    sensor = gpuptc.simulation.simulate(
+    sensor = gpuptc.simulate(
         directory, vendor=vendor, size=size, pairs=pairs, biases=0, seed=5, **case.simulation
     )
     manifest = gpuptc.ingest([directory])

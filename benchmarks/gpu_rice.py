@@ -33,7 +33,7 @@ def main() -> None:
     import cupy
 
     with tempfile.TemporaryDirectory() as tmp:
-        gpuptc.simulation.simulate(Path(tmp), vendor="e2v", pairs=1, biases=0, storage="rice")
+        gpuptc.simulate(Path(tmp), vendor="e2v", pairs=1, biases=0, storage="rice")
         path = str(sorted(Path(tmp).glob("MC_*.fits"))[-1])
         expected = read_raw(path).pixels.astype(np.float32)
         tiles, _ = read_tiles(path)

@@ -39,9 +39,7 @@ def _files(pairs: int, compress: bool, seed: int = 21) -> Path:
     storage = "rice" if compress else "int32"
     suffix = "" if seed == 21 else f"-seed{seed}"
     directory = DATA / f"job-e2v-{storage}-{pairs}{suffix}"
-    gpuptc.simulation.simulate(
-        directory, vendor="e2v", pairs=pairs, seed=seed, storage=storage, reuse=True
-    )
+    gpuptc.simulate(directory, vendor="e2v", pairs=pairs, seed=seed, storage=storage, reuse=True)
     return directory
 
 

@@ -75,7 +75,7 @@ def main() -> None:
     import boto3
 
     directory = DATA / f"rice-e2v-{args.pairs}"
-    sensor = gpuptc.simulation.simulate(
+    sensor = gpuptc.simulate(
         directory, vendor="e2v", pairs=args.pairs, biases=0, storage="rice", reuse=True
     )
     files = sorted(sensor.flats)

@@ -51,7 +51,7 @@ print(json.dumps({
 
 def _sensor(pairs: int) -> Path:
     directory = DATA / f"rice-e2v-{pairs}"
-    gpuptc.simulation.simulate(directory, vendor="e2v", pairs=pairs, storage="rice", reuse=True)
+    gpuptc.simulate(directory, vendor="e2v", pairs=pairs, storage="rice", reuse=True)
     return directory
 
 

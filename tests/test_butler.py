@@ -277,8 +277,9 @@ def test_a_missing_remote_file_is_a_rejected_pair(bucket, small_itl, tmp_path, m
     gone = flats.iloc[-1]["path"]
     bucket.delete_object(Bucket="raws", Key=gone.removeprefix("s3://raws/"))
     monkeypatch.setenv("GPUPTC_CACHE", str(tmp_path / "cache"))
-    pairs, _ = gpuptc.measure(manifest, backend="numpy", cov_size=1)  # gone since ingest
-    (row,) = pairs.attrs["rejected"].itertuples()
+    measured = gpuptc.measure(manifest, backend="numpy", cov_size=1)  # gone since ingest
+    pairs = measured.pairs
+    (row,) = measured.rejected.itertuples()
     assert row.path == gone and row.stage == "read" and "cannot be fetched" in row.reason
     assert pairs["pair"].nunique() == len(flats) // 2 - 1
     out = tmp_path / "out"

@@ -25,7 +25,7 @@ def _gains(comparison):
 
 def test_comparison_table(small_e2v, results):
     manifest, ptc, _ = results
-    comparison = gpuptc.products.compare(ptc, manifest)
+    comparison = gpuptc.compare(ptc, manifest)
     assert list(comparison.columns) == list(COMPARISON_COLUMNS)
     assert len(comparison) == 16 * 3 * len(QUANTITIES)  # amps x methods x quantities, 1 ref
     assert set(comparison.reference) == {"eotest"}
@@ -43,14 +43,14 @@ def test_comparison_table(small_e2v, results):
     assert np.abs(expapprox.ratio - 1).median() < 0.03  # 1 % EOTEST scatter, small images
     a00 = comparison[(comparison.method == "expapprox") & (comparison.quantity == "a00")]
     assert (a00.reference_value < 0).all() and a00.ratio.median() > 0  # EOTEST sign undone
-    by_path = _gains(gpuptc.products.compare(ptc, [small_e2v.eotest_path]))
+    by_path = _gains(gpuptc.compare(ptc, [small_e2v.eotest_path]))
     np.testing.assert_allclose(by_path.reference_value, _gains(comparison).reference_value)
-    alone = gpuptc.products.compare(ptc)
+    alone = gpuptc.compare(ptc)
     assert set(alone.reference) == {"none"} and alone.reference_value.isna().all()
     assert _gains(alone).value.notna().all()
-    by_mapping = _gains(gpuptc.products.compare(ptc, {small_e2v.sensor: small_e2v.eotest_path}))
+    by_mapping = _gains(gpuptc.compare(ptc, {small_e2v.sensor: small_e2v.eotest_path}))
     np.testing.assert_allclose(by_mapping.reference_value, _gains(comparison).reference_value)
-    elsewhere = gpuptc.products.compare(ptc, {"OTHER-SENSOR": small_e2v.eotest_path})
+    elsewhere = gpuptc.compare(ptc, {"OTHER-SENSOR": small_e2v.eotest_path})
     assert elsewhere.reference_value.isna().all()
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import gpuptc
+import gpuptc.running.sensor
 from gpuptc.cli import main
 from gpuptc.simulation.simulate import simulate
 
@@ -102,14 +103,14 @@ def test_resume_reuses_complete_sensors(three_sensors, tmp_path, monkeypatch):
 
 
 def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monkeypatch):
-    original = gpuptc.running.schedulers.measure
+    original = gpuptc.running.sensor.measure_sensor
 
-    def flaky(manifest, *args, sensors=None, **kwargs):
-        if sensors and sensors[0].startswith("ITL"):
+    def flaky(sensor, *args, **kwargs):
+        if sensor.startswith("ITL"):
             raise RuntimeError("the sensor's disk went away")
-        return original(manifest, *args, sensors=sensors, **kwargs)
+        return original(sensor, *args, **kwargs)
 
-    monkeypatch.setattr(gpuptc.running.schedulers, "measure", flaky)
+    monkeypatch.setattr(gpuptc.running.sensor, "measure_sensor", flaky)
     out = tmp_path / "out"
     assert main(["run", str(three_sensors), "--out", str(out), *RUN]) == 3
     rejected = pd.read_csv(out / "rejected.csv")
@@ -218,9 +219,9 @@ def _hold_sensors_until_released(directory):
     """Run on each worker: each sensor task says it started, then waits for ``release``."""
     import pathlib
 
-    import gpuptc.running.schedulers as distributed
+    import gpuptc.running.sensor as pipeline
 
-    process_sensor = distributed.process_sensor
+    process_sensor = pipeline.process_sensor
 
     def held(task, *args, **kwargs):
         root = pathlib.Path(directory)
@@ -230,7 +231,7 @@ def _hold_sensors_until_released(directory):
             time.sleep(0.01)
         return process_sensor(task, *args, **kwargs)
 
-    distributed.process_sensor = held
+    pipeline.process_sensor = held
 
 
 def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpuptc.inputs.manifest import MANIFEST_COLUMNS, ingest, pair_flats, summarize
+from gpuptc.inputs.manifest import MANIFEST_COLUMNS, ingest, inventory, pair_flats, summarize
 
 
 def _by_obsid(manifest):
@@ -29,7 +29,7 @@ def test_pairs_every_flat_of_a_clean_sensor(small_e2v):
     assert (manifest.status == "bias").sum() == 5
     eotest = manifest[manifest.status == "eotest"]
     assert list(eotest.sensor) == [small_e2v.sensor]
-    assert manifest.attrs["skipped"] == 2  # the truth and exposure tables
+    assert len(inventory([small_e2v.directory]).skipped) == 2  # the truth and exposure tables
 
 
 def test_file_names_carry_no_meaning(small_e2v, tmp_path):
@@ -42,9 +42,9 @@ def test_file_names_carry_no_meaning(small_e2v, tmp_path):
     (scrambled / "notes.txt").write_text("log")
     (scrambled / "run.json").write_text("{}")
     nice = ingest([small_e2v.directory])
-    messy = ingest([tmp_path / "scrambled"])
-    pd.testing.assert_frame_equal(_by_obsid(nice), _by_obsid(messy))
-    assert messy.attrs["skipped"] == 2
+    messy = inventory([tmp_path / "scrambled"])
+    pd.testing.assert_frame_equal(_by_obsid(nice), _by_obsid(messy.manifest))
+    assert len(messy.skipped) == 2
 
 
 def _set_keys(path, **keys):

@@ -218,8 +218,8 @@ def test_rejected_pair_listed(small_e2v, manifest, tmp_path):
     broken.write_bytes(small_e2v.flats[2].read_bytes()[:50000])
     edited = manifest.copy()
     edited.loc[edited.path == str(small_e2v.flats[2]), "path"] = str(broken)
-    pairs, _ = measure(edited, backend="numpy", cov_size=0)
-    rejected = pairs.attrs["rejected"]
+    measured = measure(edited, backend="numpy", cov_size=0)
+    pairs, rejected = measured.pairs, measured.rejected
     assert list(rejected.pair) == [1] and "broken.fits" in rejected.path.iloc[0]
     assert 1 not in set(pairs.pair)
     assert isinstance(rejected, pd.DataFrame)
@@ -287,10 +287,11 @@ def test_an_unreadable_pair_mid_batch_leaves_the_others_unchanged(small_e2v, cop
         for i in range(1, 17):
             f[i].write_key("DATASEC", "[11:70,1:90]")
     options = {"backend": "numpy", "batch_pairs": 4, "cov_size": 3}
-    damaged, damaged_covs = measure(gpuptc.ingest([directory]), **options)
+    damaged_run = measure(gpuptc.ingest([directory]), **options)
+    damaged, damaged_covs = damaged_run
     clean, clean_covs = measure(gpuptc.ingest([small_e2v.directory]), **options)
     assert sorted(damaged.pair.unique()) == [0, 2, 3, 4, 5, 6, 7]
-    assert list(damaged.attrs["rejected"].pair) == [1]
+    assert list(damaged_run.rejected.pair) == [1]
     kept = clean[clean.pair != 1].reset_index(drop=True)
     columns = [c for c in PAIR_COLUMNS if c not in ("file1", "file2")]
     pd.testing.assert_frame_equal(damaged[columns].reset_index(drop=True), kept[columns])

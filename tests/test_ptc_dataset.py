@@ -209,9 +209,7 @@ def test_detector_numbers_follow_lsstcam():
 
 def test_refit_reproduces_the_original_fit(run_out, fullcov_file, tmp_path):
     _, tables = run_out
-    result = gpuptc.running.refit(
-        fullcov_file, tmp_path / "refit", models=MODELS, report=False, **SMALL
-    )
+    result = gpuptc.refit(fullcov_file, tmp_path / "refit", models=MODELS, report=False, **SMALL)
     assert result.exit_code == 0
     original = tables["ptc"].set_index(["model", "amp"])
     refitted = result.tables["ptc"].set_index(["model", "amp"])
@@ -285,7 +283,7 @@ def test_an_older_cp_pipe_file_with_bad_amps_and_nans(fullcov_file, tmp_path):
     assert pairs["overscan_level"].isna().all() and pairs["mjd"].isna().all()
     assert set(tables["ptc"].attrs["missing_columns"]) == set(newer)
     assert tables["ptc"].attrs["ptc_version"] == 2.1
-    refit = gpuptc.running.refit(path, tmp_path / "refit", models=["expapprox"], report=False)
+    refit = gpuptc.refit(path, tmp_path / "refit", models=["expapprox"], report=False)
     used = refit.tables["pairs"]
     assert not used.loc[used["pair"] == 2, "used"].any()  # the NaN pair is never fitted
 

@@ -17,6 +17,7 @@ from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
 from gpuptc.report.sensor import draw
 from gpuptc.running import schedulers as distributed
+from gpuptc.running import sensor as sensor_pipeline
 from gpuptc.schema import DrawnFigure
 
 MODELS = ["expapprox", "rhl", "fullcov_nob"]
@@ -61,13 +62,13 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
 def test_stored_sensors_keep_their_figures(two_sensor_run, small_e2v, small_itl, monkeypatch):
     before = _figures(two_sensor_run)
     drawn = []
-    original = distributed.with_figures
+    original = sensor_pipeline.with_figures
 
     def counting(task, result):
         drawn.append(task.sensor)
         return original(task, result)
 
-    monkeypatch.setattr(distributed, "with_figures", counting)
+    monkeypatch.setattr(sensor_pipeline, "with_figures", counting)
     inputs = [small_e2v.directory, small_itl.directory]
     assert gpuptc.run(inputs, two_sensor_run, backend="numpy", models=MODELS).exit_code == 0
     assert drawn == [] and _figures(two_sensor_run) == before

@@ -164,7 +164,7 @@ def test_every_simulated_layout_reads_alike(small_itl, tmp_path):
     import gpuptc
 
     e2v = tmp_path / "e2v"
-    gpuptc.simulation.simulate(e2v, vendor="e2v", pairs=1, biases=0, size="small", storage="rice")
+    gpuptc.simulate(e2v, vendor="e2v", pairs=1, biases=0, size="small", storage="rice")
     files = [*sorted(small_itl.directory.glob("MC_*.fits"))[:2], *sorted(e2v.glob("MC_*.fits"))]
     for path in files:
         assert native_reason(path) is None

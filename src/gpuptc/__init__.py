@@ -1,6 +1,7 @@
 """gpuptc: photon transfer curves of LSST camera CCDs on NumPy or CuPy."""
 
 from gpuptc._version import __version__
+from gpuptc.errors import GpuptcError
 from gpuptc.fitting.solve import fit, fit_ptc
 from gpuptc.inputs.butler import ButlerQuery, ingest_butler
 from gpuptc.inputs.manifest import ingest
@@ -22,6 +23,7 @@ from gpuptc.simulation.simulate import SimulationConfig, simulate
 __all__ = [
     "ButlerOutput",
     "ButlerQuery",
+    "GpuptcError",
     "MasterBias",
     "RawExposure",
     "RawReadError",

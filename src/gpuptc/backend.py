@@ -18,6 +18,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from gpuptc import settings
+from gpuptc.errors import GpuptcError
 from gpuptc.kernels import ArrayApiKernels, kernels_for
 
 __all__ = ["Backend", "BackendError", "get_backend", "to_host"]
@@ -40,7 +42,7 @@ _FFT_BYTES_PER_PIXEL = 5 * 16
 """Device bytes per padded pixel of one image's covariance transforms (five complex128)."""
 
 
-class BackendError(RuntimeError):
+class BackendError(GpuptcError, RuntimeError):
     """A requested array backend is not available."""
 
 
@@ -73,6 +75,26 @@ class Backend:
     def is_gpu(self) -> bool:
         """Whether arrays live on a GPU."""
         return self.name == "cupy" or "cuda" in str(self.device)
+
+    @property
+    def decodes_rice(self) -> bool:
+        """Whether RICE_1 tiles cross the bus compressed and are decoded on the device.
+
+        On CuPy, unless ``GPUPTC_GPU_RICE=0`` (see :mod:`gpuptc.settings`).
+        """
+        return self.name == "cupy" and settings.gpu_rice()
+
+    @property
+    def native(self) -> ModuleType:
+        """The library's own module (``cupy`` itself on CuPy: raw kernels, ``asnumpy``).
+
+        Elsewhere the array-API namespace :attr:`xp`.
+        """
+        if self.name == "cupy":
+            import cupy
+
+            return cupy
+        return self.xp
 
     @property
     def threads_over_amps(self) -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from gpuptc._version import __version__
+from gpuptc.errors import GpuptcError
 from gpuptc.schema import (
     EXIT_FATAL,
     EXIT_INTERRUPTED,
@@ -32,7 +33,7 @@ __all__ = ["build_parser", "main"]
 log = logging.getLogger("gpuptc")
 
 
-class _UsageError(Exception):
+class _UsageError(GpuptcError):
     """Arguments that do not make a command (exit code 2, the message printed)."""
 
 
@@ -43,12 +44,11 @@ def _print_table(frame: pd.DataFrame) -> None:
         print(frame.to_string(index=False))
 
 
-def _report_manifest(manifest: pd.DataFrame, *, verbose: bool) -> None:
+def _report_manifest(manifest: pd.DataFrame, skipped: int, *, verbose: bool) -> None:
     from gpuptc.inputs.manifest import summarize
 
     print("Per-sensor summary:")
     _print_table(summarize(manifest))
-    skipped = manifest.attrs.get("skipped", 0)
     if skipped:
         print(f"Skipped {skipped} non-FITS file(s) found while searching directories.")
     for status, title in (
@@ -69,11 +69,12 @@ def _report_manifest(manifest: pd.DataFrame, *, verbose: bool) -> None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from gpuptc._shared.progress import Progress
     from gpuptc.formats.writer import atomic_path
-    from gpuptc.inputs.manifest import ingest
+    from gpuptc.inputs.manifest import inventory
 
     progress = Progress("headers", 0, enabled=not args.quiet)
-    manifest = ingest(args.inputs, exclude=args.exclude, progress=progress)
-    _report_manifest(manifest, verbose=args.verbose)
+    found = inventory(args.inputs, exclude=args.exclude, progress=progress)
+    manifest = found.manifest
+    _report_manifest(manifest, len(found.skipped), verbose=args.verbose)
     if args.write:
         with atomic_path(args.write) as tmp:
             manifest.to_parquet(tmp, index=False)
@@ -317,7 +318,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.exit_code == EXIT_FATAL:
         manifest = result.tables.get("manifest")
         if manifest is not None:
-            _report_manifest(manifest, verbose=args.verbose)
+            _report_manifest(manifest, len(result.skipped), verbose=args.verbose)
         print("No usable flat pair found: nothing written.", file=sys.stderr)
         return EXIT_FATAL
     _print_run(result, verbose=args.verbose)
@@ -743,7 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BackendError, _UsageError) as exc:
         print(f"gpuptc {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (OSError, ValueError) as exc:
+    except (GpuptcError, OSError, ValueError) as exc:
+        # gpuptc's own errors, then the file system's and the libraries' (plain OSError or
+        # ValueError): the message printed, or the traceback with --verbose
         if args.verbose:
             raise
         print(f"gpuptc {args.command}: error: {exc}", file=sys.stderr)

@@ -556,6 +556,25 @@ def fit(
         Full-covariance matrices (columns :data:`gpuptc.schema.FULLCOV_COLUMNS`).
     pairs : pandas.DataFrame
         A copy of ``pairs`` with ``used`` filled.
+
+    Examples
+    --------
+    Measure the flat pairs of a small simulated sensor's raws in ``raw_dir`` (made by
+    :func:`gpuptc.simulate`), then fit its 16 amplifiers' PTCs with two models:
+
+    >>> from gpuptc import ingest, measure
+    >>> pairs, covariances = measure(ingest(raw_dir), backend="numpy")
+    >>> ptc, fullcov, pairs = fit(pairs, covariances, models=["expapprox", "linear"])
+    >>> ptc.groupby("model").size().to_dict()
+    {'expapprox': 16, 'linear': 16}
+    >>> ptc.columns[:8].tolist()
+    ['sensor', 'amp', 'segment', 'model', 'gain', 'gain_err', 'noise', 'noise_err']
+    >>> gain = ptc[ptc.model == "expapprox"].set_index("amp").gain
+    >>> truth = simulated.truth.set_index("amp").gain
+    >>> bool((gain / truth).between(0.9, 1.1).all())
+    True
+    >>> int(pairs.used.sum()), len(pairs)  # pairs kept by cp_pipe's selection, of all
+    (68, 96)
     """
     config = get_preset(preset, **options)
     wanted = list(models) if models is not None else list(MODELS)
@@ -564,12 +583,24 @@ def fit(
     with_cov = any(MODEL_REGISTRY[m].needs_covariances for m in wanted)
     if with_cov and lookup.groups is None:
         raise ValueError("the full-covariance models need the covariances table")
+    return _fitted(pairs, lookup, config.solve, wanted, with_cov, xp)
+
+
+def _fitted(
+    pairs: pd.DataFrame,
+    lookup: _CovarianceLookup,
+    solve: SolveConfig,
+    wanted: list[str],
+    with_cov: bool,
+    xp: ModuleType,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """:func:`fit`'s tables, sensor by sensor, once its arguments are checked."""
     out = pairs.copy()
     out["used"] = pd.array([False] * len(out), dtype="boolean")
     rows: list[dict[str, Any]] = []
     cov_rows: list[dict[str, Any]] = []
     for sensor, members in out.groupby("sensor", sort=True):
-        amps = _sensor_amps(str(sensor), members, lookup, config.solve, with_cov, out)
+        amps = _sensor_amps(str(sensor), members, lookup, solve, with_cov, out)
         results = {model: _fit_model(model, amps, xp) for model in wanted}
         for k, (amp, segment, _) in enumerate(amps):
             for model in wanted:

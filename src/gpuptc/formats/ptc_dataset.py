@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuptc.errors import GpuptcError
 from gpuptc.formats.writer import atomic_path
 
 __all__ = [
@@ -111,7 +112,7 @@ _HEADER_KEYS = (
 CALIBCLS, which are always written)."""
 
 
-class PtcDatasetError(ValueError):
+class PtcDatasetError(GpuptcError, ValueError):
     """A file that is not a readable PTC dataset; the message names the file and why."""
 
 

@@ -26,13 +26,15 @@ from typing import Any
 
 import pandas as pd
 
-from gpuptc.inputs.manifest import classify_file, manifest_of
+from gpuptc.errors import GpuptcError
+from gpuptc.inputs.manifest import Inventory, classify_file, manifest_of
 from gpuptc.schema import FileStatus
 
 __all__ = [
     "BUTLER_COLUMNS",
     "ButlerInputError",
     "ButlerQuery",
+    "butler_inventory",
     "butler_module",
     "ingest_butler",
 ]
@@ -47,7 +49,7 @@ _EXPTIME_TOLERANCE = 0.005
 _DETECTOR_NAME = re.compile(r"^R\d\d_S\d\d$")
 
 
-class ButlerInputError(ValueError):
+class ButlerInputError(GpuptcError, ValueError):
     """A repository, collection or query that gives no usable input; says which and why."""
 
 
@@ -69,6 +71,24 @@ class ButlerQuery:
         Only these detectors (numbers, or names such as ``R22_S11``).
     instrument : str
         The instrument.
+
+    Examples
+    --------
+    The flats and biases of two detectors of a day, from two collections (nothing is
+    opened until the query is run by :func:`ingest_butler` or :func:`gpuptc.run`):
+
+    >>> query = ButlerQuery.of(
+    ...     "/repo/main", "LSSTCam/raw/all, LSSTCam/calib",
+    ...     where="exposure.day_obs = 20250601", detectors=[94, "R22_S11"],
+    ... )
+    >>> query.collections
+    ('LSSTCam/raw/all', 'LSSTCam/calib')
+    >>> query.expression()[0].split(" AND ")[-2:]
+    ["(detector IN (94) OR detector.full_name IN ('R22_S11'))", '(exposure.day_obs = 20250601)']
+    >>> ButlerQuery.of("/repo/main", "")
+    Traceback (most recent call last):
+    ...
+    gpuptc.inputs.butler.ButlerInputError: give the collections to search (--collections)
     """
 
     repo: str
@@ -297,14 +317,24 @@ def ingest_butler(
     pandas.DataFrame
         The manifest of :func:`gpuptc.ingest` (one row per dataset; ``path`` the local
         file, or the URI of a remote one, fetched when it is measured: see
-        :mod:`gpuptc.inputs.remote`) with :data:`BUTLER_COLUMNS`; ``attrs['butler']`` is the
-        query's provenance with the dataset ids.
+        :mod:`gpuptc.inputs.remote`) with :data:`BUTLER_COLUMNS` (:func:`butler_inventory` gives
+        the query's provenance with the dataset ids too).
 
     Raises
     ------
     ButlerInputError
         Without lsst-daf-butler, for a repository that cannot be opened, a missing
         collection or a query that selects nothing.
+
+    Examples
+    --------
+    A repository that cannot be opened is an error that names it (``tmp`` is an empty
+    directory); with a real repository, the manifest's flats come paired per detector:
+
+    >>> ingest_butler(tmp / "no-repo", "LSSTCam/raw/all")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gpuptc.inputs.butler.ButlerInputError: ...no-repo...
     """
     query = (
         repo
@@ -313,10 +343,14 @@ def ingest_butler(
             repo, collections, where=where, bind=bind, detectors=detectors, instrument=instrument
         )
     )
+    return butler_inventory(query, threads=threads).manifest
+
+
+def butler_inventory(query: ButlerQuery, *, threads: int = 8) -> Inventory:
+    """:func:`ingest_butler`'s manifest with the query's provenance and its dataset ids."""
     repository = _open(query)
     refs = _refs(query, repository)
     log.info("%s: %d raws selected in %s", query.repo, len(refs), ", ".join(query.collections))
     frame = manifest_of(_rows(refs, repository, threads))
-    frame.attrs["butler"] = {**query.provenance(), "datasets": sorted(frame["dataset_id"])}
-    frame.attrs["skipped"] = 0
-    return frame
+    provenance = {**query.provenance(), "datasets": sorted(frame["dataset_id"])}
+    return Inventory(frame, queries=(provenance,))

@@ -44,10 +44,12 @@ __all__ = [
     "FITS_SUFFIXES",
     "MANIFEST_COLUMNS",
     "STATUSES",
+    "Inventory",
     "PairFiles",
     "find_inputs",
     "flat_pairs",
     "ingest",
+    "inventory",
     "manifest_of",
     "pair_flats",
     "summarize",
@@ -447,13 +449,60 @@ def ingest(
     -------
     pandas.DataFrame
         One row per input file with the columns of :data:`MANIFEST_COLUMNS`, sorted by
-        sensor, then time. ``attrs['skipped']`` counts non-FITS files met in directories.
+        sensor, then time (the ``manifest`` of :func:`inventory`, which also lists the
+        non-FITS files met in directories).
 
     Examples
     --------
-    >>> manifest = ingest(["raw/"])  # doctest: +SKIP
-    >>> manifest[manifest.status == "paired"].groupby("sensor").pair.nunique()  # doctest: +SKIP
+    The raws of a small simulated sensor in ``raw_dir`` (:func:`gpuptc.simulate`: 6 flat
+    pairs, 3 biases, its EOTEST results and two Parquet tables of truth):
+
+    >>> manifest = ingest(raw_dir)
+    >>> manifest.status.value_counts().to_dict()
+    {'paired': 12, 'bias': 3, 'eotest': 1}
+    >>> manifest[manifest.status == "paired"].groupby("sensor").pair.nunique().to_dict()
+    {'E2V-CCD250-101': 6}
+    >>> len(inventory(raw_dir).skipped)  # the Parquet tables: not FITS, never opened
+    2
     """
+    return inventory(inputs, exclude=exclude, progress=progress).manifest
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What ingesting found: the manifest, and what it passed over on the way.
+
+    Attributes
+    ----------
+    manifest : pandas.DataFrame
+        One row per input file (:data:`MANIFEST_COLUMNS`); see :func:`ingest`.
+    skipped : tuple of pathlib.Path
+        Files met in directories that are not FITS files (never opened).
+    queries : tuple of dict
+        The provenance of each data-repository query the manifest's raws came from.
+    """
+
+    manifest: pd.DataFrame
+    skipped: tuple[Path, ...] = ()
+    queries: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def joined(cls, parts: Sequence[Inventory]) -> Inventory:
+        """Several inventories as one (manifests concatenated)."""
+        if len(parts) == 1:
+            return parts[0]
+        manifest = pd.concat([part.manifest for part in parts], ignore_index=True)
+        skipped = tuple(path for part in parts for path in part.skipped)
+        return cls(manifest, skipped, tuple(q for part in parts for q in part.queries))
+
+
+def inventory(
+    inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    exclude: Iterable[str | os.PathLike[str]] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> Inventory:
+    """:func:`ingest`'s manifest with the non-FITS files it skipped (same parameters)."""
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
     candidates, skipped, missing = find_inputs(inputs, exclude=exclude)
@@ -462,9 +511,7 @@ def ingest(
         rows.append(classify_file(path))
         if progress:
             progress(done, len(candidates))
-    frame = manifest_of(rows)
-    frame.attrs["skipped"] = len(skipped)
-    return frame
+    return Inventory(manifest_of(rows), tuple(skipped))
 
 
 def manifest_of(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

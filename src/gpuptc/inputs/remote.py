@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpuptc import settings
 from gpuptc.raws.exposure import FITS_MAGIC, RawReadError, header_dict
-from gpuptc.settings import whole_number
 
 __all__ = ["InputFiles", "cache_folder", "is_remote", "read_remote_header"]
 
@@ -61,8 +61,7 @@ def _resource(path: str) -> Any:
 
 def cache_folder() -> Path:
     """Where remote files are fetched: ``GPUPTC_CACHE``, else ``~/.cache/gpuptc``."""
-    chosen = os.environ.get("GPUPTC_CACHE")
-    return Path(chosen) if chosen else Path.home() / ".cache" / "gpuptc"
+    return settings.cache()
 
 
 def _end_of_header(data: bytes) -> int | None:
@@ -169,9 +168,9 @@ class InputFiles:
         remote = [str(p) for p in dict.fromkeys(order) if is_remote(p)]
         self._order = remote
         self._cache = Path(cache) if cache is not None else cache_folder()
-        mb = budget_mb if budget_mb is not None else whole_number("GPUPTC_CACHE_MB", 4096)
+        mb = budget_mb if budget_mb is not None else settings.cache_mb()
         self._budget = max(1, mb) * 2**20
-        self._threads = threads or whole_number("GPUPTC_FETCH_THREADS", 8, minimum=1)
+        self._threads = threads or settings.fetch_threads()
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Condition()
         self._held = 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuptc import settings
 from gpuptc.kernels import numba_cpu
 from gpuptc.kernels.fft import lag_sums_cpu
 from gpuptc.kernels.generic import AFW_IQR_TO_SIGMA, ArrayApiKernels, float32_bound
@@ -165,9 +166,7 @@ class CupyKernels(ArrayApiKernels):
 
 def _cuda_kernels_chosen() -> bool:
     """``GPUPTC_CUDA=1`` opts in to the fused CUDA kernels (not yet run on a GPU here)."""
-    import os
-
-    return os.environ.get("GPUPTC_CUDA", "0") == "1"
+    return settings.cuda()
 
 
 def kernels_for(name: str, xp: ModuleType, *, fused: bool | None = None) -> ArrayApiKernels:

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 
 import numpy as np
+
+from gpuptc import settings
 
 UNAVAILABLE = ""
 """Why numba could not be used ("" when it imports)."""
@@ -63,7 +64,7 @@ _FASTMATH = {"reassoc"}
 
 def available() -> bool:
     """True when numba imports and ``GPUPTC_NUMBA`` is not ``0``."""
-    return numba is not None and os.environ.get("GPUPTC_NUMBA", "1") != "0"
+    return numba is not None and settings.numba()
 
 
 def compiled(**options: object):

@@ -29,7 +29,6 @@ from gpuptc.raws.readers import FileReaders, is_compressed, reader_processes
 from gpuptc.raws.rice import RiceError
 from gpuptc.raws.rice_gpu import FileTiles, decode_on_device, pack
 from gpuptc.schema import Stage, rejected_row
-from gpuptc.settings import whole_number
 
 __all__ = ["Batch", "read_batches"]
 
@@ -226,7 +225,7 @@ def _first_local(pairs: list[PairFiles], files: InputFiles) -> str | None:
 
 def _decoded_on_device(first: str, geometry: SensorGeometry, backend: Backend) -> bool:
     """Whether this sensor's RICE_1 tiles cross the bus compressed and are decoded there."""
-    if backend.name != "cupy" or not whole_number("GPUPTC_GPU_RICE", 1):
+    if not backend.decodes_rice:
         return False
     pixel_bytes = geometry.namps * math.prod(geometry.segment_shape) * 4
     return is_compressed(first, pixel_bytes) and _cfitsio_reason(first) is None
@@ -288,8 +287,6 @@ def _on_device(
     A corrupt tile (found by the kernel) sends the batch to the CPU decoder, which rejects
     the pair with the bad file and reads the others (remote ones fetched again).
     """
-    import cupy
-
     kept, rejected, tiles = read
     if not kept:
         return Batch(kept, None, rejected)
@@ -299,9 +296,10 @@ def _on_device(
         return backend.host_buffer(((nbytes + 3) // 4,)).view("uint8")[:nbytes]
 
     packed = pack(tiles, [k * per_file for k in range(len(tiles))], allocate=pinned)
-    raw = cupy.empty((len(kept), 2, geometry.namps, *geometry.segment_shape), dtype="float32")
+    device = backend.native
+    raw = device.empty((len(kept), 2, geometry.namps, *geometry.segment_shape), dtype="float32")
     try:
-        decode_on_device(cupy, packed, raw)
+        decode_on_device(device, packed, raw)
     except RiceError as exc:
         log.warning("%s; this batch is decoded on the CPU instead", exc)
         shape = (len(kept), 2, geometry.namps, *geometry.segment_shape)

@@ -11,22 +11,20 @@ same ISR and flux-matched difference.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from gpuptc import settings
 from gpuptc.backend import Backend, to_host
 from gpuptc.config import Preset
 from gpuptc.kernels.fft import fft_shape
 from gpuptc.measuring.isr import IsrResult, SegmentRegions, run_isr
 from gpuptc.measuring.stats import PairStatistics, pair_statistics
-from gpuptc.raws.exposure import read_raw
-from gpuptc.raws.geometry import SensorGeometry
+from gpuptc.raws.geometry import SensorGeometry, assemble_ccd
 from gpuptc.schema import DISPLAY_BIN, STAT_NAMES
-from gpuptc.settings import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +173,7 @@ def _isolated(
 
 
 def _threads() -> int:
-    return whole_number("GPUPTC_THREADS", os.cpu_count() or 1, minimum=1)
+    return settings.threads()
 
 
 def measure_batch(
@@ -209,7 +207,7 @@ def _bin(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def display_images(
-    paths: tuple[str, str], preset: Preset, backend: Backend, bias: Any = None
+    pair: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
 ) -> dict[str, np.ndarray]:
     """Binned assembled images of one pair: its first flat and its difference image.
 
@@ -218,8 +216,11 @@ def display_images(
 
     Parameters
     ----------
-    paths : (str, str)
-        The pair's two raw files.
+    pair : array
+        The pair's raw pixels on the backend's device, ``(2, amps, naxis2, naxis1)``
+        float32 (one entry of a measured batch).
+    geometry : SensorGeometry
+        The sensor's raw geometry.
     preset : Preset
         ISR settings.
     backend : Backend
@@ -232,18 +233,10 @@ def display_images(
     dict
         ``flat`` and ``difference`` binned by :data:`gpuptc.schema.DISPLAY_BIN`
         (float64, CCD orientation), and ``bin``.
-
-    Raises
-    ------
-    gpuptc.RawReadError
-        If a file cannot be read.
     """
-    raws = [read_raw(path) for path in paths]
-    geometry = raws[0].geometry
-    stack = backend.asarray(np.stack([raw.pixels for raw in raws], dtype=np.float32))
     kernels, xp = backend.kernels, backend.xp
     with np.errstate(divide="ignore", invalid="ignore"):
-        isr = run_isr(stack, isr_regions(geometry), preset.isr, bias=bias, backend=backend)
+        isr = run_isr(pair, isr_regions(geometry), preset.isr, bias=bias, backend=backend)
         ny, nx = isr.images.shape[-2:]
         flat = xp.reshape(isr.images, (2, geometry.namps, ny * nx))
         good = xp.reshape(isr.good, (2, geometry.namps, ny * nx))
@@ -253,7 +246,7 @@ def display_images(
     images = to_host(isr.images[0])  # float32: assembled, then binned in float64
     difference = to_host(xp.reshape(difference, (geometry.namps, ny, nx)))
     return {
-        "flat": _bin(raws[0].assemble(images), DISPLAY_BIN),
-        "difference": _bin(raws[0].assemble(difference), DISPLAY_BIN),
+        "flat": _bin(assemble_ccd(images, geometry.amps), DISPLAY_BIN),
+        "difference": _bin(assemble_ccd(difference, geometry.amps), DISPLAY_BIN),
         "bin": np.int64(DISPLAY_BIN),
     }

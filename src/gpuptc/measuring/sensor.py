@@ -1,10 +1,11 @@
 """Per-sensor measurement: every pair of a sensor through the compute core, as tables.
 
 Raw files are read on the host into one native-order float32 stack per batch of pairs
-``(batch, 2, amps, naxis2, naxis1)`` (:mod:`gpuptc.measuring.batches`), copied once to the compute
-device, corrected and measured there in one batched pass (:mod:`gpuptc.measuring.compute`); only
-per-amp numbers come back and become rows of the ``pairs`` and ``covariances`` tables
-(:mod:`gpuptc.schema`).
+``(batch, 2, amps, naxis2, naxis1)`` (:mod:`gpuptc.measuring.batches`), copied once to the
+compute device, corrected and measured there in one batched pass
+(:mod:`gpuptc.measuring.compute`); only per-amp numbers come back and become rows of the
+``pairs`` and ``covariances`` tables (:mod:`gpuptc.schema`), and the binned display images
+of one pair, made from that pair's batch as it passes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,8 +26,8 @@ from gpuptc.config import Preset, get_preset
 from gpuptc.inputs.manifest import PairFiles, flat_pairs
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.batches import read_batches
-from gpuptc.measuring.compute import BatchResult, measure_batch
-from gpuptc.measuring.masterbias import MasterBias, resolve_biases
+from gpuptc.measuring.compute import BatchResult, display_images, measure_batch
+from gpuptc.measuring.masterbias import MasterBias, make_master_bias, resolve_biases
 from gpuptc.raws.exposure import RawReadError, read_segment_headers
 from gpuptc.raws.geometry import SensorGeometry
 from gpuptc.schema import (
@@ -39,7 +42,17 @@ from gpuptc.schema import (
     typed,
 )
 
-__all__ = ["input_files", "measure", "measure_sensor"]
+__all__ = [
+    "Measurement",
+    "SensorInputs",
+    "SensorMeasurement",
+    "given_biases",
+    "input_files",
+    "measure",
+    "measure_sensor",
+    "sensor_bias",
+    "sensor_inputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +131,148 @@ def _covariance_frame(
     )
 
 
-def _first_geometry(pairs: list[PairFiles], files: InputFiles) -> SensorGeometry | None:
+@dataclass
+class SensorMeasurement:
+    """What measuring one sensor gives: its tables and one pair's display images.
+
+    Attributes
+    ----------
+    pairs : pandas.DataFrame
+        One row per pair and amp (:data:`gpuptc.schema.PAIR_COLUMNS`), ``used`` empty.
+    covariances : pandas.DataFrame
+        One row per pair, amp and lag (:data:`gpuptc.schema.COVARIANCE_COLUMNS`).
+    rejected : pandas.DataFrame
+        Pairs that could not be read (:data:`gpuptc.schema.REJECTED_COLUMNS`).
+    images : dict or None
+        The display pair's binned images (see :func:`gpuptc.measuring.compute.display_images`)
+        with its ``pair`` and ``exptime``; None when none was asked for or it was not read.
+    display_seconds : float
+        The part of the measuring's wall time spent making the display images.
+    """
+
+    pairs: pd.DataFrame
+    covariances: pd.DataFrame
+    rejected: pd.DataFrame
+    images: dict[str, Any] | None = None
+    display_seconds: float = 0.0
+
+
+@dataclass
+class Measurement:
+    """What :func:`gpuptc.measure` gives: every sensor's tables and what was rejected.
+
+    It unpacks as ``pairs, covariances`` (as scipy's result objects unpack), so
+    ``pairs, covariances = gpuptc.measure(manifest)`` works.
+
+    Attributes
+    ----------
+    pairs : pandas.DataFrame
+        One row per sensor, pair and amp (:data:`gpuptc.schema.PAIR_COLUMNS`); ``used`` is
+        left empty (filled by :func:`gpuptc.fit`).
+    covariances : pandas.DataFrame
+        One row per sensor, pair, amp and lag (``i`` serial, ``j`` parallel), per-image
+        covariance in ADU^2.
+    rejected : pandas.DataFrame
+        Pairs that could not be read, with the reason (:data:`gpuptc.schema.REJECTED_COLUMNS`).
+    preset, backend : str
+        The preset's name and the backend the pairs were measured on.
+    """
+
+    pairs: pd.DataFrame
+    covariances: pd.DataFrame
+    rejected: pd.DataFrame
+    preset: str
+    backend: str
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        """``pairs``, then ``covariances``."""
+        return iter((self.pairs, self.covariances))
+
+
+@dataclass(frozen=True)
+class SensorInputs:
+    """The raws measuring one sensor reads: its flat pairs and the bias frames it combines.
+
+    Made once per sensor by :func:`sensor_inputs`; :attr:`reading_order` is the order in
+    which measuring reads them (what remote files are fetched ahead in).
+    """
+
+    sensor: str
+    pairs: tuple[PairFiles, ...]
+    bias_frames: tuple[str, ...] = ()
+
+    @property
+    def reading_order(self) -> list[str]:
+        """The bias frames, then each pair's two flats."""
+        return [*self.bias_frames, *(path for pair in self.pairs for path in pair.paths)]
+
+
+def _biases_read(preset: Preset, bias: Any) -> bool:
+    """Whether measuring reads the manifest's bias frames (to make master biases)."""
+    return preset.isr.use_bias and bias is None
+
+
+def sensor_inputs(manifest: pd.DataFrame, sensor: str, preset: Preset, bias: Any) -> SensorInputs:
+    """The flat pairs of ``sensor`` and, when a master bias is made from them, its bias frames."""
+    frames: tuple[str, ...] = ()
+    if _biases_read(preset, bias):
+        rows = manifest[(manifest["status"] == FileStatus.BIAS) & (manifest["sensor"] == sensor)]
+        frames = tuple(rows["path"])
+    return SensorInputs(sensor, tuple(flat_pairs(manifest, sensor)), frames)
+
+
+def input_files(
+    manifest: pd.DataFrame, sensors: list[str], preset: Preset, bias: Any = None
+) -> InputFiles:
+    """The raws measuring these sensors reads, in reading order, fetched ahead if remote.
+
+    Per sensor, its bias frames first when a master bias is made from them (the preset
+    subtracts one and none is given as ``bias``), then its pairs.
+    """
+    order = []
+    for sensor in sensors:
+        order.extend(sensor_inputs(manifest, sensor, preset, bias).reading_order)
+    return InputFiles(order)
+
+
+def given_biases(
+    manifest: pd.DataFrame, bias: Any, sensors: list[str], preset: Preset
+) -> dict[str, MasterBias]:
+    """The master biases given as ``bias`` (see :func:`measure`) of each sensor, if used."""
+    if bias is None or not preset.isr.use_bias:
+        return {}
+    return resolve_biases(manifest, bias, sensors)
+
+
+def sensor_bias(
+    inputs: SensorInputs, preset: Preset, files: InputFiles, given: dict[str, MasterBias]
+) -> MasterBias | None:
+    """The sensor's master bias when the preset subtracts one: given, or made from its frames.
+
+    The bias frames are read through ``files`` (fetched first if remote) and released.
+    """
+    if not preset.isr.use_bias:
+        return None
+    master = given.get(inputs.sensor)
+    if master is None and inputs.bias_frames:
+        try:
+            master = make_master_bias([files.local(path) for path in inputs.bias_frames])
+        finally:
+            files.release(inputs.bias_frames)
+    if master is None:
+        log.warning("%s: no master bias; bias subtraction skipped", inputs.sensor)
+    return master
+
+
+def display_pair(pairs: Sequence[PairFiles]) -> PairFiles | None:
+    """The pair the report shows: the one of median exposure time (the lower of two)."""
+    if not pairs:
+        return None
+    ordered = sorted(pairs, key=lambda pair: (pair.exptime, pair.pair))
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _first_geometry(pairs: Sequence[PairFiles], files: InputFiles) -> SensorGeometry | None:
     """Geometry of the first readable flat of the sensor."""
     for pair in pairs:
         try:
@@ -150,9 +304,56 @@ def _device_bias(
     return backend.asarray(bias.pixels)
 
 
+def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
+    rejected = [
+        rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
+        for p in pairs
+    ]
+    empty = _empty_tables()
+    return SensorMeasurement(empty[0], empty[1], rejected_frame(rejected))
+
+
+class _Tables:
+    """Rows of one sensor's tables, gathered batch by batch."""
+
+    def __init__(self, sensor: str, geometry: SensorGeometry) -> None:
+        self.sensor, self.geometry = sensor, geometry
+        self.pair_rows: list[dict[str, Any]] = []
+        self.cov_frames: list[pd.DataFrame] = []
+        self.rejected: list[dict[str, Any]] = []
+
+    def add(self, pairs: Sequence[PairFiles], result: BatchResult) -> None:
+        for k, pair in enumerate(pairs):
+            self.pair_rows.extend(_pair_rows(self.sensor, pair, k, self.geometry, result))
+            if result.cov is not None:
+                self.cov_frames.append(
+                    _covariance_frame(self.sensor, pair, k, self.geometry, result)
+                )
+
+    def measurement(self, images: dict[str, Any] | None, seconds: float) -> SensorMeasurement:
+        pairs = typed(pd.DataFrame(self.pair_rows, columns=list(PAIR_COLUMNS)))
+        empty = _empty_tables()[1]
+        covariances = pd.concat(self.cov_frames, ignore_index=True) if self.cov_frames else empty
+        rejected = rejected_frame(self.rejected)
+        return SensorMeasurement(pairs, typed(covariances), rejected, images, seconds)
+
+
+def _images_of(
+    pair: PairFiles,
+    k: int,
+    raw: Any,
+    geometry: SensorGeometry,
+    preset: Preset,
+    backend: Backend,
+    bias: Any,
+) -> dict[str, Any]:
+    images = display_images(raw[k], geometry, preset, backend, bias)
+    return {**images, "pair": np.int64(pair.pair), "exptime": np.float64(pair.exptime)}
+
+
 def measure_sensor(
     sensor: str,
-    pairs: list[PairFiles],
+    pairs: Sequence[PairFiles],
     preset: Preset,
     backend: Backend,
     *,
@@ -160,88 +361,49 @@ def measure_sensor(
     batch_pairs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     files: InputFiles | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    display: PairFiles | None = None,
+) -> SensorMeasurement:
     """Measure every pair of one sensor, reading the next batch while this one computes.
 
     ``files`` fetches remote raws ahead of their reading (default: every file local).
+    With ``display``, that pair's display images are made from its batch as it passes
+    (when it cannot be read, from the first pair measured after it).
 
     Returns
     -------
-    pairs, covariances, rejected : pandas.DataFrame
-        Rows for this sensor (see :func:`measure`).
+    SensorMeasurement
+        Rows for this sensor (see :func:`measure`) and the display images.
     """
     files = files or InputFiles(())
     geometry = _first_geometry(pairs, files)
     if geometry is None:
-        rejected = [
-            rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
-            for p in pairs
-        ]
-        empty = _empty_tables()
-        return empty[0], empty[1], rejected_frame(rejected)
+        return _unreadable(sensor, pairs)
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     bias_device = _device_bias(sensor, bias, geometry, preset, backend)
-    pair_rows: list[dict[str, Any]] = []
-    cov_frames: list[pd.DataFrame] = []
-    rejected: list[dict[str, Any]] = []
+    tables = _Tables(sensor, geometry)
+    order = {pair.pair: index for index, pair in enumerate(pairs)}
+    images, seconds = None, 0.0
     done = 0
-    for chunk in read_batches(sensor, pairs, geometry, batch, backend, files):
-        rejected.extend(chunk.rejected)
+    for chunk in read_batches(sensor, list(pairs), geometry, batch, backend, files):
+        tables.rejected.extend(chunk.rejected)
         if not chunk.pairs:
             continue
         result = measure_batch(chunk.raw, geometry, preset, backend, bias_device)
-        for k, pair in enumerate(chunk.pairs):
-            pair_rows.extend(_pair_rows(sensor, pair, k, geometry, result))
-            if result.cov is not None:
-                cov_frames.append(_covariance_frame(sensor, pair, k, geometry, result))
+        tables.add(chunk.pairs, result)
+        if display is not None and images is None:
+            shown = [k for k, p in enumerate(chunk.pairs) if order[p.pair] >= order[display.pair]]
+            if shown:
+                started = time.perf_counter()
+                k = shown[0]
+                images = _images_of(
+                    chunk.pairs[k], k, chunk.raw, geometry, preset, backend, bias_device
+                )
+                seconds = time.perf_counter() - started
         done += len(chunk.pairs)
         if progress:
             progress(done, len(pairs))
-    pairs_frame = typed(pd.DataFrame(pair_rows, columns=list(PAIR_COLUMNS)))
-    covariances = pd.concat(cov_frames, ignore_index=True) if cov_frames else _empty_tables()[1]
-    return pairs_frame, typed(covariances), rejected_frame(rejected)
-
-
-def _bias_rows(manifest: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
-    return manifest[(manifest["status"] == FileStatus.BIAS) & manifest["sensor"].isin(sensors)]
-
-
-def _biases_read(preset: Preset, bias: Any) -> bool:
-    """Whether measuring reads the manifest's bias frames (to make master biases)."""
-    return preset.isr.use_bias and bias is None
-
-
-def input_files(
-    manifest: pd.DataFrame, sensors: list[str], preset: Preset, bias: Any = None
-) -> InputFiles:
-    """The raws measuring these sensors reads, in reading order, fetched ahead if remote.
-
-    The bias frames first when a master bias is made from them (the preset subtracts
-    one and none is given as ``bias``), then each sensor's pairs.
-    """
-    order = list(_bias_rows(manifest, sensors)["path"]) if _biases_read(preset, bias) else []
-    for sensor in sensors:
-        order.extend(path for pair in flat_pairs(manifest, sensor) for path in pair.paths)
-    return InputFiles(order)
-
-
-def _master_biases(
-    manifest: pd.DataFrame, bias: Any, sensors: list[str], preset: Preset, files: InputFiles
-) -> dict[str, MasterBias]:
-    """The sensors' master biases when the preset subtracts one (biases read through ``files``)."""
-    if not preset.isr.use_bias:
-        return {}
-    rows = _bias_rows(manifest, sensors) if _biases_read(preset, bias) else manifest.iloc[:0]
-    if len(rows):  # the bias frames read from where the files have them locally
-        manifest = manifest.copy()
-        manifest.loc[rows.index, "path"] = [files.local(path) for path in rows["path"]]
-    biases = resolve_biases(manifest, bias, sensors)
-    files.release(rows["path"])
-    for sensor in sensors:
-        if sensor not in biases:
-            log.warning("%s: no master bias; bias subtraction skipped", sensor)
-    return biases
+    return tables.measurement(images, seconds)
 
 
 def measure(
@@ -255,7 +417,7 @@ def measure(
     progress: Callable[[str, int, int], None] | None = None,
     files: InputFiles | None = None,
     **overrides: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> Measurement:
     """Measure every flat pair of a manifest.
 
     Parameters
@@ -285,42 +447,55 @@ def measure(
 
     Returns
     -------
-    pairs : pandas.DataFrame
-        One row per sensor, pair and amp (columns :data:`gpuptc.schema.PAIR_COLUMNS`);
-        ``used`` is left empty (filled by :func:`gpuptc.fit`). ``attrs['rejected']``
-        lists pairs that could not be read.
-    covariances : pandas.DataFrame
-        One row per sensor, pair, amp and lag (``i`` serial, ``j`` parallel), per-image
-        covariance in ADU^2.
+    Measurement
+        The ``pairs`` and ``covariances`` tables of every sensor, the ``rejected`` pairs,
+        the preset and the backend; it unpacks as ``pairs, covariances``.
+
+    Examples
+    --------
+    The 6 flat pairs of a small simulated sensor in ``raw_dir`` (:func:`gpuptc.simulate`),
+    16 amplifiers each:
+
+    >>> from gpuptc import ingest
+    >>> measured = measure(ingest(raw_dir), "cp_pipe", "numpy")
+    >>> len(measured.pairs), measured.pairs.pair.nunique(), len(measured.rejected)
+    (96, 6, 0)
+    >>> pairs, covariances = measured
+    >>> gains = (pairs["mean"] / pairs["var"]).groupby(pairs["pair"]).median()  # e-/ADU
+    >>> bool(gains.iloc[:5].between(0.7, 1.0).all())  # the sixth pair is saturated
+    True
     """
     config = get_preset(preset, **overrides)
     chosen = get_backend(backend)
     all_sensors = sorted(manifest.loc[manifest["status"] == FileStatus.PAIRED, "sensor"].unique())
     wanted = [s for s in all_sensors if sensors is None or s in sensors]
+    inputs = [sensor_inputs(manifest, sensor, config, bias) for sensor in wanted]
+    given = given_biases(manifest, bias, wanted, config)
     results = []
     with contextlib.ExitStack() as stack:
         if files is None:
-            files = stack.enter_context(input_files(manifest, wanted, config, bias))
-        biases = _master_biases(manifest, bias, wanted, config, files)
-        for sensor in wanted:
-            report = functools.partial(progress, sensor) if progress else None
+            order = [path for each in inputs for path in each.reading_order]
+            files = stack.enter_context(InputFiles(order))
+        for each in inputs:
+            master = sensor_bias(each, config, files, given)
+            report = functools.partial(progress, each.sensor) if progress else None
             results.append(
                 measure_sensor(
-                    sensor,
-                    flat_pairs(manifest, sensor),
+                    each.sensor,
+                    each.pairs,
                     config,
                     chosen,
-                    bias=biases.get(sensor),
+                    bias=master,
                     batch_pairs=batch_pairs,
                     progress=report,
                     files=files,
                 )
             )
-    if not results:
-        results = [_empty_tables()]
-    pairs_frame = typed(pd.concat([r[0] for r in results], ignore_index=True))
-    covariances = pd.concat([r[1] for r in results], ignore_index=True)
-    pairs_frame.attrs["rejected"] = pd.concat([r[2] for r in results], ignore_index=True)
-    pairs_frame.attrs["preset"] = config.name
-    pairs_frame.attrs["backend"] = chosen.name
-    return pairs_frame, typed(covariances)
+    empty = _empty_tables()
+    return Measurement(
+        typed(pd.concat([r.pairs for r in results] or [empty[0]], ignore_index=True)),
+        typed(pd.concat([r.covariances for r in results] or [empty[1]], ignore_index=True)),
+        pd.concat([r.rejected for r in results] or [empty[2]], ignore_index=True),
+        config.name,
+        chosen.name,
+    )

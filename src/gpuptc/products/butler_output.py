@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from gpuptc.errors import GpuptcError
 from gpuptc.inputs.butler import ButlerInputError, butler_module
 from gpuptc.products.cp_pipe_ptc import detector_number
 
@@ -66,7 +67,7 @@ def sensor_detectors(manifest: pd.DataFrame) -> dict[str, int]:
     return found
 
 
-class ButlerOutputError(OSError):
+class ButlerOutputError(GpuptcError, OSError):
     """The results could not be put into the repository (the run's outputs abandoned)."""
 
 
@@ -82,6 +83,22 @@ class ButlerOutput:
         The RUN collection (created if it does not exist).
     instrument : str
         The instrument of the datasets' data ids.
+
+    Examples
+    --------
+    A new, empty repository (made with lsst-daf-butler in the empty directory ``tmp``)
+    can take a run's results; one that does not exist cannot:
+
+    >>> from lsst.daf.butler import Butler
+    >>> _ = Butler.makeRepo(str(tmp / "repo"))
+    >>> output = ButlerOutput(str(tmp / "repo"), run="u/me/ptc")
+    >>> output.instrument
+    'LSSTCam'
+    >>> output.check()  # nothing raised: gpuptc.run(..., publish=output) may put them there
+    >>> ButlerOutput(str(tmp / "nowhere"), run="u/me/ptc").check()
+    Traceback (most recent call last):
+    ...
+    gpuptc.inputs.butler.ButlerInputError: .../nowhere: cannot be written into RUN u/me/ptc (...)
     """
 
     repo: str

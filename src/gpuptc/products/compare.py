@@ -153,6 +153,26 @@ def compare(ptc: pd.DataFrame, eotest_files: EotestInputs = ()) -> pd.DataFrame:
         (``eotest``: PTC_GAIN, PTC_NOISE, PTC_TURNOFF, -PTC_A00; ``cp_pipe``: GAIN_UNADJUSTED,
         NOISE, PTC_TURNOFF, the fit's a00), ``ratio = value / reference_value``. Without
         any reference, one row per quantity with reference ``none`` and NaN references.
+
+    Examples
+    --------
+    The fit of a small simulated sensor's measurements ``pairs`` and ``covariances``
+    (:func:`gpuptc.measure` of the raws made by :func:`gpuptc.simulate`), next to the
+    EOTEST results file the simulation wrote (``simulated.eotest_path``):
+
+    >>> from gpuptc import fit
+    >>> ptc, _, _ = fit(pairs, covariances, models=["expapprox"])
+    >>> comparison = compare(ptc, [simulated.eotest_path])
+    >>> comparison.columns.tolist()
+    ['sensor', 'amp', 'method', 'quantity', 'value', 'reference', 'reference_file',
+     'reference_value', 'ratio']
+    >>> comparison.groupby("quantity").size().to_dict()
+    {'a00': 16, 'gain': 16, 'noise': 16, 'turnoff': 16}
+    >>> gain = comparison[comparison.quantity == "gain"]
+    >>> bool(gain.ratio.between(0.9, 1.1).all())
+    True
+    >>> compare(ptc).reference.unique().tolist()  # without a reference
+    ['none']
     """
     found = references(eotest_files, ptc["sensor"].unique()) if len(ptc) else {}
     long = ptc.melt(
@@ -210,6 +230,23 @@ def write_eotest_files(
     -------
     list of pathlib.Path
         The files written.
+
+    Examples
+    --------
+    The fit of a small simulated sensor's measurements ``pairs`` and ``covariances``
+    (:func:`gpuptc.measure` of the raws made by :func:`gpuptc.simulate`), written as
+    EOTEST would into the empty directory ``tmp``:
+
+    >>> from gpuptc import fit
+    >>> ptc, _, fitted = fit(pairs, covariances, models=["expapprox"])
+    >>> [path.name for path in write_eotest_files(tmp, ptc, fitted)]
+    ['E2V-CCD250-101_eotest_results.fits', 'E2V-CCD250-101_ptc.fits']
+    >>> from gpuptc.formats.eotest import read_eotest_results
+    >>> results = read_eotest_results(tmp / "E2V-CCD250-101_eotest_results.fits")
+    >>> results.columns[:3].tolist(), len(results)
+    (['AMP', 'PTC_GAIN', 'PTC_GAIN_ERROR'], 16)
+    >>> bool(abs(results.PTC_GAIN - ptc.gain.to_numpy()).max() < 1e-6)
+    True
     """
     out = Path(directory)
     written = []

@@ -217,6 +217,27 @@ def _header(sensor: str, pairs: pd.DataFrame, model: str, manifest: pd.DataFrame
     return {k: v for k, v in header.items() if v is not None and not pd.isna(v)}
 
 
+def _amp_rows(
+    fits: pd.DataFrame,
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    context: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One row of the PTC dataset per amp fitted, in amp order (``context`` updated)."""
+    pair_ids, fit_side = context["pairs"], context["sides"][1]
+    rows = []
+    for fit in fits.sort_values("amp").itertuples():
+        mine = pairs[pairs["amp"] == fit.amp].set_index("pair").reindex(pair_ids)
+        measured = mine[mine["status"].isin(PairStatus.MEASURED)]
+        npixel = int(measured["cov_pixels"].max()) if len(measured) else -1
+        context |= {"segment": fit.segment, "npixel": npixel}
+        amp_fullcov = fullcov[fullcov["amp"] == fit.amp]
+        amp_cov = covariances[covariances["amp"] == fit.amp]
+        rows.append(_amp_row(mine, amp_cov, fit, fit_matrices(amp_fullcov, fit_side), context))
+    return rows
+
+
 def write_ptc_dataset(
     path: str | os.PathLike[str],
     tables: Mapping[str, pd.DataFrame],
@@ -248,6 +269,25 @@ def write_ptc_dataset(
     ------
     ValueError
         If ``model`` cannot be written or the sensor has no fit of it.
+
+    Examples
+    --------
+    The fit of a small simulated sensor's measurements ``pairs`` and ``covariances``
+    (:func:`gpuptc.measure` of the raws made by :func:`gpuptc.simulate`), written into
+    the empty directory ``tmp``:
+
+    >>> from gpuptc import fit
+    >>> ptc, fullcov, fitted = fit(pairs, covariances, models=["expapprox"])
+    >>> tables = {"pairs": fitted, "covariances": covariances, "ptc": ptc, "fullcov": fullcov}
+    >>> path = write_ptc_dataset(tmp / "E2V-CCD250-101_ptc.fits", tables, "E2V-CCD250-101")
+    >>> path.name
+    'E2V-CCD250-101_ptc.fits'
+    >>> read_ptc_dataset(path)["ptc"].attrs["ptc_fit_type"]
+    'EXPAPPROXIMATION'
+    >>> write_ptc_dataset(tmp / "x.fits", tables, "E2V-CCD250-101", model="fullcov")
+    Traceback (most recent call last):
+    ...
+    ValueError: E2V-CCD250-101: no fullcov fit to write as a PTC dataset
     """
     if model not in FIT_TYPES:
         raise ValueError(f"model {model!r} cannot be a PTC dataset; use {', '.join(FIT_TYPES)}")
@@ -272,15 +312,7 @@ def write_ptc_dataset(
         "ids": _exposure_ids(first, manifest),
         "bad_amps": bad_amps,
     }
-    rows = []
-    for fit in fits.sort_values("amp").itertuples():
-        mine = pairs[pairs["amp"] == fit.amp].set_index("pair").reindex(pair_ids)
-        measured = mine[mine["status"].isin(PairStatus.MEASURED)]
-        npixel = int(measured["cov_pixels"].max()) if len(measured) else -1
-        context |= {"segment": fit.segment, "npixel": npixel}
-        amp_fullcov = fullcov[fullcov["amp"] == fit.amp]
-        amp_cov = covariances[covariances["amp"] == fit.amp]
-        rows.append(_amp_row(mine, amp_cov, fit, fit_matrices(amp_fullcov, fit_side), context))
+    rows = _amp_rows(fits, pairs, covariances, fullcov, context)
     header = _header(sensor, pairs, model, manifest)
     primary = {"ORIGIN": "gpuptc", "CREATOR": f"gpuptc {__version__}"}
     return write_ptc_table(path, rows, header, primary)
@@ -316,6 +348,24 @@ def read_ptc_dataset(
     ------
     gpuptc.formats.ptc_dataset.PtcDatasetError
         If the file is not a readable PTC dataset (the message names the file and why).
+
+    Examples
+    --------
+    A PTC dataset of a small simulated sensor, written (into the empty directory
+    ``tmp``) from the fit of its measurements ``pairs`` and ``covariances``
+    (:func:`gpuptc.measure` of the raws made by :func:`gpuptc.simulate`), read back:
+
+    >>> from gpuptc import fit
+    >>> ptc, fullcov, fitted = fit(pairs, covariances, models=["expapprox"])
+    >>> tables = {"pairs": fitted, "covariances": covariances, "ptc": ptc, "fullcov": fullcov}
+    >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
+    >>> dataset = read_ptc_dataset(path)
+    >>> {name: table.shape for name, table in dataset.items()}
+    {'pairs': (96, 25), 'covariances': (9600, 7), 'ptc': (16, 17), 'fullcov': (0, 10)}
+    >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
+    ('E2V-CCD250-101', 2.6)
+    >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
+    True
     """
     table = read_ptc_table(path)
     header = table.header

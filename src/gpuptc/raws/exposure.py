@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from gpuptc import settings
+from gpuptc.errors import GpuptcError
 from gpuptc.raws.geometry import (
     AmpGeometry,
     GeometryError,
@@ -39,7 +41,6 @@ from gpuptc.raws.rice import (
     unsupported_reason,
 )
 from gpuptc.raws.rice_gpu import FileTiles, file_tiles
-from gpuptc.settings import whole_number
 
 __all__ = [
     "FITS_MAGIC",
@@ -67,10 +68,23 @@ _PLAIN_DTYPES = {32: np.dtype(">i4"), -32: np.dtype(">f4")}
 _VALID_NAMPS = (16, 8)
 
 
-class RawReadError(OSError):
+class RawReadError(GpuptcError, OSError):
     """A file cannot be read as an LSST camera raw exposure.
 
     The message names the file and the reason.
+
+    Examples
+    --------
+    An EOTEST results file (here the one the simulated sensor ``simulated`` of
+    :func:`gpuptc.simulate` comes with) is a FITS file but no raw exposure:
+
+    >>> try:
+    ...     read_raw(simulated.eotest_path)
+    ... except RawReadError as error:
+    ...     print(error.reason)
+    found 0 amplifier image extensions after the primary header; expected 16 (or 8 ...)
+    >>> isinstance(RawReadError("x.fits", "truncated"), OSError)
+    True
     """
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
@@ -115,6 +129,19 @@ class RawExposure:
         Per-amplifier geometry, in the same order.
     info : ExposureInfo
         Primary-header metadata.
+
+    Examples
+    --------
+    The first flat of the small simulated sensor ``simulated`` (:func:`gpuptc.simulate`):
+    16 segments of 98 x 108 pixels, 64 x 96 of them imaging pixels:
+
+    >>> raw = read_raw(simulated.flats[0])
+    >>> raw.pixels.shape, raw.pixels.dtype
+    ((16, 108, 98), dtype('int32'))
+    >>> raw.trimmed().shape, raw.assemble().shape
+    ((16, 96, 64), (192, 512))
+    >>> raw.info.imgtype, raw.info.sensor, raw.info.exptime
+    ('FLAT', 'E2V-CCD250-101', 0.534)
     """
 
     path: str
@@ -199,7 +226,7 @@ def read_primary_header(
 
 def _native_unsupported(header: Mapping[str, Any]) -> str | None:
     """Why the native reader leaves this extension to cfitsio (``GPUPTC_RICE=0``: always)."""
-    if not whole_number("GPUPTC_RICE", 1):
+    if not settings.rice():
         return "GPUPTC_RICE=0"
     return unsupported_reason(header)
 
@@ -536,6 +563,20 @@ def read_raw(
     RawReadError
         If the file is unreadable, truncated, or not laid out as a raw exposure; the
         message names the file and the reason.
+
+    Examples
+    --------
+    A bias frame of the small simulated sensor ``simulated`` (:func:`gpuptc.simulate`);
+    every reader gives the same pixels:
+
+    >>> import numpy as np
+    >>> raw = read_raw(simulated.biases[0])
+    >>> raw.info.imgtype, raw.pixels.shape
+    ('BIAS', (16, 108, 98))
+    >>> [amp.segment for amp in raw.geometry.amps[:3]]
+    ['Segment10', 'Segment11', 'Segment12']
+    >>> bool(np.array_equal(read_raw(simulated.biases[0], reader="astropy").pixels, raw.pixels))
+    True
     """
     path = os.fspath(path)
     with _open(path, reader) as opened:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpuptc.errors import GpuptcError
+
 __all__ = [
     "AmpGeometry",
     "Box",
@@ -32,7 +34,7 @@ __all__ = [
 _SECTION = re.compile(r"^\s*\[\s*(-?\d+)\s*:\s*(-?\d+)\s*,\s*(-?\d+)\s*:\s*(-?\d+)\s*\]\s*$")
 
 
-class GeometryError(ValueError):
+class GeometryError(GpuptcError, ValueError):
     """A segment's geometry keywords are missing, malformed or inconsistent."""
 
 

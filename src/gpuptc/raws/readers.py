@@ -27,8 +27,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from gpuptc import settings
 from gpuptc.raws.exposure import RawReadError, read_raw
-from gpuptc.settings import whole_number
 
 __all__ = [
     "FileReaders",
@@ -78,7 +78,7 @@ def reader_processes(compressed: bool, files_per_batch: int, pixel_bytes: int) -
     default = min(os.cpu_count() or 1, files_per_batch)
     if not compressed or pixel_bytes < _PROCESS_MIN_BYTES:
         default = 0
-    return whole_number("GPUPTC_READERS", default)
+    return settings.readers(default)
 
 
 def read_into(buffer: np.ndarray, slot: int, member: int, path: str) -> Outcome:

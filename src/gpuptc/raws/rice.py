@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuptc.errors import GpuptcError
 from gpuptc.kernels import numba_cpu
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class RiceError(ValueError):
+class RiceError(GpuptcError, ValueError):
     """A tile-compressed extension cannot be decoded: the message says where and why."""
 
 
@@ -233,6 +234,116 @@ _BIT_LENGTH = np.array([int(v).bit_length() for v in range(256)], dtype=np.int64
 
 
 @numba_cpu.compiled(nogil=True)
+def _unzigzag(diff: int, width_mask: int) -> int:
+    """The difference a zigzag code stands for (0, 1, 2, 3, ... as 0, -1, 1, -2, ...), wrapped."""
+    return (diff >> 1) if (diff & 1) == 0 else (~(diff >> 1)) & width_mask
+
+
+@numba_cpu.compiled(nogil=True)
+def _block_code(
+    data: np.ndarray, c: int, stop: int, b: int, nbits: int, fsbits: int
+) -> tuple[int, int, int, int]:
+    """A block's ``fsbits``-bit code less one: ``(fs, c, b, nbits)``; ``c`` -1 if bytes end.
+
+    ``c`` is the next byte to read, ``b`` the ``nbits`` bits read but not yet used.
+    """
+    nbits -= fsbits
+    while nbits < 0:
+        if c >= stop:
+            return 0, -1, b, nbits
+        b = (b << 8) | np.int64(data[c])
+        c += 1
+        nbits += 8
+    fs = (b >> nbits) - 1
+    b &= (1 << nbits) - 1
+    return fs, c, b, nbits
+
+
+@numba_cpu.compiled(nogil=True)
+def _raw_block(
+    data: np.ndarray,
+    c: int,
+    stop: int,
+    b: int,
+    nbits: int,
+    bbits: int,
+    last: int,
+    pixels: np.ndarray,
+    i: int,
+    end: int,
+) -> tuple[int, int, int]:
+    """Pixels ``[i, end)`` from differences stored as raw ``bbits``-bit integers.
+
+    Returns ``(c, b, last)`` (``nbits`` is unchanged); ``c`` is -1 if the bytes end first.
+    """
+    width_mask = (np.int64(1) << bbits) - 1
+    for k in range(i, end):
+        diff = b << (bbits - nbits)
+        shift = bbits - nbits - 8
+        while shift >= 0:
+            if c >= stop:
+                return -1, b, last
+            diff |= np.int64(data[c]) << shift
+            c += 1
+            shift -= 8
+        if nbits > 0:
+            if c >= stop:
+                return -1, b, last
+            b = np.int64(data[c])
+            c += 1
+            diff |= b >> (-shift)
+            b &= (1 << nbits) - 1
+        else:
+            b = 0
+        last = (_unzigzag(diff & width_mask, width_mask) + last) & width_mask
+        pixels[k] = last
+    return c, b, last
+
+
+@numba_cpu.compiled(nogil=True)
+def _rice_block(
+    data: np.ndarray,
+    c: int,
+    stop: int,
+    b: int,
+    nbits: int,
+    fs: int,
+    width_mask: int,
+    last: int,
+    pixels: np.ndarray,
+    i: int,
+    end: int,
+    bit_length: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """Pixels ``[i, end)`` from Rice codes: zero bits, a one, then ``fs`` low bits.
+
+    Returns ``(c, b, nbits, last)``; ``c`` is -1 if the bytes end first.
+    """
+    for k in range(i, end):
+        while b == 0:
+            if c >= stop:
+                return -1, b, nbits, last
+            nbits += 8
+            b = np.int64(data[c])
+            c += 1
+        nzero = nbits - bit_length[b]
+        nbits -= nzero + 1
+        b ^= 1 << nbits
+        nbits -= fs
+        while nbits < 0:
+            if c >= stop:
+                return -1, b, nbits, last
+            b = (b << 8) | np.int64(data[c])
+            c += 1
+            nbits += 8
+        diff = ((nzero << fs) | (b >> nbits)) & width_mask
+        b &= (1 << nbits) - 1
+        last = (_unzigzag(diff, width_mask) + last) & width_mask
+        pixels[k] = last
+    return c, b, nbits, last
+
+
+@numba_cpu.compiled(nogil=True)
 def _decode_tile(
     data: np.ndarray,
     start: int,
@@ -262,66 +373,22 @@ def _decode_tile(
     i = 0
     while i < n:
         end = min(i + blocksize, n)
-        nbits -= fsbits
-        while nbits < 0:
-            if c >= stop:
-                return 1
-            b = (b << 8) | np.int64(data[c])
-            c += 1
-            nbits += 8
-        fs = (b >> nbits) - 1
-        b &= (1 << nbits) - 1
+        fs, c, b, nbits = _block_code(data, c, stop, b, nbits, fsbits)
+        if c < 0:
+            return 1
         if fs < 0:
             for k in range(i, end):
                 pixels[k] = last
         elif fs == fsmax:
-            for k in range(i, end):
-                diff = b << (bbits - nbits)
-                shift = bbits - nbits - 8
-                while shift >= 0:
-                    if c >= stop:
-                        return 1
-                    diff |= np.int64(data[c]) << shift
-                    c += 1
-                    shift -= 8
-                if nbits > 0:
-                    if c >= stop:
-                        return 1
-                    b = np.int64(data[c])
-                    c += 1
-                    diff |= b >> (-shift)
-                    b &= (1 << nbits) - 1
-                else:
-                    b = 0
-                diff &= width_mask
-                diff = (diff >> 1) if (diff & 1) == 0 else (~(diff >> 1)) & width_mask
-                last = (diff + last) & width_mask
-                pixels[k] = last
+            c, b, last = _raw_block(data, c, stop, b, nbits, bbits, last, pixels, i, end)
         elif fs > fsmax:
             return 2
         else:
-            for k in range(i, end):
-                while b == 0:
-                    if c >= stop:
-                        return 1
-                    nbits += 8
-                    b = np.int64(data[c])
-                    c += 1
-                nzero = nbits - bit_length[b]
-                nbits -= nzero + 1
-                b ^= 1 << nbits
-                nbits -= fs
-                while nbits < 0:
-                    if c >= stop:
-                        return 1
-                    b = (b << 8) | np.int64(data[c])
-                    c += 1
-                    nbits += 8
-                diff = ((nzero << fs) | (b >> nbits)) & width_mask
-                b &= (1 << nbits) - 1
-                diff = (diff >> 1) if (diff & 1) == 0 else (~(diff >> 1)) & width_mask
-                last = (diff + last) & width_mask
-                pixels[k] = last
+            c, b, nbits, last = _rice_block(
+                data, c, stop, b, nbits, fs, width_mask, last, pixels, i, end, bit_length
+            )
+        if c < 0:
+            return 1
         i = end
     return 0
 

@@ -75,8 +75,38 @@ def sensor_figures(
     -------
     list of DrawnFigure
     """
+    k, n = part
+    drawn = (
+        draw(name, caption, make, order)
+        for order, (name, caption, make) in enumerate(_planned(sensor, tables, images, gain_column))
+        if order % n == k
+    )
+    return [figure for figure in drawn if figure is not None]
+
+
+_Planned = list[tuple[str, str, Callable[[], Any]]]
+"""Figures to draw: (file name, caption, a function that draws it or returns None)."""
+
+
+def _planned(
+    sensor: str,
+    tables: Mapping[str, pd.DataFrame],
+    images: dict[str, Any] | Path | None,
+    gain_column: str,
+) -> _Planned:
+    """Every figure :func:`sensor_figures` draws, in report order."""
+    return [
+        *_ptc_figures(sensor, tables),
+        *_gain_figures(sensor, tables, gain_column),
+        *_covariance_figures(sensor, tables),
+        *_summary_figures(sensor, tables, images),
+    ]
+
+
+def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
+    """The PTC at each scale, and the histograms of its residuals."""
     pairs, ptc = tables["pairs"], tables["ptc"]
-    planned: list[tuple[str, str, Callable[[], Any]]] = [
+    return [
         *(
             (
                 f"ptc_{scale}_{sensor}.png",
@@ -92,6 +122,13 @@ def sensor_figures(
             "fits has rms about 1 and no offset (values beyond +-6 counted in the end bins).",
             lambda: figures.residual_histograms(pairs, ptc, sensor),
         ),
+    ]
+
+
+def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: str) -> _Planned:
+    """The per-pair gains, and how much the two flats of each pair differ in level."""
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    return [
         (
             f"gain_hist_{sensor}.png",
             f"Per-pair gain ({gain_column}) of the pairs used, per amp, with its median (the "
@@ -111,6 +148,13 @@ def sensor_figures(
             "pair differ in level; pairs beyond the red lines are flagged (mismatched).",
             lambda: figures.level_mismatch(pairs, sensor, MISMATCH_THRESHOLD),
         ),
+    ]
+
+
+def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
+    """The measured covariances, the full-covariance model over them, and its a and b."""
+    pairs, ptc = tables["pairs"], tables["ptc"]
+    return [
         (
             f"covariances_{sensor}.png",
             "The nearest-lag covariances C_10, C_01, C_11 over the mean, per used pair and "
@@ -134,6 +178,15 @@ def sensor_figures(
             "against lag distance with its error: grey lags are within 3 sigma of zero.",
             lambda: figures.a_matrix_figure(tables["fullcov"], sensor),
         ),
+    ]
+
+
+def _summary_figures(
+    sensor: str, tables: Mapping[str, pd.DataFrame], images: dict[str, Any] | Path | None
+) -> _Planned:
+    """The per-amp summary of every model, and one typical pair's images."""
+    ptc = tables["ptc"]
+    return [
         (
             f"amp_summary_{sensor}.png",
             "Gain, read noise, turnoff and a00 per amp for every model with their errors, "
@@ -147,13 +200,6 @@ def sensor_figures(
             lambda: figures.images_figure(images, sensor),
         ),
     ]
-    k, n = part
-    drawn = (
-        draw(name, caption, make, order)
-        for order, (name, caption, make) in enumerate(planned)
-        if order % n == k
-    )
-    return [figure for figure in drawn if figure is not None]
 
 
 def joined(parts: Iterable[list[DrawnFigure]]) -> list[DrawnFigure]:

@@ -29,12 +29,14 @@ from gpuptc.config import Preset, get_preset
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
-from gpuptc.inputs.butler import ButlerQuery, ingest_butler
-from gpuptc.inputs.manifest import ingest
+from gpuptc.inputs.butler import ButlerQuery, butler_inventory
+from gpuptc.inputs.manifest import Inventory, inventory
 from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
-from gpuptc.running.schedulers import SensorResult, SensorStore, SensorTask, execute
+from gpuptc.running.schedulers import execute
+from gpuptc.running.sensor import SensorResult, SensorTask
+from gpuptc.running.store import SensorStore
 from gpuptc.schema import (
     EOTEST_DIR,
     EXIT_FATAL,
@@ -65,6 +67,8 @@ class RunResult:
     exit_code: int
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: tuple[Path, ...] = ()
+    """Non-FITS files met in the input directories (never opened)."""
 
     @property
     def rejected(self) -> pd.DataFrame:
@@ -86,24 +90,28 @@ def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 @dataclass
 class _Selection:
-    manifest: pd.DataFrame
+    found: Inventory
     sensors: list[str]
     rejected: pd.DataFrame
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        return self.found.manifest
 
 
 def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Selection:
     """Ingest the inputs (repository queries among them); the sensors with flat pairs."""
     queries = [item for item in inputs if isinstance(item, ButlerQuery)]
     paths = [item for item in inputs if not isinstance(item, ButlerQuery)]
-    frames = [ingest_butler(query) for query in queries]
-    if paths or not frames:
-        frames.append(ingest(paths, exclude=[out]))
-    manifest = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    manifest.attrs["butler"] = [f.attrs["butler"] for f in frames if "butler" in f.attrs]
-    paired = manifest[manifest["status"] == FileStatus.PAIRED]
+    parts = [butler_inventory(query) for query in queries]
+    if paths or not parts:
+        parts.append(inventory(paths, exclude=[out]))
+    found = Inventory.joined(parts)
+    paired = found.manifest[found.manifest["status"] == FileStatus.PAIRED]
     if sensors:
         paired = paired[paired["sensor"].isin(sensors)]
-    return _Selection(manifest, sorted(paired["sensor"].unique()), _manifest_rejections(manifest))
+    rejected = _manifest_rejections(found.manifest)
+    return _Selection(found, sorted(paired["sensor"].unique()), rejected)
 
 
 def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
@@ -127,12 +135,12 @@ def _collect(
     selection: _Selection, results: dict[str, SensorResult]
 ) -> dict[str, pd.DataFrame] | None:
     """Every table of the run from the sensors' results (None if no sensor has any)."""
-    rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
-    done = [results[s] for s in selection.sensors if "pairs" in results[s]]
+    rejected = [selection.rejected, *(results[s].rejected for s in selection.sensors)]
+    done = [results[s] for s in selection.sensors if results[s].measured]
     if not done:
         return None
     tables = {
-        name: pd.concat([r[name] for r in done], ignore_index=True)
+        name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
         for name in ("pairs", "covariances", "ptc", "fullcov")
     }
     return {
@@ -169,8 +177,8 @@ def _write_tables(
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
     """The display images the sensors made, where the report finds them."""
     for sensor, result in sorted(results.items()):
-        if result.get("images") is not None:
-            np.savez_compressed(staged.path(display_images_name(sensor)), **result["images"])
+        if result.images is not None:
+            np.savez_compressed(staged.path(display_images_name(sensor)), **result.images)
 
 
 def run_provenance(
@@ -251,9 +259,7 @@ def run(
     force : bool
         Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
     publish : ButlerOutput, optional
-        A data repository's RUN collection the cp_pipe PTC datasets are put into (as
-        ``ptc`` datasets, before the outputs are committed); checked before anything is
-        measured.
+        A repository's RUN collection the PTC datasets are put into (checked first).
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -262,29 +268,48 @@ def run(
     RunResult
         The tables and the exit code: 0 success, 3 results written but some inputs,
         pairs or amps rejected (``rejected.csv``), 1 nothing usable (nothing written).
+
+    Examples
+    --------
+    A small simulated sensor's raws in ``raw_dir`` (:func:`gpuptc.simulate`), no report:
+
+    >>> result = run(raw_dir, tmp / "out", report=False)
+    >>> result.exit_code, len(result.rejected)
+    (0, 0)
+    >>> result.tables["ptc"].query("model == 'expapprox'").status.value_counts().to_dict()
+    {'ok': 16}
+    >>> [path.name for path in (tmp / "out").glob("cp_pipe/*_ptc.fits")]
+    ['E2V-CCD250-101_ptc.fits']
     """
     started = time.monotonic()
-    chosen = get_backend(backend)  # an unavailable backend fails here, before anything is written
-    log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
     items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    config = get_preset(preset, **overrides)
-    if publish is not None:
-        publish.check()
-    inputs = [*items, *eotest]
-    job = _Job(config, backend, chosen.name, inputs, out, models or MODELS, bias, publish)
+    job = _Job.checked(get_preset(preset, **overrides), backend, [*items, *eotest], out, publish)
+    job.models, job.bias = models or MODELS, bias
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
-    staged = StagedOutputs(out)
+    return _run_staged(job, sensors, report, execution, started)
+
+
+def _run_staged(
+    job: _Job,
+    sensors: Sequence[str] | None,
+    report: bool,
+    execution: dict[str, Any],
+    started: float,
+) -> RunResult:
+    """The run's stages into a staging folder, committed at the end or abandoned."""
+    staged = StagedOutputs(job.out)
     try:
-        exit_code, tables = _stages(job, staged, sensors, report, execution, started)
+        exit_code, tables, found = _stages(job, staged, sensors, report, execution, started)
     except KeyboardInterrupt:
         staged.abandon()
-        _mark_interrupted(Path(out))
+        _mark_interrupted(Path(job.out))
         raise
     except BaseException:
         staged.abandon()
         raise
-    return RunResult(Path(out), exit_code, tables, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return RunResult(Path(job.out), exit_code, tables, seconds, found.skipped)
 
 
 @dataclass
@@ -298,9 +323,23 @@ class _Job:
     """What ``backend`` is in this process."""
     inputs: list[Any]
     out: Any
-    models: Sequence[str]
-    bias: Any
     publish: ButlerOutput | None = None
+    models: Sequence[str] = MODELS
+    bias: Any = None
+
+    @classmethod
+    def checked(
+        cls, config: Preset, backend: str, inputs: list[Any], out: Any, publish: Any
+    ) -> _Job:
+        """The job, once its backend and its repository output are known to work.
+
+        An unavailable backend or repository fails here, before anything is written.
+        """
+        chosen = get_backend(backend)
+        log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
+        if publish is not None:
+            publish.check()
+        return cls(config, backend, chosen.name, inputs, out, publish)
 
 
 def _stages(
@@ -310,8 +349,8 @@ def _stages(
     report: bool,
     execution: dict[str, Any],
     started: float,
-) -> tuple[int, dict[str, pd.DataFrame]]:
-    """Select, make tasks, execute, collect, write: the exit code and the tables."""
+) -> tuple[int, dict[str, pd.DataFrame], Inventory]:
+    """Select, make tasks, execute, collect, write: the exit code, the tables, the inputs."""
     watch = Stopwatch()
     with watch.stage("ingest"):
         selection = _select(job.inputs, job.out, sensors)
@@ -322,16 +361,17 @@ def _stages(
         tables = _collect(selection, results)
     if tables is None:
         staged.abandon()
-        rejected = [selection.rejected, *(results[s]["rejected"] for s in selection.sensors)]
-        return EXIT_FATAL, {"manifest": selection.manifest, "rejected": _joined(rejected)}
+        rejected = [selection.rejected, *(results[s].rejected for s in selection.sensors)]
+        tables = {"manifest": selection.manifest, "rejected": _joined(rejected)}
+        return EXIT_FATAL, tables, selection.found
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
-    if selection.manifest.attrs.get("butler"):
-        provenance["butler"] = selection.manifest.attrs["butler"]
+    if selection.found.queries:
+        provenance["butler"] = list(selection.found.queries)
     write_outputs(
         staged, tables, results if report else None, provenance, (watch, started), job.publish
     )
-    return exit_code, tables
+    return exit_code, tables, selection.found
 
 
 def write_outputs(
@@ -364,9 +404,9 @@ def write_outputs(
 
         with watch.stage("report"):
             _write_images(staged, results)
-            drawn = {sensor: result.get("figures") for sensor, result in results.items()}
+            drawn = {sensor: result.figures for sensor, result in results.items()}
             draw_report(staged.path(REPORT_DIR), tables, provenance, drawn)
-    measured = {s: r["seconds"] for s, r in (results or {}).items() if "seconds" in r}
+    measured = {s: r.seconds for s, r in (results or {}).items() if r.seconds}
     stages = {**watch.seconds, **{f"{k} (sensors)": v for k, v in summed(measured).items()}}
     provenance["seconds_by_stage"] = {k: round(v, 2) for k, v in stages.items()}
     provenance["seconds"] = round(time.monotonic() - started, 2)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from gpuptc._shared.timing import Stopwatch
-from gpuptc.config import get_preset
+from gpuptc.config import Preset, get_preset
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.formats.outputs import StagedOutputs
@@ -69,6 +69,28 @@ def _read_all(
     return read, rows, rejected_frame(rejected)
 
 
+def _refitted(
+    read: dict[str, dict[str, pd.DataFrame]],
+    manifest: pd.DataFrame,
+    rejected: pd.DataFrame,
+    config: Preset,
+    models: list[str],
+) -> dict[str, pd.DataFrame]:
+    """Every table of a refit: the files' measurements fitted and compared."""
+    pairs = pd.concat([t["pairs"] for t in read.values()], ignore_index=True)
+    covariances = pd.concat([t["covariances"] for t in read.values()], ignore_index=True)
+    ptc, fullcov, pairs = fit(pairs, covariances, config, models=models)
+    return {
+        "manifest": manifest,
+        "pairs": pairs,
+        "covariances": covariances,
+        "ptc": ptc,
+        "fullcov": fullcov,
+        "comparison": compare(ptc, manifest),
+        "rejected": pd.concat([rejected, amp_rejections(pairs, ptc)], ignore_index=True),
+    }
+
+
 def refit(
     files: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -99,6 +121,27 @@ def refit(
     -------
     RunResult
         Exit code 0, 3 when some files or amps were rejected, 1 when no file was usable.
+
+    Examples
+    --------
+    A PTC dataset of a small simulated sensor, written (into the empty directory ``tmp``)
+    from the fit of its measurements ``pairs`` and ``covariances`` (:func:`gpuptc.measure`
+    of the raws made by :func:`gpuptc.simulate`), refitted with three models:
+
+    >>> from gpuptc import fit, write_ptc_dataset
+    >>> ptc, fullcov, fitted = fit(pairs, covariances, models=["expapprox"])
+    >>> tables = {"pairs": fitted, "covariances": covariances, "ptc": ptc, "fullcov": fullcov}
+    >>> dataset = write_ptc_dataset(tmp / "E2V-CCD250-101_ptc.fits", tables, "E2V-CCD250-101")
+    >>> models = ["expapprox", "linear", "quadratic"]
+    >>> result = refit(dataset, tmp / "refit", models=models, report=False)
+    >>> result.exit_code
+    0
+    >>> result.tables["ptc"].groupby("model").size().to_dict()
+    {'expapprox': 16, 'linear': 16, 'quadratic': 16}
+    >>> (tmp / "refit" / "ptc.parquet").exists()
+    True
+    >>> refit(tmp / "missing_ptc.fits", tmp / "nothing", report=False).exit_code
+    1
     """
     started = time.monotonic()
     watch = Stopwatch()
@@ -110,18 +153,7 @@ def refit(
     if not read:
         return RunResult(Path(out), EXIT_FATAL, {"manifest": manifest, "rejected": rejected})
     with watch.stage("fit"):
-        pairs = pd.concat([t["pairs"] for t in read.values()], ignore_index=True)
-        covariances = pd.concat([t["covariances"] for t in read.values()], ignore_index=True)
-        ptc, fullcov, pairs = fit(pairs, covariances, config, models=list(models or MODELS))
-    tables = {
-        "manifest": manifest,
-        "pairs": pairs,
-        "covariances": covariances,
-        "ptc": ptc,
-        "fullcov": fullcov,
-        "comparison": compare(ptc, manifest),
-        "rejected": pd.concat([rejected, amp_rejections(pairs, ptc)], ignore_index=True),
-    }
+        tables = _refitted(read, manifest, rejected, config, list(models or MODELS))
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(config, "numpy", paths, tables, exit_code, started)
     provenance["refit_of"] = {sensor: t["ptc"].attrs for sensor, t in read.items()}

@@ -1,330 +1,39 @@
-"""Many sensors: one task per sensor, in process or on Dask, with resumable results.
+"""Where and when the sensor tasks run: in process, on a local Dask cluster, or on yours.
 
-A :class:`SensorTask` carries everything one sensor needs (its manifest rows, the preset,
-the backend and models); :func:`process_sensor` turns it into small DataFrames and the
-report's binned display images, never device arrays. :class:`SensorStore` keeps each
-finished sensor under ``DIR/sensors/<sensor>/`` with a fingerprint of its configuration
-and input files, written atomically, so a re-run (even after ``kill -9``) skips what is
-complete and valid. :func:`execute` runs the tasks in process, on a local Dask cluster,
-on dask-cuda's one worker per GPU, or on a cluster the caller has.
+:func:`execute` runs :func:`gpuptc.running.sensor.process_sensor` for each task in this
+process (each sensor's figures drawn by other processes while the next is measured), on a
+local Dask cluster, on dask-cuda's one worker per GPU, or on a cluster the caller has; it
+reuses the sensors the :class:`gpuptc.running.store.SensorStore` holds complete and stores
+each one that finishes. Nothing here knows what a sensor's stages are.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import os
-import shutil
-import traceback
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
+from gpuptc import settings
 from gpuptc._shared.processes import process_pool
-from gpuptc._shared.timing import Stopwatch
-from gpuptc.backend import get_backend
-from gpuptc.config import Preset
-from gpuptc.fitting.solve import amp_rejections, fit, per_pair_gain_column
-from gpuptc.formats.writer import replace_folder
-from gpuptc.inputs.remote import InputFiles
-from gpuptc.measuring.compute import display_images
-from gpuptc.measuring.sensor import input_files, measure
-from gpuptc.raws.exposure import RawReadError
-from gpuptc.schema import (
-    SCHEMA_VERSION,
-    SENSORS_DIR,
-    DrawnFigure,
-    FileStatus,
-    Stage,
-    rejected_frame,
-    rejected_row,
+from gpuptc.running.sensor import (
+    SensorResult,
+    SensorTask,
+    draw_figures,
+    process_sensor,
+    with_drawn,
 )
+from gpuptc.running.store import SensorStore
 
-__all__ = [
-    "SENSOR_TABLES",
-    "SensorStore",
-    "SensorTask",
-    "execute",
-    "process_sensor",
-    "run_sensors",
-]
+__all__ = ["dask_client", "execute", "run_sensors"]
 
 log = logging.getLogger(__name__)
 
-SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "rejected")
-"""The tables of one sensor's results."""
-
-SensorResult = dict[str, Any]
-"""One sensor's results: the :data:`SENSOR_TABLES` as DataFrames and, where made, the
-display images under ``images`` (a dict of arrays); a failed sensor has only
-``rejected``."""
-
 Progress = Callable[[str, int, int], None]
 OnSensor = Callable[[str, int, int, int, int], None]
-
-
-@dataclass(frozen=True)
-class SensorTask:
-    """Everything needed to measure and fit one sensor, picklable for any worker."""
-
-    sensor: str
-    manifest: pd.DataFrame
-    preset: Preset
-    backend: str
-    models: tuple[str, ...]
-    bias: Any = None
-    figures: bool = False
-    """Draw the sensor's report figures where it is measured (not part of its fingerprint)."""
-
-    @property
-    def n_pairs(self) -> int:
-        """Flat pairs of the sensor."""
-        paired = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
-        return int(paired["pair"].nunique())
-
-    def fingerprint(self) -> str:
-        """Hash of the configuration, models and every input file (path, size, mtime)."""
-        files = []
-        inputs = self.manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS])
-        for path in sorted(self.manifest.loc[inputs, "path"]):
-            try:
-                info = os.stat(path)
-                files.append([path, info.st_size, info.st_mtime_ns])
-            except OSError:
-                files.append([path, None, None])
-        document = {
-            "schema": SCHEMA_VERSION,
-            "configuration": dataclasses.asdict(self.preset),
-            "backend": self.backend,
-            "models": list(self.models),
-            "bias": str(self.bias),
-            "files": files,
-        }
-        return hashlib.sha256(
-            json.dumps(document, sort_keys=True, default=str).encode()
-        ).hexdigest()
-
-
-def _display_pair(pairs: pd.DataFrame) -> pd.Series | None:
-    """A typical pair to show: of the used pairs, the one whose mean is the median's."""
-    if pairs.empty:
-        return None
-    used = pairs[pairs["used"].fillna(False).astype(bool)]
-    candidates = used if len(used) else pairs
-    by_pair = candidates.groupby("pair")["mean"].median()
-    pair = int(by_pair.index[np.argmin(np.abs(by_pair.to_numpy() - by_pair.median()))])
-    return pairs[pairs["pair"] == pair].iloc[0]
-
-
-def _images(task: SensorTask, pairs: pd.DataFrame, files: InputFiles) -> dict[str, Any] | None:
-    """The display images of one typical pair of the sensor (None if it cannot be read)."""
-    row = _display_pair(pairs)
-    if row is None:
-        return None
-    paths = (row["file1"], row["file2"])
-    try:
-        local = (files.local(paths[0]), files.local(paths[1]))
-        images = display_images(local, task.preset, get_backend(task.backend))
-    except RawReadError as exc:
-        log.warning("%s: no display image (%s)", task.sensor, exc)
-        return None
-    finally:
-        files.release(paths)
-    return {**images, "pair": np.int64(row["pair"]), "exptime": np.float64(row["exptime"])}
-
-
-def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
-    """Measure and fit one sensor, make its display images and, if asked, its figures.
-
-    Parameters
-    ----------
-    task : SensorTask
-        The sensor and its configuration.
-    progress : callable, optional
-        ``progress(sensor, pairs_done, pairs_total)`` (in-process runs only).
-
-    Returns
-    -------
-    dict
-        ``pairs`` (with ``used``), ``covariances``, ``ptc``, ``fullcov``, ``rejected``
-        DataFrames, ``images`` (see :func:`gpuptc.measuring.compute.display_images`) or None,
-        ``figures`` (a list of :class:`gpuptc.report.sensor.DrawnFigure`) when
-        ``task.figures``, and ``seconds``: wall time of each stage.
-    """
-    with _sensor_files(task) as files:
-        return _process(task, files, progress)
-
-
-def _sensor_files(task: SensorTask) -> InputFiles:
-    """The sensor's raws in reading order (remote ones fetched ahead, see io.remote)."""
-    return input_files(task.manifest, [task.sensor], task.preset, task.bias)
-
-
-def _process(task: SensorTask, files: InputFiles, progress: Progress | None) -> SensorResult:
-    watch = Stopwatch()
-    with watch.stage("measure"):
-        pairs, covariances = measure(
-            task.manifest,
-            task.preset,
-            task.backend,
-            bias=task.bias,
-            sensors=[task.sensor],
-            progress=progress,
-            files=files,
-        )
-    rejected = [pairs.attrs.get("rejected", rejected_frame())]
-    models = list(task.models)
-    if covariances.empty or covariances["cov"].isna().all():
-        models = [m for m in models if not m.startswith("fullcov")]
-    with watch.stage("fit"):
-        xp = get_backend(task.backend).xp
-        ptc, fullcov, pairs = fit(pairs, covariances, task.preset, models=models, xp=xp)
-    rejected.append(amp_rejections(pairs, ptc))
-    frames = [r for r in rejected if len(r)]
-    table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
-    for frame in (pairs, covariances):
-        frame.attrs = {}
-    with watch.stage("display images"):
-        images = _images(task, pairs, files)
-    result = {
-        "pairs": pairs,
-        "covariances": covariances,
-        "ptc": ptc,
-        "fullcov": fullcov,
-        "rejected": table,
-        "images": images,
-        "seconds": watch.seconds,
-    }
-    return with_figures(task, result) if task.figures else result
-
-
-def with_figures(task: SensorTask, result: SensorResult) -> SensorResult:
-    """The result with its sensor's report figures (``figures``) drawn, timed as a stage."""
-    drawn, seconds = draw_figures(task, result)
-    return _drawn_into(result, [drawn], seconds)
-
-
-def draw_figures(
-    task: SensorTask, result: SensorResult, part: tuple[int, int] = (0, 1)
-) -> tuple[list[DrawnFigure], float]:
-    """A part of a sensor's figures (see :func:`gpuptc.report.sensor.sensor_figures`), timed."""
-    from gpuptc.report.sensor import sensor_figures
-
-    watch = Stopwatch()
-    with watch.stage("figures"):
-        column = per_pair_gain_column(task.preset.solve.method)
-        drawn = sensor_figures(task.sensor, result, result.get("images"), column, part)
-    return drawn, watch.seconds["figures"]
-
-
-def _drawn_into(
-    result: SensorResult, parts: list[list[DrawnFigure]], seconds: float
-) -> SensorResult:
-    from gpuptc.report.sensor import joined
-
-    timing = {**result["seconds"], "figures": seconds}
-    return {**result, "figures": joined(parts), "seconds": timing}
-
-
-class SensorStore:
-    """Finished sensors under ``DIR/sensors/<sensor>/``, each with its fingerprint.
-
-    Parameters
-    ----------
-    out : path-like
-        The run's output directory.
-    """
-
-    _DONE = "done.json"
-    _IMAGES = "images.npz"
-    _FIGURES = "figures"
-
-    def __init__(self, out: str | os.PathLike[str]) -> None:
-        self.root = Path(out) / SENSORS_DIR
-
-    def _folder(self, sensor: str) -> Path:
-        return self.root / sensor.replace(os.sep, "_")
-
-    def load(self, sensor: str, fingerprint: str) -> SensorResult | None:
-        """The stored results of ``sensor`` if complete and made from the same inputs."""
-        folder = self._folder(sensor)
-        try:
-            done = json.loads((folder / self._DONE).read_text())
-            if done.get("fingerprint") != fingerprint:
-                return None
-            result: SensorResult = {
-                name: pd.read_parquet(folder / f"{name}.parquet") for name in SENSOR_TABLES
-            }
-            images = folder / self._IMAGES
-            if images.exists():
-                with np.load(images) as arrays:
-                    result["images"] = {key: arrays[key] for key in arrays.files}
-            if "figures" in done:
-                result["figures"] = [self._figure(folder, entry) for entry in done["figures"]]
-            return result
-        except (OSError, ValueError):
-            return None
-
-    def save(self, sensor: str, fingerprint: str, result: SensorResult) -> None:
-        """Write a sensor's results atomically (folder renamed into place when complete)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".{sensor}.{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
-        try:
-            for name in SENSOR_TABLES:
-                frame = result[name].copy()
-                frame.attrs = {}
-                if name == "rejected":
-                    frame = frame.astype({"pair": "Int64", "amp": "Int64"})
-                frame.to_parquet(staging / f"{name}.parquet", index=False)
-            if result.get("images") is not None:
-                np.savez_compressed(staging / self._IMAGES, **result["images"])
-            done: dict[str, Any] = {"fingerprint": fingerprint}
-            if result.get("figures") is not None:
-                done["figures"] = self._save_figures(staging, result["figures"])
-            (staging / self._DONE).write_text(json.dumps(done))
-            replace_folder(staging, self._folder(sensor))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _save_figures(self, staging: Path, drawn: list[DrawnFigure]) -> list[dict[str, Any]]:
-        (staging / self._FIGURES).mkdir()
-        for figure in drawn:
-            if figure.png is not None:
-                (staging / self._FIGURES / figure.name).write_bytes(figure.png)
-        return [{"name": f.name, "caption": f.caption, "failure": f.failure} for f in drawn]
-
-    def _figure(self, folder: Path, entry: dict[str, Any]) -> DrawnFigure:
-        png = None if entry["failure"] else (folder / self._FIGURES / entry["name"]).read_bytes()
-        return DrawnFigure(entry["name"], entry["caption"], png, entry["failure"])
-
-    def finished(self) -> list[str]:
-        """Sensors whose results are stored complete."""
-        if not self.root.exists():
-            return []
-        return sorted(p.parent.name for p in self.root.glob(f"*/{self._DONE}"))
-
-    def clean(self) -> None:
-        """Remove folders left by interrupted writes."""
-        if self.root.exists():
-            for leftover in self.root.glob(".*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _failure(task: SensorTask, exc: BaseException) -> SensorResult:
-    log.error("sensor %s failed:\n%s", task.sensor, "".join(traceback.format_exception(exc)))
-    reason = f"sensor failed: {type(exc).__name__}: {exc}"
-    return {
-        "rejected": rejected_frame([rejected_row(reason, stage=Stage.SENSOR, sensor=task.sensor)])
-    }
 
 
 class _Bookkeeper:
@@ -346,7 +55,7 @@ class _Bookkeeper:
         self.pairs_done += task.n_pairs
 
     def finished(self, task: SensorTask, fingerprint: str, result: SensorResult) -> None:
-        if "pairs" in result:
+        if result.measured:
             self.store.save(task.sensor, fingerprint, result)
         self.results[task.sensor] = result
         self.pairs_done += task.n_pairs
@@ -369,8 +78,8 @@ def _in_process(
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:
-                result = _failure(task, exc)
-            if pool is not None and task.figures and "pairs" in result:
+                result = SensorResult.failed(task.sensor, exc)
+            if pool is not None and task.figures and result.measured:
                 waiting.append(_Drawing.submit(pool, workers, task, fingerprint, result))
             else:
                 books.finished(task, fingerprint, result)
@@ -425,7 +134,7 @@ class _Drawing:
         except Exception as exc:  # the report draws them itself
             log.warning("%s: figures not drawn beside the run: %s", self.task.sensor, exc)
             return self.result
-        return _drawn_into(self.result, [part for part, _ in drawn], sum(s for _, s in drawn))
+        return with_drawn(self.result, [part for part, _ in drawn], sum(s for _, s in drawn))
 
 
 def _collect_drawn(waiting: list[_Drawing], books: _Bookkeeper, wait: bool) -> list[_Drawing]:
@@ -457,7 +166,7 @@ def _on_client(pending: list[tuple[SensorTask, str]], books: _Bookkeeper, client
         try:
             result = future.result()
         except Exception as exc:
-            result = _failure(task, exc)
+            result = SensorResult.failed(task.sensor, exc)
         books.finished(task, fingerprint, result)
 
 
@@ -546,7 +255,7 @@ def _share_of_cores(workers: int) -> dict[str, str]:
     the default (every core) the workers would oversubscribe the machine. A
     ``GPUPTC_THREADS`` set by the user is passed on unchanged.
     """
-    if "GPUPTC_THREADS" in os.environ:
+    if settings.is_set("GPUPTC_THREADS"):
         return {}
     return {"GPUPTC_THREADS": str(max(1, (os.cpu_count() or 1) // max(workers, 1)))}
 

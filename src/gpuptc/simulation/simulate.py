@@ -116,6 +116,16 @@ class SimulationConfig:
         Multiplies the drawn read noise (4-8 e-), for studies of its effect.
     filter : str
         FILTER keyword.
+
+    Examples
+    --------
+    >>> config = SimulationConfig(vendor="itl", size="small", pairs=4)
+    >>> config.sensor, config.layout.namps, config.layout.nx, config.layout.ny
+    ('ITL-3800C-100', 16, 64, 96)
+    >>> SimulationConfig(vendor="hamamatsu")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown vendor 'hamamatsu'; use 'e2v' or 'itl'
     """
 
     vendor: str = "e2v"
@@ -652,6 +662,20 @@ def simulate(
     Writes ``<sensor>_truth.parquet`` (per amp), ``<sensor>_exposures.parquet`` (per
     exposure: file, type, exposure time, signal in electrons, illumination factor) and
     ``<sensor>_eotest_results.fits`` laid out as EOTEST writes it.
+
+    Examples
+    --------
+    Two flat pairs and a bias of a small ITL sensor, in an empty directory ``tmp``:
+
+    >>> sim = simulate(tmp, vendor="itl", size="small", pairs=2, biases=1, seed=3)
+    >>> sim.sensor, len(sim.flats), len(sim.biases)
+    ('ITL-3800C-103', 4, 1)
+    >>> sim.flats[0].name
+    'MC_C_20250604_000002_R22_S01.fits'
+    >>> sim.truth.columns[:6].tolist()
+    ['sensor', 'vendor', 'amp', 'segment', 'gain', 'read_noise']
+    >>> bool(sim.truth.gain.between(0.5, 2.0).all())
+    True
     """
     config = replace(config or SimulationConfig(), **options)  # type: ignore[arg-type]
     out = Path(directory)
@@ -676,15 +700,23 @@ def simulate(
     result.exposures_path = out / f"{config.sensor}_exposures.parquet"
     result.eotest_path = out / f"{config.sensor}_eotest_results.fits"
     if not reusable:
-        _write_parquet(truth, result.truth_path)
-        exposures = pd.DataFrame([asdict(p) for p in plans])
-        exposures.insert(0, "file", [p.name for p in paths])
-        exposures.insert(0, "sensor", config.sensor)
-        _write_parquet(exposures, result.exposures_path)
-        write_eotest_results(result.eotest_path, _eotest_columns(config, truth))
-        with atomic_path(stamp) as tmp:
-            tmp.write_text(_config_record(config))
+        _write_truth(result, plans, paths, stamp)
     return result
+
+
+def _write_truth(
+    result: SimulatedSensor, plans: list[ExposurePlan], paths: list[Path], stamp: Path
+) -> None:
+    """The truth and exposure tables, the EOTEST-style results, then the reuse stamp."""
+    config, truth = result.config, result.truth
+    _write_parquet(truth, result.truth_path)
+    exposures = pd.DataFrame([asdict(p) for p in plans])
+    exposures.insert(0, "file", [p.name for p in paths])
+    exposures.insert(0, "sensor", config.sensor)
+    _write_parquet(exposures, result.exposures_path)
+    write_eotest_results(result.eotest_path, _eotest_columns(config, truth))
+    with atomic_path(stamp) as tmp:
+        tmp.write_text(_config_record(config))
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

@@ -1,0 +1,270 @@
+"""One sensor's pipeline: its files, measuring, fitting and figures, in one place.
+
+A :class:`SensorTask` carries everything one sensor needs (its manifest rows, the preset,
+the backend and models), picklable for any worker; :func:`process_sensor` runs its stages
+in order and returns one :class:`SensorResult`: small DataFrames, the report's binned
+display images and, when asked, its figures; never device arrays. The schedulers
+(:mod:`gpuptc.running.schedulers`) only decide where and when it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from gpuptc import settings
+from gpuptc._shared.timing import Stopwatch
+from gpuptc.backend import Backend, get_backend
+from gpuptc.config import Preset
+from gpuptc.fitting.solve import amp_rejections, fit, per_pair_gain_column
+from gpuptc.inputs.remote import InputFiles
+from gpuptc.measuring.sensor import (
+    SensorInputs,
+    SensorMeasurement,
+    display_pair,
+    given_biases,
+    measure_sensor,
+    sensor_bias,
+    sensor_inputs,
+)
+from gpuptc.schema import (
+    SCHEMA_VERSION,
+    DrawnFigure,
+    FileStatus,
+    Stage,
+    rejected_frame,
+    rejected_row,
+)
+
+__all__ = [
+    "SENSOR_TABLES",
+    "SensorResult",
+    "SensorTask",
+    "draw_figures",
+    "process_sensor",
+    "with_figures",
+]
+
+log = logging.getLogger(__name__)
+
+SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "rejected")
+"""The tables of one sensor's results."""
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SensorTask:
+    """Everything needed to measure and fit one sensor, picklable for any worker."""
+
+    sensor: str
+    manifest: pd.DataFrame
+    preset: Preset
+    backend: str
+    models: tuple[str, ...]
+    bias: Any = None
+    figures: bool = False
+    """Draw the sensor's report figures where it is measured (not part of its fingerprint)."""
+
+    @property
+    def n_pairs(self) -> int:
+        """Flat pairs of the sensor."""
+        paired = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
+        return int(paired["pair"].nunique())
+
+    def fingerprint(self) -> str:
+        """Hash of what changes the numbers: configuration, models, settings, input files.
+
+        The input files by path, size and modification time; the ``GPUPTC_*`` settings that
+        change numbers (:func:`gpuptc.settings.fingerprint`), not those that only change
+        speed.
+        """
+        files = []
+        inputs = self.manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS])
+        for path in sorted(self.manifest.loc[inputs, "path"]):
+            try:
+                info = os.stat(path)
+                files.append([path, info.st_size, info.st_mtime_ns])
+            except OSError:
+                files.append([path, None, None])
+        document = {
+            "schema": SCHEMA_VERSION,
+            "configuration": dataclasses.asdict(self.preset),
+            "backend": self.backend,
+            "models": list(self.models),
+            "bias": str(self.bias),
+            "settings": settings.fingerprint(),
+            "files": files,
+        }
+        return hashlib.sha256(
+            json.dumps(document, sort_keys=True, default=str).encode()
+        ).hexdigest()
+
+
+@dataclass
+class SensorResult:
+    """One sensor's results; a sensor that failed has only ``rejected``.
+
+    Attributes
+    ----------
+    sensor : str
+        The sensor.
+    rejected : pandas.DataFrame
+        Its pairs and amps that were rejected, or the reason the sensor failed.
+    pairs, covariances, ptc, fullcov : pandas.DataFrame or None
+        Its tables (see :data:`SENSOR_TABLES`); None when it failed.
+    images : dict or None
+        The display images (see :func:`gpuptc.measuring.compute.display_images`).
+    figures : list of DrawnFigure or None
+        Its report figures, when drawn beside the run.
+    seconds : dict
+        Wall time of each stage.
+    """
+
+    sensor: str
+    rejected: pd.DataFrame
+    pairs: pd.DataFrame | None = None
+    covariances: pd.DataFrame | None = None
+    ptc: pd.DataFrame | None = None
+    fullcov: pd.DataFrame | None = None
+    images: dict[str, Any] | None = None
+    figures: list[DrawnFigure] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def measured(self) -> bool:
+        """Whether the sensor has tables (it did not fail)."""
+        return self.pairs is not None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The :data:`SENSOR_TABLES` by name (a failed sensor: ``rejected`` only)."""
+        names = SENSOR_TABLES if self.measured else ("rejected",)
+        return {name: getattr(self, name) for name in names}
+
+    @classmethod
+    def failed(cls, sensor: str, exc: BaseException) -> SensorResult:
+        """The result of a sensor whose task raised ``exc``: one rejected row saying so."""
+        log.error("sensor %s failed:\n%s", sensor, "".join(traceback.format_exception(exc)))
+        reason = f"sensor failed: {type(exc).__name__}: {exc}"
+        row = rejected_row(reason, stage=Stage.SENSOR, sensor=sensor)
+        return cls(sensor, rejected_frame([row]))
+
+
+def _measure(
+    task: SensorTask,
+    inputs: SensorInputs,
+    backend: Backend,
+    files: InputFiles,
+    progress: Progress | None,
+) -> SensorMeasurement:
+    """The sensor's pairs through ISR and statistics, its display pair's images on the way."""
+    given = given_biases(task.manifest, task.bias, [task.sensor], task.preset)
+    master = sensor_bias(inputs, task.preset, files, given)
+    return measure_sensor(
+        task.sensor,
+        inputs.pairs,
+        task.preset,
+        backend,
+        bias=master,
+        progress=(lambda done, total: progress(task.sensor, done, total)) if progress else None,
+        files=files,
+        display=display_pair(inputs.pairs),
+    )
+
+
+def _fit(
+    task: SensorTask, measured: SensorMeasurement, backend: Backend
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``ptc, fullcov, pairs`` (``used`` filled) and every rejection of the sensor."""
+    models = list(task.models)
+    covariances = measured.covariances
+    if covariances.empty or covariances["cov"].isna().all():
+        models = [m for m in models if not m.startswith("fullcov")]
+    ptc, fullcov, pairs = fit(
+        measured.pairs, covariances, task.preset, models=models, xp=backend.xp
+    )
+    rejected = [measured.rejected, amp_rejections(pairs, ptc)]
+    frames = [r for r in rejected if len(r)]
+    table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
+    return ptc, fullcov, pairs, table
+
+
+def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
+    """Run one sensor's stages: its files, measuring, fitting and, if asked, its figures.
+
+    The backend and the preset are resolved once, the pairs listed once; the display
+    images come out of the measuring pass.
+
+    Parameters
+    ----------
+    task : SensorTask
+        The sensor and its configuration.
+    progress : callable, optional
+        ``progress(sensor, pairs_done, pairs_total)`` (in-process runs only).
+
+    Returns
+    -------
+    SensorResult
+        Its tables, display images, figures when ``task.figures``, and the seconds of
+        each stage.
+    """
+    backend = get_backend(task.backend)
+    inputs = sensor_inputs(task.manifest, task.sensor, task.preset, task.bias)
+    watch = Stopwatch()
+    with InputFiles(inputs.reading_order) as files:
+        with watch.stage("measure"):
+            measured = _measure(task, inputs, backend, files, progress)
+    with watch.stage("fit"):
+        ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
+    seconds = dict(watch.seconds)  # the display images were made while measuring
+    seconds["measure"] -= measured.display_seconds
+    seconds["display images"] = measured.display_seconds
+    result = SensorResult(
+        task.sensor,
+        rejected,
+        pairs,
+        measured.covariances,
+        ptc,
+        fullcov,
+        measured.images,
+        seconds=seconds,
+    )
+    return with_figures(task, result) if task.figures else result
+
+
+def with_figures(task: SensorTask, result: SensorResult) -> SensorResult:
+    """The result with its sensor's report figures (``figures``) drawn, timed as a stage."""
+    drawn, seconds = draw_figures(task, result)
+    return with_drawn(result, [drawn], seconds)
+
+
+def draw_figures(
+    task: SensorTask, result: SensorResult, part: tuple[int, int] = (0, 1)
+) -> tuple[list[DrawnFigure], float]:
+    """A part of a sensor's figures (see :func:`gpuptc.report.sensor.sensor_figures`), timed."""
+    from gpuptc.report.sensor import sensor_figures
+
+    watch = Stopwatch()
+    with watch.stage("figures"):
+        column = per_pair_gain_column(task.preset.solve.method)
+        drawn = sensor_figures(task.sensor, result.tables(), result.images, column, part)
+    return drawn, watch.seconds["figures"]
+
+
+def with_drawn(
+    result: SensorResult, parts: list[list[DrawnFigure]], seconds: float
+) -> SensorResult:
+    """The result with the figures drawn in ``parts`` (in report order) and their time."""
+    from gpuptc.report.sensor import joined
+
+    timing = {**result.seconds, "figures": seconds}
+    return dataclasses.replace(result, figures=joined(parts), seconds=timing)
