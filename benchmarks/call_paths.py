@@ -24,14 +24,13 @@ The counting rule (``RULE`` below; ``--variants`` prints the others next to it):
    stack (a call from outside gpuptc, such as a thread pool starting a gpuptc function, is
    an entry). Calls within a module are not entries, and returns never are: coming back to
    the caller's module is not a visit.
-2. Leave out entries into ``gpuptc.schema`` and ``gpuptc.config`` (constants, presets,
-   dataclasses) and into the array dispatch layer, ``gpuptc.backend`` and ``gpuptc.kernels``
-   with its submodules (reached from every step for the array module or a compiled
-   kernel: not a step of the data path). Every other module counts, ``settings`` and
-   ``_timing`` included.
+2. Count only the stages of the data path. Left out: the foundation every layer uses by
+   design (``schema``, ``config``, ``settings``, ``errors``, ``_shared``), the array
+   dispatch layer (``backend``, ``kernels``), and reading a value (a call of a property or
+   a dunder method of a class, such as ``SensorGeometry.namps``).
 3. The modules of the remaining entries, consecutive repeats collapsed, are the *visits*.
 4. A loop counts once: where a block of 1 to 6 visits repeats back to back (scanning from
-   the left, the block that covers the most visits; ``(_fitting > ptc) x16`` for a loop
+   the left, the block that covers the most visits; ``(_common > ptc) x16`` for a loop
    over 16 amps), the block is kept once; consecutive repeats are collapsed again.
 5. A *re-entry* is a visit to a module the thread's path has visited before. The count of a
    path is the sum over its threads.
@@ -40,12 +39,10 @@ So ``a > b > a > c > b`` has 2 re-entries (the second ``a``, the second ``b``); 
 calling ``b`` five times (``a > b``, return, ``a > b`` ...) is one visit to ``b``; and
 ``a > (b > c) x16 > b`` has 1 (the last ``b``).
 
-Why this rule: an issue reported 12 re-entries for (a) and 27 for (b) on the layout before
-the reorganisation "by the same count". On that layout this rule gives 15 and 30 (13 and 28
-on the main thread alone), the closest of the variants tried; counting every call gives
-190 and 624, every entry 78 and 159, entries without loops once 19 and 69. The sum over
-threads is kept, not the closer main-thread count, so that work moved into a thread still
-counts.
+Measured (benchmarks/RESULTS.md): before the reorganisation 6 and 16 by this rule (15 and 30
+when the foundation and value reads count, the variant closest to the 12 and 27 an issue
+reported); after it 3 and 6 (14 and 26 by that variant: the per-sensor pipeline still reads
+settings, times its stages and reads geometry properties on the way).
 
 Usage: ``python benchmarks/call_paths.py [--variants] [--keep DIR]``; the same script runs
 on the layout before the reorganisation (``PYTHONPATH=old/src``).
@@ -54,7 +51,9 @@ on the layout before the reorganisation (``PYTHONPATH=old/src``).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import inspect
 import sys
 import tempfile
 import threading
@@ -78,6 +77,26 @@ class Call:
     module: str
     caller: str | None
     """The module of the innermost gpuptc frame below it on the stack, None if none."""
+    qualname: str = ""
+    """The called function's qualified name (``SensorGeometry.namps``)."""
+
+    @property
+    def reads_a_value(self) -> bool:
+        """Whether the call is a property or a dunder method of a class: reading a value."""
+        if "." not in self.qualname or "<locals>" in self.qualname:
+            return False
+        owner, name = self.qualname.rsplit(".", 1)
+        if name.startswith("__") and name.endswith("__"):
+            return True
+        try:
+            cls: Any = importlib.import_module(self.module)
+            for part in owner.split("."):
+                cls = getattr(cls, part)
+            return isinstance(
+                inspect.getattr_static(cls, name), property | functools.cached_property
+            )
+        except (AttributeError, ImportError):
+            return False
 
 
 class Tracer:
@@ -114,7 +133,7 @@ class Tracer:
         thread = threading.get_ident()
         stack = self._stacks.setdefault(thread, [])
         if event == "call":
-            call = Call(thread, module, stack[-1] if stack else None)
+            call = Call(thread, module, stack[-1] if stack else None, code.co_qualname)
             with self._lock:
                 self.calls.append(call)
             stack.append(module)
@@ -181,6 +200,8 @@ class Rule:
     """Only calls from another module (else every call)."""
     loops_once: bool = True
     """A run repeated back to back counts once (else every repeat)."""
+    values: bool = True
+    """Reading a value (a property, a dunder method) counts as a visit (else not)."""
 
     def skipped(self, module: str) -> bool:
         return any(module == s or module.startswith(s + ".") for s in self.skip)
@@ -191,12 +212,15 @@ class Rule:
         for call in calls:
             if self.skipped(call.module) or (self.entries and call.module == call.caller):
                 continue
+            if not self.values and call.reads_a_value:
+                continue
             threads.setdefault(call.thread, []).append(call.module)
         once = _once if self.loops_once else (lambda visits: visits)
         return {thread: once(_visits(modules)) for thread, modules in threads.items()}
 
 
 DISPATCH = ("gpuptc.kernels", "gpuptc.backend")
+FOUNDATION = ("gpuptc.settings", "gpuptc.errors", "gpuptc._shared", "gpuptc._timing")
 VARIANTS = {
     "every call": Rule(entries=False, loops_once=False),
     "entries": Rule(loops_once=False),
@@ -205,9 +229,12 @@ VARIANTS = {
     "entries, loops once": Rule(),
     "entries, loops once, no schema/config": Rule(HELPERS),
     "entries, loops once, no kernels/backend": Rule(DISPATCH),
-    "entries, loops once, no schema/config/kernels/backend (the rule)": Rule(HELPERS + DISPATCH),
+    "entries, loops once, no schema/config/kernels/backend": Rule(HELPERS + DISPATCH),
+    "the rule: stages only (no foundation, no dispatch, no value reads), loops once": Rule(
+        HELPERS + DISPATCH + FOUNDATION, values=False
+    ),
 }
-RULE = VARIANTS["entries, loops once, no schema/config/kernels/backend (the rule)"]
+RULE = VARIANTS["the rule: stages only (no foundation, no dispatch, no value reads), loops once"]
 
 
 def _short(module: str) -> str:
@@ -226,7 +253,7 @@ def _compressed(visits: list[str]) -> str:
 def report(title: str, calls: list[Call], variants: bool) -> int:
     """Print one path under the rule (and every variant); its re-entries."""
     main = threading.main_thread().ident
-    shown = Rule(RULE.skip, RULE.entries, loops_once=False)
+    shown = Rule(RULE.skip, RULE.entries, loops_once=False, values=RULE.values)
     threads = shown.paths(calls)
     count = sum(_reentries(_once(v)) for v in threads.values())
     print(f"\n{title}: {count} re-entries (summed over {len(threads)} thread(s))")

@@ -100,6 +100,13 @@ def test_resume_reuses_complete_sensors(three_sensors, tmp_path, monkeypatch):
     calls.clear()
     assert main(["run", str(three_sensors), "--out", str(out), "--cov-size", "3", *RUN]) == 0
     assert len(calls) == 3  # another configuration is another result
+    calls.clear()
+    monkeypatch.setenv("GPUPTC_THREADS", "1")  # speed only: the stored sensors stand
+    assert main(["run", str(three_sensors), "--out", str(out), "--cov-size", "3", *RUN]) == 0
+    assert calls == []
+    monkeypatch.setenv("GPUPTC_NUMBA", "0")  # other kernels, other last digits: recomputed
+    assert main(["run", str(three_sensors), "--out", str(out), "--cov-size", "3", *RUN]) == 0
+    assert len(calls) == 3
 
 
 def test_a_failing_sensor_does_not_stop_the_others(three_sensors, tmp_path, monkeypatch):

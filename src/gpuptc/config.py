@@ -31,7 +31,9 @@ __all__ = [
     "IsrConfig",
     "Preset",
     "SolveConfig",
+    "counterparts",
     "get_preset",
+    "setting",
 ]
 
 OVERSCAN_METHODS = ("NONE", "MEAN", "MEDIAN", "MEAN_PER_ROW", "MEDIAN_PER_ROW", "POLY")
@@ -39,6 +41,40 @@ PARALLEL_METHODS = ("NONE", "MEAN_PER_ROW", "MEDIAN_PER_ROW")
 PAIR_METHODS = ("cp_pipe", "eotest", "seed")
 PTC_FIT_MODELS = ("expapprox", "fullcov", "fullcov_nob")
 """The models a cp_pipe PTC dataset can hold (``SolveConfig.ptc_fit_type``)."""
+
+
+def setting(default: Any, *, cp_pipe: str | None = None, eotest: str | None = None) -> Any:
+    """A configuration field with ``default`` and its counterparts in cp_pipe and EOTEST.
+
+    The counterparts are the field's metadata (``cp_pipe``, ``eotest``: the option or the
+    behaviour of that tool this field reproduces; None where the tool has none), listed by
+    :func:`counterparts`.
+    """
+    return field(default=default, metadata={"cp_pipe": cp_pipe, "eotest": eotest})
+
+
+def counterparts() -> list[dict[str, Any]]:
+    """Every field of every section with its default and its cp_pipe and EOTEST counterparts.
+
+    Examples
+    --------
+    >>> rows = {(r["section"], r["field"]): r for r in counterparts()}
+    >>> rows["extract", "cov_size"]["cp_pipe"]
+    'PhotonTransferCurveExtractPairConfig.maximumRangeCovariancesAstier'
+    """
+    rows = []
+    for section, kind in _SECTIONS.items():
+        for f in dataclasses.fields(kind):
+            rows.append(
+                {
+                    "section": section,
+                    "field": f.name,
+                    "default": f.default,
+                    "cp_pipe": f.metadata.get("cp_pipe"),
+                    "eotest": f.metadata.get("eotest"),
+                }
+            )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -70,15 +106,33 @@ class IsrConfig:
         Floating type of the corrected pixels (sums are always float64).
     """
 
-    serial_overscan: str = "MEDIAN_PER_ROW"
-    serial_skip: tuple[int, int] = (3, 3)
-    poly_order: int = 1
-    parallel_overscan: str = "MEDIAN_PER_ROW"
-    parallel_skip: tuple[int, int] = (3, 3)
-    use_bias: bool = False
-    saturation: float | None = None
-    edge_mask: int = 0
-    dtype: str = "float32"
+    serial_overscan: str = setting(
+        "MEDIAN_PER_ROW",
+        cp_pipe="ip_isr OverscanCorrectionConfig.fitType",
+        eotest="per-row mean of the serial overscan",
+    )
+    serial_skip: tuple[int, int] = setting(
+        (3, 3),
+        cp_pipe="ip_isr OverscanCorrectionConfig.leadingToSkip, trailingToSkip",
+        eotest="5 leading, 2 trailing columns",
+    )
+    poly_order: int = setting(1, cp_pipe="ip_isr OverscanCorrectionConfig.order")
+    parallel_overscan: str = setting(
+        "MEDIAN_PER_ROW",
+        cp_pipe="ip_isr IsrTaskConfig.doParallelOverscan",
+    )
+    parallel_skip: tuple[int, int] = setting(
+        (3, 3),
+        cp_pipe="ip_isr parallelOverscan leadingToSkip, trailingToSkip",
+    )
+    use_bias: bool = setting(
+        False,
+        cp_pipe="ip_isr IsrTaskConfig.doBias",
+        eotest="bias frames (superbias)",
+    )
+    saturation: float | None = setting(None, cp_pipe="ip_isr IsrTaskConfig.doSaturation")
+    edge_mask: int = setting(0, cp_pipe="PhotonTransferCurveExtractPairConfig.numEdgeSuspect")
+    dtype: str = setting("float32")
 
     def __post_init__(self) -> None:
         if self.serial_overscan not in OVERSCAN_METHODS:
@@ -116,13 +170,22 @@ class ExtractConfig:
         (``cp_pipe_gain`` is always FULL, as cp_pipe's default).
     """
 
-    method: str = "cp_pipe"
-    nsigma: float = 5.5
-    niter: int = 3
-    eotest_mad_cut: float = 14.826
-    cov_size: int = 10
-    min_pixels_covariance: int = 10000
-    gain_correction: str = "FULL"
+    method: str = setting("cp_pipe")
+    nsigma: float = setting(5.5, cp_pipe="PhotonTransferCurveExtractPairConfig.nSigmaClipPtc")
+    niter: int = setting(3, cp_pipe="PhotonTransferCurveExtractPairConfig.nIterSigmaClipPtc")
+    eotest_mad_cut: float = setting(14.826, eotest="ptcTask: |d| < 14.826 mad_std")
+    cov_size: int = setting(
+        10,
+        cp_pipe="PhotonTransferCurveExtractPairConfig.maximumRangeCovariancesAstier",
+    )
+    min_pixels_covariance: int = setting(
+        10000,
+        cp_pipe="PhotonTransferCurveExtractPairConfig.minNumberGoodPixelsForCovariance",
+    )
+    gain_correction: str = setting(
+        "FULL",
+        cp_pipe="PhotonTransferCurveExtractPairConfig.gainCorrectionType",
+    )
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
@@ -176,24 +239,46 @@ class SolveConfig:
         EXPAPPROXIMATION as cp_pipe's default, FULLCOVARIANCE for LSSTCam production.
     """
 
-    method: str = "cp_pipe"
-    sigma_cut: float = 5.0
-    max_iterations: int = 2
-    max_signal_initial: float = 50000.0
-    max_delta_initial: float = 9000.0
-    scale_initial_by_gain: bool = True
-    min_mean: float = 0.0
-    max_mean: float = 1e6
-    rolloff: bool = False
-    max_rolloff_deviation: float = 0.01
-    rolloff_search_adu: float = 5000.0
-    eotest_initial_max_mean: float = 4e4
-    fullcov_size: int = 10
-    fullcov_max_signal: float | None = None
-    linear_points: tuple[int | None, int | None] = (6, -15)
-    quadratic_points: tuple[int | None, int | None] = (None, -3)
-    powerlaw_points: tuple[int | None, int | None] = (None, -15)
-    ptc_fit_type: str = "expapprox"
+    method: str = setting("cp_pipe")
+    sigma_cut: float = setting(
+        5.0,
+        cp_pipe="PhotonTransferCurveSolveConfig.sigmaCutPtcOutliers",
+        eotest="ptcTask 5-sigma re-selection",
+    )
+    max_iterations: int = setting(
+        2,
+        cp_pipe="PhotonTransferCurveSolveConfig.maxIterationsPtcOutliers",
+    )
+    max_signal_initial: float = setting(
+        50000.0,
+        cp_pipe="PhotonTransferCurveSolveConfig.maxSignalInitialPtcOutlierFit",
+    )
+    max_delta_initial: float = setting(
+        9000.0,
+        cp_pipe="PhotonTransferCurveSolveConfig.maxDeltaInitialPtcOutlierFit",
+    )
+    scale_initial_by_gain: bool = setting(
+        True,
+        cp_pipe="PhotonTransferCurveSolveConfig.scaleMaxSignalInitialPtcOutlierFit",
+    )
+    min_mean: float = setting(0.0, cp_pipe="PhotonTransferCurveSolveConfig.minMeanSignal")
+    max_mean: float = setting(1e6, cp_pipe="PhotonTransferCurveSolveConfig.maxMeanSignal")
+    rolloff: bool = setting(False, cp_pipe="PhotonTransferCurveSolveConfig.doModelPtcRolloff")
+    max_rolloff_deviation: float = setting(
+        0.01,
+        cp_pipe="PhotonTransferCurveSolveConfig.maxPtcRolloffDeviation",
+    )
+    rolloff_search_adu: float = setting(5000.0)
+    eotest_initial_max_mean: float = setting(4e4, eotest="ptcTask: first fit below 4e4 ADU")
+    fullcov_size: int = setting(
+        10,
+        cp_pipe="PhotonTransferCurveSolveConfig.maximumRangeCovariancesAstierFullCovFit",
+    )
+    fullcov_max_signal: float | None = setting(None)
+    linear_points: tuple[int | None, int | None] = setting((6, -15))
+    quadratic_points: tuple[int | None, int | None] = setting((None, -3))
+    powerlaw_points: tuple[int | None, int | None] = setting((None, -15))
+    ptc_fit_type: str = setting("expapprox", cp_pipe="PhotonTransferCurveSolveConfig.ptcFitType")
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
@@ -216,22 +301,15 @@ class Preset:
     def replace(self, **overrides: Any) -> Preset:
         """A copy with fields overridden, given as ``section__field=value`` or ``field=value``.
 
-        A bare field name is looked up in ``isr``, ``extract`` then ``solve``.
+        A bare field name is accepted where one section has it; a name that several
+        sections share (``method``) must name its section (``solve__method``).
         """
         sections: dict[str, dict[str, Any]] = {"isr": {}, "extract": {}, "solve": {}}
         for key, value in overrides.items():
             if "__" in key:
                 section, name = key.split("__", 1)
             else:
-                section = next(
-                    (
-                        s
-                        for s in sections
-                        if key in {f.name for f in dataclasses.fields(getattr(self, s))}
-                    ),
-                    "",
-                )
-                name = key
+                section, name = _section_of(self, key), key
             if section not in sections or name not in {
                 f.name for f in dataclasses.fields(getattr(self, section))
             }:
@@ -302,3 +380,19 @@ def get_preset(preset: str | Preset = "cp_pipe", **overrides: Any) -> Preset:
             raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[preset]
     return preset.replace(**overrides) if overrides else preset
+
+
+_SECTIONS: dict[str, type] = {"isr": IsrConfig, "extract": ExtractConfig, "solve": SolveConfig}
+
+
+def _section_of(preset: Preset, key: str) -> str:
+    """The one section that has a field ``key`` ("" if none); an error if several have it."""
+    having = [
+        s for s in _SECTIONS if key in {f.name for f in dataclasses.fields(getattr(preset, s))}
+    ]
+    if len(having) > 1:
+        raise ValueError(
+            f"configuration field {key!r} is in {' and '.join(having)}: name the section "
+            f"({having[0]}__{key}=...)"
+        )
+    return having[0] if having else ""

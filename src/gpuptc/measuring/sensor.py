@@ -161,8 +161,8 @@ class SensorMeasurement:
 class Measurement:
     """What :func:`gpuptc.measure` gives: every sensor's tables and what was rejected.
 
-    It unpacks as ``pairs, covariances`` (as scipy's result objects unpack), so
-    ``pairs, covariances = gpuptc.measure(manifest)`` works.
+    It unpacks and indexes as the ``(pairs, covariances)`` tuple it replaced (as scipy's
+    result objects do), so ``pairs, covariances = gpuptc.measure(manifest)`` works.
 
     Attributes
     ----------
@@ -187,6 +187,25 @@ class Measurement:
     def __iter__(self) -> Iterator[pd.DataFrame]:
         """``pairs``, then ``covariances``."""
         return iter((self.pairs, self.covariances))
+
+    def __getitem__(self, index: int) -> pd.DataFrame:
+        """``pairs`` (0) or ``covariances`` (1)."""
+        return (self.pairs, self.covariances)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+    @classmethod
+    def joined(cls, parts: list[SensorMeasurement], preset: str, backend: str) -> Measurement:
+        """The sensors' measurements as one (empty tables when there are none)."""
+        empty = _empty_tables()
+        return cls(
+            typed(pd.concat([r.pairs for r in parts] or [empty[0]], ignore_index=True)),
+            typed(pd.concat([r.covariances for r in parts] or [empty[1]], ignore_index=True)),
+            pd.concat([r.rejected for r in parts] or [empty[2]], ignore_index=True),
+            preset,
+            backend,
+        )
 
 
 @dataclass(frozen=True)
@@ -406,6 +425,29 @@ def measure_sensor(
     return tables.measurement(images, seconds)
 
 
+def _measured(
+    inputs: SensorInputs,
+    preset: Preset,
+    backend: Backend,
+    bias: MasterBias | None,
+    files: InputFiles,
+    batch_pairs: int | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> SensorMeasurement:
+    """One sensor of :func:`measure` (its progress reported under its name)."""
+    report = functools.partial(progress, inputs.sensor) if progress else None
+    return measure_sensor(
+        inputs.sensor,
+        inputs.pairs,
+        preset,
+        backend,
+        bias=bias,
+        batch_pairs=batch_pairs,
+        progress=report,
+        files=files,
+    )
+
+
 def measure(
     manifest: pd.DataFrame,
     preset: str | Preset = "cp_pipe",
@@ -439,9 +481,7 @@ def measure(
     progress : callable, optional
         Called as ``progress(sensor, pairs_done, pairs_total)``.
     files : InputFiles, optional
-        Where the raws are read from; by default made for the manifest
-        (:func:`input_files`), so that remote raws (URIs in ``path``) are fetched ahead
-        of their reading.
+        Where the raws are read from (default :func:`input_files`: remote ones fetched ahead).
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -465,37 +505,18 @@ def measure(
     >>> bool(gains.iloc[:5].between(0.7, 1.0).all())  # the sixth pair is saturated
     True
     """
-    config = get_preset(preset, **overrides)
-    chosen = get_backend(backend)
-    all_sensors = sorted(manifest.loc[manifest["status"] == FileStatus.PAIRED, "sensor"].unique())
-    wanted = [s for s in all_sensors if sensors is None or s in sensors]
+    config, chosen = get_preset(preset, **overrides), get_backend(backend)
+    paired = manifest.loc[manifest["status"] == FileStatus.PAIRED, "sensor"]
+    wanted = sorted(s for s in paired.unique() if sensors is None or s in sensors)
     inputs = [sensor_inputs(manifest, sensor, config, bias) for sensor in wanted]
     given = given_biases(manifest, bias, wanted, config)
-    results = []
     with contextlib.ExitStack() as stack:
         if files is None:
             order = [path for each in inputs for path in each.reading_order]
             files = stack.enter_context(InputFiles(order))
-        for each in inputs:
-            master = sensor_bias(each, config, files, given)
-            report = functools.partial(progress, each.sensor) if progress else None
-            results.append(
-                measure_sensor(
-                    each.sensor,
-                    each.pairs,
-                    config,
-                    chosen,
-                    bias=master,
-                    batch_pairs=batch_pairs,
-                    progress=report,
-                    files=files,
-                )
-            )
-    empty = _empty_tables()
-    return Measurement(
-        typed(pd.concat([r.pairs for r in results] or [empty[0]], ignore_index=True)),
-        typed(pd.concat([r.covariances for r in results] or [empty[1]], ignore_index=True)),
-        pd.concat([r.rejected for r in results] or [empty[2]], ignore_index=True),
-        config.name,
-        chosen.name,
-    )
+        results = [
+            _measured(each, config, chosen, sensor_bias(each, config, files, given), files,
+                      batch_pairs, progress)
+            for each in inputs
+        ]  # fmt: skip
+    return Measurement.joined(results, config.name, chosen.name)

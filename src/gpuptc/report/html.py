@@ -1,17 +1,20 @@
-"""Assemble the report page from the result tables."""
+"""Assemble the report pages from the result tables, with the templates of ``templates/``."""
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
+import jinja2
+import numpy as np
 import pandas as pd
+from markupsafe import Markup, escape
 
 from gpuptc.fitting.solve import per_pair_gain_column as gain_column
 from gpuptc.formats.outputs import read_outputs
@@ -32,31 +35,26 @@ __all__ = ["draw_report", "redraw_report"]
 
 log = logging.getLogger(__name__)
 
-_STYLE = """
-body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; }
-img { max-width: 100%; border: 1px solid #ccc; margin: 0.3em 0; }
-table { border-collapse: collapse; font-size: 0.8em; margin: 0.5em 0; }
-td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #eee; }
-nav a { margin-right: 1em; }
-figure { margin: 1em 0; }
-figcaption { font-size: 0.9em; color: #333; max-width: 60em; }
-.scroll { overflow-x: auto; max-width: 100%; }
-details summary { cursor: pointer; font-weight: bold; margin: 0.5em 0; }
-pre { white-space: pre-wrap; overflow-wrap: anywhere; }
-.text { text-align: left; min-width: 30em; }
-"""
 
-
-def _table(frame: pd.DataFrame, digits: int = 5, escape: bool = True) -> str:
-    """A table in a scrolling box; floats to ``digits`` significant digits."""
+def _html_table(frame: pd.DataFrame, digits: int, escape: bool) -> Markup:
+    """``frame`` as HTML; ``escape=False`` only for cells escaped already (`_sensors_table`)."""
     if frame.empty:
-        return "<p>(none)</p>"
+        return Markup("<p>(none)</p>")
     shown = frame.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
-    return f'<div class="scroll">{shown.to_html(index=False, escape=escape, border=0)}</div>'
+    table = shown.to_html(index=False, escape=escape, border=0)
+    return Markup('<div class="scroll">{}</div>').format(Markup(table))
+
+
+def _table(frame: pd.DataFrame, digits: int = 5) -> Markup:
+    """A table in a scrolling box; floats to ``digits`` significant digits.
+
+    pandas escapes every header and cell, so the HTML is safe to put in a page as it is
+    (the templates' ``table`` filter).
+    """
+    return _html_table(frame, digits, escape=True)
 
 
 _UNITS = {
@@ -75,136 +73,106 @@ def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns=_UNITS)
 
 
-def _figure(drawn: DrawnFigure, figs: Path, root: Path) -> str:
-    """One figure written under ``figs`` and its HTML (a note when it could not be drawn)."""
-    caption = html.escape(drawn.caption)
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The pages' templates (``report/templates``), every value escaped unless Markup."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("gpuptc.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["table"] = _table
+    return environment
+
+
+class _Shown(NamedTuple):
+    """A figure as a page shows it: its image (relative to the page), or why not drawn."""
+
+    caption: str
+    src: str | None = None
+    reason: str = ""
+
+
+def _figure(drawn: DrawnFigure, figs: Path, root: Path) -> _Shown:
+    """Write one figure under ``figs``; what the page shows of it (a note if not drawn)."""
     if drawn.png is None:
-        reason = html.escape((drawn.failure or "").split(":")[0])
-        return f"<p>{caption}: not drawn ({reason})</p>"
+        return _Shown(drawn.caption, reason=(drawn.failure or "").split(":")[0])
     path = figs / drawn.name
     path.write_bytes(drawn.png)
-    relative = html.escape(os.path.relpath(path, root))
-    return (
-        f'<figure><img src="{relative}" alt="{caption}"><figcaption>{caption}</figcaption></figure>'
-    )
-
-
-def _sensor_section(
-    sensor: str,
-    tables: Mapping[str, pd.DataFrame],
-    drawn: list[DrawnFigure],
-    figs: Path,
-    root: Path,
-) -> list[str]:
-    """The per-amp table and figures of one sensor."""
-    return [
-        f'<h2 id="{html.escape(sensor)}">{html.escape(sensor)}</h2>',
-        "<h3>Per amp</h3><p>Every model's gain with its error, the read noise and turnoff "
-        "(EXPAPPROXIMATION), the brighter-fatter coefficients a00, a01, a10 (full-covariance "
-        "fit; i serial, j parallel lag), the EXPAPPROXIMATION fit's chi^2 per degree of "
-        "freedom (about 1 for a good fit), and its gain over each reference.</p>"
-        + _table(amp_numbers(sensor, tables)),
-        *(_figure(figure, figs, root) for figure in drawn),
-    ]
+    return _Shown(drawn.caption, src=os.path.relpath(path, root))
 
 
 def _of(frame: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
     return frame[frame["sensor"].isin(sensors)] if "sensor" in frame else frame
 
 
-def _collapsed(summary: str, frame: pd.DataFrame) -> str:
-    """A table folded under a line saying what it holds (open it to read it)."""
-    return (
-        f"<details><summary>{html.escape(summary)} ({len(frame)} rows)</summary>"
-        + _table(frame)
-        + "</details>"
-    )
+def _numbers(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.DataFrame]:
+    """Every number of ``sensor`` in the tables, and what was rejected.
 
-
-def _numbers_section(tables: Mapping[str, pd.DataFrame], sensors: list[str]) -> list[str]:
-    """Every number of ``sensors`` in the tables (folded), and what was rejected.
-
-    On one sensor's page its name is the heading's, not a column's.
+    On the sensor's page its name is the heading's, not a column's.
     """
 
     def mine(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = _of(frame, sensors)
-        return frame.drop(columns=["sensor"]) if len(sensors) == 1 and "sensor" in frame else frame
+        frame = _of(frame, [sensor])
+        return frame.drop(columns=["sensor"]) if "sensor" in frame else frame
 
-    rejected = _of(tables["rejected"], sensors)
-    return [
-        '<h2 id="numbers">Numbers</h2><p>Every number of the tables (also in the Parquet '
-        "files), folded: the per-amp table above has the main ones.</p>",
-        _collapsed("PTC fits: every model of every amp", _with_units(mine(tables["ptc"]))),
-        _collapsed(
-            "Comparison with the references (EOTEST, cp_pipe) per amp, method and quantity",
-            mine(tables["comparison"]),
-        ),
-        _collapsed(
-            "Per-pair measurements: one row per pair and amp",
-            mine(tables["pairs"]).drop(columns=["file1", "file2"]),
-        ),
-        f'<h3 id="rejected">Rejected ({len(rejected)})</h3>' + _table(rejected),
-    ]
+    return {
+        "ptc": _with_units(mine(tables["ptc"])),
+        "comparison": mine(tables["comparison"]),
+        "pairs": mine(tables["pairs"]).drop(columns=["file1", "file2"]),
+        "rejected": _of(tables["rejected"], [sensor]),
+    }
+
+
+def _header(
+    title: str, count: int, provenance: Mapping[str, Any], nav: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """What ``base.html`` shows above every page: title, run facts and navigation."""
+    facts = {key: str(provenance.get(key)) for key in ("preset", "backend", "gpuptc")}
+    return {"heading": title, "count": count, "facts": facts, "nav": nav, "provenance": None}
 
 
 def _provenance(provenance: Mapping[str, Any]) -> str:
-    return (
-        '<h2 id="provenance">Provenance</h2><details><summary>Version, preset and every '
-        "configuration value, inputs, timings (run.json)</summary><pre>"
-        + html.escape(json.dumps(dict(provenance), indent=2, default=str, sort_keys=True))
-        + "</pre></details>"
-    )
+    """The run's provenance (``run.json``) as the page prints it."""
+    return json.dumps(dict(provenance), indent=2, default=str, sort_keys=True)
 
 
-def _header(title: str, count: int, provenance: Mapping[str, Any], links: list[str]) -> str:
-    facts = {k: html.escape(str(provenance.get(k))) for k in ("preset", "backend", "gpuptc")}
-    return (
-        f"<h1>{html.escape(title)}</h1><p>{count} sensor(s), preset <b>{facts['preset']}</b>, "
-        f"backend {facts['backend']}, gpuptc {facts['gpuptc']}.</p><nav>{''.join(links)}</nav>"
-    )
-
-
-def _link(href: str, text: str) -> str:
-    return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
-
-
-def _page(path: Path, title: str, body: list[str]) -> None:
-    head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style>'
-    path.write_text(
-        f'<!DOCTYPE html><html lang="en"><head>{head}</head><body>{"".join(body)}</body></html>',
-        encoding="utf-8",
-    )
+def _page(path: Path, template: str, title: str, **context: Any) -> None:
+    page = _templates().get_template(template).render(title=title, **context)
+    path.write_text(page, encoding="utf-8")
 
 
 def _sensor_href(sensor: str) -> str:
     return quote(sensor_page_name(sensor))
 
 
-def _summary_section(tables: Mapping[str, pd.DataFrame]) -> str:
-    """The table of sensors, each linked to its page, with the amps to look at."""
+def _sensors_table(tables: Mapping[str, pd.DataFrame]) -> Markup:
+    """The table of sensors, each linked to its page, with the amps to look at.
+
+    Its cells hold markup (the links, line breaks), so pandas is told not to escape them:
+    every header and every cell that is not a number is escaped here instead.
+    """
     summary = sensor_summary(tables)
     cells = summary.reset_index(drop=True).map(
-        lambda v: html.escape(v) if isinstance(v, str) else v
+        lambda v: v if isinstance(v, int | float | np.number) else escape(v)
     )
-    cells.insert(0, "sensor", [_link(_sensor_href(s), s) for s in summary.index])
+    cells.columns = [escape(column) for column in cells.columns]
+    link = Markup('<a href="{}">{}</a>')
+    cells.insert(0, "sensor", [link.format(_sensor_href(s), s) for s in summary.index])
     cells["worst amps"] = [
-        f'<div class="text">{text.replace(chr(10), "<br>")}</div>' for text in cells["worst amps"]
+        Markup('<div class="text">{}</div>').format(Markup("<br>").join(text.split("\n")))
+        for text in summary["worst amps"]
     ]
-    criteria = "".join(f"<li>{html.escape(flag.describe())}</li>" for flag in AMP_FLAGS)
-    return (
-        '<h2 id="sensors">Sensors</h2><p>Each sensor\'s typical values and the amps that fail '
-        f"one of these tests (those failing most first):</p><ul>{criteria}</ul>"
-        + _table(cells, escape=False)
-    )
+    return _html_table(cells, 5, escape=False)
 
 
-def _tables_section(root: Path) -> str:
+def _table_links(root: Path) -> list[tuple[str, str]]:
     """Links to the run's tables, for those who want every number."""
     out = root.parent
     found = [name for name in TABLE_FILES.values() if (out / name).exists()]
-    links = ", ".join(_link(os.path.relpath(out / name, root), name) for name in found)
-    return f'<h2 id="tables">Tables</h2><p>Every number of the run: {links}.</p>' if found else ""
+    return [(os.path.relpath(out / name, root), name) for name in found]
 
 
 def _write_pages(
@@ -217,25 +185,35 @@ def _write_pages(
     figs = root / "figures"
     sensors = sorted(drawn)
     index = root / "index.html"
+
+    def sensor_page(sensor: str) -> dict[str, Any]:
+        return {
+            "sensor": sensor,
+            "per_amp": amp_numbers(sensor, tables),
+            "figures": [_figure(figure, figs, root) for figure in drawn[sensor]],
+            "numbers": _numbers(tables, sensor),
+            "table_links": [],
+        }
+
     if len(sensors) == 1:
         (sensor,) = sensors
-        links = [f'<a href="#{html.escape(sensor)}">{html.escape(sensor)}</a>']
-        links += ['<a href="#numbers">numbers</a>', '<a href="#provenance">provenance</a>']
-        body = [_header("gpuptc report", 1, provenance, links)]
-        body += _sensor_section(sensor, tables, drawn[sensor], figs, root)
-        body += [*_numbers_section(tables, sensors), _tables_section(root), _provenance(provenance)]
-        _page(index, "gpuptc report", body)
+        nav = [(f"#{sensor}", sensor), ("#numbers", "numbers"), ("#provenance", "provenance")]
+        header = _header("gpuptc report", 1, provenance, nav)
+        page = sensor_page(sensor) | {"table_links": _table_links(root)}
+        header["provenance"] = _provenance(provenance)
+        _page(index, "sensor.html", "gpuptc report", **header, **page)
         return index
-    nav = [_link("index.html", "focal plane summary")]
-    nav += [f'<a href="#{key}">{key}</a>' for key in ("numbers", "rejected")]
+    nav = [("index.html", "focal plane summary"), ("#numbers", "numbers")]
+    nav += [("#rejected", "rejected")]
     for sensor in sensors:
-        body = [_header(f"gpuptc report: {sensor}", 1, provenance, nav)]
-        body += _sensor_section(sensor, tables, drawn[sensor], figs, root)
-        body += _numbers_section(tables, [sensor])
-        _page(root / sensor_page_name(sensor), f"gpuptc: {sensor}", body)
+        header = _header(f"gpuptc report: {sensor}", 1, provenance, nav)
+        page = sensor_page(sensor)
+        _page(root / sensor_page_name(sensor), "sensor.html", f"gpuptc: {sensor}", **header, **page)
     keys = ("focal-plane", "sensors", "tables", "rejected", "provenance")
-    links = [f'<a href="#{key}">{key.replace("-", " ")}</a>' for key in keys]
-    body = [_header("gpuptc report", len(sensors), provenance, links)]
+    header = _header(
+        "gpuptc report", len(sensors), provenance, [(f"#{k}", k.replace("-", " ")) for k in keys]
+    )
+    header["provenance"] = _provenance(provenance)
     focal = draw(
         "focal_plane.png",
         "Gain, read noise, turnoff and a00 of every amp at its sensor's place (raft and "
@@ -243,16 +221,17 @@ def _write_pages(
         "magenta below), so that one bad amp stands out without flattening the others.",
         lambda: focal_plane_maps(tables["ptc"], tables.get("manifest")),
     )
-    if focal is not None:
-        body.append('<h2 id="focal-plane">Focal plane</h2>' + _figure(focal, figs, root))
-    rejected = tables["rejected"]
-    body += [
-        _summary_section(tables),
-        _tables_section(root),
-        f'<h2 id="rejected">Rejected ({len(rejected)})</h2>' + _table(rejected),
-        _provenance(provenance),
-    ]
-    _page(index, "gpuptc report", body)
+    _page(
+        index,
+        "summary.html",
+        "gpuptc report",
+        **header,
+        focal_plane=None if focal is None else _figure(focal, figs, root),
+        criteria=[flag.describe() for flag in AMP_FLAGS],
+        sensors_table=_sensors_table(tables),
+        table_links=_table_links(root),
+        rejected=tables["rejected"],
+    )
     return index
 
 
