@@ -123,7 +123,7 @@ def test_the_batch_runs_on_every_array_backend(amplifiers, backend):
     """The same numbers from the array API on each backend (CuPy: the stand-in without GPU)."""
     mean, cov, npix, var = _stacked(amplifiers[:3])
     expected = fit_fullcov_batch(mean, cov, npix, var, with_b=True, size=4)
-    got = fit_fullcov_batch(mean, cov, npix, var, with_b=True, size=4, xp=backend.xp)
+    got = fit_fullcov_batch(mean, cov, npix, var, with_b=True, size=4, backend=backend)
     for new, old in zip(got, expected, strict=True):
         assert new.status == old.status == FitStatus.OK
         assert new.gain == pytest.approx(old.gain, rel=1e-9)

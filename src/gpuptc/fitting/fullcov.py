@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuptc.backend import Backend, get_backend
 from gpuptc.fitting._common import covariance_weights
 from gpuptc.schema import FitStatus
 
@@ -738,7 +739,7 @@ def fit_fullcov_batch(
     *,
     with_b: bool = True,
     size: int | None = None,
-    xp: ModuleType = np,
+    backend: str | Backend = "numpy",
 ) -> list[FullCovFit]:
     """Fit eq. 20 to the covariance matrices of a batch of amplifiers at once.
 
@@ -760,8 +761,8 @@ def fit_fullcov_batch(
         ``b = 0`` fit runs first and ``b`` is released from its solution.
     size : int, optional
         Lags fitted per axis (default all L).
-    xp : module
-        Array namespace to compute in (NumPy, CuPy, ...); inputs and results are NumPy.
+    backend : str or Backend
+        Where to compute (``numpy``, ``cupy``, ...); inputs and results are NumPy.
 
     Returns
     -------
@@ -773,6 +774,7 @@ def fit_fullcov_batch(
     """
     size = size or np.shape(cov)[-1]
     layout = _Layout(size, with_b)
+    xp = get_backend(backend).xp
     prepared = _prepare(mean, cov, npix, var, used, layout)
     data = _Data.build(*(xp.asarray(x) for x in (prepared.mean, prepared.cov, prepared.w2)), xp)
     active = xp.asarray(prepared.enough)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset, SolveConfig, get_preset
 from gpuptc.fitting._common import variance_weights
 from gpuptc.fitting.fullcov import FullCovFit, evaluate, fit_fullcov, fit_fullcov_batch
@@ -151,7 +152,7 @@ def _fullcov(data: AmpData, *, with_b: bool) -> PtcFit:
     return _as_ptc_fit(result, mask)
 
 
-def _fullcov_batch(batch: Sequence[AmpData], xp: ModuleType, *, with_b: bool) -> list[PtcFit]:
+def _fullcov_batch(batch: Sequence[AmpData], backend: Backend, *, with_b: bool) -> list[PtcFit]:
     """The full-covariance fits of a sensor's amplifiers in one array computation.
 
     Each amplifier keeps its own pairs (its EXPAPPROXIMATION selection), convergence and
@@ -182,7 +183,7 @@ def _fullcov_batch(batch: Sequence[AmpData], xp: ModuleType, *, with_b: bool) ->
     ]
     used = np.stack([padded(masks[k], False).astype(bool) for k in fitted])
     size = min(batch[fitted[0]].solve.fullcov_size or size, size)
-    fits = fit_fullcov_batch(*arrays, used, with_b=with_b, size=size, xp=xp)
+    fits = fit_fullcov_batch(*arrays, used, with_b=with_b, size=size, backend=backend)
     for k, result in zip(fitted, fits, strict=True):
         results[k] = _as_ptc_fit(result, masks[k])
     return results
@@ -205,8 +206,9 @@ class Model:
     fit : callable
         ``fit(data: AmpData) -> PtcFit``.
     fit_batch : callable or None
-        ``fit_batch(amps: Sequence[AmpData], xp) -> list[PtcFit]``: all amplifiers of a
-        sensor in one computation in the array namespace ``xp``, where the model has one;
+        ``fit_batch(amps: Sequence[AmpData], backend) -> list[PtcFit]``: all amplifiers of
+        a sensor in one computation on the :class:`~gpuptc.backend.Backend`, where the model
+        has one;
         :func:`fit` uses it.
     needs_covariances : bool
         Whether it fits the covariance matrices (``cov=...``).
@@ -233,13 +235,13 @@ MODEL_REGISTRY: dict[str, Model] = {
             "fullcov",
             lambda d: _fullcov(d, with_b=True),
             needs_covariances=True,
-            fit_batch=lambda batch, xp: _fullcov_batch(batch, xp, with_b=True),
+            fit_batch=lambda batch, backend: _fullcov_batch(batch, backend, with_b=True),
         ),
         Model(
             "fullcov_nob",
             lambda d: _fullcov(d, with_b=False),
             needs_covariances=True,
-            fit_batch=lambda batch, xp: _fullcov_batch(batch, xp, with_b=False),
+            fit_batch=lambda batch, backend: _fullcov_batch(batch, backend, with_b=False),
         ),
         Model("linear", lambda d: fit_linear(d.mean, d.var, points=_slice(d.solve.linear_points))),
         Model(
@@ -492,7 +494,7 @@ def _sensor_amps(
     return amps
 
 
-def _fit_model(model: str, amps: list[tuple[int, str, AmpData]], xp: ModuleType) -> list[PtcFit]:
+def _fit_model(model: str, amps: list[tuple[int, str, AmpData]], backend: Backend) -> list[PtcFit]:
     """One model for every amplifier of a sensor.
 
     In one batch where the model has one (redone amplifier by amplifier if the batch
@@ -502,7 +504,7 @@ def _fit_model(model: str, amps: list[tuple[int, str, AmpData]], xp: ModuleType)
     batch = [data for _, _, data in amps]
     if entry.fit_batch is not None:
         results = _guarded(
-            lambda b: entry.fit_batch(b, xp), batch, f"{model} fit of the sensor", None
+            lambda b: entry.fit_batch(b, backend), batch, f"{model} fit of the sensor", None
         )
         if results is not None:
             return results
@@ -523,7 +525,7 @@ def fit(
     preset: str | Preset = "cp_pipe",
     models: Sequence[str] | None = None,
     *,
-    xp: ModuleType = np,
+    backend: str | Backend = "numpy",
     **options: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit every requested model to every amplifier's PTC.
@@ -542,9 +544,9 @@ def fit(
     models : sequence of str, optional
         Default every model of :data:`gpuptc.fitting.ptc.MODELS` (``expapprox``, ``fullcov``,
         ``fullcov_nob``, ``linear``, ``quadratic``, ``powerlaw``, ``rhl``).
-    xp : module
-        Array namespace of the full-covariance fits (a sensor's amplifiers in one batch):
-        NumPy by default, CuPy to fit on the GPU; the other fits run on the host.
+    backend : str or Backend
+        Where the full-covariance fits run (a sensor's amplifiers in one batch): NumPy by
+        default, ``cupy`` to fit on the GPU; the other fits run on the host.
     **options
         Preset field overrides.
 
@@ -583,7 +585,7 @@ def fit(
     with_cov = any(MODEL_REGISTRY[m].needs_covariances for m in wanted)
     if with_cov and lookup.groups is None:
         raise ValueError("the full-covariance models need the covariances table")
-    return _fitted(pairs, lookup, config.solve, wanted, with_cov, xp)
+    return _fitted(pairs, lookup, config.solve, wanted, with_cov, get_backend(backend))
 
 
 def _fitted(
@@ -592,7 +594,7 @@ def _fitted(
     solve: SolveConfig,
     wanted: list[str],
     with_cov: bool,
-    xp: ModuleType,
+    backend: Backend,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """:func:`fit`'s tables, sensor by sensor, once its arguments are checked."""
     out = pairs.copy()
@@ -601,7 +603,7 @@ def _fitted(
     cov_rows: list[dict[str, Any]] = []
     for sensor, members in out.groupby("sensor", sort=True):
         amps = _sensor_amps(str(sensor), members, lookup, solve, with_cov, out)
-        results = {model: _fit_model(model, amps, xp) for model in wanted}
+        results = {model: _fit_model(model, amps, backend) for model in wanted}
         for k, (amp, segment, _) in enumerate(amps):
             for model in wanted:
                 rows.append(_row(str(sensor), amp, segment, results[model][k]))

@@ -190,7 +190,7 @@ def _fit(
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
     ptc, fullcov, pairs = fit(
-        measured.pairs, covariances, task.preset, models=models, xp=backend.xp
+        measured.pairs, covariances, task.preset, models=models, backend=backend
     )
     rejected = [measured.rejected, amp_rejections(pairs, ptc)]
     frames = [r for r in rejected if len(r)]
