@@ -274,6 +274,7 @@ TABLE_FILES: dict[str, str] = {
     "covariances": "covariances.parquet",
     "ptc": "ptc.parquet",
     "fullcov": "fullcov.parquet",
+    "curves": "curves.parquet",
     "comparison": "comparison.parquet",
     "rejected": REJECTED_FILE,
 }

@@ -20,9 +20,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
 
-from gpuptc.fitting.ptc import eq16
-from gpuptc.fitting.solve import fit_matrices, model_covariances
-
 __all__ = [
     "DPI",
     "PTC_SCALES",
@@ -103,25 +100,13 @@ def png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _model_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarray]:
-    """Curves that can be drawn from the ``ptc`` table alone."""
-    curves = {}
-    for row in fits.itertuples():
-        if not np.isfinite(row.gain):
-            continue
-        if row.model in ("expapprox", "fullcov", "fullcov_nob") and np.isfinite(row.a00):
-            noise2 = row.noise**2 if np.isfinite(row.noise) else 0.0
-            curves[row.model] = eq16(mean, row.a00, row.gain, noise2)
-        elif row.model == "quadratic" and np.isfinite(row.a00):
-            c0 = (row.noise / row.gain) ** 2 if np.isfinite(row.noise) else 0.0
-            curves[row.model] = c0 + mean / row.gain + row.a00 * mean**2
-        elif row.model == "linear":
-            c0 = (row.noise / row.gain) ** 2 if np.isfinite(row.noise) else 0.0
-            curves[row.model] = c0 + mean / row.gain
-        elif row.model == "powerlaw" and np.isfinite(getattr(row, "powerlaw_index", math.nan)):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                curves[row.model] = row.powerlaw_amplitude * mean**row.powerlaw_index
-    return curves
+def _variance_curves(curves: pd.DataFrame, pairs: pd.Series) -> dict[str, np.ndarray]:
+    """Each model's variance at these pairs (of one amp), from the ``curves`` table."""
+    variances = curves[curves["lag"] == "00"]
+    return {
+        str(model): rows.set_index("pair")["value"].reindex(pairs).to_numpy(float)
+        for model, rows in variances.groupby("model", sort=False)
+    }
 
 
 def _by_amp(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
@@ -154,15 +139,22 @@ _PTC_Y_LABELS = {
 _RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear", "powerlaw")
 
 
-def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) -> Figure:
-    """Variance against mean per amp with model curves (``log``, ``linear``), or ``residuals``."""
+def ptc_grid(
+    pairs: pd.DataFrame, ptc: pd.DataFrame, curves: pd.DataFrame, sensor: str, scale: str
+) -> Figure:
+    """Variance against mean per amp with model curves (``log``, ``linear``), or ``residuals``.
+
+    The curves are the fit's (:func:`gpuptc.fitting.curves.model_curves`).
+    """
     fits = _by_amp(ptc[ptc["sensor"] == sensor])
+    models = _by_amp(curves[curves["sensor"] == sensor])
     measured = _by_amp(pairs[pairs["sensor"] == sensor])
     title = f"{sensor}: PTC ({scale})"
     fig, axes = amp_grid(len(measured), title, "mean (ADU)", _PTC_Y_LABELS[scale])
     ranges = []
     for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
-        ranges.append(_ptc_panel(ax, rows, fits.get(amp, ptc.iloc[:0]), scale))
+        mine = (fits.get(amp, ptc.iloc[:0]), models.get(amp, curves.iloc[:0]))
+        ranges.append(_ptc_panel(ax, rows, mine, scale))
         _panel_label(ax, f"amp {amp}")
     _shared_limits(axes[0], [r for r in ranges if r is not None], scale)
     _few_ticks(axes[0])
@@ -173,9 +165,10 @@ def ptc_grid(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, scale: str) ->
 
 
 def _ptc_panel(
-    ax: Axes, rows: pd.DataFrame, fits: pd.DataFrame, scale: str
+    ax: Axes, rows: pd.DataFrame, fitted: tuple[pd.DataFrame, pd.DataFrame], scale: str
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """One amp's panel; the (x, y) of its used points, which set the shared range."""
+    """One amp's panel (its fits and curves); the (x, y) of its used points, for the range."""
+    fits, models = fitted
     data = rows.sort_values("mean")
     data = data[(data["mean"] > 0) & (data["var"] > 0)]  # what a log axis can show
     if data.empty:
@@ -183,7 +176,7 @@ def _ptc_panel(
         return None
     used = data["used"].fillna(False).to_numpy(bool)
     mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
-    curves = _model_curves(fits, mean)
+    curves = _variance_curves(models, data["pair"])
     if scale == "residuals":
         shown = _residuals(
             ax,
@@ -258,15 +251,16 @@ def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]], scale:
         ax.set_ylim(0, y.max() * 1.08)
 
 
-def residual_histograms(pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str) -> Figure:
+def residual_histograms(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Figure:
     """Pulls (variance - model) / error of the used pairs, every amp, one panel per model."""
-    fits = _by_amp(ptc[ptc["sensor"] == sensor])
+    models = _by_amp(curves[curves["sensor"] == sensor])
     pulls: dict[str, list[np.ndarray]] = {}
     for amp, rows in _by_amp(pairs[pairs["sensor"] == sensor]).items():
         used = rows[rows["used"].fillna(False).astype(bool) & (rows["npix"] > 0)]
-        mean, var = used["mean"].to_numpy(float), used["var"].to_numpy(float)
+        var = used["var"].to_numpy(float)
         error = var * np.sqrt(2.0 / used["npix"].to_numpy(float))
-        for name, curve in _model_curves(fits.get(amp, ptc.iloc[:0]), mean).items():
+        fitted = _variance_curves(models.get(amp, curves.iloc[:0]), used["pair"])
+        for name, curve in fitted.items():
             pulls.setdefault(name, []).append((var - curve) / error)
     names = [m for m in _RESIDUAL_MODELS if m in pulls] or ["expapprox"]
     cols = min(3, len(names))
@@ -405,15 +399,17 @@ def covariance_grid(
     pairs: pd.DataFrame,
     covariances: pd.DataFrame,
     fullcov: pd.DataFrame,
-    ptc: pd.DataFrame,
+    curves: pd.DataFrame,
     sensor: str,
 ) -> Figure | None:
-    """C_10, C_01, C_11 over the mean per amp, with the full-covariance model's curves."""
+    """C_10, C_01, C_11 over the mean per amp, with the full-covariance model's curves.
+
+    The curves are the fit's (:func:`gpuptc.fitting.curves.model_curves`).
+    """
     model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
-    matrices = _by_amp(fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)])
-    if not matrices:
+    if not ((fullcov["sensor"] == sensor) & (fullcov["model"] == model)).any():
         return None
-    gains = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == model)].set_index("amp")["gain"]
+    models = _by_amp(curves[(curves["sensor"] == sensor) & (curves["model"] == model)])
     measured = _by_amp(pairs[(pairs["sensor"] == sensor) & pairs["used"].fillna(False)])
     lags = _by_amp(
         covariances[
@@ -431,19 +427,16 @@ def covariance_grid(
     )
     for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
         means = rows.set_index("pair")["mean"]
-        curve_mu = np.linspace(0, float(means.max()), 50)[1:]
-        gain = gains.get(amp, np.nan)
-        cube = None
-        if amp in matrices and np.isfinite(gain):
-            side = int(matrices[amp]["i"].max()) + 1
-            cube = model_covariances(fit_matrices(matrices[amp], side), gain, curve_mu)
+        curve = models.get(amp, curves.iloc[:0])
         for (i, j), colour in zip([(1, 0), (0, 1), (1, 1)], ["C0", "C1", "C2"], strict=True):
             lag = lags.get(amp, covariances.iloc[:0])
             lag = lag[(lag["i"] == i) & (lag["j"] == j) & lag["pair"].isin(means.index)]
             mu = lag["pair"].map(means).to_numpy(float)
             ax.plot(mu, lag["cov"].to_numpy(float) / mu, ".", ms=3, color=colour, label=f"C{i}{j}")
-            if cube is not None:
-                ax.plot(curve_mu, cube[:, i, j] / curve_mu, "-", lw=0.8, color=colour)
+            drawn = curve[curve["lag"] == f"{i}{j}"]
+            if len(drawn):
+                grid = drawn["mean"].to_numpy(float)
+                ax.plot(grid, drawn["value"].to_numpy(float) / grid, "-", lw=0.8, color=colour)
         ax.axhline(0, color="k", lw=0.4)
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.tick_params(labelsize=7)

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from gpuptc._shared.processes import process_pool
+from gpuptc.fitting.curves import model_curves
 from gpuptc.report import figures
 from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure
 
@@ -32,7 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SENSOR_TABLES_DRAWN: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov")
+SENSOR_TABLES_DRAWN: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "curves")
 """The tables of one sensor its figures are drawn from."""
 
 
@@ -105,13 +106,13 @@ def _planned(
 
 def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
     """The PTC at each scale, and the histograms of its residuals."""
-    pairs, ptc = tables["pairs"], tables["ptc"]
+    pairs, ptc, curves = tables["pairs"], tables["ptc"], tables["curves"]
     return [
         *(
             (
                 f"ptc_{scale}_{sensor}.png",
                 caption,
-                lambda scale=scale: figures.ptc_grid(pairs, ptc, sensor, scale),
+                lambda scale=scale: figures.ptc_grid(pairs, ptc, curves, sensor, scale),
             )
             for scale, caption in figures.PTC_SCALES.items()
         ),
@@ -120,7 +121,7 @@ def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
             "The PTC residuals of the pairs used, over every amp, in units of each "
             "variance's statistical error, per model, against a unit normal: a model that "
             "fits has rms about 1 and no offset (values beyond +-6 counted in the end bins).",
-            lambda: figures.residual_histograms(pairs, ptc, sensor),
+            lambda: figures.residual_histograms(pairs, curves, sensor),
         ),
     ]
 
@@ -153,7 +154,7 @@ def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: 
 
 def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
     """The measured covariances, the full-covariance model over them, and its a and b."""
-    pairs, ptc = tables["pairs"], tables["ptc"]
+    pairs = tables["pairs"]
     return [
         (
             f"covariances_{sensor}.png",
@@ -168,7 +169,7 @@ def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Pla
             "C_10, C_01 and C_11 over the mean per amp (used pairs) with the full-covariance "
             "model's curves (eq. 20): the model should follow the points at every signal.",
             lambda: figures.covariance_grid(
-                pairs, tables["covariances"], tables["fullcov"], ptc, sensor
+                pairs, tables["covariances"], tables["fullcov"], tables["curves"], sensor
             ),
         ),
         (
@@ -236,7 +237,15 @@ def reference_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> list[D
 def _mine(
     tables: Mapping[str, pd.DataFrame], sensor: str, names: Iterable[str] = SENSOR_TABLES_DRAWN
 ) -> dict[str, pd.DataFrame]:
-    return {name: tables[name][tables[name]["sensor"] == sensor] for name in names}
+    """The sensor's rows of the tables its figures need.
+
+    A run written before the fits' curves were stored has no ``curves`` table: they are
+    evaluated here from its fits, once per sensor.
+    """
+    mine = {n: tables[n][tables[n]["sensor"] == sensor] for n in names if n in tables}
+    if "curves" in names and "curves" not in mine:
+        mine["curves"] = model_curves(mine["pairs"], mine["ptc"], mine["fullcov"])
+    return mine
 
 
 def _warm_fonts() -> None:

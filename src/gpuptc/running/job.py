@@ -141,7 +141,7 @@ def _collect(
         return None
     tables = {
         name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
-        for name in ("pairs", "covariances", "ptc", "fullcov")
+        for name in ("pairs", "covariances", "ptc", "fullcov", "curves")
     }
     return {
         "manifest": selection.manifest,

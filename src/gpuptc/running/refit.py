@@ -20,6 +20,7 @@ import pandas as pd
 
 from gpuptc._shared.timing import Stopwatch
 from gpuptc.config import Preset, get_preset
+from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.formats.outputs import StagedOutputs
@@ -86,6 +87,7 @@ def _refitted(
         "covariances": covariances,
         "ptc": ptc,
         "fullcov": fullcov,
+        "curves": model_curves(pairs, ptc, fullcov),
         "comparison": compare(ptc, manifest),
         "rejected": pd.concat([rejected, amp_rejections(pairs, ptc)], ignore_index=True),
     }

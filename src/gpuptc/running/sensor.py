@@ -25,6 +25,7 @@ from gpuptc import settings
 from gpuptc._shared.timing import Stopwatch
 from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset
+from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.solve import amp_rejections, fit, per_pair_gain_column
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.sensor import (
@@ -56,7 +57,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "rejected")
+SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "curves", "rejected")
 """The tables of one sensor's results."""
 
 Progress = Callable[[str, int, int], None]
@@ -122,6 +123,9 @@ class SensorResult:
         Its pairs and amps that were rejected, or the reason the sensor failed.
     pairs, covariances, ptc, fullcov : pandas.DataFrame or None
         Its tables (see :data:`SENSOR_TABLES`); None when it failed.
+    curves : pandas.DataFrame or None
+        The fitted models evaluated where the report draws them
+        (:func:`gpuptc.fitting.curves.model_curves`).
     images : dict or None
         The display images (see :func:`gpuptc.measuring.compute.display_images`).
     figures : list of DrawnFigure or None
@@ -136,6 +140,7 @@ class SensorResult:
     covariances: pd.DataFrame | None = None
     ptc: pd.DataFrame | None = None
     fullcov: pd.DataFrame | None = None
+    curves: pd.DataFrame | None = None
     images: dict[str, Any] | None = None
     figures: list[DrawnFigure] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -225,6 +230,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             measured = _measure(task, inputs, backend, files, progress)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
+        curves = model_curves(pairs, ptc, fullcov)
     seconds = dict(watch.seconds)  # the display images were made while measuring
     seconds["measure"] -= measured.display_seconds
     seconds["display images"] = measured.display_seconds
@@ -235,6 +241,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         measured.covariances,
         ptc,
         fullcov,
+        curves,
         measured.images,
         seconds=seconds,
     )

@@ -1,0 +1,129 @@
+"""The fitted models evaluated where the report draws them, once, as a table.
+
+The fit knows its models; the report only draws. :func:`model_curves` evaluates every
+fitted PTC model at each measured pair's mean (the curves of the PTC grids and the
+residuals) and the full-covariance model's nearest-lag covariances on a grid of means (the
+curves of the covariance grid). The table is stored with each sensor's results and written
+as ``curves.parquet``, so that ``gpuptc report`` redraws from it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.fitting.ptc import eq16
+from gpuptc.fitting.solve import fit_matrices, model_covariances
+
+__all__ = ["COVARIANCE_CURVE_POINTS", "CURVE_COLUMNS", "NEAREST_LAGS", "model_curves"]
+
+CURVE_COLUMNS: tuple[str, ...] = ("sensor", "amp", "model", "lag", "pair", "mean", "value")
+"""``lag`` ``"00"`` is the variance at pair ``pair``'s mean (ADU^2); ``"10"``, ``"01"``,
+``"11"`` the full-covariance model's covariance (ADU^2) at ``mean`` (``pair`` -1)."""
+
+NEAREST_LAGS: tuple[tuple[int, int], ...] = ((1, 0), (0, 1), (1, 1))
+"""The lags whose model curves the covariance grid draws."""
+
+COVARIANCE_CURVE_POINTS = 49
+"""Means of a covariance curve, evenly spaced up to the amp's largest used mean."""
+
+_DTYPES = {"amp": "int64", "pair": "int64", "mean": "float64", "value": "float64"}
+
+
+def _variance_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarray]:
+    """Each model's variance at ``mean``, from its row of the ``ptc`` table."""
+    curves = {}
+    for row in fits.itertuples():
+        if not np.isfinite(row.gain):
+            continue
+        if row.model in ("expapprox", "fullcov", "fullcov_nob") and np.isfinite(row.a00):
+            noise2 = row.noise**2 if np.isfinite(row.noise) else 0.0
+            curves[row.model] = eq16(mean, row.a00, row.gain, noise2)
+        elif row.model == "quadratic" and np.isfinite(row.a00):
+            c0 = (row.noise / row.gain) ** 2 if np.isfinite(row.noise) else 0.0
+            curves[row.model] = c0 + mean / row.gain + row.a00 * mean**2
+        elif row.model == "linear":
+            c0 = (row.noise / row.gain) ** 2 if np.isfinite(row.noise) else 0.0
+            curves[row.model] = c0 + mean / row.gain
+        elif row.model == "powerlaw" and np.isfinite(getattr(row, "powerlaw_index", math.nan)):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                curves[row.model] = row.powerlaw_amplitude * mean**row.powerlaw_index
+    return curves
+
+
+def _frame(sensor: str, amp: int, model: str, lag: str, pair, mean, value) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"sensor": sensor, "amp": amp, "model": model, "lag": lag, "pair": pair,
+         "mean": mean, "value": value}
+    )  # fmt: skip
+
+
+def _ptc_rows(pairs: pd.DataFrame, ptc: pd.DataFrame) -> list[pd.DataFrame]:
+    frames = []
+    fits = ptc.groupby(["sensor", "amp"], sort=True)
+    for (sensor, amp), rows in pairs.groupby(["sensor", "amp"], sort=True):
+        if (sensor, amp) not in fits.groups:
+            continue
+        mean = rows["mean"].to_numpy(float)
+        for model, curve in _variance_curves(fits.get_group((sensor, amp)), mean).items():
+            frames.append(_frame(sensor, amp, model, "00", rows["pair"].to_numpy(), mean, curve))
+    return frames
+
+
+def _covariance_rows(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame):
+    frames = []
+    used = pairs[pairs["used"].fillna(False).astype(bool)]
+    for (sensor, model), matrices in fullcov.groupby(["sensor", "model"], sort=True):
+        gains = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == model)].set_index("amp")["gain"]
+        means = used[used["sensor"] == sensor].groupby("amp")["mean"].max()
+        for amp, rows in matrices.groupby("amp", sort=True):
+            gain = gains.get(amp, np.nan)
+            if amp not in means.index or not np.isfinite(gain):
+                continue
+            grid = np.linspace(0, float(means[amp]), COVARIANCE_CURVE_POINTS + 1)[1:]
+            side = int(rows["i"].max()) + 1
+            cube = model_covariances(fit_matrices(rows, side), gain, grid)
+            for i, j in NEAREST_LAGS:
+                frames.append(_frame(sensor, amp, model, f"{i}{j}", -1, grid, cube[:, i, j]))
+    return frames
+
+
+def model_curves(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame) -> pd.DataFrame:
+    """Every fitted model evaluated where the report draws it.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The measured pairs, ``used`` filled (:func:`gpuptc.fit`).
+    ptc, fullcov : pandas.DataFrame
+        The fits (:func:`gpuptc.fit`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`CURVE_COLUMNS`: each model's variance at every pair's mean
+        (``lag`` ``"00"``), and the full-covariance models' :data:`NEAREST_LAGS`
+        covariances on :data:`COVARIANCE_CURVE_POINTS` means up to each amp's largest used
+        mean.
+
+    Examples
+    --------
+    The curves of a small simulated sensor's fits (``pairs`` and ``covariances`` measured
+    by :func:`gpuptc.measure`):
+
+    >>> from gpuptc import fit
+    >>> ptc, fullcov, fitted = fit(pairs, covariances, models=["expapprox"])
+    >>> curves = model_curves(fitted, ptc, fullcov)
+    >>> curves.groupby(["model", "lag"]).size().to_dict()  # 16 amps x 6 pairs each
+    {('expapprox', '00'): 96}
+    >>> model = curves.set_index(["amp", "pair"])["value"]
+    >>> used = fitted[fitted.used].set_index(["amp", "pair"])["var"]
+    >>> bool(((used / model.reindex(used.index)) - 1).abs().max() < 0.1)  # within 10 %
+    True
+    """
+    frames = _ptc_rows(pairs, ptc) + _covariance_rows(pairs, ptc, fullcov)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=_DTYPES.get(c, object)) for c in CURVE_COLUMNS})
+    return pd.concat(frames, ignore_index=True).astype(_DTYPES)[list(CURVE_COLUMNS)]
