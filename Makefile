@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench study clean
+.PHONY: demo test lint bench study clean profile-tests
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+profile-tests: $(VENV)/.installed-test
+	rm -rf .suite-profile
+	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q -n auto --dist loadfile -p suite_profile
+	$(BIN)/python benchmarks/suite_profile.py .suite-profile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks conftest.py
