@@ -4,7 +4,9 @@
 12 pairs with a truncated duplicate of one flat; an ITL small RICE sensor of 10 pairs) and runs
 every preset on them into ``DIR/<preset>``. ``python benchmarks/equivalence.py compare A B``
 compares two such folders: every Parquet table frame-equal, ``rejected.csv`` equal, the EOTEST
-and cp_pipe FITS files equal in data and in headers apart from dates and versions.
+and cp_pipe FITS files equal in data and in headers apart from dates and versions (input paths
+made relative to each side's inputs). A file of A missing from B is a difference; a file only B
+has (a new output) is listed, not compared.
 """
 
 from __future__ import annotations
@@ -132,9 +134,12 @@ def compare(a_root: Path, b_root: Path) -> int:
         a, b = a_root / preset, b_root / preset
         files_a = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
         files_b = {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
-        for rel in sorted(files_a ^ files_b):
+        for rel in sorted(files_a - files_b):
             if rel.parts[0] != "sensors":
-                problems.append(f"{preset}: {rel} only on one side")
+                problems.append(f"{preset}: {rel} lost")
+        for rel in sorted(files_b - files_a):
+            if rel.parts[0] != "sensors":
+                print(f"{preset}: {rel} new (not compared)")
         for rel in sorted(files_a & files_b):
             pa, pb = a / rel, b / rel
             if rel.parts[0] == "sensors":
