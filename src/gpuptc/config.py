@@ -289,6 +289,14 @@ class SolveConfig:
             )
 
 
+_SECTIONS: dict[str, type] = {"isr": IsrConfig, "extract": ExtractConfig, "solve": SolveConfig}
+"""A preset's sections, in the order of :class:`Preset`'s fields."""
+_FIELDS: dict[str, frozenset[str]] = {
+    section: frozenset(f.name for f in dataclasses.fields(kind))
+    for section, kind in _SECTIONS.items()
+}
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named, complete configuration."""
@@ -304,23 +312,14 @@ class Preset:
         A bare field name is accepted where one section has it; a name that several
         sections share (``method``) must name its section (``solve__method``).
         """
-        sections: dict[str, dict[str, Any]] = {"isr": {}, "extract": {}, "solve": {}}
+        sections: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
         for key, value in overrides.items():
-            if "__" in key:
-                section, name = key.split("__", 1)
-            else:
-                section, name = _section_of(self, key), key
-            if section not in sections or name not in {
-                f.name for f in dataclasses.fields(getattr(self, section))
-            }:
+            section, name = key.split("__", 1) if "__" in key else (_section_of(key), key)
+            if name not in _FIELDS.get(section, ()):
                 raise ValueError(f"unknown configuration field {key!r}")
             sections[section][name] = value
-        return Preset(
-            self.name,
-            dataclasses.replace(self.isr, **sections["isr"]),
-            dataclasses.replace(self.extract, **sections["extract"]),
-            dataclasses.replace(self.solve, **sections["solve"]),
-        )
+        changed = (dataclasses.replace(getattr(self, s), **sections[s]) for s in _SECTIONS)
+        return Preset(self.name, *changed)
 
 
 PRESETS: dict[str, Preset] = {
@@ -382,14 +381,9 @@ def get_preset(preset: str | Preset = "cp_pipe", **overrides: Any) -> Preset:
     return preset.replace(**overrides) if overrides else preset
 
 
-_SECTIONS: dict[str, type] = {"isr": IsrConfig, "extract": ExtractConfig, "solve": SolveConfig}
-
-
-def _section_of(preset: Preset, key: str) -> str:
+def _section_of(key: str) -> str:
     """The one section that has a field ``key`` ("" if none); an error if several have it."""
-    having = [
-        s for s in _SECTIONS if key in {f.name for f in dataclasses.fields(getattr(preset, s))}
-    ]
+    having = [section for section, names in _FIELDS.items() if key in names]
     if len(having) > 1:
         raise ValueError(
             f"configuration field {key!r} is in {' and '.join(having)}: name the section "

@@ -8,7 +8,7 @@ file names are defined once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ __all__ = [
     "PairStatus",
     "Stage",
     "display_images_name",
+    "joined_rejections",
     "ptc_dataset_name",
     "rejected_frame",
     "rejected_row",
@@ -259,6 +260,11 @@ def rejected_row(
 def rejected_frame(rows: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """A ``rejected`` table from :func:`rejected_row` rows (empty by default)."""
     return pd.DataFrame(list(rows), columns=list(REJECTED_COLUMNS))
+
+
+def joined_rejections(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """``rejected`` tables concatenated (the first, empty, when all are)."""
+    return pd.concat([f for f in frames if len(f)] or [frames[0]], ignore_index=True)
 
 
 # -- files ------------------------------------------------------------------------------

@@ -227,10 +227,17 @@ def is_set(name: str) -> bool:
     return _text(name) is not None
 
 
-def _whole(name: str, default: int) -> int:
-    """A whole-number setting, ``default`` when it is unset (never below its minimum)."""
+def _whole(name: str, default: int | None = None) -> int:
+    """A whole-number setting: as set, else its registered default, else ``default``.
+
+    Never below the setting's minimum; ``default`` is for the settings whose default the
+    caller decides.
+    """
     chosen = value(name)
-    return max(setting(name).minimum, default if chosen is None else int(chosen))
+    if chosen is None:
+        chosen = default
+    assert chosen is not None, f"{name} has no default of its own: the caller gives one"
+    return max(setting(name).minimum, int(chosen))
 
 
 def _switch(name: str) -> bool:
@@ -274,12 +281,12 @@ def cache() -> Path:
 
 def cache_mb() -> int:
     """``GPUPTC_CACHE_MB``: the most megabytes of fetched files held at once."""
-    return _whole("GPUPTC_CACHE_MB", 4096)
+    return _whole("GPUPTC_CACHE_MB")
 
 
 def fetch_threads() -> int:
     """``GPUPTC_FETCH_THREADS``: remote files fetched at once."""
-    return _whole("GPUPTC_FETCH_THREADS", 8)
+    return _whole("GPUPTC_FETCH_THREADS")
 
 
 def _fingerprint_text(chosen: int | bool | str | None) -> str | None:

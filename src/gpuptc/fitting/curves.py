@@ -10,6 +10,7 @@ as ``curves.parquet``, so that ``gpuptc report`` redraws from it.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,27 +54,40 @@ def _variance_curves(fits: pd.DataFrame, mean: np.ndarray) -> dict[str, np.ndarr
     return curves
 
 
-def _frame(sensor: str, amp: int, model: str, lag: str, pair, mean, value) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"sensor": sensor, "amp": amp, "model": model, "lag": lag, "pair": pair,
-         "mean": mean, "value": value}
-    )  # fmt: skip
+class _Columns:
+    """The curves' columns, gathered curve by curve and made into one table at the end."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, list[np.ndarray]] = {column: [] for column in CURVE_COLUMNS}
+
+    def add(self, key: tuple[str, int, str, str], pair: Any, mean: np.ndarray, value: np.ndarray):
+        """One curve: ``key`` is (sensor, amp, model, lag), repeated on each of its points."""
+        for column, item in zip(("sensor", "amp", "model", "lag"), key, strict=True):
+            self.parts[column].append(np.full(len(mean), item, dtype=object))
+        self.parts["pair"].append(np.broadcast_to(np.asarray(pair, dtype=np.int64), mean.shape))
+        self.parts["mean"].append(mean)
+        self.parts["value"].append(value)
+
+    def frame(self) -> pd.DataFrame:
+        if not self.parts["mean"]:
+            return pd.DataFrame({c: pd.Series(dtype=_DTYPES.get(c, object)) for c in CURVE_COLUMNS})
+        columns = {c: np.concatenate(arrays) for c, arrays in self.parts.items()}
+        return pd.DataFrame(columns).astype(_DTYPES)
 
 
-def _ptc_rows(pairs: pd.DataFrame, ptc: pd.DataFrame) -> list[pd.DataFrame]:
-    frames = []
+def _ptc_rows(pairs: pd.DataFrame, ptc: pd.DataFrame, out: _Columns) -> None:
     fits = ptc.groupby(["sensor", "amp"], sort=True)
     for (sensor, amp), rows in pairs.groupby(["sensor", "amp"], sort=True):
         if (sensor, amp) not in fits.groups:
             continue
         mean = rows["mean"].to_numpy(float)
         for model, curve in _variance_curves(fits.get_group((sensor, amp)), mean).items():
-            frames.append(_frame(sensor, amp, model, "00", rows["pair"].to_numpy(), mean, curve))
-    return frames
+            out.add((sensor, amp, model, "00"), rows["pair"].to_numpy(), mean, curve)
 
 
-def _covariance_rows(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame):
-    frames = []
+def _covariance_rows(
+    pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame, out: _Columns
+) -> None:
     used = pairs[pairs["used"].fillna(False).astype(bool)]
     for (sensor, model), matrices in fullcov.groupby(["sensor", "model"], sort=True):
         gains = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == model)].set_index("amp")["gain"]
@@ -86,8 +100,7 @@ def _covariance_rows(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFra
             side = int(rows["i"].max()) + 1
             cube = model_covariances(fit_matrices(rows, side), gain, grid)
             for i, j in NEAREST_LAGS:
-                frames.append(_frame(sensor, amp, model, f"{i}{j}", -1, grid, cube[:, i, j]))
-    return frames
+                out.add((sensor, amp, model, f"{i}{j}"), -1, grid, cube[:, i, j])
 
 
 def model_curves(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +136,7 @@ def model_curves(pairs: pd.DataFrame, ptc: pd.DataFrame, fullcov: pd.DataFrame) 
     >>> bool(((used / model.reindex(used.index)) - 1).abs().max() < 0.1)  # within 10 %
     True
     """
-    frames = _ptc_rows(pairs, ptc) + _covariance_rows(pairs, ptc, fullcov)
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=_DTYPES.get(c, object)) for c in CURVE_COLUMNS})
-    return pd.concat(frames, ignore_index=True).astype(_DTYPES)[list(CURVE_COLUMNS)]
+    out = _Columns()
+    _ptc_rows(pairs, ptc, out)
+    _covariance_rows(pairs, ptc, fullcov, out)
+    return out.frame()

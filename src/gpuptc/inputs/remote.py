@@ -31,7 +31,7 @@ from typing import Any
 from gpuptc import settings
 from gpuptc.raws.exposure import FITS_MAGIC, RawReadError, header_dict
 
-__all__ = ["InputFiles", "cache_folder", "is_remote", "read_remote_header"]
+__all__ = ["InputFiles", "is_remote", "read_remote_header"]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ def _resource(path: str) -> Any:
             path, f"reading by URI needs lsst-resources ({exc}); pip install 'gpuptc[butler]'"
         ) from None
     return ResourcePath(path, forceDirectory=False)
-
-
-def cache_folder() -> Path:
-    """Where remote files are fetched: ``GPUPTC_CACHE``, else ``~/.cache/gpuptc``."""
-    return settings.cache()
 
 
 def _end_of_header(data: bytes) -> int | None:
@@ -141,8 +136,8 @@ class InputFiles:
         Every file the measurement will read, in the order it reads them (local paths
         and URIs; only the URIs of remote files are fetched).
     cache : path-like, optional
-        The cache folder (default :func:`cache_folder`); the files go into a folder of
-        their own inside it, removed on :meth:`close`.
+        The cache folder (default ``GPUPTC_CACHE``, :func:`gpuptc.settings.cache`); the
+        files go into a folder of their own inside it, removed on :meth:`close`.
     budget_mb : int, optional
         The most megabytes of fetched files held at once (default ``GPUPTC_CACHE_MB``,
         4096); at least one file is always fetched.
@@ -167,7 +162,7 @@ class InputFiles:
     ) -> None:
         remote = [str(p) for p in dict.fromkeys(order) if is_remote(p)]
         self._order = remote
-        self._cache = Path(cache) if cache is not None else cache_folder()
+        self._cache = Path(cache) if cache is not None else settings.cache()
         mb = budget_mb if budget_mb is not None else settings.cache_mb()
         self._budget = max(1, mb) * 2**20
         self._threads = threads or settings.fetch_threads()

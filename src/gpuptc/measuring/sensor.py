@@ -240,18 +240,13 @@ def sensor_inputs(manifest: pd.DataFrame, sensor: str, preset: Preset, bias: Any
     return SensorInputs(sensor, tuple(flat_pairs(manifest, sensor)), frames)
 
 
-def input_files(
-    manifest: pd.DataFrame, sensors: list[str], preset: Preset, bias: Any = None
-) -> InputFiles:
+def input_files(inputs: Sequence[SensorInputs]) -> InputFiles:
     """The raws measuring these sensors reads, in reading order, fetched ahead if remote.
 
     Per sensor, its bias frames first when a master bias is made from them (the preset
     subtracts one and none is given as ``bias``), then its pairs.
     """
-    order = []
-    for sensor in sensors:
-        order.extend(sensor_inputs(manifest, sensor, preset, bias).reading_order)
-    return InputFiles(order)
+    return InputFiles([path for each in inputs for path in each.reading_order])
 
 
 def given_biases(
@@ -357,17 +352,10 @@ class _Tables:
         return SensorMeasurement(pairs, typed(covariances), rejected, images, seconds)
 
 
-def _images_of(
-    pair: PairFiles,
-    k: int,
-    raw: Any,
-    geometry: SensorGeometry,
-    preset: Preset,
-    backend: Backend,
-    bias: Any,
-) -> dict[str, Any]:
-    images = display_images(raw[k], geometry, preset, backend, bias)
-    return {**images, "pair": np.int64(pair.pair), "exptime": np.float64(pair.exptime)}
+def _shown(batch: Sequence[PairFiles], display: PairFiles, order: dict[int, int]) -> int | None:
+    """Which pair of a batch shows the sensor: the display pair, else the first after it."""
+    after = (k for k, pair in enumerate(batch) if order[pair.pair] >= order[display.pair])
+    return next(after, None)
 
 
 def measure_sensor(
@@ -410,15 +398,13 @@ def measure_sensor(
             continue
         result = measure_batch(chunk.raw, geometry, preset, backend, bias_device)
         tables.add(chunk.pairs, result)
-        if display is not None and images is None:
-            shown = [k for k, p in enumerate(chunk.pairs) if order[p.pair] >= order[display.pair]]
-            if shown:
-                started = time.perf_counter()
-                k = shown[0]
-                images = _images_of(
-                    chunk.pairs[k], k, chunk.raw, geometry, preset, backend, bias_device
-                )
-                seconds = time.perf_counter() - started
+        k = _shown(chunk.pairs, display, order) if display and images is None else None
+        if k is not None:
+            started = time.perf_counter()
+            shown = chunk.pairs[k]
+            images = display_images(chunk.raw[k], geometry, preset, backend, bias_device)
+            images |= {"pair": np.int64(shown.pair), "exptime": np.float64(shown.exptime)}
+            seconds = time.perf_counter() - started
         done += len(chunk.pairs)
         if progress:
             progress(done, len(pairs))
@@ -512,8 +498,7 @@ def measure(
     given = given_biases(manifest, bias, wanted, config)
     with contextlib.ExitStack() as stack:
         if files is None:
-            order = [path for each in inputs for path in each.reading_order]
-            files = stack.enter_context(InputFiles(order))
+            files = stack.enter_context(input_files(inputs))
         results = [
             _measured(each, config, chosen, sensor_bias(each, config, files, given), files,
                       batch_pairs, progress)

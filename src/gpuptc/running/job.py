@@ -50,6 +50,7 @@ from gpuptc.schema import (
     FileStatus,
     Stage,
     display_images_name,
+    joined_rejections,
     ptc_dataset_name,
     rejected_frame,
 )
@@ -81,11 +82,6 @@ def _manifest_rejections(manifest: pd.DataFrame) -> pd.DataFrame:
     frame = {"path": bad["path"], "sensor": bad["sensor"], "pair": pd.NA, "amp": pd.NA}
     frame["stage"] = Stage.INGEST
     return pd.DataFrame(frame, columns=list(REJECTED_COLUMNS)).assign(reason=bad["reason"])
-
-
-def _joined(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Rejection tables concatenated (the first, empty, when all are)."""
-    return pd.concat([f for f in frames if len(f)] or [frames[0]], ignore_index=True)
 
 
 @dataclass
@@ -147,7 +143,7 @@ def _collect(
         "manifest": selection.manifest,
         **tables,
         "comparison": compare(tables["ptc"], selection.manifest),
-        "rejected": _joined(rejected),
+        "rejected": joined_rejections(rejected),
     }
 
 
@@ -282,9 +278,8 @@ def run(
     ['E2V-CCD250-101_ptc.fits']
     """
     started = time.monotonic()
-    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    job = _Job.checked(get_preset(preset, **overrides), backend, [*items, *eotest], out, publish)
-    job.models, job.bias = models or MODELS, bias
+    config = get_preset(preset, **overrides)
+    job = _Job.checked(config, backend, [*_listed(inputs), *eotest], out, publish, models, bias)
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
     return _run_staged(job, sensors, report, execution, started)
@@ -323,23 +318,36 @@ class _Job:
     """What ``backend`` is in this process."""
     inputs: list[Any]
     out: Any
-    publish: ButlerOutput | None = None
-    models: Sequence[str] = MODELS
-    bias: Any = None
+    publish: ButlerOutput | None
+    models: Sequence[str]
+    bias: Any
 
     @classmethod
     def checked(
-        cls, config: Preset, backend: str, inputs: list[Any], out: Any, publish: Any
+        cls,
+        config: Preset,
+        backend: str,
+        inputs: list[Any],
+        out: Any,
+        publish: ButlerOutput | None,
+        models: Sequence[str] | None,
+        bias: Any,
     ) -> _Job:
         """The job, once its backend and its repository output are known to work.
 
-        An unavailable backend or repository fails here, before anything is written.
+        An unavailable backend or repository fails here, before anything is written;
+        ``models`` None means every model.
         """
         chosen = get_backend(backend)
         log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
         if publish is not None:
             publish.check()
-        return cls(config, backend, chosen.name, inputs, out, publish)
+        return cls(config, backend, chosen.name, inputs, out, publish, models or MODELS, bias)
+
+
+def _listed(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Any]:
+    """One input, or several, as a list."""
+    return [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
 
 
 def _stages(
@@ -362,7 +370,7 @@ def _stages(
     if tables is None:
         staged.abandon()
         rejected = [selection.rejected, *(results[s].rejected for s in selection.sensors)]
-        tables = {"manifest": selection.manifest, "rejected": _joined(rejected)}
+        tables = {"manifest": selection.manifest, "rejected": joined_rejections(rejected)}
         return EXIT_FATAL, tables, selection.found
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)

@@ -33,6 +33,7 @@ from gpuptc.measuring.sensor import (
     SensorMeasurement,
     display_pair,
     given_biases,
+    input_files,
     measure_sensor,
     sensor_bias,
     sensor_inputs,
@@ -42,6 +43,7 @@ from gpuptc.schema import (
     DrawnFigure,
     FileStatus,
     Stage,
+    joined_rejections,
     rejected_frame,
     rejected_row,
 )
@@ -197,10 +199,8 @@ def _fit(
     ptc, fullcov, pairs = fit(
         measured.pairs, covariances, task.preset, models=models, backend=backend
     )
-    rejected = [measured.rejected, amp_rejections(pairs, ptc)]
-    frames = [r for r in rejected if len(r)]
-    table = pd.concat(frames, ignore_index=True) if frames else rejected[0]
-    return ptc, fullcov, pairs, table
+    rejected = joined_rejections([measured.rejected, amp_rejections(pairs, ptc)])
+    return ptc, fullcov, pairs, rejected
 
 
 def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
@@ -225,7 +225,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     backend = get_backend(task.backend)
     inputs = sensor_inputs(task.manifest, task.sensor, task.preset, task.bias)
     watch = Stopwatch()
-    with InputFiles(inputs.reading_order) as files:
+    with input_files([inputs]) as files:
         with watch.stage("measure"):
             measured = _measure(task, inputs, backend, files, progress)
     with watch.stage("fit"):
