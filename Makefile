@@ -21,11 +21,11 @@ demo: $(VENV)/.installed
 	$(BIN)/gpuptc demo
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 profile-tests: $(VENV)/.installed-test
 	rm -rf .suite-profile
-	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q -n auto --dist loadfile -p suite_profile
+	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -p suite_profile
 	$(BIN)/python benchmarks/suite_profile.py .suite-profile
 
 lint: $(VENV)/.installed-test

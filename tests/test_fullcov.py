@@ -8,22 +8,23 @@ gains within 1e-6 relative, a and b within their quoted errors / 100, the same e
 import numpy as np
 import pytest
 
-import gpuptc
 import reference_fullcov
+import shared_inputs
 from gpuptc.fitting.fullcov import fit_fullcov, fit_fullcov_batch
 from gpuptc.schema import FitStatus
-from gpuptc.simulation.simulate import simulate
 
 SIZE = 5  # lags fitted per axis: enough for b to matter, small enough for MINPACK
 
 
 @pytest.fixture(scope="module")
 def amplifiers(tmp_path_factory):
-    """A medium e2v sensor's per-amp inputs to eq. 20, as ``gpuptc.fit`` selects them."""
-    directory = tmp_path_factory.mktemp("fullcov")
-    simulate(directory, vendor="e2v", size="medium", pairs=16, biases=0, seed=3)
-    pairs, covariances = gpuptc.measure(gpuptc.ingest([directory]), backend="numpy", cov_size=6)
-    return reference_fullcov.fullcov_inputs(pairs, covariances)
+    """A medium e2v sensor's per-amp inputs to eq. 20, as ``gpuptc.fit`` selects them (the
+    truth tests' sensor: medium, so that b is measured well enough for MINPACK and the batch
+    to share one minimum)."""
+    _, pairs, covariances = shared_inputs.measured_truth_sensor("e2v", tmp_path_factory)
+    inputs = reference_fullcov.fullcov_inputs(pairs, covariances)
+    common = min(len(mean) for mean, *_ in inputs)  # pairs below every amp's turnoff
+    return [tuple(array[:common] for array in amp) for amp in inputs]
 
 
 def _stacked(inputs):

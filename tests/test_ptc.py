@@ -6,8 +6,8 @@ import pytest
 
 import gpuptc
 import reference
+import shared_inputs
 from gpuptc.fitting.ptc import eq16
-from gpuptc.simulation.simulate import simulate
 
 # EOTEST tests/PTC_mean_var_values.txt (lsst-camera-dh/eotest): amp05 of
 # E2V-CCD250-266-Dev_ptc.fits, run 6006D; (mean ADU, variance ADU^2), unsorted.
@@ -187,13 +187,10 @@ def test_unknown_model_and_shape_errors():
         gpuptc.fit_ptc([1.0, 2.0], [1.0])
 
 
-@pytest.fixture(scope="module", params=[("e2v", 31), ("itl", 32)], ids=["e2v", "itl"])
+@pytest.fixture(scope="module", params=["e2v", "itl"])
 def measured(request, tmp_path_factory):
-    vendor, seed = request.param
-    directory = tmp_path_factory.mktemp(f"truth-{vendor}")
-    sim = simulate(directory, vendor=vendor, size="medium", pairs=24, biases=0, seed=seed)
-    pairs, covs = gpuptc.measure(gpuptc.ingest([directory]), backend="numpy")
-    return sim, pairs, covs
+    """A medium truth sensor and its measurements (shared with the other truth tests)."""
+    return shared_inputs.measured_truth_sensor(request.param, tmp_path_factory)
 
 
 @pytest.mark.parametrize("preset", ["cp_pipe", "cp_pipe_lsstcam", "eotest", "seed"])

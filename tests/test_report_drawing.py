@@ -15,10 +15,12 @@ from gpuptc.config import get_preset
 from gpuptc.formats.eotest import read_eotest_results
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
+from gpuptc.report.focal_plane import focal_plane_maps
 from gpuptc.report.sensor import draw
 from gpuptc.running import schedulers as distributed
 from gpuptc.running import sensor as sensor_pipeline
 from gpuptc.schema import DrawnFigure
+from shared_inputs import reported_run_arguments
 
 MODELS = ["expapprox", "rhl", "fullcov_nob"]
 
@@ -34,33 +36,45 @@ def _pages(out):
 
 
 @pytest.fixture(scope="module")
-def two_sensor_run(small_e2v, small_itl, tmp_path_factory):
-    """Two sensors in process: the second is measured while the first one's figures are drawn."""
-    out = tmp_path_factory.mktemp("drawing") / "out"
-    result = gpuptc.run(
-        [small_e2v.directory, small_itl.directory], out, backend="numpy", models=MODELS
-    )
-    assert result.exit_code == 0
+def two_sensor_run(reported_run):
+    """Two sensors in process, the second measured while the first one's figures are drawn
+    (the run of the whole test run, read-only)."""
+    code, out = reported_run
+    assert code == 0
     return out
 
 
+FIGURES_PER_SENSOR = 15
+"""Figures of a small sensor measured with covariances: the PTC at four scales, residual
+histograms, gain histograms, gains by method, the comparison with EOTEST, gain against
+exposure time, the flats' mismatch, covariances against signal, the covariance grid, the a
+matrix, the per-amp summary and the images."""
+
+
 def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
+    """``gpuptc report`` on the run's tables alone, no raw data, in two drawing processes,
+    draws the same figures as the run did and links every one."""
     stages = json.loads((two_sensor_run / "run.json").read_text())["seconds_by_stage"]
     assert stages["figures (sensors)"] > 0
     copy = tmp_path / "copy"
     shutil.copytree(two_sensor_run, copy)
     shutil.rmtree(copy / "report")
     shutil.copytree(two_sensor_run / "report" / "data", copy / "report" / "data")
-    assert main(["report", str(copy)]) == 0  # two sensors: two drawing processes
+    assert main(["report", str(copy), "-q"]) == 0  # two sensors: two drawing processes
     drawn, redrawn = _figures(two_sensor_run), _figures(copy)
-    assert len(drawn) == 2 * 13 + 1  # 13 per sensor (no a_ij: no covariances), focal plane
+    assert len(drawn) == 2 * FIGURES_PER_SENSOR + 1  # and the focal plane
     assert drawn == redrawn
     pages = "".join(page.read_text() for page in _pages(copy))
     assert all(f"figures/{name}" in pages for name in drawn)
 
 
-def test_stored_sensors_keep_their_figures(two_sensor_run, small_e2v, small_itl, monkeypatch):
-    before = _figures(two_sensor_run)
+def test_stored_sensors_keep_their_figures(
+    two_sensor_run, small_e2v, small_itl, monkeypatch, tmp_path
+):
+    """The same job run again over the finished run: no sensor's figures drawn again."""
+    out = tmp_path / "out"
+    shutil.copytree(two_sensor_run, out)
+    before = _figures(out)
     drawn = []
     original = sensor_pipeline.with_figures
 
@@ -69,9 +83,9 @@ def test_stored_sensors_keep_their_figures(two_sensor_run, small_e2v, small_itl,
         return original(task, result)
 
     monkeypatch.setattr(sensor_pipeline, "with_figures", counting)
-    inputs = [small_e2v.directory, small_itl.directory]
-    assert gpuptc.run(inputs, two_sensor_run, backend="numpy", models=MODELS).exit_code == 0
-    assert drawn == [] and _figures(two_sensor_run) == before
+    inputs = [str(small_e2v.directory), str(small_itl.directory)]
+    assert main(["run", *inputs, "--out", str(out), *reported_run_arguments(tmp_path)]) == 0
+    assert drawn == [] and _figures(out) == before
 
 
 def test_sensors_stored_without_figures_are_drawn_with_the_report(small_e2v, tmp_path):
@@ -111,14 +125,15 @@ def test_a_figure_that_cannot_be_drawn_is_a_note():
     assert draw("x.png", "nothing to show", lambda: None) is None
 
 
-def test_dask_workers_draw_the_same_figures(two_sensor_run, small_e2v, small_itl, tmp_path):
+def test_dask_workers_draw_the_same_figures(two_sensor_run, small_itl, tmp_path):
+    """A sensor measured on a Dask worker has its figures drawn there, as in process."""
     out = tmp_path / "out"
-    inputs = [small_e2v.directory, small_itl.directory]
-    result = gpuptc.run(inputs, out, backend="numpy", models=MODELS, workers=2)
-    assert result.exit_code == 0
+    arguments = [*reported_run_arguments(tmp_path), "--workers", "2"]
+    assert main(["run", str(small_itl.directory), "--out", str(out), *arguments]) == 0
     stages = json.loads((out / "run.json").read_text())["seconds_by_stage"]
     assert stages["figures (sensors)"] > 0  # drawn on the workers
-    assert _figures(out) == _figures(two_sensor_run)
+    run = {name: png for name, png in _figures(two_sensor_run).items() if small_itl.sensor in name}
+    assert _figures(out) == run
 
 
 class _Tables(HTMLParser):
@@ -153,25 +168,18 @@ def _shows(cell, value):
     return abs(float(text) - value) <= 0.5 * last_digit * (1 + 1e-9)
 
 
-def test_the_page_gives_every_amps_numbers(small_e2v, tmp_path):
+def test_the_page_gives_every_amps_numbers(two_sensor_run, small_e2v):
     """Read back from the rendered page: each amp's gains, noise, turnoff and a00, a01, a10."""
-    out = tmp_path / "out"
-    gpuptc.run(
-        small_e2v.directory,
-        out,
-        backend="numpy",
-        models=["expapprox", "fullcov", "rhl"],
-        extract__min_pixels_covariance=100,
-        extract__cov_size=4,
-        solve__fullcov_size=3,
-    )
+    out = two_sensor_run
     parser = _Tables()
-    parser.feed((out / "report" / "index.html").read_text())
+    parser.feed((out / "report" / f"sensor_{small_e2v.sensor}.html").read_text())
     table = next(t for t in parser.tables if "gain expapprox (e-/ADU)" in t[0])
     header, rows = table[0], {int(r[0]): dict(zip(table[0], r, strict=True)) for r in table[1:]}
-    ptc = pd.read_parquet(out / "ptc.parquet").set_index(["model", "amp"])
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    ptc = ptc[ptc.sensor == small_e2v.sensor].set_index(["model", "amp"])
     ptc_reference = read_eotest_results(small_e2v.eotest_path).set_index("AMP")["PTC_GAIN"]
-    fullcov = pd.read_parquet(out / "fullcov.parquet").set_index(["model", "amp", "i", "j"])
+    fullcov = pd.read_parquet(out / "fullcov.parquet")
+    fullcov = fullcov[fullcov.sensor == small_e2v.sensor].set_index(["model", "amp", "i", "j"])
     assert sorted(rows) == list(range(1, 17))
     for amp, row in rows.items():
         for model in ("expapprox", "fullcov", "rhl"):
@@ -189,8 +197,12 @@ def test_the_page_gives_every_amps_numbers(small_e2v, tmp_path):
     assert "chi2/dof expapprox" in header
 
 
-def test_every_figure_is_labelled(two_sensor_run, monkeypatch):
-    """Each figure, as it is made: every panel has x and y labels (its own or the grid's)."""
+def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_path):
+    """Each figure, as it is made: every panel has x and y labels (its own or the grid's).
+
+    Drawn in this process: one sensor's report (every sensor has the same figures), drawn
+    as the run drew it, and the focal-plane maps of both.
+    """
     unlabelled = []
     render = figures.png
 
@@ -206,6 +218,14 @@ def test_every_figure_is_labelled(two_sensor_run, monkeypatch):
 
     monkeypatch.setattr(figures, "png", checked)
     tables = read_outputs(two_sensor_run)
+    itl = {
+        name: frame[frame.sensor == small_itl.sensor] if "sensor" in frame else frame
+        for name, frame in tables.items()
+    }
     provenance = json.loads((two_sensor_run / "run.json").read_text())
-    draw_report(two_sensor_run / "report-check", tables, provenance, workers=1)
+    shutil.copytree(two_sensor_run / "report" / "data", tmp_path / "report" / "data")
+    draw_report(tmp_path / "report", itl, provenance, workers=1)
+    checked(focal_plane_maps(tables["ptc"], tables["manifest"]))
     assert unlabelled == []
+    run = {name: png for name, png in _figures(two_sensor_run).items() if small_itl.sensor in name}
+    assert _figures(tmp_path) == run  # drawn in this process as in the run's

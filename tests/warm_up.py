@@ -1,0 +1,45 @@
+"""The test run's warm-up: the session's small sensors simulated, numba's kernels compiled.
+
+Started by the pytest-xdist controller (:func:`shared_inputs.start_warm_up`) while the
+workers start. Measuring both small sensors under every preset compiles every fused
+kernel the suite uses into numba's cache beside the sources, once, instead of once in
+every worker; the simulations land in the run's shared folder, where the session
+fixtures find them. It ends by writing how long it took and how it ended into
+``warm-up.done``; the workers do not wait for it.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+import gpuptc
+import shared_inputs
+from gpuptc.config import PRESETS
+
+
+def warm_up() -> None:
+    """Simulate the session's sensors and measure them under every preset."""
+    sensors = [
+        shared_inputs.simulated(**shared_inputs.SMALL_E2V),
+        shared_inputs.simulated(**shared_inputs.SMALL_ITL),
+    ]
+    inventory = gpuptc.ingest([sensor.directory for sensor in sensors])
+    for preset in PRESETS:
+        gpuptc.measure(inventory, preset=preset, backend="numpy")
+
+
+def main() -> None:
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        warm_up()
+    except BaseException:  # the workers compile for themselves
+        outcome = traceback.format_exc()
+    finally:
+        seconds = time.perf_counter() - started
+        shared_inputs.warm_up_log().write_text(f"{seconds:.1f} s\n{outcome}\n")
+
+
+if __name__ == "__main__":
+    main()
