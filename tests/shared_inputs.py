@@ -37,7 +37,8 @@ from filelock import FileLock
 
 import gpuptc
 from gpuptc import __version__
-from gpuptc.simulation.simulate import SimulatedSensor, SimulationConfig, simulate
+from gpuptc.simulation import simulate as simulator
+from gpuptc.simulation.simulate import SimulatedSensor, SimulationConfig
 
 SHARED_ENV = "GPUPTC_TEST_SHARED"
 """The environment variable that names the run's shared folder to the workers."""
@@ -104,12 +105,17 @@ def shared_folder(factory: pytest.TempPathFactory | None = None) -> Path:
 
 
 def simulated(factory: pytest.TempPathFactory | None = None, **options: Any) -> SimulatedSensor:
-    """The sensor ``simulate(**options)`` makes, simulated once per test run."""
+    """The sensor ``simulate(**options)`` makes, simulated once per test run.
+
+    In this process alone: the test run keeps every core busy already, and a pool of
+    rendering processes would be spawned (pytest-xdist's workers run threads) at the cost
+    of importing gpuptc in each.
+    """
     config = SimulationConfig(**options)
     folder = shared_folder(factory) / "simulated" / f"{config.sensor}-{_key(config)}"
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{folder}.lock"):
-        return simulate(folder, config, reuse=True)
+        return simulator.simulate(folder, config, reuse=True, workers=1)
 
 
 def made_once(

@@ -296,7 +296,7 @@ def dask_client(workers: int | None, scheduler: str | None) -> Iterator[Any]:
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: runs side by side never collide
             env=_share_of_cores(workers or 1),
         ) as cluster,
         Client(cluster) as local,
