@@ -107,9 +107,7 @@ def shared_folder(factory: pytest.TempPathFactory | None = None) -> Path:
 def simulated(factory: pytest.TempPathFactory | None = None, **options: Any) -> SimulatedSensor:
     """The sensor ``simulate(**options)`` makes, simulated once per test run.
 
-    In this process alone: the test run keeps every core busy already, and a pool of
-    rendering processes would be spawned (pytest-xdist's workers run threads) at the cost
-    of importing gpuptc in each.
+    Rendered in this process alone: the test run keeps every core busy already.
     """
     config = SimulationConfig(**options)
     folder = shared_folder(factory) / "simulated" / f"{config.sensor}-{_key(config)}"
