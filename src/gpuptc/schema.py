@@ -8,6 +8,8 @@ file names are defined once.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,9 @@ __all__ = [
     "PairStatus",
     "Stage",
     "display_images_name",
+    "eotest_file_names",
+    "figure_name",
+    "file_stem",
     "joined_rejections",
     "ptc_dataset_name",
     "rejected_frame",
@@ -320,16 +325,66 @@ class DrawnFigure:
     """Its place among its sensor's figures (parts drawn apart are joined by it)."""
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def file_stem(identifier: str) -> str:
+    """The form an identifier read from a header takes in file and folder names.
+
+    An identifier of at most 64 letters, digits and ``._+-`` that starts with a letter or
+    digit is its own name (every camera id is). Anything else (a path separator, ``.`` or
+    ``..``, spaces, markup, control characters, non-ASCII, a longer value) becomes its
+    plain characters, at most 40, then ``~`` and a digest of the whole value: the name
+    never leaves its folder, never equals a plain identifier's (``~`` is not plain), and
+    two identifiers never share one. The tables keep the identifier itself.
+
+    Parameters
+    ----------
+    identifier : str
+        A sensor id, raft or slot as a header gives it (any characters).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> file_stem("E2V-CCD250-101")
+    'E2V-CCD250-101'
+    >>> file_stem("../../escaped")
+    '_.._escaped~ea03bc47f879'
+    >>> file_stem("..")
+    '~5ec1f7e700f3'
+    """
+    if _PLAIN_NAME.fullmatch(identifier):
+        return identifier
+    digest = hashlib.sha256(identifier.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    readable = _UNSAFE.sub("_", identifier)[:40].lstrip(".")
+    return f"{readable}~{digest}"
+
+
 def ptc_dataset_name(sensor: str) -> str:
     """Where a sensor's cp_pipe PTC dataset is written, relative to the output directory."""
-    return f"{CP_PIPE_DIR}/{sensor}_ptc.fits"
+    return f"{CP_PIPE_DIR}/{file_stem(sensor)}_ptc.fits"
 
 
 def sensor_page_name(sensor: str) -> str:
     """A sensor's report page (runs of several sensors), relative to the report folder."""
-    return f"sensor_{sensor}.html"
+    return f"sensor_{file_stem(sensor)}.html"
 
 
 def display_images_name(sensor: str) -> str:
     """Where a sensor's display images are kept, relative to the output directory."""
-    return f"{REPORT_DIR}/data/{sensor}_images.npz"
+    return f"{REPORT_DIR}/data/{file_stem(sensor)}_images.npz"
+
+
+def eotest_file_names(sensor: str) -> tuple[str, str]:
+    """A sensor's EOTEST results and PTC files, relative to the ``eotest`` folder."""
+    stem = file_stem(sensor)
+    return f"{stem}_eotest_results.fits", f"{stem}_ptc.fits"
+
+
+def figure_name(kind: str, sensor: str) -> str:
+    """A sensor's figure of ``kind`` (``ptc_log``, ``gain_hist``, ...) in ``report/figures``."""
+    return f"{kind}_{file_stem(sensor)}.png"

@@ -86,6 +86,10 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 _PTC_TESTTYPES = ("FLAT", "PTC")
 
 
+NOT_REGULAR = "not a regular file (a named pipe, socket or device): not opened"
+"""Why an input that is neither a file nor a folder is passed over."""
+
+
 def _is_fits_name(path: Path) -> bool:
     name = path.name.lower()
     return any(name.endswith(suffix) for suffix in FITS_SUFFIXES)
@@ -116,7 +120,8 @@ def find_inputs(
     skipped : list of pathlib.Path
         Non-FITS files met while searching directories.
     missing : list of (str, str)
-        Inputs that matched nothing, with the reason.
+        Inputs that matched nothing or are not regular files (named pipes, sockets,
+        devices: never opened, since opening a pipe waits for a writer), with the reason.
     """
     excluded = [Path(p).resolve() for p in exclude]
     seen: set[Path] = set()
@@ -125,6 +130,9 @@ def find_inputs(
     missing: list[tuple[str, str]] = []
 
     def add(path: Path) -> None:
+        if not path.is_file():  # follows links; False for pipes, sockets and devices
+            missing.append((str(path), NOT_REGULAR))
+            return
         real = path.resolve()
         if real in seen:
             return
@@ -159,6 +167,8 @@ def find_inputs(
                 add(path)
             else:
                 missing.append((text, "not a FITS file (no FITS or gzip signature)"))
+        elif path.exists():
+            missing.append((text, NOT_REGULAR))
         elif any(ch in text for ch in "*?["):
             matches = sorted(glob.glob(text, recursive=True))
             if not matches:
@@ -167,13 +177,15 @@ def find_inputs(
                 match_path = Path(match)
                 if match_path.is_dir():
                     walk(match_path)
+                elif not match_path.is_file():
+                    missing.append((match, NOT_REGULAR))
                 elif _is_fits_name(match_path) or is_fits_signature(match_path):
                     add(match_path)
                 else:
                     skipped.append(match_path)
         else:
             missing.append((text, "no such file or directory"))
-    return candidates, skipped, missing
+    return candidates, skipped, list(dict.fromkeys(missing))  # an input given twice: once
 
 
 def _row(path: Path | str, **values: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from gpuptc.formats.eotest import (
     write_eotest_results,
     write_ptc_stats,
 )
-from gpuptc.schema import COMPARISON_COLUMNS, FileStatus
+from gpuptc.schema import COMPARISON_COLUMNS, FileStatus, eotest_file_names
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -251,14 +251,13 @@ def write_eotest_files(
     out = Path(directory)
     written = []
     for sensor in sorted(ptc["sensor"].unique()):
+        results_name, ptc_name = eotest_file_names(sensor)
         written.append(
             write_eotest_results(
-                out / f"{sensor}_eotest_results.fits",
+                out / results_name,
                 eotest_results_columns(ptc, sensor, model),
                 primary={"ORIGIN": "gpuptc", "LSST_NUM": sensor},
             )
         )
-        written.append(
-            write_ptc_stats(out / f"{sensor}_ptc.fits", pairs, sensor, manifest=manifest)
-        )
+        written.append(write_ptc_stats(out / ptc_name, pairs, sensor, manifest=manifest))
     return written

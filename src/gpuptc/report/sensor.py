@@ -20,7 +20,7 @@ import pandas as pd
 from gpuptc._shared.processes import process_pool
 from gpuptc.fitting.curves import model_curves
 from gpuptc.report import figures
-from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure
+from gpuptc.schema import MISMATCH_THRESHOLD, DrawnFigure, figure_name
 
 __all__ = [
     "SENSOR_TABLES_DRAWN",
@@ -110,14 +110,14 @@ def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
     return [
         *(
             (
-                f"ptc_{scale}_{sensor}.png",
+                figure_name(f"ptc_{scale}", sensor),
                 caption,
                 lambda scale=scale: figures.ptc_grid(pairs, ptc, curves, sensor, scale),
             )
             for scale, caption in figures.PTC_SCALES.items()
         ),
         (
-            f"residual_histograms_{sensor}.png",
+            figure_name("residual_histograms", sensor),
             "The PTC residuals of the pairs used, over every amp, in units of each "
             "variance's statistical error, per model, against a unit normal: a model that "
             "fits has rms about 1 and no offset (values beyond +-6 counted in the end bins).",
@@ -131,20 +131,20 @@ def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: 
     pairs, ptc = tables["pairs"], tables["ptc"]
     return [
         (
-            f"gain_hist_{sensor}.png",
+            figure_name("gain_hist", sensor),
             f"Per-pair gain ({gain_column}) of the pairs used, per amp, with its median (the "
             "rhl model): one narrow peak when the pairs agree; tails come from cosmic rays "
             "or flats that differ in level.",
             lambda: figures.gain_histograms(pairs, sensor, gain_column),
         ),
         (
-            f"gain_vs_exptime_{sensor}.png",
+            figure_name("gain_vs_exptime", sensor),
             f"Per-pair gain ({gain_column}) against exposure time, one colour per amp: flat "
             "up to the saturation onset (dashed), where it turns.",
             lambda: figures.gain_vs_exptime(pairs, ptc, sensor, gain_column),
         ),
         (
-            f"mismatch_{sensor}.png",
+            figure_name("mismatch", sensor),
             "mean2 / mean1 - 1 of each pair (median over amps): how much the two flats of a "
             "pair differ in level; pairs beyond the red lines are flagged (mismatched).",
             lambda: figures.level_mismatch(pairs, sensor, MISMATCH_THRESHOLD),
@@ -157,7 +157,7 @@ def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Pla
     pairs = tables["pairs"]
     return [
         (
-            f"covariances_{sensor}.png",
+            figure_name("covariances", sensor),
             "The nearest-lag covariances C_10, C_01, C_11 over the mean, per used pair and "
             "amp: they grow with the signal (the brighter-fatter effect).",
             lambda: figures.covariance_figure(
@@ -165,7 +165,7 @@ def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Pla
             ),
         ),
         (
-            f"covariance_grid_{sensor}.png",
+            figure_name("covariance_grid", sensor),
             "C_10, C_01 and C_11 over the mean per amp (used pairs) with the full-covariance "
             "model's curves (eq. 20): the model should follow the points at every signal.",
             lambda: figures.covariance_grid(
@@ -173,7 +173,7 @@ def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Pla
             ),
         ),
         (
-            f"a_matrix_{sensor}.png",
+            figure_name("a_matrix", sensor),
             "The full-covariance fit's signed a_ij and b_ij (median over amps; a_00, "
             "negative, is off the colour scale of the other lags), and every amp's |a_ij| "
             "against lag distance with its error: grey lags are within 3 sigma of zero.",
@@ -189,13 +189,13 @@ def _summary_figures(
     ptc = tables["ptc"]
     return [
         (
-            f"amp_summary_{sensor}.png",
+            figure_name("amp_summary", sensor),
             "Gain, read noise, turnoff and a00 per amp for every model with their errors, "
             "the models side by side at each amp so that none hides another.",
             lambda: figures.amp_summary(ptc, sensor),
         ),
         (
-            f"images_{sensor}.png",
+            figure_name("images", sensor),
             "One typical pair: the assembled flat and the flux-matched difference image, "
             "binned; the difference should show only noise.",
             lambda: figures.images_figure(images, sensor),
@@ -216,7 +216,7 @@ def reference_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> list[D
     comparison, ptc = tables["comparison"], tables["ptc"]
     drawn = [
         draw(
-            f"gains_{sensor}.png",
+            figure_name("gains", sensor),
             "Gain per amp of every method with its error (side by side at each amp), and the "
             "references' gains (EOTEST's PTC_GAIN, a cp_pipe product's GAIN_UNADJUSTED) where "
             "given.",
@@ -224,7 +224,7 @@ def reference_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> list[D
             order=-2,
         ),
         draw(
-            f"comparison_{sensor}.png",
+            figure_name("comparison", sensor),
             "gpuptc over each reference per amp for gain, read noise, turnoff and a00 "
             "(EOTEST's a00 sign undone): 1 is agreement.",
             lambda: figures.comparison_figure(comparison, sensor),

@@ -19,7 +19,7 @@ import pandas as pd
 
 from gpuptc.formats.writer import replace_folder
 from gpuptc.running.sensor import SENSOR_TABLES, SensorResult
-from gpuptc.schema import SENSORS_DIR, DrawnFigure
+from gpuptc.schema import SENSORS_DIR, DrawnFigure, file_stem
 
 __all__ = ["SensorStore"]
 
@@ -41,7 +41,7 @@ class SensorStore:
         self.root = Path(out) / SENSORS_DIR
 
     def _folder(self, sensor: str) -> Path:
-        return self.root / sensor.replace(os.sep, "_")
+        return self.root / file_stem(sensor)
 
     def load(self, sensor: str, fingerprint: str) -> SensorResult | None:
         """The stored results of ``sensor`` if complete and made from the same inputs."""
@@ -65,7 +65,7 @@ class SensorStore:
     def save(self, sensor: str, fingerprint: str, result: SensorResult) -> None:
         """Write a sensor's results atomically (folder renamed into place when complete)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".{sensor}.{uuid.uuid4().hex[:8]}"
+        staging = self.root / f".{file_stem(sensor)}.{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
             for name, frame in result.tables().items():
@@ -74,7 +74,7 @@ class SensorStore:
                 frame.to_parquet(staging / f"{name}.parquet", index=False)
             if result.images is not None:
                 np.savez_compressed(staging / self._IMAGES, **result.images)
-            done: dict[str, Any] = {"fingerprint": fingerprint}
+            done: dict[str, Any] = {"sensor": sensor, "fingerprint": fingerprint}
             if result.figures is not None:
                 done["figures"] = self._save_figures(staging, result.figures)
             (staging / self._DONE).write_text(json.dumps(done))
@@ -97,7 +97,15 @@ class SensorStore:
         """Sensors whose results are stored complete."""
         if not self.root.exists():
             return []
-        return sorted(p.parent.name for p in self.root.glob(f"*/{self._DONE}"))
+        return sorted(self._sensor_of(done) for done in self.root.glob(f"*/{self._DONE}"))
+
+    @staticmethod
+    def _sensor_of(done: Path) -> str:
+        """The sensor a ``done.json`` belongs to (its folder's name before it was recorded)."""
+        try:
+            return json.loads(done.read_text()).get("sensor", done.parent.name)
+        except (OSError, ValueError):
+            return done.parent.name
 
     def clean(self) -> None:
         """Remove folders left by interrupted writes."""
