@@ -25,3 +25,9 @@ def test_an_override_names_its_section_when_several_have_the_field():
     chosen = get_preset("cp_pipe", solve__method="eotest", cov_size=4)
     assert chosen.solve.method == "eotest" and chosen.extract.method == "cp_pipe"
     assert chosen.extract.cov_size == 4  # one section has it: the bare name is enough
+
+
+def test_an_exposure_time_tolerance_that_would_pair_a_ptcs_steps_is_refused():
+    assert get_preset(extract__exptime_tolerance=0.02).extract.exptime_tolerance == 0.02
+    with pytest.raises(ValueError, match=r"exptime_tolerance 0\.2 not in"):
+        get_preset(extract__exptime_tolerance=0.2)

@@ -4,12 +4,14 @@ import os
 import shutil
 
 import pandas as pd
+import pytest
 from astropy.io import fits
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpuptc import ingest
 from gpuptc.cli import main
-from gpuptc.schema import EXIT_OK, file_stem
+from gpuptc.schema import EXIT_OK, FileStatus, file_stem
 
 RUN = ["--backend", "numpy", "--models", "expapprox,rhl", "-q"]
 
@@ -105,3 +107,135 @@ def test_a_named_pipe_among_the_inputs_is_passed_over(small_itl, tmp_path):
     pipes = rejected[rejected.reason.str.contains("not a regular file")]
     assert {os.path.basename(p) for p in pipes.path} == {"stream.fits", "alone.fits"}
     assert set(pd.read_parquet(out / "ptc.parquet").sensor) == {small_itl.sensor}
+
+
+def _exposure_times(directory, change):
+    """Rewrite each flat's EXPTIME as ``change(member, exptime)`` (member 1 or 2 of its
+    pair, by time order)."""
+    flats = sorted(directory.glob("MC_C_*.fits"))
+    for number, path in enumerate(flats):
+        with fits.open(path, mode="update") as hdus:
+            header = hdus[0].header
+            if header.get("IMGTYPE") == "FLAT":
+                header["EXPTIME"] = change(1 + number % 2, float(header["EXPTIME"]))
+
+
+def test_shutter_jitter_pairs_and_a_step_of_the_ptc_does_not(small_e2v, tmp_path):
+    """The second flat of every pair 0.1 % longer, as shutters jitter (5 ms is less than
+    0.1 % from 5 s up): every pair still pairs, with the numbers of the clean run; a second
+    flat 20 % longer never pairs."""
+    jittered = tmp_path / "jittered"
+    shutil.copytree(small_e2v.directory, jittered)
+    _exposure_times(jittered, lambda member, t: t * 1.001 if member == 2 else t)
+    clean_out, jittered_out = tmp_path / "clean", tmp_path / "out"
+    for directory, out in ((small_e2v.directory, clean_out), (jittered, jittered_out)):
+        assert main(["run", str(directory), "--out", str(out), "--no-report", *RUN]) == 0
+    clean, jitter = (pd.read_parquet(o / "ptc.parquet") for o in (clean_out, jittered_out))
+    assert len(jitter) == len(clean) and (jitter.status == clean.status).all()
+    assert jitter.gain.to_numpy() == pytest.approx(clean.gain.to_numpy(), rel=1e-9)
+    assert pd.read_parquet(jittered_out / "pairs.parquet").pair.nunique() == 8
+
+    stepped = tmp_path / "stepped"
+    shutil.copytree(small_e2v.directory, stepped)
+    _exposure_times(stepped, lambda member, t: t * 1.2 if member == 2 else t)
+    manifest = ingest(stepped)
+    flats = manifest[manifest.imgtype == "FLAT"]
+    assert (flats.status == FileStatus.UNPAIRED).all()
+
+
+def _halved(path):
+    """Cut a file to half its size, as an interrupted copy or a failing disk leaves it."""
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def _pairs(out, but=None):
+    """The pairs table without its file paths (and without pair ``but`` and the fit's
+    selection, which one pair fewer may change)."""
+    pairs = pd.read_parquet(out / "pairs.parquet").drop(columns=["file1", "file2"])
+    if but is None:
+        return pairs
+    return pairs[pairs.pair != but].drop(columns=["used"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def clean_run(small_e2v, tmp_path_factory):
+    """The small e2v sensor's tables, undamaged."""
+    out = tmp_path_factory.mktemp("clean") / "out"
+    assert main(["run", str(small_e2v.directory), "--out", str(out), "--no-report", *RUN]) == 0
+    return out
+
+
+def test_a_file_cut_short_after_it_was_listed_rejects_its_pair(
+    small_e2v, clean_run, tmp_path, monkeypatch
+):
+    """The last flat halved after the inputs were listed (the run is reading them): that
+    pair is a `read` rejection naming the file, the other pairs as in the clean run."""
+    import gpuptc.running.job as job
+
+    directory = tmp_path / "raws"
+    shutil.copytree(small_e2v.directory, directory)
+    last = directory / small_e2v.flats[-1].name
+    listed = job._select
+
+    def then_cut(*args, **kwargs):
+        selection = listed(*args, **kwargs)
+        _halved(last)
+        return selection
+
+    monkeypatch.setattr(job, "_select", then_cut)
+    out = tmp_path / "out"
+    assert main(["run", str(directory), "--out", str(out), "--no-report", *RUN]) == 3
+    rejected = pd.read_csv(out / "rejected.csv")
+    cut = rejected[rejected.path.str.endswith(last.name)]
+    assert set(cut.stage) == {"read"} and cut.reason.str.len().gt(0).all()
+    last_pair = pd.read_parquet(clean_run / "pairs.parquet").pair.max()
+    pd.testing.assert_frame_equal(_pairs(out, last_pair), _pairs(clean_run, last_pair))
+
+
+def test_a_partial_copy_never_wins_over_the_complete_file(small_e2v, clean_run, tmp_path):
+    """A half-size copy of a flat beside it, named to sort first: the complete file is
+    kept, the copy rejected as the duplicate, every pair as in the clean run."""
+    directory = tmp_path / "raws"
+    shutil.copytree(small_e2v.directory, directory)
+    original = directory / small_e2v.flats[3].name
+    partial = directory / "00_partial_copy.fits"
+    shutil.copy(original, partial)
+    _halved(partial)
+    out = tmp_path / "out"
+    assert main(["run", str(directory), "--out", str(out), "--no-report", *RUN]) == 3
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert list(rejected.path.map(os.path.basename)) == ["00_partial_copy.fits"]
+    assert rejected.reason.iloc[0].startswith(f"duplicate of {original}")
+    pd.testing.assert_frame_equal(_pairs(out), _pairs(clean_run))
+
+
+def test_a_shutter_that_stayed_shut_costs_only_its_pair(small_e2v, tmp_path):
+    """The second flat of pair 3 holds a bias frame's pixels: that pair is a `measure`
+    rejection on every amp (its flats disagree), and every fit is the fit of the sensor
+    without that pair: the same pairs used, the same numbers."""
+    from gpuptc.raws.exposure import read_raw
+    from rawfiles import rewrite
+
+    damaged, without = tmp_path / "damaged", tmp_path / "without"
+    for directory in (damaged, without):
+        shutil.copytree(small_e2v.directory, directory)
+    shut = small_e2v.flats[7].name  # the second flat of pair 3
+    bias = read_raw(small_e2v.biases[0]).pixels
+
+    def to_bias(pixels):
+        pixels[...] = bias
+
+    rewrite(damaged / shut, to_bias)
+    for flat in small_e2v.flats[6:8]:
+        (without / flat.name).unlink()
+    runs = {}
+    for directory in (damaged, without):
+        out = tmp_path / f"{directory.name}-out"
+        code = main(["run", str(directory), "--out", str(out), "--no-report", *RUN])
+        runs[directory.name] = (code, out)
+    assert runs["damaged"][0] == 3 and runs["without"][0] == 0
+    rejected = pd.read_csv(runs["damaged"][1] / "rejected.csv")
+    assert set(rejected.stage) == {"measure"} and set(rejected.pair) == {3}
+    assert rejected.reason.str.contains("flats disagree").all() and len(rejected) == 16
+    ptc = {name: pd.read_parquet(out / "ptc.parquet") for name, (_, out) in runs.items()}
+    pd.testing.assert_frame_equal(ptc["damaged"], ptc["without"])

@@ -192,20 +192,21 @@ def test_pairing_without_mjd_uses_dayobs_then_seqnum():
     assert by_path.loc["e", "status"] == "unpaired"
 
 
-def test_exptime_tolerance_is_five_ms():
+def test_exptime_tolerance_is_five_ms_or_half_a_percent():
+    """Two flats pair within 5 ms (cp_pipe's tolerance) or 0.5 % of the longer, whichever
+    is larger; ``exptime_tolerance`` sets the fraction."""
     rows = []
-    for path, mjd, exptime in [
-        ("a", 1.0, 1.000),
-        ("b", 2.0, 1.004),
-        ("c", 3.0, 2.0),
-        ("d", 4.0, 2.006),
-    ]:
+    times = [(1.000, 1.004), (2.0, 2.012), (10.0, 10.04), (20.0, 20.2)]
+    for n, exptime in enumerate(t for pair in times for t in pair):
         row = dict.fromkeys(MANIFEST_COLUMNS)
-        row.update(path=path, sensor="S", imgtype="FLAT", mjd=mjd, exptime=exptime)
+        row.update(path=f"f{n}", sensor="S", imgtype="FLAT", mjd=float(n), exptime=exptime)
         rows.append(row)
-    manifest = pair_flats(pd.DataFrame(rows)).set_index("path")
-    assert manifest.loc["a", "status"] == manifest.loc["b", "status"] == "paired"
-    assert manifest.loc["c", "status"] == manifest.loc["d", "status"] == "unpaired"
+    frame = pd.DataFrame(rows)
+    paired = pair_flats(frame).status.eq("paired").to_numpy().reshape(4, 2)
+    assert paired.all(axis=1).tolist() == [True, False, True, False]
+    assert not paired.any(axis=1)[[1, 3]].any()
+    looser = pair_flats(frame, exptime_tolerance=0.02).status.eq("paired").to_numpy()
+    assert looser.reshape(4, 2).all(axis=1).tolist() == [True, True, True, True]
 
 
 @pytest.mark.parametrize("pattern_kind", ["glob", "file"])

@@ -168,6 +168,10 @@ class ExtractConfig:
     gain_correction : {'FULL', 'SIMPLE', 'NONE'}
         Read-noise correction of the robust per-pair gain ``rhl_gain_corrected``
         (``cp_pipe_gain`` is always FULL, as cp_pipe's default).
+    exptime_tolerance : float
+        Two flats pair when their exposure times differ by at most this fraction of the
+        longer one (always within 5 ms, cp_pipe's absolute tolerance): real shutters
+        jitter by about a millisecond. Below 0.1: a PTC's steps never pair.
     """
 
     method: str = setting("cp_pipe")
@@ -186,6 +190,11 @@ class ExtractConfig:
         "FULL",
         cp_pipe="PhotonTransferCurveExtractPairConfig.gainCorrectionType",
     )
+    exptime_tolerance: float = setting(
+        0.005,
+        cp_pipe="PhotonTransferCurveExtractTask: matchExposuresType TIME, within 5 ms",
+        eotest="flat pairs by file name (flat1, flat2)",
+    )
 
     def __post_init__(self) -> None:
         if self.method not in PAIR_METHODS:
@@ -194,6 +203,8 @@ class ExtractConfig:
             raise ValueError(f"gain_correction {self.gain_correction!r} not FULL, SIMPLE or NONE")
         if self.cov_size < 0 or self.niter < 1:
             raise ValueError("cov_size must be >= 0 and niter >= 1")
+        if not 0 <= self.exptime_tolerance < 0.1:
+            raise ValueError(f"exptime_tolerance {self.exptime_tolerance} not in [0, 0.1)")
 
 
 @dataclass(frozen=True)

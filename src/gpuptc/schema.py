@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_REJECTED",
     "EXIT_USAGE",
     "FULLCOV_COLUMNS",
+    "GROSS_MISMATCH",
     "INTERRUPTED",
     "MISMATCH_THRESHOLD",
     "OUTPUT_NAMES",
@@ -104,6 +105,9 @@ class PairStatus:
     ZERO_VARIANCE = "zero_variance"
     MEASURE_FAILED = "measure_failed"
     TOO_FEW_PIXELS_FOR_COVARIANCE = "too_few_pixels_for_covariance"
+    FLATS_DISAGREE = "flats_disagree"
+    """The two flats' levels differ beyond :data:`GROSS_MISMATCH` (a shutter that stayed
+    shut, a lamp that failed): not a pair of one illumination, never fitted."""
     MEASURED: tuple[str, ...] = (OK, TOO_FEW_PIXELS_FOR_COVARIANCE)
     """Statuses whose mean and variance are fitted."""
 
@@ -176,6 +180,11 @@ PAIR_COLUMNS: tuple[str, ...] = (
 )
 MISMATCH_THRESHOLD = 0.03
 """``mismatched`` marks pairs whose flats differ in level (``|mean2/mean1 - 1|``) by more."""
+
+GROSS_MISMATCH = 0.2
+"""Flats whose levels differ by more (``|mean2/mean1 - 1|``, several times
+:data:`MISMATCH_THRESHOLD`) are no pair at all: status ``flats_disagree``, left out of
+every fit (a flux step of a PTC, a shutter that stayed shut)."""
 COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",

@@ -27,7 +27,12 @@ from typing import Any
 import pandas as pd
 
 from gpuptc.errors import GpuptcError
-from gpuptc.inputs.manifest import Inventory, classify_file, manifest_of
+from gpuptc.inputs.manifest import (
+    EXPTIME_RELATIVE_TOLERANCE,
+    Inventory,
+    classify_file,
+    manifest_of,
+)
 from gpuptc.schema import FileStatus
 
 __all__ = [
@@ -346,11 +351,16 @@ def ingest_butler(
     return butler_inventory(query, threads=threads).manifest
 
 
-def butler_inventory(query: ButlerQuery, *, threads: int = 8) -> Inventory:
-    """:func:`ingest_butler`'s manifest with the query's provenance and its dataset ids."""
+def butler_inventory(
+    query: ButlerQuery, *, threads: int = 8, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+) -> Inventory:
+    """:func:`ingest_butler`'s manifest with the query's provenance and its dataset ids.
+
+    ``exptime_tolerance`` is :func:`gpuptc.inputs.manifest.pair_flats`'s.
+    """
     repository = _open(query)
     refs = _refs(query, repository)
     log.info("%s: %d raws selected in %s", query.repo, len(refs), ", ".join(query.collections))
-    frame = manifest_of(_rows(refs, repository, threads))
+    frame = manifest_of(_rows(refs, repository, threads), exptime_tolerance=exptime_tolerance)
     provenance = {**query.provenance(), "datasets": sorted(frame["dataset_id"])}
     return Inventory(frame, queries=(provenance,))

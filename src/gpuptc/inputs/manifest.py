@@ -40,12 +40,14 @@ from gpuptc.raws.header import ExposureInfo, exposure_info
 from gpuptc.schema import FileStatus
 
 __all__ = [
+    "EXPTIME_RELATIVE_TOLERANCE",
     "EXPTIME_TOLERANCE",
     "FITS_SUFFIXES",
     "MANIFEST_COLUMNS",
     "STATUSES",
     "Inventory",
     "PairFiles",
+    "exposure_times_match",
     "find_inputs",
     "flat_pairs",
     "ingest",
@@ -59,7 +61,30 @@ FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fz", ".fits.gz", ".fit.gz",
 """File-name endings opened when a directory is searched."""
 
 EXPTIME_TOLERANCE = 0.005
-"""Largest exposure-time difference (s) between the two flats of a pair."""
+"""Exposure-time difference (s) within which two flats always pair (cp_pipe's tolerance)."""
+
+EXPTIME_RELATIVE_TOLERANCE = 0.005
+"""Default fraction of the longer exposure time within which two flats pair.
+
+Shutters jitter and exposure times are not round (an LSSTCam BOT flat says EXPTIME
+7.83172): two flats of one requested time differ by about a millisecond, 0.1 % at 1 s,
+more than a 5 ms tolerance allows from 5 s up. 0.5 % pairs them at every time and never
+pairs flats a step of a PTC apart (steps are several per cent); the level check of each
+pair (``level_mismatch``) then tests that their fluxes agree."""
+
+
+def exposure_times_match(
+    first: float, second: float, relative: float = EXPTIME_RELATIVE_TOLERANCE
+) -> bool:
+    """Whether two flats' exposure times pair: within 5 ms, or ``relative`` of the longer.
+
+    Examples
+    --------
+    >>> exposure_times_match(6.194, 6.194 * 1.001), exposure_times_match(10.0, 12.0)
+    (True, False)
+    """
+    return abs(first - second) <= max(EXPTIME_TOLERANCE, relative * max(first, second))
+
 
 STATUSES: tuple[str, ...] = FileStatus.ALL
 
@@ -123,23 +148,58 @@ def find_inputs(
         Inputs that matched nothing or are not regular files (named pipes, sockets,
         devices: never opened, since opening a pipe waits for a writer), with the reason.
     """
-    excluded = [Path(p).resolve() for p in exclude]
-    seen: set[Path] = set()
-    candidates: list[Path] = []
-    skipped: list[Path] = []
-    missing: list[tuple[str, str]] = []
+    finder = _Finder([Path(p).resolve() for p in exclude])
+    for item in inputs:
+        finder.item(os.fspath(item))
+    missing = list(dict.fromkeys(finder.missing))  # an input given twice: listed once
+    return finder.candidates, finder.skipped, missing
 
-    def add(path: Path) -> None:
-        if not path.is_file():  # follows links; False for pipes, sockets and devices
-            missing.append((str(path), NOT_REGULAR))
-            return
-        real = path.resolve()
-        if real in seen:
-            return
-        seen.add(real)
-        candidates.append(path)
 
-    def walk(directory: Path) -> None:
+class _Finder:
+    """What :func:`find_inputs` has found so far (candidates once each, by resolved path)."""
+
+    def __init__(self, excluded: list[Path]) -> None:
+        self.excluded = excluded
+        self.seen: set[Path] = set()
+        self.candidates: list[Path] = []
+        self.skipped: list[Path] = []
+        self.missing: list[tuple[str, str]] = []
+
+    def item(self, text: str) -> None:
+        """One input as given: a folder, a file or a pattern."""
+        path = Path(text)
+        if path.is_dir():
+            if not _inside(path.resolve(), self.excluded):
+                self.walk(path)
+        elif path.is_file():
+            if _is_fits_name(path) or is_fits_signature(path):
+                self.add(path)
+            else:
+                self.missing.append((text, "not a FITS file (no FITS or gzip signature)"))
+        elif path.exists():
+            self.missing.append((text, NOT_REGULAR))
+        elif any(ch in text for ch in "*?["):
+            self.pattern(text)
+        else:
+            self.missing.append((text, "no such file or directory"))
+
+    def pattern(self, text: str) -> None:
+        matches = sorted(glob.glob(text, recursive=True))
+        if not matches:
+            self.missing.append((text, "pattern matched no file"))
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                self.walk(path)
+            elif not path.is_file():
+                self.missing.append((match, NOT_REGULAR))
+            elif _is_fits_name(path) or is_fits_signature(path):
+                self.add(path)
+            else:
+                self.skipped.append(path)
+
+    def walk(self, directory: Path) -> None:
+        """Every file under ``directory``; symbolic-link loops cut, excluded folders left."""
         visited: set[tuple[int, int]] = set()
         for root, dirs, files in os.walk(directory, followlinks=True):
             stat = os.stat(root)
@@ -147,45 +207,23 @@ def find_inputs(
                 dirs[:] = []
                 continue
             visited.add((stat.st_dev, stat.st_ino))
-            root_path = Path(root)
-            dirs[:] = sorted(d for d in dirs if not _inside((root_path / d).resolve(), excluded))
+            here = Path(root)
+            dirs[:] = sorted(d for d in dirs if not _inside((here / d).resolve(), self.excluded))
             for name in sorted(files):
-                path = root_path / name
+                path = here / name
                 if _is_fits_name(path):
-                    add(path)
+                    self.add(path)
                 elif not name.startswith("."):
-                    skipped.append(path)
+                    self.skipped.append(path)
 
-    for item in inputs:
-        text = os.fspath(item)
-        path = Path(text)
-        if path.is_dir():
-            if not _inside(path.resolve(), excluded):
-                walk(path)
-        elif path.is_file():
-            if _is_fits_name(path) or is_fits_signature(path):
-                add(path)
-            else:
-                missing.append((text, "not a FITS file (no FITS or gzip signature)"))
-        elif path.exists():
-            missing.append((text, NOT_REGULAR))
-        elif any(ch in text for ch in "*?["):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                missing.append((text, "pattern matched no file"))
-            for match in matches:
-                match_path = Path(match)
-                if match_path.is_dir():
-                    walk(match_path)
-                elif not match_path.is_file():
-                    missing.append((match, NOT_REGULAR))
-                elif _is_fits_name(match_path) or is_fits_signature(match_path):
-                    add(match_path)
-                else:
-                    skipped.append(match_path)
-        else:
-            missing.append((text, "no such file or directory"))
-    return candidates, skipped, list(dict.fromkeys(missing))  # an input given twice: once
+    def add(self, path: Path) -> None:
+        if not path.is_file():  # follows links; False for pipes, sockets and devices
+            self.missing.append((str(path), NOT_REGULAR))
+            return
+        real = path.resolve()
+        if real not in self.seen:
+            self.seen.add(real)
+            self.candidates.append(path)
 
 
 def _row(path: Path | str, **values: Any) -> dict[str, Any]:
@@ -332,11 +370,14 @@ def _time_order(flats: pd.DataFrame) -> pd.DataFrame:
     return flats.sort_values(keys, na_position="last", kind="stable")
 
 
-def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
+def pair_flats(
+    manifest: pd.DataFrame, *, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+) -> pd.DataFrame:
     """Pair consecutive flats of equal exposure time, per sensor and filter.
 
     Flats with ``status`` None are considered. Within a sensor and filter, in time
-    order, runs of consecutive flats whose EXPTIME agree within 5 ms are cut into
+    order, runs of consecutive flats whose EXPTIME agree (:func:`exposure_times_match`
+    with ``exptime_tolerance``) are cut into
     pairs; a run of one (a single flat, or mismatched exposure times) or the odd
     flat of a longer run (a third exposure at one time) is left ``unpaired`` with the
     reason. ``pair`` numbers pairs within each sensor in time order.
@@ -345,6 +386,9 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
     ----------
     manifest : pandas.DataFrame
         Rows from :func:`classify_file`.
+    exptime_tolerance : float
+        Fraction of the longer exposure time within which two flats pair (always within
+        5 ms).
 
     Returns
     -------
@@ -361,7 +405,9 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
         start = 0
         while start < len(index):
             stop = start + 1
-            while stop < len(index) and abs(exptimes[stop] - exptimes[start]) <= EXPTIME_TOLERANCE:
+            while stop < len(index) and exposure_times_match(
+                exptimes[start], exptimes[stop], exptime_tolerance
+            ):
                 stop += 1
             run = index[start:stop]
             for k in range(0, len(run) - 1, 2):
@@ -401,21 +447,38 @@ def pair_flats(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def _mark_duplicates(frame: pd.DataFrame) -> None:
-    """Reject copies of an exposure already listed (same sensor and OBSID or time)."""
+    """Reject copies of an exposure (same sensor and OBSID, or time) but the one kept.
+
+    The copy kept is the largest file, the first listed among equals: a copy cut short
+    (an interrupted transfer) never wins over the complete file, whatever the names.
+    """
     open_rows = frame["status"].isna() | (frame["status"] == FileStatus.BIAS)
     raw = frame["imgtype"].isin(["FLAT", "BIAS"]) & open_rows
-    seen: dict[tuple[Any, ...], str] = {}
+    copies: dict[tuple[Any, ...], list[Any]] = {}
     for idx in frame.index[raw]:
         row = frame.loc[idx]
         if row["obsid"]:
             key: tuple[Any, ...] = (row["sensor"], row["obsid"])
         else:
             key = (row["sensor"], row["dayobs"], row["seqnum"], row["mjd"], row["exptime"])
-        if key in seen:
-            frame.loc[idx, "status"] = FileStatus.REJECTED
-            frame.loc[idx, "reason"] = f"duplicate of {seen[key]} (same sensor and exposure)"
-        else:
-            seen[key] = row["path"]
+        copies.setdefault(key, []).append(idx)
+    for rows in copies.values():
+        kept = max(rows, key=lambda idx: (_size(frame.loc[idx, "path"]), -rows.index(idx)))
+        for idx in rows:
+            if idx != kept:
+                frame.loc[idx, "status"] = FileStatus.REJECTED
+                frame.loc[idx, "reason"] = (
+                    f"duplicate of {frame.loc[kept, 'path']} (same sensor and exposure; the "
+                    "larger copy is kept)"
+                )
+
+
+def _size(path: str) -> int:
+    """A local file's size in bytes; -1 where it cannot be known (a URI, a vanished file)."""
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return -1
 
 
 def _resolve_eotest_sensors(frame: pd.DataFrame) -> None:
@@ -444,6 +507,7 @@ def ingest(
     *,
     exclude: Iterable[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
+    exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE,
 ) -> pd.DataFrame:
     """Build the manifest of a set of inputs, reading primary headers only.
 
@@ -456,6 +520,9 @@ def ingest(
         Directories never searched, such as the output directory.
     progress : callable, optional
         Called as ``progress(done, total)`` while headers are read.
+    exptime_tolerance : float
+        Fraction of the longer exposure time within which two flats pair (always within
+        5 ms; :data:`EXPTIME_RELATIVE_TOLERANCE` by default).
 
     Returns
     -------
@@ -477,7 +544,10 @@ def ingest(
     >>> len(inventory(raw_dir).skipped)  # the Parquet tables: not FITS, never opened
     2
     """
-    return inventory(inputs, exclude=exclude, progress=progress).manifest
+    found = inventory(
+        inputs, exclude=exclude, progress=progress, exptime_tolerance=exptime_tolerance
+    )
+    return found.manifest
 
 
 @dataclass(frozen=True)
@@ -513,6 +583,7 @@ def inventory(
     *,
     exclude: Iterable[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
+    exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE,
 ) -> Inventory:
     """:func:`ingest`'s manifest with the non-FITS files it skipped (same parameters)."""
     if isinstance(inputs, str | os.PathLike):
@@ -523,10 +594,12 @@ def inventory(
         rows.append(classify_file(path))
         if progress:
             progress(done, len(candidates))
-    return Inventory(manifest_of(rows), tuple(skipped))
+    return Inventory(manifest_of(rows, exptime_tolerance=exptime_tolerance), tuple(skipped))
 
 
-def manifest_of(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def manifest_of(
+    rows: Iterable[Mapping[str, Any]], *, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+) -> pd.DataFrame:
     """The manifest of classified files (:func:`classify_file` rows), as :func:`ingest` gives it.
 
     Duplicates marked, flats paired, columns typed, rows sorted; columns beyond
@@ -537,7 +610,7 @@ def manifest_of(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *extra])
     frame = frame.astype({"exptime": float, "mjd": float})
     _mark_duplicates(frame)
-    frame = pair_flats(frame)
+    frame = pair_flats(frame, exptime_tolerance=exptime_tolerance)
     _resolve_eotest_sensors(frame)
     frame["seqnum"] = frame["seqnum"].astype("Int64")
     frame["pair"] = frame["pair"].astype("Int64")

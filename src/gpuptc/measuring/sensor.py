@@ -32,6 +32,7 @@ from gpuptc.raws.exposure import RawReadError, read_segment_headers
 from gpuptc.raws.geometry import SensorGeometry
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
+    GROSS_MISMATCH,
     MISMATCH_THRESHOLD,
     PAIR_COLUMNS,
     FileStatus,
@@ -58,7 +59,13 @@ log = logging.getLogger(__name__)
 
 
 def _status(
-    failed: bool, mean: float, var: float, npix: int, cov_ok: bool, cov_wanted: bool
+    failed: bool,
+    mean: float,
+    var: float,
+    npix: int,
+    cov_ok: bool,
+    cov_wanted: bool,
+    mismatch: float = 0.0,
 ) -> str:
     if failed:
         return PairStatus.MEASURE_FAILED
@@ -70,6 +77,8 @@ def _status(
         return PairStatus.NONPOSITIVE_MEAN
     if var <= 0:
         return PairStatus.ZERO_VARIANCE
+    if not abs(mismatch) <= GROSS_MISMATCH:  # NaN too: one flat without signal
+        return PairStatus.FLATS_DISAGREE
     if cov_wanted and not cov_ok:
         return PairStatus.TOO_FEW_PIXELS_FOR_COVARIANCE
     return PairStatus.OK
@@ -105,6 +114,7 @@ def _pair_rows(
             int(row["npix"]),
             cov_ok,
             result.cov is not None,
+            row["level_mismatch"],
         )
         rows.append(row)
     return rows

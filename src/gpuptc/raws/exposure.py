@@ -585,8 +585,13 @@ def read_raw(
         shape = (geometry.namps, *geometry.segment_shape)
         if out is None:
             out = np.empty(shape, dtype=_target_dtype(opened.segments[0].bitpix))
-        elif out.shape != shape:
-            raise ValueError(f"{path}: buffer shape {out.shape} does not match the file's {shape}")
+        elif out.shape != shape:  # the file changed since its layout was read, or lies
+            raise RawReadError(
+                path,
+                f"the file now holds {shape[0]} amplifiers of {shape[1]} x {shape[2]} pixels "
+                f"where {out.shape[0]} of {out.shape[1]} x {out.shape[2]} were expected "
+                "(changed or cut short since it was listed?)",
+            )
         try:
             opened.read_into(out)
         except Exception as exc:

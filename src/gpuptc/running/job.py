@@ -95,13 +95,15 @@ class _Selection:
         return self.found.manifest
 
 
-def _select(inputs: list[Any], out: Any, sensors: Sequence[str] | None) -> _Selection:
+def _select(
+    inputs: list[Any], out: Any, sensors: Sequence[str] | None, exptime_tolerance: float
+) -> _Selection:
     """Ingest the inputs (repository queries among them); the sensors with flat pairs."""
     queries = [item for item in inputs if isinstance(item, ButlerQuery)]
     paths = [item for item in inputs if not isinstance(item, ButlerQuery)]
-    parts = [butler_inventory(query) for query in queries]
+    parts = [butler_inventory(query, exptime_tolerance=exptime_tolerance) for query in queries]
     if paths or not parts:
-        parts.append(inventory(paths, exclude=[out]))
+        parts.append(inventory(paths, exclude=[out], exptime_tolerance=exptime_tolerance))
     found = Inventory.joined(parts)
     paired = found.manifest[found.manifest["status"] == FileStatus.PAIRED]
     if sensors:
@@ -361,7 +363,7 @@ def _stages(
     """Select, make tasks, execute, collect, write: the exit code, the tables, the inputs."""
     watch = Stopwatch()
     with watch.stage("ingest"):
-        selection = _select(job.inputs, job.out, sensors)
+        selection = _select(job.inputs, job.out, sensors, job.config.extract.exptime_tolerance)
     tasks = _tasks(selection, job, report)
     with watch.stage("sensors"):
         results = execute(tasks, job.out, **execution) if tasks else {}
