@@ -20,6 +20,7 @@ HEAVIEST_FIRST = (
     "test_report_drawing.py",
     "test_distributed.py",
     "test_isolation.py",
+    "test_hostile_inputs.py",
     "test_measure.py",
     "test_fullcov.py",
     "test_cli.py",
