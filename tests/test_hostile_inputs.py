@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 
 import pandas as pd
 import pytest
@@ -14,6 +15,24 @@ from gpuptc.cli import main
 from gpuptc.schema import EXIT_OK, FileStatus, file_stem
 
 RUN = ["--backend", "numpy", "--models", "expapprox,rhl", "-q"]
+
+TIME_LIMIT = 120
+"""Seconds any test here may take: a hang (a pipe opened, a lock never released) fails it."""
+
+
+@pytest.fixture(autouse=True)
+def _time_limit():
+    """Fail the test, instead of hanging the suite, once it has run :data:`TIME_LIMIT` s."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {TIME_LIMIT} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TIME_LIMIT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
 
 HOSTILE_IDS = ("../../../../../../escaped", "..")
 """Sensor ids a header may carry that are paths, not names (an absolute one, ``/x``, is a
