@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gpuptc import ingest
 from gpuptc.cli import main
+from gpuptc.raws.names import on_disk
 from gpuptc.schema import EXIT_OK, FileStatus, file_stem
 
 RUN = ["--backend", "numpy", "--models", "expapprox,rhl", "-q"]
@@ -258,3 +259,22 @@ def test_a_shutter_that_stayed_shut_costs_only_its_pair(small_e2v, tmp_path):
     assert rejected.reason.str.contains("flats disagree").all() and len(rejected) == 16
     ptc = {name: pd.read_parquet(out / "ptc.parquet") for name, (_, out) in runs.items()}
     pd.testing.assert_frame_equal(ptc["damaged"], ptc["without"])
+
+
+def test_file_names_that_are_not_utf8_are_read_and_shown_losslessly(small_e2v, clean_run, tmp_path):
+    """Latin-1 bytes in the names of one pair's flats (as old file systems and transfers
+    leave them): the files are read, the tables give their names with the bytes as \\xNN,
+    and every number is the clean run's."""
+    directory = tmp_path / "raws"
+    shutil.copytree(small_e2v.directory, directory)
+    for flat in small_e2v.flats[2:4]:
+        latin = os.fsencode(directory / flat.name).replace(b"MC_C_", b"MC_\xe9_")
+        os.rename(directory / flat.name, latin)
+    out = tmp_path / "out"
+    assert main(["run", str(directory), "--out", str(out), *RUN]) == EXIT_OK
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    shown = pairs[pairs.pair == 1].file1.iloc[0]
+    assert "MC_\\xe9_" in shown  # the byte, written out
+    assert os.path.exists(on_disk(shown)) and on_disk(shown) != shown  # and back
+    pd.testing.assert_frame_equal(_pairs(out), _pairs(clean_run))
+    assert pd.read_csv(out / "rejected.csv").empty

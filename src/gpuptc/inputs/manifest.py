@@ -37,6 +37,7 @@ from gpuptc.raws.exposure import (
     read_segment_headers,
 )
 from gpuptc.raws.header import ExposureInfo, exposure_info
+from gpuptc.raws.names import c_name, on_disk, printable
 from gpuptc.schema import FileStatus
 
 __all__ = [
@@ -228,7 +229,7 @@ class _Finder:
 
 def _row(path: Path | str, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS)
-    row["path"] = str(path)
+    row["path"] = printable(path)  # a name that is not UTF-8 as \xNN escapes
     row.update(values)
     return row
 
@@ -255,7 +256,8 @@ def _eotest_sensor(path: Path, primary: dict[str, Any]) -> str | None:
 
     if primary.get("LSST_NUM"):
         return str(primary["LSST_NUM"]).strip()
-    header = fitsio.read_header(str(path), AMPLIFIER_RESULTS)
+    with c_name(on_disk(path)) as name:
+        header = fitsio.read_header(name, AMPLIFIER_RESULTS)
     if header.get("LSST_NUM"):
         return str(header["LSST_NUM"]).strip()
     return sensor_from_eotest_name(path)
@@ -265,7 +267,7 @@ def _has_amplifier_results(path: Path) -> bool:
     import fitsio
 
     try:
-        with fitsio.FITS(str(path)) as fits_file:
+        with c_name(on_disk(path)) as name, fitsio.FITS(name) as fits_file:
             return AMPLIFIER_RESULTS in fits_file
     except Exception:
         return False

@@ -33,6 +33,7 @@ from gpuptc.raws.geometry import (
     vendor_from_detsec,
 )
 from gpuptc.raws.header import ExposureInfo, exposure_info
+from gpuptc.raws.names import c_name, on_disk, printable
 from gpuptc.raws.rice import (
     TILE_ERRORS,
     RiceError,
@@ -88,7 +89,7 @@ class RawReadError(GpuptcError, OSError):
     """
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = os.fspath(path)
+        self.path = printable(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
@@ -107,7 +108,7 @@ def is_fits_signature(path: str | os.PathLike[str]) -> bool:
         True for a FITS (``SIMPLE  =``) or gzip signature.
     """
     try:
-        with open(path, "rb") as handle:
+        with open(on_disk(path), "rb") as handle:
             head = handle.read(len(FITS_MAGIC))
     except OSError:
         return False
@@ -181,7 +182,7 @@ def header_dict(header: Any) -> dict[str, Any]:
 
 def _is_gzip(path: str | os.PathLike[str]) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with open(on_disk(path), "rb") as handle:
             return handle.read(2) == _GZIP_MAGIC
     except OSError:
         return False
@@ -212,14 +213,16 @@ def read_primary_header(
         If the file cannot be opened as FITS.
     """
     _check_reader(reader)
+    path = on_disk(path)
     try:
         if reader != "astropy" and not _is_gzip(path):
             import fitsio
 
-            return header_dict(fitsio.read_header(os.fspath(path), 0))
+            with c_name(path) as name:
+                return header_dict(fitsio.read_header(name, 0))
         from astropy.io import fits
 
-        return header_dict(fits.getheader(os.fspath(path), 0))
+        return header_dict(fits.getheader(path, 0))
     except Exception as exc:  # any library failure is the file's fault here
         raise RawReadError(path, f"not a readable FITS file ({_describe(exc)})") from exc
 
@@ -272,7 +275,8 @@ class _OpenFile:
         if reader != "astropy":
             import fitsio
 
-            self._handle: Any = fitsio.FITS(path)
+            with c_name(path) as name:
+                self._handle: Any = fitsio.FITS(name)
             headers = (self._handle[i].read_header() for i in range(len(self._handle)))
         else:
             from astropy.io import fits
@@ -421,7 +425,7 @@ def _geometry(path: str, segments: list[_SegmentHeader], info: ExposureInfo) -> 
 def _open(path: str, reader: Reader) -> _OpenFile:
     _check_reader(reader)
     try:
-        return _OpenFile(path, reader)
+        return _OpenFile(on_disk(path), reader)
     except Exception as exc:
         raise RawReadError(path, f"not a readable FITS file ({_describe(exc)})") from exc
 
