@@ -1,11 +1,14 @@
 """The report pages show every value that comes from the data as text, never as markup."""
 
 import re
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuptc.report import html as report_html
 from gpuptc.schema import DrawnFigure, FitStatus, sensor_page_name
@@ -184,3 +187,36 @@ def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
         sensor_page = _Page(root / "sensor_A.html")
         assert sensor_page.ids == ["A", "numbers", "rejected"]
         assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected"]
+
+
+header_values = st.text(
+    alphabet=st.one_of(
+        st.sampled_from([*"<>&\"'/\\.~ =", "\n", "\t", "\x00", "é", "\u202e"]),
+        st.characters(codec="utf-8", exclude_categories=("Cs",)),
+    ),
+    min_size=1,
+    max_size=120,
+)
+"""What a header may hold: markup, quotes, separators, dots, control characters, any
+Unicode (``..`` arises from two dots)."""
+
+
+@settings(max_examples=25, deadline=None)
+@given(sensor=header_values, segment=header_values, preset=header_values)
+def test_any_header_values_stay_text_and_every_page_stays_in_its_folder(sensor, segment, preset):
+    """Drawn sensor ids, segment names and run facts (path separators, ``..``, control
+    characters, markup, non-ASCII, long): every page is inert markup, in the report
+    folder, and shows the sensor id as text."""
+    sensors = sorted({sensor, "R22_S11"})
+    provenance = {**PROVENANCE, "preset": preset}
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "report"
+        (root / "figures").mkdir(parents=True)
+        drawn = {name: _figures(name) for name in sensors}
+        index = report_html._write_pages(root, _tables(sensors, segment), provenance, drawn)
+        pages = [index, *(root / sensor_page_name(name) for name in sensors)]
+        for page in pages:
+            assert page.parent == root and page.exists()
+            _assert_inert(_Page(page))
+        shown = "".join(_Page(pages[1 + sensors.index(sensor)]).text)
+        assert sensor.strip() in shown or not sensor.strip()
