@@ -289,3 +289,30 @@ def test_a_missing_remote_file_is_a_rejected_pair(bucket, small_itl, tmp_path, m
     assert "cannot be read (FileNotFoundError" in rejected.loc[gone, "reason"]
     with pytest.raises(RawReadError, match="cannot be read"):
         read_remote_header(gone)
+
+
+def test_a_sensor_id_that_names_a_path_goes_into_the_repository_as_a_name(small_itl, tmp_path):
+    """A detector whose raws say LSST_NUM ``../../../../../../escaped``: its PTC dataset goes
+    into the repository as any other's, and nothing is written outside ``--out`` and the
+    repository (the Butler names its files by data id, gpuptc its own by ``file_stem``)."""
+    import os
+
+    from astropy.io import fits
+    from lsst.daf.butler import Butler
+
+    hostile_id = "../../../../../../escaped"
+    good, hostile = _raws(small_itl, tmp_path / "good"), _raws(small_itl, tmp_path / "bad")
+    for path in hostile:
+        with fits.open(path, mode="update") as hdus:
+            hdus[0].header["LSST_NUM"] = hostile_id
+            hdus[0].header["CCDSLOT"] = "S12"  # another detector
+    repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/x": [*good, *hostile]})
+    listing = {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
+    out = tmp_path / "out"
+    argv = ["run", "--butler", str(repo), "--collections", "LSSTCam/raw/x", *OPTIONS]
+    assert main([*argv, "--output-run", "u/x/ptc", "--out", str(out)]) == 0
+    after = {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
+    assert all(p.startswith((f"{out}{os.sep}", f"{repo}{os.sep}")) for p in after - listing)
+    refs = Butler.from_config(str(repo)).query_datasets("ptc", collections="u/x/ptc")
+    assert len(refs) == 2
+    assert set(pd.read_parquet(out / "ptc.parquet").sensor) == {small_itl.sensor, hostile_id}
