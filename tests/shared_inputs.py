@@ -21,13 +21,11 @@ temporary folder and there is no warm-up.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +85,7 @@ def _simulator_version() -> str:
 
 
 def _key(config: SimulationConfig) -> str:
-    record = json.dumps(asdict(config), sort_keys=True) + _simulator_version()
+    record = simulator._config_record(config) + _simulator_version()
     return hashlib.sha256(record.encode()).hexdigest()[:16]
 
 
@@ -163,8 +161,7 @@ def start_warm_up(config: pytest.Config) -> subprocess.Popen | None:
     """In the pytest-xdist controller: name the shared folder and start the warm-up."""
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
         return None
-    folder = config._tmp_path_factory.getbasetemp() / "shared"  # the workers' parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = shared_folder(config._tmp_path_factory)  # the workers' base folders' parent
     os.environ[SHARED_ENV] = str(folder)
     script = Path(__file__).with_name("warm_up.py")
     with (folder / "warm-up.log").open("w") as log:
@@ -176,8 +173,3 @@ def stop_warm_up(process: subprocess.Popen | None) -> None:
     if process is not None and process.poll() is None:
         process.kill()
         process.wait()
-
-
-def warm_up_log() -> Path:
-    """Where the warm-up says how long it took and how it ended."""
-    return shared_folder() / "warm-up.done"

@@ -307,12 +307,15 @@ def test_a_sensor_id_that_names_a_path_goes_into_the_repository_as_a_name(small_
             hdus[0].header["LSST_NUM"] = hostile_id
             hdus[0].header["CCDSLOT"] = "S12"  # another detector
     repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/x": [*good, *hostile]})
-    listing = {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
+
+    def listing():
+        return {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
+
+    before = listing()
     out = tmp_path / "out"
     argv = ["run", "--butler", str(repo), "--collections", "LSSTCam/raw/x", *OPTIONS]
     assert main([*argv, "--output-run", "u/x/ptc", "--out", str(out)]) == 0
-    after = {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
-    assert all(p.startswith((f"{out}{os.sep}", f"{repo}{os.sep}")) for p in after - listing)
+    assert all(p.startswith((f"{out}{os.sep}", f"{repo}{os.sep}")) for p in listing() - before)
     refs = Butler.from_config(str(repo)).query_datasets("ptc", collections="u/x/ptc")
     assert len(refs) == 2
     assert set(pd.read_parquet(out / "ptc.parquet").sensor) == {small_itl.sensor, hostile_id}

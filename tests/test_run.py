@@ -22,15 +22,8 @@ from gpuptc.schema import (
 )
 
 
-@pytest.fixture(scope="module")
-def finished(reported_run):
-    """One run over an e2v sensor (int32) and an ITL sensor (RICE), every model and the
-    report: the run of the whole test run (``reported_run``), read-only."""
-    return reported_run
-
-
-def test_run_writes_every_table(finished, small_e2v, small_itl):
-    code, out = finished
+def test_run_writes_every_table(reported_run, small_e2v, small_itl):
+    code, out = reported_run  # the test run's run of both small sensors, read-only
     assert code == 0  # saturated pairs left out of fits are not rejections
     contract = {
         "manifest.parquet": MANIFEST_COLUMNS,
@@ -187,13 +180,13 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_report_in_a_real_browser(finished, tmp_path):
+def test_report_in_a_real_browser(reported_run, tmp_path):
     """On every page of the report (the focal-plane summary and each sensor's), in headless
     Chromium at 1280 px: every image loads, the page fits that width, every link resolves."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
-    _, out = finished
+    _, out = reported_run
     shutil.copytree(out, tmp_path / "out")  # the probe page is written beside the pages
     report = tmp_path / "out" / "report"
     pages = [report / "index.html", *sorted(report.glob("sensor_*.html"))]

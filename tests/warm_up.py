@@ -4,8 +4,8 @@ Started by the pytest-xdist controller (:func:`shared_inputs.start_warm_up`) whi
 workers start. Measuring both small sensors under every preset compiles every fused
 kernel the suite uses into numba's cache beside the sources, once, instead of once in
 every worker; the simulations land in the run's shared folder, where the session
-fixtures find them. It ends by writing how long it took and how it ended into
-``warm-up.done``; the workers do not wait for it.
+fixtures find them. It ends by printing how long it took and how it ended (into
+``warm-up.log`` in the shared folder); the workers do not wait for it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
         outcome = traceback.format_exc()
     finally:
         seconds = time.perf_counter() - started
-        shared_inputs.warm_up_log().write_text(f"{seconds:.1f} s\n{outcome}\n")
+        print(f"{seconds:.1f} s\n{outcome}")
 
 
 if __name__ == "__main__":

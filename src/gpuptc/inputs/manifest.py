@@ -212,15 +212,16 @@ class _Finder:
             dirs[:] = sorted(d for d in dirs if not _inside((here / d).resolve(), self.excluded))
             for name in sorted(files):
                 path = here / name
-                if _is_fits_name(path):
+                if not _is_fits_name(path):
+                    if not name.startswith("."):
+                        self.skipped.append(path)
+                elif path.is_file():  # follows links; False for pipes, sockets, devices
                     self.add(path)
-                elif not name.startswith("."):
-                    self.skipped.append(path)
+                else:
+                    self.missing.append((str(path), NOT_REGULAR))
 
     def add(self, path: Path) -> None:
-        if not path.is_file():  # follows links; False for pipes, sockets and devices
-            self.missing.append((str(path), NOT_REGULAR))
-            return
+        """A regular file, once (by resolved path)."""
         real = path.resolve()
         if real not in self.seen:
             self.seen.add(real)
@@ -464,7 +465,7 @@ def _mark_duplicates(frame: pd.DataFrame) -> None:
         else:
             key = (row["sensor"], row["dayobs"], row["seqnum"], row["mjd"], row["exptime"])
         copies.setdefault(key, []).append(idx)
-    for rows in copies.values():
+    for rows in (rows for rows in copies.values() if len(rows) > 1):
         kept = max(rows, key=lambda idx: (_size(frame.loc[idx, "path"]), -rows.index(idx)))
         for idx in rows:
             if idx != kept:

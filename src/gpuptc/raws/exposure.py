@@ -181,8 +181,9 @@ def header_dict(header: Any) -> dict[str, Any]:
 
 
 def _is_gzip(path: str | os.PathLike[str]) -> bool:
+    """Whether the file (by the name the operating system knows) starts as gzip."""
     try:
-        with open(on_disk(path), "rb") as handle:
+        with open(path, "rb") as handle:
             return handle.read(2) == _GZIP_MAGIC
     except OSError:
         return False
@@ -479,7 +480,7 @@ def native_reason(path: str | os.PathLike[str]) -> str | None:
     RawReadError
         If the file is not a readable FITS file.
     """
-    path = os.fspath(path)
+    path = on_disk(path)
     if _is_gzip(path):
         return "gzip-compressed file"
     with _open(path, "native") as opened:
