@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 import gpuptc
 from gpuptc.cli import main
@@ -229,3 +230,19 @@ def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_pa
     assert unlabelled == []
     run = {name: png for name, png in _figures(two_sensor_run).items() if small_itl.sensor in name}
     assert _figures(tmp_path) == run  # drawn in this process as in the run's
+
+
+def test_header_values_in_figures_draw_as_written_escapes(two_sensor_run):
+    """Sensor ids that hold ``$``, a control character or a glyph the font lacks: every
+    figure still draws (a warning is an error here), and shows them as escapes."""
+    ptc = read_outputs(two_sensor_run)["ptc"]
+    odd = {name: f"{name}$x$\r\U00046945" for name in ptc["sensor"].unique()}
+    ptc = ptc.assign(sensor=ptc["sensor"].map(odd))
+    shown = []
+    for fig in (focal_plane_maps(ptc, None), figures.focal_plane_map(ptc)):
+        figures.png(fig)
+        shown += [text.get_text() for text in fig.findobj(Text)]
+        shown += [label.get_text() for ax in fig.axes for label in ax.get_yticklabels()]
+    for name in odd:
+        assert any(f"{name}\\$x\\$\\r\\U00046945" in text for text in shown)
+    assert figures.drawable("R22_S11 σ²\nE2V") == "R22_S11 σ²\nE2V"  # the font has them

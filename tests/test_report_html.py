@@ -33,7 +33,8 @@ class _Page(HTMLParser):
     def __init__(self, path: Path):
         super().__init__(convert_charrefs=True)
         self.elements, self.text, self.ids, self.hrefs, self.images = [], [], [], [], []
-        self.feed(path.read_text(encoding="utf-8"))
+        with path.open(encoding="utf-8", newline="") as page:  # as written: "\r" kept
+            self.feed(page.read())
         self.close()
 
     def handle_starttag(self, tag, attrs):

@@ -8,6 +8,7 @@ draw.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
@@ -15,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
+from matplotlib.text import Text
+from matplotlib.ticker import EngFormatter, FixedFormatter, LogLocator, MaxNLocator
 
 __all__ = [
     "DPI",
@@ -29,6 +31,7 @@ __all__ = [
     "comparison_figure",
     "covariance_figure",
     "covariance_grid",
+    "drawable",
     "focal_plane_map",
     "gain_histograms",
     "gain_vs_exptime",
@@ -94,10 +97,54 @@ def _single(width: float = 9.0, height: float = 4.5, ncols: int = 1) -> tuple[Fi
 
 
 def png(fig: Figure) -> bytes:
-    """The figure rendered as PNG bytes at :data:`DPI`."""
+    """The figure rendered as PNG bytes at :data:`DPI`, every text as :func:`drawable`."""
+    _drawable_texts(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
+
+
+def drawable(text: str) -> str:
+    r"""The text as a figure can show it: what the font lacks, and ``$``, written as escapes.
+
+    Header values (sensor ids, segment names) reach titles and labels. A ``$`` would make
+    matplotlib parse them as mathematics, and a character without a glyph (a control
+    character, a script the font lacks) draws as an empty box; both are written as their
+    Python escapes instead, so that every figure draws and tells its values apart.
+
+    Examples
+    --------
+    >>> drawable("R22_S11: gain per method")
+    'R22_S11: gain per method'
+    >>> drawable("E2V\r$x$")
+    'E2V\\r\\$x\\$'
+    """
+    return "".join(_drawable_character(char) for char in text)
+
+
+@functools.cache
+def _drawable_character(char: str) -> str:
+    if char == "\n":
+        return char
+    if char == "$":
+        return r"\$"
+    font = font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+    if char.isprintable() and font.get_char_index(ord(char)):
+        return char
+    return char.encode("unicode_escape").decode("ascii")
+
+
+def _drawable_texts(fig: Figure) -> None:
+    """Every text of the figure, and every fixed tick label, made :func:`drawable`."""
+    for text in fig.findobj(Text):
+        shown = text.get_text()
+        if shown != drawable(shown):
+            text.set_text(drawable(shown))
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            formatter = axis.get_major_formatter()
+            if isinstance(formatter, FixedFormatter):
+                formatter.seq = [drawable(str(label)) for label in formatter.seq]
 
 
 def _variance_curves(curves: pd.DataFrame, pairs: pd.Series) -> dict[str, np.ndarray]:
