@@ -1,8 +1,8 @@
 """The fused CUDA kernels: compiled for sm_90 by NVRTC, and checked against the reference.
 
-On a machine without a GPU the kernels run as their NumPy references through the CuPy
-stand-in (so the wrappers, shapes and arguments are tested); on a GPU the same tests run
-the compiled kernels against the array-API reference kernels.
+On a machine without a GPU the kernels run from their CUDA source on the CPU through the
+CuPy stand-in (``tests/cuda_cpu``); on a GPU the same tests run them compiled by CuPy. Both
+are checked against the array-API reference kernels.
 """
 
 import numpy as np

@@ -1,5 +1,5 @@
 """RICE_1 tiles decoded on the device: NVRTC compiles the kernel; the CuPy stand-in runs its
-reference (the CPU decoder with the kernel's arguments), a GPU the kernel itself."""
+source on the CPU (``tests/cuda_cpu``), a GPU the compiled kernel."""
 
 import shutil
 

@@ -1,6 +1,7 @@
 """The main job end to end through the command line, as a user runs it."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -56,8 +57,8 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     expected |= {f"{s} (sensors)" for s in in_sensors}
     assert set(stages) == expected and all(v >= 0 for v in stages.values())
     inside = sum(stages[f"{s} (sensors)"] for s in in_sensors)
-    # two sensors measured in this process, figures drawn in one other meanwhile
-    assert 0 < inside <= stages["sensors"] * 2.05
+    # sensors measured in this process while one drawing process per core draws figures
+    assert 0 < inside <= stages["sensors"] * (1 + (os.cpu_count() or 1)) + 0.05
     assert sum(stages.values()) - inside <= provenance["seconds"] + 0.05
     assert sorted(p.name for p in (out / "eotest").iterdir()) == sorted(
         f"{s}_{kind}.fits"

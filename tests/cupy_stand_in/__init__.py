@@ -9,6 +9,7 @@ It behaves like CuPy where gpuptc's correctness and speed depend on it:
 - device functions reject host (NumPy) arrays, as CuPy's do;
 - every host synchronisation (a scalar read, a boolean mask index or assignment, which
   reads a count back) is counted in :data:`COUNTS`;
+- a ``RawKernel`` runs its CUDA source, compiled for the CPU (``tests/cuda_cpu``);
 - streams, pinned memory, memory pools and device queries are cheap fakes;
 - it exports only names that CuPy 14.2 exports (``cupy14_names.json``, listed from an
   installed ``cupy-cuda13x`` wheel, which imports without a GPU).
@@ -279,27 +280,28 @@ _POOL = _MemoryPool()
 
 
 class RawKernel:
-    """A CUDA kernel: compiled by CuPy on a GPU; here the NumPy reference of the same name.
+    """A CUDA kernel: compiled by CuPy on a GPU; here its exact source run on the CPU.
 
-    gpuptc keeps, for each of its kernels, a NumPy form with the kernel's arguments in
-    ``gpuptc.kernels.cuda.REFERENCES`` and ``gpuptc.raws.rice_gpu.REFERENCES``; a call runs
-    it on the arrays behind the device arrays, writing the outputs in place as the kernel
-    would.
+    The source is compiled by the system's C++ compiler with the CUDA built-ins of
+    ``tests/cuda_cpu`` (each CUDA thread a fiber, the block's threads resumed in an order
+    drawn from :data:`SCHEDULE_SEED`), and called on the arrays behind the device arrays,
+    with CuPy's grid, block and argument conventions.
     """
 
     def __init__(self, code: str, name: str, options: tuple[str, ...] = (), **kwargs: Any):
-        from gpuptc.kernels import cuda
-        from gpuptc.raws import rice_gpu
+        from cuda_cpu import CpuKernel
 
-        if name not in code:
-            raise ValueError(f"kernel {name!r} is not in the source")
-        references = {**cuda.REFERENCES, **rice_gpu.REFERENCES}
-        self.code, self.name, self.reference = code, name, references[name]
+        self.code, self.name = code, name
+        self.kernel = CpuKernel(code, name)
 
     def __call__(self, grid: tuple[int, ...], block: tuple[int, ...], args: tuple, **kwargs: Any):
         COUNTS["kernels"] += 1
-        with np.errstate(all="ignore"):
-            self.reference(*(_unwrap(a, f"kernel {self.name}") for a in args))
+        arguments = tuple(_unwrap(a, f"kernel {self.name}") for a in args)
+        self.kernel(grid, block, arguments, seed=SCHEDULE_SEED)
+
+
+SCHEDULE_SEED = 0
+"""The seed of the order in which the stand-in's kernels run their blocks and threads."""
 
 
 _SPECIAL = {

@@ -1,8 +1,8 @@
 """Fused CUDA kernels for CuPy: the afw clipping passes and short per-row medians.
 
 Each kernel is CUDA C++ compiled by CuPy at first use (``cupy.RawKernel``), with a NumPy
-reference of the same arithmetic in :data:`REFERENCES` (what the tests' CuPy stand-in runs,
-and what the kernels are checked against on a GPU):
+reference of the same arithmetic in :data:`REFERENCES`, the contract the tests check the
+kernels against (run from this source on the CPU without a GPU, and on a GPU):
 
 ``clip_pass``
     One block per row: the count, and the float64 sums of the offsets ``x - centre`` and
@@ -12,7 +12,8 @@ and what the kernels are checked against on a GPU):
 ``select``
     One block per row: exact order statistics (up to 8 ranks) of the row's finite values
     by radix selection on an order-preserving integer key, 8 bits a pass, every rank in
-    the same read of the row; the quartiles of the afw clipping without a sort.
+    the same read of the row; the quartiles of the afw clipping without a sort. A rank
+    outside ``[0, count)`` of the row's finite values gives NaN.
 ``row_median``
     One block per row of at most 1024 values (per-row overscan medians): the row is
     sorted in shared memory (bitonic), NaN propagates, even counts give the mean of the
@@ -154,7 +155,9 @@ __device__ double from_key(unsigned long long key) {
 
 // Exact order statistics of the finite values of each row by radix selection: for every
 // wanted rank, one 8-bit digit of the order-preserving key per pass, from the top; each
-// pass reads the row once for all ranks (at most 8). No sort, no host round trip.
+// pass reads the row once for all ranks (at most 8). No sort, no host round trip. A rank
+// outside [0, the row's finite values) never selects a digit: its key stays 0, the bits
+// of a NaN (no finite value has it), so it gives NaN, as does every rank of an empty row.
 template <typename T, typename K>
 __device__ void select_ranks(const T* x, long long n, const long long* ranks, int count,
                              T* out) {
@@ -269,8 +272,9 @@ def _select_reference(
     picked = out.reshape(wanted.shape)
     for row in range(rows.shape[0]):
         finite = np.sort(rows[row][np.isfinite(rows[row])])
-        if finite.size:
-            picked[row] = finite[np.minimum(wanted[row], finite.size - 1)]
+        inside = (wanted[row] >= 0) & (wanted[row] < finite.size)
+        picked[row] = np.nan
+        picked[row][inside] = finite[wanted[row][inside]]
 
 
 REFERENCES: dict[str, Callable[..., None]] = {

@@ -7,7 +7,7 @@ a batch of files end to end with, for each tile, where its pixels go in the batc
 (``rice_decode_f32``: the bit stream of :mod:`gpuptc.raws.rice`, every byte read checked
 against the tile's own length), writing float32 pixels scaled by BSCALE/BZERO straight
 into the device batch buffer. :data:`REFERENCES` holds the kernel's NumPy form (the CPU
-decoder, tile by tile, with the same arguments), which the tests' CuPy stand-in runs.
+decoder, tile by tile, with the same arguments), which the tests check the kernel against.
 """
 
 from __future__ import annotations

