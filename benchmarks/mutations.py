@@ -361,6 +361,33 @@ MUTATIONS: tuple[Mutation, ...] = (
         "const long long n = (long long)rows[t] * cols[t] - 1;",
         ("tests/test_cuda_on_cpu.py",),
     ),
+    Mutation(
+        "M36",
+        "fit: errors",
+        "EXPAPPROXIMATION's errors NaN when three points leave no degree of freedom",
+        "src/gpuptc/fitting/ptc.py",
+        "scale = chi2 if dof > 0 else 1.0",
+        "scale = chi2",
+        ("tests/test_fit_errors.py",),
+    ),
+    Mutation(
+        "M37",
+        "fit: errors",
+        "the power law's gain error with the index's share of the wrong sign",
+        "src/gpuptc/fitting/ptc.py",
+        "np.array([-1.0, -math.log10(pivot)])",
+        "np.array([-1.0, math.log10(pivot)])",
+        ("tests/test_fit_errors.py",),
+    ),
+    Mutation(
+        "M38",
+        "fit: errors",
+        "a read-noise term at zero not held: its singular covariance kept (NaN errors)",
+        "src/gpuptc/fitting/ptc.py",
+        "    if not held:\n        return np.full((3, 3), np.nan), FitStatus.SINGULAR",
+        "    if held:\n        return np.full((3, 3), np.nan), FitStatus.OK",
+        ("tests/test_fit_errors.py",),
+    ),
 )
 
 

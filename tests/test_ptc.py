@@ -418,7 +418,9 @@ def test_notebook_fit_errors_are_numpys_least_squares_errors():
     errors = np.sqrt(np.diag(cov))
     assert quadratic.a00_err == pytest.approx(errors[0], rel=1e-6)
     assert quadratic.gain_err == pytest.approx(errors[1] / c1**2, rel=1e-6)
-    assert quadratic.noise_err == pytest.approx(0.5 * errors[2] / c0 * quadratic.noise, rel=1e-6)
+    # noise = sqrt(c0) / c1: its gradient over (c2, c1, c0), propagated with polyfit's
+    gradient = np.array([0.0, -np.sqrt(c0) / c1**2, 0.5 / (np.sqrt(c0) * c1)])
+    assert quadratic.noise_err == pytest.approx(np.sqrt(gradient @ cov @ gradient), rel=1e-6)
     assert 0.1 < quadratic.noise_err < 10  # e-, not 1e-7
     linear = gpuptc.fit_ptc(mean, var, "linear", "seed", linear_points=(0, 10))
     (slope, _), cov = np.polyfit(mean[:10], var[:10], 1, cov=True)

@@ -116,11 +116,23 @@ class FitStatus:
     """How one model's fit of one amplifier ended (``ptc.status``)."""
 
     OK = "ok"
+    NOISE_AT_ZERO = "noise_at_zero"
+    """The read-noise term fitted to zero (its lower bound): held there, and the other
+    parameters' errors are those of the fit without it; the noise has no error."""
+    A00_AT_ZERO = "a00_at_zero"
+    """The brighter-fatter term fitted to zero: held there, the others' errors without it."""
+    SINGULAR = "singular"
+    """The fit converged but its covariance is singular with no parameter at zero: the
+    values are kept, their errors are NaN."""
     TOO_FEW_POINTS = "too_few_points"
     NO_CONVERGENCE = "no_convergence"
     BAD_INPUT = "bad_input"
     FAILED = "failed"
     """The fit raised an error (logged with the amplifier and model)."""
+
+    FITTED = frozenset({OK, NOISE_AT_ZERO, A00_AT_ZERO, SINGULAR})
+    """The statuses of a fit with values: not a rejection, not a bad amplifier of the PTC
+    dataset; every one but ``ok`` is flagged on the report."""
 
 
 class Stage:

@@ -113,6 +113,30 @@ def eq16(mean: np.ndarray, a00: float, gain: float, n00: float) -> np.ndarray:
     return mean / gain * ratio + n00 / gain**2
 
 
+def eq16_jacobian(mean: np.ndarray, a00: float, gain: float, n00: float) -> np.ndarray:
+    """Derivatives of :func:`eq16` by ``a00``, ``gain`` and ``n00``: shape ``(len(mean), 3)``.
+
+    Examples
+    --------
+    >>> mean = np.array([1e3, 5e4])
+    >>> step = 1e-10
+    >>> numeric = (eq16(mean, -2e-6 + step, 1.2, 30.0) - eq16(mean, -2e-6, 1.2, 30.0)) / step
+    >>> bool(np.allclose(eq16_jacobian(mean, -2e-6, 1.2, 30.0)[:, 0], numeric, rtol=1e-4))
+    True
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    x = 2.0 * a00 * gain * mean
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        small = np.abs(x) < 1e-5
+        safe = np.where(small, 1.0, x)
+        ratio = np.where(small, 1.0 + x / 2.0, np.expm1(safe) / safe)
+        slope = np.where(small, 0.5 + x / 3.0, (safe * np.exp(safe) - np.expm1(safe)) / safe**2)
+    d_a00 = 2.0 * mean**2 * slope
+    d_gain = -mean / gain**2 * ratio + 2.0 * a00 * mean**2 / gain * slope - 2.0 * n00 / gain**3
+    d_n00 = np.full_like(mean, 1.0 / gain**2)
+    return np.stack([d_a00, d_gain, d_n00], axis=1)
+
+
 def _failed(model: str, n: int, status: str, **extra: Any) -> PtcFit:
     return PtcFit(model, mask=np.zeros(n, bool), status=status, extra=dict(extra))
 
@@ -320,7 +344,8 @@ def _jump_rule(mean: np.ndarray, mask: np.ndarray, max_delta: float) -> np.ndarr
 
 def _weighted_final(
     mean: np.ndarray, var: np.ndarray, weights: np.ndarray, mask: np.ndarray, start: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float] | None:
+) -> tuple[np.ndarray, np.ndarray, float, str] | None:
+    """cp_pipe's weighted final fit: parameters, covariance, chi^2/dof and the status."""
     m, v, w = mean[mask], var[mask], weights[mask]
 
     def residuals(p: np.ndarray) -> np.ndarray:
@@ -333,9 +358,42 @@ def _weighted_final(
         return None
     dof = len(m) - 3
     chi2 = float(np.sum(residuals(params) ** 2) / dof) if dof > 0 else math.nan
-    if cov_x is None:  # a parameter at zero (noise on its bound): no error estimate
-        return params, np.full((3, 3), np.nan), chi2
-    return params, cov_x * chi2, chi2
+    # scaled by chi^2/dof as cp_pipe does; with no degree of freedom left (3 points), the
+    # weights' own errors (they are 1/sigma of each variance) instead of NaN
+    scale = chi2 if dof > 0 else 1.0
+    if cov_x is None:  # leastsq's differences cannot move a parameter at zero
+        cov, status = _held_at_zero(m, w, params)
+        return params, cov * scale, chi2, status
+    return params, cov_x * scale, chi2, FitStatus.OK
+
+
+_NEGLIGIBLE = 1e-9
+"""A term of eq. 16 below this fraction of the variance it is fitted to counts as zero."""
+
+
+def _held_at_zero(
+    mean: np.ndarray, weights: np.ndarray, params: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """The covariance (unscaled) with eq. 16's negligible term held at zero, and the status.
+
+    ``leastsq`` estimates its Jacobian by relative differences, which vanish for a
+    parameter at (about) zero: its covariance is then singular. The read-noise term or
+    a00 that contributes less than :data:`_NEGLIGIBLE` of the variance is held at zero,
+    and the other parameters' covariance is that of the fit without it, from eq. 16's
+    analytic Jacobian (the held parameter's variance is NaN).
+    """
+    a00, gain, n00 = params
+    jacobian = eq16_jacobian(mean, a00, gain, n00) * weights[:, None]
+    smallest = float(np.min(np.abs(eq16(mean, a00, gain, n00))))
+    curvature = abs(2.0 * a00 * gain * float(np.max(mean)))
+    held = [k for k, small in ((2, abs(n00) / gain**2 < _NEGLIGIBLE * smallest),
+                               (0, curvature < _NEGLIGIBLE)) if small]  # fmt: skip
+    if not held:
+        return np.full((3, 3), np.nan), FitStatus.SINGULAR
+    free = [k for k in range(3) if k not in held]
+    cov = np.full((3, 3), np.nan)
+    cov[np.ix_(free, free)] = np.linalg.inv(jacobian[:, free].T @ jacobian[:, free])
+    return cov, FitStatus.NOISE_AT_ZERO if 2 in held else FitStatus.A00_AT_ZERO
 
 
 def _rolloff(
@@ -452,6 +510,7 @@ def _cp_pipe_result(
     params: np.ndarray,
     cov: np.ndarray,
     chi2: float,
+    status: str,
     turnoff: float,
     mask: np.ndarray,
     extra: dict[str, Any],
@@ -470,6 +529,7 @@ def _cp_pipe_result(
         turnoff=turnoff,
         mask=mask,
         chi2_dof=chi2,
+        status=status,
         extra=extra,
     )
 
@@ -513,27 +573,50 @@ def fit_linear(
     mean, var, mask = _points(mean, var, points, slice(6, -15))
     if np.count_nonzero(mask) < 3:
         return _failed("linear", len(mean), FitStatus.TOO_FEW_POINTS)
-    (slope, intercept), errors, chi2 = _polyfit(mean[mask], var[mask], 1)
+    (slope, intercept), covariance, chi2 = _polyfit(mean[mask], var[mask], 1)
     gain = 1.0 / slope
+    noise, noise_err = _noise_of(intercept, gain, [-1.0 / slope**2, 0.0], 1, covariance)
     return PtcFit(
         "linear",
         gain=gain,
-        gain_err=float(errors[0] / slope**2),
-        noise=math.sqrt(intercept) * gain if intercept > 0 else math.nan,
+        gain_err=float(math.sqrt(covariance[0, 0]) / slope**2),
+        noise=noise,
+        noise_err=noise_err,
         mask=mask,
         chi2_dof=chi2,
     )
 
 
-def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Coefficients (highest power first), their errors scaled by the reduced chi^2, chi^2/dof.
+def _noise_of(
+    c0: float, gain: float, dgain: list[float], k: int, covariance: np.ndarray
+) -> tuple[float, float]:
+    """Noise ``sqrt(c0) x gain`` (e-) and its error, NaN when ``c0 <= 0``.
 
-    The chi^2 uses Poisson-like errors sqrt(|y|); errors are NaN without degrees of freedom.
+    ``dgain`` is the gain's gradient over the coefficients; ``c0`` is coefficient ``k``.
+    """
+    if c0 <= 0:
+        return math.nan, math.nan
+    noise = math.sqrt(c0) * gain
+    gradient = np.asarray(dgain, float) * noise / gain
+    gradient[k] += 0.5 * noise / c0
+    return noise, _propagated(gradient, covariance)
+
+
+def _propagated(gradient: np.ndarray, covariance: np.ndarray) -> float:
+    """The error of a function of fitted coefficients: sqrt(g^T C g)."""
+    return float(math.sqrt(abs(gradient @ covariance @ gradient)))
+
+
+def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coefficients (highest power first), their covariance, and chi^2/dof.
+
+    The covariance is scaled by the residuals' variance, NaN without degrees of freedom;
+    the chi^2 uses Poisson-like errors sqrt(|y|).
     """
     coeffs = np.polyfit(x, y, degree)
     chi2 = _reduced_chi2(x, y, np.poly1d(coeffs), degree + 1)
     if len(x) <= degree + 1:
-        return coeffs, np.full(degree + 1, np.nan), chi2
+        return coeffs, np.full((degree + 1, degree + 1), np.nan), chi2
     design = np.vander(x, degree + 1)
     # columns scaled to unit norm first: unscaled, x^2 and 1 differ by ~1e10 at PTC means
     # and pinv's cutoff would drop the constant term's variance (noise errors of ~1e-8 e-)
@@ -541,7 +624,7 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.
     scaled = design / norms
     residual_variance = float(np.sum((y - design @ coeffs) ** 2)) / (len(x) - degree - 1)
     covariance = np.linalg.inv(scaled.T @ scaled) / np.outer(norms, norms) * residual_variance
-    return coeffs, np.sqrt(np.abs(np.diag(covariance))), chi2
+    return coeffs, covariance, chi2
 
 
 def _reduced_chi2(x: np.ndarray, y: np.ndarray, curve: Any, nparams: int) -> float:
@@ -571,18 +654,18 @@ def fit_quadratic(
     mean, var, mask = _points(mean, var, points, slice(0, -3))
     if np.count_nonzero(mask) < 4:
         return _failed("quadratic", len(mean), FitStatus.TOO_FEW_POINTS)
-    coeffs, errors, chi2 = _polyfit(mean[mask], var[mask], 2)
+    coeffs, covariance, chi2 = _polyfit(mean[mask], var[mask], 2)
     c2, c1, c0 = coeffs
     gain = 1.0 / c1
-    noise = math.sqrt(c0) * gain if c0 > 0 else math.nan
+    noise, noise_err = _noise_of(c0, gain, [0.0, -1.0 / c1**2, 0.0], 2, covariance)
     return PtcFit(
         "quadratic",
         gain=gain,
-        gain_err=float(errors[1] / c1**2),
+        gain_err=float(math.sqrt(covariance[1, 1]) / c1**2),
         noise=noise,
-        noise_err=float(0.5 * errors[2] / c0 * noise) if c0 > 0 else math.nan,
+        noise_err=noise_err,
         a00=float(c2),
-        a00_err=float(errors[0]),
+        a00_err=float(math.sqrt(covariance[0, 0])),
         mask=mask,
         chi2_dof=chi2,
     )
@@ -619,9 +702,17 @@ def fit_powerlaw(
     amplitude, index = 10.0 ** solution[0], solution[1]
     pivot = float(np.median(mean[mask]))
     gain = pivot / (amplitude * pivot**index)
+    # log10 gain = (1 - index) log10 pivot - log10 amplitude; the solution's covariance
+    # scaled by its reduced chi^2, as the polynomial fits' (the notebook's 0.1/var errors
+    # set only the weights)
+    dof = len(log_x) - 2
+    residual_variance = float(np.sum((design @ solution - log_y / sigma) ** 2)) / dof
+    covariance = np.linalg.inv(design.T @ design) * residual_variance
+    log_error = _propagated(np.array([-1.0, -math.log10(pivot)]), covariance)
     return PtcFit(
         "powerlaw",
         gain=float(gain),
+        gain_err=float(gain * math.log(10.0) * log_error),
         mask=mask,
         powerlaw_amplitude=float(amplitude),
         powerlaw_index=float(index),

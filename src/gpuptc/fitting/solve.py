@@ -628,7 +628,7 @@ def amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
         )
         for row in pairs[~pairs["status"].isin(PairStatus.MEASURED)].itertuples()
     ]
-    failed = ptc[(ptc["model"] == "expapprox") & (ptc["status"] != FitStatus.OK)]
+    failed = ptc[(ptc["model"] == "expapprox") & ~ptc["status"].isin(FitStatus.FITTED)]
     rows.extend(
         rejected_row(
             f"PTC fit failed: {words(row.status)}", stage=Stage.FIT, sensor=row.sensor, amp=row.amp

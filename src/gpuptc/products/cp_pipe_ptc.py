@@ -302,7 +302,7 @@ def write_ptc_dataset(
     side = int(covariances["i"].max()) + 1 if len(covariances) else 1
     # the full-covariance fits' side, as cp_pipe writes it for every fit type
     fit_side = int(sensor_fullcov["i"].max()) + 1 if len(sensor_fullcov) else side
-    bad = fits[fits["status"] != FitStatus.OK]
+    bad = fits[~fits["status"].isin(FitStatus.FITTED)]  # a term held at zero is no bad amp
     bad_amps = [amplifier_name(s) for s in bad["segment"]]
     first = pairs.sort_values("pair").drop_duplicates("pair")
     context: dict[str, Any] = {
