@@ -57,7 +57,7 @@ def _damage(directory, sensor, plan):
                 rewrite(by_name[flat.name], lambda px, a=amp, k=kind: DAMAGES[k](px[a - 1]))
 
 
-def _check(clean, out, damaged_amps):
+def _check(clean, out, damaged_amps, report=True):
     """Untouched amps exactly as in the clean run; every damaged amp with a status."""
     got = _tables(out)
     for name in ("pairs", "ptc"):
@@ -78,7 +78,7 @@ def _check(clean, out, damaged_amps):
         expapprox = got["ptc"][(got["ptc"].amp == amp) & (got["ptc"].model == "expapprox")]
         if (~expapprox.status.isin(FitStatus.FITTED)).any():
             assert ((rejected.amp == amp) & (rejected.stage == "fit")).any()
-    assert (out / "report" / "index.html").exists()
+    assert (out / "report" / "index.html").exists() == report
 
 
 def test_one_dead_amplifier_costs_only_itself(sensor, clean, copy_of, tmp_path, capsys):
@@ -124,9 +124,11 @@ def test_random_damage_stays_with_its_amplifiers(sensor, clean, tmp_path_factory
     shutil.copytree(sensor.directory, directory)
     _damage(directory, sensor, [(amp, kind, sorted(pairs)) for amp, kind, pairs in plan])
     out = directory.parent / f"{directory.name}-out"
-    code = main(["run", str(directory), "--out", str(out), *RUN])
+    # the numbers are what is checked; the report of a damaged amp is drawn by the dead-amp
+    # test and the bad-input tests (three reports here would cost 20 s of CPU)
+    code = main(["run", str(directory), "--out", str(out), *RUN, "--no-report"])
     assert code in (0, EXIT_REJECTED)
-    _check(clean, out, [amp for amp, _, _ in plan])
+    _check(clean, out, [amp for amp, _, _ in plan], report=False)
 
 
 @pytest.mark.parametrize("name", ["cupy", "nosuch"])
