@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
+from shared_inputs import SHARED_ENV
+
 __all__ = ["BUILTINS", "LAUNCHED", "CpuKernel", "builtins_used", "kernels_in"]
 
 HEADER = Path(__file__).with_name("runtime.h")
@@ -108,17 +110,16 @@ def _launchers(source: str) -> str:
 
 def _cache_folder() -> Path:
     """Where compiled kernels are kept: the test run's shared folder, else this process's."""
-    shared = os.environ.get("GPUPTC_TEST_SHARED")
+    shared = os.environ.get(SHARED_ENV)
     if shared:
         return Path(shared) / "cuda-cpu"
-    return Path(_process_folder())
+    return Path(_process_folder().name)
 
 
 @functools.cache
-def _process_folder() -> str:
-    folder = tempfile.TemporaryDirectory(prefix="gpuptc-cuda-cpu-")
-    _process_folder.keep = folder  # removed when the process ends
-    return folder.name
+def _process_folder() -> tempfile.TemporaryDirectory:
+    """A folder removed when this process ends (the cache keeps it until then)."""
+    return tempfile.TemporaryDirectory(prefix="gpuptc-cuda-cpu-")
 
 
 _FLAGS = ("-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wno-unused-function")
