@@ -28,8 +28,8 @@ from gpuptc.kernels import ArrayApiKernels, cuda
 from gpuptc.raws import rice_gpu
 from rice_writer import rice_encode
 
-SOURCES = {"select": cuda.SOURCE, "clip_pass": cuda.SOURCE, "row_median": cuda.SOURCE}
-SOURCES["rice_decode"] = rice_gpu.SOURCE
+SOURCES = {name: source for source in (cuda.SOURCE, rice_gpu.SOURCE) for name in kernels_in(source)}
+"""Each kernel's CUDA source, by kernel name."""
 REFERENCES = {**cuda.REFERENCES, **rice_gpu.REFERENCES}
 SEEDS = (0, 1, 5, 12)
 """Schedules: each a seed of the order of blocks and of threads after every yield."""
@@ -185,7 +185,7 @@ def _tiled(image: np.ndarray, tile: tuple[int, int], blocksize: int, bytepix: in
     return tiles
 
 
-def _rice_images(rng: np.random.Generator) -> dict[tuple[int, str], np.ndarray]:
+def _rice_images(rng: np.random.Generator) -> dict[int, np.ndarray]:
     """Per BYTEPIX: compressible, constant (zero-entropy blocks), random (raw blocks)."""
     images = {}
     for bytepix, (low, high) in {
@@ -197,13 +197,13 @@ def _rice_images(rng: np.random.Generator) -> dict[tuple[int, str], np.ndarray]:
         image[2] = rng.poisson(30, 70) + max(low, -10)  # low-entropy blocks
         image[4] = 42  # zero-entropy blocks
         image[6, :35] = rng.poisson(3000, 35) if bytepix > 1 else 7
-        images[(bytepix, "mixed")] = image
+        images[bytepix] = image
     return images
 
 
 def _rice_cases() -> list[Case]:
     cases = []
-    for (bytepix, _), image in _rice_images(np.random.default_rng(9)).items():
+    for bytepix, image in _rice_images(np.random.default_rng(9)).items():
         for blocksize, mode, tile in (
             (32, None, (2, 16)),
             (16, None, (1, 70)),
@@ -217,7 +217,7 @@ def _rice_cases() -> list[Case]:
                 what = f"rice bytepix={bytepix} blocksize={blocksize} {mode} {tile} x{threads}"
                 grid = -(-len(tiles) // threads)
                 cases.append(Case(what, (grid,), (threads,), arguments, (10, 11)))
-    image = _rice_images(np.random.default_rng(10))[(4, "mixed")]
+    image = _rice_images(np.random.default_rng(10))[4]
     tiles = _tiled(image, (1, 70), 32, 4, None)
     tiles[3] = (tiles[3][0][:4] + b"\xff" * (len(tiles[3][0]) - 4), *tiles[3][1:])  # corrupt
     tiles[5] = (tiles[5][0][: len(tiles[5][0]) // 2], *tiles[5][1:])  # cut short
@@ -237,10 +237,6 @@ CASES: dict[str, list[Case]] = {
     "rice_decode_f32": _rice_cases(),
 }
 """The hard cases of every kernel, by kernel name."""
-
-
-def _source(name: str) -> str:
-    return rice_gpu.SOURCE if name == rice_gpu.KERNEL else cuda.SOURCE
 
 
 def test_every_kernel_in_the_sources_has_hard_cases():
@@ -292,7 +288,7 @@ def _compare(name: str, args: tuple, got: tuple, expected: tuple, what: str) -> 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_kernel_equals_its_reference_under_every_schedule(name):
-    kernel, reference = CpuKernel(_source(name), name), REFERENCES[name]
+    kernel, reference = CpuKernel(SOURCES[name], name), REFERENCES[name]
     before = LAUNCHED[name]
     for case in CASES[name]:
         expected_args = case.arguments()

@@ -386,8 +386,8 @@ def _held_at_zero(
     jacobian = eq16_jacobian(mean, a00, gain, n00) * weights[:, None]
     smallest = float(np.min(np.abs(eq16(mean, a00, gain, n00))))
     curvature = abs(2.0 * a00 * gain * float(np.max(mean)))
-    held = [k for k, small in ((2, abs(n00) / gain**2 < _NEGLIGIBLE * smallest),
-                               (0, curvature < _NEGLIGIBLE)) if small]  # fmt: skip
+    held = [2] if abs(n00) / gain**2 < _NEGLIGIBLE * smallest else []
+    held += [0] if curvature < _NEGLIGIBLE else []
     if not held:
         return np.full((3, 3), np.nan), FitStatus.SINGULAR
     free = [k for k in range(3) if k not in held]
@@ -618,13 +618,20 @@ def _polyfit(x: np.ndarray, y: np.ndarray, degree: int) -> tuple[np.ndarray, np.
     if len(x) <= degree + 1:
         return coeffs, np.full((degree + 1, degree + 1), np.nan), chi2
     design = np.vander(x, degree + 1)
-    # columns scaled to unit norm first: unscaled, x^2 and 1 differ by ~1e10 at PTC means
-    # and pinv's cutoff would drop the constant term's variance (noise errors of ~1e-8 e-)
+    return coeffs, _scaled_covariance(design, y - design @ coeffs), chi2
+
+
+def _scaled_covariance(design: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """A linear least-squares solution's covariance, scaled by its residuals' variance.
+
+    The design's columns are scaled to unit norm first: unscaled, x^2 and 1 differ by
+    ~1e10 at PTC means and the inverse would lose the constant term's variance (noise
+    errors of ~1e-8 e-).
+    """
     norms = np.linalg.norm(design, axis=0)
     scaled = design / norms
-    residual_variance = float(np.sum((y - design @ coeffs) ** 2)) / (len(x) - degree - 1)
-    covariance = np.linalg.inv(scaled.T @ scaled) / np.outer(norms, norms) * residual_variance
-    return coeffs, covariance, chi2
+    variance = float(np.sum(residuals**2)) / (design.shape[0] - design.shape[1])
+    return np.linalg.inv(scaled.T @ scaled) / np.outer(norms, norms) * variance
 
 
 def _reduced_chi2(x: np.ndarray, y: np.ndarray, curve: Any, nparams: int) -> float:
@@ -703,11 +710,9 @@ def fit_powerlaw(
     pivot = float(np.median(mean[mask]))
     gain = pivot / (amplitude * pivot**index)
     # log10 gain = (1 - index) log10 pivot - log10 amplitude; the solution's covariance
-    # scaled by its reduced chi^2, as the polynomial fits' (the notebook's 0.1/var errors
-    # set only the weights)
-    dof = len(log_x) - 2
-    residual_variance = float(np.sum((design @ solution - log_y / sigma) ** 2)) / dof
-    covariance = np.linalg.inv(design.T @ design) * residual_variance
+    # scaled by its residuals, as the polynomial fits' (the notebook's 0.1/var errors set
+    # only the weights)
+    covariance = _scaled_covariance(design, design @ solution - log_y / sigma)
     log_error = _propagated(np.array([-1.0, -math.log10(pivot)]), covariance)
     return PtcFit(
         "powerlaw",

@@ -139,8 +139,9 @@ def _drawable_texts(fig: Figure) -> None:
     """Every text of the figure, and every fixed tick label, made :func:`drawable`."""
     for text in _texts(fig):
         shown = text.get_text()
-        if shown != drawable(shown):
-            text.set_text(drawable(shown))
+        written = drawable(shown)
+        if written != shown:
+            text.set_text(written)
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             formatter = axis.get_major_formatter()
