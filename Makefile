@@ -20,12 +20,15 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/gpuptc demo
 
+XDIST := -n auto --dist loadfile --no-loadscope-reorder
+# one process per core, whole files per process, in the order of conftest's HEAVIEST_FIRST
+
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -q $(XDIST)
 
 profile-tests: $(VENV)/.installed-test
 	rm -rf .suite-profile
-	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -p suite_profile
+	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q $(XDIST) -p suite_profile
 	$(BIN)/python benchmarks/suite_profile.py .suite-profile
 
 lint: $(VENV)/.installed-test

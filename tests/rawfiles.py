@@ -1,9 +1,14 @@
-"""Changing the pixels of simulated raw files in place, for tests that damage them."""
+"""Changing simulated raw files in place (pixels, primary headers), for tests that damage
+them, and listing what a run wrote."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+
 import fitsio
 import numpy as np
+from astropy.io import fits
 
 from gpuptc.formats.writer import write_raw
 from gpuptc.raws.exposure import read_raw
@@ -28,3 +33,15 @@ def rewrite(path, change) -> None:
     change(pixels)
     finite = np.isfinite(pixels).all()
     write_raw(path, np.round(pixels).astype(np.int32) if finite else pixels, primary, headers)
+
+
+def set_primary(paths: Iterable[os.PathLike], **values: object) -> None:
+    """Set primary-header keys of each raw file in place (e.g. ``LSST_NUM``)."""
+    for path in paths:
+        with fits.open(path, mode="update") as hdus:
+            hdus[0].header.update(values)
+
+
+def files_under(folder: os.PathLike) -> set[str]:
+    """Every file below ``folder``, as paths."""
+    return {os.path.join(root, name) for root, _, names in os.walk(folder) for name in names}

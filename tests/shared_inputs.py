@@ -73,7 +73,7 @@ def reported_run_arguments(folder: Path) -> list[str]:
     return ["--backend", "numpy", "--config", str(config), "-q"]
 
 
-_SIMULATOR = Path(sys.modules[SimulationConfig.__module__].__file__).parent
+_SIMULATOR = Path(simulator.__file__).parent
 
 
 def _simulator_version() -> str:

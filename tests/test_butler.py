@@ -20,6 +20,7 @@ from gpuptc.inputs.butler import ButlerInputError, ingest_butler
 from gpuptc.inputs.remote import InputFiles, read_remote_header
 from gpuptc.raws.exposure import RawReadError
 from gpuptc.schema import FileStatus
+from rawfiles import files_under, set_primary
 
 COLLECTIONS = "LSSTCam/raw/e2v,LSSTCam/raw/itl"
 OPTIONS = ["--backend", "numpy", "--models", "expapprox,rhl", "--no-report", "-q"]
@@ -297,25 +298,18 @@ def test_a_sensor_id_that_names_a_path_goes_into_the_repository_as_a_name(small_
     repository (the Butler names its files by data id, gpuptc its own by ``file_stem``)."""
     import os
 
-    from astropy.io import fits
     from lsst.daf.butler import Butler
 
     hostile_id = "../../../../../../escaped"
     good, hostile = _raws(small_itl, tmp_path / "good"), _raws(small_itl, tmp_path / "bad")
-    for path in hostile:
-        with fits.open(path, mode="update") as hdus:
-            hdus[0].header["LSST_NUM"] = hostile_id
-            hdus[0].header["CCDSLOT"] = "S12"  # another detector
+    set_primary(hostile, LSST_NUM=hostile_id, CCDSLOT="S12")  # another detector
     repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/x": [*good, *hostile]})
-
-    def listing():
-        return {os.path.join(r, n) for r, _, names in os.walk(tmp_path.parent) for n in names}
-
-    before = listing()
+    before = files_under(tmp_path.parent)
     out = tmp_path / "out"
     argv = ["run", "--butler", str(repo), "--collections", "LSSTCam/raw/x", *OPTIONS]
     assert main([*argv, "--output-run", "u/x/ptc", "--out", str(out)]) == 0
-    assert all(p.startswith((f"{out}{os.sep}", f"{repo}{os.sep}")) for p in listing() - before)
+    written = files_under(tmp_path.parent) - before
+    assert all(p.startswith((f"{out}{os.sep}", f"{repo}{os.sep}")) for p in written)
     refs = Butler.from_config(str(repo)).query_datasets("ptc", collections="u/x/ptc")
     assert len(refs) == 2
     assert set(pd.read_parquet(out / "ptc.parquet").sensor) == {small_itl.sensor, hostile_id}

@@ -72,7 +72,7 @@ def test_existing_client_is_reused(three_sensors, serial, tmp_path):
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
         result = _run_on(client, three_sensors, tmp_path / "out")
@@ -252,7 +252,7 @@ def test_a_lost_worker_is_retried(three_sensors, serial, tmp_path):
     barrier.mkdir()
     killed = []
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
         client.run(_hold_sensors_until_released, str(barrier))
@@ -305,7 +305,7 @@ def test_ctrl_c_marks_partial_results_and_resumes(
 def test_existing_scheduler_address(three_sensors, serial, tmp_path):
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
         out = tmp_path / "out"
         assert (
             main(
@@ -343,7 +343,7 @@ def test_local_workers_keep_glibc_allocation_defaults():
 
     with (
         _glibc_allocation(),
-        LocalCluster(n_workers=1, processes=True, dashboard_address=":0") as cluster,
+        LocalCluster(n_workers=1, processes=True, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
         settings = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))

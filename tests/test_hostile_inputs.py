@@ -3,6 +3,8 @@
 import os
 import shutil
 import signal
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from gpuptc import ingest
 from gpuptc.cli import main
 from gpuptc.raws.names import on_disk
 from gpuptc.schema import EXIT_OK, FileStatus, file_stem
+from rawfiles import files_under, set_primary
 
 RUN = ["--backend", "numpy", "--models", "expapprox,rhl", "-q"]
 
@@ -40,29 +43,17 @@ HOSTILE_IDS = ("../../../../../../escaped", "..")
 relative one's separators: :func:`test_any_identifier_becomes_one_plain_name_of_its_own`)."""
 
 
-def _with_sensor_id(source, target, sensor):
-    """A copy of a sensor's raws whose LSST_NUM says ``sensor``."""
-    shutil.copytree(source, target)
-    for path in target.glob("*.fits"):
-        with fits.open(path, mode="update") as hdus:
-            hdus[0].header["LSST_NUM"] = sensor
-    return target
-
-
-def _files_under(folder):
-    return {os.path.join(root, name) for root, _, names in os.walk(folder) for name in names}
-
-
-def test_header_ids_that_name_paths_stay_names(small_itl, tmp_path):
+def test_header_ids_that_name_paths_stay_names(small_itl, copy_of, tmp_path):
     """Every writer (sensor store, EOTEST and cp_pipe files, report pages and figures) keeps
     each sensor inside ``--out``; each sensor keeps its results under its own id."""
-    inputs = [_with_sensor_id(small_itl.directory, tmp_path / "good", small_itl.sensor)]
+    inputs = [copy_of(small_itl)]
     for number, sensor in enumerate(HOSTILE_IDS):
-        inputs.append(_with_sensor_id(small_itl.directory, tmp_path / f"bad{number}", sensor))
-    before = _files_under(tmp_path)
+        inputs.append(shutil.copytree(small_itl.directory, tmp_path / f"bad{number}"))
+        set_primary(inputs[-1].glob("*.fits"), LSST_NUM=sensor)
+    before = files_under(tmp_path)
     out = tmp_path / "out"
     assert main(["run", *map(str, inputs), "--out", str(out), *RUN]) == EXIT_OK
-    written = _files_under(tmp_path) - before
+    written = files_under(tmp_path) - before
     assert written and all(path.startswith(f"{out}{os.sep}") for path in written)
     ptc = pd.read_parquet(out / "ptc.parquet")
     assert set(ptc.sensor) == {small_itl.sensor, *HOSTILE_IDS}
@@ -102,26 +93,22 @@ def test_camera_ids_are_their_own_names():
         assert file_stem(sensor) == sensor
 
 
-def _run_in_time(arguments, seconds=120):
+def _run_in_time(arguments, seconds=TIME_LIMIT):
     """``gpuptc`` in a child process that must finish within ``seconds`` (no hang)."""
-    import subprocess
-    import sys
-
     command = [sys.executable, "-m", "gpuptc", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=seconds, check=False)
 
 
-def test_a_named_pipe_among_the_inputs_is_passed_over(small_e2v, clean_run, tmp_path):
+def test_a_named_pipe_among_the_inputs_is_passed_over(small_e2v, clean_run, copy_of, tmp_path):
     """A FIFO named like a raw file, in the folder and given by name and by pattern, is
     never opened (opening one waits for a writer): it is listed with its reason, and the
     sensor's tables are those of the clean run."""
-    directory = tmp_path / "raws"
-    shutil.copytree(small_e2v.directory, directory)
+    directory = copy_of(small_e2v)
     os.mkfifo(directory / "stream.fits")
     os.mkfifo(tmp_path / "alone.fits")
     out = tmp_path / "out"
     arguments = [str(directory), str(tmp_path / "alone.fits"), str(tmp_path / "a*.fits")]
-    done = _run_in_time(["run", *arguments, "--out", str(out), "--no-report", *RUN], 120)
+    done = _run_in_time(["run", *arguments, "--out", str(out), "--no-report", *RUN])
     assert done.returncode == 3, done.stderr  # results written, inputs rejected
     assert "Traceback" not in done.stderr
     rejected = pd.read_csv(out / "rejected.csv")
@@ -141,17 +128,16 @@ def _exposure_times(directory, change):
                 header["EXPTIME"] = change(1 + number % 2, float(header["EXPTIME"]))
 
 
-def test_shutter_jitter_pairs_and_a_step_of_the_ptc_does_not(small_e2v, tmp_path):
+def test_shutter_jitter_pairs_and_a_step_of_the_ptc_does_not(small_e2v, clean_run, tmp_path):
     """The second flat of every pair 0.1 % longer, as shutters jitter (5 ms is less than
     0.1 % from 5 s up): every pair still pairs, with the numbers of the clean run; a second
     flat 20 % longer never pairs."""
     jittered = tmp_path / "jittered"
     shutil.copytree(small_e2v.directory, jittered)
     _exposure_times(jittered, lambda member, t: t * 1.001 if member == 2 else t)
-    clean_out, jittered_out = tmp_path / "clean", tmp_path / "out"
-    for directory, out in ((small_e2v.directory, clean_out), (jittered, jittered_out)):
-        assert main(["run", str(directory), "--out", str(out), "--no-report", *RUN]) == 0
-    clean, jitter = (pd.read_parquet(o / "ptc.parquet") for o in (clean_out, jittered_out))
+    jittered_out = tmp_path / "out"
+    assert main(["run", str(jittered), "--out", str(jittered_out), "--no-report", *RUN]) == 0
+    clean, jitter = (pd.read_parquet(o / "ptc.parquet") for o in (clean_run, jittered_out))
     assert len(jitter) == len(clean) and (jitter.status == clean.status).all()
     assert jitter.gain.to_numpy() == pytest.approx(clean.gain.to_numpy(), rel=1e-9)
     assert pd.read_parquet(jittered_out / "pairs.parquet").pair.nunique() == 8
@@ -187,14 +173,13 @@ def clean_run(small_e2v, tmp_path_factory):
 
 
 def test_a_file_cut_short_after_it_was_listed_rejects_its_pair(
-    small_e2v, clean_run, tmp_path, monkeypatch, capsys
+    small_e2v, clean_run, copy_of, tmp_path, monkeypatch, capsys
 ):
     """The last flat halved after the inputs were listed (the run is reading them): that
     pair is a `read` rejection naming the file, the other pairs as in the clean run."""
     import gpuptc.running.job as job
 
-    directory = tmp_path / "raws"
-    shutil.copytree(small_e2v.directory, directory)
+    directory = copy_of(small_e2v)
     last = directory / small_e2v.flats[-1].name
     listed = job._select
 
@@ -214,11 +199,10 @@ def test_a_file_cut_short_after_it_was_listed_rejects_its_pair(
     pd.testing.assert_frame_equal(_pairs(out, last_pair), _pairs(clean_run, last_pair))
 
 
-def test_a_partial_copy_never_wins_over_the_complete_file(small_e2v, clean_run, tmp_path):
+def test_a_partial_copy_never_wins_over_the_complete_file(small_e2v, clean_run, copy_of, tmp_path):
     """A half-size copy of a flat beside it, named to sort first: the complete file is
     kept, the copy rejected as the duplicate, every pair as in the clean run."""
-    directory = tmp_path / "raws"
-    shutil.copytree(small_e2v.directory, directory)
+    directory = copy_of(small_e2v)
     original = directory / small_e2v.flats[3].name
     partial = directory / "00_partial_copy.fits"
     shutil.copy(original, partial)
@@ -263,12 +247,13 @@ def test_a_shutter_that_stayed_shut_costs_only_its_pair(small_e2v, tmp_path):
     pd.testing.assert_frame_equal(ptc["damaged"], ptc["without"])
 
 
-def test_file_names_that_are_not_utf8_are_read_and_shown_losslessly(small_e2v, clean_run, tmp_path):
+def test_file_names_that_are_not_utf8_are_read_and_shown_losslessly(
+    small_e2v, clean_run, copy_of, tmp_path
+):
     """Latin-1 bytes in the names of one pair's flats (as old file systems and transfers
     leave them): the files are read, the tables give their names with the bytes as \\xNN,
     and every number is the clean run's."""
-    directory = tmp_path / "raws"
-    shutil.copytree(small_e2v.directory, directory)
+    directory = copy_of(small_e2v)
     for flat in small_e2v.flats[2:4]:
         latin = os.fsencode(directory / flat.name).replace(b"MC_C_", b"MC_\xe9_")
         os.rename(directory / flat.name, latin)

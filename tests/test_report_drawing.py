@@ -20,14 +20,19 @@ from gpuptc.report.focal_plane import focal_plane_maps
 from gpuptc.report.sensor import draw
 from gpuptc.running import schedulers as distributed
 from gpuptc.running import sensor as sensor_pipeline
-from gpuptc.schema import DrawnFigure
+from gpuptc.schema import DrawnFigure, sensor_page_name
 from shared_inputs import reported_run_arguments
 
 MODELS = ["expapprox", "rhl", "fullcov_nob"]
 
 
-def _figures(out):
-    return {p.name: p.read_bytes() for p in (out / "report" / "figures").glob("*.png")}
+def _figure_files(out, sensor=""):
+    """The report's figure files (of one sensor: those whose name holds it), by name."""
+    return sorted(p for p in (out / "report" / "figures").glob("*.png") if sensor in p.name)
+
+
+def _figures(out, sensor=""):
+    return {p.name: p.read_bytes() for p in _figure_files(out, sensor)}
 
 
 def _pages(out):
@@ -133,7 +138,7 @@ def test_dask_workers_draw_the_same_figures(two_sensor_run, small_itl, tmp_path)
     assert main(["run", str(small_itl.directory), "--out", str(out), *arguments]) == 0
     stages = json.loads((out / "run.json").read_text())["seconds_by_stage"]
     assert stages["figures (sensors)"] > 0  # drawn on the workers
-    run = {name: png for name, png in _figures(two_sensor_run).items() if small_itl.sensor in name}
+    run = _figures(two_sensor_run, small_itl.sensor)
     assert _figures(out) == run
 
 
@@ -173,7 +178,7 @@ def test_the_page_gives_every_amps_numbers(two_sensor_run, small_e2v):
     """Read back from the rendered page: each amp's gains, noise, turnoff and a00, a01, a10."""
     out = two_sensor_run
     parser = _Tables()
-    parser.feed((out / "report" / f"sensor_{small_e2v.sensor}.html").read_text())
+    parser.feed((out / "report" / sensor_page_name(small_e2v.sensor)).read_text())
     table = next(t for t in parser.tables if "gain expapprox (e-/ADU)" in t[0])
     header, rows = table[0], {int(r[0]): dict(zip(table[0], r, strict=True)) for r in table[1:]}
     ptc = pd.read_parquet(out / "ptc.parquet")
@@ -229,8 +234,8 @@ def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_pa
     draw_report(tmp_path / "report", itl, provenance, workers=1)
     checked(focal_plane_maps(tables["ptc"], tables["manifest"]))
     assert unlabelled == []
-    run = [name for name in _figures(two_sensor_run) if small_itl.sensor in name]
-    assert sorted(_figures(tmp_path)) == sorted(run)  # every figure of the sensor checked
+    run = [path.name for path in _figure_files(two_sensor_run, small_itl.sensor)]
+    assert [path.name for path in _figure_files(tmp_path)] == run  # every figure checked
     assert len(checked_figures) == len(run) + 1
 
 

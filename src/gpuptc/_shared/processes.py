@@ -25,18 +25,15 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     """
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
-        context = multiprocessing.get_context("fork")
-    elif "forkserver" in methods:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    if "forkserver" in methods:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(PRELOADED))
-    else:
-        context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=context,
-        initializer=_environment,
-        initargs=(dict(os.environ),),
-    )
+        # forked and spawned processes inherit this process's environment; served ones not
+        return ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_environment, initargs=(dict(os.environ),)
+        )
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def _environment(environ: dict[str, str]) -> None:

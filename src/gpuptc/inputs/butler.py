@@ -29,6 +29,7 @@ import pandas as pd
 from gpuptc.errors import GpuptcError
 from gpuptc.inputs.manifest import (
     EXPTIME_RELATIVE_TOLERANCE,
+    EXPTIME_TOLERANCE,
     Inventory,
     classify_file,
     manifest_of,
@@ -50,7 +51,6 @@ BUTLER_COLUMNS: tuple[str, ...] = ("dataset_id", "uri", "detector", "exposure")
 """What a manifest made from a repository has beyond the usual columns."""
 
 _OBSERVATION_TYPES = ("flat", "bias")
-_EXPTIME_TOLERANCE = 0.005
 _DETECTOR_NAME = re.compile(r"^R\d\d_S\d\d$")
 
 
@@ -241,7 +241,7 @@ def _disagreement(row: Mapping[str, Any], record: Mapping[str, Any]) -> str | No
     """How a file's header disagrees with its dataset's records, or None."""
     found = []
     if row.get("exptime") is not None and record["exposure_time"] is not None:
-        if abs(float(row["exptime"]) - float(record["exposure_time"])) > _EXPTIME_TOLERANCE:
+        if abs(float(row["exptime"]) - float(record["exposure_time"])) > EXPTIME_TOLERANCE:
             found.append(f"EXPTIME {row['exptime']} s, record {record['exposure_time']} s")
     if row.get("imgtype") and str(row["imgtype"]).strip().lower() != record["observation_type"]:
         found.append(f"IMGTYPE {row['imgtype']}, record {record['observation_type']}")

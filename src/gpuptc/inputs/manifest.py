@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.config import ExtractConfig
 from gpuptc.formats.eotest import AMPLIFIER_RESULTS, sensor_from_eotest_name
 from gpuptc.formats.ptc_dataset import is_ptc_dataset, ptc_dataset_sensor
 from gpuptc.inputs.remote import InputFiles, is_remote, read_remote_header
@@ -64,7 +65,7 @@ FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fit", ".fz", ".fits.gz", ".fit.gz",
 EXPTIME_TOLERANCE = 0.005
 """Exposure-time difference (s) within which two flats always pair (cp_pipe's tolerance)."""
 
-EXPTIME_RELATIVE_TOLERANCE = 0.005
+EXPTIME_RELATIVE_TOLERANCE = ExtractConfig.exptime_tolerance
 """Default fraction of the longer exposure time within which two flats pair.
 
 Shutters jitter and exposure times are not round (an LSSTCam BOT flat says EXPTIME
@@ -257,7 +258,7 @@ def _eotest_sensor(path: Path, primary: dict[str, Any]) -> str | None:
 
     if primary.get("LSST_NUM"):
         return str(primary["LSST_NUM"]).strip()
-    with c_name(on_disk(path)) as name:
+    with c_name(path) as name:
         header = fitsio.read_header(name, AMPLIFIER_RESULTS)
     if header.get("LSST_NUM"):
         return str(header["LSST_NUM"]).strip()
@@ -268,7 +269,7 @@ def _has_amplifier_results(path: Path) -> bool:
     import fitsio
 
     try:
-        with c_name(on_disk(path)) as name, fitsio.FITS(name) as fits_file:
+        with c_name(path) as name, fitsio.FITS(name) as fits_file:
             return AMPLIFIER_RESULTS in fits_file
     except Exception:
         return False
@@ -465,8 +466,10 @@ def _mark_duplicates(frame: pd.DataFrame) -> None:
         else:
             key = (row["sensor"], row["dayobs"], row["seqnum"], row["mjd"], row["exptime"])
         copies.setdefault(key, []).append(idx)
-    for rows in (rows for rows in copies.values() if len(rows) > 1):
-        kept = max(rows, key=lambda idx: (_size(frame.loc[idx, "path"]), -rows.index(idx)))
+    for rows in copies.values():
+        if len(rows) < 2:
+            continue  # sizes are read for exposures with copies only
+        kept = max(rows, key=lambda idx: _size(frame.loc[idx, "path"]))  # the first of equals
         for idx in rows:
             if idx != kept:
                 frame.loc[idx, "status"] = FileStatus.REJECTED
@@ -479,7 +482,7 @@ def _mark_duplicates(frame: pd.DataFrame) -> None:
 def _size(path: str) -> int:
     """A local file's size in bytes; -1 where it cannot be known (a URI, a vanished file)."""
     try:
-        return os.stat(path).st_size
+        return os.stat(on_disk(path)).st_size
     except (OSError, ValueError):
         return -1
 

@@ -65,7 +65,7 @@ def _status(
     npix: int,
     cov_ok: bool,
     cov_wanted: bool,
-    mismatch: float = 0.0,
+    mismatch: float,
 ) -> str:
     if failed:
         return PairStatus.MEASURE_FAILED

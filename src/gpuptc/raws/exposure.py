@@ -513,7 +513,7 @@ def read_tiles(path: str | os.PathLike[str]) -> tuple[FileTiles, SensorGeometry]
         If the file is not a readable raw exposure, or a segment is not RICE_1 that
         gpuptc decodes; the message names the file and the reason.
     """
-    path = os.fspath(path)
+    path = on_disk(os.fspath(path))
     with _open(path, "native") as opened:
         geometry = _geometry(path, opened.segments, exposure_info(opened.primary))
         layouts = []

@@ -55,9 +55,11 @@ def on_disk(text: str | os.PathLike[str]) -> str:
 def c_name(path: str) -> Iterator[str]:
     """A name a C library can open for ``path`` while the block runs.
 
-    The path itself when it is UTF-8; else ``/dev/fd/N`` of a descriptor opened on it
-    and closed after the block (a library that opened the file keeps its own).
+    ``path`` as the operating system or :func:`printable` gives it. The name itself when
+    it is UTF-8; else ``/dev/fd/N`` of a descriptor opened on it and closed after the
+    block (a library that opened the file keeps its own).
     """
+    path = on_disk(path)
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:

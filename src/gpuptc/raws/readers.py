@@ -29,6 +29,7 @@ import numpy as np
 
 from gpuptc import settings
 from gpuptc.raws.exposure import RawReadError, read_raw
+from gpuptc.raws.names import on_disk
 
 __all__ = [
     "FileReaders",
@@ -63,7 +64,7 @@ def is_compressed(path: str, pixel_bytes: int) -> bool:
         Bytes of its pixels uncompressed (segments x NAXIS1 x NAXIS2 x |BITPIX| / 8).
     """
     try:
-        return os.path.getsize(path) < _COMPRESSED_FRACTION * pixel_bytes
+        return os.path.getsize(on_disk(path)) < _COMPRESSED_FRACTION * pixel_bytes
     except OSError:
         return False
 
