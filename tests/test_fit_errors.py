@@ -22,7 +22,7 @@ from gpuptc.fitting.ptc import (
     fit_powerlaw,
 )
 from gpuptc.fitting.solve import amp_rejections
-from gpuptc.report.sensor_table import flagged_amps
+from gpuptc.products.verdict import amp_verdicts
 from gpuptc.schema import FitStatus
 
 MEANS = np.geomspace(300.0, 60_000.0, 20)
@@ -147,5 +147,6 @@ def test_a_term_held_at_zero_is_flagged_but_neither_rejected_nor_a_bad_amp():
     pairs = pd.DataFrame(columns=["sensor", "pair", "amp", "status", "file1"])
     rejected = amp_rejections(pairs, ptc)
     assert list(rejected.amp) == [3]
-    flags = flagged_amps(ptc).set_index("amp")["flags"]
-    assert "noise_at_zero" in str(flags.get(2)) and 1 not in flags.index
+    verdicts = amp_verdicts({"ptc": ptc}).set_index("amp")
+    assert verdicts.at[2, "flags"] == "fit noise_at_zero" and verdicts.at[1, "flags"] == ""
+    assert verdicts.verdict.tolist() == ["pass", "check", "fail"]

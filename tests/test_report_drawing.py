@@ -179,7 +179,7 @@ def test_the_page_gives_every_amps_numbers(two_sensor_run, small_e2v):
     out = two_sensor_run
     parser = _Tables()
     parser.feed((out / "report" / sensor_page_name(small_e2v.sensor)).read_text())
-    table = next(t for t in parser.tables if "gain expapprox (e-/ADU)" in t[0])
+    table = next(t for t in parser.tables if "noise (e-)" in t[0])  # every model's
     header, rows = table[0], {int(r[0]): dict(zip(table[0], r, strict=True)) for r in table[1:]}
     ptc = pd.read_parquet(out / "ptc.parquet")
     ptc = ptc[ptc.sensor == small_e2v.sensor].set_index(["model", "amp"])
@@ -201,6 +201,29 @@ def test_the_page_gives_every_amps_numbers(two_sensor_run, small_e2v):
         reference = fit.gain / ptc_reference[amp]
         assert _shows(row["expapprox gain / eotest"], reference)
     assert "chi2/dof expapprox" in header
+
+
+def test_the_page_opens_with_each_amps_verdict(two_sensor_run, small_e2v):
+    """The first table of a sensor's page, read back: each amp's verdict, adopted gain,
+    read noise from the overscan and the PTC, turnoff, full well, a00 and failed tests."""
+    out = two_sensor_run
+    parser = _Tables()
+    parser.feed((out / "report" / sensor_page_name(small_e2v.sensor)).read_text())
+    header, *rows = parser.tables[0]
+    assert header[:3] == ["amp", "verdict", "gain expapprox (e-/ADU)"]
+    verdicts = pd.read_parquet(out / "verdict.parquet")
+    verdicts = verdicts[verdicts.sensor == small_e2v.sensor].set_index("amp")
+    assert sorted(int(r[0]) for r in rows) == list(range(1, 17))
+    for cells in rows:
+        row, amp = dict(zip(header, cells, strict=True)), int(cells[0])
+        expected = verdicts.loc[amp]
+        assert row["verdict"] == expected.verdict and row["flags"] == expected["flags"]
+        assert _shows(row["gain expapprox (e-/ADU)"], expected.gain)
+        overscan, ptc_noise = row["read noise overscan / PTC (e-)"].split(" / ")
+        assert _shows(overscan, expected.overscan_noise) and _shows(ptc_noise, expected.noise)
+        assert _shows(row["turnoff ADU (e-)"].split(" (")[0], expected.turnoff)
+        assert _shows(row["full well (e-)"].replace(",", ""), expected.full_well)
+        assert _shows(row["a00 (1/e-)"], expected.a00)
 
 
 def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_path):

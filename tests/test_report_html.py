@@ -180,13 +180,14 @@ def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
     index = report_html._write_pages(root, _tables(sensors), PROVENANCE, drawn)
     page = _Page(index)
     if len(sensors) == 1:
-        assert page.ids == [HOSTILE, "numbers", "rejected", "tables", "provenance"]
+        ids = [HOSTILE, "verdict", "per-amp", "tests", "numbers", "rejected", "tables"]
+        assert page.ids == [*ids, "provenance"]
         assert page.hrefs == [f"#{HOSTILE}", "#numbers", "#provenance", "../ptc.parquet"]
     else:
         assert page.ids == ["sensors", "tables", "rejected", "provenance"]
         assert page.hrefs[-3:] == ["sensor_A.html", "sensor_B.html", "../ptc.parquet"]
         sensor_page = _Page(root / "sensor_A.html")
-        assert sensor_page.ids == ["A", "numbers", "rejected"]
+        assert sensor_page.ids == ["A", "verdict", "per-amp", "tests", "numbers", "rejected"]
         assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected"]
 
 

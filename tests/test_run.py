@@ -183,7 +183,9 @@ def _chromium() -> str | None:
 
 def test_report_in_a_real_browser(reported_run, tmp_path):
     """On every page of the report (the focal-plane summary and each sensor's), in headless
-    Chromium at 1280 px: every image loads, the page fits that width, every link resolves."""
+    Chromium at 1280 x 800: every image loads, the page fits that width, every link
+    resolves, and a sensor's page shows its verdict and every amp's adopted numbers on the
+    first screen."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
@@ -198,8 +200,20 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
         assert result["images"] >= (1 if number == 0 else 10), path.name
         assert result["broken"] == [], path.name
         assert result["viewport"] == 1280 and result["width"] <= 1280, path.name  # fits a laptop
+        if number > 0:
+            _assert_verdict_first(result, path)
         for href in re.findall(r'href="([^"#][^"]*)"', page):
             assert (report / unquote(href)).exists(), (path.name, href)
+
+
+def _assert_verdict_first(result: dict, path) -> None:
+    """The verdict line and all 16 amps' rows, with the adopted gain, above 800 px."""
+    verdict = result["verdict"]
+    assert verdict is not None and verdict["bottom"] <= 800, path.name
+    assert re.match(r"(PASS|CHECK|FAIL): 16/16 amps fitted \(expapprox\)", verdict["text"])
+    assert result["rows"] == 16 and result["last_row"] <= 800, path.name
+    assert re.fullmatch(r"gain expapprox \(e-/ADU\)", result["gain_header"]), result
+    assert all(re.fullmatch(r"\d\.\d+ ± \d\.\d+", gain) for gain in result["gains"]), result
 
 
 def _rendered(browser: str, report, page: str, profile) -> dict:
@@ -211,8 +225,16 @@ def _rendered(browser: str, report, page: str, profile) -> dict:
         "const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
         "const result = document.createElement('pre'); result.id = 'result';"
         "const width = document.documentElement.scrollWidth;"
+        "const v = document.getElementById('verdict');"
+        "const rows = [...document.querySelectorAll('#per-amp tbody tr')];"
+        "const header = [...document.querySelectorAll('#per-amp thead th')];"
         "result.textContent = JSON.stringify({images: images.length, broken: broken,"
-        " width: width, viewport: window.innerWidth});"
+        " width: width, viewport: window.innerWidth,"
+        " verdict: v && {text: v.textContent, bottom: v.getBoundingClientRect().bottom},"
+        " rows: rows.length,"
+        " last_row: rows.length ? rows[rows.length - 1].getBoundingClientRect().bottom : null,"
+        " gain_header: header.length > 2 ? header[2].textContent : null,"
+        " gains: rows.map(r => r.cells[2].textContent)});"
         "document.body.appendChild(result);});</script>"
     )
     probe.write_text(page.replace("</body>", script + "</body>"))
@@ -230,7 +252,7 @@ def _rendered(browser: str, report, page: str, profile) -> dict:
                 "--disable-sync",
                 f"--user-data-dir={profile}",
                 "--virtual-time-budget=10000",
-                "--window-size=1280,900",
+                "--window-size=1280,800",
                 "--dump-dom",
                 probe.as_uri(),
             ],

@@ -15,6 +15,7 @@ from gpuptc.measuring.sensor import measure
 from gpuptc.products.butler_output import ButlerOutput
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
+from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts
 from gpuptc.raws.exposure import RawExposure, RawReadError, read_raw
 from gpuptc.running.job import run
 from gpuptc.running.refit import refit
@@ -28,7 +29,9 @@ __all__ = [
     "RawExposure",
     "RawReadError",
     "SimulationConfig",
+    "Thresholds",
     "__version__",
+    "amp_verdicts",
     "compare",
     "fit",
     "fit_ptc",
@@ -42,6 +45,7 @@ __all__ = [
     "read_raw",
     "refit",
     "run",
+    "sensor_verdicts",
     "simulate",
     "write_eotest_files",
     "write_ptc_dataset",

@@ -176,17 +176,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return analysis.exit_code
 
 
-def _config_overrides(path: str | None) -> dict[str, object]:
-    """Preset overrides from a TOML file with [isr], [extract] and [solve] tables."""
+def _config_document(path: str | None) -> dict[str, Any]:
+    """A ``--config`` TOML file, read (empty without one)."""
     if not path:
         return {}
     import tomllib
 
     with open(path, "rb") as handle:
-        document = tomllib.load(handle)
+        return tomllib.load(handle)
+
+
+_NOT_PRESET = ("preset", "verdict")
+"""``--config`` tables that are not preset sections: the preset's name, the verdict's limits."""
+
+
+def _config_thresholds(path: str | None) -> Any:
+    """The verdict's limits from a ``--config`` file's ``[verdict]`` table (default: None).
+
+    A table that names no threshold, or a value that is no number, is a usage error.
+    """
+    from gpuptc.products.verdict import Thresholds
+
+    values = _config_document(path).get("verdict")
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise _UsageError(f"{path}: [verdict] must be a table of thresholds")
+    try:
+        return Thresholds.from_mapping(values, source=f"{path}: [verdict]")
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _config_overrides(path: str | None) -> dict[str, object]:
+    """Preset overrides from a TOML file with [isr], [extract] and [solve] tables."""
+    document = _config_document(path)
     overrides: dict[str, object] = {}
     for section, values in document.items():
-        if section == "preset":
+        if section in _NOT_PRESET:
             continue
         if not isinstance(values, dict):
             raise ValueError(f"{path}: [{section}] must be a table of fields")
@@ -209,6 +236,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
     import dataclasses
 
     from gpuptc.config import get_preset
+    from gpuptc.products.verdict import Thresholds
 
     preset = get_preset(args.preset, **_config_overrides(args.config))
     print(f"# gpuptc {__version__}: preset {preset.name!r}; edit and pass with --config FILE")
@@ -220,6 +248,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
                 print(f"# {name} = {value!r}  (None: not set)")
             else:
                 print(f"{name} = {_toml_value(value)}")
+    thresholds = _config_thresholds(args.config) or Thresholds()
+    print("\n# the verdict's limits: they judge the numbers, never change them")
+    print("[verdict]")
+    for name, value in dataclasses.asdict(thresholds).items():
+        print(f"{name} = {_toml_value(value)}")
     return EXIT_OK
 
 
@@ -310,6 +343,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             args.out,
             preset=args.preset,
             publish=publish,
+            thresholds=_config_thresholds(args.config),
             **_run_options(args),
             **overrides,
         )
@@ -352,6 +386,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         preset=args.preset,
         models=args.models.split(",") if args.models else None,
         report=not args.no_report,
+        thresholds=_config_thresholds(args.config),
         **overrides,
     )
     if result.exit_code == EXIT_FATAL:

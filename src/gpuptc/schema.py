@@ -74,7 +74,7 @@ EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the tables' layout; stored per-sensor results of another version are redone."""
 
 # -- statuses ---------------------------------------------------------------------------
@@ -210,6 +210,9 @@ PTC_COLUMNS: tuple[str, ...] = (
     "a00",
     "a00_err",
     "turnoff",
+    "turnoff_err",
+    "turnoff_electrons",
+    "full_well",
     "n_used",
     "chi2_dof",
     "status",
@@ -238,6 +241,7 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "reference_file",
     "reference_value",
     "ratio",
+    "definition",
 )
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "stage", "reason")
 
@@ -308,6 +312,7 @@ TABLE_FILES: dict[str, str] = {
     "fullcov": "fullcov.parquet",
     "curves": "curves.parquet",
     "comparison": "comparison.parquet",
+    "verdict": "verdict.parquet",
     "rejected": REJECTED_FILE,
 }
 """Each table of a run and the file it is written to."""

@@ -28,6 +28,7 @@ from scipy import optimize
 
 from gpuptc.config import SolveConfig
 from gpuptc.fitting._common import leastsq_converged
+from gpuptc.fitting.turnoff import turnoff_with_sampling_error
 from gpuptc.schema import FitStatus
 
 __all__ = [
@@ -478,7 +479,7 @@ def fit_expapprox_cp_pipe(
     pass1_mask, pass1_params = first
     if np.count_nonzero(pass1_mask) < 3:
         return _failed("expapprox", n, FitStatus.TOO_FEW_POINTS)
-    turnoff, sampling = _turnoff(m, pass1_mask)
+    turnoff, sampling = turnoff_with_sampling_error(m, pass1_mask)
     extra: dict[str, Any] = {"turnoff_sampling_error": sampling}
     if settings.rolloff:
         pass1_mask, rolled = _rolloff(m, v, pass1_mask, pass1_params, turnoff, settings)
@@ -493,17 +494,6 @@ def fit_expapprox_cp_pipe(
     if final is None:
         return _failed("expapprox", n, FitStatus.NO_CONVERGENCE)
     return _cp_pipe_result(*final, turnoff, final_mask[inverse], extra)
-
-
-def _turnoff(m: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """The largest kept mean of sorted means ``m``, and cp_pipe's sampling error of it."""
-    last = np.flatnonzero(mask)[-1]
-    turnoff = float(m[last])
-    if last + 1 < len(m) and np.isfinite(m[last + 1]) and last >= 1:
-        sampling = 0.5 * (m[last + 1] - m[last - 1])
-    else:
-        sampling = turnoff - m[last - 1] if last >= 1 else math.nan
-    return turnoff, float(sampling)
 
 
 def _cp_pipe_result(

@@ -9,6 +9,7 @@ go through :data:`MODEL_REGISTRY`: each model's name, what it needs and how it i
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +33,7 @@ from gpuptc.fitting.ptc import (
     fit_quadratic,
     fit_rhl,
 )
+from gpuptc.fitting.turnoff import eotest_full_well, turnoff_with_sampling_error
 from gpuptc.schema import (
     FULLCOV_COLUMNS,
     PTC_COLUMNS,
@@ -74,6 +76,8 @@ class AmpData:
         ``(n, L, L)`` covariances and their pixel pairs.
     gains : numpy.ndarray or None
         ``(n,)`` per-pair gains.
+    flux : numpy.ndarray or None
+        ``(n,)`` exposure times (s): the abscissa of EOTEST's full well.
     select_gains : bool
         Whether ``rhl`` takes the median over the ``used`` pairs only (else all gains).
     """
@@ -85,6 +89,7 @@ class AmpData:
     cov: np.ndarray | None = None
     npix: np.ndarray | None = None
     gains: np.ndarray | None = None
+    flux: np.ndarray | None = None
     select_gains: bool = True
 
     @cached_property
@@ -359,9 +364,38 @@ def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]
     ]
 
 
-def _row(sensor: str, amp: int, segment: str, result: PtcFit) -> dict[str, Any]:
-    values = {name: getattr(result, name) for name in PTC_COLUMNS[4:]}
+_RESPONSE_COLUMNS = ("turnoff_err", "turnoff_electrons", "full_well")
+"""``ptc`` columns derived from a fit and the amp's pairs (:func:`_response`)."""
+
+
+def _row(sensor: str, amp: int, segment: str, result: PtcFit, data: AmpData) -> dict[str, Any]:
+    values = {
+        name: getattr(result, name) for name in PTC_COLUMNS[4:] if name not in _RESPONSE_COLUMNS
+    }
+    values.update(_response(result, data))
     return {"sensor": sensor, "amp": amp, "segment": segment, "model": result.model, **values}
+
+
+def _response(result: PtcFit, data: AmpData) -> dict[str, float]:
+    """The turnoff's sampling error, the turnoff in electrons and EOTEST's full well.
+
+    The sampling error is cp_pipe's own where its fit gives one (of its first pass), else
+    that of the fit's selection (none without a turnoff); the electrons are the fit's
+    gain times ADU.
+    """
+    sampling = result.extra.get("turnoff_sampling_error")
+    if not math.isfinite(result.turnoff):
+        sampling = math.nan
+    elif sampling is None and len(result.mask) == len(data.mean):
+        sampling = turnoff_with_sampling_error(data.mean, result.mask)[1]
+    full_well = math.nan
+    if data.flux is not None and result.status in FitStatus.FITTED:
+        full_well = eotest_full_well(data.flux, data.mean, result.gain)
+    return {
+        "turnoff_err": math.nan if sampling is None else float(sampling),
+        "turnoff_electrons": result.turnoff * result.gain,
+        "full_well": full_well,
+    }
 
 
 def covariance_cubes(
@@ -470,6 +504,7 @@ def _amp_data(
         cov=cube,
         npix=npix,
         gains=measured[per_pair_gain_column(solve.method)].to_numpy(float),
+        flux=measured["exptime"].to_numpy(float),
     )
 
 
@@ -604,9 +639,9 @@ def _fitted(
     for sensor, members in out.groupby("sensor", sort=True):
         amps = _sensor_amps(str(sensor), members, lookup, solve, with_cov, out)
         results = {model: _fit_model(model, amps, backend) for model in wanted}
-        for k, (amp, segment, _) in enumerate(amps):
+        for k, (amp, segment, data) in enumerate(amps):
             for model in wanted:
-                rows.append(_row(str(sensor), amp, segment, results[model][k]))
+                rows.append(_row(str(sensor), amp, segment, results[model][k], data))
                 cov_rows.extend(_fullcov_rows(str(sensor), amp, results[model][k]))
     ptc = pd.DataFrame(rows, columns=list(PTC_COLUMNS)).astype({"amp": "int64", "n_used": "int64"})
     fullcov = pd.DataFrame(cov_rows, columns=list(FULLCOV_COLUMNS)).astype(

@@ -135,7 +135,8 @@ def eotest_results_columns(
 ) -> dict[str, np.ndarray]:
     """EOTEST's PTC_* columns for one sensor from a ``ptc`` table.
 
-    PTC_A00 takes EOTEST's (positive) sign; missing values are written as EOTEST writes a
+    PTC_A00 takes EOTEST's (positive) sign; FULL_WELL is EOTEST's full well (e-, from the
+    flat pairs, with this model's gain); missing values are written as EOTEST writes a
     failed fit (0, errors -1).
     """
     rows = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == model)].sort_values("amp")
@@ -155,6 +156,7 @@ def eotest_results_columns(
         "PTC_NOISE": column("noise", 0.0),
         "PTC_NOISE_ERROR": column("noise_err", -1.0),
         "PTC_TURNOFF": column("turnoff", 0.0),
+        "FULL_WELL": column("full_well", 0.0),
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpuptc.fitting.turnoff import FULL_WELL_DEFINITION, TURNOFF_DEFINITIONS
 from gpuptc.formats.eotest import (
     eotest_results_columns,
     read_eotest_results,
@@ -27,6 +28,7 @@ from gpuptc.schema import COMPARISON_COLUMNS, FileStatus, eotest_file_names
 __all__ = [
     "COMPARISON_COLUMNS",
     "QUANTITIES",
+    "REFERENCE_DEFINITIONS",
     "compare",
     "eotest_references",
     "references",
@@ -83,9 +85,17 @@ def eotest_references(
     return references
 
 
-QUANTITIES: tuple[str, ...] = ("gain", "noise", "turnoff", "a00")
+QUANTITIES: tuple[str, ...] = ("gain", "noise", "turnoff", "a00", "full_well")
 """What :func:`compare` compares, per amp and method (gain e-/ADU, noise e-, turnoff ADU,
-a00 1/e-)."""
+a00 1/e-, full well e-)."""
+
+REFERENCE_DEFINITIONS: dict[tuple[str, str], str] = {
+    ("eotest", "turnoff"): "PTC_TURNOFF: " + TURNOFF_DEFINITIONS["eotest"],
+    ("eotest", "full_well"): "FULL_WELL: " + FULL_WELL_DEFINITION,
+    ("cp_pipe", "turnoff"): "PTC_TURNOFF: " + TURNOFF_DEFINITIONS["cp_pipe"],
+}
+"""What each reference's number is, where the tools' words differ (the ``definition``
+column of :func:`compare`); gpuptc's own follow its preset's selection."""
 
 
 def _eotest_values(table: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +106,7 @@ def _eotest_values(table: pd.DataFrame) -> pd.DataFrame:
             "noise": table["PTC_NOISE"].astype(float) if "PTC_NOISE" in table else np.nan,
             "turnoff": table["PTC_TURNOFF"].astype(float) if "PTC_TURNOFF" in table else np.nan,
             "a00": -table["PTC_A00"].astype(float) if "PTC_A00" in table else np.nan,
+            "full_well": table["FULL_WELL"].astype(float) if "FULL_WELL" in table else np.nan,
         }
     )
     return values.set_index(table["AMP"].astype(int).to_numpy())
@@ -104,7 +115,7 @@ def _eotest_values(table: pd.DataFrame) -> pd.DataFrame:
 def _cp_pipe_values(ptc: pd.DataFrame) -> pd.DataFrame:
     """A PTC dataset's numbers per amp; its gain before cp_pipe's flat-based adjustment."""
     values = ptc.set_index("amp")[["gain_unadjusted", "noise", "turnoff", "a00"]]
-    return values.rename(columns={"gain_unadjusted": "gain"})
+    return values.rename(columns={"gain_unadjusted": "gain"}).assign(full_well=np.nan)
 
 
 def references(
@@ -150,9 +161,11 @@ def compare(ptc: pd.DataFrame, eotest_files: EotestInputs = ()) -> pd.DataFrame:
     -------
     pandas.DataFrame
         :data:`COMPARISON_COLUMNS`: one row per sensor, amp, method, quantity and reference
-        (``eotest``: PTC_GAIN, PTC_NOISE, PTC_TURNOFF, -PTC_A00; ``cp_pipe``: GAIN_UNADJUSTED,
-        NOISE, PTC_TURNOFF, the fit's a00), ``ratio = value / reference_value``. Without
-        any reference, one row per quantity with reference ``none`` and NaN references.
+        (``eotest``: PTC_GAIN, PTC_NOISE, PTC_TURNOFF, -PTC_A00, FULL_WELL; ``cp_pipe``:
+        GAIN_UNADJUSTED, NOISE, PTC_TURNOFF, the fit's a00, no full well),
+        ``ratio = value / reference_value``, and the reference's ``definition`` of the
+        turnoff and the full well (:data:`REFERENCE_DEFINITIONS`). Without any reference,
+        one row per quantity with reference ``none`` and NaN references.
 
     Examples
     --------
@@ -165,9 +178,9 @@ def compare(ptc: pd.DataFrame, eotest_files: EotestInputs = ()) -> pd.DataFrame:
     >>> comparison = compare(ptc, [simulated.eotest_path])
     >>> comparison.columns.tolist()
     ['sensor', 'amp', 'method', 'quantity', 'value', 'reference', 'reference_file',
-     'reference_value', 'ratio']
+     'reference_value', 'ratio', 'definition']
     >>> comparison.groupby("quantity").size().to_dict()
-    {'a00': 16, 'gain': 16, 'noise': 16, 'turnoff': 16}
+    {'a00': 16, 'full_well': 16, 'gain': 16, 'noise': 16, 'turnoff': 16}
     >>> gain = comparison[comparison.quantity == "gain"]
     >>> bool(gain.ratio.between(0.9, 1.1).all())
     True
@@ -196,6 +209,8 @@ def compare(ptc: pd.DataFrame, eotest_files: EotestInputs = ()) -> pd.DataFrame:
     frame = frame.reindex(columns=list(COMPARISON_COLUMNS))
     with np.errstate(divide="ignore", invalid="ignore"):
         frame["ratio"] = frame["value"].astype(float) / frame["reference_value"].astype(float)
+    keys = zip(frame["reference"], frame["quantity"], strict=True)
+    frame["definition"] = [REFERENCE_DEFINITIONS.get(key, "") for key in keys]
     order = {q: k for k, q in enumerate(QUANTITIES)}
     frame = frame.sort_values(
         ["sensor", "amp", "method", "quantity", "reference"],

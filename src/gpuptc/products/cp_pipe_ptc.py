@@ -158,7 +158,7 @@ def _amp_row(
         "PTC_FIT_PARS_ERROR": np.array(errors, float),
         "PTC_FIT_CHI_SQ": fit.chi2_dof,
         "PTC_TURNOFF": fit.turnoff,
-        "PTC_TURNOFF_SAMPLING_ERROR": math.nan,
+        "PTC_TURNOFF_SAMPLING_ERROR": fit.turnoff_err,
         "PTC_ROLLOFF": math.nan,
         "PTC_ROLLOFF_ERROR": math.nan,
         "PTC_ROLLOFF_TAU": math.nan,
@@ -361,7 +361,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 25), 'covariances': (9600, 7), 'ptc': (16, 17), 'fullcov': (0, 10)}
+    {'pairs': (96, 25), 'covariances': (9600, 7), 'ptc': (16, 20), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -480,6 +480,9 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "a00": float(a00),
         "a00_err": float(a00_err),
         "turnoff": float(row["PTC_TURNOFF"]),
+        "turnoff_err": float(row["PTC_TURNOFF_SAMPLING_ERROR"]),
+        "turnoff_electrons": float(row["PTC_TURNOFF"]) * float(row["GAIN_UNADJUSTED"]),
+        "full_well": math.nan,
         "n_used": int(np.sum(np.asarray(row["EXP_ID_MASK"], bool))),
         "chi2_dof": float(row["PTC_FIT_CHI_SQ"]),
         "status": "bad_amp" if bad else FitStatus.OK,

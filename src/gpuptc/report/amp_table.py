@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["amp_numbers"]
+__all__ = ["amp_numbers", "verdict_table"]
 
 _BF_LAGS = {"a00": (0, 0), "a01": (0, 1), "a10": (1, 0)}
 """The brighter-fatter coefficients shown: a_ij with i the serial lag, j the parallel lag."""
@@ -26,11 +26,11 @@ def _with_error(value: float, error: float, digits: int = 4) -> str:
 
 
 def amp_numbers(sensor: str, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per amp: gains, read noise, turnoff, a00/a01/a10, chi^2 and the references.
+    """One row per amp: every model's gain and chi^2, a00/a01/a10 and the references.
 
-    Every model's gain with its error, the EXPAPPROXIMATION read noise, turnoff and chi^2
-    per degree of freedom, the full-covariance a00, a01, a10 with errors and the
-    EXPAPPROXIMATION gain over each reference's.
+    Every model's gain with its error, the EXPAPPROXIMATION read noise and turnoff, every
+    model's chi^2 per degree of freedom, the full-covariance a00, a01, a10 with errors
+    and the EXPAPPROXIMATION gain over each reference's.
 
     Parameters
     ----------
@@ -56,7 +56,9 @@ def amp_numbers(sensor: str, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame
     noise = zip(base["noise"], base["noise_err"], strict=True)
     out["noise (e-)"] = [_with_error(v, e, 3) for v, e in noise]
     out["turnoff (ADU)"] = [f"{v:.0f}" if np.isfinite(v) else "" for v in base["turnoff"]]
-    out["chi2/dof expapprox"] = [f"{v:.2f}" if np.isfinite(v) else "" for v in base["chi2_dof"]]
+    for model, rows in ptc.groupby("model", sort=False):
+        chi2 = rows.set_index("amp")["chi2_dof"].reindex(out.index)
+        out[f"chi2/dof {model}"] = [f"{v:.2f}" if np.isfinite(v) else "" for v in chi2]
     _brighter_fatter(out, tables["fullcov"], sensor)
     _references(out, tables["comparison"], sensor)
     return out.reset_index()
@@ -88,3 +90,66 @@ def _references(out: pd.DataFrame, comparison: pd.DataFrame, sensor: str) -> Non
     for reference, rows in gains.groupby("reference", sort=False):
         ratio = rows.set_index("amp")["ratio"].reindex(out.index)
         out[f"expapprox gain / {reference}"] = [f"{v:.4f}" if np.isfinite(v) else "" for v in ratio]
+
+
+_JUDGED = ("expapprox", "fullcov", "fullcov_nob")
+"""The PTC models whose chi^2 the verdict judges, in the order the table lists them."""
+
+
+def verdict_table(sensor: str, verdicts: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
+    """The first table of a sensor's page: per amp its verdict and adopted numbers.
+
+    Parameters
+    ----------
+    sensor : str
+        The sensor.
+    verdicts : pandas.DataFrame
+        The run's ``verdict`` table.
+    ptc : pandas.DataFrame
+        The run's ``ptc`` table, for the chi^2 of each PTC model.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Text cells, column names with units: the verdict, the adopted model's gain,
+        read noise from the overscan and from the PTC, turnoff in ADU with its sampling
+        error and in electrons, full well, a00, the PTC models' chi^2/dof, the
+        full-covariance gain's difference from the adopted one, the gain over the
+        farthest reference and the tests failed.
+    """
+    mine = verdicts[verdicts["sensor"] == sensor].set_index("amp").sort_index()
+    model = str(mine["model"].iloc[0]) if len(mine) else ""
+    fits = ptc[ptc["sensor"] == sensor]
+    judged = [m for m in _JUDGED if m in set(fits["model"])]
+    chi2 = fits.pivot_table(index="amp", columns="model", values="chi2_dof", dropna=False)
+    chi2 = chi2.reindex(index=mine.index, columns=judged)
+    out = pd.DataFrame(index=mine.index)
+    out["verdict"] = mine["verdict"]
+    out[f"gain {model} (e-/ADU)"] = _cells(mine["gain"], mine["gain_err"])
+    out["read noise overscan / PTC (e-)"] = [
+        f"{_number(o, '.2f')} / {_with_error(p, e, 3)}"
+        for o, p, e in zip(mine["overscan_noise"], mine["noise"], mine["noise_err"], strict=True)
+    ]
+    out["turnoff ADU (e-)"] = [
+        f"{_with_error(t, err)} ({_number(e, ',.0f')})"
+        for t, err, e in zip(
+            mine["turnoff"], mine["turnoff_err"], mine["turnoff_electrons"], strict=True
+        )
+    ]
+    out["full well (e-)"] = [_number(v, ",.0f") for v in mine["full_well"]]
+    out["a00 (1/e-)"] = _cells(mine["a00"], mine["a00_err"])
+    out[f"chi2/dof {' / '.join(judged)}"] = [
+        " / ".join(_number(chi2.at[amp, m], ".2f") for m in judged) for amp in mine.index
+    ]
+    out["full-cov. gain off"] = [_number(100 * v, ".2f", " %") for v in mine["model_spread"]]
+    out["gain / reference"] = [_number(v, ".4f") for v in mine["reference_ratio"]]
+    out["flags"] = mine["flags"]
+    return out.reset_index()
+
+
+def _cells(values: pd.Series, errors: pd.Series) -> list[str]:
+    return [_with_error(v, e) for v, e in zip(values, errors, strict=True)]
+
+
+def _number(value: float, spec: str, unit: str = "") -> str:
+    return f"{value:{spec}}{unit}" if np.isfinite(value) else "-"

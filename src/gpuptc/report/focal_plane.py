@@ -25,7 +25,6 @@ __all__ = [
     "MAP_QUANTITIES",
     "amp_cell",
     "focal_plane_maps",
-    "representative_model",
     "sensor_places",
 ]
 
@@ -169,22 +168,13 @@ def _slot_name(place: tuple[int, int]) -> str:
     return f"R{row // 3}{col // 3}_S{row % 3}{col % 3}"
 
 
-def representative_model(ptc: pd.DataFrame) -> str:
-    """The model whose results stand for a sensor's: EXPAPPROXIMATION when fitted."""
-    for model in ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear"):
-        if model in set(ptc["model"]):
-            return model
-    return str(ptc["model"].iloc[0])
-
-
-def focal_plane_maps(ptc: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
+def focal_plane_maps(verdicts: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
     """Gain, read noise, turnoff and a00 of every amp, at its place on the focal plane.
 
     Parameters
     ----------
-    ptc : pandas.DataFrame
-        The run's ``ptc`` table (the EXPAPPROXIMATION model's rows are mapped, else the
-        first fitted model's).
+    verdicts : pandas.DataFrame
+        The run's ``verdict`` table: each amp's adopted model's numbers.
     manifest : pandas.DataFrame or None
         The run's manifest, for each sensor's raft and slot.
 
@@ -193,11 +183,10 @@ def focal_plane_maps(ptc: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure
     matplotlib.figure.Figure or None
         None for fewer than two sensors.
     """
-    sensors = sorted(ptc["sensor"].unique())
+    sensors = sorted(verdicts["sensor"].unique())
     if len(sensors) < 2:
         return None
-    model = representative_model(ptc)
-    fits = ptc[ptc["model"] == model]
+    fits, model = verdicts, str(verdicts["model"].iloc[0])
     places = sensor_places(sensors, manifest)
     origins = _origins(sensors, places)
     fig = Figure(figsize=(13, 11.5), layout="constrained")

@@ -18,10 +18,11 @@ from markupsafe import Markup, escape
 
 from gpuptc.fitting.solve import per_pair_gain_column as gain_column
 from gpuptc.formats.outputs import read_outputs
-from gpuptc.report.amp_table import amp_numbers
+from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts, verdict_tests
+from gpuptc.report.amp_table import amp_numbers, verdict_table
 from gpuptc.report.focal_plane import focal_plane_maps
 from gpuptc.report.sensor import draw, draw_sensors, joined
-from gpuptc.report.sensor_table import AMP_FLAGS, sensor_summary
+from gpuptc.report.sensor_table import sensor_summary
 from gpuptc.schema import (
     REPORT_DIR,
     RUN_FILE,
@@ -148,13 +149,13 @@ def _sensor_href(sensor: str) -> str:
     return quote(sensor_page_name(sensor))
 
 
-def _sensors_table(tables: Mapping[str, pd.DataFrame]) -> Markup:
+def _sensors_table(verdicts: pd.DataFrame) -> Markup:
     """The table of sensors, each linked to its page, with the amps to look at.
 
     Its cells hold markup (the links, line breaks), so pandas is told not to escape them:
     every header and every cell that is not a number is escaped here instead.
     """
-    summary = sensor_summary(tables)
+    summary = sensor_summary(verdicts)
     cells = summary.reset_index(drop=True).map(
         lambda v: v if isinstance(v, int | float | np.number) else escape(v)
     )
@@ -166,6 +167,17 @@ def _sensors_table(tables: Mapping[str, pd.DataFrame]) -> Markup:
         for text in summary["worst amps"]
     ]
     return _html_table(cells, 5, escape=False)
+
+
+def _judged(
+    tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]
+) -> tuple[pd.DataFrame, Thresholds]:
+    """The run's verdict table and the limits behind it (judged here for older outputs)."""
+    limits = Thresholds(**provenance.get("thresholds", {}))
+    if "verdict" in tables:
+        return tables["verdict"], limits
+    model = provenance.get("configuration", {}).get("solve", {}).get("ptc_fit_type")
+    return amp_verdicts(tables, limits, model), limits
 
 
 def _table_links(root: Path) -> list[tuple[str, str]]:
@@ -185,10 +197,16 @@ def _write_pages(
     figs = root / "figures"
     sensors = sorted(drawn)
     index = root / "index.html"
+    verdicts, limits = _judged(tables, provenance)
+    lines = sensor_verdicts(verdicts, limits).set_index("sensor")
+    tests = verdict_tests(limits)
 
     def sensor_page(sensor: str) -> dict[str, Any]:
         return {
             "sensor": sensor,
+            "verdict": lines.loc[sensor] if sensor in lines.index else None,
+            "verdict_table": verdict_table(sensor, verdicts, tables["ptc"]),
+            "tests": tests,
             "per_amp": amp_numbers(sensor, tables),
             "figures": [_figure(figure, figs, root) for figure in drawn[sensor]],
             "numbers": _numbers(tables, sensor),
@@ -219,7 +237,7 @@ def _write_pages(
         "Gain, read noise, turnoff and a00 of every amp at its sensor's place (raft and "
         "slot); the colours saturate beyond the 2nd and 98th percentiles (red above, "
         "magenta below), so that one bad amp stands out without flattening the others.",
-        lambda: focal_plane_maps(tables["ptc"], tables.get("manifest")),
+        lambda: focal_plane_maps(verdicts, tables.get("manifest")),
     )
     _page(
         index,
@@ -227,8 +245,8 @@ def _write_pages(
         "gpuptc report",
         **header,
         focal_plane=None if focal is None else _figure(focal, figs, root),
-        criteria=[flag.describe() for flag in AMP_FLAGS],
-        sensors_table=_sensors_table(tables),
+        tests=tests,
+        sensors_table=_sensors_table(verdicts),
         table_links=_table_links(root),
         rejected=tables["rejected"],
     )

@@ -34,6 +34,7 @@ from gpuptc.inputs.manifest import Inventory, inventory
 from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
+from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.schedulers import execute
 from gpuptc.running.sensor import SensorResult, SensorTask
 from gpuptc.running.store import SensorStore
@@ -130,7 +131,7 @@ def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
 
 
 def _collect(
-    selection: _Selection, results: dict[str, SensorResult]
+    selection: _Selection, results: dict[str, SensorResult], job: _Job
 ) -> dict[str, pd.DataFrame] | None:
     """Every table of the run from the sensors' results (None if no sensor has any)."""
     rejected = [selection.rejected, *(results[s].rejected for s in selection.sensors)]
@@ -141,10 +142,11 @@ def _collect(
         name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
         for name in ("pairs", "covariances", "ptc", "fullcov", "curves")
     }
+    tables["comparison"] = compare(tables["ptc"], selection.manifest)
     return {
         "manifest": selection.manifest,
         **tables,
-        "comparison": compare(tables["ptc"], selection.manifest),
+        "verdict": amp_verdicts(tables, job.thresholds, job.config.solve.ptc_fit_type),
         "rejected": joined_rejections(rejected),
     }
 
@@ -224,6 +226,7 @@ def run(
     client: Any = None,
     force: bool = False,
     publish: ButlerOutput | None = None,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole analysis and write every output.
@@ -255,9 +258,11 @@ def run(
         A local Dask cluster of ``workers`` processes (-1: one per GPU, dask-cuda), an
         existing scheduler's address, or a ``distributed.Client`` you have.
     force : bool
-        Recompute sensors whose stored results (``DIR/sensors/``) are complete and valid.
+        Recompute the sensors stored complete and valid in ``DIR/sensors/``.
     publish : ButlerOutput, optional
-        A repository's RUN collection the PTC datasets are put into (checked first).
+        A repository's RUN collection for the PTC datasets (checked first).
+    thresholds : Thresholds, optional
+        The verdict's limits (``verdict.parquet``); stored sensors stay valid when they change.
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -274,15 +279,12 @@ def run(
     >>> result = run(raw_dir, tmp / "out", report=False)
     >>> result.exit_code, len(result.rejected)
     (0, 0)
-    >>> fits = result.tables["ptc"].query("model == 'expapprox'")
-    >>> int(fits.gain.notna().sum()), int(fits.gain_err.notna().sum())
-    (16, 16)
-    >>> [path.name for path in (tmp / "out").glob("cp_pipe/*_ptc.fits")]
-    ['E2V-CCD250-101_ptc.fits']
+    >>> int(result.tables["verdict"].gain.notna().sum())  # the adopted gains, EXPAPPROXIMATION
+    16
     """
     started = time.monotonic()
     config = get_preset(preset, **overrides)
-    job = _Job.checked(config, backend, [*_listed(inputs), *eotest], out, publish, models, bias)
+    job = _Job.checked(config, backend, inputs, eotest, out, publish, models, bias, thresholds)
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
     return _run_staged(job, sensors, report, execution, started)
@@ -324,28 +326,35 @@ class _Job:
     publish: ButlerOutput | None
     models: Sequence[str]
     bias: Any
+    thresholds: Thresholds
 
     @classmethod
     def checked(
         cls,
         config: Preset,
         backend: str,
-        inputs: list[Any],
+        inputs: Any,
+        eotest: Sequence[Any],
         out: Any,
         publish: ButlerOutput | None,
         models: Sequence[str] | None,
         bias: Any,
+        thresholds: Thresholds | None = None,
     ) -> _Job:
         """The job, once its backend and its repository output are known to work.
 
         An unavailable backend or repository fails here, before anything is written;
-        ``models`` None means every model.
+        ``inputs`` are one or several paths, ``eotest`` more of them; ``models`` None
+        means every model.
         """
         chosen = get_backend(backend)
         log.info("array backend: %s%s", chosen.name, " (auto)" if backend == "auto" else "")
         if publish is not None:
             publish.check()
-        return cls(config, backend, chosen.name, inputs, out, publish, models or MODELS, bias)
+        chosen_models = models or MODELS
+        limits = thresholds or Thresholds()
+        found = [*_listed(inputs), *eotest]
+        return cls(config, backend, chosen.name, found, out, publish, chosen_models, bias, limits)
 
 
 def _listed(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Any]:
@@ -369,7 +378,7 @@ def _stages(
     with watch.stage("sensors"):
         results = execute(tasks, job.out, **execution) if tasks else {}
     with watch.stage("tables and comparison"):
-        tables = _collect(selection, results)
+        tables = _collect(selection, results, job)
     if tables is None:
         staged.abandon()
         rejected = [selection.rejected, *(results[s].rejected for s in selection.sensors)]
@@ -377,6 +386,7 @@ def _stages(
         return EXIT_FATAL, tables, selection.found
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
+    provenance["thresholds"] = dataclasses.asdict(job.thresholds)
     if selection.found.queries:
         provenance["butler"] = list(selection.found.queries)
     write_outputs(

@@ -9,6 +9,7 @@ and the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -28,6 +29,7 @@ from gpuptc.formats.ptc_dataset import PtcDatasetError
 from gpuptc.inputs.manifest import MANIFEST_COLUMNS
 from gpuptc.products.compare import compare
 from gpuptc.products.cp_pipe_ptc import read_ptc_dataset
+from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.job import RunResult, run_provenance, write_outputs
 from gpuptc.schema import (
     EXIT_FATAL,
@@ -100,6 +102,7 @@ def refit(
     preset: str = "cp_pipe",
     models: Sequence[str] | None = None,
     report: bool = True,
+    thresholds: Thresholds | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Refit PTC datasets' measurements with gpuptc's models and write every output.
@@ -116,6 +119,8 @@ def refit(
         PTC models to fit (default all; ``rhl`` needs per-pair gains the files lack).
     report : bool
         Draw the HTML report.
+    thresholds : Thresholds, optional
+        The limits of the verdict (as :func:`gpuptc.run` takes them).
     **overrides
         Preset field overrides (``solve__sigma_cut=4``, ...).
 
@@ -156,9 +161,12 @@ def refit(
         return RunResult(Path(out), EXIT_FATAL, {"manifest": manifest, "rejected": rejected})
     with watch.stage("fit"):
         tables = _refitted(read, manifest, rejected, config, list(models or MODELS))
+        limits = thresholds or Thresholds()
+        tables["verdict"] = amp_verdicts(tables, limits, config.solve.ptc_fit_type)
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(config, "numpy", paths, tables, exit_code, started)
     provenance["refit_of"] = {sensor: t["ptc"].attrs for sensor, t in read.items()}
+    provenance["thresholds"] = dataclasses.asdict(limits)
     staged = StagedOutputs(out)
     try:
         write_outputs(staged, tables, {} if report else None, provenance, (watch, started))
