@@ -7,7 +7,7 @@
 # own time limit and writes, unbuffered, into $OUT (the device tool returns that folder);
 # summary.txt lists each step's exit status, and the script fails if any step failed.
 #
-# Before the device call, on the development machine:  bash ../shared/device/wheels.sh
+# Before the device call, on the development machine:  bash ../shared/device/wheels.sh vl-convert-python
 # Device call (carry .whl, timeout_s about 300):        bash benchmarks/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."

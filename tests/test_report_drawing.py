@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import json
+import re
 import shutil
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -50,11 +51,11 @@ def two_sensor_run(reported_run):
     return out
 
 
-FIGURES_PER_SENSOR = 15
-"""Figures of a small sensor measured with covariances: the PTC at four scales, residual
-histograms, gain histograms, gains by method, the comparison with EOTEST, gain against
-exposure time, the flats' mismatch, covariances against signal, the covariance grid, the a
-matrix, the per-amp summary and the images."""
+FIGURES_PER_SENSOR = 12
+"""PNG figures of a small sensor measured with covariances: the PTC at two scales (ratio,
+residuals; the log PTC is a chart), residual histograms, gain histograms, gains by method,
+the comparison with EOTEST, the flats' mismatch, covariances against signal, the
+covariance grid, the a matrix, the per-amp summary and the images."""
 
 
 def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
@@ -66,12 +67,17 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     shutil.copytree(two_sensor_run, copy)
     shutil.rmtree(copy / "report")
     shutil.copytree(two_sensor_run / "report" / "data", copy / "report" / "data")
-    assert main(["report", str(copy), "-q"]) == 0  # two sensors: two drawing processes
+    assert main(["report", str(copy), "-q", "--png"]) == 0  # two drawing processes
     drawn, redrawn = _figures(two_sensor_run), _figures(copy)
     assert len(drawn) == 2 * FIGURES_PER_SENSOR + 1  # and the focal plane
     assert drawn == redrawn
     pages = "".join(page.read_text() for page in _pages(copy))
     assert all(f"figures/{name}" in pages for name in drawn)
+    specs = re.compile(r'<script type="application/json" class="vega-spec">(.*?)</script>')
+    before = "".join(page.read_text() for page in _pages(two_sensor_run))
+    assert specs.findall(pages) == specs.findall(before) and len(specs.findall(pages)) == 6
+    charts = sorted((copy / "report" / "charts").glob("*.png"))  # --png: no browser
+    assert len(charts) == 6 and all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
 
 
 def test_stored_sensors_keep_their_figures(
@@ -100,7 +106,7 @@ def test_sensors_stored_without_figures_are_drawn_with_the_report(small_e2v, tmp
     assert not (out / "report").exists()
     gpuptc.run(small_e2v.directory, out, backend="numpy", models=MODELS)
     names = set(_figures(out))
-    assert f"ptc_log_{small_e2v.sensor}.png" in names and len(names) == 13
+    assert f"ptc_ratio_{small_e2v.sensor}.png" in names and len(names) == 10
 
 
 def test_a_failed_drawing_process_leaves_the_figures_to_the_report(small_e2v):
@@ -205,7 +211,8 @@ def test_the_page_gives_every_amps_numbers(two_sensor_run, small_e2v):
 
 def test_the_page_opens_with_each_amps_verdict(two_sensor_run, small_e2v):
     """The first table of a sensor's page, read back: each amp's verdict, adopted gain,
-    read noise from the overscan and the PTC, turnoff, full well, a00 and failed tests."""
+    per-pixel read noise, expected and fitted PTC noise, turnoff, full well, a00 and failed
+    tests."""
     out = two_sensor_run
     parser = _Tables()
     parser.feed((out / "report" / sensor_page_name(small_e2v.sensor)).read_text())
@@ -219,8 +226,11 @@ def test_the_page_opens_with_each_amps_verdict(two_sensor_run, small_e2v):
         expected = verdicts.loc[amp]
         assert row["verdict"] == expected.verdict and row["flags"] == expected["flags"]
         assert _shows(row["gain expapprox (e-/ADU)"], expected.gain)
-        overscan, ptc_noise = row["read noise overscan / PTC (e-)"].split(" / ")
-        assert _shows(overscan, expected.overscan_noise) and _shows(ptc_noise, expected.noise)
+        assert _shows(row["read noise (e-)"], expected.read_noise)
+        expected_noise, ptc_noise = row["PTC noise (e-): expected / fitted"].split(" / ")
+        assert _shows(expected_noise, expected.expected_noise)
+        assert _shows(ptc_noise.rstrip(" *"), expected.noise)
+        assert ptc_noise.endswith(" *") == expected.cp_pipe_noise_warning
         assert _shows(row["turnoff ADU (e-)"].split(" (")[0], expected.turnoff)
         assert _shows(row["full well (e-)"].replace(",", ""), expected.full_well)
         assert _shows(row["a00 (1/e-)"], expected.a00)

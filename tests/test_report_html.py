@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuptc.report import html as report_html
-from gpuptc.schema import DrawnFigure, FitStatus, sensor_page_name
+from gpuptc.schema import DrawnFigure, FitStatus, file_stem, sensor_page_name
 
 HOSTILE = '<script>alert(1)</script>"onload='
 """A sensor name as a hostile FITS header could give it."""
@@ -21,10 +21,10 @@ ALSO_HOSTILE = '<img src=x onerror=alert(1)>"onload=x'
 TAGS = {
     *("html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "b", "nav"),
     *("a", "div", "table", "thead", "tbody", "tr", "th", "td", "figure", "img", "figcaption"),
-    *("details", "summary", "pre", "ul", "li", "br"),
+    *("details", "summary", "pre", "ul", "li", "br", "script"),
 }
 """Every element the pages are made of."""
-ATTRIBUTES = {"lang", "charset", "href", "id", "class", "style", "src", "alt"}
+ATTRIBUTES = {"lang", "charset", "href", "id", "class", "style", "src", "alt", "type"}
 
 
 class _Page(HTMLParser):
@@ -180,14 +180,16 @@ def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
     index = report_html._write_pages(root, _tables(sensors), PROVENANCE, drawn)
     page = _Page(index)
     if len(sensors) == 1:
-        ids = [HOSTILE, "verdict", "per-amp", "tests", "numbers", "rejected", "tables"]
+        ids = [HOSTILE, "verdict", "per-amp", "tests", f"amp_map_{file_stem(HOSTILE)}"]
+        ids += ["numbers", "rejected", "tables"]
         assert page.ids == [*ids, "provenance"]
         assert page.hrefs == [f"#{HOSTILE}", "#numbers", "#provenance", "../ptc.parquet"]
     else:
         assert page.ids == ["sensors", "tables", "rejected", "provenance"]
         assert page.hrefs[-3:] == ["sensor_A.html", "sensor_B.html", "../ptc.parquet"]
         sensor_page = _Page(root / "sensor_A.html")
-        assert sensor_page.ids == ["A", "verdict", "per-amp", "tests", "numbers", "rejected"]
+        ids = ["A", "verdict", "per-amp", "tests", "amp_map_A", "numbers", "rejected"]
+        assert sensor_page.ids == ids
         assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected"]
 
 

@@ -79,11 +79,12 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     for sensor, page in pages.items():
         assert f'<h2 id="{sensor}">' in page and 'href="index.html"' in page
         others = set(sensors) - {sensor}
-        assert not any(f"ptc_log_{other}" in page for other in others)  # its own figures
+        assert not any(f"ptc_ratio_{other}" in page for other in others)  # its own figures
         assert "<th>noise (e-)</th>" in page and "<th>turnoff (ADU)</th>" in page  # units
         assert "<details><summary>Per-pair measurements" in page  # collapsed
         assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
-        assert page.count("<figcaption>") == page.count("<img ")
+        charts = page.count('<figure class="chart"')
+        assert page.count("<figcaption>") == page.count("<img ") + charts and charts == 3
     assert not list(out.glob(".gpuptc-*"))
 
 
@@ -183,9 +184,10 @@ def _chromium() -> str | None:
 
 def test_report_in_a_real_browser(reported_run, tmp_path):
     """On every page of the report (the focal-plane summary and each sensor's), in headless
-    Chromium at 1280 x 800: every image loads, the page fits that width, every link
-    resolves, and a sensor's page shows its verdict and every amp's adopted numbers on the
-    first screen."""
+    Chromium at 1280 x 800: every image loads, every chart is drawn (offline: the chart
+    library is a file of the report), the page fits that width, every link resolves, and
+    a sensor's page shows its verdict and every amp's adopted numbers on the first
+    screen."""
     browser = _chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
@@ -197,7 +199,9 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     for number, path in enumerate(pages):
         page = path.read_text()
         result = _rendered(browser, report, page, tmp_path / f"profile{number}")
-        assert result["images"] >= (1 if number == 0 else 10), path.name
+        assert result["images"] >= (1 if number == 0 else 8), path.name
+        # every chart drawn by the library the report ships, with no network
+        assert result["drawn"] == result["charts"] == (0 if number == 0 else 3), path.name
         assert result["broken"] == [], path.name
         assert result["viewport"] == 1280 and result["width"] <= 1280, path.name  # fits a laptop
         if number > 0:
@@ -220,7 +224,7 @@ def _rendered(browser: str, report, page: str, profile) -> dict:
     """What headless Chromium finds once ``page`` (placed in ``report``) has loaded."""
     probe = report / "browser_check.html"
     script = (
-        "<script>window.addEventListener('load', () => {"
+        "<script>window.addEventListener('load', () => setTimeout(() => {"
         "const images = [...document.images];"
         "const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
         "const result = document.createElement('pre'); result.id = 'result';"
@@ -234,8 +238,10 @@ def _rendered(browser: str, report, page: str, profile) -> dict:
         " rows: rows.length,"
         " last_row: rows.length ? rows[rows.length - 1].getBoundingClientRect().bottom : null,"
         " gain_header: header.length > 2 ? header[2].textContent : null,"
-        " gains: rows.map(r => r.cells[2].textContent)});"
-        "document.body.appendChild(result);});</script>"
+        " gains: rows.map(r => r.cells[2].textContent),"
+        " charts: document.querySelectorAll('figure.chart').length,"
+        " drawn: document.querySelectorAll('figure.chart svg.marks').length});"
+        "document.body.appendChild(result);}, 3000));</script>"
     )
     probe.write_text(page.replace("</body>", script + "</body>"))
     try:

@@ -51,8 +51,9 @@ def _ptc(sensor="S", amps=16, **columns):
     return frame
 
 
-def _pairs(ptc, read_noise_adu):
-    """Two used pairs per amp whose overscan noise (ADU) is ``read_noise_adu[amp]`` or 6."""
+def _pairs(ptc, read_noise, isr_noise=0.0):
+    """Two used pairs per amp whose per-pixel read noise (ADU) is ``read_noise[amp]`` or 6,
+    with ``isr_noise`` added by the ISR, and a third pair not measured."""
     rows = [
         {
             "sensor": row.sensor,
@@ -60,7 +61,9 @@ def _pairs(ptc, read_noise_adu):
             "pair": pair,
             "status": PairStatus.MEASURED[0] if pair < 2 else "flats_disagree",
             "used": pair < 2,
-            "read_noise_adu": read_noise_adu.get(row.amp, 6.0) if pair < 2 else 99.0,
+            "read_noise_pixel_adu": read_noise.get(row.amp, 6.0) if pair < 2 else 99.0,
+            "isr_noise_adu": isr_noise,
+            "read_noise_adu": 0.97 * read_noise.get(row.amp, 6.0),  # the overscan's own
         }
         for row in ptc.itertuples()
         for pair in range(3)
@@ -83,18 +86,28 @@ def test_requirements_fail_the_amp():
     assert failing == [2, 4, 7]
     assert verdicts.set_index("amp").at[2, "flags"].startswith("read noise 8.50 e-")
     # the pairs not measured do not count: their 99 ADU would fail every amp
-    assert verdicts.overscan_noise.drop(index=1).eq(6.0).all()
+    assert verdicts.read_noise.drop(index=1).eq(6.0).all()
 
 
 def test_checks_need_the_difference_to_be_significant():
-    """PTC noise 7 e- against 6 e- in the overscan: 17 %, but flagged only where the PTC
-    noise's error makes it more than 3 errors."""
+    """PTC noise 7 e- against 6 e- expected: 17 %, but flagged only where the PTC noise's
+    error makes it more than 3 errors."""
     ptc = _ptc(noise={1: 7.0, 2: 7.0}, noise_err={1: 0.2, 2: 0.5})
     verdicts = amp_verdicts({"ptc": ptc, "pairs": _pairs(ptc, {})})
     assert _flagged(verdicts, "noise_agreement") == [1]  # 1 e- = 5 errors; amp 2: 2 errors
     assert verdicts.set_index("amp").at[1, "verdict"] == Verdict.CHECK
     loose = amp_verdicts({"ptc": ptc, "pairs": _pairs(ptc, {})}, Thresholds(significance=1.0))
     assert _flagged(loose, "noise_agreement") == [1, 2]
+
+
+def test_the_isrs_own_noise_explains_a_ptc_noise_above_the_overscans():
+    """Read noise 6 e-, ISR noise 3.6 e-: the PTC noise of 7 e- is what they make (no
+    check), though 20 % above the overscan's own number (cp_pipe's warning)."""
+    ptc = _ptc(noise=dict.fromkeys(range(1, 17), 7.0))
+    verdicts = amp_verdicts({"ptc": ptc, "pairs": _pairs(ptc, {}, isr_noise=3.6)})
+    assert verdicts.expected_noise.to_numpy() == pytest.approx(np.hypot(6.0, 3.6))
+    assert not verdicts.flag_noise_agreement.any() and verdicts.cp_pipe_noise_warning.all()
+    assert verdicts.overscan_noise.to_numpy() == pytest.approx(0.97 * 6.0)
 
 
 def test_a_held_parameter_and_a_poor_ptc_fit_are_checks():

@@ -15,6 +15,7 @@ import pandas as pd
 from gpuptc._version import __version__
 from gpuptc.errors import GpuptcError
 from gpuptc.schema import (
+    CHARTS_DIR,
     EXIT_FATAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -401,8 +402,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from gpuptc.report import redraw_report
 
-    index = redraw_report(args.directory)
+    index = redraw_report(args.directory, png=args.png)
     print(f"Report redrawn: {index}")
+    if args.png:
+        print(f"Charts as PNG: {index.parent / CHARTS_DIR}")
     return EXIT_OK
 
 
@@ -689,6 +692,11 @@ def _add_report(sub: Any) -> None:
         "reading raw data.",
     )
     report.add_argument("directory", metavar="DIR", help="output directory of gpuptc run")
+    report.add_argument(
+        "--png",
+        action="store_true",
+        help="also write every chart as a PNG into DIR/report/charts (no browser needed)",
+    )
 
 
 def _add_config(sub: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "CHARTS_DIR",
     "COMPARISON_COLUMNS",
     "COVARIANCE_COLUMNS",
     "CP_PIPE_DIR",
@@ -182,6 +183,8 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "file1",
     "file2",
     *STAT_NAMES[:-1],
+    "read_noise_pixel_adu",
+    "isr_noise_adu",
     "overscan_level",
     "level_mismatch",
     "mismatched",
@@ -319,6 +322,8 @@ TABLE_FILES: dict[str, str] = {
 EOTEST_DIR = "eotest"
 CP_PIPE_DIR = "cp_pipe"
 REPORT_DIR = "report"
+CHARTS_DIR = "charts"
+"""Inside the report folder: the charts as PNG files (``gpuptc report DIR --png``)."""
 SENSORS_DIR = "sensors"
 OUTPUT_NAMES: tuple[str, ...] = (
     *TABLE_FILES.values(),

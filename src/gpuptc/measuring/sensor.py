@@ -26,7 +26,8 @@ from gpuptc.config import Preset, get_preset
 from gpuptc.inputs.manifest import PairFiles, flat_pairs
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.batches import read_batches
-from gpuptc.measuring.compute import BatchResult, display_images, measure_batch
+from gpuptc.measuring.compute import BatchResult, display_images, isr_regions, measure_batch
+from gpuptc.measuring.isr_noise import IsrNoise, isr_noise
 from gpuptc.measuring.masterbias import MasterBias, make_master_bias, resolve_biases
 from gpuptc.raws.exposure import RawReadError, read_segment_headers
 from gpuptc.raws.geometry import SensorGeometry
@@ -340,8 +341,8 @@ def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
 class _Tables:
     """Rows of one sensor's tables, gathered batch by batch."""
 
-    def __init__(self, sensor: str, geometry: SensorGeometry) -> None:
-        self.sensor, self.geometry = sensor, geometry
+    def __init__(self, sensor: str, geometry: SensorGeometry, noise: IsrNoise) -> None:
+        self.sensor, self.geometry, self.noise = sensor, geometry, noise
         self.pair_rows: list[dict[str, Any]] = []
         self.cov_frames: list[pd.DataFrame] = []
         self.rejected: list[dict[str, Any]] = []
@@ -355,7 +356,10 @@ class _Tables:
                 )
 
     def measurement(self, images: dict[str, Any] | None, seconds: float) -> SensorMeasurement:
-        pairs = typed(pd.DataFrame(self.pair_rows, columns=list(PAIR_COLUMNS)))
+        pairs = pd.DataFrame(self.pair_rows, columns=list(PAIR_COLUMNS))
+        pairs["read_noise_pixel_adu"] = self.noise.pixel_noise(pairs["read_noise_adu"])
+        pairs["isr_noise_adu"] = self.noise.isr_noise(pairs["read_noise_adu"])
+        pairs = typed(pairs)
         empty = _empty_tables()[1]
         covariances = pd.concat(self.cov_frames, ignore_index=True) if self.cov_frames else empty
         rejected = rejected_frame(self.rejected)
@@ -398,7 +402,8 @@ def measure_sensor(
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     bias_device = _device_bias(sensor, bias, geometry, preset, backend)
-    tables = _Tables(sensor, geometry)
+    frames = len(bias.sources) if bias is not None else 0
+    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry), frames))
     order = {pair.pair: index for index, pair in enumerate(pairs)}
     images, seconds = None, 0.0
     done = 0

@@ -7,10 +7,15 @@ focal-plane page and ``verdict.parquet`` all read :func:`amp_verdicts`. Two kind
   requirements as EOTEST applies them to its results (``CcdSpecs`` in EOTEST's
   ``python/lsst/eotest/sensor/EOTestPlots.py``: CCD-007, read noise below 8 e- rms;
   CCD-008, blooming full well below 175 000 e-), and a PTC fit that failed;
-- **checks** (``check``: look before signing off): cp_pipe's warning when the PTC and
-  overscan read noise differ by more than 5 %, a fit parameter held at zero, a poor
-  fit, models or references that disagree on the gain, and an amp far from its
-  sensor's others.
+- **checks** (``check``: look before signing off): a PTC noise more than 5 % from the
+  one the read noise and the ISR's own noise make (cp_pipe warns at 5 % from the
+  overscan noise alone; ``cp_pipe_noise_warning`` keeps its word), a fit parameter
+  held at zero, a poor fit, models or references that disagree on the gain, and an amp
+  far from its sensor's others.
+
+The read noise is the per-pixel one (the overscan's, its estimator's bias undone:
+:mod:`gpuptc.measuring.isr_noise`), and the PTC noise is held against it with the noise
+the ISR adds.
 
 The limits are :class:`Thresholds`, set per run (``[verdict]`` in a ``--config`` file);
 they judge numbers without changing them, so a stored sensor is not stale when they
@@ -61,8 +66,10 @@ class Thresholds:
     full_well_max : float
         e-; an amp at or above fails (CCD-008, EOTEST ``CcdSpecs``: ``< 175000``).
     noise_agreement : float
-        PTC over overscan read noise further than this from 1: check (cp_pipe's warning
-        in its PTC solve, 5 %), when also beyond ``significance`` errors of the PTC noise.
+        PTC noise further than this fraction from the one the read noise and the ISR's
+        added noise make, and beyond ``significance`` errors: check (cp_pipe warns at 5 %
+        against the overscan noise alone, which the ISR's own noise puts 3-15 % below
+        the PTC noise; ``cp_pipe_noise_warning`` says where it would).
     chi2_max : float
         chi^2 per degree of freedom of a PTC model (EXPAPPROXIMATION, full covariance)
         above this: check. The notebook fits' chi^2 weigh every point alike, so they are
@@ -140,7 +147,7 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
     >>> [flag.key for flag in verdict_tests() if flag.severity == "fail"]
     ['fit', 'read_noise', 'full_well']
     >>> verdict_tests(Thresholds(read_noise_max=9))[2].describe
-    'read noise (overscan, e-) at or above 9'
+    'read noise (per pixel, e-) at or above 9'
     """
     limits = thresholds or Thresholds()
     return (
@@ -154,7 +161,7 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
         AmpFlag(
             "read_noise",
             Verdict.FAIL,
-            f"read noise (overscan, e-) at or above {limits.read_noise_max:g}",
+            f"read noise (per pixel, e-) at or above {limits.read_noise_max:g}",
             "CCD-007, EOTEST CcdSpecs",
         ),
         AmpFlag(
@@ -166,7 +173,8 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
         AmpFlag(
             "noise_agreement",
             Verdict.CHECK,
-            f"PTC and overscan read noise differ by more than {limits.noise_agreement:.0%}",
+            f"PTC noise more than {limits.noise_agreement:.0%} from the read noise and the "
+            "ISR's added noise together",
             "cp_pipe PTC solve warning",
         ),
         AmpFlag(
@@ -223,7 +231,11 @@ VERDICT_COLUMNS: tuple[str, ...] = (
     "gain_err",
     "noise",
     "noise_err",
+    "read_noise",
+    "isr_noise",
+    "expected_noise",
     "overscan_noise",
+    "cp_pipe_noise_warning",
     "turnoff",
     "turnoff_err",
     "turnoff_electrons",
@@ -240,7 +252,10 @@ VERDICT_COLUMNS: tuple[str, ...] = (
     "verdict",
 )
 """``verdict.parquet``: per amp the adopted model, its fit status and numbers (gain
-e-/ADU, noise e- from the PTC, overscan_noise e-, turnoff ADU and e-, full well e-, a00
+e-/ADU; noise, from the PTC; read_noise, the per-pixel read noise from the overscan;
+isr_noise, what the ISR adds; expected_noise, the PTC noise they make; overscan_noise,
+the overscan's own number, and cp_pipe_noise_warning, whether cp_pipe would warn that
+the PTC noise is more than 5 % from it; all in e-; turnoff ADU and e-, full well e-, a00
 1/e-), the worst chi^2/dof of the PTC models (EXPAPPROXIMATION, full covariance), the
 full-covariance gains' largest relative difference from the adopted one, the adopted
 gain over the reference farthest from it, one boolean per test, the failed tests as
@@ -306,7 +321,12 @@ def amp_verdicts(
     adopted = ptc[ptc["model"] == model].sort_values(["sensor", "amp"]).reset_index(drop=True)
     out = adopted.reindex(columns=[c for c in VERDICT_COLUMNS if c in PTC_COLUMNS])
     keys = pd.MultiIndex.from_frame(adopted[["sensor", "amp"]])
-    out["overscan_noise"] = _overscan_noise(tables.get("pairs"), adopted, keys)
+    noises = _noises(tables.get("pairs"), adopted, keys)
+    for name in noises:
+        out[name] = noises[name].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = out["noise"] / out["overscan_noise"] - 1
+    out["cp_pipe_noise_warning"] = (ratio.abs() > limits.noise_agreement).to_numpy(bool)
     _fit_quality(out, ptc, keys)
     out["reference_ratio"] = _worst_reference(tables.get("comparison"), model, keys)
     for flag in verdict_tests(limits):
@@ -314,19 +334,37 @@ def amp_verdicts(
     return _with_verdicts(out, limits)
 
 
-def _overscan_noise(
-    pairs: pd.DataFrame | None, adopted: pd.DataFrame, keys: pd.Index
-) -> np.ndarray:
-    """Median overscan read noise of the pairs used (all measured if none), in electrons."""
-    if pairs is None or "read_noise_adu" not in pairs:
-        return np.full(len(adopted), math.nan)
-    measured = pairs[pairs["status"].isin(PairStatus.MEASURED)]
-    used = measured[measured["used"].fillna(False).astype(bool)] if "used" in measured else measured
-    chosen = used if len(used) else measured
-    adu = chosen.groupby(["sensor", "amp"])["read_noise_adu"].median()
-    fallback = measured.groupby(["sensor", "amp"])["read_noise_adu"].median()
-    adu = adu.reindex(keys).fillna(fallback.reindex(keys))
-    return adu.to_numpy(float) * adopted["gain"].to_numpy(float)
+_PAIR_NOISES = {
+    "read_noise": "read_noise_pixel_adu",
+    "isr_noise": "isr_noise_adu",
+    "overscan_noise": "read_noise_adu",
+}
+"""The verdict's noises (e-) and the pairs' columns (ADU) whose median over the pairs used
+they are: the per-pixel read noise, the noise the ISR adds, the overscan's own number."""
+
+
+def _noises(pairs: pd.DataFrame | None, adopted: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
+    """Each amp's noises in electrons (NaN where the pairs lack them).
+
+    And the PTC noise the ISR's model expects from them.
+    """
+    out = pd.DataFrame(index=range(len(adopted)), columns=list(_PAIR_NOISES), dtype=float)
+    if pairs is not None and "status" in pairs:
+        measured = pairs[pairs["status"].isin(PairStatus.MEASURED)]
+        used = (
+            measured[measured["used"].fillna(False).astype(bool)]
+            if "used" in measured
+            else measured
+        )
+        gain = adopted["gain"].to_numpy(float)
+        for name, column in _PAIR_NOISES.items():
+            if column not in measured:
+                continue
+            median = used.groupby(["sensor", "amp"])[column].median().reindex(keys)
+            fallback = measured.groupby(["sensor", "amp"])[column].median().reindex(keys)
+            out[name] = median.fillna(fallback).to_numpy(float) * gain
+    out["expected_noise"] = np.hypot(out["read_noise"], out["isr_noise"])
+    return out
 
 
 def _fit_quality(out: pd.DataFrame, ptc: pd.DataFrame, keys: pd.Index) -> None:
@@ -369,6 +407,11 @@ def _robust_deviation(out: pd.DataFrame) -> pd.Series:
     return (out["gain"] - median).abs() / spread.where(spread > 0)
 
 
+def _best_read_noise(out: pd.DataFrame) -> pd.Series:
+    """The per-pixel read noise; the overscan's own, else the PTC's, where it is unknown."""
+    return out["read_noise"].fillna(out["overscan_noise"]).fillna(out["noise"])
+
+
 def _beyond(difference: pd.Series, limit: pd.Series, noise: pd.Series) -> pd.Series:
     """``|difference|`` above ``limit`` and above ``noise`` (an unknown error: the limit alone)."""
     size = difference.abs()
@@ -382,11 +425,11 @@ def _sensor_median(out: pd.DataFrame, column: str) -> pd.Series:
 _FLAG_TESTS = {
     "fit": lambda out, _: ~out["status"].isin(FitStatus.FITTED),
     "held": lambda out, _: out["status"].isin(FitStatus.FITTED) & (out["status"] != FitStatus.OK),
-    "read_noise": lambda out, t: out["overscan_noise"].fillna(out["noise"]) >= t.read_noise_max,
+    "read_noise": lambda out, t: _best_read_noise(out) >= t.read_noise_max,
     "full_well": lambda out, t: out["full_well"] >= t.full_well_max,
     "noise_agreement": lambda out, t: _beyond(
-        out["noise"] - out["overscan_noise"],
-        t.noise_agreement * out["overscan_noise"],
+        out["noise"] - out["expected_noise"],
+        t.noise_agreement * out["expected_noise"],
         t.significance * out["noise_err"],
     ),
     "chi2": lambda out, t: out["worst_chi2_dof"] > t.chi2_max,
@@ -423,9 +466,9 @@ def _flag_text(flag: AmpFlag, row: pd.Series) -> str:
     value = {
         "fit": lambda: f"fit {row['status']}",
         "held": lambda: f"fit {row['status']}",
-        "read_noise": lambda: f"read noise {row['overscan_noise']:.2f} e-",
+        "read_noise": lambda: f"read noise {_best_read_noise(row.to_frame().T).iloc[0]:.2f} e-",
         "full_well": lambda: f"full well {row['full_well']:,.0f} e-",
-        "noise_agreement": lambda: f"PTC/overscan noise {row['noise'] / row['overscan_noise']:.3f}",
+        "noise_agreement": lambda: f"PTC/expected noise {row['noise'] / row['expected_noise']:.3f}",
         "chi2": lambda: f"{row['worst_chi2_model']} chi2/dof {row['worst_chi2_dof']:.2f}",
         "models": lambda: f"full-covariance gain {100 * row['model_spread']:.1f} % off",
         "reference": lambda: f"gain/reference {row['reference_ratio']:.3f}",
@@ -500,7 +543,7 @@ def _sentence(verdict: str, amps: pd.DataFrame, limits: Thresholds, most: int) -
     fitted = int((~amps["flag_fit"]).sum())
     parts = [
         f"{verdict.upper()}: {fitted}/{len(amps)} amps fitted ({amps['model'].iloc[0]})",
-        f"read noise {_span(amps['overscan_noise'].fillna(amps['noise']), 2, 'e-')}"
+        f"read noise {_span(_best_read_noise(amps), 2, 'e-')}"
         f" (CCD-007: < {limits.read_noise_max:g})",
         f"full well {_span(amps['full_well'], 0, 'e-')} (CCD-008: < {limits.full_well_max:,.0f})",
     ]

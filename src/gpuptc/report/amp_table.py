@@ -111,9 +111,10 @@ def verdict_table(sensor: str, verdicts: pd.DataFrame, ptc: pd.DataFrame) -> pd.
     Returns
     -------
     pandas.DataFrame
-        Text cells, column names with units: the verdict, the adopted model's gain,
-        read noise from the overscan and from the PTC, turnoff in ADU with its sampling
-        error and in electrons, full well, a00, the PTC models' chi^2/dof, the
+        Text cells, column names with units: the verdict, the adopted model's gain, the
+        per-pixel read noise, the PTC noise the ISR's model expects and the fitted one
+        (``*`` where cp_pipe would warn that it is 5 % from the overscan's), turnoff in
+        ADU with its sampling error and in electrons, full well, a00, the PTC models' chi^2/dof, the
         full-covariance gain's difference from the adopted one, the gain over the
         farthest reference and the tests failed.
     """
@@ -126,9 +127,16 @@ def verdict_table(sensor: str, verdicts: pd.DataFrame, ptc: pd.DataFrame) -> pd.
     out = pd.DataFrame(index=mine.index)
     out["verdict"] = mine["verdict"]
     out[f"gain {model} (e-/ADU)"] = _cells(mine["gain"], mine["gain_err"])
-    out["read noise overscan / PTC (e-)"] = [
-        f"{_number(o, '.2f')} / {_with_error(p, e, 3)}"
-        for o, p, e in zip(mine["overscan_noise"], mine["noise"], mine["noise_err"], strict=True)
+    out["read noise (e-)"] = [_number(v, ".2f") for v in mine["read_noise"]]
+    out["PTC noise (e-): expected / fitted"] = [
+        f"{_number(x, '.2f')} / {_with_error(p, e, 3)}" + (" *" if warned else "")
+        for x, p, e, warned in zip(
+            mine["expected_noise"],
+            mine["noise"],
+            mine["noise_err"],
+            mine["cp_pipe_noise_warning"],
+            strict=True,
+        )
     ]
     out["turnoff ADU (e-)"] = [
         f"{_with_error(t, err)} ({_number(e, ',.0f')})"

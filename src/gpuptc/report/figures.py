@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps, font_manager
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.text import Text
@@ -35,7 +35,6 @@ __all__ = [
     "drawable",
     "focal_plane_map",
     "gain_histograms",
-    "gain_vs_exptime",
     "gains_by_method",
     "images_figure",
     "level_mismatch",
@@ -176,11 +175,6 @@ def _by_amp(frame: pd.DataFrame) -> dict[int, pd.DataFrame]:
 
 
 PTC_SCALES: dict[str, str] = {
-    "log": "Variance against mean per amp, log axes: measured pairs (dots used by the fits, "
-    "crosses left out: saturated or outliers) and each model's curve; the dashed line is the "
-    "EXPAPPROXIMATION turnoff. The axes are set by the pairs used.",
-    "linear": "The same on linear axes: the brighter-fatter effect bends the curve below a "
-    "straight line (the linear model) towards high signal.",
     "ratio": "Variance over mean per amp (1 / gain where the PTC is straight; it falls with "
     "signal as the brighter-fatter effect grows, and drops at saturation), with each "
     "model's curve and the turnoff.",
@@ -506,36 +500,6 @@ def covariance_grid(
     _few_ticks(axes[0])
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=7)
-    return fig
-
-
-def gain_vs_exptime(
-    pairs: pd.DataFrame, ptc: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected"
-) -> Figure:
-    """Per-pair gain (``column``) against exposure time, with the onset of saturation."""
-    mine = pairs[pairs["sensor"] == sensor]
-    fig, ax = _single()
-    groups = list(mine.groupby("amp"))
-    colours = colormaps["viridis"](np.linspace(0, 0.95, max(len(groups), 1)))
-    for (amp, rows), colour in zip(groups, colours, strict=False):
-        ordered = rows.sort_values("exptime")
-        ax.plot(ordered["exptime"], ordered[column], "-", lw=0.8, color=colour, label=f"{amp}")
-    turnoff = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == "expapprox")].set_index("amp")[
-        "turnoff"
-    ]
-    above = mine[mine["mean"] > mine["amp"].map(turnoff)]
-    if len(above):
-        onset = float(above.groupby("amp")["exptime"].min().median())
-        ax.axvline(onset, color="k", ls="--", label=f"saturation onset {onset:.1f} s")
-    ax.legend(fontsize=6, ncol=9, title="amp", title_fontsize=7, loc="upper left")
-    ax.set_xscale("log")
-    finite = mine[column][np.isfinite(mine[column])]
-    if len(finite):
-        low, high = np.percentile(finite, [2, 90])
-        ax.set_ylim(0.5 * low, 1.5 * high)
-    ax.set_xlabel("exposure time (s)")
-    ax.set_ylabel("per-pair gain (e-/ADU)")
-    ax.set_title(f"{sensor}: per-pair gain against exposure time, one line per amp")
     return fig
 
 

@@ -20,10 +20,12 @@ from gpuptc.fitting.solve import per_pair_gain_column as gain_column
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts, verdict_tests
 from gpuptc.report.amp_table import amp_numbers, verdict_table
+from gpuptc.report.charts import Chart, chart_png, sensor_charts, spec_json, write_library
 from gpuptc.report.focal_plane import focal_plane_maps
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
 from gpuptc.schema import (
+    CHARTS_DIR,
     REPORT_DIR,
     RUN_FILE,
     TABLE_FILES,
@@ -180,6 +182,23 @@ def _judged(
     return amp_verdicts(tables, limits, model), limits
 
 
+class _ShownChart(NamedTuple):
+    """A chart as the page holds it: its anchor, caption and escaped specification."""
+
+    name: str
+    caption: str
+    spec: Markup
+
+
+def _shown_chart(chart: Chart) -> _ShownChart:
+    return _ShownChart(chart.name, chart.caption, Markup(spec_json(chart.spec)))
+
+
+def _solve_method(provenance: Mapping[str, Any]) -> str:
+    """The run's solve method (which per-pair gain its figures show)."""
+    return str(provenance.get("configuration", {}).get("solve", {}).get("method", "cp_pipe"))
+
+
 def _table_links(root: Path) -> list[tuple[str, str]]:
     """Links to the run's tables, for those who want every number."""
     out = root.parent
@@ -200,6 +219,8 @@ def _write_pages(
     verdicts, limits = _judged(tables, provenance)
     lines = sensor_verdicts(verdicts, limits).set_index("sensor")
     tests = verdict_tests(limits)
+    write_library(root)
+    column = gain_column(_solve_method(provenance))
 
     def sensor_page(sensor: str) -> dict[str, Any]:
         return {
@@ -207,6 +228,7 @@ def _write_pages(
             "verdict": lines.loc[sensor] if sensor in lines.index else None,
             "verdict_table": verdict_table(sensor, verdicts, tables["ptc"]),
             "tests": tests,
+            "charts": [_shown_chart(c) for c in sensor_charts(sensor, tables, verdicts, column)],
             "per_amp": amp_numbers(sensor, tables),
             "figures": [_figure(figure, figs, root) for figure in drawn[sensor]],
             "numbers": _numbers(tables, sensor),
@@ -291,12 +313,11 @@ def draw_report(
     (root / "figures").mkdir(parents=True, exist_ok=True)
     sensors = sorted(tables["ptc"]["sensor"].unique())
     known = {s: figures_ for s, figures_ in (drawn or {}).items() if figures_ is not None}
-    method = provenance.get("configuration", {}).get("solve", {}).get("method", "cp_pipe")
     new = draw_sensors(
         [s for s in sensors if s not in known],
         tables,
         lambda s: root.parent / display_images_name(s),
-        gain_column(method),
+        gain_column(_solve_method(provenance)),
         workers,
         referenced=sensors if "comparison" in tables else (),
     )
@@ -304,7 +325,9 @@ def draw_report(
     return _write_pages(root, tables, provenance, every)
 
 
-def redraw_report(out: str | os.PathLike[str], workers: int | None = None) -> Path:
+def redraw_report(
+    out: str | os.PathLike[str], workers: int | None = None, *, png: bool = False
+) -> Path:
     """Redraw ``DIR/report`` from the Parquet tables of a finished run (no raw data read).
 
     Parameters
@@ -313,6 +336,9 @@ def redraw_report(out: str | os.PathLike[str], workers: int | None = None) -> Pa
         An output directory of ``gpuptc run``.
     workers : int, optional
         Drawing processes (default one per core; sensors are drawn in parallel).
+    png : bool
+        Also write every chart as a PNG into ``DIR/report/charts`` (drawn without a
+        browser), for notes and papers.
 
     Returns
     -------
@@ -322,4 +348,23 @@ def redraw_report(out: str | os.PathLike[str], workers: int | None = None) -> Pa
     directory = Path(out)
     tables = read_outputs(directory)
     provenance = json.loads((directory / RUN_FILE).read_text())
-    return draw_report(directory / REPORT_DIR, tables, provenance, workers=workers)
+    index = draw_report(directory / REPORT_DIR, tables, provenance, workers=workers)
+    if png:
+        write_chart_images(directory / REPORT_DIR / CHARTS_DIR, tables, provenance)
+    return index
+
+
+def write_chart_images(
+    folder: Path, tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]
+) -> list[Path]:
+    """Every sensor's charts as PNG files in ``folder`` (``<chart name>.png``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    verdicts, _ = _judged(tables, provenance)
+    column = gain_column(_solve_method(provenance))
+    written = []
+    for sensor in sorted(tables["ptc"]["sensor"].unique()):
+        for chart in sensor_charts(sensor, tables, verdicts, column):
+            path = folder / f"{chart.name}.png"
+            path.write_bytes(chart_png(chart))
+            written.append(path)
+    return written

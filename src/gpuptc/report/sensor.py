@@ -128,7 +128,7 @@ def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
 
 def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: str) -> _Planned:
     """The per-pair gains, and how much the two flats of each pair differ in level."""
-    pairs, ptc = tables["pairs"], tables["ptc"]
+    pairs = tables["pairs"]
     return [
         (
             figure_name("gain_hist", sensor),
@@ -136,12 +136,6 @@ def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: 
             "rhl model): one narrow peak when the pairs agree; tails come from cosmic rays "
             "or flats that differ in level.",
             lambda: figures.gain_histograms(pairs, sensor, gain_column),
-        ),
-        (
-            figure_name("gain_vs_exptime", sensor),
-            f"Per-pair gain ({gain_column}) against exposure time, one colour per amp: flat "
-            "up to the saturation onset (dashed), where it turns.",
-            lambda: figures.gain_vs_exptime(pairs, ptc, sensor, gain_column),
         ),
         (
             figure_name("mismatch", sensor),

@@ -1,0 +1,444 @@
+"""Charts the browser draws: Vega-Lite specifications built from the tables alone.
+
+Each function returns a :class:`Chart`: its name, caption and a Vega-Lite (v5) specification
+whose data are inline values (the few columns the chart needs), so a page draws it
+offline with the library the report ships (:func:`write_library`, ``vega.js`` beside the
+pages). Hovering a point gives its pair, files and values; the PTC's models toggle from
+the legend; every chart zooms and pans with the mouse. A chart can also be written as a
+PNG or SVG without a browser (:func:`chart_png`, vl-convert), for notes and papers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.report.focal_plane import amp_cell
+
+__all__ = [
+    "CHART_LIBRARY",
+    "Chart",
+    "amp_map",
+    "chart_png",
+    "gain_against_exposure_time",
+    "ptc_chart",
+    "saturation_onsets",
+    "sensor_charts",
+    "spec_json",
+    "write_library",
+]
+
+CHART_LIBRARY = "vega.js"
+"""The file, beside the pages, that holds Vega, Vega-Lite and vega-embed."""
+
+_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+_PANEL = 210
+"""Width and height (px) of one amp's panel of a 4 x 4 grid: the grid fits 1280 px."""
+_FONT = {"labelFontSize": 11, "titleFontSize": 12}
+_CONFIG = {"axis": _FONT, "legend": {**_FONT, "symbolSize": 80}, "header": _FONT}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart of a page.
+
+    Attributes
+    ----------
+    name : str
+        Its file stem (``--png`` writes ``<name>.png``) and anchor on the page.
+    caption : str
+        What it shows and how to read it.
+    spec : dict
+        The Vega-Lite specification, data inline.
+    """
+
+    name: str
+    caption: str
+    spec: dict[str, Any]
+
+
+def spec_json(spec: dict[str, Any]) -> str:
+    r"""The specification as JSON safe inside a page's ``<script>`` element.
+
+    ``<``, ``>`` and ``&`` become ``\u003c``, ``\u003e`` and ``\u0026``, so that no
+    value from the data (a file name, a header) can close the element or become markup.
+
+    Examples
+    --------
+    >>> spec_json({"title": "</script><b>"})
+    '{"title": "\\u003c/script\\u003e\\u003cb\\u003e"}'
+    """
+    text = json.dumps(spec, allow_nan=False, default=_plain)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+_DIGITS = 6
+"""Significant digits of the numbers a chart carries (its data are most of a page)."""
+
+
+def _values(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON values.
+
+    Numbers to 6 significant digits, NaN and infinities left out (Vega's missing values),
+    files by their names alone.
+    """
+    frame = frame.copy()
+    for column in frame.columns:
+        if column.startswith("file"):
+            frame[column] = [os.path.basename(str(f)) for f in frame[column]]
+        elif frame[column].dtype.kind == "f":
+            frame[column] = [float(f"{v:.{_DIGITS}g}") for v in frame[column]]
+    clean = frame.astype(object).where(frame.notna() & ~frame.isin([np.inf, -np.inf]), None)
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if v is not None}
+        for row in clean.to_dict("records")
+    ]
+
+
+def _grid(frames: dict[str, pd.DataFrame], layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """``layers`` faceted by amp into a 4-wide grid on shared scales.
+
+    A facet takes one data set: ``frames`` are stacked with a ``kind`` column naming each
+    (its key), and each layer keeps its own kind (``kind`` in the layer, removed here).
+    """
+    stacked = [row for kind, frame in frames.items() for row in _values(frame.assign(kind=kind))]
+    filtered = [
+        {"transform": [{"filter": {"field": "kind", "equal": layer.pop("kind")}}], **layer}
+        for layer in layers
+    ]
+    return {
+        "$schema": _SCHEMA,
+        "data": {"values": stacked},
+        "facet": {
+            "field": "amp",
+            "type": "ordinal",
+            "title": None,
+            "header": {"labelExpr": "'amp ' + datum.value"},
+        },
+        "columns": 4,
+        "spec": {"width": _PANEL, "height": _PANEL, "layer": filtered},
+        "config": _CONFIG,
+    }
+
+
+def saturation_onsets(pairs: pd.DataFrame, turnoffs: pd.Series) -> pd.DataFrame:
+    """Per amp, the exposure times between which it saturates.
+
+    A pair is saturated on an amp when its mean lies above the amp's turnoff (the highest
+    mean its PTC fit keeps). The onset lies between the longest exposure not saturated and
+    the shortest one saturated; an amp with no saturated pair has none.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        One sensor's ``pairs``.
+    turnoffs : pandas.Series
+        Turnoff (ADU) by amp.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``amp``, ``last_unsaturated``, ``first_saturated`` and ``onset`` (their geometric
+        mean, s), one row per amp that saturates.
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"amp": 1, "exptime": [1.0, 4.0, 16.0], "mean": [1e4, 4e4, 9e4]})
+    >>> saturation_onsets(pairs, pd.Series({1: 4e4})).round(1).to_dict("records")
+    [{'amp': 1, 'last_unsaturated': 4.0, 'first_saturated': 16.0, 'onset': 8.0}]
+    """
+    rows = []
+    for amp, group in pairs.groupby("amp", sort=True):
+        turnoff = turnoffs.get(amp, math.nan)
+        above = group["mean"] > turnoff
+        if not math.isfinite(turnoff) or not above.any() or above.all():
+            continue
+        first = float(group.loc[above, "exptime"].min())
+        below = group.loc[~above & (group["exptime"] < first), "exptime"]
+        if below.empty:
+            continue
+        last = float(below.max())
+        rows.append((int(amp), last, first, math.sqrt(last * first)))
+    return pd.DataFrame(rows, columns=["amp", "last_unsaturated", "first_saturated", "onset"])
+
+
+def _gain_domain(gains: pd.Series) -> list[float]:
+    """The gain axis: the unsaturated pairs' range, widened by a tenth of it on each side."""
+    finite = gains[np.isfinite(gains.to_numpy(float))]
+    if finite.empty:
+        return [0.0, 1.0]
+    low, high = float(finite.min()), float(finite.max())
+    margin = 0.1 * (high - low) or 0.05 * abs(high) or 0.1
+    return [low - margin, high + margin]
+
+
+_STATES = ("below saturation", "saturated (at the edge when off the axis)")
+
+
+def gain_against_exposure_time(
+    pairs: pd.DataFrame, turnoffs: pd.Series, column: str, sensor: str
+) -> Chart:
+    """Each amp's per-pair gain against exposure time, saturated pairs marked and clipped.
+
+    One panel per amp on shared axes: the y axis is set by the pairs below saturation, and
+    a saturated pair's gain (which runs away) is drawn at the axis edge as a triangle
+    (its value in the tooltip); the dashed line is the amp's own saturation onset.
+    """
+    mine = pairs[pairs["sensor"] == sensor].copy()
+    mine["saturated"] = mine["mean"] > mine["amp"].map(turnoffs)
+    low, high = _gain_domain(mine.loc[~mine["saturated"], column])
+    mine["gain"] = mine[column]
+    mine["shown"] = mine[column].clip(low, high)
+    mine["state"] = np.where(mine["saturated"], _STATES[1], _STATES[0])
+    data = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "state", "file1", "file2"]]
+    onsets = saturation_onsets(mine, turnoffs)
+    x = {
+        "field": "exptime",
+        "type": "quantitative",
+        "scale": {"type": "log"},
+        "title": "exposure time (s)",
+    }
+    points = {
+        "kind": "pair",
+        "mark": {"type": "point", "filled": True, "size": 30, "clip": True},
+        "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
+        "encoding": {
+            "x": x,
+            "y": {
+                "field": "shown",
+                "type": "quantitative",
+                "scale": {"domain": [low, high]},
+                "title": "per-pair gain (e-/ADU)",
+            },
+            "shape": {
+                "field": "state",
+                "type": "nominal",
+                "scale": {"domain": list(_STATES), "range": ["circle", "triangle-up"]},
+                "title": None,
+                "legend": {"orient": "top", "labelLimit": 400},
+            },
+            "color": {
+                "field": "state",
+                "type": "nominal",
+                "scale": {"domain": list(_STATES), "range": ["#1f77b4", "#d62728"]},
+                "title": None,
+            },
+            "tooltip": _tooltip("pair", "exptime", "mean", "gain", "file1", "file2"),
+        },
+    }
+    onset = {
+        "kind": "onset",
+        "mark": {"type": "rule", "strokeDash": [4, 3], "color": "black"},
+        "encoding": {
+            "x": {**x, "field": "onset"},
+            "tooltip": _tooltip("last_unsaturated", "first_saturated", "onset"),
+        },
+    }
+    spec = _grid({"pair": data, "onset": onsets}, [points, onset])
+    spec["title"] = f"{sensor}: per-pair gain against exposure time"
+    caption = (
+        f"Per-pair gain ({column}) against exposure time, one panel per amp: it rises "
+        "slowly with the signal (the brighter-fatter effect raises a per-pair gain by "
+        "|a00| x signal) and runs away at saturation. The axis is set by the pairs below "
+        "saturation (mean within the PTC turnoff); saturated pairs are red triangles, at the "
+        "axis edge when off it (hover for their value). The dashed line is the amp's "
+        "saturation onset, between its last pair below saturation and its first above."
+    )
+    return Chart(f"gain_vs_exptime_{_stem(sensor)}", caption, spec)
+
+
+_USES = ("used by the fits", "left out")
+
+
+def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
+    """Variance against mean per amp on log axes, every model's curve, models toggled."""
+    mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
+    mine["use"] = np.where(mine["used"].fillna(False).astype(bool), *_USES)
+    points = mine[["amp", "pair", "exptime", "mean", "var", "use", "file1", "file2"]]
+    models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
+    lines = models[["amp", "model", "mean", "value"]].rename(columns={"value": "var"})
+    lines = lines[np.isfinite(lines["var"].to_numpy(float)) & (lines["var"] > 0)]
+    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
+    y = {
+        "field": "var",
+        "type": "quantitative",
+        "scale": {"type": "log"},
+        "title": "variance (ADU^2)",
+    }
+    layer_points = {
+        "kind": "pair",
+        "mark": {"type": "point", "filled": True, "size": 25, "clip": True},
+        "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
+        "encoding": {
+            "x": x,
+            "y": y,
+            "shape": {
+                "field": "use",
+                "type": "nominal",
+                "scale": {"domain": list(_USES), "range": ["circle", "cross"]},
+                "title": None,
+                "legend": {"orient": "top"},
+            },
+            "color": {"value": "#333333"},
+            "tooltip": _tooltip("pair", "exptime", "mean", "var", "file1", "file2"),
+        },
+    }
+    layer_models = {
+        "kind": "model",
+        "mark": {"type": "line", "strokeWidth": 1.5, "clip": True},
+        "params": [
+            {"name": "models", "select": {"type": "point", "fields": ["model"]}, "bind": "legend"}
+        ],
+        "encoding": {
+            "x": x,
+            "y": y,
+            "detail": {"field": "model"},
+            "color": {
+                "field": "model",
+                "type": "nominal",
+                "title": "model (click: that one alone)",
+                "legend": {"orient": "top"},
+            },
+            "opacity": {"condition": {"param": "models", "value": 1}, "value": 0.08},
+            "tooltip": _tooltip("model", "mean", "var"),
+        },
+    }
+    spec = _grid({"pair": points, "model": lines}, [layer_points, layer_models])
+    spec["title"] = f"{sensor}: photon transfer curves"
+    caption = (
+        "Variance against mean per amp on log axes: the pairs (dots used by the fits, "
+        "crosses left out: saturated or outliers; hover for the pair, its files and "
+        "values) and each model's curve at the pairs' means (click a model in the legend "
+        "to show it alone; drag to pan, scroll to zoom, double-click to reset)."
+    )
+    return Chart(f"ptc_{_stem(sensor)}", caption, spec)
+
+
+_MAPPED = (
+    ("gain", "gain (e-/ADU)"),
+    ("read_noise", "read noise (e-)"),
+    ("turnoff_electrons", "turnoff (e-)"),
+    ("a00", "a00 (1/e-)"),
+)
+"""The verdict's columns mapped over the sensor's amps, and their titles."""
+
+
+def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
+    """Gain, read noise, turnoff and a00 of each amp where it sits on the sensor (2 x 8)."""
+    mine = verdicts[verdicts["sensor"] == sensor].copy()
+    cells = [amp_cell(int(amp), max(len(mine), 2)) for amp in mine["amp"]]
+    mine["row"] = [1 - r for r, _ in cells]  # amp 1 lower left: the top row is row 1
+    mine["column"] = [c for _, c in cells]
+    panels = []
+    for column, title in _MAPPED:
+        if column not in mine:
+            continue
+        data = mine[["amp", "segment", "row", "column", "verdict", column]].rename(
+            columns={column: "value"}
+        )
+        cell = {
+            "x": {"field": "column", "type": "ordinal", "axis": None},
+            "y": {"field": "row", "type": "ordinal", "axis": None},
+        }
+        panels.append(
+            {
+                "title": title,
+                "width": 400,
+                "height": 80,
+                "data": {"values": _values(data)},
+                "layer": [
+                    {
+                        "mark": "rect",
+                        "encoding": {
+                            **cell,
+                            "color": {
+                                "field": "value",
+                                "type": "quantitative",
+                                "title": None,
+                                "scale": {"scheme": "viridis"},
+                                "legend": {"format": ".2e" if column == "a00" else ",.4~g"},
+                            },
+                            "tooltip": _tooltip("amp", "segment", "value", "verdict"),
+                        },
+                    },
+                    {
+                        "mark": {"type": "text", "fontSize": 10, "color": "white"},
+                        "encoding": {**cell, "text": {"field": "amp", "type": "nominal"}},
+                    },
+                ],
+            }
+        )
+    spec = {
+        "$schema": _SCHEMA,
+        "title": f"{sensor}: per amp, as the amps sit on the sensor (amp 1 lower left)",
+        "concat": panels,
+        "columns": 2,
+        "resolve": {"scale": {"color": "independent"}},
+        "config": {**_CONFIG, "view": {"stroke": None}},
+    }
+    caption = (
+        "The adopted model's gain, the per-pixel read noise, the turnoff in electrons and "
+        "a00 of each amp at its place on the sensor (two rows of eight, amp 1 lower left, "
+        "as the assembled image): a bad amp or a gradient across the sensor stands out."
+    )
+    return Chart(f"amp_map_{_stem(sensor)}", caption, spec)
+
+
+def _tooltip(*fields: str) -> list[dict[str, Any]]:
+    return [{"field": field, "title": field} for field in fields]
+
+
+def _stem(sensor: str) -> str:
+    from gpuptc.schema import file_stem
+
+    return file_stem(sensor)
+
+
+def sensor_charts(
+    sensor: str, tables: dict[str, pd.DataFrame], verdicts: pd.DataFrame, gain_column: str
+) -> list[Chart]:
+    """The charts of one sensor's page, in page order."""
+    pairs = tables["pairs"]
+    adopted = verdicts[verdicts["sensor"] == sensor].set_index("amp")["turnoff"]
+    charts = [amp_map(verdicts, sensor)]
+    if "curves" in tables:
+        charts.append(ptc_chart(pairs, tables["curves"], sensor))
+    if gain_column in pairs:
+        charts.append(gain_against_exposure_time(pairs, adopted, gain_column, sensor))
+    return charts
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> str:
+    import vl_convert
+
+    return vl_convert.javascript_bundle()
+
+
+def write_library(folder: Path) -> Path:
+    """Write the chart library (Vega, Vega-Lite, vega-embed) into ``folder``, once."""
+    path = Path(folder) / CHART_LIBRARY
+    if not path.exists():
+        path.write_text(_library(), encoding="utf-8")
+    return path
+
+
+def chart_png(chart: Chart, scale: float = 2.0) -> bytes:
+    """The chart as a PNG, drawn without a browser (vl-convert)."""
+    import vl_convert
+
+    return vl_convert.vegalite_to_png(json.loads(spec_json(chart.spec)), scale=scale)
