@@ -215,11 +215,15 @@ def test_expapprox_recovers_truth(measured, preset):
     assert ((expapprox.noise - expected).abs() < 3 * expapprox.noise_err).all()
     # the notebook's fits and the per-pair gain carry their methods' biases (brighter-
     # fatter in the slopes and in the per-pixel gain, and the flats' flux mismatch in the
-    # notebook's unscaled form); measured maxima: linear 4.6 %, quadratic 3.2 %, power law
-    # 3.1 %, rhl 4.0 % (robust; brighter-fatter raises it 2.5-4 %), 6.3 % under seed
-    for model, accuracy in (("linear", 0.05), ("quadratic", 0.035), ("powerlaw", 0.035)):
+    # notebook's unscaled form); measured maxima: linear 4.9 % (to a tenth of the turnoff;
+    # 4.4 % on the notebook's 3 points under seed), quadratic 1.7 % (to half the turnoff;
+    # 3.4 % under seed), power law 3.4 %, rhl 4.0 % (robust; brighter-fatter raises it
+    # 2.5-4 %), 6.3 % under seed
+    for model, accuracy in (("linear", 0.055), ("quadratic", 0.035), ("powerlaw", 0.035)):
         fits = ptc[ptc.model == model].set_index("amp")
         assert np.abs(fits.gain / truth.gain - 1).max() < accuracy, model
+        # a tenth (half) of the turnoff holds 8-12 (15-19) of these 24 pairs
+        assert fits.n_used.min() >= (3 if preset == "seed" else 8), model
     rhl = ptc[ptc.model == "rhl"].set_index("amp")
     assert np.abs(rhl.gain / truth.gain - 1).max() < (0.1 if preset == "seed" else 0.06)
     gain = "notebook_gain" if preset == "seed" else "rhl_gain_corrected"

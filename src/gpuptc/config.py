@@ -242,9 +242,18 @@ class SolveConfig:
         Electrons (converted with the EXPAPPROXIMATION gain) above which pairs are left
         out of the full-covariance fits, as Astier's code does (1e5 e-); None, as
         cp_pipe, keeps every pair of the EXPAPPROXIMATION selection.
-    linear_points, quadratic_points, powerlaw_points : (int or None, int or None)
-        Index slices (exposure order) of the notebook's fits: ``[6:-15]``, ``[:-3]``,
-        ``[:-15]``.
+    linear_range, quadratic_range, powerlaw_range : (float, float)
+        The pairs of the notebook's fits, by their mean as a fraction of the amp's
+        turnoff (the EXPAPPROXIMATION selection's highest mean): the straight line and the
+        power law up to a tenth of it (where brighter-fatter lowers the variance by 1-2 %
+        on the camera's sensors: it biases a straight line's gain by as much), the
+        quadratic, which bends with it, up to half of it (beyond, eq. 16's higher terms
+        bias it). They work for any number of pairs; the notebook's own index slices did
+        not (below).
+    linear_points, quadratic_points, powerlaw_points : (int or None, int or None) or None
+        Index slices (exposure order) instead: the notebook's ``[6:-15]``, ``[:-3]``,
+        ``[:-15]`` under ``seed``, which reproduces the notebook on its own data set (on
+        16 pairs ``[6:-15]`` leaves nothing); None elsewhere.
     ptc_fit_type : {'expapprox', 'fullcov', 'fullcov_nob'}
         The fit written as each sensor's cp_pipe PTC dataset (its ``PTC_FIT_TYPE``):
         EXPAPPROXIMATION as cp_pipe's default, FULLCOVARIANCE for LSSTCam production.
@@ -286,9 +295,12 @@ class SolveConfig:
         cp_pipe="PhotonTransferCurveSolveConfig.maximumRangeCovariancesAstierFullCovFit",
     )
     fullcov_max_signal: float | None = setting(None)
-    linear_points: tuple[int | None, int | None] = setting((6, -15))
-    quadratic_points: tuple[int | None, int | None] = setting((None, -3))
-    powerlaw_points: tuple[int | None, int | None] = setting((None, -15))
+    linear_range: tuple[float, float] = setting((0.0, 0.1))
+    quadratic_range: tuple[float, float] = setting((0.0, 0.5))
+    powerlaw_range: tuple[float, float] = setting((0.0, 0.1))
+    linear_points: tuple[int | None, int | None] | None = setting(None)
+    quadratic_points: tuple[int | None, int | None] | None = setting(None)
+    powerlaw_points: tuple[int | None, int | None] | None = setting(None)
     ptc_fit_type: str = setting("expapprox", cp_pipe="PhotonTransferCurveSolveConfig.ptcFitType")
 
     def __post_init__(self) -> None:
@@ -360,7 +372,13 @@ PRESETS: dict[str, Preset] = {
             serial_overscan="MEDIAN", serial_skip=(0, 0), parallel_overscan="NONE", use_bias=True
         ),
         ExtractConfig(method="seed", gain_correction="NONE"),
-        SolveConfig(method="seed", fullcov_max_signal=1e5),
+        SolveConfig(
+            method="seed",
+            fullcov_max_signal=1e5,
+            linear_points=(6, -15),
+            quadratic_points=(None, -3),
+            powerlaw_points=(None, -15),
+        ),
     ),
 }
 

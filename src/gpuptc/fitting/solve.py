@@ -228,8 +228,22 @@ class Model:
     fit_batch: Callable[[Sequence[AmpData], ModuleType], list[PtcFit]] | None = None
 
 
-def _slice(points: tuple[int | None, int | None]) -> slice:
-    return slice(points[0], points[1])
+def _notebook_points(data: AmpData, model: str) -> slice | np.ndarray:
+    """The pairs of a notebook fit.
+
+    Its index slice where the preset gives one (``seed``), else the pairs whose means lie
+    within its range of fractions of the turnoff (every finite pair where the
+    EXPAPPROXIMATION fit found none).
+    """
+    points = getattr(data.solve, f"{model}_points")
+    if points is not None:
+        return slice(points[0], points[1])
+    low, high = getattr(data.solve, f"{model}_range")
+    turnoff = data.expapprox.turnoff
+    finite = np.isfinite(data.mean) & np.isfinite(data.var)
+    if not np.isfinite(turnoff):
+        return finite
+    return finite & (data.mean >= low * turnoff) & (data.mean <= high * turnoff)
 
 
 MODEL_REGISTRY: dict[str, Model] = {
@@ -248,14 +262,14 @@ MODEL_REGISTRY: dict[str, Model] = {
             needs_covariances=True,
             fit_batch=lambda batch, backend: _fullcov_batch(batch, backend, with_b=False),
         ),
-        Model("linear", lambda d: fit_linear(d.mean, d.var, points=_slice(d.solve.linear_points))),
+        Model("linear", lambda d: fit_linear(d.mean, d.var, points=_notebook_points(d, "linear"))),
         Model(
             "quadratic",
-            lambda d: fit_quadratic(d.mean, d.var, points=_slice(d.solve.quadratic_points)),
+            lambda d: fit_quadratic(d.mean, d.var, points=_notebook_points(d, "quadratic")),
         ),
         Model(
             "powerlaw",
-            lambda d: fit_powerlaw(d.mean, d.var, points=_slice(d.solve.powerlaw_points)),
+            lambda d: fit_powerlaw(d.mean, d.var, points=_notebook_points(d, "powerlaw")),
         ),
         Model("rhl", _rhl, needs_gains=True),
     )
