@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 import gpuptc
+from gpuptc.fitting.curves import model_curves
 from gpuptc.report.charts import (
     amp_map,
+    brighter_fatter_matrices,
     chart_png,
     gain_against_exposure_time,
     ptc_chart,
@@ -21,11 +23,16 @@ COLUMN = "rhl_gain_corrected"
 @pytest.fixture(scope="module")
 def tables(small_e2v):
     """A small sensor's tables: 8 pairs up to 1.3 x the full well, so every amp saturates."""
-    pairs, covariances = gpuptc.measure(gpuptc.ingest([small_e2v.directory]), backend="numpy")
-    ptc, fullcov, fitted = gpuptc.fit(pairs, covariances, models=["expapprox", "quadratic"])
-    from gpuptc.fitting.curves import model_curves
-
-    tables = {"pairs": fitted, "ptc": ptc, "curves": model_curves(fitted, ptc, fullcov)}
+    pairs, covariances = gpuptc.measure(
+        gpuptc.ingest([small_e2v.directory]),
+        backend="numpy",
+        cov_size=4,
+        extract__min_pixels_covariance=100,
+    )
+    models = ["expapprox", "quadratic", "fullcov"]
+    ptc, fullcov, fitted = gpuptc.fit(pairs, covariances, models=models, fullcov_size=3)
+    curves = model_curves(fitted, ptc, fullcov)
+    tables = {"pairs": fitted, "ptc": ptc, "curves": curves, "fullcov": fullcov}
     return small_e2v.sensor, tables, gpuptc.amp_verdicts(tables)
 
 
@@ -77,7 +84,7 @@ def test_the_ptc_chart_holds_every_pair_and_every_models_curve(tables):
     assert len(points) == len(measured)
     assert (points["use"] == "used by the fits").sum() == int(measured.used.sum())
     curves = tables_["curves"][tables_["curves"].lag == "00"]
-    assert set(lines.model) == set(curves.model) == {"expapprox", "quadratic"}
+    assert set(lines.model) == set(curves.model) == {"expapprox", "quadratic", "fullcov"}
     merged = points.merge(measured, on=["amp", "pair"], suffixes=("", "_table"))
     np.testing.assert_allclose(merged["var"], merged["var_table"], rtol=1e-5)
     toggled = _layer(chart.spec, "model")["params"][0]
@@ -117,3 +124,27 @@ def test_a_chart_is_drawn_to_png_without_a_browser(tables):
     sensor, _, verdicts = tables
     png = chart_png(amp_map(verdicts, sensor), scale=1.0)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_the_a_matrix_scale_is_set_by_the_lags_other_than_the_origin(tables):
+    sensor, tables_, _ = tables
+    chart = brighter_fatter_matrices(tables_["fullcov"], sensor)
+    a_panel, b_panel, scatter = chart.spec["hconcat"]
+    cells = pd.DataFrame(a_panel["data"]["values"])
+    low, high = a_panel["layer"][0]["encoding"]["color"]["scale"]["domain"]
+    others = cells[(cells.i > 0) | (cells.j > 0)]
+    assert -low == high == pytest.approx(others.value.abs().max())
+    origin = cells[(cells.i == 0) & (cells.j == 0)].iloc[0]
+    assert abs(origin.value) > high and origin.off_scale == "off the scale"
+    assert cells.error.notna().all()  # every lag with its error
+    medians = tables_["fullcov"].query("model == 'fullcov'").groupby(["i", "j"]).a.median()
+    np.testing.assert_allclose(
+        cells.set_index(["i", "j"]).value, medians[cells.set_index(["i", "j"]).index], rtol=1e-5
+    )
+    b_cells = pd.DataFrame(b_panel["data"]["values"])
+    assert b_cells.error.notna().all() and len(b_cells) == 9
+    points = pd.DataFrame(scatter["data"]["values"])
+    assert len(points) <= 16 * 9 and set(points.significance) <= {
+        "more than 3 sigma",
+        "within 3 sigma of 0",
+    }

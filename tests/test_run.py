@@ -84,7 +84,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
         assert "<details><summary>Per-pair measurements" in page  # collapsed
         assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
         charts = page.count('<figure class="chart"')
-        assert page.count("<figcaption>") == page.count("<img ") + charts and charts == 3
+        assert page.count("<figcaption>") == page.count("<img ") + charts and charts >= 3
     assert not list(out.glob(".gpuptc-*"))
 
 
@@ -201,7 +201,8 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
         result = _rendered(browser, report, page, tmp_path / f"profile{number}")
         assert result["images"] >= (1 if number == 0 else 8), path.name
         # every chart drawn by the library the report ships, with no network
-        assert result["drawn"] == result["charts"] == (0 if number == 0 else 3), path.name
+        assert result["drawn"] == result["charts"], path.name
+        assert result["charts"] == 0 if number == 0 else result["charts"] >= 3
         assert result["broken"] == [], path.name
         assert result["viewport"] == 1280 and result["width"] <= 1280, path.name  # fits a laptop
         if number > 0:

@@ -27,6 +27,7 @@ __all__ = [
     "CHART_LIBRARY",
     "Chart",
     "amp_map",
+    "brighter_fatter_matrices",
     "chart_png",
     "gain_against_exposure_time",
     "ptc_chart",
@@ -398,6 +399,129 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
     return Chart(f"amp_map_{_stem(sensor)}", caption, spec)
 
 
+def _matrix_panel(cells: pd.DataFrame, name: str, title: str) -> dict[str, Any]:
+    """One coefficient's median over amps per lag, on a symmetric scale.
+
+    The scale is set by the lags other than (0,0): a_00 (far larger) is held at the
+    scale's end and labelled.
+    """
+    others = cells.loc[(cells["i"] > 0) | (cells["j"] > 0), name].abs()
+    top = float(others.max()) if others.notna().any() else 1.0
+    data = cells[["i", "j", name, f"{name}_err"]].rename(
+        columns={name: "value", f"{name}_err": "error"}
+    )
+    data["off_scale"] = np.where(data["value"].abs() > top, "off the scale", "")
+    lag = {
+        "x": {"field": "j", "type": "ordinal", "title": "j (parallel lag)"},
+        "y": {"field": "i", "type": "ordinal", "title": "i (serial lag)", "sort": "descending"},
+    }
+    return {
+        "title": title,
+        "width": 240,
+        "height": 240,
+        "data": {"values": _values(data)},
+        "layer": [
+            {
+                "mark": "rect",
+                "encoding": {
+                    **lag,
+                    "color": {
+                        "field": "value",
+                        "type": "quantitative",
+                        "title": None,
+                        "scale": {
+                            "scheme": "redblue",
+                            "reverse": True,
+                            "domain": [-top, top],
+                            "clamp": True,
+                        },
+                        "legend": {"format": ".1e"},
+                    },
+                    "tooltip": _tooltip("i", "j", "value", "error", "off_scale"),
+                },
+            },
+            {
+                "mark": {"type": "text", "fontSize": 9},
+                "encoding": {**lag, "text": {"field": "off_scale", "type": "nominal"}},
+            },
+        ],
+    }
+
+
+def brighter_fatter_matrices(fullcov: pd.DataFrame, sensor: str) -> Chart | None:
+    """The full-covariance fit's a_ij and b_ij, and every amp's |a_ij| against distance.
+
+    The matrices are medians over amps; the distances come with each a_ij's error.
+    """
+    model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
+    mine = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
+    if mine.empty:
+        return None
+    cells = mine.groupby(["i", "j"])[["a", "a_err", "b", "b_err"]].median().reset_index()
+    points = mine[["amp", "i", "j", "a", "a_err"]].copy()
+    points["distance"] = np.hypot(points["i"], points["j"])
+    points["size"] = points["a"].abs()
+    points["low"] = np.maximum(points["size"] - points["a_err"], points["size"] * 1e-3)
+    points["high"] = points["size"] + points["a_err"]
+    points["significance"] = np.where(
+        points["size"] > 3 * points["a_err"], "more than 3 sigma", "within 3 sigma of 0"
+    )
+    points = points[points["size"] > 0]
+    y = {
+        "field": "size",
+        "type": "quantitative",
+        "scale": {"type": "log"},
+        "title": "|a_ij| (1/e-)",
+    }
+    x = {"field": "distance", "type": "quantitative", "title": "lag distance sqrt(i^2 + j^2)"}
+    scatter = {
+        "title": "every amp's |a_ij| against lag distance",
+        "width": 240,
+        "height": 240,
+        "data": {"values": _values(points)},
+        "layer": [
+            {
+                "mark": {"type": "rule", "opacity": 0.4},
+                "encoding": {"x": x, "y": {**y, "field": "low"}, "y2": {"field": "high"}},
+            },
+            {
+                "mark": {"type": "point", "filled": True, "size": 20},
+                "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
+                "encoding": {
+                    "x": x,
+                    "y": y,
+                    "color": {
+                        "field": "significance",
+                        "type": "nominal",
+                        "title": None,
+                        "legend": {"orient": "bottom"},
+                    },
+                    "tooltip": _tooltip("amp", "i", "j", "a", "a_err"),
+                },
+            },
+        ],
+    }
+    spec = {
+        "$schema": _SCHEMA,
+        "title": f"{sensor}: brighter-fatter coefficients, {model}",
+        "hconcat": [
+            _matrix_panel(cells, "a", "a_ij, median over amps"),
+            _matrix_panel(cells, "b", "b_ij, median over amps"),
+            scatter,
+        ],
+        "resolve": {"scale": {"color": "independent"}},
+        "config": _CONFIG,
+    }
+    caption = (
+        "The full-covariance fit's a_ij and b_ij (median over amps; i serial, j parallel "
+        "lag) on symmetric colour scales set by the lags other than (0,0): a_00, far "
+        "larger and negative, is held at the scale's end and marked; hover a cell for its "
+        "value and the median error. Right: every amp's |a_ij| against lag distance with "
+        "its error (grey: within 3 sigma of zero)."
+    )
+    return Chart(f"brighter_fatter_{_stem(sensor)}", caption, spec)
+
+
 def _tooltip(*fields: str) -> list[dict[str, Any]]:
     return [{"field": field, "title": field} for field in fields]
 
@@ -419,7 +543,8 @@ def sensor_charts(
         charts.append(ptc_chart(pairs, tables["curves"], sensor))
     if gain_column in pairs:
         charts.append(gain_against_exposure_time(pairs, adopted, gain_column, sensor))
-    return charts
+    matrices = brighter_fatter_matrices(tables["fullcov"], sensor) if "fullcov" in tables else None
+    return charts + ([matrices] if matrices is not None else [])
 
 
 @functools.lru_cache(maxsize=1)

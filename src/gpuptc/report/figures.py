@@ -26,7 +26,6 @@ from matplotlib.ticker import EngFormatter, FixedFormatter, LogLocator, MaxNLoca
 __all__ = [
     "DPI",
     "PTC_SCALES",
-    "a_matrix_figure",
     "amp_grid",
     "amp_summary",
     "comparison_figure",
@@ -522,53 +521,6 @@ def covariance_figure(
     ax.set_ylabel("C_ij / mean (ADU)")
     ax.set_title(f"{sensor}: nearest-lag covariances over the mean (used pairs, every amp)")
     ax.legend(fontsize=8)
-    return fig
-
-
-def a_matrix_figure(fullcov: pd.DataFrame, sensor: str) -> Figure | None:
-    """Signed a_ij and b_ij (median over amps), and a_ij against lag distance with errors."""
-    model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
-    matrix = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
-    if matrix.empty:
-        return None
-    fig, (left, middle, right) = _single(15, 4.5, ncols=3)
-    for ax, column, label in ((left, "a", "a_ij (1/e-)"), (middle, "b", "b_ij (1/e-)")):
-        values = matrix.groupby(["i", "j"])[column].median().unstack().to_numpy(dtype=float)
-        finite = values[np.isfinite(values)]
-        top = float(np.max(np.abs(finite))) if len(finite) else 1.0
-        if column == "a" and values.size > 1:  # a00 dwarfs the rest: scale to the others
-            top = float(np.nanmax(np.abs(values.ravel()[1:]))) or top
-        image = ax.imshow(values, origin="lower", cmap="RdBu_r", vmin=-top, vmax=top)
-        fig.colorbar(image, ax=ax, label=label)
-        ax.set_xlabel("j (parallel lag)")
-        ax.set_ylabel("i (serial lag)")
-        ax.set_title(f"{label.split()[0]}, {model}, median over amps")
-    distance = np.hypot(matrix["i"], matrix["j"]).to_numpy()
-    a, error = matrix["a"].to_numpy(float), matrix["a_err"].to_numpy(float)
-    significant = np.abs(a) > 3 * error
-    right.errorbar(
-        distance[significant],
-        np.abs(a[significant]),
-        yerr=error[significant],
-        fmt="o",
-        ms=3,
-        lw=0.6,
-        color="C1",
-        label="|a_ij| > 3 sigma",
-    )
-    right.plot(
-        distance[~significant],
-        np.abs(a[~significant]),
-        ".",
-        ms=3,
-        color="0.6",
-        label="within 3 sigma of 0",
-    )
-    right.set_yscale("log")
-    right.set_xlabel("lag distance sqrt(i^2 + j^2)")
-    right.set_ylabel("|a_ij| (1/e-)")
-    right.set_title("every amp's a_ij against distance")
-    right.legend(fontsize=7)
     return fig
 
 

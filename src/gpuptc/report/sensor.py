@@ -147,7 +147,7 @@ def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: 
 
 
 def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
-    """The measured covariances, the full-covariance model over them, and its a and b."""
+    """The measured covariances, and the full-covariance model over them."""
     pairs = tables["pairs"]
     return [
         (
@@ -165,13 +165,6 @@ def _covariance_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Pla
             lambda: figures.covariance_grid(
                 pairs, tables["covariances"], tables["fullcov"], tables["curves"], sensor
             ),
-        ),
-        (
-            figure_name("a_matrix", sensor),
-            "The full-covariance fit's signed a_ij and b_ij (median over amps; a_00, "
-            "negative, is off the colour scale of the other lags), and every amp's |a_ij| "
-            "against lag distance with its error: grey lags are within 3 sigma of zero.",
-            lambda: figures.a_matrix_figure(tables["fullcov"], sensor),
         ),
     ]
 
