@@ -7,12 +7,15 @@ import pandas as pd
 import pytest
 
 import gpuptc
+import shared_inputs
+from gpuptc.config import get_preset
 from gpuptc.fitting.curves import model_curves
 from gpuptc.report.charts import (
     amp_map,
     brighter_fatter_matrices,
     chart_png,
     gain_against_exposure_time,
+    model_residuals,
     ptc_chart,
     spec_json,
 )
@@ -148,3 +151,23 @@ def test_the_a_matrix_scale_is_set_by_the_lags_other_than_the_origin(tables):
         "more than 3 sigma",
         "within 3 sigma of 0",
     }
+
+
+@pytest.mark.parametrize("vendor", ["e2v", "itl"])
+@pytest.mark.parametrize("preset", ["cp_pipe", "eotest"])
+def test_each_models_residuals_have_the_rms_its_chi2_says(vendor, preset, tmp_path_factory):
+    """Residuals in each model's own errors, over the pairs it took: rms within 25 % of the
+    square root of its chi^2/dof (measured: 0.86-1.16). Medium sensors: a small amp's
+    few pairs leave the full-covariance fits too few degrees of freedom to compare."""
+    sensor, pairs, covariances = shared_inputs.measured_truth_sensor(vendor, tmp_path_factory)
+    ptc, fullcov, fitted = gpuptc.fit(pairs, covariances, preset=preset)
+    curves = model_curves(fitted, ptc, fullcov, get_preset(preset).solve)
+    residuals = model_residuals(fitted, curves, sensor.sensor)
+    assert set(residuals.model) == {"expapprox", "fullcov", "fullcov_nob", "linear", "quadratic"}
+    for model, rows in residuals.groupby("model"):
+        rms = np.sqrt(np.mean(rows.residual**2))
+        chi = np.sqrt(ptc.loc[ptc.model == model, "chi2_dof"]).median()
+        assert rms == pytest.approx(chi, rel=0.25), model
+        fits = ptc[ptc.model == model].set_index("amp")
+        taken = rows.groupby("amp").size()
+        assert (taken == fits.n_used[taken.index]).all(), model  # the pairs the fit took

@@ -51,11 +51,11 @@ def two_sensor_run(reported_run):
     return out
 
 
-FIGURES_PER_SENSOR = 11
-"""PNG figures of a small sensor measured with covariances: the PTC at two scales (ratio,
-residuals; the log PTC is a chart), residual histograms, gain histograms, gains by method,
-the comparison with EOTEST, the flats' mismatch, covariances against signal, the
-covariance grid, the per-amp summary and the images (the a and b matrices are a chart)."""
+FIGURES_PER_SENSOR = 9
+"""PNG figures of a small sensor measured with covariances: the PTC over its mean, gain
+histograms, gains by method, the comparison with EOTEST, the flats' mismatch, covariances
+against signal, the covariance grid, the per-amp summary and the images (the PTC, its
+residuals, the gain against exposure time and the a and b matrices are charts)."""
 
 
 def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
@@ -75,10 +75,10 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     assert all(f"figures/{name}" in pages for name in drawn)
     specs = re.compile(r'<script type="application/json" class="vega-spec">(.*?)</script>')
     before = "".join(page.read_text() for page in _pages(two_sensor_run))
-    # 4 charts of the e2v sensor, 3 of the ITL one (4 pairs: no full-covariance fit)
-    assert specs.findall(pages) == specs.findall(before) and len(specs.findall(pages)) == 7
+    # 5 charts of the e2v sensor, 4 of the ITL one (4 pairs: no full-covariance fit)
+    assert specs.findall(pages) == specs.findall(before) and len(specs.findall(pages)) == 9
     charts = sorted((copy / "report" / "charts").glob("*.png"))  # --png: no browser
-    assert len(charts) == 7 and all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
+    assert len(charts) == 9 and all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
 
 
 def test_stored_sensors_keep_their_figures(
@@ -107,7 +107,7 @@ def test_sensors_stored_without_figures_are_drawn_with_the_report(small_e2v, tmp
     assert not (out / "report").exists()
     gpuptc.run(small_e2v.directory, out, backend="numpy", models=MODELS)
     names = set(_figures(out))
-    assert f"ptc_ratio_{small_e2v.sensor}.png" in names and len(names) == 10
+    assert f"ptc_ratio_{small_e2v.sensor}.png" in names and len(names) == 8
 
 
 def test_a_failed_drawing_process_leaves_the_figures_to_the_report(small_e2v):

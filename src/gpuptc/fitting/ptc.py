@@ -41,6 +41,8 @@ __all__ = [
     "fit_powerlaw",
     "fit_quadratic",
     "fit_rhl",
+    "notebook_selection",
+    "point_errors",
 ]
 
 MODELS: tuple[str, ...] = (
@@ -52,6 +54,79 @@ MODELS: tuple[str, ...] = (
     "powerlaw",
     "rhl",
 )
+
+
+def point_errors(model: str, method: str, var: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The error of each variance that a model's chi^2 divides its residual by.
+
+    One place for what each fit calls an error, so that a residual in these units has the
+    rms its chi^2/dof says:
+
+    - EXPAPPROXIMATION under cp_pipe's procedure (``cp_pipe``, ``seed``) and the
+      full-covariance fits at lag (0, 0): the variance's statistical error,
+      ``var / sqrt(npix / 2)`` (cp_pipe's weights);
+    - EXPAPPROXIMATION under EOTEST's: ``sqrt(var)``, as EOTEST's ptcTask divides;
+    - the notebook's straight line and quadratic: ``sqrt(|var|)``;
+    - the power law (fitted in log10 with errors ``0.1 / var``) and ``rhl``: none (NaN).
+
+    Parameters
+    ----------
+    model, method : str
+        The model, and the solve method of the preset (``cp_pipe``, ``eotest``, ``seed``).
+    var, counts : numpy.ndarray
+        The variances (ADU^2) and the pixels behind each.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> point_errors("expapprox", "eotest", np.array([400.0]), np.array([5000.0]))
+    array([20.])
+    >>> point_errors("fullcov", "cp_pipe", np.array([400.0]), np.array([5000.0]))
+    array([8.])
+    """
+    var = np.asarray(var, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if model in ("fullcov", "fullcov_nob") or (model == "expapprox" and method != "eotest"):
+            return var / np.sqrt(np.asarray(counts, float) / 2.0)
+        if model == "expapprox":
+            return np.sqrt(var)
+        if model in ("linear", "quadratic"):
+            return np.sqrt(np.abs(var))
+    return np.full(var.shape, math.nan)
+
+
+def notebook_selection(
+    mean: np.ndarray,
+    var: np.ndarray,
+    turnoff: float,
+    fractions: tuple[float, float],
+    points: tuple[int | None, int | None] | None = None,
+) -> np.ndarray:
+    """The pairs a notebook fit (straight line, quadratic, power law) takes.
+
+    Its index slice where one is given (the notebook's own, under ``seed``), else the
+    finite pairs whose means lie within ``fractions`` of the turnoff (every finite pair
+    where the turnoff is unknown).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mean = np.array([1e3, 5e3, 2e4, 8e4])
+    >>> notebook_selection(mean, mean, 1e5, (0.0, 0.1)).tolist()
+    [True, True, False, False]
+    >>> notebook_selection(mean, mean, 1e5, (0.0, 0.1), points=(1, None)).tolist()
+    [False, True, True, True]
+    """
+    mean, var = np.asarray(mean, float), np.asarray(var, float)
+    finite = np.isfinite(mean) & np.isfinite(var)
+    if points is not None:
+        chosen = np.zeros(len(mean), bool)
+        chosen[slice(*points)] = True
+        return chosen & finite
+    if not math.isfinite(turnoff):
+        return finite
+    low, high = fractions
+    return finite & (mean >= low * turnoff) & (mean <= high * turnoff)
 
 
 @dataclass
@@ -626,7 +701,8 @@ def _scaled_covariance(design: np.ndarray, residuals: np.ndarray) -> np.ndarray:
 
 def _reduced_chi2(x: np.ndarray, y: np.ndarray, curve: Any, nparams: int) -> float:
     dof = len(x) - nparams
-    return float(np.sum((y - curve(x)) ** 2 / np.abs(y)) / dof) if dof > 0 else math.nan
+    errors = point_errors("linear", "", y, np.ones_like(y))
+    return float(np.sum(((y - curve(x)) / errors) ** 2) / dof) if dof > 0 else math.nan
 
 
 def fit_quadratic(

@@ -32,6 +32,7 @@ from gpuptc.fitting.ptc import (
     fit_powerlaw,
     fit_quadratic,
     fit_rhl,
+    notebook_selection,
 )
 from gpuptc.fitting.turnoff import eotest_full_well, turnoff_with_sampling_error
 from gpuptc.schema import (
@@ -228,22 +229,15 @@ class Model:
     fit_batch: Callable[[Sequence[AmpData], ModuleType], list[PtcFit]] | None = None
 
 
-def _notebook_points(data: AmpData, model: str) -> slice | np.ndarray:
-    """The pairs of a notebook fit.
-
-    Its index slice where the preset gives one (``seed``), else the pairs whose means lie
-    within its range of fractions of the turnoff (every finite pair where the
-    EXPAPPROXIMATION fit found none).
-    """
-    points = getattr(data.solve, f"{model}_points")
-    if points is not None:
-        return slice(points[0], points[1])
-    low, high = getattr(data.solve, f"{model}_range")
-    turnoff = data.expapprox.turnoff
-    finite = np.isfinite(data.mean) & np.isfinite(data.var)
-    if not np.isfinite(turnoff):
-        return finite
-    return finite & (data.mean >= low * turnoff) & (data.mean <= high * turnoff)
+def _notebook_points(data: AmpData, model: str) -> np.ndarray:
+    """The pairs of a notebook fit (:func:`gpuptc.fitting.ptc.notebook_selection`)."""
+    return notebook_selection(
+        data.mean,
+        data.var,
+        data.expapprox.turnoff,
+        getattr(data.solve, f"{model}_range"),
+        getattr(data.solve, f"{model}_points"),
+    )
 
 
 MODEL_REGISTRY: dict[str, Model] = {

@@ -30,7 +30,9 @@ __all__ = [
     "brighter_fatter_matrices",
     "chart_png",
     "gain_against_exposure_time",
+    "model_residuals",
     "ptc_chart",
+    "residuals_chart",
     "saturation_onsets",
     "sensor_charts",
     "spec_json",
@@ -110,8 +112,13 @@ def _values(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _grid(frames: dict[str, pd.DataFrame], layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """``layers`` faceted by amp into a 4-wide grid on shared scales.
+def _grid(
+    frames: dict[str, pd.DataFrame],
+    layers: list[dict[str, Any]],
+    facet: str = "amp",
+    columns: int = 4,
+) -> dict[str, Any]:
+    """``layers`` faceted (by amp, four wide) into a grid on shared scales.
 
     A facet takes one data set: ``frames`` are stacked with a ``kind`` column naming each
     (its key), and each layer keeps its own kind (``kind`` in the layer, removed here).
@@ -125,12 +132,12 @@ def _grid(frames: dict[str, pd.DataFrame], layers: list[dict[str, Any]]) -> dict
         "$schema": _SCHEMA,
         "data": {"values": stacked},
         "facet": {
-            "field": "amp",
-            "type": "ordinal",
+            "field": facet,
+            "type": "ordinal" if facet == "amp" else "nominal",
             "title": None,
-            "header": {"labelExpr": "'amp ' + datum.value"},
+            "header": {"labelExpr": "'amp ' + datum.value"} if facet == "amp" else {},
         },
-        "columns": 4,
+        "columns": columns,
         "spec": {"width": _PANEL, "height": _PANEL, "layer": filtered},
         "config": _CONFIG,
     }
@@ -327,6 +334,75 @@ def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
         "to show it alone; drag to pan, scroll to zoom, double-click to reset)."
     )
     return Chart(f"ptc_{_stem(sensor)}", caption, spec)
+
+
+def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> pd.DataFrame:
+    """Each model's residuals from its own curve, in units of the errors its chi^2 uses.
+
+    Only the pairs each fit took (``fitted`` in the curves); models whose chi^2 has no
+    errors (the power law) are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``amp``, ``pair``, ``exptime``, ``mean``, ``residual``.
+    """
+    mine = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00") & curves["fitted"]]
+    mine = mine[np.isfinite(mine["error"].to_numpy(float)) & (mine["error"] > 0)]
+    measured = pairs[pairs["sensor"] == sensor][["amp", "pair", "exptime", "var"]]
+    joined = mine.merge(measured, on=["amp", "pair"])
+    joined["residual"] = (joined["var"] - joined["value"]) / joined["error"]
+    return joined[["model", "amp", "pair", "exptime", "mean", "residual"]]
+
+
+def residuals_chart(
+    pairs: pd.DataFrame, curves: pd.DataFrame, ptc: pd.DataFrame, sensor: str
+) -> Chart | None:
+    """Every model's residuals from its own model, in its own errors, with its chi^2."""
+    residuals = model_residuals(pairs, curves, sensor)
+    if residuals.empty:
+        return None
+    fits = ptc[ptc["sensor"] == sensor]
+    summary = [
+        {
+            "model": model,
+            "label": f"rms {np.sqrt(np.mean(rows['residual'] ** 2)):.2f}; sqrt(chi2/dof) "
+            f"{np.sqrt(fits.loc[fits['model'] == model, 'chi2_dof']).median():.2f}",
+        }
+        for model, rows in residuals.groupby("model", sort=False)
+    ]
+    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
+    points = {
+        "kind": "residual",
+        "mark": {"type": "point", "filled": True, "size": 16, "opacity": 0.6},
+        "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
+        "encoding": {
+            "x": x,
+            "y": {"field": "residual", "type": "quantitative", "title": "residual / error"},
+            "tooltip": _tooltip("amp", "pair", "exptime", "mean", "residual"),
+        },
+    }
+    labels = {
+        "kind": "summary",
+        "mark": {"type": "text", "align": "left", "baseline": "top", "x": 4, "y": 4},
+        "encoding": {"text": {"field": "label", "type": "nominal"}},
+    }
+    spec = _grid(
+        {"residual": residuals, "summary": pd.DataFrame(summary)},
+        [points, labels],
+        facet="model",
+        columns=3,
+    )
+    spec["title"] = f"{sensor}: each model's residuals from its own model"
+    caption = (
+        "Variance less each model's own curve (eq. 20's C_00 for the full-covariance "
+        "fits), in units of the errors that model's chi^2 uses (cp_pipe's weights; "
+        "sqrt(var) for EOTEST's fit and the notebook's straight line and quadratic), for "
+        "the pairs each fit took, every amp together. A model that fits scatters "
+        "without trend with an rms equal to the square root of its chi^2/dof (both "
+        "written in the panel; the power law has no errors and is left out)."
+    )
+    return Chart(f"residuals_{_stem(sensor)}", caption, spec)
 
 
 _MAPPED = (
@@ -541,6 +617,8 @@ def sensor_charts(
     charts = [amp_map(verdicts, sensor)]
     if "curves" in tables:
         charts.append(ptc_chart(pairs, tables["curves"], sensor))
+        residuals = residuals_chart(pairs, tables["curves"], tables["ptc"], sensor)
+        charts += [residuals] if residuals is not None else []
     if gain_column in pairs:
         charts.append(gain_against_exposure_time(pairs, adopted, gain_column, sensor))
     matrices = brighter_fatter_matrices(tables["fullcov"], sensor) if "fullcov" in tables else None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ __all__ = [
     "level_mismatch",
     "png",
     "ptc_grid",
-    "residual_histograms",
 ]
 
 DPI = 120
@@ -177,41 +175,31 @@ PTC_SCALES: dict[str, str] = {
     "ratio": "Variance over mean per amp (1 / gain where the PTC is straight; it falls with "
     "signal as the brighter-fatter effect grows, and drops at saturation), with each "
     "model's curve and the turnoff.",
-    "residuals": "Variance / model - 1 of the pairs used, one colour per model; the error bars "
-    "(on the EXPAPPROXIMATION residuals) are each variance's own statistical error, "
-    "sqrt(2 / pixels). Residuals within their errors and without a trend mean the model fits. "
-    "The full-covariance fits are drawn as eq. 16 of their a00, gain and noise, which leaves "
-    "out their other lags' contribution to the variance.",
 }
-"""The PTC grids (:func:`ptc_grid`) and what each shows (their captions)."""
-
-_PTC_Y_LABELS = {
-    "log": "variance (ADU^2)",
-    "linear": "variance (ADU^2)",
-    "ratio": "variance / mean (ADU)",
-    "residuals": "variance / model - 1",
-}
-_RESIDUAL_MODELS = ("expapprox", "fullcov", "fullcov_nob", "quadratic", "linear", "powerlaw")
+"""The PTC grids (:func:`ptc_grid`) and what each shows (their captions); the PTC itself
+and its residuals are charts (:mod:`gpuptc.report.charts`)."""
 
 
 def ptc_grid(
     pairs: pd.DataFrame, ptc: pd.DataFrame, curves: pd.DataFrame, sensor: str, scale: str
 ) -> Figure:
-    """Variance against mean per amp with model curves (``log``, ``linear``), or ``residuals``.
+    """Variance over mean against mean per amp with each model's curve (``ratio``).
 
     The curves are the fit's (:func:`gpuptc.fitting.curves.model_curves`).
     """
+    if scale not in PTC_SCALES:
+        raise ValueError(f"PTC scale {scale!r} not in {', '.join(PTC_SCALES)}")
     fits = _by_amp(ptc[ptc["sensor"] == sensor])
     models = _by_amp(curves[curves["sensor"] == sensor])
     measured = _by_amp(pairs[pairs["sensor"] == sensor])
-    title = f"{sensor}: PTC ({scale})"
-    fig, axes = amp_grid(len(measured), title, "mean (ADU)", _PTC_Y_LABELS[scale])
+    title = f"{sensor}: PTC over its mean"
+    fig, axes = amp_grid(len(measured), title, "mean (ADU)", "variance / mean (ADU)")
     ranges = []
     for ax, (amp, rows) in zip(axes, measured.items(), strict=False):
         mine = (fits.get(amp, ptc.iloc[:0]), models.get(amp, curves.iloc[:0]))
-        ranges.append(_ptc_panel(ax, rows, mine, scale))
+        ranges.append(_ptc_panel(ax, rows, mine))
         _panel_label(ax, f"amp {amp}")
-    _shared_limits(axes[0], [r for r in ranges if r is not None], scale)
+    _shared_limits(axes[0], [r for r in ranges if r is not None])
     _few_ticks(axes[0])
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
@@ -220,7 +208,7 @@ def ptc_grid(
 
 
 def _ptc_panel(
-    ax: Axes, rows: pd.DataFrame, fitted: tuple[pd.DataFrame, pd.DataFrame], scale: str
+    ax: Axes, rows: pd.DataFrame, fitted: tuple[pd.DataFrame, pd.DataFrame]
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """One amp's panel (its fits and curves); the (x, y) of its used points, for the range."""
     fits, models = fitted
@@ -231,119 +219,29 @@ def _ptc_panel(
         return None
     used = data["used"].fillna(False).to_numpy(bool)
     mean, var = data["mean"].to_numpy(), data["var"].to_numpy()
-    curves = _variance_curves(models, data["pair"])
-    if scale == "residuals":
-        shown = _residuals(
-            ax,
-            mean[used],
-            var[used],
-            data["npix"].to_numpy(float)[used],
-            {name: curve[used] for name, curve in curves.items()},
-        )
-    else:
-        scale_by = mean if scale == "ratio" else np.ones_like(mean)
-        y = var / scale_by
-        shown = (mean[used], y[used])
-        ax.plot(mean[used], y[used], "o", ms=3, color="k", label="used")
-        ax.plot(mean[~used], y[~used], "x", ms=4, color="0.5", label="not used")
-        for name, curve in curves.items():
-            ax.plot(mean, curve / scale_by, "-", lw=1, color=_COLOURS.get(name), label=name)
-        turnoff = fits.loc[fits["model"] == "expapprox", "turnoff"]
-        if len(turnoff) and np.isfinite(turnoff.iloc[0]):
-            ax.axvline(turnoff.iloc[0], color="k", ls="--", lw=0.7, label="turnoff")
-    if scale != "linear":
-        ax.set_xscale("log")
-    if scale == "log":
-        ax.set_yscale("log")
-    if scale == "linear":  # 50k, 100k: no offset text over the panel above
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+    y = var / mean
+    ax.plot(mean[used], y[used], "o", ms=3, color="k", label="used")
+    ax.plot(mean[~used], y[~used], "x", ms=4, color="0.5", label="not used")
+    for name, curve in _variance_curves(models, data["pair"]).items():
+        ax.plot(mean, curve / mean, "-", lw=1, color=_COLOURS.get(name), label=name)
+    turnoff = fits.loc[fits["model"] == "expapprox", "turnoff"]
+    if len(turnoff) and np.isfinite(turnoff.iloc[0]):
+        ax.axvline(turnoff.iloc[0], color="k", ls="--", lw=0.7, label="turnoff")
+    ax.set_xscale("log")
     ax.minorticks_off()  # log minor ticks were most of a grid's drawing time
     ax.tick_params(labelsize=7)
-    return shown
+    return mean[used], y[used]
 
 
-def _residuals(
-    ax: Axes, mean: np.ndarray, var: np.ndarray, npix: np.ndarray, curves: dict
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each model's residuals; error bars on the first. The (x, |y| + error) shown."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        error = np.sqrt(2.0 / npix)
-    ax.axhline(0, color="k", lw=0.5)
-    extent = [np.zeros(0)]
-    for k, name in enumerate(m for m in _RESIDUAL_MODELS if m in curves):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            residual = var / curves[name] - 1
-        colour = _COLOURS.get(name)
-        if k == 0:
-            ax.errorbar(mean, residual, yerr=error, fmt="o", ms=3, lw=0.7, color=colour, label=name)
-            extent.append(np.abs(residual) + error)
-        else:
-            ax.plot(mean, residual, ".", ms=3, color=colour, label=name)
-            extent.append(np.abs(residual))
-    return mean, np.concatenate(extent)
-
-
-def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]], scale: str) -> None:
+def _shared_limits(ax: Axes, ranges: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """The range of the used points of every panel (saturated pairs do not set it)."""
     x = np.concatenate([r[0] for r in ranges]) if ranges else np.zeros(0)
     y = np.concatenate([r[1] for r in ranges]) if ranges else np.zeros(0)
     x, y = x[np.isfinite(x) & (x > 0)], y[np.isfinite(y)]
     if not len(x) or not len(y):
         return
-    if scale == "residuals":
-        half = 1.15 * float(np.percentile(y, 98)) or 0.01
-        ax.set_ylim(-half, half)
-        ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
-    elif scale == "ratio":
-        ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
-        ax.set_ylim(0.95 * y.min(), 1.05 * y.max())
-    elif scale == "log":
-        ax.set_xlim(x.min() / 1.5, x.max() * 1.5)
-        ax.set_ylim(y[y > 0].min() / 1.5, y.max() * 1.5)
-    else:
-        ax.set_xlim(0, x.max() * 1.08)
-        ax.set_ylim(0, y.max() * 1.08)
-
-
-def residual_histograms(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Figure:
-    """Pulls (variance - model) / error of the used pairs, every amp, one panel per model."""
-    models = _by_amp(curves[curves["sensor"] == sensor])
-    pulls: dict[str, list[np.ndarray]] = {}
-    for amp, rows in _by_amp(pairs[pairs["sensor"] == sensor]).items():
-        used = rows[rows["used"].fillna(False).astype(bool) & (rows["npix"] > 0)]
-        var = used["var"].to_numpy(float)
-        error = var * np.sqrt(2.0 / used["npix"].to_numpy(float))
-        fitted = _variance_curves(models.get(amp, curves.iloc[:0]), used["pair"])
-        for name, curve in fitted.items():
-            pulls.setdefault(name, []).append((var - curve) / error)
-    names = [m for m in _RESIDUAL_MODELS if m in pulls] or ["expapprox"]
-    cols = min(3, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = _grid(rows, cols, (4 * cols, 3.2 * rows))
-    for ax in axes.ravel()[len(names) :]:
-        ax.set_axis_off()
-    edges = np.linspace(-6, 6, 25)
-    normal = np.exp(-0.5 * ((edges[:-1] + edges[1:]) / 2) ** 2) / np.sqrt(2 * np.pi)
-    for ax, name in zip(axes.ravel(), names, strict=False):
-        values = np.concatenate(pulls.get(name, [np.zeros(0)]))
-        values = values[np.isfinite(values)]
-        counts, _ = np.histogram(np.clip(values, -6, 6), bins=edges)
-        ax.stairs(counts, edges, fill=True, alpha=0.6, color=_COLOURS.get(name))
-        ax.plot(
-            (edges[:-1] + edges[1:]) / 2,
-            normal * len(values) * np.diff(edges)[0],
-            "k-",
-            lw=0.8,
-            label="N(0, 1)",
-        )
-        spread = float(np.std(values)) if len(values) else math.nan
-        ax.set_title(f"{name}: rms {spread:.2f}", fontsize=9)
-        ax.set_xlabel("(variance - model) / error")
-        ax.set_ylabel("pairs x amps")
-    axes.ravel()[0].legend(fontsize=7)
-    fig.suptitle(f"{sensor}: PTC fit residuals in units of their errors (used pairs, every amp)")
-    return fig
+    ax.set_xlim(x.min() / 1.3, x.max() * 1.3)
+    ax.set_ylim(0.95 * y.min(), 1.05 * y.max())
 
 
 def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_corrected") -> Figure:

@@ -105,7 +105,7 @@ def _planned(
 
 
 def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
-    """The PTC at each scale, and the histograms of its residuals."""
+    """The PTC over its mean (the PTC itself and its residuals are charts)."""
     pairs, ptc, curves = tables["pairs"], tables["ptc"], tables["curves"]
     return [
         *(
@@ -115,13 +115,6 @@ def _ptc_figures(sensor: str, tables: Mapping[str, pd.DataFrame]) -> _Planned:
                 lambda scale=scale: figures.ptc_grid(pairs, ptc, curves, sensor, scale),
             )
             for scale, caption in figures.PTC_SCALES.items()
-        ),
-        (
-            figure_name("residual_histograms", sensor),
-            "The PTC residuals of the pairs used, over every amp, in units of each "
-            "variance's statistical error, per model, against a unit normal: a model that "
-            "fits has rms about 1 and no offset (values beyond +-6 counted in the end bins).",
-            lambda: figures.residual_histograms(pairs, curves, sensor),
         ),
     ]
 

@@ -89,7 +89,7 @@ def _refitted(
         "covariances": covariances,
         "ptc": ptc,
         "fullcov": fullcov,
-        "curves": model_curves(pairs, ptc, fullcov),
+        "curves": model_curves(pairs, ptc, fullcov, config.solve),
         "comparison": compare(ptc, manifest),
         "rejected": pd.concat([rejected, amp_rejections(pairs, ptc)], ignore_index=True),
     }

@@ -230,7 +230,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             measured = _measure(task, inputs, backend, files, progress)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
-        curves = model_curves(pairs, ptc, fullcov)
+        curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     seconds = dict(watch.seconds)  # the display images were made while measuring
     seconds["measure"] -= measured.display_seconds
     seconds["display images"] = measured.display_seconds
