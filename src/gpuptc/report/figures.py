@@ -250,8 +250,8 @@ def gain_histograms(pairs: pd.DataFrame, sensor: str, column: str = "rhl_gain_co
     amps = sorted(pairs.loc[pairs["sensor"] == sensor, "amp"].unique())
     fig, axes = amp_grid(
         len(amps),
-        f"{sensor}: per-pair gain 1/<(I1-I2)^2/(I1+I2)> (used pairs)",
-        f"{column} (e-/ADU)",
+        f"{sensor}: per-pair gain of the pairs used ({column})",
+        "per-pair gain (e-/ADU)",
         "pairs",
     )
     gains = mine.groupby("amp")[column]
@@ -343,8 +343,11 @@ def comparison_figure(comparison: pd.DataFrame, sensor: str) -> Figure | None:
         ax.axhline(1, color="k", lw=0.5)
         ax.set_ylabel(f"{quantity}: gpuptc / reference")
         _amp_axis(ax, mine["amp"])
-    axes[0, 0].legend(fontsize=6, ncol=3)
-    fig.suptitle(f"{sensor}: gpuptc against the references (circles EOTEST, diamonds cp_pipe)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=9)
+    markers = {"eotest": "circles EOTEST", "cp_pipe": "open diamonds cp_pipe"}
+    shown = ", ".join(markers[r] for r in markers if r in set(mine["reference"]))
+    fig.suptitle(f"{sensor}: gpuptc over the references ({shown})")
     return fig
 
 
@@ -452,14 +455,29 @@ def amp_summary(ptc: pd.DataFrame, sensor: str) -> Figure:
             )
         ax.set_ylabel(label)
         _amp_axis(ax, mine["amp"])
-    axes[0, 0].legend(fontsize=7, ncol=4)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels) or 1, fontsize=9)
     fig.suptitle(f"{sensor}: per-amp results of every model (markers side by side per amp)")
+    empty = _empty_models(mine)
+    if empty:
+        fig.text(0.01, 0.005, empty, fontsize=8, ha="left", va="bottom")
     return fig
+
+
+def _empty_models(fits: pd.DataFrame) -> str:
+    """Which models have no gain on which amps, and why (their statuses)."""
+    missing = fits[~np.isfinite(fits["gain"].to_numpy(float))]
+    parts = [
+        f"{model}: no value on amps {', '.join(map(str, rows['amp']))} "
+        f"({', '.join(sorted(set(map(str, rows['status']))))})"
+        for model, rows in missing.groupby("model", sort=False)
+    ]
+    return "; ".join(parts)
 
 
 def _grid(rows: int, cols: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     """A tight figure of ``rows x cols`` panels."""
-    fig = Figure(figsize=size, layout="tight")
+    fig = Figure(figsize=size, layout="constrained")
     return fig, fig.subplots(rows, cols, squeeze=False)
 
 

@@ -126,8 +126,9 @@ def _gain_figures(sensor: str, tables: Mapping[str, pd.DataFrame], gain_column: 
         (
             figure_name("gain_hist", sensor),
             f"Per-pair gain ({gain_column}) of the pairs used, per amp, with its median (the "
-            "rhl model): one narrow peak when the pairs agree; tails come from cosmic rays "
-            "or flats that differ in level.",
+            "rhl model): the tail to high gains is the brighter-fatter rise (a pair's gain "
+            "grows by |a00| x its signal), not cosmic rays; outliers below come from flats "
+            "that differ in level.",
             lambda: figures.gain_histograms(pairs, sensor, gain_column),
         ),
         (
@@ -171,7 +172,8 @@ def _summary_figures(
         (
             figure_name("amp_summary", sensor),
             "Gain, read noise, turnoff and a00 per amp for every model with their errors, "
-            "the models side by side at each amp so that none hides another.",
+            "the models side by side at each amp so that none hides another, the legend "
+            "below; the note at the bottom names the models without a value and why.",
             lambda: figures.amp_summary(ptc, sensor),
         ),
         (
