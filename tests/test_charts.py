@@ -89,7 +89,7 @@ def test_the_ptc_chart_holds_every_pair_and_every_models_curve(tables):
     curves = tables_["curves"][tables_["curves"].lag == "00"]
     assert set(lines.model) == set(curves.model) == {"expapprox", "quadratic", "fullcov"}
     merged = points.merge(measured, on=["amp", "pair"], suffixes=("", "_table"))
-    np.testing.assert_allclose(merged["var"], merged["var_table"], rtol=1e-5)
+    np.testing.assert_allclose(merged["var"], merged["var_table"], rtol=1e-4)
     toggled = _layer(chart.spec, "model")["params"][0]
     assert toggled["bind"] == "legend" and toggled["select"]["fields"] == ["model"]
     assert [t["field"] for t in _layer(chart.spec, "pair")["encoding"]["tooltip"]] == [
@@ -107,7 +107,7 @@ def test_the_amp_map_holds_each_amp_once_where_it_sits(tables):
     chart = amp_map(verdicts, sensor)
     gains = pd.DataFrame(chart.spec["concat"][0]["data"]["values"]).set_index("amp")
     assert sorted(gains.index) == list(range(1, 17))
-    np.testing.assert_allclose(gains["value"], verdicts.set_index("amp").gain[gains.index], 1e-5)
+    np.testing.assert_allclose(gains["value"], verdicts.set_index("amp").gain[gains.index], 1e-4)
     # e2v: amps 1-8 along the bottom row left to right, 9-16 along the top right to left
     assert gains.loc[1, ["row", "column"]].tolist() == [1, 0]
     assert gains.loc[8, ["row", "column"]].tolist() == [1, 7]
@@ -142,7 +142,7 @@ def test_the_a_matrix_scale_is_set_by_the_lags_other_than_the_origin(tables):
     assert cells.error.notna().all()  # every lag with its error
     medians = tables_["fullcov"].query("model == 'fullcov'").groupby(["i", "j"]).a.median()
     np.testing.assert_allclose(
-        cells.set_index(["i", "j"]).value, medians[cells.set_index(["i", "j"]).index], rtol=1e-5
+        cells.set_index(["i", "j"]).value, medians[cells.set_index(["i", "j"]).index], rtol=1e-4
     )
     b_cells = pd.DataFrame(b_panel["data"]["values"])
     assert b_cells.error.notna().all() and len(b_cells) == 9

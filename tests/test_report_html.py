@@ -82,7 +82,7 @@ def _tables(sensors: list[str], segment: str = "Segment10") -> dict[str, pd.Data
         for row in ptc.itertuples()
     )
     pairs = ptc[["sensor", "amp"]].assign(
-        pair=0, file1=f"{HOSTILE}.fits", file2="b.fits", mean=1e4, note=f"{HOSTILE}&amp;"
+        pair=0, file1=f"{HOSTILE}.fits", file2="b.fits", mean=1e4, status=f"{HOSTILE}&amp;"
     )
     rejected = pd.DataFrame(
         {"sensor": sensors, "path": f"/raw/{HOSTILE}.fits", "stage": "ingest", "reason": HOSTILE}

@@ -89,8 +89,13 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-_DIGITS = 6
+_DIGITS = 5
 """Significant digits of the numbers a chart carries (its data are most of a page)."""
+
+
+def _rounded(value: float) -> float:
+    """``value`` to the digits a chart carries (scales and data alike, so they agree)."""
+    return float(f"{value:.{_DIGITS}g}")
 
 
 def _values(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -104,7 +109,7 @@ def _values(frame: pd.DataFrame) -> list[dict[str, Any]]:
         if column.startswith("file"):
             frame[column] = [os.path.basename(str(f)) for f in frame[column]]
         elif frame[column].dtype.kind == "f":
-            frame[column] = [float(f"{v:.{_DIGITS}g}") for v in frame[column]]
+            frame[column] = [_rounded(v) for v in frame[column]]
     clean = frame.astype(object).where(frame.notna() & ~frame.isin([np.inf, -np.inf]), None)
     return [
         {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if v is not None}
@@ -191,7 +196,7 @@ def _gain_domain(gains: pd.Series) -> list[float]:
         return [0.0, 1.0]
     low, high = float(finite.min()), float(finite.max())
     margin = 0.1 * (high - low) or 0.05 * abs(high) or 0.1
-    return [low - margin, high + margin]
+    return [_rounded(low - margin), _rounded(high + margin)]
 
 
 _STATES = ("below saturation", "saturated (at the edge when off the axis)")
@@ -212,7 +217,7 @@ def gain_against_exposure_time(
     mine["gain"] = mine[column]
     mine["shown"] = mine[column].clip(low, high)
     mine["state"] = np.where(mine["saturated"], _STATES[1], _STATES[0])
-    data = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "state", "file1", "file2"]]
+    data = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "state"]]
     onsets = saturation_onsets(mine, turnoffs)
     x = {
         "field": "exptime",
@@ -245,7 +250,7 @@ def gain_against_exposure_time(
                 "scale": {"domain": list(_STATES), "range": ["#1f77b4", "#d62728"]},
                 "title": None,
             },
-            "tooltip": _tooltip("pair", "exptime", "mean", "gain", "file1", "file2"),
+            "tooltip": _tooltip("pair", "exptime", "mean", "gain"),
         },
     }
     onset = {
@@ -271,6 +276,21 @@ def gain_against_exposure_time(
 
 _USES = ("used by the fits", "left out")
 
+_CURVE_POINTS = 16
+"""Points a model's curve keeps per amp in the PTC chart (a line needs no more)."""
+
+
+def _thinned(curves: pd.DataFrame) -> pd.DataFrame:
+    """At most :data:`_CURVE_POINTS` points of each curve, evenly in its order of mean."""
+    kept = []
+    for _, rows in curves.sort_values("mean").groupby(["amp", "model"], sort=False):
+        if len(rows) > _CURVE_POINTS:
+            rows = rows.iloc[
+                np.unique(np.linspace(0, len(rows) - 1, _CURVE_POINTS).round().astype(int))
+            ]
+        kept.append(rows)
+    return pd.concat(kept) if kept else curves
+
 
 def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
     """Variance against mean per amp on log axes, every model's curve, models toggled."""
@@ -278,7 +298,7 @@ def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
     mine["use"] = np.where(mine["used"].fillna(False).astype(bool), *_USES)
     points = mine[["amp", "pair", "exptime", "mean", "var", "use", "file1", "file2"]]
     models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
-    lines = models[["amp", "model", "mean", "value"]].rename(columns={"value": "var"})
+    lines = _thinned(models)[["amp", "model", "mean", "value"]].rename(columns={"value": "var"})
     lines = lines[np.isfinite(lines["var"].to_numpy(float)) & (lines["var"] > 0)]
     x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
     y = {
@@ -345,14 +365,14 @@ def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> p
     Returns
     -------
     pandas.DataFrame
-        ``model``, ``amp``, ``pair``, ``exptime``, ``mean``, ``residual``.
+        ``model``, ``amp``, ``pair``, ``mean``, ``residual``.
     """
     mine = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00") & curves["fitted"]]
     mine = mine[np.isfinite(mine["error"].to_numpy(float)) & (mine["error"] > 0)]
     measured = pairs[pairs["sensor"] == sensor][["amp", "pair", "exptime", "var"]]
     joined = mine.merge(measured, on=["amp", "pair"])
     joined["residual"] = (joined["var"] - joined["value"]) / joined["error"]
-    return joined[["model", "amp", "pair", "exptime", "mean", "residual"]]
+    return joined[["model", "amp", "pair", "mean", "residual"]]
 
 
 def residuals_chart(
@@ -379,7 +399,7 @@ def residuals_chart(
         "encoding": {
             "x": x,
             "y": {"field": "residual", "type": "quantitative", "title": "residual / error"},
-            "tooltip": _tooltip("amp", "pair", "exptime", "mean", "residual"),
+            "tooltip": _tooltip("amp", "pair", "mean", "residual"),
         },
     }
     labels = {
@@ -482,7 +502,7 @@ def _matrix_panel(cells: pd.DataFrame, name: str, title: str) -> dict[str, Any]:
     scale's end and labelled.
     """
     others = cells.loc[(cells["i"] > 0) | (cells["j"] > 0), name].abs()
-    top = float(others.max()) if others.notna().any() else 1.0
+    top = _rounded(float(others.max())) if others.notna().any() else 1.0
     data = cells[["i", "j", name, f"{name}_err"]].rename(
         columns={name: "value", f"{name}_err": "error"}
     )

@@ -111,6 +111,22 @@ def _of(frame: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
     return frame[frame["sensor"].isin(sensors)] if "sensor" in frame else frame
 
 
+_PAGE_PAIR_COLUMNS = (
+    "pair",
+    "amp",
+    "exptime",
+    "mean1",
+    "mean2",
+    "var",
+    "rhl_gain_corrected",
+    "read_noise_adu",
+    "used",
+    "status",
+)
+"""The per-pair columns a page shows (every one is in ``pairs.parquet``): a 400-pair sensor's
+page would otherwise weigh megabytes."""
+
+
 def _numbers(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.DataFrame]:
     """Every number of ``sensor`` in the tables, and what was rejected.
 
@@ -124,7 +140,9 @@ def _numbers(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.Da
     return {
         "ptc": _with_units(mine(tables["ptc"])),
         "comparison": mine(tables["comparison"]),
-        "pairs": mine(tables["pairs"]).drop(columns=["file1", "file2"]),
+        "pairs": mine(tables["pairs"])
+        .reindex(columns=list(_PAGE_PAIR_COLUMNS))
+        .dropna(axis=1, how="all"),
         "rejected": _of(tables["rejected"], [sensor]),
     }
 
