@@ -75,10 +75,10 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     assert all(f"figures/{name}" in pages for name in drawn)
     specs = re.compile(r'<script type="application/json" class="vega-spec">(.*?)</script>')
     before = "".join(page.read_text() for page in _pages(two_sensor_run))
-    # 5 charts of the e2v sensor, 4 of the ITL one (4 pairs: no full-covariance fit)
-    assert specs.findall(pages) == specs.findall(before) and len(specs.findall(pages)) == 9
+    # 5 charts of each sensor: amp map, PTC, residuals, gain, the a and b matrices
+    assert specs.findall(pages) == specs.findall(before) and len(specs.findall(pages)) == 10
     charts = sorted((copy / "report" / "charts").glob("*.png"))  # --png: no browser
-    assert len(charts) == 9 and all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
+    assert len(charts) == 10 and all(c.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for c in charts)
 
 
 def test_stored_sensors_keep_their_figures(

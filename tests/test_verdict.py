@@ -169,7 +169,7 @@ def test_one_line_per_sensor_names_the_gravest_amps_first():
     line = lines.at["S", "line"]
     # without the overscan's noise the PTC's stands in
     assert line.startswith("FAIL: 16/16 amps fitted (expapprox); read noise 4.00-7.00 e-")
-    assert line.endswith("look at amp 9 (full well 200,000 e-), amp 2 (noise 7.00 e-) and 1 more")
+    assert line.endswith("amp 9 (full well 200,000 e-), amp 2 (PTC noise 7.00 e-) and 1 more")
     summary = sensor_summary(verdicts, most=2)
     assert summary.loc["S", "verdict"] == "fail" and summary.loc["T", "amps to check"] == 0
     assert summary.loc["S", "worst amps"].splitlines()[0] == (

@@ -18,6 +18,7 @@ import pandas as pd
 from gpuptc.config import SolveConfig
 from gpuptc.fitting.ptc import eq16, notebook_selection, point_errors
 from gpuptc.fitting.solve import fit_matrices, model_covariances
+from gpuptc.schema import PairStatus
 
 __all__ = ["COVARIANCE_CURVE_POINTS", "CURVE_COLUMNS", "NEAREST_LAGS", "model_curves"]
 
@@ -85,7 +86,13 @@ def _variance_curves(
 
 
 def _fitted(model: str, rows: pd.DataFrame, fits: pd.DataFrame, solve: SolveConfig) -> np.ndarray:
-    """Which of an amp's pairs entered ``model``'s fit, by the rule the fit applied."""
+    """Which of an amp's measured pairs entered ``model``'s fit, by the rule it applied.
+
+    EXPAPPROXIMATION and the full-covariance fits take the ``used`` pairs (under ``seed``,
+    where ``used`` is every pair, they took the EXPAPPROXIMATION selection, which the
+    tables do not keep: every pair is marked), the notebook fits their range of the
+    EXPAPPROXIMATION turnoff (every pair where the table has none).
+    """
     used = rows["used"].fillna(False).to_numpy(bool)
     mean, var = rows["mean"].to_numpy(float), rows["var"].to_numpy(float)
     if model in ("linear", "quadratic", "powerlaw"):
@@ -142,9 +149,11 @@ def _ptc_rows(
     matrices = {
         key: dict(tuple(rows.groupby("model"))) for key, rows in fullcov.groupby(["sensor", "amp"])
     }
-    for (sensor, amp), rows in pairs.groupby(["sensor", "amp"], sort=True):
+    measured = pairs[pairs["status"].isin(PairStatus.MEASURED)] if "status" in pairs else pairs
+    for (sensor, amp), rows in measured.groupby(["sensor", "amp"], sort=True):
         if (sensor, amp) not in fits.groups:
             continue
+        rows = rows.sort_values("pair")  # the order the fits took them in
         mine = fits.get_group((sensor, amp))
         mean = rows["mean"].to_numpy(float)
         counts = _counts(rows)

@@ -97,8 +97,9 @@ def eotest_full_well(flux: np.ndarray, mean: np.ndarray, gain: float) -> float:
     The signal ``Ne = mean x gain`` against the flux (exposure time or photodiode
     charge): a line through the origin fitted where ``100 < Ne < 50 000`` e- (and no
     brighter than the brightest pair), a quadratic through the pairs from the last within
-    2 % of the line to the first later one 10 % below it, and the full well is the
-    quadratic's value where it falls 10 % below the line. Where those are only two pairs
+    2 % of the line to the first later one 10 % off it (EOTEST tests the deviation's
+    absolute value, as here), and the full well is the quadratic's value where it falls
+    10 % below the line. Where those are only two pairs
     (exposure times too sparse near saturation, as in most PTCs), the line through them
     replaces the quadratic, whose three terms two pairs cannot fix (EOTEST would fit an
     underdetermined quadratic).

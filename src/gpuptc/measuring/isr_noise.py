@@ -12,9 +12,10 @@ the pairs table follow from it, for each overscan method of :class:`gpuptc.confi
   digitisation out: the per-pixel read noise ``sigma``;
 - the **ISR noise** (``isr_noise_adu``) is what the correction adds to every imaging
   pixel besides ``sigma``: the digitisation, the serial estimate's ``k_N/N`` (``1/N``
-  for a mean) of ``sigma_raw^2``, the parallel estimate's ``k_M/M`` of the serially
-  corrected overscan rows, and a combined master bias's ``k_B/B`` of its frames. The
-  PTC's noise term is then ``sqrt(sigma^2 + isr^2)``.
+  for a mean) of ``sigma_raw^2`` and the parallel estimate's ``k_M/M`` of the serially
+  corrected overscan rows, each made anew for every flat. The PTC's noise term is then
+  ``sqrt(sigma^2 + isr^2)``. A master bias adds nothing to it: the same one is
+  subtracted from both flats of a pair and cancels in their difference.
 
 ``k_N = N Var(median) / sigma^2`` for ``N`` normal values (``pi/2`` for large ``N``, 1
 for ``N`` = 1 and 2) is computed exactly here (:func:`median_variance_factor`). A row
@@ -167,7 +168,8 @@ class IsrNoise:
     estimator : float
         Expected overscan read-noise variance over ``sigma_raw^2``.
     added : float
-        Variance the corrections add to an imaging pixel, over ``sigma_raw^2``.
+        Variance the per-flat corrections add to an imaging pixel, over
+        ``sigma_raw^2`` (what a pair's difference keeps of them).
     """
 
     estimator: float
@@ -189,7 +191,7 @@ def _estimate_factor(method: str, count: int) -> float:
     return (median_variance_factor(count) if "MEDIAN" in method else 1.0) / count
 
 
-def isr_noise(config: IsrConfig, regions: SegmentRegions, bias_frames: int = 0) -> IsrNoise:
+def isr_noise(config: IsrConfig, regions: SegmentRegions) -> IsrNoise:
     """The noise factors of ``config``'s overscan corrections on ``regions``.
 
     Parameters
@@ -198,10 +200,6 @@ def isr_noise(config: IsrConfig, regions: SegmentRegions, bias_frames: int = 0) 
         The preset's ISR.
     regions : SegmentRegions
         The segments' layout (how many overscan columns and rows the estimates use).
-    bias_frames : int
-        Frames combined (per-pixel median) into the master bias subtracted, when the
-        preset subtracts one; 0 when none is or when it was read from a file (its noise
-        unknown, taken as none).
 
     Returns
     -------
@@ -225,13 +223,11 @@ def isr_noise(config: IsrConfig, regions: SegmentRegions, bias_frames: int = 0) 
     serial = 0.0
     if config.serial_overscan in ("MEAN_PER_ROW", "MEDIAN_PER_ROW"):
         serial = _estimate_factor(config.serial_overscan, columns)
-    corrected = 1 + serial  # a serially corrected overscan or bias pixel, over sigma_raw^2
+    corrected = 1 + serial  # a serially corrected overscan pixel, over sigma_raw^2
     added = serial
     if config.parallel_overscan != "NONE":
         overscan_rows, _ = regions.parallel_overscan
         count = overscan_rows.stop - overscan_rows.start - sum(config.parallel_skip)
         added += _estimate_factor(config.parallel_overscan, count) * corrected
-    if config.use_bias and bias_frames >= 2:
-        added += _estimate_factor("MEDIAN", bias_frames) * corrected
     estimator = overscan_estimator_factor(config.serial_overscan, columns)
     return IsrNoise(estimator=estimator, added=added)

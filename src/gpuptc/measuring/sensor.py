@@ -402,8 +402,7 @@ def measure_sensor(
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     bias_device = _device_bias(sensor, bias, geometry, preset, backend)
-    frames = len(bias.sources) if bias is not None else 0
-    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry), frames))
+    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)))
     order = {pair.pair: index for index, pair in enumerate(pairs)}
     images, seconds = None, 0.0
     done = 0

@@ -35,6 +35,7 @@ from gpuptc.schema import PTC_COLUMNS, FitStatus, PairStatus
 
 __all__ = [
     "AMP_FLAGS",
+    "CP_PIPE_NOISE_TOLERANCE",
     "VERDICT_COLUMNS",
     "AmpFlag",
     "Thresholds",
@@ -84,7 +85,7 @@ class Thresholds:
         Gain further from the sensor's median than this many robust standard deviations
         (1.4826 x the median absolute deviation) of its amps: check.
     noise_factor : float
-        Read noise above this multiple of the sensor's median: check.
+        PTC noise above this multiple of the sensor's median: check.
     turnoff_factor : float
         Turnoff below this fraction of the sensor's median: check.
     significance : float
@@ -155,7 +156,8 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
         AmpFlag(
             "held",
             Verdict.CHECK,
-            "a parameter of the adopted fit held at zero (its status names which)",
+            "a parameter of the adopted fit held at zero, or its covariance singular (the "
+            "status says which)",
             "gpuptc",
         ),
         AmpFlag(
@@ -201,7 +203,7 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
         AmpFlag(
             "noise_outlier",
             Verdict.CHECK,
-            f"read noise above {limits.noise_factor:g} x the sensor's median",
+            f"PTC noise above {limits.noise_factor:g} x the sensor's median",
             "gpuptc",
         ),
         AmpFlag(
@@ -215,6 +217,9 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
 
 AMP_FLAGS: tuple[AmpFlag, ...] = verdict_tests()
 """Every test, in the order the pages list them (texts at the default thresholds)."""
+
+CP_PIPE_NOISE_TOLERANCE = 0.05
+"""cp_pipe's PTC solve warns when the PTC and overscan noise differ by more (fixed)."""
 
 _COMPARED_MODELS = ("fullcov", "fullcov_nob")
 """Models whose gain is held against the adopted one (they model the same physics)."""
@@ -265,13 +270,28 @@ text and the amp's verdict."""
 def adopted_model(ptc: pd.DataFrame, preferred: str | None = None) -> str:
     """The model whose numbers stand for an amp.
 
-    ``preferred`` (the preset's PTC model) when fitted, else EXPAPPROXIMATION, else the
-    first of the full-covariance and notebook fits present.
+    ``preferred`` (the preset's PTC model) when it fitted some amp, else EXPAPPROXIMATION,
+    else the first of the full-covariance and notebook fits that did (or, when none did,
+    that is present).
+
+    Parameters
+    ----------
+    ptc : pandas.DataFrame
+        The ``ptc`` table.
+    preferred : str, optional
+        The preset's ``ptc_fit_type``.
+
+    Returns
+    -------
+    str
     """
+    fitted = set(ptc.loc[ptc["status"].isin(FitStatus.FITTED), "model"])
     present = set(ptc["model"])
-    for model in (preferred, "expapprox", "fullcov", "fullcov_nob", "quadratic", "linear"):
-        if model in present:
-            return str(model)
+    order = (preferred, "expapprox", "fullcov", "fullcov_nob", "quadratic", "linear")
+    for candidates in (fitted, present):
+        for model in order:
+            if model in candidates:
+                return str(model)
     return str(ptc["model"].iloc[0])
 
 
@@ -326,7 +346,7 @@ def amp_verdicts(
         out[name] = noises[name].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = out["noise"] / out["overscan_noise"] - 1
-    out["cp_pipe_noise_warning"] = (ratio.abs() > limits.noise_agreement).to_numpy(bool)
+    out["cp_pipe_noise_warning"] = (ratio.abs() > CP_PIPE_NOISE_TOLERANCE).to_numpy(bool)
     _fit_quality(out, ptc, keys)
     out["reference_ratio"] = _worst_reference(tables.get("comparison"), model, keys)
     for flag in verdict_tests(limits):
@@ -473,7 +493,7 @@ def _flag_text(flag: AmpFlag, row: pd.Series) -> str:
         "models": lambda: f"full-covariance gain {100 * row['model_spread']:.1f} % off",
         "reference": lambda: f"gain/reference {row['reference_ratio']:.3f}",
         "gain_outlier": lambda: f"gain {row['gain']:.4f} outlying",
-        "noise_outlier": lambda: f"noise {row['noise']:.2f} e-",
+        "noise_outlier": lambda: f"PTC noise {row['noise']:.2f} e-",
         "turnoff_outlier": lambda: f"turnoff {row['turnoff']:.0f} ADU",
     }[flag.key]
     return value()

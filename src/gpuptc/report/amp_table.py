@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["amp_numbers", "verdict_table"]
+__all__ = ["amp_numbers", "full_covariance_model", "verdict_table"]
 
 _BF_LAGS = {"a00": (0, 0), "a01": (0, 1), "a10": (1, 0)}
 """The brighter-fatter coefficients shown: a_ij with i the serial lag, j the parallel lag."""
@@ -64,8 +64,14 @@ def amp_numbers(sensor: str, tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame
     return out.reset_index()
 
 
+def full_covariance_model(fullcov: pd.DataFrame, sensor: str) -> str:
+    """The full-covariance fit a sensor's page shows: with b where fitted, else without."""
+    mine = set(fullcov.loc[fullcov["sensor"] == sensor, "model"])
+    return "fullcov" if "fullcov" in mine or "fullcov_nob" not in mine else "fullcov_nob"
+
+
 def _brighter_fatter(out: pd.DataFrame, fullcov: pd.DataFrame, sensor: str) -> None:
-    model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
+    model = full_covariance_model(fullcov, sensor)
     mine = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
     if mine.empty:
         return

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.report.amp_table import full_covariance_model
 from gpuptc.report.focal_plane import amp_cell
 
 __all__ = [
@@ -101,8 +102,8 @@ def _rounded(value: float) -> float:
 def _values(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON values.
 
-    Numbers to 6 significant digits, NaN and infinities left out (Vega's missing values),
-    files by their names alone.
+    Numbers to :data:`_DIGITS` significant digits, NaN and infinities left out (Vega's
+    missing values), files by their names alone.
     """
     frame = frame.copy()
     for column in frame.columns:
@@ -202,29 +203,15 @@ def _gain_domain(gains: pd.Series) -> list[float]:
 _STATES = ("below saturation", "saturated (at the edge when off the axis)")
 
 
-def gain_against_exposure_time(
-    pairs: pd.DataFrame, turnoffs: pd.Series, column: str, sensor: str
-) -> Chart:
-    """Each amp's per-pair gain against exposure time, saturated pairs marked and clipped.
-
-    One panel per amp on shared axes: the y axis is set by the pairs below saturation, and
-    a saturated pair's gain (which runs away) is drawn at the axis edge as a triangle
-    (its value in the tooltip); the dashed line is the amp's own saturation onset.
-    """
-    mine = pairs[pairs["sensor"] == sensor].copy()
-    mine["saturated"] = mine["mean"] > mine["amp"].map(turnoffs)
-    low, high = _gain_domain(mine.loc[~mine["saturated"], column])
-    mine["gain"] = mine[column]
-    mine["shown"] = mine[column].clip(low, high)
-    mine["state"] = np.where(mine["saturated"], _STATES[1], _STATES[0])
-    data = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "state"]]
-    onsets = saturation_onsets(mine, turnoffs)
+def _gain_layers(domain: tuple[float, float]) -> list[dict[str, Any]]:
+    """The gain chart's layers: the pairs (saturated ones marked), each amp's onset."""
     x = {
         "field": "exptime",
         "type": "quantitative",
         "scale": {"type": "log"},
         "title": "exposure time (s)",
     }
+    state = {"field": "state", "type": "nominal", "title": None}
     points = {
         "kind": "pair",
         "mark": {"type": "point", "filled": True, "size": 30, "clip": True},
@@ -234,21 +221,17 @@ def gain_against_exposure_time(
             "y": {
                 "field": "shown",
                 "type": "quantitative",
-                "scale": {"domain": [low, high]},
+                "scale": {"domain": list(domain)},
                 "title": "per-pair gain (e-/ADU)",
             },
             "shape": {
-                "field": "state",
-                "type": "nominal",
+                **state,
                 "scale": {"domain": list(_STATES), "range": ["circle", "triangle-up"]},
-                "title": None,
                 "legend": {"orient": "top", "labelLimit": 400},
             },
             "color": {
-                "field": "state",
-                "type": "nominal",
+                **state,
                 "scale": {"domain": list(_STATES), "range": ["#1f77b4", "#d62728"]},
-                "title": None,
             },
             "tooltip": _tooltip("pair", "exptime", "mean", "gain"),
         },
@@ -261,7 +244,43 @@ def gain_against_exposure_time(
             "tooltip": _tooltip("last_unsaturated", "first_saturated", "onset"),
         },
     }
-    spec = _grid({"pair": data, "onset": onsets}, [points, onset])
+    return [points, onset]
+
+
+def gain_against_exposure_time(
+    pairs: pd.DataFrame, turnoffs: pd.Series, column: str, sensor: str
+) -> Chart:
+    """Each amp's per-pair gain against exposure time, saturated pairs marked and clipped.
+
+    One panel per amp on shared axes: the y axis is set by the pairs below saturation, and
+    a saturated pair's gain (which runs away) is drawn at the axis edge as a triangle
+    (its value in the tooltip); the dashed line is the amp's own saturation onset
+    (:func:`saturation_onsets`).
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The run's ``pairs``.
+    turnoffs : pandas.Series
+        Each amp's turnoff (ADU), by amp: above it a pair is saturated.
+    column : str
+        The per-pair gain drawn (the preset's).
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart
+    """
+    mine = pairs[pairs["sensor"] == sensor].copy()
+    mine["saturated"] = mine["mean"] > mine["amp"].map(turnoffs)
+    low, high = _gain_domain(mine.loc[~mine["saturated"], column])
+    mine["gain"] = mine[column]
+    mine["shown"] = mine[column].clip(low, high)
+    mine["state"] = np.where(mine["saturated"], _STATES[1], _STATES[0])
+    data = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "state"]]
+    onsets = saturation_onsets(mine, turnoffs)
+    spec = _grid({"pair": data, "onset": onsets}, _gain_layers((low, high)))
     spec["title"] = f"{sensor}: per-pair gain against exposure time"
     caption = (
         f"Per-pair gain ({column}) against exposure time, one panel per amp: it rises "
@@ -293,7 +312,20 @@ def _thinned(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
-    """Variance against mean per amp on log axes, every model's curve, models toggled."""
+    """Variance against mean per amp on log axes, every model's curve, models toggled.
+
+    Parameters
+    ----------
+    pairs, curves : pandas.DataFrame
+        The run's ``pairs`` and ``curves`` (:func:`gpuptc.fitting.curves.model_curves`).
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart
+        Hovering a pair gives its number, exposure time, files, mean and variance.
+    """
     mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
     mine["use"] = np.where(mine["used"].fillna(False).astype(bool), *_USES)
     points = mine[["amp", "pair", "exptime", "mean", "var", "use", "file1", "file2"]]
@@ -362,11 +394,20 @@ def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> p
     Only the pairs each fit took (``fitted`` in the curves); models whose chi^2 has no
     errors (the power law) are left out.
 
+    Parameters
+    ----------
+    pairs, curves : pandas.DataFrame
+        The run's ``pairs`` and ``curves``.
+    sensor : str
+        The sensor.
+
     Returns
     -------
     pandas.DataFrame
         ``model``, ``amp``, ``pair``, ``mean``, ``residual``.
     """
+    if "fitted" not in curves:  # a run written before the curves held their errors
+        return pd.DataFrame(columns=["model", "amp", "pair", "mean", "residual"])
     mine = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00") & curves["fitted"]]
     mine = mine[np.isfinite(mine["error"].to_numpy(float)) & (mine["error"] > 0)]
     measured = pairs[pairs["sensor"] == sensor][["amp", "pair", "exptime", "var"]]
@@ -378,7 +419,20 @@ def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> p
 def residuals_chart(
     pairs: pd.DataFrame, curves: pd.DataFrame, ptc: pd.DataFrame, sensor: str
 ) -> Chart | None:
-    """Every model's residuals from its own model, in its own errors, with its chi^2."""
+    """Every model's residuals from its own model, in its own errors, with its chi^2.
+
+    Parameters
+    ----------
+    pairs, curves, ptc : pandas.DataFrame
+        The run's ``pairs``, ``curves`` and ``ptc``.
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart or None
+        None where no model has residuals (curves from before they held their errors).
+    """
     residuals = model_residuals(pairs, curves, sensor)
     if residuals.empty:
         return None
@@ -419,8 +473,10 @@ def residuals_chart(
         "fits), in units of the errors that model's chi^2 uses (cp_pipe's weights; "
         "sqrt(var) for EOTEST's fit and the notebook's straight line and quadratic), for "
         "the pairs each fit took, every amp together. A model that fits scatters "
-        "without trend with an rms equal to the square root of its chi^2/dof (both "
-        "written in the panel; the power law has no errors and is left out)."
+        "without trend with an rms close to the square root of its chi^2/dof (both "
+        "written in the panel: the rms pooled over the amps, the root the median over "
+        "them; a full-covariance fit's chi^2 also counts its other lags). The power law "
+        "has no errors and is left out."
     )
     return Chart(f"residuals_{_stem(sensor)}", caption, spec)
 
@@ -435,9 +491,22 @@ _MAPPED = (
 
 
 def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
-    """Gain, read noise, turnoff and a00 of each amp where it sits on the sensor (2 x 8)."""
+    """Gain, read noise, turnoff and a00 of each amp where it sits on the sensor (2 x 8).
+
+    Parameters
+    ----------
+    verdicts : pandas.DataFrame
+        The run's ``verdict`` table (the adopted model's numbers).
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart
+    """
     mine = verdicts[verdicts["sensor"] == sensor].copy()
-    cells = [amp_cell(int(amp), max(len(mine), 2)) for amp in mine["amp"]]
+    namps = 16 if len(mine) and int(mine["amp"].max()) > 8 else 8
+    cells = [amp_cell(int(amp), namps) for amp in mine["amp"]]
     mine["row"] = [1 - r for r, _ in cells]  # amp 1 lower left: the top row is row 1
     mine["column"] = [c for _, c in cells]
     panels = []
@@ -549,7 +618,7 @@ def brighter_fatter_matrices(fullcov: pd.DataFrame, sensor: str) -> Chart | None
 
     The matrices are medians over amps; the distances come with each a_ij's error.
     """
-    model = "fullcov" if (fullcov["model"] == "fullcov").any() else "fullcov_nob"
+    model = full_covariance_model(fullcov, sensor)
     mine = fullcov[(fullcov["sensor"] == sensor) & (fullcov["model"] == model)]
     if mine.empty:
         return None
@@ -631,7 +700,23 @@ def _stem(sensor: str) -> str:
 def sensor_charts(
     sensor: str, tables: dict[str, pd.DataFrame], verdicts: pd.DataFrame, gain_column: str
 ) -> list[Chart]:
-    """The charts of one sensor's page, in page order."""
+    """The charts of one sensor's page, in page order.
+
+    Parameters
+    ----------
+    sensor : str
+        The sensor.
+    tables : mapping of str to pandas.DataFrame
+        The run's tables (``pairs``, ``ptc``; ``curves`` and ``fullcov`` where present).
+    verdicts : pandas.DataFrame
+        The run's ``verdict`` table.
+    gain_column : str
+        The per-pair gain of the preset.
+
+    Returns
+    -------
+    list of Chart
+    """
     pairs = tables["pairs"]
     adopted = verdicts[verdicts["sensor"] == sensor].set_index("amp")["turnoff"]
     charts = [amp_map(verdicts, sensor)]
@@ -653,7 +738,18 @@ def _library() -> str:
 
 
 def write_library(folder: Path) -> Path:
-    """Write the chart library (Vega, Vega-Lite, vega-embed) into ``folder``, once."""
+    """Write the chart library (Vega, Vega-Lite, vega-embed) into ``folder``, once.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The report folder (the pages load ``vega.js`` beside them).
+
+    Returns
+    -------
+    pathlib.Path
+        The library's file.
+    """
     path = Path(folder) / CHART_LIBRARY
     if not path.exists():
         path.write_text(_library(), encoding="utf-8")
@@ -661,7 +757,20 @@ def write_library(folder: Path) -> Path:
 
 
 def chart_png(chart: Chart, scale: float = 2.0) -> bytes:
-    """The chart as a PNG, drawn without a browser (vl-convert)."""
+    """The chart as a PNG, drawn without a browser (vl-convert).
+
+    Parameters
+    ----------
+    chart : Chart
+        The chart.
+    scale : float
+        Pixels per chart pixel.
+
+    Returns
+    -------
+    bytes
+        The PNG file's contents.
+    """
     import vl_convert
 
     return vl_convert.vegalite_to_png(json.loads(spec_json(chart.spec)), scale=scale)

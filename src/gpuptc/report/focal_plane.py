@@ -41,11 +41,11 @@ _NAMED = 36
 
 MAP_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("gain", "gain (e-/ADU)"),
-    ("noise", "read noise (e-)"),
+    ("noise", "PTC noise (e-)"),
     ("turnoff", "turnoff (ADU)"),
     ("a00", "a00 (1/e-)"),
 )
-"""The ``ptc`` columns mapped, with their labels."""
+"""The ``verdict`` columns mapped (the adopted model's), with their labels."""
 
 _PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
 

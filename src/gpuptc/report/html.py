@@ -193,7 +193,7 @@ def _judged(
     tables: Mapping[str, pd.DataFrame], provenance: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, Thresholds]:
     """The run's verdict table and the limits behind it (judged here for older outputs)."""
-    limits = Thresholds(**provenance.get("thresholds", {}))
+    limits = Thresholds.from_mapping(provenance.get("thresholds", {}))
     if "verdict" in tables:
         return tables["verdict"], limits
     model = provenance.get("configuration", {}).get("solve", {}).get("ptc_fit_type")

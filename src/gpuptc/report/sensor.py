@@ -221,11 +221,12 @@ def _mine(
 ) -> dict[str, pd.DataFrame]:
     """The sensor's rows of the tables its figures need.
 
-    A run written before the fits' curves were stored has no ``curves`` table: they are
-    evaluated here from its fits, once per sensor.
+    A run written before the fits' curves were stored (or before they held each pair's
+    error) has no such ``curves`` table: they are evaluated here from its fits, once per
+    sensor (with cp_pipe's fit settings).
     """
     mine = {n: tables[n][tables[n]["sensor"] == sensor] for n in names if n in tables}
-    if "curves" in names and "curves" not in mine:
+    if "curves" in names and "fitted" not in mine.get("curves", {}):
         mine["curves"] = model_curves(mine["pairs"], mine["ptc"], mine["fullcov"])
     return mine
 
