@@ -171,3 +171,20 @@ def test_each_models_residuals_have_the_rms_its_chi2_says(vendor, preset, tmp_pa
         fits = ptc[ptc.model == model].set_index("amp")
         taken = rows.groupby("amp").size()
         assert (taken == fits.n_used[taken.index]).all(), model  # the pairs the fit took
+
+
+def test_the_ptc_switches_to_electrons_with_each_amps_gain(tables):
+    sensor, tables_, verdicts = tables
+    gains = verdicts.set_index("amp")["gain"]
+    chart = ptc_chart(tables_["pairs"], tables_["curves"], sensor, gains)
+    (switch,) = chart.spec["params"]
+    assert switch["bind"]["options"] == ["ADU", "e-"] and switch["value"] == "ADU"
+    points = _rows(chart.spec, "pair").set_index("amp")
+    np.testing.assert_allclose(points["g"], gains[points.index], rtol=1e-4)
+    calculated = {t["as"]: t["calculate"] for t in _layer(chart.spec, "pair")["transform"][1:]}
+    assert calculated == {
+        "x": "datum.mean * (units == 'e-' ? datum.g : 1)",
+        "y": "datum.var * (units == 'e-' ? datum.g * datum.g : 1)",
+    }
+    without = ptc_chart(tables_["pairs"], tables_["curves"], sensor)
+    assert "bind" not in without.spec["params"][0] and (_rows(without.spec, "pair").g == 1).all()

@@ -180,17 +180,21 @@ def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
     index = report_html._write_pages(root, _tables(sensors), PROVENANCE, drawn)
     page = _Page(index)
     if len(sensors) == 1:
-        ids = [HOSTILE, "verdict", "per-amp", "tests", f"amp_map_{file_stem(HOSTILE)}"]
-        ids += ["numbers", "rejected", "tables"]
+        amp_map = f"amp_map_{file_stem(HOSTILE)}"
+        ids = [HOSTILE, "verdict", "per-amp", "tests", "figure-index", amp_map]
+        ids += ['ptc_2_"onload=x', f"bf_{HOSTILE}", "numbers", "rejected", "tables"]
         assert page.ids == [*ids, "provenance"]
-        assert page.hrefs == [f"#{HOSTILE}", "#numbers", "#provenance", "../ptc.parquet"]
+        figure_links = [f"#{amp_map}", '#ptc_2_"onload=x', f"#bf_{HOSTILE}"]
+        expected = [f"#{HOSTILE}", "#numbers", "#provenance", *figure_links, "../ptc.parquet"]
+        assert page.hrefs == expected
     else:
         assert page.ids == ["sensors", "tables", "rejected", "provenance"]
         assert page.hrefs[-3:] == ["sensor_A.html", "sensor_B.html", "../ptc.parquet"]
         sensor_page = _Page(root / "sensor_A.html")
-        ids = ["A", "verdict", "per-amp", "tests", "amp_map_A", "numbers", "rejected"]
-        assert sensor_page.ids == ids
-        assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected"]
+        ids = ["A", "verdict", "per-amp", "tests", "figure-index", "amp_map_A", 'ptc_0_"onload=x']
+        assert sensor_page.ids == [*ids, "bf_A", "numbers", "rejected"]
+        links = ["#amp_map_A", '#ptc_0_"onload=x', "#bf_A"]
+        assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected", *links]
 
 
 header_values = st.text(

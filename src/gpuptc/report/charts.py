@@ -131,7 +131,13 @@ def _grid(
     """
     stacked = [row for kind, frame in frames.items() for row in _values(frame.assign(kind=kind))]
     filtered = [
-        {"transform": [{"filter": {"field": "kind", "equal": layer.pop("kind")}}], **layer}
+        {
+            **layer,
+            "transform": [
+                {"filter": {"field": "kind", "equal": layer.pop("kind")}},
+                *layer.pop("transform", []),
+            ],
+        }
         for layer in layers
     ]
     return {
@@ -295,6 +301,18 @@ def gain_against_exposure_time(
 
 _USES = ("used by the fits", "left out")
 
+_UNITS_SWITCH = {
+    "name": "units",
+    "value": "ADU",
+    "bind": {"input": "radio", "options": ["ADU", "e-"], "name": "units: "},
+}
+"""The PTC chart's switch between ADU and electrons."""
+_IN_UNITS = [
+    {"calculate": "datum.mean * (units == 'e-' ? datum.g : 1)", "as": "x"},
+    {"calculate": "datum.var * (units == 'e-' ? datum.g * datum.g : 1)", "as": "y"},
+]
+"""The PTC's mean and variance in the units the switch says (``g``: the amp's gain)."""
+
 _CURVE_POINTS = 16
 """Points a model's curve keeps per amp in the PTC chart (a line needs no more)."""
 
@@ -311,36 +329,13 @@ def _thinned(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(kept) if kept else curves
 
 
-def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
-    """Variance against mean per amp on log axes, every model's curve, models toggled.
-
-    Parameters
-    ----------
-    pairs, curves : pandas.DataFrame
-        The run's ``pairs`` and ``curves`` (:func:`gpuptc.fitting.curves.model_curves`).
-    sensor : str
-        The sensor.
-
-    Returns
-    -------
-    Chart
-        Hovering a pair gives its number, exposure time, files, mean and variance.
-    """
-    mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
-    mine["use"] = np.where(mine["used"].fillna(False).astype(bool), *_USES)
-    points = mine[["amp", "pair", "exptime", "mean", "var", "use", "file1", "file2"]]
-    models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
-    lines = _thinned(models)[["amp", "model", "mean", "value"]].rename(columns={"value": "var"})
-    lines = lines[np.isfinite(lines["var"].to_numpy(float)) & (lines["var"] > 0)]
-    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
-    y = {
-        "field": "var",
-        "type": "quantitative",
-        "scale": {"type": "log"},
-        "title": "variance (ADU^2)",
-    }
+def _ptc_layers() -> list[dict[str, Any]]:
+    """The PTC chart's layers: the pairs (used or left out) and the models' curves."""
+    x = {"field": "x", "type": "quantitative", "scale": {"type": "log"}, "title": "mean"}
+    y = {"field": "y", "type": "quantitative", "scale": {"type": "log"}, "title": "variance"}
     layer_points = {
         "kind": "pair",
+        "transform": _IN_UNITS,
         "mark": {"type": "point", "filled": True, "size": 25, "clip": True},
         "params": [{"name": "zoom", "select": "interval", "bind": "scales"}],
         "encoding": {
@@ -359,6 +354,7 @@ def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
     }
     layer_models = {
         "kind": "model",
+        "transform": _IN_UNITS,
         "mark": {"type": "line", "strokeWidth": 1.5, "clip": True},
         "params": [
             {"name": "models", "select": {"type": "point", "fields": ["model"]}, "bind": "legend"}
@@ -377,13 +373,49 @@ def ptc_chart(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> Chart:
             "tooltip": _tooltip("model", "mean", "var"),
         },
     }
-    spec = _grid({"pair": points, "model": lines}, [layer_points, layer_models])
-    spec["title"] = f"{sensor}: photon transfer curves"
+    return [layer_points, layer_models]
+
+
+def ptc_chart(
+    pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str, gains: pd.Series | None = None
+) -> Chart:
+    """Variance against mean per amp on log axes, every model's curve, models toggled.
+
+    With ``gains``, a switch below the chart shows it in electrons (mean x gain,
+    variance x gain^2) instead of ADU.
+
+    Parameters
+    ----------
+    pairs, curves : pandas.DataFrame
+        The run's ``pairs`` and ``curves`` (:func:`gpuptc.fitting.curves.model_curves`).
+    sensor : str
+        The sensor.
+    gains : pandas.Series, optional
+        Each amp's gain (e-/ADU), by amp: the adopted model's.
+
+    Returns
+    -------
+    Chart
+        Hovering a pair gives its number, exposure time, files, mean and variance.
+    """
+    mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
+    mine["use"] = np.where(mine["used"].fillna(False).astype(bool), *_USES)
+    points = mine[["amp", "pair", "exptime", "mean", "var", "use", "file1", "file2"]]
+    models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
+    lines = _thinned(models)[["amp", "model", "mean", "value"]].rename(columns={"value": "var"})
+    lines = lines[np.isfinite(lines["var"].to_numpy(float)) & (lines["var"] > 0)]
+    scale = gains if gains is not None else pd.Series(dtype=float)
+    points = points.assign(g=points["amp"].map(scale).fillna(1.0))
+    lines = lines.assign(g=lines["amp"].map(scale).fillna(1.0))
+    spec = _grid({"pair": points, "model": lines}, _ptc_layers())
+    spec["params"] = [_UNITS_SWITCH] if gains is not None else [{"name": "units", "value": "ADU"}]
+    spec["title"] = f"{sensor}: photon transfer curves (variance in units^2, mean in units)"
     caption = (
-        "Variance against mean per amp on log axes: the pairs (dots used by the fits, "
+        "Variance against mean per amp on log axes, in ADU or, with the switch below the "
+        "chart, in electrons (x the adopted gain, x its square): the pairs (dots used by the fits, "
         "crosses left out: saturated or outliers; hover for the pair, its files and "
-        "values) and each model's curve at the pairs' means (click a model in the legend "
-        "to show it alone; drag to pan, scroll to zoom, double-click to reset)."
+        "values in ADU) and each model's curve at the pairs' means (click a model in the "
+        "legend to show it alone; drag to pan, scroll to zoom, double-click to reset)."
     )
     return Chart(f"ptc_{_stem(sensor)}", caption, spec)
 
@@ -721,7 +753,8 @@ def sensor_charts(
     adopted = verdicts[verdicts["sensor"] == sensor].set_index("amp")["turnoff"]
     charts = [amp_map(verdicts, sensor)]
     if "curves" in tables:
-        charts.append(ptc_chart(pairs, tables["curves"], sensor))
+        gains = verdicts[verdicts["sensor"] == sensor].set_index("amp")["gain"]
+        charts.append(ptc_chart(pairs, tables["curves"], sensor, gains))
         residuals = residuals_chart(pairs, tables["curves"], tables["ptc"], sensor)
         charts += [residuals] if residuals is not None else []
     if gain_column in pairs:

@@ -31,6 +31,7 @@ from gpuptc.schema import (
     TABLE_FILES,
     DrawnFigure,
     display_images_name,
+    file_stem,
     sensor_page_name,
 )
 
@@ -91,20 +92,35 @@ def _templates() -> jinja2.Environment:
 
 
 class _Shown(NamedTuple):
-    """A figure as a page shows it: its image (relative to the page), or why not drawn."""
+    """A figure as a page shows it: its image (relative to the page), or why not drawn.
+
+    ``name`` is its anchor on the page (the file's stem).
+    """
 
     caption: str
     src: str | None = None
     reason: str = ""
+    name: str = ""
 
 
 def _figure(drawn: DrawnFigure, figs: Path, root: Path) -> _Shown:
     """Write one figure under ``figs``; what the page shows of it (a note if not drawn)."""
+    name = drawn.name.removesuffix(".png")
     if drawn.png is None:
-        return _Shown(drawn.caption, reason=(drawn.failure or "").split(":")[0])
+        return _Shown(drawn.caption, reason=(drawn.failure or "").split(":")[0], name=name)
     path = figs / drawn.name
     path.write_bytes(drawn.png)
-    return _Shown(drawn.caption, src=os.path.relpath(path, root))
+    return _Shown(drawn.caption, src=os.path.relpath(path, root), name=name)
+
+
+def _index(sensor: str, shown: list[Any]) -> list[tuple[str, str]]:
+    """The page's figures and charts as (anchor, label): the name less the sensor's part."""
+    suffix = f"_{file_stem(sensor)}"
+    return [
+        (f"#{item.name}", item.name.removesuffix(suffix).replace("_", " "))
+        for item in shown
+        if item.name
+    ]
 
 
 def _of(frame: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
@@ -241,14 +257,17 @@ def _write_pages(
     column = gain_column(_solve_method(provenance))
 
     def sensor_page(sensor: str) -> dict[str, Any]:
+        charts = [_shown_chart(c) for c in sensor_charts(sensor, tables, verdicts, column)]
+        shown = [_figure(figure, figs, root) for figure in drawn[sensor]]
         return {
             "sensor": sensor,
             "verdict": lines.loc[sensor] if sensor in lines.index else None,
             "verdict_table": verdict_table(sensor, verdicts, tables["ptc"]),
             "tests": tests,
-            "charts": [_shown_chart(c) for c in sensor_charts(sensor, tables, verdicts, column)],
+            "charts": charts,
+            "index": _index(sensor, [*charts, *shown]),
             "per_amp": amp_numbers(sensor, tables),
-            "figures": [_figure(figure, figs, root) for figure in drawn[sensor]],
+            "figures": shown,
             "numbers": _numbers(tables, sensor),
             "table_links": [],
         }
