@@ -42,6 +42,7 @@ __all__ = [
     "Verdict",
     "adopted_model",
     "amp_verdicts",
+    "amps_to_look_at",
     "sensor_verdicts",
     "verdict_tests",
 ]
@@ -567,11 +568,34 @@ def _sentence(verdict: str, amps: pd.DataFrame, limits: Thresholds, most: int) -
         f" (CCD-007: < {limits.read_noise_max:g})",
         f"full well {_span(amps['full_well'], 0, 'e-')} (CCD-008: < {limits.full_well_max:,.0f})",
     ]
-    flagged = amps[amps["verdict"] != Verdict.PASS]
+    flagged = amps_to_look_at(amps)
     if len(flagged):
-        rank = flagged["verdict"].map({v: k for k, v in enumerate(Verdict.ORDER)})
-        named = flagged.assign(rank=rank).sort_values(["rank", "amp"]).head(most)
-        listed = ", ".join(f"amp {r.amp} ({r.flags})" for r in named.itertuples())
+        listed = ", ".join(f"amp {r.amp} ({r.flags})" for r in flagged.head(most).itertuples())
         more = f" and {len(flagged) - most} more" if len(flagged) > most else ""
         parts.append(f"look at {listed}{more}")
     return "; ".join(parts)
+
+
+def amps_to_look_at(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The amps that do not pass, gravest first (failing before checks, then by amp).
+
+    Parameters
+    ----------
+    verdicts : pandas.DataFrame
+        Rows of :func:`amp_verdicts` (one sensor's, usually).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Those rows, ordered.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"amp": [1, 2, 3], "verdict": ["check", "pass", "fail"]})
+    >>> amps_to_look_at(rows).amp.tolist()
+    [3, 1]
+    """
+    flagged = verdicts[verdicts["verdict"] != Verdict.PASS]
+    rank = flagged["verdict"].map({v: k for k, v in enumerate(Verdict.ORDER)})
+    return flagged.assign(_rank=rank).sort_values(["_rank", "amp"]).drop(columns="_rank")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gpuptc.products.verdict import Verdict, sensor_verdicts
+from gpuptc.products.verdict import amps_to_look_at, sensor_verdicts
 
 __all__ = ["sensor_summary"]
 
 
 def _worst(amps: pd.DataFrame, most: int) -> str:
-    flagged = amps[amps["verdict"] != Verdict.PASS]
-    rank = flagged["verdict"].map({v: k for k, v in enumerate(Verdict.ORDER)})
-    ranked = flagged.assign(rank=rank).sort_values(["rank", "amp"])
+    ranked = amps_to_look_at(amps)
     listed = [f"amp {r.amp} ({r.segment}): {r.flags}" for r in ranked.head(most).itertuples()]
     if len(ranked) > most:
         listed.append(f"and {len(ranked) - most} more")
