@@ -36,6 +36,7 @@ from gpuptc.schema import PTC_COLUMNS, FitStatus, PairStatus
 __all__ = [
     "AMP_FLAGS",
     "CP_PIPE_NOISE_TOLERANCE",
+    "JUDGED_CHI2_MODELS",
     "VERDICT_COLUMNS",
     "AmpFlag",
     "Thresholds",
@@ -224,7 +225,7 @@ CP_PIPE_NOISE_TOLERANCE = 0.05
 
 _COMPARED_MODELS = ("fullcov", "fullcov_nob")
 """Models whose gain is held against the adopted one (they model the same physics)."""
-_JUDGED_CHI2 = ("expapprox", "fullcov", "fullcov_nob")
+JUDGED_CHI2_MODELS = ("expapprox", "fullcov", "fullcov_nob")
 """Models whose chi^2 weighs each point by its error, so that its size means something."""
 
 VERDICT_COLUMNS: tuple[str, ...] = (
@@ -391,7 +392,7 @@ def _noises(pairs: pd.DataFrame | None, adopted: pd.DataFrame, keys: pd.Index) -
 def _fit_quality(out: pd.DataFrame, ptc: pd.DataFrame, keys: pd.Index) -> None:
     """The worst chi^2/dof of the PTC models, and the full-covariance gains' spread."""
     fitted = ptc[ptc["status"].isin(FitStatus.FITTED)]
-    judged = fitted[fitted["model"].isin(_JUDGED_CHI2) & fitted["chi2_dof"].notna()]
+    judged = fitted[fitted["model"].isin(JUDGED_CHI2_MODELS) & fitted["chi2_dof"].notna()]
     worst = judged.loc[judged.groupby(["sensor", "amp"])["chi2_dof"].idxmax()]
     worst = worst.set_index(["sensor", "amp"]).reindex(keys)
     out["worst_chi2_model"] = worst["model"].fillna("").to_numpy(str)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from gpuptc.products.verdict import JUDGED_CHI2_MODELS
+
 __all__ = ["amp_numbers", "full_covariance_model", "verdict_table"]
 
 _BF_LAGS = {"a00": (0, 0), "a01": (0, 1), "a10": (1, 0)}
@@ -98,10 +100,6 @@ def _references(out: pd.DataFrame, comparison: pd.DataFrame, sensor: str) -> Non
         out[f"expapprox gain / {reference}"] = [f"{v:.4f}" if np.isfinite(v) else "" for v in ratio]
 
 
-_JUDGED = ("expapprox", "fullcov", "fullcov_nob")
-"""The PTC models whose chi^2 the verdict judges, in the order the table lists them."""
-
-
 def verdict_table(sensor: str, verdicts: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
     """The first table of a sensor's page: per amp its verdict and adopted numbers.
 
@@ -127,7 +125,7 @@ def verdict_table(sensor: str, verdicts: pd.DataFrame, ptc: pd.DataFrame) -> pd.
     mine = verdicts[verdicts["sensor"] == sensor].set_index("amp").sort_index()
     model = str(mine["model"].iloc[0]) if len(mine) else ""
     fits = ptc[ptc["sensor"] == sensor]
-    judged = [m for m in _JUDGED if m in set(fits["model"])]
+    judged = [m for m in JUDGED_CHI2_MODELS if m in set(fits["model"])]
     chi2 = fits.pivot_table(index="amp", columns="model", values="chi2_dof", dropna=False)
     chi2 = chi2.reindex(index=mine.index, columns=judged)
     out = pd.DataFrame(index=mine.index)

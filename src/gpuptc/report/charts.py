@@ -23,6 +23,7 @@ import pandas as pd
 
 from gpuptc.report.amp_table import full_covariance_model
 from gpuptc.report.focal_plane import amp_cell
+from gpuptc.schema import file_stem
 
 __all__ = [
     "CHART_LIBRARY",
@@ -296,7 +297,7 @@ def gain_against_exposure_time(
         "axis edge when off it (hover for their value). The dashed line is the amp's "
         "saturation onset, between its last pair below saturation and its first above."
     )
-    return Chart(f"gain_vs_exptime_{_stem(sensor)}", caption, spec)
+    return Chart(f"gain_vs_exptime_{file_stem(sensor)}", caption, spec)
 
 
 _USES = ("used by the fits", "left out")
@@ -417,7 +418,7 @@ def ptc_chart(
         "values in ADU) and each model's curve at the pairs' means (click a model in the "
         "legend to show it alone; drag to pan, scroll to zoom, double-click to reset)."
     )
-    return Chart(f"ptc_{_stem(sensor)}", caption, spec)
+    return Chart(f"ptc_{file_stem(sensor)}", caption, spec)
 
 
 def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> pd.DataFrame:
@@ -510,7 +511,7 @@ def residuals_chart(
         "them; a full-covariance fit's chi^2 also counts its other lags). The power law "
         "has no errors and is left out."
     )
-    return Chart(f"residuals_{_stem(sensor)}", caption, spec)
+    return Chart(f"residuals_{file_stem(sensor)}", caption, spec)
 
 
 _MAPPED = (
@@ -552,33 +553,13 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
             "x": {"field": "column", "type": "ordinal", "axis": None},
             "y": {"field": "row", "type": "ordinal", "axis": None},
         }
+        colour = {"scheme": "viridis"}
+        text = {"fontSize": 10, "color": "white", "field": "amp"}
+        legend = ".2e" if column == "a00" else ",.4~g"
+        tooltip = _tooltip("amp", "segment", "value", "verdict")
+        panel = _heatmap(cell, colour, legend, tooltip, text)
         panels.append(
-            {
-                "title": title,
-                "width": 400,
-                "height": 80,
-                "data": {"values": _values(data)},
-                "layer": [
-                    {
-                        "mark": "rect",
-                        "encoding": {
-                            **cell,
-                            "color": {
-                                "field": "value",
-                                "type": "quantitative",
-                                "title": None,
-                                "scale": {"scheme": "viridis"},
-                                "legend": {"format": ".2e" if column == "a00" else ",.4~g"},
-                            },
-                            "tooltip": _tooltip("amp", "segment", "value", "verdict"),
-                        },
-                    },
-                    {
-                        "mark": {"type": "text", "fontSize": 10, "color": "white"},
-                        "encoding": {**cell, "text": {"field": "amp", "type": "nominal"}},
-                    },
-                ],
-            }
+            {"title": title, "width": 400, "height": 80, "data": {"values": _values(data)}, **panel}
         )
     spec = {
         "$schema": _SCHEMA,
@@ -593,7 +574,7 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
         "a00 of each amp at its place on the sensor (two rows of eight, amp 1 lower left, "
         "as the assembled image): a bad amp or a gradient across the sensor stands out."
     )
-    return Chart(f"amp_map_{_stem(sensor)}", caption, spec)
+    return Chart(f"amp_map_{file_stem(sensor)}", caption, spec)
 
 
 def _matrix_panel(cells: pd.DataFrame, name: str, title: str) -> dict[str, Any]:
@@ -612,36 +593,46 @@ def _matrix_panel(cells: pd.DataFrame, name: str, title: str) -> dict[str, Any]:
         "x": {"field": "j", "type": "ordinal", "title": "j (parallel lag)"},
         "y": {"field": "i", "type": "ordinal", "title": "i (serial lag)", "sort": "descending"},
     }
+    colour = {"scheme": "redblue", "reverse": True, "domain": [-top, top], "clamp": True}
+    text = {"fontSize": 9, "field": "off_scale"}
+    tooltip = _tooltip("i", "j", "value", "error", "off_scale")
+    panel = _heatmap(lag, colour, ".1e", tooltip, text)
+    return {"title": title, "width": 240, "height": 240, "data": {"values": _values(data)}, **panel}
+
+
+def _heatmap(
+    cell: dict[str, Any],
+    colour: dict[str, Any],
+    legend: str,
+    tooltip: list[dict[str, Any]],
+    text: dict[str, Any],
+) -> dict[str, Any]:
+    """A heatmap's layers: cells coloured by ``value`` and a text on each.
+
+    ``text`` holds the text mark's settings and the ``field`` it shows.
+    """
+    label = {key: value for key, value in text.items() if key != "field"}
     return {
-        "title": title,
-        "width": 240,
-        "height": 240,
-        "data": {"values": _values(data)},
         "layer": [
             {
                 "mark": "rect",
                 "encoding": {
-                    **lag,
+                    **cell,
                     "color": {
                         "field": "value",
                         "type": "quantitative",
                         "title": None,
-                        "scale": {
-                            "scheme": "redblue",
-                            "reverse": True,
-                            "domain": [-top, top],
-                            "clamp": True,
-                        },
-                        "legend": {"format": ".1e"},
+                        "scale": colour,
+                        "legend": {"format": legend},
                     },
-                    "tooltip": _tooltip("i", "j", "value", "error", "off_scale"),
+                    "tooltip": tooltip,
                 },
             },
             {
-                "mark": {"type": "text", "fontSize": 9},
-                "encoding": {**lag, "text": {"field": "off_scale", "type": "nominal"}},
+                "mark": {"type": "text", **label},
+                "encoding": {**cell, "text": {"field": text["field"], "type": "nominal"}},
             },
-        ],
+        ]
     }
 
 
@@ -716,17 +707,11 @@ def brighter_fatter_matrices(fullcov: pd.DataFrame, sensor: str) -> Chart | None
         "value and the median error. Right: every amp's |a_ij| against lag distance with "
         "its error (grey: within 3 sigma of zero)."
     )
-    return Chart(f"brighter_fatter_{_stem(sensor)}", caption, spec)
+    return Chart(f"brighter_fatter_{file_stem(sensor)}", caption, spec)
 
 
 def _tooltip(*fields: str) -> list[dict[str, Any]]:
     return [{"field": field, "title": field} for field in fields]
-
-
-def _stem(sensor: str) -> str:
-    from gpuptc.schema import file_stem
-
-    return file_stem(sensor)
 
 
 def sensor_charts(
