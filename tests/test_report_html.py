@@ -76,13 +76,21 @@ def _tables(sensors: list[str], segment: str = "Segment10") -> dict[str, pd.Data
             "method": "expapprox",
             "quantity": "gain",
             "reference": "<b>eotest</b>",
+            "value": row.gain,
             "reference_value": 1.0,
             "ratio": row.gain,
         }
         for row in ptc.itertuples()
     )
     pairs = ptc[["sensor", "amp"]].assign(
-        pair=0, file1=f"{HOSTILE}.fits", file2="b.fits", mean=1e4, status=f"{HOSTILE}&amp;"
+        pair=0,
+        file1=f"{HOSTILE}.fits",
+        file2="b.fits",
+        exptime=1.0,
+        mean=1e4,
+        level_mismatch=0.001,
+        used=True,
+        status=f"{HOSTILE}&amp;",
     )
     rejected = pd.DataFrame(
         {"sensor": sensors, "path": f"/raw/{HOSTILE}.fits", "stage": "ingest", "reason": HOSTILE}
@@ -180,21 +188,26 @@ def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
     index = report_html._write_pages(root, _tables(sensors), PROVENANCE, drawn)
     page = _Page(index)
     if len(sensors) == 1:
-        amp_map = f"amp_map_{file_stem(HOSTILE)}"
-        ids = [HOSTILE, "verdict", "per-amp", "tests", "figure-index", amp_map]
+        charts = [f"{chart}_{file_stem(HOSTILE)}" for chart in CHARTS]
+        ids = [HOSTILE, "verdict", "per-amp", "tests", "figure-index", *charts]
         ids += ['ptc_2_"onload=x', f"bf_{HOSTILE}", "numbers", "rejected", "tables"]
         assert page.ids == [*ids, "provenance"]
-        figure_links = [f"#{amp_map}", '#ptc_2_"onload=x', f"#bf_{HOSTILE}"]
+        figure_links = [f"#{c}" for c in [*charts, 'ptc_2_"onload=x', f"bf_{HOSTILE}"]]
         expected = [f"#{HOSTILE}", "#numbers", "#provenance", *figure_links, "../ptc.parquet"]
         assert page.hrefs == expected
     else:
         assert page.ids == ["sensors", "tables", "rejected", "provenance"]
         assert page.hrefs[-3:] == ["sensor_A.html", "sensor_B.html", "../ptc.parquet"]
         sensor_page = _Page(root / "sensor_A.html")
-        ids = ["A", "verdict", "per-amp", "tests", "figure-index", "amp_map_A", 'ptc_0_"onload=x']
+        charts = [f"{chart}_A" for chart in CHARTS]
+        ids = ["A", "verdict", "per-amp", "tests", "figure-index", *charts, 'ptc_0_"onload=x']
         assert sensor_page.ids == [*ids, "bf_A", "numbers", "rejected"]
-        links = ["#amp_map_A", '#ptc_0_"onload=x', "#bf_A"]
+        links = [f"#{c}" for c in [*charts, 'ptc_0_"onload=x', "bf_A"]]
         assert sensor_page.hrefs == ["index.html", "#numbers", "#rejected", *links]
+
+
+CHARTS = ("amp_map", "amp_summary", "comparison", "mismatch")
+"""The charts of the smallest tables (no curves, covariances or per-pair gains)."""
 
 
 header_values = st.text(

@@ -79,7 +79,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     for sensor, page in pages.items():
         assert f'<h2 id="{sensor}">' in page and 'href="index.html"' in page
         others = set(sensors) - {sensor}
-        assert not any(f"ptc_ratio_{other}" in page for other in others)  # its own figures
+        assert not any(f"_{other}" in page for other in others)  # its own figures and charts
         assert "<th>noise (e-)</th>" in page and "<th>turnoff (ADU)</th>" in page  # units
         assert "<details><summary>Per-pair measurements" in page  # collapsed
         assert "<th>model</th>" not in page.split('id="numbers"')[0]  # no stray pivot header
@@ -199,10 +199,10 @@ def test_report_in_a_real_browser(reported_run, tmp_path):
     for number, path in enumerate(pages):
         page = path.read_text()
         result = _rendered(browser, report, page, tmp_path / f"profile{number}")
-        assert result["images"] >= (1 if number == 0 else 8), path.name
+        assert result["images"] >= 1, path.name  # the focal plane; a sensor's CCD
         # every chart drawn by the library the report ships, with no network
         assert result["drawn"] == result["charts"], path.name
-        assert result["charts"] == 0 if number == 0 else result["charts"] >= 3
+        assert result["charts"] == 0 if number == 0 else result["charts"] >= 9
         assert result["broken"] == [], path.name
         assert result["viewport"] == 1280 and result["width"] <= 1280, path.name  # fits a laptop
         if number > 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -20,8 +19,16 @@ from gpuptc.fitting.solve import per_pair_gain_column as gain_column
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts, verdict_tests
 from gpuptc.report.amp_table import amp_numbers, verdict_table
-from gpuptc.report.charts import Chart, chart_png, sensor_charts, spec_json, write_library
+from gpuptc.report.charts import (
+    Chart,
+    chart_png,
+    data_json,
+    sensor_charts,
+    spec_json,
+    write_library,
+)
 from gpuptc.report.focal_plane import focal_plane_maps
+from gpuptc.report.numbers import sensor_numbers
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
 from gpuptc.schema import (
@@ -61,23 +68,6 @@ def _table(frame: pd.DataFrame, digits: int = 5) -> Markup:
     return _html_table(frame, digits, escape=True)
 
 
-_UNITS = {
-    "gain": "gain (e-/ADU)",
-    "gain_err": "gain_err (e-/ADU)",
-    "noise": "noise (e-)",
-    "noise_err": "noise_err (e-)",
-    "a00": "a00 (1/e-)",
-    "a00_err": "a00_err (1/e-)",
-    "turnoff": "turnoff (ADU)",
-}
-
-
-def _with_units(frame: pd.DataFrame) -> pd.DataFrame:
-    """Column headers with their units, for the page."""
-    return frame.rename(columns=_UNITS)
-
-
-@functools.cache
 def _templates() -> jinja2.Environment:
     """The pages' templates (``report/templates``), every value escaped unless Markup."""
     environment = jinja2.Environment(
@@ -121,46 +111,6 @@ def _index(sensor: str, shown: list[Any]) -> list[tuple[str, str]]:
         for item in shown
         if item.name
     ]
-
-
-def _of(frame: pd.DataFrame, sensors: list[str]) -> pd.DataFrame:
-    return frame[frame["sensor"].isin(sensors)] if "sensor" in frame else frame
-
-
-_PAGE_PAIR_COLUMNS = (
-    "pair",
-    "amp",
-    "exptime",
-    "mean1",
-    "mean2",
-    "var",
-    "rhl_gain_corrected",
-    "read_noise_adu",
-    "used",
-    "status",
-)
-"""The per-pair columns a page shows (every one is in ``pairs.parquet``): a 400-pair sensor's
-page would otherwise weigh megabytes."""
-
-
-def _numbers(tables: Mapping[str, pd.DataFrame], sensor: str) -> dict[str, pd.DataFrame]:
-    """Every number of ``sensor`` in the tables, and what was rejected.
-
-    On the sensor's page its name is the heading's, not a column's.
-    """
-
-    def mine(frame: pd.DataFrame) -> pd.DataFrame:
-        frame = _of(frame, [sensor])
-        return frame.drop(columns=["sensor"]) if "sensor" in frame else frame
-
-    return {
-        "ptc": _with_units(mine(tables["ptc"])),
-        "comparison": mine(tables["comparison"]),
-        "pairs": mine(tables["pairs"])
-        .reindex(columns=list(_PAGE_PAIR_COLUMNS))
-        .dropna(axis=1, how="all"),
-        "rejected": _of(tables["rejected"], [sensor]),
-    }
 
 
 def _header(
@@ -217,15 +167,21 @@ def _judged(
 
 
 class _ShownChart(NamedTuple):
-    """A chart as the page holds it: its anchor, caption and escaped specification."""
+    """A chart as the page holds it: anchor, caption, escaped specification and data.
+
+    ``failure`` says why it was not drawn, if it was not.
+    """
 
     name: str
     caption: str
     spec: Markup
+    data: Markup
+    failure: str | None
 
 
 def _shown_chart(chart: Chart) -> _ShownChart:
-    return _ShownChart(chart.name, chart.caption, Markup(spec_json(chart.spec)))
+    spec, data = spec_json(chart.spec), data_json(chart.data)
+    return _ShownChart(chart.name, chart.caption, Markup(spec), Markup(data), chart.failure)
 
 
 def _solve_method(provenance: Mapping[str, Any]) -> str:
@@ -268,7 +224,7 @@ def _write_pages(
             "index": _index(sensor, [*charts, *shown]),
             "per_amp": amp_numbers(sensor, tables),
             "figures": shown,
-            "numbers": _numbers(tables, sensor),
+            "numbers": sensor_numbers(tables, sensor, column),
             "table_links": [],
         }
 
@@ -352,11 +308,8 @@ def draw_report(
     known = {s: figures_ for s, figures_ in (drawn or {}).items() if figures_ is not None}
     new = draw_sensors(
         [s for s in sensors if s not in known],
-        tables,
         lambda s: root.parent / display_images_name(s),
-        gain_column(_solve_method(provenance)),
         workers,
-        referenced=sensors if "comparison" in tables else (),
     )
     every = {s: joined([known.get(s, []), new.get(s, [])]) for s in sensors}
     return _write_pages(root, tables, provenance, every)

@@ -26,7 +26,7 @@ from gpuptc._shared.timing import Stopwatch
 from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset
 from gpuptc.fitting.curves import model_curves
-from gpuptc.fitting.solve import amp_rejections, fit, per_pair_gain_column
+from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.sensor import (
     SensorInputs,
@@ -262,8 +262,7 @@ def draw_figures(
 
     watch = Stopwatch()
     with watch.stage("figures"):
-        column = per_pair_gain_column(task.preset.solve.method)
-        drawn = sensor_figures(task.sensor, result.tables(), result.images, column, part)
+        drawn = sensor_figures(task.sensor, result.images, part)
     return drawn, watch.seconds["figures"]
 
 

@@ -1,0 +1,370 @@
+"""Charts of the PTC: the curves with every model, each model's residuals, the covariances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.report.amp_table import full_covariance_model
+from gpuptc.report.charts.spec import Chart, grid, tooltip
+from gpuptc.schema import file_stem
+
+__all__ = ["covariance_chart", "model_residuals", "ptc_chart", "residuals_chart"]
+
+_USES = ("used by the fits", "left out")
+
+_ZOOM = {"name": "zoom", "select": "interval", "bind": "scales"}
+"""Drag to pan, scroll to zoom, double-click to reset (shared by the panels of a grid)."""
+
+_SWITCHES = [
+    {
+        "name": "units",
+        "value": "ADU",
+        "bind": {"input": "radio", "options": ["ADU", "e-"], "name": "units: "},
+    },
+    {
+        "name": "shown",
+        "value": "variance",
+        "bind": {"input": "radio", "options": ["variance", "variance / mean"], "name": "y: "},
+    },
+]
+"""The PTC chart's switches: ADU or electrons, the variance or the variance over the mean."""
+
+_IN_UNITS = [
+    {"calculate": "units == 'e-' ? datum.g : 1", "as": "f"},
+    {"calculate": "datum.mean * datum.f", "as": "x"},
+    {
+        "calculate": "datum.var * datum.f * datum.f"
+        " / (shown == 'variance / mean' ? datum.mean * datum.f : 1)",
+        "as": "y",
+    },
+]
+"""The PTC's mean and variance (or variance over mean) in the units the switches say (``g``:
+the amp's gain; in electrons the variance over the mean is the ADU one times the gain)."""
+
+_CURVE_POINTS = 16
+"""Points a model's curve keeps per amp in a chart (a line needs no more)."""
+
+_FILES = {
+    "lookup": "pair",
+    "from": {"data": {"name": "files"}, "key": "pair", "fields": ["file1", "file2"]},
+}
+"""Each pair's files, looked up by pair (held once per pair, not once per amp)."""
+
+
+def _thinned(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """At most :data:`_CURVE_POINTS` points of each curve, evenly in its order of mean."""
+    kept = []
+    for _, rows in curves.sort_values("mean").groupby(keys, sort=False):
+        if len(rows) > _CURVE_POINTS:
+            rows = rows.iloc[
+                np.unique(np.linspace(0, len(rows) - 1, _CURVE_POINTS).round().astype(int))
+            ]
+        kept.append(rows)
+    return pd.concat(kept) if kept else curves
+
+
+def _ptc_layers() -> list[dict[str, Any]]:
+    """The PTC chart's layers: the pairs, the models' curves and each amp's turnoff."""
+    x = {"field": "x", "type": "quantitative", "scale": {"type": "log"}, "title": "mean"}
+    y = {
+        "field": "y",
+        "type": "quantitative",
+        "scale": {"type": "log"},
+        "title": "variance (or variance / mean)",
+    }
+    points = {
+        "kind": "pair",
+        "transform": [
+            *_IN_UNITS,
+            {"calculate": f"datum.used ? '{_USES[0]}' : '{_USES[1]}'", "as": "use"},
+        ],
+        "mark": {"type": "point", "filled": True, "size": 25, "clip": True},
+        "params": [_ZOOM],
+        "encoding": {
+            "x": x,
+            "y": y,
+            "shape": {
+                "field": "use",
+                "type": "nominal",
+                "scale": {"domain": list(_USES), "range": ["circle", "cross"]},
+                "title": None,
+                "legend": {"orient": "top"},
+            },
+            "color": {"value": "#333333"},
+            "tooltip": tooltip("pair", "exptime", "mean", "var", "file1", "file2"),
+        },
+    }
+    models = {
+        "kind": "model",
+        "transform": _IN_UNITS,
+        "mark": {"type": "line", "strokeWidth": 1.5, "clip": True},
+        "params": [
+            {"name": "models", "select": {"type": "point", "fields": ["model"]}, "bind": "legend"}
+        ],
+        "encoding": {
+            "x": x,
+            "y": y,
+            "detail": {"field": "model"},
+            "color": {
+                "field": "model",
+                "type": "nominal",
+                "title": "model (click: that one alone)",
+                "legend": {"orient": "top"},
+            },
+            "opacity": {"condition": {"param": "models", "value": 1}, "value": 0.08},
+            "tooltip": tooltip("model", "mean", "var"),
+        },
+    }
+    turnoff = {
+        "kind": "turnoff",
+        "transform": [{"calculate": "datum.turnoff * (units == 'e-' ? datum.g : 1)", "as": "x"}],
+        "mark": {"type": "rule", "strokeDash": [4, 3], "color": "black"},
+        "encoding": {"x": x, "tooltip": tooltip("amp", "turnoff")},
+    }
+    return [points, models, turnoff]
+
+
+def ptc_chart(
+    pairs: pd.DataFrame,
+    curves: pd.DataFrame,
+    sensor: str,
+    gains: pd.Series | None = None,
+    turnoffs: pd.Series | None = None,
+) -> Chart:
+    """Variance against mean per amp on log axes, every model's curve, models toggled.
+
+    A switch shows the variance over the mean instead (1 / gain where the PTC is
+    straight, falling as the brighter-fatter effect grows); with ``gains`` a second one
+    shows the chart in electrons (mean x gain, variance x gain^2).
+
+    Parameters
+    ----------
+    pairs, curves : pandas.DataFrame
+        The run's ``pairs`` and ``curves`` (:func:`gpuptc.fitting.curves.model_curves`).
+    sensor : str
+        The sensor.
+    gains : pandas.Series, optional
+        Each amp's gain (e-/ADU), by amp: the adopted model's.
+    turnoffs : pandas.Series, optional
+        Each amp's turnoff (ADU), by amp, drawn as a dashed line.
+
+    Returns
+    -------
+    Chart
+        Hovering a pair gives its number, exposure time, files, mean and variance.
+    """
+    mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
+    mine["used"] = mine["used"].fillna(False).astype(bool)
+    points = mine[["amp", "pair", "exptime", "mean", "var", "used"]]
+    files = mine[["pair", "file1", "file2"]].drop_duplicates("pair")
+    models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
+    lines = _thinned(models, ["amp", "model"])[["amp", "model", "mean", "value"]]
+    lines = lines.rename(columns={"value": "var"})
+    lines = lines[np.isfinite(lines["var"].to_numpy(float)) & (lines["var"] > 0)]
+    scale = gains if gains is not None else pd.Series(dtype=float)
+    limits = turnoffs if turnoffs is not None else pd.Series(dtype=float)
+    rules = pd.DataFrame({"amp": limits.index, "turnoff": limits.to_numpy(float)})
+    frames = {"pair": points, "model": lines, "turnoff": rules}
+    frames = {k: f.assign(g=f["amp"].map(scale).fillna(1.0)) for k, f in frames.items()}
+    spec, data = grid(frames, _ptc_layers())
+    spec["transform"] = [_FILES]  # a facet's layers cannot look up another data set
+    units = _SWITCHES[0] if gains is not None else {"name": "units", "value": "ADU"}
+    spec["params"] = [units, _SWITCHES[1]]
+    spec["title"] = f"{sensor}: photon transfer curves"
+    caption = (
+        "Variance against mean per amp on log axes (with the switches below the chart: "
+        "variance over mean, which is 1 / gain where the PTC is straight and falls as the "
+        "brighter-fatter effect grows; in electrons, x the adopted gain): the pairs (dots "
+        "used by the fits, crosses left out: saturated or outliers; hover for the pair, "
+        "its files and values in ADU), each model's curve at the pairs' means (click a "
+        "model in the legend to show it alone) and the turnoff (dashed). Drag to pan, "
+        "scroll to zoom, double-click to reset."
+    )
+    return Chart(f"ptc_{file_stem(sensor)}", caption, spec, {**data, "files": files})
+
+
+def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> pd.DataFrame:
+    """Each model's residuals from its own curve, in units of the errors its chi^2 uses.
+
+    Only the pairs each fit took (``fitted`` in the curves); models whose chi^2 has no
+    errors (the power law) are left out.
+
+    Parameters
+    ----------
+    pairs, curves : pandas.DataFrame
+        The run's ``pairs`` and ``curves``.
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model``, ``amp``, ``pair``, ``mean``, ``residual``.
+    """
+    if "fitted" not in curves:  # a run written before the curves held their errors
+        return pd.DataFrame(columns=["model", "amp", "pair", "mean", "residual"])
+    mine = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00") & curves["fitted"]]
+    mine = mine[np.isfinite(mine["error"].to_numpy(float)) & (mine["error"] > 0)]
+    measured = pairs[pairs["sensor"] == sensor][["amp", "pair", "exptime", "var"]]
+    joined = mine.merge(measured, on=["amp", "pair"])
+    joined["residual"] = (joined["var"] - joined["value"]) / joined["error"]
+    return joined[["model", "amp", "pair", "mean", "residual"]]
+
+
+def residuals_chart(
+    pairs: pd.DataFrame, curves: pd.DataFrame, ptc: pd.DataFrame, sensor: str
+) -> Chart | None:
+    """Every model's residuals from its own model, in its own errors, with its chi^2.
+
+    Parameters
+    ----------
+    pairs, curves, ptc : pandas.DataFrame
+        The run's ``pairs``, ``curves`` and ``ptc``.
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart or None
+        None where no model has residuals (curves from before they held their errors).
+    """
+    residuals = model_residuals(pairs, curves, sensor)
+    if residuals.empty:
+        return None
+    fits = ptc[ptc["sensor"] == sensor]
+    summary = [
+        {
+            "model": model,
+            "label": f"rms {np.sqrt(np.mean(rows['residual'] ** 2)):.2f}; sqrt(chi2/dof) "
+            f"{np.sqrt(fits.loc[fits['model'] == model, 'chi2_dof']).median():.2f}",
+        }
+        for model, rows in residuals.groupby("model", sort=False)
+    ]
+    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
+    points = {
+        "kind": "residual",
+        "mark": {"type": "point", "filled": True, "size": 16, "opacity": 0.6},
+        "params": [_ZOOM],
+        "encoding": {
+            "x": x,
+            "y": {"field": "residual", "type": "quantitative", "title": "residual / error"},
+            "tooltip": tooltip("amp", "pair", "mean", "residual"),
+        },
+    }
+    labels = {
+        "kind": "summary",
+        "mark": {"type": "text", "align": "left", "baseline": "top", "x": 4, "y": 4},
+        "encoding": {"text": {"field": "label", "type": "nominal"}},
+    }
+    frames = {"residual": residuals, "summary": pd.DataFrame(summary)}
+    spec, data = grid(frames, [points, labels], facet="model", columns=3)
+    spec["title"] = f"{sensor}: each model's residuals from its own model"
+    caption = (
+        "Variance less each model's own curve (eq. 20's C_00 for the full-covariance "
+        "fits), in units of the errors that model's chi^2 uses (cp_pipe's weights; "
+        "sqrt(var) for EOTEST's fit and the notebook's straight line and quadratic), for "
+        "the pairs each fit took, every amp together. A model that fits scatters "
+        "without trend with an rms close to the square root of its chi^2/dof (both "
+        "written in the panel: the rms pooled over the amps, the root the median over "
+        "them; a full-covariance fit's chi^2 also counts its other lags). The power law "
+        "has no errors and is left out."
+    )
+    return Chart(f"residuals_{file_stem(sensor)}", caption, spec, data)
+
+
+_NEAREST_LAGS = ("10", "01", "11")
+"""The covariances drawn: C_10 (serial neighbour), C_01 (parallel) and C_11."""
+
+
+def _covariance_layers() -> list[dict[str, Any]]:
+    """The covariance chart's layers: each used pair's C_ij / mean, the model's curves."""
+    x = {"field": "mean", "type": "quantitative", "title": "mean (ADU)"}
+    y = {"field": "ratio", "type": "quantitative", "title": "C_ij / mean"}
+    colour = {
+        "field": "lag",
+        "type": "nominal",
+        "scale": {"domain": list(_NEAREST_LAGS)},
+        "title": "lag ij (i serial, j parallel; click: that one alone)",
+        "legend": {"orient": "top"},
+    }
+    chosen = {"condition": {"param": "lags", "value": 1}, "value": 0.1}
+    return [
+        {
+            "kind": "covariance",
+            "mark": {"type": "point", "filled": True, "size": 16, "clip": True},
+            "params": [
+                _ZOOM,
+                {"name": "lags", "select": {"type": "point", "fields": ["lag"]}, "bind": "legend"},
+            ],
+            "encoding": {
+                "x": x,
+                "y": y,
+                "color": colour,
+                "opacity": chosen,
+                "tooltip": tooltip("lag", "pair", "mean", "cov", "ratio"),
+            },
+        },
+        {
+            "kind": "model",
+            "mark": {"type": "line", "strokeWidth": 1.2, "clip": True},
+            "encoding": {"x": x, "y": y, "color": colour, "opacity": chosen},
+        },
+    ]
+
+
+def covariance_chart(
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    curves: pd.DataFrame,
+    sensor: str,
+) -> Chart | None:
+    """C_10, C_01 and C_11 over the mean per amp, with the full-covariance model's curves.
+
+    Parameters
+    ----------
+    pairs, covariances, fullcov, curves : pandas.DataFrame
+        The run's tables.
+    sensor : str
+        The sensor.
+
+    Returns
+    -------
+    Chart or None
+        None when the sensor has no measured covariance at those lags (amps with too few
+        pixels for them).
+    """
+    used = pairs[(pairs["sensor"] == sensor) & pairs["used"].fillna(False).astype(bool)]
+    mine = covariances[covariances["sensor"] == sensor]
+    mine = mine.assign(lag=mine["i"].astype(str) + mine["j"].astype(str))
+    mine = mine[mine["lag"].isin(_NEAREST_LAGS)]
+    points = mine.merge(used[["amp", "pair", "mean"]], on=["amp", "pair"])
+    points["ratio"] = points["cov"] / points["mean"]
+    points = points[np.isfinite(points["ratio"].to_numpy(float))]
+    if points.empty:  # amps too small for covariances, or none asked for
+        return None
+    model = full_covariance_model(fullcov, sensor) if len(fullcov) else ""
+    drawn = curves[
+        (curves["sensor"] == sensor)
+        & (curves["model"] == model)
+        & curves["lag"].isin(_NEAREST_LAGS)
+    ]
+    lines = _thinned(drawn, ["amp", "lag"])[["amp", "lag", "mean", "value"]]
+    lines = lines.assign(ratio=lines["value"] / lines["mean"]).drop(columns="value")
+    layers = _covariance_layers()
+    frames = {"covariance": points[["amp", "pair", "lag", "mean", "cov", "ratio"]]}
+    frames |= {"model": lines} if len(lines) else {}
+    spec, data = grid(frames, layers if len(lines) else layers[:1])
+    spec["title"] = f"{sensor}: nearest-lag covariances over the mean" + (
+        f", {model} model" if len(lines) else ""
+    )
+    caption = (
+        "C_10, C_01 and C_11 over the mean per amp (the pairs used) with the "
+        "full-covariance model's curves (eq. 20) where it was fitted: they grow with the "
+        "signal (the brighter-fatter effect), and the model should follow the points at "
+        "every signal. Click a lag in the legend to show it alone."
+    )
+    return Chart(f"covariances_{file_stem(sensor)}", caption, spec, data)
