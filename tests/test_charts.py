@@ -24,9 +24,12 @@ from gpuptc.report.charts import (
     model_residuals,
     ptc_chart,
     records,
+    residuals_chart,
     sensor_charts,
 )
-from gpuptc.report.charts.spec import blocks
+from gpuptc.report.charts import ptc as charts_ptc
+from gpuptc.report.charts.ptc import in_bins
+from gpuptc.report.charts.spec import blocks, rounded_array
 from gpuptc.schema import MISMATCH_THRESHOLD
 
 COLUMN = "rhl_gain_corrected"
@@ -87,14 +90,16 @@ def test_each_amps_onset_lies_between_its_last_unsaturated_and_first_saturated_p
 
 
 def test_no_point_of_the_gain_chart_lies_off_its_axes(tables):
+    """The axis spans every gain below saturation; a runaway gain is drawn at its edge."""
     chart, _ = _gain_chart(tables)
-    low, high = _layer(chart.spec, "pair")["encoding"]["y"]["scale"]["domain"]
+    layer = _layer(chart.spec, "pair")
+    low, high = layer["encoding"]["y"]["scale"]["domain"]
+    assert layer["encoding"]["y"]["field"] == "shown" and layer["mark"]["clip"] is True
+    assert {"calculate": f"clamp(datum.gain, {low}, {high})", "as": "shown"} in layer["transform"]
     points = _rows(chart, "pair")
-    assert points["shown"].between(low, high).all()
-    below = points[~points.saturated]
-    np.testing.assert_allclose(below["shown"], below["gain"])  # none of them clipped
-    assert (points[points.saturated]["gain"] > high).any()  # the runaway gains, at the edge
-    assert _layer(chart.spec, "pair")["mark"]["clip"] is True
+    below = points[points.saturated == 0]
+    assert below["gain"].between(low, high).all()  # none of them clipped
+    assert (points[points.saturated == 1]["gain"] > high).any()  # the runaway gains
 
 
 def test_the_ptc_chart_holds_every_pair_and_every_models_curve(tables):
@@ -103,7 +108,7 @@ def test_the_ptc_chart_holds_every_pair_and_every_models_curve(tables):
     points, lines = _rows(chart, "pair"), _rows(chart, "model")
     measured = tables_["pairs"][np.isfinite(tables_["pairs"]["var"])]
     assert len(points) == len(measured)
-    assert points["used"].sum() == int(measured.used.sum())
+    assert points["used"].sum() == int(measured.used.sum())  # 1 and 0
     curves = tables_["curves"][tables_["curves"].lag == "00"]
     assert set(lines.model) == set(curves.model) == {"expapprox", "quadratic", "fullcov"}
     merged = points.merge(measured, on=["amp", "pair"], suffixes=("", "_table"))
@@ -118,10 +123,10 @@ def test_the_ptc_chart_holds_every_pair_and_every_models_curve(tables):
         "file1",
         "file2",
     ]
-    # each pair's files, once per pair, looked up before the facet splits the amps
-    files = pd.DataFrame(records(chart.data["files"])).set_index("pair")
+    # each pair's exposure time and files, once per pair, looked up before the facet
+    files = pd.DataFrame(records(chart.data["exposures"])).set_index("pair")
     assert len(files) == measured.pair.nunique()
-    assert chart.spec["transform"][0]["from"]["data"]["name"] == "files"
+    assert chart.spec["transform"][0]["from"]["data"]["name"] == "exposures"
     first = measured.drop_duplicates("pair").set_index("pair")
     assert all(files.file1[p] == first.file1[p].rsplit("/", 1)[-1] for p in files.index)
 
@@ -155,8 +160,8 @@ def test_values_from_the_data_cannot_close_the_script_that_holds_them(tables):
     pairs = tables_["pairs"].assign(file1=f"/raw/{hostile}")
     text = data_json(ptc_chart(pairs, tables_["curves"], sensor).data)
     assert "<" not in text and ">" not in text
-    (block,) = json.loads(text)["files"]
-    assert set(block["columns"]["file1"]) == {hostile}
+    (block,) = json.loads(text)["exposures"]
+    assert block["constant"]["file1"] == hostile
 
 
 def test_the_page_holds_each_data_set_column_by_column_and_gets_every_row_back():
@@ -171,12 +176,17 @@ def test_the_page_holds_each_data_set_column_by_column_and_gets_every_row_back()
             "used": [True, False, True],
         }
     )
-    assert [block["n"] for block in blocks(frame)] == [2, 1]
+    assert [block["n"] for block in blocks(frame)] == [1, 1, 1]  # a block per kind and amp
     assert records(frame) == [
-        {"kind": "a", "amp": 1, "mean": 1234.6, "file1": "f.fits", "used": True},
-        {"kind": "a", "amp": 3, "used": True},
-        {"kind": "b", "amp": 2, "file1": "g.fits", "used": False},
+        {"kind": "a", "amp": 1, "mean": 1234.6, "file1": "f.fits", "used": 1},
+        {"kind": "b", "amp": 2, "file1": "g.fits", "used": 0},
+        {"kind": "a", "amp": 3, "used": 1},
     ]
+    many = pd.DataFrame({"amp": 1, "pair": range(5), "g": 0.9, "var": [1.0, 2, 3, 4, np.nan]})
+    (block,) = blocks(many)  # what one amp's rows share is held once
+    assert block["constant"] == {"amp": 1, "g": 0.9}
+    assert block["columns"] == {"pair": [0, 1, 2, 3, 4], "var": [1, 2, 3, 4, None]}
+    assert records(many)[4] == {"amp": 1, "g": 0.9, "pair": 4}
 
 
 def test_a_chart_is_drawn_to_png_without_a_browser(tables):
@@ -366,3 +376,63 @@ def test_a_chart_that_cannot_be_built_is_a_note_and_the_others_are_drawn(tables,
     )
     assert charts["mismatch"].spec == {} and "mismatch" in caplog.text
     assert all(chart.failure is None for name, chart in charts.items() if name != "mismatch")
+
+
+def test_in_bins_gives_each_bins_mean_spread_and_count():
+    """Against a straightforward loop over the bins' edges."""
+    rng = np.random.default_rng(5)
+    rows = pd.DataFrame(
+        {"model": rng.choice(["a", "b"], 500), "mean": 10 ** rng.uniform(2, 5, 500)}
+    ).assign(residual=lambda r: rng.normal(size=500))
+    binned = in_bins(rows, ["model"], "residual")
+    edges = np.geomspace(rows["mean"].min(), rows["mean"].max(), 25)
+    for (model, k), rows_in in rows.groupby(
+        ["model", np.clip(np.searchsorted(edges, rows["mean"], side="right") - 1, 0, 23)]
+    ):
+        (found,) = binned[
+            (binned.model == model)
+            & np.isclose(binned["mean"], np.exp(np.log(rows_in["mean"]).mean()))
+        ].itertuples()
+        assert found.count == len(rows_in) and edges[k] <= found.mean <= edges[k + 1]
+        assert found.residual == pytest.approx(rows_in.residual.mean())
+        spread = rows_in.residual.std() if len(rows_in) > 1 else 0.0
+        assert found.high - found.residual == pytest.approx(spread)
+    assert binned["count"].sum() == len(rows)
+
+
+def test_many_residuals_are_drawn_in_bins(tables, monkeypatch):
+    sensor, tables_, _ = tables
+    arguments = (tables_["pairs"], tables_["curves"], tables_["ptc"], sensor)
+    points = residuals_chart(*arguments)
+    assert len(_rows(points, "residual")) == len(model_residuals(*arguments[:2], sensor))
+    monkeypatch.setattr(charts_ptc, "_MOST_POINTS", 50)
+    binned = residuals_chart(*arguments)
+    assert _rows(binned, "residual").empty and len(_rows(binned, "bin"))
+    assert _rows(binned, "bin").groupby("model")["count"].sum().to_dict() == (
+        model_residuals(*arguments[:2], sensor).groupby("model").size().to_dict()
+    )
+    assert all("in bins" in label for label in _rows(binned, "summary").label)
+
+
+def test_many_covariances_are_drawn_in_bins_per_amp_and_lag(tables, monkeypatch):
+    sensor, tables_, _ = tables
+    arguments = (tables_["covariances"], tables_["fullcov"], tables_["curves"], sensor)
+    monkeypatch.setattr(charts_ptc, "_MOST_COVARIANCES", 100)
+    chart = covariance_chart(tables_["pairs"], *arguments)
+    bins = _rows(chart, "bin")
+    assert _rows(chart, "covariance").empty
+    used = tables_["pairs"][tables_["pairs"].used.astype(bool)]
+    assert (
+        bins.groupby(["amp", "lag"])["count"].sum()
+        == used.groupby("amp")
+        .size()
+        .reindex(bins.groupby(["amp", "lag"]).size().index, level="amp")
+    ).all()
+
+
+def test_numbers_are_rounded_alike_one_by_one_and_in_arrays():
+    """The page's data (arrays) and the scales (one number) carry the same digits."""
+    rng = np.random.default_rng(9)
+    values = rng.normal(size=2000) * 10.0 ** rng.integers(-9, 9, 2000)
+    expected = [float(f"{v:.5g}") for v in values]  # the straightforward way
+    assert rounded_array(values).tolist() == expected

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gpuptc.report.charts.spec import CONFIG, SCHEMA, Chart, grid, rounded, tooltip
+from gpuptc.report.charts.spec import (
+    CONFIG,
+    EXPOSURES_LOOKUP,
+    SCHEMA,
+    Chart,
+    exposures,
+    grid,
+    rounded,
+    tooltip,
+)
 from gpuptc.schema import file_stem
 
 __all__ = [
@@ -88,7 +97,8 @@ def _gain_layers(domain: tuple[float, float]) -> list[dict[str, Any]]:
     points = {
         "kind": "pair",
         "transform": [
-            {"calculate": f"datum.saturated ? '{_STATES[1]}' : '{_STATES[0]}'", "as": "state"}
+            {"calculate": f"datum.saturated ? '{_STATES[1]}' : '{_STATES[0]}'", "as": "state"},
+            {"calculate": f"clamp(datum.gain, {domain[0]}, {domain[1]})", "as": "shown"},
         ],
         "mark": {"type": "point", "filled": True, "size": 30, "clip": True},
         "params": [_ZOOM],
@@ -109,7 +119,7 @@ def _gain_layers(domain: tuple[float, float]) -> list[dict[str, Any]]:
                 **state,
                 "scale": {"domain": list(_STATES), "range": ["#1f77b4", "#d62728"]},
             },
-            "tooltip": tooltip("pair", "exptime", "mean", "gain"),
+            "tooltip": tooltip("pair", "exptime", "gain", "file1", "file2"),
         },
     }
     onset = {
@@ -152,10 +162,10 @@ def gain_against_exposure_time(
     mine["saturated"] = mine["mean"] > mine["amp"].map(turnoffs)
     low, high = _gain_domain(mine.loc[~mine["saturated"], column])
     mine["gain"] = mine[column]
-    mine["shown"] = mine[column].clip(low, high)
-    points = mine[["amp", "pair", "exptime", "mean", "gain", "shown", "saturated"]]
+    points = mine[["amp", "pair", "gain", "saturated"]]
     onsets = saturation_onsets(mine, turnoffs)
     spec, data = grid({"pair": points, "onset": onsets}, _gain_layers((low, high)))
+    spec["transform"] = [EXPOSURES_LOOKUP]
     spec["title"] = f"{sensor}: per-pair gain against exposure time"
     caption = (
         f"Per-pair gain ({column}) against exposure time, one panel per amp: it rises "
@@ -165,6 +175,7 @@ def gain_against_exposure_time(
         "axis edge when off it (hover for their value). The dashed line is the amp's "
         "saturation onset, between its last pair below saturation and its first above."
     )
+    data = {**data, "exposures": exposures(mine)}
     return Chart(f"gain_vs_exptime_{file_stem(sensor)}", caption, spec, data)
 
 

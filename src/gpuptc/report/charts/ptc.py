@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from gpuptc.report.amp_table import full_covariance_model
-from gpuptc.report.charts.spec import Chart, grid, tooltip
+from gpuptc.report.charts.spec import EXPOSURES_LOOKUP, Chart, exposures, grid, tooltip
 from gpuptc.schema import file_stem
 
-__all__ = ["covariance_chart", "model_residuals", "ptc_chart", "residuals_chart"]
+__all__ = ["covariance_chart", "in_bins", "model_residuals", "ptc_chart", "residuals_chart"]
 
 _USES = ("used by the fits", "left out")
 
@@ -46,12 +46,6 @@ the amp's gain; in electrons the variance over the mean is the ADU one times the
 
 _CURVE_POINTS = 16
 """Points a model's curve keeps per amp in a chart (a line needs no more)."""
-
-_FILES = {
-    "lookup": "pair",
-    "from": {"data": {"name": "files"}, "key": "pair", "fields": ["file1", "file2"]},
-}
-"""Each pair's files, looked up by pair (held once per pair, not once per amp)."""
 
 
 def _thinned(curves: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -158,8 +152,7 @@ def ptc_chart(
     """
     mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
     mine["used"] = mine["used"].fillna(False).astype(bool)
-    points = mine[["amp", "pair", "exptime", "mean", "var", "used"]]
-    files = mine[["pair", "file1", "file2"]].drop_duplicates("pair")
+    points = mine[["amp", "pair", "mean", "var", "used"]]
     models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
     lines = _thinned(models, ["amp", "model"])[["amp", "model", "mean", "value"]]
     lines = lines.rename(columns={"value": "var"})
@@ -170,7 +163,7 @@ def ptc_chart(
     frames = {"pair": points, "model": lines, "turnoff": rules}
     frames = {k: f.assign(g=f["amp"].map(scale).fillna(1.0)) for k, f in frames.items()}
     spec, data = grid(frames, _ptc_layers())
-    spec["transform"] = [_FILES]  # a facet's layers cannot look up another data set
+    spec["transform"] = [EXPOSURES_LOOKUP]
     units = _SWITCHES[0] if gains is not None else {"name": "units", "value": "ADU"}
     spec["params"] = [units, _SWITCHES[1]]
     spec["title"] = f"{sensor}: photon transfer curves"
@@ -183,7 +176,7 @@ def ptc_chart(
         "model in the legend to show it alone) and the turnoff (dashed). Drag to pan, "
         "scroll to zoom, double-click to reset."
     )
-    return Chart(f"ptc_{file_stem(sensor)}", caption, spec, {**data, "files": files})
+    return Chart(f"ptc_{file_stem(sensor)}", caption, spec, {**data, "exposures": exposures(mine)})
 
 
 def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> pd.DataFrame:
@@ -214,10 +207,103 @@ def model_residuals(pairs: pd.DataFrame, curves: pd.DataFrame, sensor: str) -> p
     return joined[["model", "amp", "pair", "mean", "residual"]]
 
 
+_MOST_POINTS = 2000
+"""Points a model's residual panel draws one by one (about 125 pairs of 16 amps); beyond
+it, their mean and spread in bins of the signal, so that a 400-pair sensor's page stays
+light and quick to draw."""
+
+_BINS = 24
+"""Bins of the signal (log-spaced) of a panel drawn in bins."""
+
+
+def in_bins(frame: pd.DataFrame, keys: list[str], y: str) -> pd.DataFrame:
+    """The mean and standard deviation of ``y`` per group of ``keys`` in bins of log mean.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Rows with ``mean`` (positive), ``y`` and ``keys``.
+    keys : list of str
+        The columns a bin stays within (a panel, a line).
+    y : str
+        The value binned.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``keys``, ``mean`` (the bin's geometric mean), ``y`` (the mean of ``y`` in it),
+        ``low`` and ``high`` (that mean less and plus its standard deviation) and ``count``.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"mean": [10.0, 10.0, 1000.0], "r": [1.0, 3.0, 5.0], "m": "a"})
+    >>> in_bins(rows, ["m"], "r").round(2).to_dict("records")[0]
+    {'m': 'a', 'mean': 10.0, 'r': 2.0, 'low': 0.59, 'high': 3.41, 'count': 2}
+    """
+    frame = frame[frame["mean"] > 0]
+    edges = np.geomspace(frame["mean"].min(), frame["mean"].max(), _BINS + 1)
+    index = np.clip(np.searchsorted(edges, frame["mean"], side="right") - 1, 0, _BINS - 1)
+    binned = frame.assign(bin=index, log=np.log(frame["mean"]))
+    grouped = binned.groupby([*keys, "bin"], sort=True)
+    out = grouped.agg(log=("log", "mean"), value=(y, "mean"), spread=(y, "std"), count=(y, "size"))
+    out = out.reset_index().drop(columns="bin")
+    spread = out.pop("spread").fillna(0.0)
+    out.insert(len(keys), "mean", np.exp(out.pop("log")))
+    out.insert(len(keys) + 1, y, out.pop("value"))
+    out.insert(len(keys) + 2, "low", out[y] - spread)
+    out.insert(len(keys) + 3, "high", out[y] + spread)
+    return out
+
+
+def _residual_layers() -> list[dict[str, Any]]:
+    """Each pair's residual, or each bin's mean and spread, and each model's numbers."""
+    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
+    y = {"field": "residual", "type": "quantitative", "title": "residual / error"}
+    return [
+        {
+            "kind": "residual",
+            "mark": {"type": "point", "filled": True, "size": 16, "opacity": 0.6},
+            "params": [_ZOOM],
+            "encoding": {"x": x, "y": y, "tooltip": tooltip("amp", "pair", "mean", "residual")},
+        },
+        {
+            "kind": "bin",
+            "mark": {"type": "rule", "opacity": 0.5},
+            "encoding": {"x": x, "y": {**y, "field": "low"}, "y2": {"field": "high"}},
+        },
+        {
+            "kind": "bin",
+            "mark": {"type": "point", "filled": True, "size": 30},
+            "params": [_ZOOM],
+            "encoding": {
+                "x": x,
+                "y": y,
+                "tooltip": tooltip("mean", "residual", "low", "high", "count"),
+            },
+        },
+        {
+            "kind": "summary",
+            "mark": {
+                "type": "text",
+                "align": "left",
+                "baseline": "top",
+                "x": 4,
+                "y": 4,
+                "lineBreak": "\n",
+            },
+            "encoding": {"text": {"field": "label", "type": "nominal"}},
+        },
+    ]
+
+
 def residuals_chart(
     pairs: pd.DataFrame, curves: pd.DataFrame, ptc: pd.DataFrame, sensor: str
 ) -> Chart | None:
     """Every model's residuals from its own model, in its own errors, with its chi^2.
+
+    Where a model has more than :data:`_MOST_POINTS` residuals, every model is drawn as
+    their mean and standard deviation in bins of the signal (:func:`in_bins`, every amp
+    together).
 
     Parameters
     ----------
@@ -235,32 +321,22 @@ def residuals_chart(
     if residuals.empty:
         return None
     fits = ptc[ptc["sensor"] == sensor]
+    many = residuals.groupby("model")["residual"].size().max() > _MOST_POINTS
     summary = [
         {
             "model": model,
             "label": f"rms {np.sqrt(np.mean(rows['residual'] ** 2)):.2f}; sqrt(chi2/dof) "
-            f"{np.sqrt(fits.loc[fits['model'] == model, 'chi2_dof']).median():.2f}",
+            f"{np.sqrt(fits.loc[fits['model'] == model, 'chi2_dof']).median():.2f}"
+            + (f"\n{len(rows)} residuals, in bins" if many else ""),
         }
         for model, rows in residuals.groupby("model", sort=False)
     ]
-    x = {"field": "mean", "type": "quantitative", "scale": {"type": "log"}, "title": "mean (ADU)"}
-    points = {
-        "kind": "residual",
-        "mark": {"type": "point", "filled": True, "size": 16, "opacity": 0.6},
-        "params": [_ZOOM],
-        "encoding": {
-            "x": x,
-            "y": {"field": "residual", "type": "quantitative", "title": "residual / error"},
-            "tooltip": tooltip("amp", "pair", "mean", "residual"),
-        },
-    }
-    labels = {
-        "kind": "summary",
-        "mark": {"type": "text", "align": "left", "baseline": "top", "x": 4, "y": 4},
-        "encoding": {"text": {"field": "label", "type": "nominal"}},
-    }
-    frames = {"residual": residuals, "summary": pd.DataFrame(summary)}
-    spec, data = grid(frames, [points, labels], facet="model", columns=3)
+    if many:  # every model alike: the panels share their axes
+        frames = {"bin": in_bins(residuals, ["model"], "residual")}
+    else:
+        frames = {"residual": residuals.assign(residual=residuals["residual"].round(2))}
+    frames["summary"] = pd.DataFrame(summary)
+    spec, data = grid(frames, _residual_layers(), facet="model", columns=3)
     spec["title"] = f"{sensor}: each model's residuals from its own model"
     caption = (
         "Variance less each model's own curve (eq. 20's C_00 for the full-covariance "
@@ -269,11 +345,17 @@ def residuals_chart(
         "the pairs each fit took, every amp together. A model that fits scatters "
         "without trend with an rms close to the square root of its chi^2/dof (both "
         "written in the panel: the rms pooled over the amps, the root the median over "
-        "them; a full-covariance fit's chi^2 also counts its other lags). The power law "
-        "has no errors and is left out."
+        "them; a full-covariance fit's chi^2 also counts its other lags). Where a model "
+        f"has more than {_MOST_POINTS} residuals, each is drawn as their mean and standard "
+        "deviation in bins of the signal (hover for the count). The power law has no errors and is "
+        "left out."
     )
     return Chart(f"residuals_{file_stem(sensor)}", caption, spec, data)
 
+
+_MOST_COVARIANCES = 6000
+"""Covariances the chart draws one by one (about 125 pairs of 16 amps at three lags);
+beyond it, their mean and spread per amp and lag in bins of the signal."""
 
 _NEAREST_LAGS = ("10", "01", "11")
 """The covariances drawn: C_10 (serial neighbour), C_01 (parallel) and C_11."""
@@ -305,6 +387,32 @@ def _covariance_layers() -> list[dict[str, Any]]:
                 "color": colour,
                 "opacity": chosen,
                 "tooltip": tooltip("lag", "pair", "mean", "cov", "ratio"),
+            },
+        },
+        {
+            "kind": "bin",
+            "mark": {"type": "rule", "opacity": 0.5},
+            "encoding": {
+                "x": x,
+                "y": {**y, "field": "low"},
+                "y2": {"field": "high"},
+                "color": colour,
+                "opacity": chosen,
+            },
+        },
+        {
+            "kind": "bin",
+            "mark": {"type": "point", "filled": True, "size": 24},
+            "params": [
+                _ZOOM,
+                {"name": "lags", "select": {"type": "point", "fields": ["lag"]}, "bind": "legend"},
+            ],
+            "encoding": {
+                "x": x,
+                "y": y,
+                "color": colour,
+                "opacity": chosen,
+                "tooltip": tooltip("lag", "mean", "ratio", "low", "high", "count"),
             },
         },
         {
@@ -354,10 +462,10 @@ def covariance_chart(
     ]
     lines = _thinned(drawn, ["amp", "lag"])[["amp", "lag", "mean", "value"]]
     lines = lines.assign(ratio=lines["value"] / lines["mean"]).drop(columns="value")
-    layers = _covariance_layers()
-    frames = {"covariance": points[["amp", "pair", "lag", "mean", "cov", "ratio"]]}
-    frames |= {"model": lines} if len(lines) else {}
-    spec, data = grid(frames, layers if len(lines) else layers[:1])
+    points = points[["amp", "pair", "lag", "mean", "cov", "ratio"]]
+    many = len(points) > _MOST_COVARIANCES
+    frames = {"bin": in_bins(points, ["amp", "lag"], "ratio")} if many else {"covariance": points}
+    spec, data = grid({**frames, "model": lines}, _covariance_layers())
     spec["title"] = f"{sensor}: nearest-lag covariances over the mean" + (
         f", {model} model" if len(lines) else ""
     )
@@ -365,6 +473,8 @@ def covariance_chart(
         "C_10, C_01 and C_11 over the mean per amp (the pairs used) with the "
         "full-covariance model's curves (eq. 20) where it was fitted: they grow with the "
         "signal (the brighter-fatter effect), and the model should follow the points at "
-        "every signal. Click a lag in the legend to show it alone."
+        "every signal. Click a lag in the legend to show it alone. With more than "
+        f"{_MOST_COVARIANCES} points, each amp's and lag's are drawn as their mean and "
+        "standard deviation in bins of the signal."
     )
     return Chart(f"covariances_{file_stem(sensor)}", caption, spec, data)

@@ -20,15 +20,18 @@ import pandas as pd
 
 __all__ = [
     "CONFIG",
+    "EXPOSURES_LOOKUP",
     "PANEL",
     "SCHEMA",
     "Chart",
     "blocks",
     "data_json",
+    "exposures",
     "grid",
     "heatmap",
     "records",
     "rounded",
+    "rounded_array",
     "spec_json",
     "tooltip",
 ]
@@ -123,52 +126,78 @@ def rounded(value: float) -> float:
     return float(f"{value:.{_DIGITS}g}")
 
 
+def rounded_array(values: np.ndarray) -> np.ndarray:
+    """Finite ``values`` to the digits a chart carries, as :func:`rounded` does one by one.
+
+    Examples
+    --------
+    >>> rounded_array(np.array([1234567.0, 0.000123456789, -2.5, 0.0])).tolist()
+    [1234600.0, 0.00012346, -2.5, 0.0]
+    """
+    magnitude = np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values))))
+    places = (_DIGITS - 1 - magnitude).astype(int)
+    fine = places >= 0  # divide by a power of ten (exact), or multiply by one (exact)
+    out = np.empty_like(values)
+    scale = 10.0 ** np.abs(places)
+    out[fine] = np.round(values[fine] * scale[fine]) / scale[fine]
+    out[~fine] = np.round(values[~fine] / scale[~fine]) * scale[~fine]
+    return out
+
+
 def _cells(column: pd.Series) -> list[Any]:
     """One column's cells as JSON values.
 
     Numbers rounded (whole ones as integers), files by their names alone, missing values
     (NaN, infinities, None) as None.
     """
-    if str(column.name).startswith("file"):
-        return [None if pd.isna(f) else os.path.basename(str(f)) for f in column]
     kind = column.dtype.kind
-    if kind in "iub":
-        return column.to_numpy().tolist()
+    if kind in "iub":  # booleans as 1 and 0: a chart tests them as true and false
+        return column.to_numpy().astype(int).tolist()
     if kind == "f":
-        cells = []
-        for value in column.to_numpy(float).tolist():
-            if not np.isfinite(value):
-                cells.append(None)
-                continue
-            value = rounded(value)
-            cells.append(int(value) if value.is_integer() and abs(value) < 1e15 else value)
+        values = column.to_numpy(float)
+        finite = np.isfinite(values)
+        shown = np.where(finite, rounded_array(np.where(finite, values, 0.0)), 0.0)
+        cells: list[Any] = shown.tolist()
+        for i in np.flatnonzero(finite & (shown == np.floor(shown)) & (np.abs(shown) < 1e15)):
+            cells[i] = int(cells[i])
+        for i in np.flatnonzero(~finite):
+            cells[i] = None
         return cells
-    return [None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in column]
+    cells = column.astype(object).tolist()
+    if str(column.name).startswith("file"):
+        return [None if pd.isna(f) else os.path.basename(str(f)) for f in cells]
+    return [None if pd.isna(v) else (v.item() if isinstance(v, np.generic) else v) for v in cells]
+
+
+_BLOCK_KEYS = ("kind", "model", "lag", "amp")
+"""Columns a data set is split into blocks by (where it has them): each block holds its
+value of each once."""
 
 
 def blocks(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """A table column by column: one block per ``kind`` (if it has that column).
+    """A table column by column, in blocks of one kind, model, lag and amp.
 
-    Each block holds its row count ``n``, its ``constant`` cells (the kind) and its other
-    ``columns`` as lists (None for a missing value); columns with no value in a block are
-    left out of it.
+    Each block holds its row count ``n``, its ``constant`` cells (the block's keys, and
+    every column with one value in all of its rows) and its other ``columns`` as lists
+    (None for a missing value); a column with no value in a block is left out of it.
 
     Examples
     --------
-    >>> blocks(pd.DataFrame({"kind": ["a", "a", "b"], "x": [1.0, 2.5, np.nan]}))
-    [{'n': 2, 'constant': {'kind': 'a'}, 'columns': {'x': [1, 2.5]}}, {'n': 1, 'constant': {'kind': 'b'}, 'columns': {}}]
+    >>> table = pd.DataFrame({"kind": ["a", "a", "b"], "x": [1.0, 2.5, np.nan], "y": 7})
+    >>> blocks(table)
+    [{'n': 2, 'constant': {'kind': 'a', 'y': 7}, 'columns': {'x': [1, 2.5]}}, {'n': 1, 'constant': {'kind': 'b', 'y': 7}, 'columns': {}}]
     """  # noqa: E501
-    groups = frame.groupby("kind", sort=False) if "kind" in frame else [(None, frame)]
+    keys = [key for key in _BLOCK_KEYS if key in frame]
+    every = {str(c): _cells(frame[c]) for c in frame.columns}
+    groups = frame.groupby(keys, sort=False, dropna=False).indices if keys else {(): None}
     out = []
-    for kind, rows in groups:
-        columns = {str(c): _cells(rows[c]) for c in rows.columns if c != "kind"}
-        out.append(
-            {
-                "n": len(rows),
-                "constant": {} if kind is None else {"kind": kind},
-                "columns": {k: v for k, v in columns.items() if any(x is not None for x in v)},
-            }
-        )
+    for rows in groups.values():
+        picked = range(len(frame)) if rows is None else rows.tolist()
+        cells = {k: [v[i] for i in picked] for k, v in every.items()}
+        present = {k: v for k, v in cells.items() if any(x is not None for x in v)}
+        constant = {k: v[0] for k, v in present.items() if all(x == v[0] for x in v)}
+        columns = {k: v for k, v in present.items() if k not in constant}
+        out.append({"n": len(picked), "constant": constant, "columns": columns})
     return out
 
 
@@ -189,6 +218,24 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+EXPOSURES_LOOKUP = {
+    "lookup": "pair",
+    "from": {
+        "data": {"name": "exposures"},
+        "key": "pair",
+        "fields": ["exptime", "file1", "file2"],
+    },
+}
+"""Each pair's exposure time and files, looked up by pair from :func:`exposures` (held once
+per pair, not once per amp). At the top of a faceted chart: a facet's layers cannot look
+up another data set."""
+
+
+def exposures(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One sensor's pairs, one row each: ``pair``, ``exptime``, ``file1``, ``file2``."""
+    return pairs[["pair", "exptime", "file1", "file2"]].drop_duplicates("pair")
+
+
 def tooltip(*fields: str) -> list[dict[str, Any]]:
     """A tooltip of these fields, each titled by its name."""
     return [{"field": name, "title": name} for name in fields]
@@ -204,7 +251,7 @@ def grid(
 
     A facet takes one data set: ``frames`` are stacked into the data set ``points`` with a
     ``kind`` column naming each (its key), and each layer keeps its own kind (``kind`` in
-    the layer, turned into a filter here).
+    the layer, turned into a filter here); a layer whose kind has no rows is left out.
 
     Returns
     -------
@@ -213,7 +260,9 @@ def grid(
     data : dict of str to pandas.DataFrame
         ``{"points": stacked}``.
     """
+    frames = {kind: frame for kind, frame in frames.items() if len(frame)}
     stacked = pd.concat([frame.assign(kind=kind) for kind, frame in frames.items()])
+    layers = [layer for layer in layers if layer["kind"] in frames]
     filtered = [
         {
             **{k: v for k, v in layer.items() if k not in ("kind", "transform")},
