@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from gpuptc.formats.eotest import read_eotest_results
+from gpuptc.inputs.photodiode import integrate, photodiode_file_name, read_photodiode
 from gpuptc.raws.exposure import read_raw
 from gpuptc.simulation.cosmic_rays import CosmicRayRates, add_cosmic_rays
+from gpuptc.simulation.nonlinearity import NONLINEARITY_COLUMNS, response
+from gpuptc.simulation.photodiode import AMPERES_PER_ELECTRON_RATE
 from gpuptc.simulation.simulate import (
     SimulationConfig,
     eq16_variance,
@@ -279,3 +282,51 @@ def test_a_mismatched_flat_keeps_the_pixel_noise():
     electrons = delta * truth["gain"].to_numpy()[:, None, None]
     assert electrons.mean() == pytest.approx(0.01 * plan.signal, rel=0.05)
     assert electrons.std() < 2 * np.sqrt(0.01 * plan.signal)
+
+
+def test_the_non_linearity_is_the_truths_response_and_nothing_else():
+    """On or off, the sensor's other truth and noise are the same: a flat's pixels differ
+    by the response's deficit at their signals (on average over an amp, within 0.2 ADU)."""
+    linear = SimulationConfig(size="small", pairs=16, biases=0, seed=4, cosmic_rays=False)
+    bent = replace(linear, nonlinearity=True)
+    truth, bent_truth = sensor_truth(linear), sensor_truth(bent)
+    pd.testing.assert_frame_equal(
+        truth.drop(columns=list(NONLINEARITY_COLUMNS)),
+        bent_truth.drop(columns=list(NONLINEARITY_COLUMNS)),
+    )
+    assert (truth[list(NONLINEARITY_COLUMNS)] == 0).all().all()
+    assert bent_truth.nl_step.between(0.005, 0.02).all()
+    assert bent_truth.nl_center.between(0.6, 0.9).all()
+    lay = linear.layout
+    image = (slice(0, lay.ny), slice(lay.prescan, lay.prescan + lay.nx))
+    deepest = 0.0
+    flats = [p for p in exposure_plan(linear, truth) if p.imgtype == "FLAT"]
+    for plan in [flats[0], *flats[-6:-1]]:  # the faintest, and 0.5 to 1.1 of the full well
+        straight = render_exposure(linear, truth, plan).astype(float)
+        curved = render_exposure(bent, bent_truth, plan).astype(float)
+        for amp in (0, 7, 15):
+            row = bent_truth.iloc[amp]
+            signal = straight[amp][image] - row.bias_level  # the linear one, with its noise
+            expected = response(signal, row, row.full_well_adu) - signal
+            found = curved[amp][image] - straight[amp][image]
+            below = signal < 0.99 * row.full_well_adu  # clipped at the full well above
+            if below.any():  # pixel by pixel, rounding and the slope times the noise differ
+                assert abs(np.mean((found - expected)[below])) < 0.2
+                deepest = min(deepest, float(np.median(expected[below] / signal[below])))
+    assert deepest < -0.004  # the step is there
+
+
+def test_photodiode_readings_follow_each_flats_light(tmp_path):
+    """A file per flat, named by its header's DAYOBS and SEQNUM; its charge (cp_pipe's
+    integration) in proportion to the flat's signal, illumination mismatch included."""
+    sim = simulate(tmp_path, size="small", pairs=5, biases=1, seed=6, photodiode=True)
+    exposures = pd.read_parquet(sim.exposures_path)
+    flats = exposures[exposures.imgtype == "FLAT"]
+    files = sorted(tmp_path.glob("Photodiode_Readings_*.txt"))
+    assert len(files) == len(flats) == 10
+    for (_, flat), raw in zip(flats.iterrows(), sim.flats, strict=True):
+        info = read_raw(raw).info
+        readings = read_photodiode(tmp_path / photodiode_file_name(info.dayobs, info.seqnum))
+        charge = integrate(readings, "TRIMMED_SUM", current_scale=-1.0)
+        expected = flat.signal * flat.illumination * AMPERES_PER_ELECTRON_RATE
+        assert charge == pytest.approx(expected, rel=2e-3)

@@ -99,6 +99,8 @@ def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
         "cosmic_ray_rate": args.cosmic_ray_rate,
         "cosmic_rays": args.cosmic_ray_rate > 0,
         "pair_mismatch": args.pair_mismatch,
+        "nonlinearity": args.nonlinearity,
+        "photodiode": args.photodiode,
     }
 
 
@@ -468,6 +470,16 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RMS",
         help="RMS relative illumination difference between the flats of a pair "
         f"(default {SimulationConfig.pair_mismatch})",
+    )
+    parser.add_argument(
+        "--nonlinearity",
+        action="store_true",
+        help="a known non-linear response per amp (its parameters in the truth table)",
+    )
+    parser.add_argument(
+        "--photodiode",
+        action="store_true",
+        help="write each flat's photodiode readings beside it, as the camera does",
     )
     parser.add_argument(
         "--workers", type=_positive, default=None, help="processes (default: cores)"

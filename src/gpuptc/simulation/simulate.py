@@ -42,8 +42,11 @@ from gpuptc._shared.processes import process_pool
 from gpuptc.fitting.ptc import eq16
 from gpuptc.formats.eotest import write_eotest_results
 from gpuptc.formats.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
+from gpuptc.inputs.photodiode import photodiode_file_name
 from gpuptc.raws.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.simulation.cosmic_rays import CosmicRayRates, add_cosmic_rays
+from gpuptc.simulation.nonlinearity import nonlinearity_truth, response
+from gpuptc.simulation.photodiode import readings, write_readings
 
 __all__ = [
     "SIZES",
@@ -116,6 +119,12 @@ class SimulationConfig:
         Multiplies the drawn read noise (4-8 e-), for studies of its effect.
     filter : str
         FILTER keyword.
+    nonlinearity : bool
+        A known non-linear response per amp (:mod:`gpuptc.simulation.nonlinearity`;
+        its parameters in the truth), instead of a linear one.
+    photodiode : bool
+        Write each flat's photodiode readings beside it
+        (``Photodiode_Readings_<DAYOBS>_<SEQNUM>.txt``, :mod:`gpuptc.simulation.photodiode`).
 
     Examples
     --------
@@ -145,6 +154,8 @@ class SimulationConfig:
     common_mode_adu: float = 1.5
     read_noise_scale: float = 1.0
     filter: str = "SDSSi"
+    nonlinearity: bool = False
+    photodiode: bool = False
 
     def __post_init__(self) -> None:
         if self.vendor not in LAYOUTS:
@@ -201,7 +212,8 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
     pandas.DataFrame
         One row per amp: sensor, vendor, amp, segment, gain (e-/ADU), read_noise (e-),
         read_noise_adu, a00 (1/e-, negative), full_well (e-), full_well_adu,
-        bias_level (ADU).
+        bias_level (ADU), and the non-linearity's parameters
+        (:data:`gpuptc.simulation.nonlinearity.NONLINEARITY_COLUMNS`, zero when linear).
     """
     rng = _rng(config.seed, 1)
     namps = config.layout.namps
@@ -215,7 +227,8 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
     a00 = -rng.uniform(2.0e-6, 3.0e-6, namps) if config.brighter_fatter else np.zeros(namps)
     bias = rng.uniform(15000.0, 25000.0, namps).round(1)
     amps = np.arange(1, namps + 1)
-    return pd.DataFrame(
+    response = nonlinearity_truth(_rng(config.seed, 7), namps, config.nonlinearity)
+    linear = pd.DataFrame(
         {
             "sensor": config.sensor,
             "vendor": config.vendor,
@@ -230,6 +243,7 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
             "bias_level": bias,
         }
     )
+    return pd.concat([linear, response], axis=1)
 
 
 def eq16_variance(signal: np.ndarray | float, a00: np.ndarray | float) -> np.ndarray:
@@ -472,6 +486,8 @@ def render_exposure(
                 )
             np.minimum(charge, np.float32(row["full_well"]), out=charge)
             signal_adu = charge / np.float32(gain)
+            if config.nonlinearity:
+                signal_adu = response(signal_adu, row, float(row["full_well_adu"]))
             segment[image_rows, image_cols] += signal_adu
             if config.cti:
                 last = signal_adu[:, -1]
@@ -694,6 +710,8 @@ def simulate(
     if not reusable:
         stamp.unlink(missing_ok=True)
         _render_all(config, truth, plans, out, workers, progress)
+        if config.photodiode:
+            _write_photodiode(config, plans, out)
     for plan, path in zip(plans, paths, strict=True):
         (result.flats if plan.imgtype == "FLAT" else result.biases).append(path)
     result.truth_path = out / f"{config.sensor}_truth.parquet"
@@ -702,6 +720,16 @@ def simulate(
     if not reusable:
         _write_truth(result, plans, paths, stamp)
     return result
+
+
+def _write_photodiode(config: SimulationConfig, plans: Sequence[ExposurePlan], out: Path) -> None:
+    """Each flat's photodiode readings, its current in proportion to its illumination."""
+    for plan in plans:
+        if plan.imgtype != "FLAT":
+            continue
+        rate = plan.signal * plan.illumination / max(plan.exptime, 1e-3)
+        time, current = readings(plan.exptime, rate, _rng(config.seed, 8, plan.index))
+        write_readings(out / photodiode_file_name(plan.dayobs, plan.seqnum), time, current)
 
 
 def _write_truth(
