@@ -53,7 +53,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     assert provenance["configuration"]["extract"]["cov_size"] == 4
     stages = provenance["seconds_by_stage"]
     expected = {"ingest", "sensors", "tables and comparison", "write tables", "report"}
-    in_sensors = ("measure", "fit", "display images", "figures")
+    in_sensors = ("measure", "fit", "linearity", "display images", "figures")
     expected |= {f"{s} (sensors)" for s in in_sensors}
     assert set(stages) == expected and all(v >= 0 for v in stages.values())
     inside = sum(stages[f"{s} (sensors)"] for s in in_sensors)

@@ -15,6 +15,7 @@ from gpuptc.measuring.sensor import measure
 from gpuptc.products.butler_output import ButlerOutput
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
+from gpuptc.products.linearizer import read_linearizer, write_linearizer
 from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts
 from gpuptc.raws.exposure import RawExposure, RawReadError, read_raw
 from gpuptc.running.job import run
@@ -40,6 +41,7 @@ __all__ = [
     "make_master_bias",
     "master_biases",
     "measure",
+    "read_linearizer",
     "read_master_bias",
     "read_ptc_dataset",
     "read_raw",
@@ -48,5 +50,6 @@ __all__ = [
     "sensor_verdicts",
     "simulate",
     "write_eotest_files",
+    "write_linearizer",
     "write_ptc_dataset",
 ]

@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "INTEGRATION_METHODS",
+    "LINEARITY_TYPES",
     "PRESETS",
     "ExtractConfig",
     "IsrConfig",
+    "LinearityConfig",
     "Preset",
     "SolveConfig",
     "counterparts",
@@ -41,6 +44,10 @@ PARALLEL_METHODS = ("NONE", "MEAN_PER_ROW", "MEDIAN_PER_ROW")
 PAIR_METHODS = ("cp_pipe", "eotest", "seed")
 PTC_FIT_MODELS = ("expapprox", "fullcov", "fullcov_nob")
 """The models a cp_pipe PTC dataset can hold (``SolveConfig.ptc_fit_type``)."""
+LINEARITY_TYPES = ("Polynomial", "Squared", "LookupTable")
+"""The linearizer types gpuptc solves (the names of Rubin's ``Linearizer``)."""
+INTEGRATION_METHODS = ("DIRECT_SUM", "TRIMMED_SUM", "CHARGE_SUM", "MEAN")
+"""The ways photodiode readings integrate to a charge, Rubin's names."""
 
 
 def setting(default: Any, *, cp_pipe: str | None = None, eotest: str | None = None) -> Any:
@@ -172,6 +179,11 @@ class ExtractConfig:
         Two flats pair when their exposure times differ by at most this fraction of the
         longer one (always within 5 ms, cp_pipe's absolute tolerance): real shutters
         jitter by about a millisecond. Below 0.1: a PTC's steps never pair.
+    photodiode_integration : {'DIRECT_SUM', 'TRIMMED_SUM', 'CHARGE_SUM', 'MEAN'}
+        How each flat's photodiode readings integrate to its charge
+        (:func:`gpuptc.inputs.photodiode.integrate`); a pair's is the mean of its flats'.
+    photodiode_current_scale : float
+        Multiplies the readings' current (cp_pipe: -1, the camera meters' sign).
     """
 
     method: str = setting("cp_pipe")
@@ -195,8 +207,20 @@ class ExtractConfig:
         cp_pipe="PhotonTransferCurveExtractTask: matchExposuresType TIME, within 5 ms",
         eotest="flat pairs by file name (flat1, flat2)",
     )
+    photodiode_integration: str = setting(
+        "TRIMMED_SUM",
+        cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeIntegrationMethod",
+    )
+    photodiode_current_scale: float = setting(
+        -1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeCurrentScale"
+    )
 
     def __post_init__(self) -> None:
+        if self.photodiode_integration not in INTEGRATION_METHODS:
+            raise ValueError(
+                f"photodiode_integration {self.photodiode_integration!r} not in "
+                f"{', '.join(INTEGRATION_METHODS)}"
+            )
         if self.method not in PAIR_METHODS:
             raise ValueError(f"method {self.method!r} not in {', '.join(PAIR_METHODS)}")
         if self.gain_correction not in ("FULL", "SIMPLE", "NONE"):
@@ -312,7 +336,65 @@ class SolveConfig:
             )
 
 
-_SECTIONS: dict[str, type] = {"isr": IsrConfig, "extract": ExtractConfig, "solve": SolveConfig}
+@dataclass(frozen=True)
+class LinearityConfig:
+    """Each amp's linearizer from the same flat pairs (cp_pipe's ``LinearitySolveTask``).
+
+    Parameters
+    ----------
+    linearity_type : {'Squared', 'Polynomial', 'LookupTable'}
+        The linearizer's type.
+    polynomial_order : int
+        Order of the polynomial of the signal in the linear flux (``Polynomial``).
+    min_linear_adu, max_linear_adu : float
+        The signal range (ADU) of the fits.
+    n_sigma_clip_linear : float
+        Pairs beyond this many sqrt(signal) of the straight line are left out.
+    max_frac_linearity_deviation : float
+        The linearity turnoff: the highest signal within this fraction of the line.
+    min_signal_fit_linearity_turnoff : float
+        Pairs below it (ADU) are not fitted for the turnoff.
+    max_lookup_table_adu : int
+        Entries of a lookup table.
+    use_photodiode : bool
+        Fit against each pair's photodiode charge (when every one of the sensor's pairs
+        has one; otherwise the sensor falls back to exposure time, said in the table).
+    min_photodiode_current : float
+        Pairs with less photodiode charge than this are left out.
+    """
+
+    linearity_type: str = setting("Squared", cp_pipe="LinearitySolveConfig.linearityType")
+    polynomial_order: int = setting(3, cp_pipe="LinearitySolveConfig.polynomialOrder")
+    min_linear_adu: float = setting(30.0, cp_pipe="LinearitySolveConfig.minLinearAdu")
+    max_linear_adu: float = setting(20000.0, cp_pipe="LinearitySolveConfig.maxLinearAdu")
+    n_sigma_clip_linear: float = setting(5.0, cp_pipe="LinearitySolveConfig.nSigmaClipLinear")
+    max_frac_linearity_deviation: float = setting(
+        0.01, cp_pipe="LinearitySolveConfig.maxFracLinearityDeviation"
+    )
+    min_signal_fit_linearity_turnoff: float = setting(
+        1000.0, cp_pipe="LinearitySolveConfig.minSignalFitLinearityTurnoff"
+    )
+    max_lookup_table_adu: int = setting(2**18, cp_pipe="LinearitySolveConfig.maxLookupTableAdu")
+    use_photodiode: bool = setting(False, cp_pipe="LinearitySolveConfig.usePhotodiode")
+    min_photodiode_current: float = setting(
+        0.0, cp_pipe="LinearitySolveConfig.minPhotodiodeCurrent"
+    )
+
+    def __post_init__(self) -> None:
+        if self.linearity_type not in LINEARITY_TYPES:
+            raise ValueError(
+                f"linearity_type {self.linearity_type!r} not in {', '.join(LINEARITY_TYPES)}"
+            )
+        if self.polynomial_order < 2:
+            raise ValueError(f"polynomial_order {self.polynomial_order} below 2")
+
+
+_SECTIONS: dict[str, type] = {
+    "isr": IsrConfig,
+    "extract": ExtractConfig,
+    "solve": SolveConfig,
+    "linearity": LinearityConfig,
+}
 """A preset's sections, in the order of :class:`Preset`'s fields."""
 _FIELDS: dict[str, frozenset[str]] = {
     section: frozenset(f.name for f in dataclasses.fields(kind))
@@ -328,6 +410,7 @@ class Preset:
     isr: IsrConfig = field(default_factory=IsrConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     solve: SolveConfig = field(default_factory=SolveConfig)
+    linearity: LinearityConfig = field(default_factory=LinearityConfig)
 
     def replace(self, **overrides: Any) -> Preset:
         """A copy with fields overridden, given as ``section__field=value`` or ``field=value``.
@@ -365,6 +448,7 @@ PRESETS: dict[str, Preset] = {
             max_rolloff_deviation=0.005,
             ptc_fit_type="fullcov",
         ),
+        LinearityConfig(use_photodiode=True),
     ),
     "seed": Preset(
         "seed",

@@ -32,6 +32,7 @@ __all__ = [
     "FULLCOV_COLUMNS",
     "GROSS_MISMATCH",
     "INTERRUPTED",
+    "LINEARITY_COLUMNS",
     "MISMATCH_THRESHOLD",
     "OUTPUT_NAMES",
     "PAIR_COLUMNS",
@@ -54,6 +55,7 @@ __all__ = [
     "figure_name",
     "file_stem",
     "joined_rejections",
+    "linearizer_name",
     "ptc_dataset_name",
     "rejected_frame",
     "rejected_row",
@@ -75,7 +77,7 @@ EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the tables' layout; stored per-sensor results of another version are redone."""
 
 # -- statuses ---------------------------------------------------------------------------
@@ -179,6 +181,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "amp",
     "segment",
     "exptime",
+    "photo_charge",
     "mjd",
     "file1",
     "file2",
@@ -200,6 +203,40 @@ GROSS_MISMATCH = 0.2
 """Flats whose levels differ by more (``|mean2/mean1 - 1|``, several times
 :data:`MISMATCH_THRESHOLD`) are no pair at all: status ``flats_disagree``, left out of
 every fit (a flux step of a PTC, a shutter that stayed shut)."""
+LINEARITY_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "amp",
+    "segment",
+    "abscissa",
+    "type",
+    "coefficients",
+    "fit_params",
+    "fit_params_err",
+    "linear_intercept",
+    "linear_slope",
+    "turnoff",
+    "max_signal",
+    "residual_sigma_mad",
+    "max_frac_dev",
+    "eo_linearity_turnoff",
+    "n_used",
+    "reduced_chi2",
+    "status",
+    "abscissa_reason",
+    "input_pairs",
+    "input_abscissa",
+    "input_ordinate",
+    "input_mask",
+    "residuals",
+)
+"""One row per sensor and amp of ``linearity.parquet``: what it was fitted against
+(``photodiode`` or ``exptime``, and why not the photodiode), the linearizer (type,
+coefficients, the polynomial of the signal in the line's value with errors), the straight
+line, the linearity turnoff and maximum signal (ADU), the robust spread of the fractional
+residuals after linearizing (cp_pipe's FIT_RES_SIGMAD: MAD x 1.4826), eo_pipe's maximum
+fractional deviation and 5 % turnoff (ADU), the pairs fitted, the status, and per pair
+in the fit's order (lists): its number, abscissa, mean signal, whether the fit took it
+and its residual (ADU, NaN where not fitted): what a linearizer file holds as its inputs."""
 COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -316,6 +353,7 @@ TABLE_FILES: dict[str, str] = {
     "curves": "curves.parquet",
     "comparison": "comparison.parquet",
     "verdict": "verdict.parquet",
+    "linearity": "linearity.parquet",
     "rejected": REJECTED_FILE,
 }
 """Each table of a run and the file it is written to."""
@@ -398,6 +436,11 @@ def file_stem(identifier: str) -> str:
 def ptc_dataset_name(sensor: str) -> str:
     """Where a sensor's cp_pipe PTC dataset is written, relative to the output directory."""
     return f"{CP_PIPE_DIR}/{file_stem(sensor)}_ptc.fits"
+
+
+def linearizer_name(sensor: str) -> str:
+    """Where a sensor's linearizer (ip_isr's format) is written, relative to the outputs."""
+    return f"{CP_PIPE_DIR}/{file_stem(sensor)}_linearizer.fits"
 
 
 def sensor_page_name(sensor: str) -> str:

@@ -1,10 +1,30 @@
-"""What every PTC fit shares: the optimizer's success test and cp_pipe's weights."""
+"""What every fit shares: the optimizer's success test, cp_pipe's weights, a robust spread."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["covariance_weights", "leastsq_converged", "variance_weights"]
+__all__ = ["covariance_weights", "leastsq_converged", "normal_mad", "variance_weights"]
+
+_MAD_TO_SIGMA = 1.482602218505602
+"""A normal distribution's sigma per unit of median absolute deviation."""
+
+
+def normal_mad(values: np.ndarray) -> float:
+    """The median absolute deviation scaled to a normal sigma; NaN when empty.
+
+    Examples
+    --------
+    >>> round(normal_mad(np.array([-1.0, 0.0, 1.0])), 4)
+    1.4826
+    """
+    values = np.asarray(values, float)
+    if not len(values):
+        return math.nan
+    return float(_MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+
 
 _LEASTSQ_SOLUTIONS = frozenset({1, 2, 3, 4})
 """MINPACK's ``info`` values for which ``scipy.optimize.leastsq`` found a solution."""

@@ -26,21 +26,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpuptc.config import LINEARITY_TYPES
+
 __all__ = [
     "CAUCHY_SCALE",
+    "EO_PIPE_FIT_RANGE",
+    "EO_PIPE_MAX_FRAC_DEV",
     "IRLS_ROUNDS",
     "LINEARITY_TYPES",
     "AmpLinearity",
     "LinearityTurnoff",
     "apply_linearizer",
+    "eo_pipe_linearity",
     "irls_polynomial",
     "linearity_turnoff",
     "lookup_table",
     "solve_amp",
 ]
 
-LINEARITY_TYPES = ("Polynomial", "Squared", "LookupTable")
-"""The linearizer types solved here (the names of Rubin's ``Linearizer``)."""
 
 IRLS_ROUNDS = 10
 """Reweighting rounds of the iteratively reweighted least squares (cp_pipe's)."""
@@ -299,7 +302,8 @@ class AmpLinearity:
         The linearized signal less a line through the origin, every pair (NaN where
         not fitted).
     status : str
-        ``ok`` or why not solved.
+        ``ok`` or why not solved: ``no_ptc_pairs`` (the PTC kept none of its pairs),
+        ``no_turnoff``, ``too_few_points``.
     table : numpy.ndarray or None
         A lookup table's row.
     """
@@ -375,6 +379,8 @@ def solve_amp(
         raise ValueError(f"linearity type {kind!r} not in {', '.join(LINEARITY_TYPES)}")
     x, y = np.asarray(abscissa, float), np.asarray(ordinate, float)
     finite = np.isfinite(x) & np.isfinite(y)
+    if not np.asarray(ptc_mask, bool).any():  # cp_pipe: a bad amp of the PTC
+        return _unsolved("no_ptc_pairs", len(y), LinearityTurnoff(-1, math.nan, math.nan, False))
     turnoff = linearity_turnoff(
         x, y, np.asarray(ptc_mask, bool) & finite, None, min_signal_turnoff, max_fraction
     )
@@ -405,3 +411,61 @@ def _residuals(x: np.ndarray, corrected: np.ndarray, mask: np.ndarray) -> np.nda
     line, _, _ = irls_polynomial(x[mask], corrected[mask], 1)
     residuals = corrected - line[1] * x
     return np.where(mask, residuals, math.nan)
+
+
+EO_PIPE_FIT_RANGE = (1e3, 9e4)
+"""eo_pipe's signal range (electrons) of its straight line through the origin."""
+EO_PIPE_MAX_FRAC_DEV = 0.05
+"""eo_pipe's linearity turnoff: the highest signal within 5 % of that line."""
+
+
+def eo_pipe_linearity(flux: np.ndarray, electrons: np.ndarray) -> tuple[float, float]:
+    """eo_pipe's maximum fractional deviation and linearity turnoff (electrons) of one amp.
+
+    A line through the origin, the signal as its variance, over the pairs within
+    :data:`EO_PIPE_FIT_RANGE` up to the brightest pair's flux (leaving out bright-flux
+    pairs whose signal collapsed); the deviation is the largest fractional residual of
+    those pairs, the turnoff the highest signal of any pair within 5 % of the line (0
+    when none).
+
+    Parameters
+    ----------
+    flux : numpy.ndarray
+        Photodiode charge or exposure time per pair.
+    electrons : numpy.ndarray
+        Mean signal x gain per pair.
+
+    Returns
+    -------
+    max_frac_dev, turnoff : float
+
+    Examples
+    --------
+    >>> flux = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    >>> electrons = 5000.0 * flux * np.array([1.0, 1.0, 1.0, 1.0, 0.97])
+    >>> [round(v, 4) for v in eo_pipe_linearity(flux, electrons)]
+    [0.0157, 77600.0]
+    """
+    flux, electrons = np.asarray(flux, float), np.asarray(electrons, float)
+    finite = np.isfinite(flux) & np.isfinite(electrons)
+    if not finite.any():
+        return math.nan, math.nan
+    top = int(np.flatnonzero(electrons == np.nanmax(electrons))[0])
+    low, high = EO_PIPE_FIT_RANGE
+    with np.errstate(invalid="ignore"):
+        chosen = (
+            finite
+            & (electrons > low)
+            & (electrons < high)
+            & (flux <= flux[top])
+            & (flux > 0)
+            & ~((flux > 0.9 * flux[top]) & (electrons < 0.1 * electrons[top]))
+        )
+    if not chosen.any():
+        return math.nan, math.nan
+    slope = np.sum(flux[chosen]) / np.sum(flux[chosen] ** 2 / electrons[chosen])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = (electrons - slope * flux) / electrons
+    within = finite & (np.abs(residual) < EO_PIPE_MAX_FRAC_DEV)
+    turnoff = float(np.max(electrons[within])) if within.any() else 0.0
+    return float(np.max(np.abs(residual[chosen]))), turnoff

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from gpuptc.errors import GpuptcError
+from gpuptc.formats.fits_tables import fits_column
 from gpuptc.formats.writer import atomic_path
 
 __all__ = [
@@ -137,34 +138,6 @@ class PtcTable:
         return float(self.header["PTC_VERSION"])
 
 
-def _fits_column(name: str, kind: str, values: list[Any]) -> Any:
-    from astropy.io import fits
-
-    if kind == "text":
-        width = max(1, *(len(str(v)) for v in values))
-        return fits.Column(name=name, format=f"{width}A", array=np.array(values, dtype=f"U{width}"))
-    if kind == "int":
-        return fits.Column(name=name, format="K", array=np.asarray(values, dtype=np.int64))
-    if kind == "float":
-        return fits.Column(name=name, format="D", array=np.asarray(values, dtype=np.float64))
-    if kind == "names":
-        names = [list(v) for v in values]
-        count = len(names[0])
-        width = max([3, *(len(n) for row in names for n in row)])
-        array = np.array(names, dtype=f"U{width}").reshape(len(names), count)
-        return fits.Column(
-            name=name, format=f"{count * width}A", dim=f"({width},{count})", array=array
-        )
-    array = np.stack([np.asarray(v) for v in values])
-    per_row = int(np.prod(array.shape[1:]))
-    if kind == "mask":
-        return fits.Column(name=name, format=f"{per_row}L", array=array.astype(bool))
-    if kind == "ids":
-        dim = f"({array.shape[2]},{array.shape[1]})"
-        return fits.Column(name=name, format=f"{per_row}K", dim=dim, array=array.astype(np.int64))
-    return fits.Column(name=name, format=f"{per_row}D", array=array.astype(np.float64))
-
-
 def write_ptc_table(
     path: str | os.PathLike[str],
     rows: Sequence[Mapping[str, Any]],
@@ -195,9 +168,7 @@ def write_ptc_table(
     missing = [name for name in kinds if any(name not in row for row in rows)]
     if missing or not rows:
         raise ValueError(f"{path}: rows lack {', '.join(missing) or 'every column'}")
-    columns = [
-        _fits_column(name, kind, [row[name] for row in rows]) for name, kind in kinds.items()
-    ]
+    columns = [fits_column(name, kind, [row[name] for row in rows]) for name, kind in kinds.items()]
     table = fits.BinTableHDU.from_columns(columns)
     metadata = {
         "OBSTYPE": "PTC",

@@ -20,22 +20,26 @@ uses -1 for the camera's meters; this file's current is positive already.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from gpuptc.config import INTEGRATION_METHODS
 
 __all__ = [
     "INTEGRATION_METHODS",
     "PhotodiodeReadings",
+    "exposure_charge",
     "integrate",
+    "pair_charges",
     "photodiode_file_name",
     "read_photodiode",
 ]
 
-INTEGRATION_METHODS = ("DIRECT_SUM", "TRIMMED_SUM", "CHARGE_SUM", "MEAN")
-"""The ways a reading integrates to a charge, Rubin's names."""
 
 _FILE_NAME = re.compile(r"^Photodiode_Readings_(\d+)_(\d+)\.txt$")
 
@@ -195,3 +199,85 @@ def _charge_sum(time: np.ndarray, charge_per_sample: np.ndarray) -> float:
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.sum(charge[background]) / np.sum(dt[background])
     return float(np.sum(charge - rate * dt))
+
+
+def exposure_charge(
+    path: str, dayobs: object, seqnum: object, exptime: float, method: str, current_scale: float
+) -> tuple[float, str | None]:
+    """The charge of one exposure from the readings beside its raw file, or why none.
+
+    Parameters
+    ----------
+    path : str
+        The raw file; its readings are ``Photodiode_Readings_<DAYOBS>_<SEQNUM>.txt`` beside it.
+    dayobs, seqnum : object
+        Its header's DAYOBS and SEQNUM.
+    exptime : float
+        Its exposure time (for ``MEAN``).
+    method, current_scale
+        See :func:`integrate`.
+
+    Returns
+    -------
+    charge : float
+        NaN when there is none.
+    reason : str or None
+        Why there is none.
+    """
+    try:
+        name = photodiode_file_name(dayobs, seqnum)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan, "no DAYOBS and SEQNUM to find its photodiode readings by"
+    readings = Path(path).parent / name
+    if not readings.is_file():
+        return math.nan, f"no photodiode readings beside it ({name})"
+    try:
+        charge = integrate(read_photodiode(readings), method, current_scale, exptime)
+    except ValueError as exc:
+        return math.nan, str(exc)
+    if not math.isfinite(charge):
+        return math.nan, f"{readings}: its readings integrate to no charge ({method})"
+    return charge, None
+
+
+def pair_charges(
+    pairs: pd.DataFrame, manifest: pd.DataFrame, method: str, current_scale: float
+) -> tuple[pd.Series, dict[str, str]]:
+    """Each pair's photodiode charge: the mean of its two flats', NaN unless both have one.
+
+    (cp_pipe averages whichever it has; a pair with one flat's charge would carry that
+    flat's illumination mismatch, and a sensor is fitted against one abscissa only.)
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        One sensor's pairs (``pair``, ``file1``, ``file2``, ``exptime``).
+    manifest : pandas.DataFrame
+        The manifest rows of its files (``path``, ``dayobs``, ``seqnum``).
+    method, current_scale
+        See :func:`integrate`.
+
+    Returns
+    -------
+    charges : pandas.Series
+        By pair.
+    missing : dict of str to str
+        Each flat without a charge, and why.
+    """
+    headers = manifest.drop_duplicates("path").set_index("path")
+    per_pair = pairs.drop_duplicates("pair").set_index("pair")
+    charges, missing = {}, {}
+    for pair, row in per_pair.iterrows():
+        found = []
+        for path in (row["file1"], row["file2"]):
+            known = path in headers.index
+            dayobs = headers.at[path, "dayobs"] if known else None
+            seqnum = headers.at[path, "seqnum"] if known else None
+            charge, reason = exposure_charge(
+                path, dayobs, seqnum, float(row["exptime"]), method, current_scale
+            )
+            found.append(charge)
+            if reason is not None:
+                missing[str(path)] = reason
+        charges[pair] = float(np.mean(found)) if all(map(math.isfinite, found)) else math.nan
+    return pd.Series(charges, dtype=float), missing

@@ -22,7 +22,7 @@ import pandas as pd
 
 from gpuptc._version import __version__
 from gpuptc.config import PTC_FIT_MODELS
-from gpuptc.fitting._common import covariance_weights
+from gpuptc.fitting._common import covariance_weights, normal_mad
 from gpuptc.fitting.ptc import eq16
 from gpuptc.fitting.solve import covariance_cubes, fit_matrices, model_covariances
 from gpuptc.formats.ptc_dataset import PtcDatasetError, PtcTable, read_ptc_table, write_ptc_table
@@ -33,6 +33,7 @@ __all__ = [
     "FIT_TYPES",
     "PtcDatasetError",
     "amplifier_name",
+    "detector_header",
     "detector_number",
     "read_ptc_dataset",
     "write_ptc_dataset",
@@ -147,7 +148,7 @@ def _amp_row(
         "GAIN_LIST": amp_pairs["cp_pipe_gain"].to_numpy(float),
         "OVERSCAN_MEDIAN_LIST": overscan,
         "OVERSCAN_MEDIAN": float(np.median(chosen)) if len(chosen) else math.nan,
-        "OVERSCAN_MEDIAN_SIGMA": _normal_mad(chosen),
+        "OVERSCAN_MEDIAN_SIGMA": normal_mad(chosen),
         "NOISE_LIST": amp_pairs["read_noise_adu"].to_numpy(float),
         "NOISE": fit.noise,
         "NOISE_ERR": fit.noise_err,
@@ -180,14 +181,18 @@ def _amp_row(
     }
 
 
-def _normal_mad(values: np.ndarray) -> float:
-    if not len(values):
-        return math.nan
-    return float(1.482602218505602 * np.median(np.abs(values - np.median(values))))
-
-
 def _header(sensor: str, pairs: pd.DataFrame, model: str, manifest: pd.DataFrame | None) -> dict:
-    header: dict[str, Any] = {"PTC_FIT_TYPE": FIT_TYPES[model], "DET_SER": sensor}
+    return {"PTC_FIT_TYPE": FIT_TYPES[model], **detector_header(sensor, pairs, manifest)}
+
+
+def detector_header(sensor: str, pairs: pd.DataFrame, manifest: pd.DataFrame | None) -> dict:
+    """The detector keywords of a calibration of ``sensor`` made from ``pairs``.
+
+    DET_SER (the sensor), and from the manifest rows of the pairs' files: RAFTNAME,
+    SLOTNAME, DET_NAME, FILTER, INSTRUME and DETECTOR (LSSTCam's number of the raft and
+    slot), CALIB_ID; CALIBDATE, the time of the last pair. Unknown values are left out.
+    """
+    header: dict[str, Any] = {"DET_SER": sensor}
     files = set(pairs["file1"]) | set(pairs["file2"])
     rows = manifest[manifest["path"].isin(files)] if manifest is not None else pd.DataFrame()
     if len(rows):
@@ -361,7 +366,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 27), 'covariances': (9600, 7), 'ptc': (16, 20), 'fullcov': (0, 10)}
+    {'pairs': (96, 28), 'covariances': (9600, 7), 'ptc': (16, 20), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)

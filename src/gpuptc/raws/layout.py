@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from gpuptc.raws.geometry import SensorGeometry, amp_geometry
 
-__all__ = ["LAYOUTS", "RawLayout", "segment_name", "small_layout"]
+__all__ = ["LAYOUTS", "RawLayout", "amp_cell", "segment_name", "small_layout"]
 
 
 def segment_name(amp: int, namps: int = 16) -> str:
@@ -18,6 +18,17 @@ def segment_name(amp: int, namps: int = 16) -> str:
     if not 1 <= amp <= namps:
         raise ValueError(f"amp {amp} outside 1..{namps}")
     return f"Segment1{amp - 1}" if amp <= 8 else f"Segment0{16 - amp}"
+
+
+def amp_cell(amp: int, namps: int = 16) -> tuple[int, int]:
+    """``(row, column)`` of an amplifier in its sensor, as DETSEC places it.
+
+    Amps 1-8 run along the bottom row left to right, 9-16 along the top row right to left
+    (16 above 1).
+    """
+    if amp <= 8 or namps <= 8:
+        return 0, amp - 1
+    return 1, 16 - amp
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
+from gpuptc.raws.layout import amp_cell
+
 __all__ = [
     "MAP_QUANTITIES",
     "amp_cell",
@@ -48,17 +50,6 @@ MAP_QUANTITIES: tuple[tuple[str, str], ...] = (
 """The ``verdict`` columns mapped (the adopted model's), with their labels."""
 
 _PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
-
-
-def amp_cell(amp: int, namps: int = 16) -> tuple[int, int]:
-    """``(row, column)`` of an amplifier in its sensor, as DETSEC places it.
-
-    Amps 1-8 run along the bottom row left to right, 9-16 along the top row right to left
-    (16 above 1).
-    """
-    if amp <= 8 or namps <= 8:
-        return 0, amp - 1
-    return 1, 16 - amp
 
 
 def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str, tuple[int, int]]:

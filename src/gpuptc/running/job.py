@@ -34,6 +34,7 @@ from gpuptc.inputs.manifest import Inventory, inventory
 from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
+from gpuptc.products.linearizer import write_linearizer
 from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.schedulers import execute
 from gpuptc.running.sensor import SensorResult, SensorTask
@@ -52,6 +53,7 @@ from gpuptc.schema import (
     Stage,
     display_images_name,
     joined_rejections,
+    linearizer_name,
     ptc_dataset_name,
     rejected_frame,
 )
@@ -140,7 +142,7 @@ def _collect(
         return None
     tables = {
         name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
-        for name in ("pairs", "covariances", "ptc", "fullcov", "curves")
+        for name in ("pairs", "covariances", "ptc", "fullcov", "curves", "linearity")
     }
     tables["comparison"] = compare(tables["ptc"], selection.manifest)
     return {
@@ -152,9 +154,15 @@ def _collect(
 
 
 def _write_tables(
-    staged: StagedOutputs, tables: dict[str, pd.DataFrame], ptc_model: str
+    staged: StagedOutputs,
+    tables: dict[str, pd.DataFrame],
+    ptc_model: str,
+    table_length: int = 2**18,
 ) -> dict[str, Path]:
-    """The tables, EOTEST's files and a cp_pipe PTC dataset of ``ptc_model`` per sensor.
+    """The tables, EOTEST's files, and per sensor a cp_pipe PTC dataset and a linearizer.
+
+    The PTC dataset holds ``ptc_model``; a linearizer's lookup tables ``table_length``
+    entries.
 
     Returns each sensor's PTC dataset file.
     """
@@ -171,6 +179,17 @@ def _write_tables(
     for sensor in sorted(fitted["sensor"].unique()):
         path = written[sensor] = staged.path(ptc_dataset_name(sensor))
         write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
+    linearity = tables.get("linearity", pd.DataFrame(columns=["sensor"]))
+    for sensor in sorted(linearity["sensor"].unique()):
+        write_linearizer(
+            staged.path(linearizer_name(sensor)),
+            linearity,
+            tables["ptc"],
+            sensor,
+            tables["pairs"],
+            tables["manifest"],
+            table_length,
+        )
     return written
 
 
@@ -414,8 +433,9 @@ def write_outputs(
     """
     watch, started = clock
     ptc_model = provenance["configuration"]["solve"]["ptc_fit_type"]
+    table_length = provenance["configuration"].get("linearity", {}).get("max_lookup_table_adu")
     with watch.stage("write tables"):
-        written = _write_tables(staged, tables, ptc_model)
+        written = _write_tables(staged, tables, ptc_model, table_length or 2**18)
     if publish is not None:
         with watch.stage("repository"):
             detectors = sensor_detectors(tables["manifest"])

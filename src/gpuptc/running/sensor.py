@@ -26,7 +26,9 @@ from gpuptc._shared.timing import Stopwatch
 from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset
 from gpuptc.fitting.curves import model_curves
+from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
+from gpuptc.inputs.photodiode import pair_charges
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.sensor import (
     SensorInputs,
@@ -59,7 +61,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SENSOR_TABLES: tuple[str, ...] = ("pairs", "covariances", "ptc", "fullcov", "curves", "rejected")
+SENSOR_TABLES: tuple[str, ...] = (
+    "pairs",
+    "covariances",
+    "ptc",
+    "fullcov",
+    "curves",
+    "linearity",
+    "rejected",
+)
 """The tables of one sensor's results."""
 
 Progress = Callable[[str, int, int], None]
@@ -128,6 +138,8 @@ class SensorResult:
     curves : pandas.DataFrame or None
         The fitted models evaluated where the report draws them
         (:func:`gpuptc.fitting.curves.model_curves`).
+    linearity : pandas.DataFrame or None
+        Each amp's linearity (:func:`gpuptc.fitting.linearity_sensor.sensor_linearity`).
     images : dict or None
         The display images (see :func:`gpuptc.measuring.compute.display_images`).
     figures : list of DrawnFigure or None
@@ -143,6 +155,7 @@ class SensorResult:
     ptc: pd.DataFrame | None = None
     fullcov: pd.DataFrame | None = None
     curves: pd.DataFrame | None = None
+    linearity: pd.DataFrame | None = None
     images: dict[str, Any] | None = None
     figures: list[DrawnFigure] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -197,10 +210,31 @@ def _fit(
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
     ptc, fullcov, pairs = fit(
-        measured.pairs, covariances, task.preset, models=models, backend=backend
+        _with_photo_charges(measured.pairs, task),
+        covariances,
+        task.preset,
+        models=models,
+        backend=backend,
     )
     rejected = joined_rejections([measured.rejected, amp_rejections(pairs, ptc)])
     return ptc, fullcov, pairs, rejected
+
+
+def _with_photo_charges(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
+    """The pairs with each one's photodiode charge (NaN where its flats have no readings)."""
+    if pairs.empty:
+        return pairs
+    extract = task.preset.extract
+    charges, missing = pair_charges(
+        pairs,
+        task.manifest,
+        extract.photodiode_integration,
+        extract.photodiode_current_scale,
+    )
+    if missing and len(missing) < 2 * pairs["pair"].nunique():  # some, not all: say which
+        for path, reason in sorted(missing.items())[:5]:
+            log.warning("%s: %s: %s", task.sensor, path, reason)
+    return pairs.assign(photo_charge=pairs["pair"].map(charges).to_numpy(float))
 
 
 def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
@@ -231,6 +265,8 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
         curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
+    with watch.stage("linearity"):
+        linearity = sensor_linearity(pairs, ptc, task.preset.linearity)
     seconds = dict(watch.seconds)  # the display images were made while measuring
     seconds["measure"] -= measured.display_seconds
     seconds["display images"] = measured.display_seconds
@@ -242,7 +278,8 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         ptc,
         fullcov,
         curves,
-        measured.images,
+        linearity,
+        images=measured.images,
         seconds=seconds,
     )
     return with_figures(task, result) if task.figures else result

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.raws.layout import amp_cell
 from gpuptc.report.amp_table import full_covariance_model
 from gpuptc.report.charts.spec import CONFIG, SCHEMA, Chart, heatmap, rounded, tooltip
-from gpuptc.report.focal_plane import amp_cell
 from gpuptc.schema import file_stem
 
 __all__ = ["amp_map", "amp_summary", "brighter_fatter_matrices", "comparison_chart"]

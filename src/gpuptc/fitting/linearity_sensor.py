@@ -1,0 +1,139 @@
+"""The linearity of every amp of a sensor from its pairs: the rows of ``linearity.parquet``.
+
+One abscissa per sensor: the pairs' photodiode charges when the preset asks for them and
+every pair has one, else exposure times (the ``abscissa_reason`` column says why). Per amp
+the pairs are taken in order of their abscissa; the ordinate is each pair's mean, the
+PTC's selection (``used``) marks what the turnoff may fit, as cp_pipe's solve takes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.config import LinearityConfig
+from gpuptc.fitting._common import normal_mad
+from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amp
+from gpuptc.schema import LINEARITY_COLUMNS
+
+__all__ = ["sensor_abscissa", "sensor_linearity"]
+
+
+def sensor_abscissa(pairs: pd.DataFrame, config: LinearityConfig) -> tuple[str, str]:
+    """What a sensor's linearity is fitted against, and why not the photodiode.
+
+    Examples
+    --------
+    >>> pairs = pd.DataFrame({"pair": [0, 1], "photo_charge": [1e-9, np.nan]})
+    >>> sensor_abscissa(pairs, LinearityConfig(use_photodiode=True))
+    ('exptime', '1 of 2 pairs without a photodiode charge (pairs 1)')
+    >>> sensor_abscissa(pairs, LinearityConfig())
+    ('exptime', 'the preset fits against exposure time (use_photodiode false)')
+    """
+    if not config.use_photodiode:
+        return "exptime", "the preset fits against exposure time (use_photodiode false)"
+    charges = pairs.drop_duplicates("pair").set_index("pair")
+    charge = (
+        charges["photo_charge"] if "photo_charge" in charges else pd.Series(np.nan, charges.index)
+    )
+    lacking = charge.index[~np.isfinite(charge.to_numpy(float))]
+    if len(lacking):
+        shown = ", ".join(map(str, lacking[:10])) + (" ..." if len(lacking) > 10 else "")
+        return (
+            "exptime",
+            f"{len(lacking)} of {len(charge)} pairs without a photodiode charge (pairs {shown})",
+        )
+    return "photodiode", ""
+
+
+def sensor_linearity(
+    pairs: pd.DataFrame, ptc: pd.DataFrame, config: LinearityConfig
+) -> pd.DataFrame:
+    """Every amp's linearity of one sensor.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        The sensor's measured pairs (``used`` filled by the PTC fit).
+    ptc : pandas.DataFrame
+        Its PTC fits (the EXPAPPROXIMATION gain converts eo_pipe's metrics to electrons).
+    config : LinearityConfig
+        The preset's linearity section.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`gpuptc.schema.LINEARITY_COLUMNS`, one row per amp.
+    """
+    abscissa, reason = sensor_abscissa(pairs, config)
+    column = "photo_charge" if abscissa == "photodiode" else "exptime"
+    gains = ptc[ptc["model"] == "expapprox"].set_index("amp")["gain"]
+    rows = []
+    for amp, mine in pairs.groupby("amp", sort=True):
+        mine = mine.sort_values(column, kind="stable")
+        x, y = mine[column].to_numpy(float), mine["mean"].to_numpy(float)
+        if abscissa == "photodiode":
+            y = np.where(x >= config.min_photodiode_current, y, math.nan)
+        solved = solve_amp(
+            x,
+            y,
+            mine["used"].fillna(False).to_numpy(bool),
+            config.linearity_type,
+            config.polynomial_order,
+            config.min_linear_adu,
+            config.max_linear_adu,
+            config.n_sigma_clip_linear,
+            config.max_frac_linearity_deviation,
+            config.min_signal_fit_linearity_turnoff,
+            config.max_lookup_table_adu,
+        )
+        gain = float(gains.get(amp, math.nan))
+        rows.append(_row(mine, amp, abscissa, reason, solved, x, y, gain))
+    return pd.DataFrame(rows, columns=list(LINEARITY_COLUMNS))
+
+
+def _row(
+    mine: pd.DataFrame,
+    amp: int,
+    abscissa: str,
+    reason: str,
+    solved: AmpLinearity,
+    x: np.ndarray,
+    y: np.ndarray,
+    gain: float,
+) -> dict[str, object]:
+    """One amp's row of :data:`gpuptc.schema.LINEARITY_COLUMNS`."""
+    fitted = solved.mask & np.isfinite(solved.residuals)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fractional = solved.residuals[fitted] / y[fitted]
+    max_frac_dev, turnoff_e = (
+        eo_pipe_linearity(x, y * gain) if math.isfinite(gain) else (math.nan, math.nan)
+    )
+    return {
+        "sensor": mine["sensor"].iloc[0],
+        "amp": int(amp),
+        "segment": mine["segment"].iloc[0],
+        "abscissa": abscissa,
+        "type": solved.kind,
+        "coefficients": solved.coefficients.tolist(),
+        "fit_params": solved.fit_params.tolist(),
+        "fit_params_err": solved.fit_params_err.tolist(),
+        "linear_intercept": float(solved.linear_fit[0]),
+        "linear_slope": float(solved.linear_fit[1]),
+        "turnoff": solved.turnoff.turnoff,
+        "max_signal": solved.turnoff.max_signal,
+        "residual_sigma_mad": normal_mad(fractional),
+        "max_frac_dev": max_frac_dev,
+        "eo_linearity_turnoff": turnoff_e / gain,
+        "n_used": int(fitted.sum()),
+        "reduced_chi2": solved.reduced_chi2,
+        "status": solved.status,
+        "abscissa_reason": reason,
+        "input_pairs": mine["pair"].astype(int).tolist(),
+        "input_abscissa": x.tolist(),
+        "input_ordinate": y.tolist(),
+        "input_mask": solved.mask.tolist(),
+        "residuals": solved.residuals.tolist(),
+    }
