@@ -7,33 +7,56 @@ import pandas as pd
 import pytest
 
 import gpuptc
+from gpuptc.config import LinearityConfig
 from gpuptc.fitting.linearity import lookup_table
-from gpuptc.products.linearizer import LinearizerError, read_linearizer
+from gpuptc.fitting.linearity_sensor import sensor_linearity
+from gpuptc.products.linearizer import LinearizerError, read_linearizer, write_linearizer
 from gpuptc.schema import linearizer_name
 
 
 @pytest.fixture(scope="module")
-def run_of(tmp_path_factory, small_e2v):
-    """``run_of(kind)``: the output folder of a run of the small e2v sensor with that type."""
-    made = {}
+def run(tmp_path_factory, small_e2v):
+    """A run of the small e2v sensor (its fit range widened to 1e5 ADU: 8 pairs)."""
+    out = tmp_path_factory.mktemp("linearizer")
+    gpuptc.run(
+        small_e2v.directory,
+        out,
+        backend="numpy",
+        models=["expapprox"],
+        report=False,
+        max_linear_adu=1e5,
+    )
+    return out
 
-    def run(kind):
-        if kind not in made:
-            out = tmp_path_factory.mktemp(f"linearizer-{kind}")
-            gpuptc.run(
-                small_e2v.directory,
-                out,
-                backend="numpy",
-                models=["expapprox"],
-                report=False,
-                linearity_type=kind,
-                max_linear_adu=1e5,
-                max_lookup_table_adu=2**12,
-            )
-            made[kind] = out
-        return made[kind]
 
-    return run
+@pytest.fixture(scope="module")
+def run_of(run, small_e2v, tmp_path_factory):
+    """``run_of(kind)``: a folder with the run's tables and its linearizer of that type
+    (the run's own for ``Squared``, written from the run's pairs for the others)."""
+
+    def of(kind):
+        if kind == "Squared":
+            return run
+        out = tmp_path_factory.mktemp(f"linearizer-{kind}")
+        tables = {n: pd.read_parquet(run / f"{n}.parquet") for n in ("pairs", "ptc", "manifest")}
+        config = LinearityConfig(linearity_type=kind, max_linear_adu=1e5)
+        linearity = sensor_linearity(tables["pairs"], tables["ptc"], config)
+        linearity.to_parquet(out / "linearity.parquet")
+        tables["ptc"].to_parquet(out / "ptc.parquet")
+        path = out / linearizer_name(small_e2v.sensor)
+        path.parent.mkdir(parents=True)
+        write_linearizer(
+            path,
+            linearity,
+            tables["ptc"],
+            small_e2v.sensor,
+            tables["pairs"],
+            tables["manifest"],
+            2**12,
+        )
+        return out
+
+    return of
 
 
 @pytest.mark.parametrize("kind", ["Squared", "Polynomial", "LookupTable"])
@@ -56,9 +79,8 @@ def test_each_amp_reads_back_as_written(run_of, small_e2v, kind):
         assert (amp.turnoff, amp.max_signal) == (row.turnoff, row.max_signal)
         assert amp.input_gain == ptc.gain[row.amp] and amp.input_turnoff == ptc.turnoff[row.amp]
         if row.type == "LookupTable":
-            np.testing.assert_array_equal(
-                amp.table, lookup_table(np.asarray(row.fit_params), 2**12)
-            )
+            expected = lookup_table(np.asarray(row.fit_params), 2**12).astype(np.float32)
+            np.testing.assert_array_equal(amp.table, expected)  # float32, as cp_pipe's
         elif row.type != "None":
             np.testing.assert_array_equal(
                 amp.coefficients[: len(row.coefficients)], row.coefficients

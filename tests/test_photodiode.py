@@ -7,6 +7,7 @@ import pytest
 
 from gpuptc.inputs.photodiode import (
     PhotodiodeReadings,
+    exposure_charge,
     integrate,
     photodiode_file_name,
     read_photodiode,
@@ -123,3 +124,18 @@ def test_a_bad_readings_file_is_named_with_why(tmp_path, name, content, reason):
     with pytest.raises(ValueError, match=reason) as failure:
         read_photodiode(path)
     assert str(path) in str(failure.value)
+
+
+def test_a_flat_current_has_no_charge_sum_and_says_why(tmp_path):
+    """A dead meter or no light: no sample above the background."""
+    path = tmp_path / "Photodiode_Readings_20240101_000007.txt"
+    path.write_text("".join(f"{k} 1e-13\n" for k in range(50)))  # equal steps, exactly
+    with pytest.raises(ValueError, match="no signal above the readings' background"):
+        integrate(read_photodiode(path), "CHARGE_SUM")
+    raw = tmp_path / "MC_C_20240101_000007_R22_S11.fits"
+    charge, reason = exposure_charge(str(raw), "20240101", 7, 1.0, "CHARGE_SUM", 1.0)
+    assert np.isnan(charge) and "no signal above" in reason
+    charge, reason = exposure_charge(str(raw), "20240101", 8, 1.0, "DIRECT_SUM", 1.0)
+    assert np.isnan(charge) and reason == (
+        "no photodiode readings beside it (Photodiode_Readings_20240101_000008.txt)"
+    )

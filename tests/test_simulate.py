@@ -327,6 +327,6 @@ def test_photodiode_readings_follow_each_flats_light(tmp_path):
     for (_, flat), raw in zip(flats.iterrows(), sim.flats, strict=True):
         info = read_raw(raw).info
         readings = read_photodiode(tmp_path / photodiode_file_name(info.dayobs, info.seqnum))
-        charge = integrate(readings, "TRIMMED_SUM", current_scale=-1.0)
+        charge = integrate(readings, "TRIMMED_SUM")
         expected = flat.signal * flat.illumination * AMPERES_PER_ELECTRON_RATE
         assert charge == pytest.approx(expected, rel=2e-3)

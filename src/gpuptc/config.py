@@ -183,7 +183,9 @@ class ExtractConfig:
         How each flat's photodiode readings integrate to its charge
         (:func:`gpuptc.inputs.photodiode.integrate`); a pair's is the mean of its flats'.
     photodiode_current_scale : float
-        Multiplies the readings' current (cp_pipe: -1, the camera meters' sign).
+        Multiplies the readings' current: 1 for the camera's two-column files, whose
+        current is positive (cp_pipe's default -1 is for meters that read it negative,
+        and makes ``TRIMMED_SUM`` of such a file a third of its charge).
     """
 
     method: str = setting("cp_pipe")
@@ -212,7 +214,7 @@ class ExtractConfig:
         cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeIntegrationMethod",
     )
     photodiode_current_scale: float = setting(
-        -1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeCurrentScale"
+        1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeCurrentScale (-1)"
     )
 
     def __post_init__(self) -> None:

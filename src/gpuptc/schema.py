@@ -149,6 +149,8 @@ class Stage:
     """One amplifier of one pair could not be measured."""
     FIT = "fit"
     """An amplifier's PTC could not be fitted."""
+    LINEARITY = "linearity"
+    """A sensor's linearity could not be solved (its PTC stands)."""
     SENSOR = "sensor"
     """The whole sensor failed (the log holds the traceback)."""
 
@@ -228,6 +230,7 @@ LINEARITY_COLUMNS: tuple[str, ...] = (
     "input_ordinate",
     "input_mask",
     "residuals",
+    "residuals_unmasked",
 )
 """One row per sensor and amp of ``linearity.parquet``: what it was fitted against
 (``photodiode`` or ``exptime``, and why not the photodiode), the linearizer (type,
@@ -236,7 +239,8 @@ line, the linearity turnoff and maximum signal (ADU), the robust spread of the f
 residuals after linearizing (cp_pipe's FIT_RES_SIGMAD: MAD x 1.4826), eo_pipe's maximum
 fractional deviation and 5 % turnoff (ADU), the pairs fitted, the status, and per pair
 in the fit's order (lists): its number, abscissa, mean signal, whether the fit took it
-and its residual (ADU, NaN where not fitted): what a linearizer file holds as its inputs."""
+and its residual (ADU, NaN where not fitted; ``residuals_unmasked`` at every pair): what a
+linearizer file holds as its inputs."""
 COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",

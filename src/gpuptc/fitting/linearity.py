@@ -299,8 +299,10 @@ class AmpLinearity:
     mask : numpy.ndarray
         The pairs the fits took.
     residuals : numpy.ndarray
-        The linearized signal less a line through the origin, every pair (NaN where
-        not fitted).
+        The linearized signal less the slope of a line refitted to it, per pair (NaN
+        where not fitted).
+    residuals_unmasked : numpy.ndarray
+        The same at every pair (cp_pipe's ``fitResidualsUnmasked``).
     status : str
         ``ok`` or why not solved: ``no_ptc_pairs`` (the PTC kept none of its pairs),
         ``no_turnoff``, ``too_few_points``.
@@ -317,6 +319,7 @@ class AmpLinearity:
     turnoff: LinearityTurnoff
     mask: np.ndarray
     residuals: np.ndarray
+    residuals_unmasked: np.ndarray
     status: str = "ok"
     table: np.ndarray | None = field(default=None, repr=False)
 
@@ -332,6 +335,7 @@ def _unsolved(status: str, n: int, turnoff: LinearityTurnoff) -> AmpLinearity:
         np.zeros(2),
         turnoff,
         np.zeros(n, bool),
+        np.full(n, math.nan),
         np.full(n, math.nan),
         status,
     )
@@ -349,6 +353,7 @@ def solve_amp(
     max_fraction: float = 0.01,
     min_signal_turnoff: float = 1000.0,
     table_length: int = 2**18,
+    valid: np.ndarray | None = None,
 ) -> AmpLinearity:
     """One amp's linearizer from its pairs (cp_pipe's ``LinearitySolveTask`` for one amp).
 
@@ -370,6 +375,9 @@ def solve_amp(
         See :func:`linearity_turnoff`.
     table_length : int
         A lookup table's entries (cp_pipe's ``maxLookupTableAdu``).
+    valid : numpy.ndarray, optional
+        Pairs that may be fitted at all (cp_pipe masks those below its minimum
+        photodiode current); default every pair with finite values.
 
     Returns
     -------
@@ -379,6 +387,8 @@ def solve_amp(
         raise ValueError(f"linearity type {kind!r} not in {', '.join(LINEARITY_TYPES)}")
     x, y = np.asarray(abscissa, float), np.asarray(ordinate, float)
     finite = np.isfinite(x) & np.isfinite(y)
+    if valid is not None:
+        finite &= np.asarray(valid, bool)
     if not np.asarray(ptc_mask, bool).any():  # cp_pipe: a bad amp of the PTC
         return _unsolved("no_ptc_pairs", len(y), LinearityTurnoff(-1, math.nan, math.nan, False))
     turnoff = linearity_turnoff(
@@ -400,17 +410,20 @@ def solve_amp(
     coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(kind, np.array([0.0, 0.0]))
     table = lookup_table(k, table_length) if kind == "LookupTable" else None
     corrected = apply_linearizer(kind, coefficients, y, None if table is None else table[None, :])
-    residuals = _residuals(x, corrected, mask)
+    unmasked = _residuals(x, corrected, mask)
+    residuals = np.where(mask, unmasked, math.nan)
     return AmpLinearity(
-        kind, coefficients, k, k_err, chi2, linear, turnoff, mask, residuals, table=table
+        kind, coefficients, k, k_err, chi2, linear, turnoff, mask, residuals, unmasked, table=table
     )
 
 
 def _residuals(x: np.ndarray, corrected: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The linearized signal less the slope of a line refitted to it (its intercept left in)."""
+    """The linearized signal less the slope of a line refitted to the fitted pairs.
+
+    At every pair; the line's intercept is left in, as cp_pipe does.
+    """
     line, _, _ = irls_polynomial(x[mask], corrected[mask], 1)
-    residuals = corrected - line[1] * x
-    return np.where(mask, residuals, math.nan)
+    return corrected - line[1] * x
 
 
 EO_PIPE_FIT_RANGE = (1e3, 9e4)

@@ -18,7 +18,7 @@ from gpuptc.fitting._common import normal_mad
 from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amp
 from gpuptc.schema import LINEARITY_COLUMNS
 
-__all__ = ["sensor_abscissa", "sensor_linearity"]
+__all__ = ["adopted_gains", "sensor_abscissa", "sensor_linearity"]
 
 
 def sensor_abscissa(pairs: pd.DataFrame, config: LinearityConfig) -> tuple[str, str]:
@@ -38,18 +38,24 @@ def sensor_abscissa(pairs: pd.DataFrame, config: LinearityConfig) -> tuple[str, 
     charge = (
         charges["photo_charge"] if "photo_charge" in charges else pd.Series(np.nan, charges.index)
     )
-    lacking = charge.index[~np.isfinite(charge.to_numpy(float))]
+    values = charge.to_numpy(float)
+    lacking = charge.index[~np.isfinite(values)]
     if len(lacking):
         shown = ", ".join(map(str, lacking[:10])) + (" ..." if len(lacking) > 10 else "")
         return (
             "exptime",
             f"{len(lacking)} of {len(charge)} pairs without a photodiode charge (pairs {shown})",
         )
+    if (values <= 0).any():
+        return "exptime", (
+            f"{int((values <= 0).sum())} of {len(values)} pairs with a photodiode charge of 0 "
+            "or less (the current's sign: extract.photodiode_current_scale)"
+        )
     return "photodiode", ""
 
 
 def sensor_linearity(
-    pairs: pd.DataFrame, ptc: pd.DataFrame, config: LinearityConfig
+    pairs: pd.DataFrame, ptc: pd.DataFrame, config: LinearityConfig, model: str = "expapprox"
 ) -> pd.DataFrame:
     """Every amp's linearity of one sensor.
 
@@ -58,9 +64,12 @@ def sensor_linearity(
     pairs : pandas.DataFrame
         The sensor's measured pairs (``used`` filled by the PTC fit).
     ptc : pandas.DataFrame
-        Its PTC fits (the EXPAPPROXIMATION gain converts eo_pipe's metrics to electrons).
+        Its PTC fits (the adopted model's gain converts eo_pipe's metrics to electrons).
     config : LinearityConfig
         The preset's linearity section.
+    model : str
+        The adopted PTC model (the preset's ``ptc_fit_type``); EXPAPPROXIMATION where it
+        has no gain for an amp.
 
     Returns
     -------
@@ -69,13 +78,12 @@ def sensor_linearity(
     """
     abscissa, reason = sensor_abscissa(pairs, config)
     column = "photo_charge" if abscissa == "photodiode" else "exptime"
-    gains = ptc[ptc["model"] == "expapprox"].set_index("amp")["gain"]
+    gains = adopted_gains(ptc, model)
     rows = []
     for amp, mine in pairs.groupby("amp", sort=True):
         mine = mine.sort_values(column, kind="stable")
         x, y = mine[column].to_numpy(float), mine["mean"].to_numpy(float)
-        if abscissa == "photodiode":
-            y = np.where(x >= config.min_photodiode_current, y, math.nan)
+        valid = x >= config.min_photodiode_current if abscissa == "photodiode" else None
         solved = solve_amp(
             x,
             y,
@@ -88,6 +96,7 @@ def sensor_linearity(
             config.max_frac_linearity_deviation,
             config.min_signal_fit_linearity_turnoff,
             config.max_lookup_table_adu,
+            valid,
         )
         gain = float(gains.get(amp, math.nan))
         rows.append(_row(mine, amp, abscissa, reason, solved, x, y, gain))
@@ -136,4 +145,20 @@ def _row(
         "input_ordinate": y.tolist(),
         "input_mask": solved.mask.tolist(),
         "residuals": solved.residuals.tolist(),
+        "residuals_unmasked": solved.residuals_unmasked.tolist(),
     }
+
+
+def adopted_gains(ptc: pd.DataFrame, model: str) -> pd.Series:
+    """Each amp's gain of ``model``, EXPAPPROXIMATION's where ``model`` has none (by amp).
+
+    Examples
+    --------
+    >>> ptc = pd.DataFrame({"amp": [1, 1, 2], "model": ["expapprox", "fullcov", "expapprox"],
+    ...                     "gain": [1.0, 1.1, 1.2]})
+    >>> adopted_gains(ptc, "fullcov").to_dict()
+    {1: 1.1, 2: 1.2}
+    """
+    chosen = ptc[ptc["model"] == model].set_index("amp")["gain"].dropna()
+    fallback = ptc[ptc["model"] == "expapprox"].set_index("amp")["gain"]
+    return chosen.combine_first(fallback)

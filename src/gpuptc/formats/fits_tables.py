@@ -18,8 +18,8 @@ def fits_column(name: str, kind: str, values: list[Any]) -> Any:
     """One column of a calibration table as astropy writes it, from one value per row.
 
     Kinds: ``text``, ``int``, ``float`` (one value per row); ``names`` (a list of strings
-    per row); ``mask`` (booleans), ``integers``, ``ids`` (a 2-D array of integers) and any
-    other kind (floats): a vector per row, every row's of one length.
+    per row); ``mask`` (booleans), ``integers``, ``float32``, ``ids`` (a 2-D array of
+    integers) and any other kind (floats): a vector per row, every row's of one length.
 
     Examples
     --------
@@ -45,11 +45,18 @@ def fits_column(name: str, kind: str, values: list[Any]) -> Any:
         )
     array = np.stack([np.asarray(v) for v in values])
     per_row = int(np.prod(array.shape[1:]))
+    vector = f"({per_row})"  # TDIM: a one-wide vector stays a vector when read
     if kind == "mask":
-        return fits.Column(name=name, format=f"{per_row}L", array=array.astype(bool))
+        return fits.Column(name=name, format=f"{per_row}L", dim=vector, array=array.astype(bool))
     if kind == "integers":
-        return fits.Column(name=name, format=f"{per_row}K", array=array.astype(np.int64))
+        return fits.Column(
+            name=name, format=f"{per_row}K", dim=vector, array=array.astype(np.int64)
+        )
+    if kind == "float32":
+        return fits.Column(
+            name=name, format=f"{per_row}E", dim=vector, array=array.astype(np.float32)
+        )
     if kind == "ids":
         dim = f"({array.shape[2]},{array.shape[1]})"
         return fits.Column(name=name, format=f"{per_row}K", dim=dim, array=array.astype(np.int64))
-    return fits.Column(name=name, format=f"{per_row}D", array=array.astype(np.float64))
+    return fits.Column(name=name, format=f"{per_row}D", dim=vector, array=array.astype(np.float64))

@@ -194,6 +194,8 @@ def _charge_sum(time: np.ndarray, charge_per_sample: np.ndarray) -> float:
     charge = charge_per_sample[1:]  # a sample holds the charge since the one before
     current = charge / dt
     signal = np.flatnonzero(current > (current.max() - current.min()) / 20 + current.min())
+    if not len(signal):  # a flat current: no light, or a dead meter
+        raise ValueError("no signal above the readings' background (CHARGE_SUM)")
     first, last = signal[0] - 2, signal[-1] + 2
     background = np.r_[np.arange(0, max(first, 0)), np.arange(last, len(dt))]
     with np.errstate(invalid="ignore", divide="ignore"):

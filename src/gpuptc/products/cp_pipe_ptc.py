@@ -2,9 +2,10 @@
 
 :func:`write_ptc_dataset` fills every column of an ip_isr ``PhotonTransferCurveDataset``
 (schema 2.6, :mod:`gpuptc.formats.ptc_dataset`) for one sensor from what gpuptc measured and
-fitted, for one model (EXPAPPROXIMATION, FULLCOVARIANCE or FULLCOVARIANCE_NO_B); what
-gpuptc does not measure (photodiode charges, histogram and KS tests, amp offsets, row-mean
-variances, the rolloff) is NaN, as cp_pipe writes it with those steps off.
+fitted, for one model (EXPAPPROXIMATION, FULLCOVARIANCE or FULLCOVARIANCE_NO_B), the
+pairs' photodiode charges where measured; what gpuptc does not measure (the charges'
+deltas, histogram and KS tests, amp offsets, row-mean variances, the rolloff) is NaN, as
+cp_pipe writes it with those steps off.
 :func:`read_ptc_dataset` turns such a file (gpuptc's or cp_pipe's) into gpuptc's
 ``pairs``, ``covariances``, ``ptc`` and ``fullcov`` tables.
 """
@@ -168,7 +169,7 @@ def _amp_row(
         "B_MATRIX": matrices["b"].ravel(),
         "NOISE_MATRIX": matrices["noise"].ravel(),
         "BAD_AMPS": context["bad_amps"],
-        "PHOTO_CHARGE": nan,
+        "PHOTO_CHARGE": amp_pairs.get("photo_charge", amp_pairs["mean"] * math.nan).to_numpy(float),
         "PHOTO_CHARGE_DELTAS": nan,
         "AMP_OFFSETS": nan,
         "NPIXEL_COVARIANCES": context["npixel"],
@@ -421,6 +422,7 @@ def _pairs_of(row: dict, sensor: str, amp: int, segment: str, path: Path) -> pd.
             "amp": amp,
             "segment": segment,
             "exptime": np.asarray(row["RAW_EXP_TIMES"], float),
+            "photo_charge": np.broadcast_to(np.asarray(row["PHOTO_CHARGE"], float), (n,)),
             "mjd": np.asarray(row["INPUT_EXP_PAIR_MJD_START"], float),
             "file1": [f"{path}#{i}" for i in ids[:, 0]],
             "file2": [f"{path}#{i}" for i in ids[:, 1]],

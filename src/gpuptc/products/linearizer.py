@@ -21,6 +21,7 @@ import pandas as pd
 from gpuptc._version import __version__
 from gpuptc.errors import GpuptcError
 from gpuptc.fitting.linearity import apply_linearizer, lookup_table
+from gpuptc.fitting.linearity_sensor import adopted_gains
 from gpuptc.formats.fits_tables import fits_column
 from gpuptc.formats.writer import atomic_path
 from gpuptc.products.cp_pipe_ptc import amplifier_name, detector_header
@@ -114,7 +115,7 @@ def _amp_row(row: Any, gain: float, turnoff: float, vendor: str | None, table_ro
         "RED_CHI_SQ": float(row.reduced_chi2),
         "FIT_RES": residuals,
         "FIT_RES_SIGMAD": float(row.residual_sigma_mad),
-        "FIT_RES_UNMASKED": residuals,
+        "FIT_RES_UNMASKED": np.asarray(row.residuals_unmasked, float),
         "FIT_RES_MODEL": ordinate,  # replaced by the linearized signal where it is known
         "LIN_FIT": [float(row.linear_intercept), float(row.linear_slope)],
         "LINEARITY_TURNOFF": float(row.turnoff),
@@ -131,6 +132,7 @@ def write_linearizer(
     pairs: pd.DataFrame | None = None,
     manifest: pd.DataFrame | None = None,
     table_length: int = 2**18,
+    model: str = "expapprox",
 ) -> Path:
     """Write one sensor's linearity as ip_isr's ``Linearizer`` (version 1.8), atomically.
 
@@ -141,8 +143,8 @@ def write_linearizer(
     linearity : pandas.DataFrame
         The run's ``linearity`` (other sensors' rows ignored).
     ptc : pandas.DataFrame
-        The run's ``ptc``: each amp's EXPAPPROXIMATION gain and turnoff (INPUT_GAIN,
-        INPUT_TURNOFF).
+        The run's ``ptc``: each amp's gain of ``model`` (INPUT_GAIN) and EXPAPPROXIMATION
+        turnoff (INPUT_TURNOFF).
     sensor : str
         The sensor.
     pairs, manifest : pandas.DataFrame, optional
@@ -150,6 +152,8 @@ def write_linearizer(
         vendor (the amps' bounding boxes).
     table_length : int
         Entries of each lookup table (the preset's ``max_lookup_table_adu``).
+    model : str
+        The adopted PTC model (the preset's ``ptc_fit_type``).
 
     Returns
     -------
@@ -176,7 +180,7 @@ def write_linearizer(
     if mine.empty:
         raise ValueError(f"{sensor}: no linearity to write as a linearizer")
     tables = [row for row in mine.itertuples() if row.type == "LookupTable"]
-    rows = _amp_rows(mine, ptc, sensor, _vendor(manifest, sensor), table_length)
+    rows = _amp_rows(mine, ptc, sensor, _vendor(manifest, sensor), table_length, model)
     header = _header(sensor, pairs, manifest, has_table=bool(tables))
     values = [lookup_table(np.asarray(t.fit_params, float), table_length) for t in tables]
     with atomic_path(path) as temporary:
@@ -185,15 +189,24 @@ def write_linearizer(
 
 
 def _amp_rows(
-    mine: pd.DataFrame, ptc: pd.DataFrame, sensor: str, vendor: str | None, table_length: int
+    mine: pd.DataFrame,
+    ptc: pd.DataFrame,
+    sensor: str,
+    vendor: str | None,
+    table_length: int,
+    model: str,
 ) -> list[dict[str, Any]]:
-    """The amplifier table's rows: vectors padded to one length, each amp's own model."""
+    """The amplifier table's rows.
+
+    Vectors padded to one length; each amp's linearized signal as FIT_RES_MODEL.
+    """
     fitted = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == "expapprox")].set_index("amp")
+    gains = adopted_gains(ptc[ptc["sensor"] == sensor], model)
     tables = [row.amp for row in mine.itertuples() if row.type == "LookupTable"]
     rows = [
         _amp_row(
             row,
-            float(fitted["gain"].get(row.amp, math.nan)),
+            float(gains.get(row.amp, math.nan)),
             float(fitted["turnoff"].get(row.amp, math.nan)),
             vendor,
             tables.index(row.amp) if row.amp in tables else 0,
@@ -215,7 +228,7 @@ def _hdus(rows: list[dict[str, Any]], header: dict[str, Any], tables: list[np.nd
     columns = [fits_column(n, k, [r[n] for r in rows]) for n, k in _KINDS.items()]
     hdus = [fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]
     if tables:
-        values = fits_column("LOOKUP_VALUES", "vector", tables)
+        values = fits_column("LOOKUP_VALUES", "float32", tables)  # cp_pipe's precision
         hdus.append(fits.BinTableHDU.from_columns([values]))
     for key, value in header.items():
         hdus[1].header[key if len(key) <= 8 else f"HIERARCH {key}"] = value

@@ -180,7 +180,13 @@ class _ShownChart(NamedTuple):
 
 
 def _shown_chart(chart: Chart) -> _ShownChart:
-    spec, data = spec_json(chart.spec), data_json(chart.data)
+    """The chart as the page holds it; one whose data cannot be written is a note."""
+    try:
+        spec, data = spec_json(chart.spec), data_json(chart.data)
+    except (TypeError, ValueError) as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        log.warning("report chart %r not drawn: %s", chart.name, failure)
+        return _ShownChart(chart.name, chart.caption, Markup(""), Markup(""), failure)
     return _ShownChart(chart.name, chart.caption, Markup(spec), Markup(data), chart.failure)
 
 

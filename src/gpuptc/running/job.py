@@ -189,6 +189,7 @@ def _write_tables(
             tables["pairs"],
             tables["manifest"],
             table_length,
+            ptc_model,
         )
     return written
 

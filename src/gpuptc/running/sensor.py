@@ -28,7 +28,7 @@ from gpuptc.config import Preset
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
-from gpuptc.inputs.photodiode import pair_charges
+from gpuptc.inputs.photodiode import pair_charges, photodiode_file_name
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.measuring.sensor import (
     SensorInputs,
@@ -41,6 +41,7 @@ from gpuptc.measuring.sensor import (
     sensor_inputs,
 )
 from gpuptc.schema import (
+    LINEARITY_COLUMNS,
     SCHEMA_VERSION,
     DrawnFigure,
     FileStatus,
@@ -94,16 +95,31 @@ class SensorTask:
         paired = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
         return int(paired["pair"].nunique())
 
+    def _readings(self) -> list[str]:
+        """The photodiode readings files beside the sensor's flats (those that exist)."""
+        flats = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
+        found = []
+        for row in flats.itertuples():
+            try:
+                name = photodiode_file_name(row.dayobs, row.seqnum)
+            except (TypeError, ValueError):
+                continue
+            path = os.path.join(os.path.dirname(str(row.path)), name)
+            if os.path.isfile(path):
+                found.append(path)
+        return found
+
     def fingerprint(self) -> str:
         """Hash of what changes the numbers: configuration, models, settings, input files.
 
-        The input files by path, size and modification time; the ``GPUPTC_*`` settings that
+        The input files (and the photodiode readings beside the flats) by path, size and
+        modification time; the ``GPUPTC_*`` settings that
         change numbers (:func:`gpuptc.settings.fingerprint`), not those that only change
         speed.
         """
         files = []
         inputs = self.manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS])
-        for path in sorted(self.manifest.loc[inputs, "path"]):
+        for path in sorted([*self.manifest.loc[inputs, "path"], *self._readings()]):
             try:
                 info = os.stat(path)
                 files.append([path, info.st_size, info.st_mtime_ns])
@@ -231,10 +247,34 @@ def _with_photo_charges(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
         extract.photodiode_integration,
         extract.photodiode_current_scale,
     )
-    if missing and len(missing) < 2 * pairs["pair"].nunique():  # some, not all: say which
+    flats = 2 * pairs["pair"].nunique()
+    if missing and len(missing) < flats:  # some, not all: say which (the first five)
         for path, reason in sorted(missing.items())[:5]:
             log.warning("%s: %s: %s", task.sensor, path, reason)
+    elif missing and task.preset.linearity.use_photodiode:
+        log.warning(
+            "%s: no flat has photodiode readings beside it (%s): linearity against exposure time",
+            task.sensor,
+            next(iter(missing.values())),
+        )
     return pairs.assign(photo_charge=pairs["pair"].map(charges).to_numpy(float))
+
+
+def _linearity(
+    task: SensorTask, pairs: pd.DataFrame, ptc: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sensor's linearity table, and a rejected row if it could not be solved.
+
+    A failure here costs the linearity only, never the sensor's PTC.
+    """
+    try:
+        table = sensor_linearity(pairs, ptc, task.preset.linearity, task.preset.solve.ptc_fit_type)
+        return table, rejected_frame([])
+    except Exception as exc:
+        log.error("%s: linearity not solved:\n%s", task.sensor, traceback.format_exc())
+        reason = f"linearity not solved: {type(exc).__name__}: {exc}"
+        row = rejected_row(reason, stage=Stage.LINEARITY, sensor=task.sensor)
+        return pd.DataFrame(columns=list(LINEARITY_COLUMNS)), rejected_frame([row])
 
 
 def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
@@ -266,7 +306,8 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
         curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     with watch.stage("linearity"):
-        linearity = sensor_linearity(pairs, ptc, task.preset.linearity)
+        linearity, failed = _linearity(task, pairs, ptc)
+        rejected = joined_rejections([rejected, failed])
     seconds = dict(watch.seconds)  # the display images were made while measuring
     seconds["measure"] -= measured.display_seconds
     seconds["display images"] = measured.display_seconds

@@ -135,7 +135,7 @@ def rounded_array(values: np.ndarray) -> np.ndarray:
     [1234600.0, 0.00012346, -2.5, 0.0]
     """
     magnitude = np.floor(np.log10(np.abs(np.where(values == 0, 1.0, values))))
-    places = (_DIGITS - 1 - magnitude).astype(int)
+    places = np.clip(_DIGITS - 1 - magnitude, -300, 300).astype(int)  # no overflow
     fine = places >= 0  # divide by a power of ten (exact), or multiply by one (exact)
     out = np.empty_like(values)
     scale = 10.0 ** np.abs(places)
