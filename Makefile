@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench study clean profile-tests
+.PHONY: demo test lint bench study clean profile-tests kernels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	$(MAKE) -s kernels
 	touch $@ $(VENV)/.installed
+
+# numba's CPU kernels compiled into their cache beside the sources, as installing the
+# test environment's last step: the warm-up measures two small simulated sensors under
+# every preset (about 20 s once per checkout; a kernel's source that changes is compiled
+# again where it is first used)
+kernels:
+	shared=$$(mktemp -d) && GPUPTC_TEST_SHARED=$$shared $(BIN)/python tests/warm_up.py; \
+	status=$$?; rm -rf "$$shared"; exit $$status
 
 demo: $(VENV)/.installed
 	$(BIN)/gpuptc demo

@@ -1,9 +1,13 @@
 """Each amp's linearity as cp_pipe solves it: cp_pipe's own test cases and their numbers.
 
 The expected numbers come from lsst/cp_pipe's ``tests/test_linearity.py`` at f029a3f2:
-``test_linearity_turnoff`` (LSSTComCam data, tests/data/linearity/README.md) and
+``test_linearity_turnoff`` (LSSTComCam data, tests/data/linearity/README.md),
 ``_check_linearity`` (a quadratic non-linearity of -5e-6 per s^2 at 1000 ADU/s, 20 exposure
-times from 1 to 96 s), each at the tolerance stated beside it.
+times from 1 to 96 s) and ``_check_linearity_spline`` (an Akima spline of 10 nodes from
+LSSTCam run 7193D, detector 22, C00, on 200 photodiode charges with 1e-4 noise, five
+outliers and a missing charge; optionally four photodiode groups and a signal offset),
+each at the tolerance stated beside it. cp_pipe's spline cases with fitted weights or
+temperatures are not reproduced: gpuptc fits neither.
 """
 
 from pathlib import Path
@@ -12,12 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gpuptc.config import LinearityConfig
 from gpuptc.fitting.linearity import (
     apply_linearizer,
     irls_polynomial,
     linearity_turnoff,
     solve_amp,
 )
+from gpuptc.kernels.linearize import akima
 
 COMCAM = pd.read_csv(Path(__file__).parent / "data" / "linearity" / "comcam_turnoff.csv")
 
@@ -46,7 +52,8 @@ SIGNAL = FLUX * TIMES + K2 * TIMES**2  # cp_pipe: mu = poly([0, flux, k2], t)
 def test_cp_pipes_quadratic_case_is_solved_and_undone(kind):
     """fitParams (0, 1, -5e-12) and the coefficient +5e-12, as cp_pipe's test expects; the
     linearized signal over the ideal one is 1 within 1e-6 (cp_pipe's tolerance)."""
-    solved = solve_amp(TIMES, SIGNAL, np.ones(20, bool), kind, min_adu=0, max_adu=1e5)
+    config = LinearityConfig(linearity_type=kind, min_linear_adu=0, max_linear_adu=1e5)
+    solved = solve_amp(TIMES, SIGNAL, np.ones(20, bool), config)
     assert solved.status == "ok" and solved.mask.all()
     k = solved.fit_params
     assert k[0] == pytest.approx(0, abs=1e-2) and k[1] == pytest.approx(1, rel=1e-5)
@@ -68,7 +75,8 @@ def test_cp_pipes_quadratic_case_is_solved_and_undone(kind):
 
 def test_the_fit_range_is_the_pairs_within_the_adu_limits():
     """cp_pipe's ``aducuts`` case: 1e4 to 9e4 ADU."""
-    solved = solve_amp(TIMES, SIGNAL, np.ones(20, bool), "Polynomial", min_adu=1e4, max_adu=9e4)
+    config = LinearityConfig(linearity_type="Polynomial", min_linear_adu=1e4, max_linear_adu=9e4)
+    solved = solve_amp(TIMES, SIGNAL, np.ones(20, bool), config)
     np.testing.assert_array_equal(solved.mask, (SIGNAL > 1e4) & (SIGNAL < 9e4))
     assert np.isfinite(solved.residuals).sum() == solved.mask.sum()
     assert solved.fit_params[2] == pytest.approx(K2 / FLUX**2, rel=1e-6)
@@ -94,3 +102,90 @@ def test_an_amp_without_signal_is_left_unsolved_with_why():
     solved = solve_amp(TIMES, np.full(20, np.nan), np.ones(20, bool))
     assert solved.kind == "None" and solved.status == "no_turnoff"
     assert np.isnan(solved.residuals).all() and not solved.mask.any()
+
+
+SPLINE_VALUES = np.array([0, -8.87, 1.46, 1.69, -6.92, -68.23, -78.01, -11.56, 80.26, 185.01])
+"""cp_pipe's test spline (ADU at 10 nodes from 0 to the brightest linear signal)."""
+GROUP_SCALES = np.array([0.995, 1.0, 1.005, 1.002])
+"""cp_pipe's photodiode groups: each quarter of the charges scaled by one of these."""
+
+
+def _spline_case(groups: bool, offset: bool):
+    """cp_pipe's ``_check_linearity_spline`` data (its random draws are NumPy's legacy
+    seed 12345): charges, signals, the linear signals and the group labels."""
+    legacy = np.random.RandomState(12345)  # the stream of cp_pipe's np.random.seed
+    n = 200
+    charge = np.linspace(1e-8, 2e-5, n)
+    linear = 5e9 * charge
+    nodes = np.linspace(0, linear.max(), len(SPLINE_VALUES))
+    signal = linear + akima(linear, nodes, SPLINE_VALUES)
+    if offset:
+        signal += 2.0
+    signal += legacy.normal(scale=signal) / 1e4
+    signal[170:175] += 200.0  # outliers
+    labels = np.repeat([0.01, 0.02, 0.03, 0.04], n // 4) if groups else np.zeros(n)
+    if groups:
+        charge = charge * np.repeat(GROUP_SCALES, n // 4)
+    charge[-2] = np.nan
+    return charge, signal, linear, labels
+
+
+@pytest.mark.parametrize(
+    "groups, offset", [(False, False), (True, False), (True, True)], ids=["one", "groups", "offset"]
+)
+def test_cp_pipes_spline_cases(groups, offset):
+    charge, signal, linear, labels = _spline_case(groups, offset)
+    config = LinearityConfig(
+        linearity_type="Spline",
+        min_linear_adu=0.0,
+        max_frac_linearity_deviation=0.05,
+        do_spline_fit_offset=offset,
+    )
+    solved = solve_amp(
+        charge, signal, np.ones(200, bool), config, ptc_turnoff=np.nanmax(signal), groups=labels
+    )
+    assert solved.status == "ok"
+    # no turnoff in these data: both are the brightest pair
+    assert solved.turnoff.turnoff == solved.turnoff.max_signal == np.nanmax(signal)
+    assert not solved.mask[[170, 171, 172, 173, 174, 198]].any()  # outliers and the NaN
+    finite = np.isfinite(solved.residuals)
+    assert np.all(np.abs(solved.residuals[finite] / linear[finite]) < 4e-4)
+    assert solved.reduced_chi2 < 2.0
+    fractional = solved.residuals[finite] / signal[finite]
+    mad = 1.4826 * np.median(np.abs(fractional - np.median(fractional)))
+    assert mad < 1.2e-4
+    nodes, values = np.split(solved.coefficients, 2)
+    assert nodes[0] == 0.0 and values[0] == 0.0
+    offset_fitted = solved.fit_params[-1] if offset else 0.0
+    corrected = apply_linearizer("Spline", solved.coefficients, signal - offset_fitted)
+    ratio = corrected / linear
+    ratio /= np.nanmedian(ratio[solved.mask])
+    # cp_pipe: 5e-4 (5e-2 with the offset, which it applies uncorrected)
+    np.testing.assert_allclose(ratio[solved.mask], 1.0, rtol=5e-4)
+    small = np.abs(SPLINE_VALUES) < 20
+    np.testing.assert_allclose(values[small], SPLINE_VALUES[small], atol=6.0 if groups else 2.0)
+    np.testing.assert_allclose(values[~small], SPLINE_VALUES[~small], rtol=0.14 if groups else 0.05)
+    if groups:
+        slopes = solved.fit_params[:4]
+        np.testing.assert_allclose(slopes[1] / slopes, GROUP_SCALES, rtol=6e-4)
+    if offset:
+        assert offset_fitted == pytest.approx(2.0, rel=6e-3)
+
+
+def test_the_comcam_spline_stays_within_cp_pipes_bounds():
+    """cp_pipe's ``test_linearity_turnoff`` Spline solve: the turnoff and maximum signal
+    as above, the spline under 0.2 % of its nodes below the PTC turnoff, the residuals
+    under 0.15 % of the signal up to the turnoff."""
+    mask = COMCAM.ptc_mask.to_numpy(bool)
+    ptc_turnoff = COMCAM.raw_mean[mask].max()
+    config = LinearityConfig(linearity_type="Spline", do_spline_fit_offset=False)
+    solved = solve_amp(COMCAM.photo_charge, COMCAM.raw_mean, mask, config, ptc_turnoff=ptc_turnoff)
+    assert solved.turnoff.turnoff == pytest.approx(99756.30512572, abs=1e-7)
+    assert solved.turnoff.max_signal == pytest.approx(108730.32842316, abs=1e-7)
+    nodes, values = np.split(solved.coefficients, 2)
+    assert values[0] == 0.0
+    inside = (nodes > 0) & (nodes < ptc_turnoff)
+    assert np.all(np.abs(values[inside] / nodes[inside]) < 0.002)
+    below = COMCAM.raw_mean.to_numpy() <= solved.turnoff.turnoff
+    fractional = solved.residuals[below] / COMCAM.raw_mean.to_numpy()[below]
+    assert np.all(np.abs(fractional[np.isfinite(fractional)]) < 0.0015)

@@ -101,6 +101,7 @@ def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
         "pair_mismatch": args.pair_mismatch,
         "nonlinearity": args.nonlinearity,
         "photodiode": args.photodiode,
+        "spacing": args.spacing,
     }
 
 
@@ -376,6 +377,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         "workers": -1 if args.gpus else args.workers,
         "scheduler": args.scheduler,
         "force": args.force,
+        "linearizer": "first" if args.linearize_first else args.linearizer,
     }
 
 
@@ -482,6 +484,13 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
         help="write each flat's photodiode readings beside it, as the camera does",
     )
     parser.add_argument(
+        "--spacing",
+        choices=["log", "linear"],
+        default="log",
+        help="the pairs' signals evenly spaced in log (a PTC series, default) or in signal "
+        "(a linearity series)",
+    )
+    parser.add_argument(
         "--workers", type=_positive, default=None, help="processes (default: cores)"
     )
 
@@ -581,6 +590,19 @@ def _add_run(sub: Any) -> None:
     )
     run.add_argument("--backend", default="auto", help="auto, numpy, cupy, torch, ...")
     run.add_argument("--bias", nargs="+", metavar="FILE", help="master bias file(s)")
+    linearity = run.add_mutually_exclusive_group()
+    linearity.add_argument(
+        "--linearizer",
+        metavar="PATH",
+        help="linearize the pixels by this linearizer file (gpuptc's or cp_pipe's) or by the "
+        "one of each sensor's serial in this folder (an earlier run's cp_pipe/)",
+    )
+    linearity.add_argument(
+        "--linearize-first",
+        action="store_true",
+        help="solve each sensor's linearity first, then measure its PTC on linearized pixels "
+        "(reads each raw twice)",
+    )
     run.add_argument(
         "--eotest", nargs="+", default=[], metavar="FILE", help="EOTEST results to compare with"
     )

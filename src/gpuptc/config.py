@@ -44,7 +44,7 @@ PARALLEL_METHODS = ("NONE", "MEAN_PER_ROW", "MEDIAN_PER_ROW")
 PAIR_METHODS = ("cp_pipe", "eotest", "seed")
 PTC_FIT_MODELS = ("expapprox", "fullcov", "fullcov_nob")
 """The models a cp_pipe PTC dataset can hold (``SolveConfig.ptc_fit_type``)."""
-LINEARITY_TYPES = ("Polynomial", "Squared", "LookupTable")
+LINEARITY_TYPES = ("Polynomial", "Squared", "LookupTable", "Spline")
 """The linearizer types gpuptc solves (the names of Rubin's ``Linearizer``)."""
 INTEGRATION_METHODS = ("DIRECT_SUM", "TRIMMED_SUM", "CHARGE_SUM", "MEAN")
 """The ways photodiode readings integrate to a charge, Rubin's names."""
@@ -344,7 +344,7 @@ class LinearityConfig:
 
     Parameters
     ----------
-    linearity_type : {'Squared', 'Polynomial', 'LookupTable'}
+    linearity_type : {'Squared', 'Polynomial', 'LookupTable', 'Spline'}
         The linearizer's type.
     polynomial_order : int
         Order of the polynomial of the signal in the linear flux (``Polynomial``).
@@ -363,6 +363,14 @@ class LinearityConfig:
         has one; otherwise the sensor falls back to exposure time, said in the table).
     min_photodiode_current : float
         Pairs with less photodiode charge than this are left out.
+    spline_knots : int
+        Nodes of a ``Spline`` linearizer, evenly spaced from 0 to the brightest fitted pair.
+    do_spline_fit_offset : bool
+        Fit a signal offset with the spline.
+    spline_fit_min_iter, spline_fit_max_iter : int
+        The spline's rounds of fitting and outlier rejection: at least, at most.
+    spline_fit_max_rejection_per_iteration : int
+        Fewer than this many pairs are rejected a round.
     """
 
     linearity_type: str = setting("Squared", cp_pipe="LinearitySolveConfig.linearityType")
@@ -381,6 +389,13 @@ class LinearityConfig:
     min_photodiode_current: float = setting(
         0.0, cp_pipe="LinearitySolveConfig.minPhotodiodeCurrent"
     )
+    spline_knots: int = setting(10, cp_pipe="LinearitySolveConfig.splineKnots")
+    do_spline_fit_offset: bool = setting(True, cp_pipe="LinearitySolveConfig.doSplineFitOffset")
+    spline_fit_min_iter: int = setting(3, cp_pipe="LinearitySolveConfig.splineFitMinIter")
+    spline_fit_max_iter: int = setting(20, cp_pipe="LinearitySolveConfig.splineFitMaxIter")
+    spline_fit_max_rejection_per_iteration: int = setting(
+        5, cp_pipe="LinearitySolveConfig.splineFitMaxRejectionPerIteration"
+    )
 
     def __post_init__(self) -> None:
         if self.linearity_type not in LINEARITY_TYPES:
@@ -389,6 +404,8 @@ class LinearityConfig:
             )
         if self.polynomial_order < 2:
             raise ValueError(f"polynomial_order {self.polynomial_order} below 2")
+        if self.spline_knots < 3:
+            raise ValueError(f"spline_knots {self.spline_knots} below 3")
 
 
 _SECTIONS: dict[str, type] = {

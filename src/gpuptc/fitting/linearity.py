@@ -15,8 +15,12 @@ charge. The steps are cp_pipe's ``LinearitySolveTask``:
    correction;
 4. the residuals: the linearized signal less a line through the origin (fitted again).
 
+A ``Spline`` replaces steps 2 and 3 with Astier's spline fit up to the linearity turnoff
+(:mod:`gpuptc.fitting.linearity_spline`); its residuals are taken against the flux each
+group of pairs saw.
+
 :func:`apply_linearizer` corrects values as Rubin's ISR does (``Polynomial``, ``Squared``
-and ``LookupTable`` add their correction).
+and ``LookupTable`` add their correction, ``Spline`` subtracts its own).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpuptc.config import LINEARITY_TYPES
+from gpuptc.config import LINEARITY_TYPES, LinearityConfig
+from gpuptc.fitting.linearity_spline import fit_spline
+from gpuptc.kernels.linearize import apply_linearizer
 
 __all__ = [
     "CAUCHY_SCALE",
@@ -234,50 +240,6 @@ def lookup_table(k: np.ndarray, length: int) -> np.ndarray:
     return (k[0] + k[1] * ideal) - np.polynomial.polynomial.polyval(ideal, k)
 
 
-def apply_linearizer(
-    kind: str, coefficients: np.ndarray, values: np.ndarray, table: np.ndarray | None = None
-) -> np.ndarray:
-    """Values corrected by a linearizer, as Rubin's ISR applies it.
-
-    Parameters
-    ----------
-    kind : str
-        ``Polynomial`` (``v + sum_i c_i v^(i+2)``), ``Squared`` (``v + c_0 v^2``),
-        ``LookupTable`` (``v + table[row, int(offset + v)]``, ``coefficients`` = row, offset;
-        indices clamped to the table) or ``None`` (unchanged).
-    coefficients : numpy.ndarray
-        The linearizer's coefficients for the amp.
-    values : numpy.ndarray
-        Signals (ADU).
-    table : numpy.ndarray, optional
-        The lookup tables (rows), for ``LookupTable``.
-
-    Returns
-    -------
-    numpy.ndarray
-
-    Examples
-    --------
-    >>> apply_linearizer("Squared", np.array([1e-5]), np.array([1000.0, 20000.0])).tolist()
-    [1010.0, 24000.0]
-    """
-    values = np.asarray(values, float)
-    if kind == "Polynomial":
-        corrected = values.copy()
-        for power, coefficient in enumerate(coefficients, start=2):
-            corrected += coefficient * values**power
-        return corrected
-    if kind == "Squared":
-        return values * (1.0 + coefficients[0] * values)
-    if kind == "LookupTable":
-        row, offset = int(coefficients[0]), coefficients[1]
-        columns = np.clip(np.trunc(offset + values).astype(np.int64), 0, table.shape[1] - 1)
-        return values + table[row, columns]
-    if kind == "None":
-        return values.copy()
-    raise ValueError(f"unknown linearizer type {kind!r}")
-
-
 @dataclass
 class AmpLinearity:
     """One amp's linearity solution (Rubin's ``Linearizer`` fields for an amp).
@@ -289,7 +251,8 @@ class AmpLinearity:
     coefficients : numpy.ndarray
         The linearizer's coefficients (a lookup table's: row and offset).
     fit_params, fit_params_err : numpy.ndarray
-        The polynomial ``k`` of the signal in the line's value, with errors.
+        The polynomial ``k`` of the signal in the line's value, with errors; a
+        ``Spline``'s group slopes and (when fitted) offset, errors zero as cp_pipe's.
     reduced_chi2 : float
         Of that polynomial fit.
     linear_fit : numpy.ndarray
@@ -305,7 +268,11 @@ class AmpLinearity:
         The same at every pair (cp_pipe's ``fitResidualsUnmasked``).
     status : str
         ``ok`` or why not solved: ``no_ptc_pairs`` (the PTC kept none of its pairs),
-        ``no_turnoff``, ``too_few_points``.
+        ``no_turnoff``, ``too_few_points`` (below two, below the polynomial's terms plus
+        one, or below a spline's nodes), ``sparse_nodes`` (a spline's nodes with no pair
+        between two of them: fewer knots or more pairs, evenly spaced in signal, pin it),
+        ``spline_diverged`` (a correction beyond a quarter of the signal at a node),
+        ``no_convergence`` (a spline's last least-squares round did not converge).
     table : numpy.ndarray or None
         A lookup table's row.
     """
@@ -345,15 +312,11 @@ def solve_amp(
     abscissa: np.ndarray,
     ordinate: np.ndarray,
     ptc_mask: np.ndarray,
-    kind: str = "Squared",
-    order: int = 3,
-    min_adu: float = 30.0,
-    max_adu: float = 20000.0,
-    n_sigma: float = 5.0,
-    max_fraction: float = 0.01,
-    min_signal_turnoff: float = 1000.0,
-    table_length: int = 2**18,
+    config: LinearityConfig | None = None,
+    *,
     valid: np.ndarray | None = None,
+    ptc_turnoff: float = math.nan,
+    groups: np.ndarray | None = None,
 ) -> AmpLinearity:
     """One amp's linearizer from its pairs (cp_pipe's ``LinearitySolveTask`` for one amp).
 
@@ -363,28 +326,23 @@ def solve_amp(
         Exposure time or photodiode charge, and mean signal (ADU), per pair.
     ptc_mask : numpy.ndarray
         The PTC's selection (used for the turnoff only, as cp_pipe does).
-    kind : str
-        One of :data:`LINEARITY_TYPES`.
-    order : int
-        The polynomial's order (``Polynomial``; the others fit it too).
-    min_adu, max_adu : float
-        The signal range of the fits (cp_pipe's ``minLinearAdu``, ``maxLinearAdu``).
-    n_sigma : float
-        Points beyond ``n_sigma`` x sqrt(signal) of the line are dropped once.
-    max_fraction, min_signal_turnoff : float
-        See :func:`linearity_turnoff`.
-    table_length : int
-        A lookup table's entries (cp_pipe's ``maxLookupTableAdu``).
+    config : LinearityConfig, optional
+        The type and the fits' settings (the preset's ``[linearity]`` section; default
+        cp_pipe's).
     valid : numpy.ndarray, optional
         Pairs that may be fitted at all (cp_pipe masks those below its minimum
         photodiode current); default every pair with finite values.
+    ptc_turnoff : float
+        The PTC's turnoff (ADU): a ``Spline`` averages to zero below it (default the
+        linearity turnoff).
+    groups : numpy.ndarray, optional
+        A ``Spline``'s groups of pairs, one linear response each (default one).
 
     Returns
     -------
     AmpLinearity
     """
-    if kind not in LINEARITY_TYPES:
-        raise ValueError(f"linearity type {kind!r} not in {', '.join(LINEARITY_TYPES)}")
+    config = config or LinearityConfig()
     x, y = np.asarray(abscissa, float), np.asarray(ordinate, float)
     finite = np.isfinite(x) & np.isfinite(y)
     if valid is not None:
@@ -392,29 +350,120 @@ def solve_amp(
     if not np.asarray(ptc_mask, bool).any():  # cp_pipe: a bad amp of the PTC
         return _unsolved("no_ptc_pairs", len(y), LinearityTurnoff(-1, math.nan, math.nan, False))
     turnoff = linearity_turnoff(
-        x, y, np.asarray(ptc_mask, bool) & finite, None, min_signal_turnoff, max_fraction
+        x,
+        y,
+        np.asarray(ptc_mask, bool) & finite,
+        None,
+        config.min_signal_fit_linearity_turnoff,
+        config.max_frac_linearity_deviation,
     )
     if not math.isfinite(turnoff.turnoff):
         return _unsolved("no_turnoff", len(y), turnoff)
-    mask = finite & (y < max_adu) & (y > min_adu)
+    if config.linearity_type == "Spline":
+        top = ptc_turnoff if math.isfinite(ptc_turnoff) else turnoff.turnoff
+        return _solve_spline(x, y, finite, turnoff, config, top, groups)
+    return _solve_polynomial(x, y, finite, turnoff, config)
+
+
+def _solve_polynomial(
+    x: np.ndarray,
+    y: np.ndarray,
+    finite: np.ndarray,
+    turnoff: LinearityTurnoff,
+    config: LinearityConfig,
+) -> AmpLinearity:
+    """The straight line, then the polynomial of the signal in its value (not Spline)."""
+    kind, order = config.linearity_type, config.polynomial_order
+    mask = finite & (y < config.max_linear_adu) & (y > config.min_linear_adu)
     if mask.sum() < 2:
         return _unsolved("too_few_points", len(y), turnoff)
     linear, _, _ = irls_polynomial(x[mask], y[mask], 1)
     line = np.polynomial.polynomial.polyval(x, linear)
     with np.errstate(invalid="ignore"):
-        mask &= np.abs(y - line) < n_sigma * np.sqrt(np.abs(y))
+        mask &= np.abs(y - line) < config.n_sigma_clip_linear * np.sqrt(np.abs(y))
     if mask.sum() < order + 2:
         return _unsolved("too_few_points", len(y), turnoff)
     k, k_err, chi2 = irls_polynomial(line[mask], y[mask], order)
     signs = -k / k[1] ** np.arange(order + 1)
     coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(kind, np.array([0.0, 0.0]))
-    table = lookup_table(k, table_length) if kind == "LookupTable" else None
+    table = lookup_table(k, config.max_lookup_table_adu) if kind == "LookupTable" else None
     corrected = apply_linearizer(kind, coefficients, y, None if table is None else table[None, :])
     unmasked = _residuals(x, corrected, mask)
     residuals = np.where(mask, unmasked, math.nan)
     return AmpLinearity(
         kind, coefficients, k, k_err, chi2, linear, turnoff, mask, residuals, unmasked, table=table
     )
+
+
+def _solve_spline(
+    x: np.ndarray,
+    y: np.ndarray,
+    finite: np.ndarray,
+    turnoff: LinearityTurnoff,
+    config: LinearityConfig,
+    ptc_turnoff: float,
+    groups: np.ndarray | None,
+) -> AmpLinearity:
+    """Astier's spline up to the linearity turnoff; residuals of the flux each group saw."""
+    with np.errstate(invalid="ignore"):
+        mask = finite & (y <= turnoff.turnoff) & (y > config.min_linear_adu)
+    if mask.sum() < config.spline_knots:
+        return _unsolved("too_few_points", len(y), turnoff)
+    if _empty_intervals(y[mask], config.spline_knots):
+        return _unsolved("sparse_nodes", len(y), turnoff)
+    fit = fit_spline(
+        y,
+        x,
+        mask,
+        groups,
+        knots=config.spline_knots,
+        max_signal_nearly_linear=ptc_turnoff,
+        fit_offset=config.do_spline_fit_offset,
+        n_sigma=config.n_sigma_clip_linear,
+        min_iter=config.spline_fit_min_iter,
+        max_iter=config.spline_fit_max_iter,
+        max_rejection=config.spline_fit_max_rejection_per_iteration,
+    )
+    if not fit.converged:
+        return _unsolved("no_convergence", len(y), turnoff)
+    if np.any(np.abs(fit.values[1:]) > MAX_SPLINE_CORRECTION * fit.nodes[1:]):
+        return _unsolved("spline_diverged", len(y), turnoff)
+    coefficients = np.concatenate([fit.nodes, fit.values])
+    params = np.concatenate([fit.slopes, [fit.offset] if config.do_spline_fit_offset else []])
+    labels = np.zeros(len(y), int) if groups is None else np.asarray(groups)
+    _, group = np.unique(labels, return_inverse=True)
+    flux = x * fit.slopes[group] / np.mean(fit.slopes)
+    corrected = apply_linearizer("Spline", coefficients, y - fit.offset)
+    unmasked = _residuals(flux, corrected, fit.mask)
+    residuals = np.where(fit.mask, unmasked, math.nan)
+    linear = np.array([0.0, float(np.mean(fit.slopes))])
+    return AmpLinearity(
+        "Spline",
+        coefficients,
+        params,
+        np.zeros_like(params),
+        fit.reduced_chi2,
+        linear,
+        turnoff,
+        fit.mask,
+        residuals,
+        unmasked,
+    )
+
+
+MAX_SPLINE_CORRECTION = 0.25
+"""A spline whose correction at a node exceeds this fraction of the node's signal is
+refused (``spline_diverged``): the pairs could not pin it there."""
+
+
+def _empty_intervals(signal: np.ndarray, knots: int) -> bool:
+    """Whether a spline's evenly spaced nodes leave two neighbours without a pair between.
+
+    The nodes run from 0 to just above the brightest of ``signal``, as the fit places them.
+    """
+    nodes = np.linspace(0.0, float(np.max(signal)) + 1.0, knots)
+    counts = np.bincount(np.searchsorted(nodes, signal, side="right") - 1, minlength=knots - 1)
+    return bool((counts[: knots - 1] == 0).any())
 
 
 def _residuals(x: np.ndarray, corrected: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -79,6 +79,7 @@ def sensor_linearity(
     abscissa, reason = sensor_abscissa(pairs, config)
     column = "photo_charge" if abscissa == "photodiode" else "exptime"
     gains = adopted_gains(ptc, model)
+    turnoffs = adopted_gains(ptc, model, "turnoff")
     rows = []
     for amp, mine in pairs.groupby("amp", sort=True):
         mine = mine.sort_values(column, kind="stable")
@@ -88,15 +89,9 @@ def sensor_linearity(
             x,
             y,
             mine["used"].fillna(False).to_numpy(bool),
-            config.linearity_type,
-            config.polynomial_order,
-            config.min_linear_adu,
-            config.max_linear_adu,
-            config.n_sigma_clip_linear,
-            config.max_frac_linearity_deviation,
-            config.min_signal_fit_linearity_turnoff,
-            config.max_lookup_table_adu,
-            valid,
+            config,
+            valid=valid,
+            ptc_turnoff=float(turnoffs.get(amp, math.nan)),
         )
         gain = float(gains.get(amp, math.nan))
         rows.append(_row(mine, amp, abscissa, reason, solved, x, y, gain))
@@ -149,8 +144,8 @@ def _row(
     }
 
 
-def adopted_gains(ptc: pd.DataFrame, model: str) -> pd.Series:
-    """Each amp's gain of ``model``, EXPAPPROXIMATION's where ``model`` has none (by amp).
+def adopted_gains(ptc: pd.DataFrame, model: str, quantity: str = "gain") -> pd.Series:
+    """Each amp's gain (or ``quantity``) of ``model``, else EXPAPPROXIMATION's (by amp).
 
     Examples
     --------
@@ -159,6 +154,6 @@ def adopted_gains(ptc: pd.DataFrame, model: str) -> pd.Series:
     >>> adopted_gains(ptc, "fullcov").to_dict()
     {1: 1.1, 2: 1.2}
     """
-    chosen = ptc[ptc["model"] == model].set_index("amp")["gain"].dropna()
-    fallback = ptc[ptc["model"] == "expapprox"].set_index("amp")["gain"]
+    chosen = ptc[ptc["model"] == model].set_index("amp")[quantity].dropna()
+    fallback = ptc[ptc["model"] == "expapprox"].set_index("amp")[quantity]
     return chosen.combine_first(fallback)

@@ -21,7 +21,13 @@ from gpuptc import settings
 from gpuptc.backend import Backend, to_host
 from gpuptc.config import Preset
 from gpuptc.kernels.fft import fft_shape
-from gpuptc.measuring.isr import IsrResult, SegmentRegions, run_isr
+from gpuptc.measuring.isr import (
+    NO_CALIBRATIONS,
+    Calibrations,
+    IsrResult,
+    SegmentRegions,
+    run_isr,
+)
 from gpuptc.measuring.stats import PairStatistics, pair_statistics
 from gpuptc.raws.geometry import SensorGeometry, assemble_ccd
 from gpuptc.schema import DISPLAY_BIN, STAT_NAMES
@@ -53,8 +59,25 @@ def padded_pixels(image_shape: tuple[int, int], preset: Preset) -> int:
     return sy * sx
 
 
+def _isr(
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, calibrations: Calibrations
+) -> IsrResult:
+    return run_isr(
+        raw,
+        isr_regions(geometry),
+        preset.isr,
+        bias=calibrations.bias,
+        linearizers=calibrations.linearizers,
+        backend=backend,
+    )
+
+
 def correct_and_measure(
-    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
+    raw: Any,
+    geometry: SensorGeometry,
+    preset: Preset,
+    backend: Backend,
+    calibrations: Calibrations = NO_CALIBRATIONS,
 ) -> tuple[IsrResult, PairStatistics]:
     """ISR then pair statistics of one ``(pairs, 2, amps, naxis2, naxis1)`` stack.
 
@@ -62,7 +85,7 @@ def correct_and_measure(
     statuses), not warnings.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        isr = run_isr(raw, isr_regions(geometry), preset.isr, bias=bias, backend=backend)
+        isr = _isr(raw, geometry, preset, backend, calibrations)
         stats = pair_statistics(
             isr.images,
             isr.good,
@@ -114,7 +137,7 @@ class BatchResult:
 
 
 def _measure_amps(
-    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, calibrations: Calibrations
 ) -> BatchResult:
     """ISR and statistics of one stack; per-amp numbers back on the host.
 
@@ -122,7 +145,7 @@ def _measure_amps(
     the pixel counts exactly; the overscan levels; covariances with their pair counts),
     not one per quantity.
     """
-    isr, stats = correct_and_measure(raw, geometry, preset, backend, bias)
+    isr, stats = correct_and_measure(raw, geometry, preset, backend, calibrations)
     xp = backend.xp
     stacked = xp.stack([xp.astype(getattr(stats, name), xp.float64) for name in STAT_NAMES])
     values = dict(zip(STAT_NAMES, to_host(stacked), strict=True))
@@ -145,14 +168,14 @@ def _failed_amp(pairs: int, cov_size: int) -> BatchResult:
 
 
 def _isolated(
-    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any
+    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, calibrations: Calibrations
 ) -> BatchResult:
     """:func:`_measure_amps`; where it raises, each amplifier alone.
 
     One bad amplifier then costs only itself: its rows get the ``measure_failed`` status.
     """
     try:
-        return _measure_amps(raw, geometry, preset, backend, bias)
+        return _measure_amps(raw, geometry, preset, backend, calibrations)
     except Exception as exc:
         if geometry.namps == 1:
             amp = geometry.amps[0]
@@ -165,7 +188,7 @@ def _isolated(
             SensorGeometry(geometry.amps[a : a + 1], geometry.vendor),
             preset,
             backend,
-            None if bias is None else bias[a : a + 1],
+            calibrations.amps(a, a + 1),
         )
         for a in range(geometry.namps)
     ]
@@ -177,7 +200,11 @@ def _threads() -> int:
 
 
 def measure_batch(
-    raw: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
+    raw: Any,
+    geometry: SensorGeometry,
+    preset: Preset,
+    backend: Backend,
+    calibrations: Calibrations = NO_CALIBRATIONS,
 ) -> BatchResult:
     """Measure a batch; where the backend gains from it, groups of amplifiers run in threads.
 
@@ -186,14 +213,14 @@ def measure_batch(
     """
     threads = min(_threads(), geometry.namps)
     if not backend.threads_over_amps or threads == 1:
-        return _isolated(raw, geometry, preset, backend, bias)
+        return _isolated(raw, geometry, preset, backend, calibrations)
     groups = [g for g in np.array_split(np.arange(geometry.namps), threads) if len(g)]
 
     def work(group: np.ndarray) -> BatchResult:
         first, last = int(group[0]), int(group[-1]) + 1
         subset = SensorGeometry(geometry.amps[first:last], geometry.vendor)
-        sub_bias = None if bias is None else bias[first:last]
-        return _isolated(raw[:, :, first:last], subset, preset, backend, sub_bias)
+        mine = calibrations.amps(first, last)
+        return _isolated(raw[:, :, first:last], subset, preset, backend, mine)
 
     with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="gpuptc-amps") as pool:
         return BatchResult.joined(list(pool.map(work, groups)))
@@ -207,7 +234,11 @@ def _bin(image: np.ndarray, factor: int) -> np.ndarray:
 
 
 def display_images(
-    pair: Any, geometry: SensorGeometry, preset: Preset, backend: Backend, bias: Any = None
+    pair: Any,
+    geometry: SensorGeometry,
+    preset: Preset,
+    backend: Backend,
+    calibrations: Calibrations = NO_CALIBRATIONS,
 ) -> dict[str, np.ndarray]:
     """Binned assembled images of one pair: its first flat and its difference image.
 
@@ -225,8 +256,8 @@ def display_images(
         ISR settings.
     backend : Backend
         Where to compute.
-    bias : array, optional
-        Master bias on the backend's device.
+    calibrations : Calibrations, optional
+        Master bias and linearizers on the backend's device.
 
     Returns
     -------
@@ -236,7 +267,7 @@ def display_images(
     """
     kernels, xp = backend.kernels, backend.xp
     with np.errstate(divide="ignore", invalid="ignore"):
-        isr = run_isr(pair, isr_regions(geometry), preset.isr, bias=bias, backend=backend)
+        isr = _isr(pair, geometry, preset, backend, calibrations)
         ny, nx = isr.images.shape[-2:]
         flat = xp.reshape(isr.images, (2, geometry.namps, ny * nx))
         good = xp.reshape(isr.good, (2, geometry.namps, ny * nx))

@@ -15,8 +15,10 @@ from typing import Any
 from gpuptc.backend import Backend
 from gpuptc.config import IsrConfig
 from gpuptc.kernels import ArrayApiKernels
+from gpuptc.kernels.linearize import AmpLinearizer, linearize
 
 __all__ = [
+    "Calibrations",
     "IsrResult",
     "SegmentRegions",
     "run_isr",
@@ -182,6 +184,34 @@ class IsrResult:
     overscan_level: Any
 
 
+@dataclass(frozen=True)
+class Calibrations:
+    """What the ISR corrects a stack with besides its own overscans, per amp in stack order.
+
+    Attributes
+    ----------
+    bias : array or None
+        ``(amps, naxis2, naxis1)`` master bias (overscan-corrected) on the stack's device,
+        subtracted when the preset says so.
+    linearizers : tuple of AmpLinearizer or None
+        One per amp, applied after the bias.
+    """
+
+    bias: Any = None
+    linearizers: tuple[AmpLinearizer, ...] | None = None
+
+    def amps(self, first: int, last: int) -> Calibrations:
+        """Those of amps ``first`` to ``last - 1``."""
+        return Calibrations(
+            None if self.bias is None else self.bias[first:last],
+            None if self.linearizers is None else self.linearizers[first:last],
+        )
+
+
+NO_CALIBRATIONS = Calibrations()
+"""Nothing but the stack's own overscans."""
+
+
 def _read_noise(
     stack: Any, model: Any, regions: SegmentRegions, skip: tuple[int, int], *, kernels: Any
 ) -> Any:
@@ -212,9 +242,10 @@ def run_isr(
     *,
     bias: Any | None = None,
     defects: Any | None = None,
+    linearizers: tuple[AmpLinearizer, ...] | None = None,
     backend: Backend,
 ) -> IsrResult:
-    """Overscan, bias, trim and masks for a whole stack in one batched pass.
+    """Overscan, bias, trim, linearity and masks for a whole stack in one batched pass.
 
     Parameters
     ----------
@@ -229,6 +260,9 @@ def run_isr(
         ``config.use_bias``.
     defects : array of bool, optional
         ``(amps, ny, nx)`` user defect mask in trimmed coordinates, True = bad.
+    linearizers : tuple of AmpLinearizer, optional
+        One per amp: each amp's imaging pixels corrected by its own after the bias
+        (saturation is judged on the raw values, as before).
     backend : Backend
         Where ``raw`` lives.
 
@@ -263,6 +297,8 @@ def run_isr(
     images, good = kernels.correct_imaging(
         pixels, raw, model, bias, levels, regions.imaging, config.saturation
     )
+    if linearizers is not None:
+        images = linearize(images, list(linearizers))
     if config.edge_mask > 0 or defects is not None:
         good = good & _edge_and_defects(
             images.shape, config.edge_mask, defects, device=images.device, xp=xp

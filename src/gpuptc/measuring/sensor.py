@@ -25,8 +25,10 @@ from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset, get_preset
 from gpuptc.inputs.manifest import PairFiles, flat_pairs
 from gpuptc.inputs.remote import InputFiles
+from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.batches import read_batches
 from gpuptc.measuring.compute import BatchResult, display_images, isr_regions, measure_batch
+from gpuptc.measuring.isr import Calibrations
 from gpuptc.measuring.isr_noise import IsrNoise, isr_noise
 from gpuptc.measuring.masterbias import MasterBias, make_master_bias, resolve_biases
 from gpuptc.raws.exposure import RawReadError, read_segment_headers
@@ -329,6 +331,18 @@ def _device_bias(
     return backend.asarray(bias.pixels)
 
 
+def _amp_linearizers(
+    sensor: str, linearizers: dict[str, AmpLinearizer] | None, geometry: SensorGeometry
+) -> tuple[AmpLinearizer, ...] | None:
+    """The linearizers in the order of the sensor's amps (each amp must have one)."""
+    if linearizers is None:
+        return None
+    missing = [amp.segment for amp in geometry.amps if amp.segment not in linearizers]
+    if missing:
+        raise ValueError(f"{sensor}: the linearizer has no amp {', '.join(missing)}")
+    return tuple(linearizers[amp.segment] for amp in geometry.amps)
+
+
 def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
     rejected = [
         rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
@@ -383,12 +397,15 @@ def measure_sensor(
     progress: Callable[[int, int], None] | None = None,
     files: InputFiles | None = None,
     display: PairFiles | None = None,
+    linearizers: dict[str, AmpLinearizer] | None = None,
 ) -> SensorMeasurement:
     """Measure every pair of one sensor, reading the next batch while this one computes.
 
     ``files`` fetches remote raws ahead of their reading (default: every file local).
     With ``display``, that pair's display images are made from its batch as it passes
-    (when it cannot be read, from the first pair measured after it).
+    (when it cannot be read, from the first pair measured after it). With
+    ``linearizers`` (by segment name, every amp of the sensor), each amp's pixels are
+    linearized after the bias.
 
     Returns
     -------
@@ -401,7 +418,10 @@ def measure_sensor(
         return _unreadable(sensor, pairs)
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
-    bias_device = _device_bias(sensor, bias, geometry, preset, backend)
+    calibrations = Calibrations(
+        _device_bias(sensor, bias, geometry, preset, backend),
+        _amp_linearizers(sensor, linearizers, geometry),
+    )
     tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)))
     order = {pair.pair: index for index, pair in enumerate(pairs)}
     images, seconds = None, 0.0
@@ -410,13 +430,13 @@ def measure_sensor(
         tables.rejected.extend(chunk.rejected)
         if not chunk.pairs:
             continue
-        result = measure_batch(chunk.raw, geometry, preset, backend, bias_device)
+        result = measure_batch(chunk.raw, geometry, preset, backend, calibrations)
         tables.add(chunk.pairs, result)
         k = _shown(chunk.pairs, display, order) if display and images is None else None
         if k is not None:
             started = time.perf_counter()
             shown = chunk.pairs[k]
-            images = display_images(chunk.raw[k], geometry, preset, backend, bias_device)
+            images = display_images(chunk.raw[k], geometry, preset, backend, calibrations)
             images |= {"pair": np.int64(shown.pair), "exptime": np.float64(shown.exptime)}
             seconds = time.perf_counter() - started
         done += len(chunk.pairs)

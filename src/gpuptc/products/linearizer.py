@@ -24,6 +24,7 @@ from gpuptc.fitting.linearity import apply_linearizer, lookup_table
 from gpuptc.fitting.linearity_sensor import adopted_gains
 from gpuptc.formats.fits_tables import fits_column
 from gpuptc.formats.writer import atomic_path
+from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.products.cp_pipe_ptc import amplifier_name, detector_header
 from gpuptc.raws.layout import LAYOUTS, amp_cell, segment_name
 
@@ -31,7 +32,10 @@ __all__ = [
     "LINEARIZER_SCHEMA",
     "LINEARIZER_VERSION",
     "LinearizerError",
+    "amp_linearizers",
+    "linearity_linearizers",
     "read_linearizer",
+    "sensor_linearizers",
     "write_linearizer",
 ]
 
@@ -242,7 +246,7 @@ def _linearized(source: Any, row: dict, table_length: int) -> np.ndarray:
     if source.type == "LookupTable":
         table = lookup_table(np.asarray(source.fit_params, float), table_length)[None, :]
         return apply_linearizer("LookupTable", [0.0, 0.0], row["INP_ORDINATE"], table)
-    if source.type in ("Polynomial", "Squared"):
+    if source.type in ("Polynomial", "Squared", "Spline"):
         return apply_linearizer(source.type, np.asarray(source.coefficients), row["INP_ORDINATE"])
     return row["INP_ORDINATE"]
 
@@ -373,3 +377,92 @@ def _read_row(data: Any, k: int, names: set[str], lookup: np.ndarray | None) -> 
         "max_signal": float(value("LINEARITY_MAX_SIGNAL", math.nan)),
         "table": table,
     }
+
+
+def amp_linearizers(amps: pd.DataFrame) -> dict[str, AmpLinearizer]:
+    """A linearizer's amps (:func:`read_linearizer`) as the ISR applies them, by segment.
+
+    Examples
+    --------
+    >>> amps = pd.DataFrame({"amplifier": ["C10"], "type": ["Squared"],
+    ...                      "coefficients": [np.array([1e-7])], "table": [None]})
+    >>> amp_linearizers(amps)["Segment10"].kind
+    'Squared'
+    """
+    found = {}
+    for row in amps.itertuples():
+        table = None if row.table is None else np.asarray(row.table, float)[None, :]
+        coefficients = np.asarray(row.coefficients, float)
+        if table is not None:
+            coefficients = np.array([0.0, coefficients[1] if len(coefficients) > 1 else 0.0])
+        segment = f"Segment{row.amplifier.removeprefix('C')}"
+        found[segment] = AmpLinearizer(row.type, coefficients, table)
+    return found
+
+
+def linearity_linearizers(
+    linearity: pd.DataFrame, table_length: int = 2**18
+) -> dict[str, AmpLinearizer]:
+    """One sensor's rows of ``linearity.parquet`` as the ISR applies them, by segment.
+
+    An amp left unsolved (type ``None``) is left as measured.
+    """
+    found = {}
+    for row in linearity.itertuples():
+        coefficients, table = np.asarray(row.coefficients, float), None
+        if row.type == "LookupTable":
+            table = lookup_table(np.asarray(row.fit_params, float), table_length)[None, :]
+            coefficients = np.array([0.0, 0.0])
+        found[row.segment] = AmpLinearizer(row.type, coefficients, table)
+    return found
+
+
+def _identity(path: Path) -> tuple[str, str | None]:
+    """A calibration file's type (``OBSTYPE``) and detector serial (``DET_SER`` or None)."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(path, 1)
+    except Exception as exc:
+        raise LinearizerError(f"{path}: not a readable linearizer ({exc})") from exc
+    serial = header.get("DET_SER")
+    kind = str(header.get("OBSTYPE", "")).strip().upper()
+    return kind, None if serial is None else str(serial).strip()
+
+
+def sensor_linearizers(source: str | os.PathLike[str], sensor: str) -> dict[str, AmpLinearizer]:
+    """The linearizer of ``sensor`` from a file or a folder of them, by segment.
+
+    Parameters
+    ----------
+    source : path-like
+        A linearizer file (gpuptc's or cp_pipe's): its detector serial (``DET_SER``), where
+        it has one, must be ``sensor``'s. Or a folder (a run's ``cp_pipe``): the one file
+        in it whose serial is ``sensor``'s.
+    sensor : str
+        The sensor's serial (LSST_NUM).
+
+    Returns
+    -------
+    dict of str to AmpLinearizer
+
+    Raises
+    ------
+    LinearizerError
+        No such file, a file of another sensor, none or two of the sensor in a folder,
+        or an unreadable file (the message names it and says why).
+    """
+    path = Path(source)
+    if path.is_dir():
+        candidates = sorted(p for p in path.glob("*.fits") if p.is_file())
+        matching = [p for p in candidates if _identity(p) == ("LINEARIZER", sensor)]
+        if len(matching) != 1:
+            found = "none" if not matching else ", ".join(p.name for p in matching)
+            raise LinearizerError(f"{path}: {found} of the linearizer files is of {sensor}")
+        path = matching[0]
+    elif not path.is_file():
+        raise LinearizerError(f"{path}: no such linearizer file or folder")
+    _, serial = _identity(path)
+    if serial not in (None, sensor):
+        raise LinearizerError(f"{path}: the linearizer of {serial}, not of {sensor}")
+    return amp_linearizers(read_linearizer(path))

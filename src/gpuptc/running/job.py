@@ -34,7 +34,7 @@ from gpuptc.inputs.manifest import Inventory, inventory
 from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
-from gpuptc.products.linearizer import write_linearizer
+from gpuptc.products.linearizer import LinearizerError, write_linearizer
 from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.schedulers import execute
 from gpuptc.running.sensor import SensorResult, SensorTask
@@ -127,6 +127,8 @@ def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
             tuple(job.models),
             job.bias,
             figures=report,
+            linearizer=job.linearizer,
+            linearize_first=job.linearize_first,
         )
         for sensor in selection.sensors
     ]
@@ -247,42 +249,41 @@ def run(
     force: bool = False,
     publish: ButlerOutput | None = None,
     thresholds: Thresholds | None = None,
+    linearizer: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole analysis and write every output.
 
     Parameters
     ----------
-    inputs : path-like or iterable of path-like
-        Files, directories (searched recursively) and globs.
-    out : path-like
-        Output directory; never searched for inputs, foreign files in it left alone.
-    preset : str or Preset
-        ``cp_pipe`` (default), ``cp_pipe_lsstcam``, ``eotest``, ``seed``.
-    backend : str
-        Array backend (``auto``, ``numpy``, ``cupy``, ...).
+    inputs, out : path-like
+        Files, directories (searched recursively) and globs (one or an iterable); the
+        output directory (never searched for inputs, foreign files in it left alone).
+    preset, backend : str (or Preset), str
+        ``cp_pipe`` (default), ``cp_pipe_lsstcam``, ``eotest``, ``seed``; the array
+        backend (``auto``, ``numpy``, ``cupy``, ...).
     bias : path(s) or MasterBias, optional
         Master bias; default built from the bias frames among the inputs.
     eotest : sequence of path-like
         EOTEST results files to compare with (those among the inputs are found too).
-    models : sequence of str, optional
-        PTC models to fit (default all).
-    sensors : sequence of str, optional
-        Only these sensors.
-    report : bool
-        Draw the HTML report.
+    models, sensors : sequence of str, optional
+        PTC models to fit (default all); only these sensors (default all).
+    report, force : bool
+        Draw the HTML report; recompute the sensors stored complete and valid in
+        ``DIR/sensors/``.
     progress, on_sensor : callable, optional
         ``progress(sensor, pairs_done, pairs_total)`` while measuring in process;
         ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)``.
     workers, scheduler, client : optional
         A local Dask cluster of ``workers`` processes (-1: one per GPU, dask-cuda), an
         existing scheduler's address, or a ``distributed.Client`` you have.
-    force : bool
-        Recompute the sensors stored complete and valid in ``DIR/sensors/``.
     publish : ButlerOutput, optional
         A repository's RUN collection for the PTC datasets (checked first).
     thresholds : Thresholds, optional
         The verdict's limits (``verdict.parquet``); stored sensors stay valid when they change.
+    linearizer : path-like or 'first', optional
+        Linearize the pixels after the bias: by a linearizer file (gpuptc's or cp_pipe's;
+        in a folder, each sensor's by its serial), or by each sensor's, solved ``first``.
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -305,6 +306,7 @@ def run(
     started = time.monotonic()
     config = get_preset(preset, **overrides)
     job = _Job.checked(config, backend, inputs, eotest, out, publish, models, bias, thresholds)
+    job.linearizer, job.linearize_first = _checked_linearity(linearizer)
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
     return _run_staged(job, sensors, report, execution, started)
@@ -347,6 +349,8 @@ class _Job:
     models: Sequence[str]
     bias: Any
     thresholds: Thresholds
+    linearizer: str | None = None
+    linearize_first: bool = False
 
     @classmethod
     def checked(
@@ -375,6 +379,26 @@ class _Job:
         limits = thresholds or Thresholds()
         found = [*_listed(inputs), *eotest]
         return cls(config, backend, chosen.name, found, out, publish, chosen_models, bias, limits)
+
+
+def _linearized_by(job: _Job) -> str | None:
+    """What linearized the measured pixels, in words (None: nothing did)."""
+    if job.linearizer is not None:
+        return job.linearizer
+    return "each sensor's linearity, solved from a first pass" if job.linearize_first else None
+
+
+def _checked_linearity(linearizer: str | os.PathLike[str] | None) -> tuple[str | None, bool]:
+    """The run's linearizer file or folder (known to exist), or whether it solves its own.
+
+    Checked before anything is written.
+    """
+    if linearizer is None or linearizer == "first":
+        return None, linearizer == "first"
+    path = Path(linearizer)
+    if not path.exists():
+        raise LinearizerError(f"{path}: no such linearizer file or folder")
+    return str(path.resolve()), False
 
 
 def _listed(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Any]:
@@ -407,6 +431,7 @@ def _stages(
     exit_code = EXIT_REJECTED if len(tables["rejected"]) else EXIT_OK
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
     provenance["thresholds"] = dataclasses.asdict(job.thresholds)
+    provenance["linearized_by"] = _linearized_by(job)
     if selection.found.queries:
         provenance["butler"] = list(selection.found.queries)
     write_outputs(

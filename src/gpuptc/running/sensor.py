@@ -17,6 +17,7 @@ import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -29,7 +30,7 @@ from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.inputs.photodiode import pair_charges, photodiode_file_name
-from gpuptc.inputs.remote import InputFiles
+from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.sensor import (
     SensorInputs,
     SensorMeasurement,
@@ -40,6 +41,7 @@ from gpuptc.measuring.sensor import (
     sensor_bias,
     sensor_inputs,
 )
+from gpuptc.products.linearizer import linearity_linearizers, sensor_linearizers
 from gpuptc.schema import (
     LINEARITY_COLUMNS,
     SCHEMA_VERSION,
@@ -88,6 +90,10 @@ class SensorTask:
     bias: Any = None
     figures: bool = False
     """Draw the sensor's report figures where it is measured (not part of its fingerprint)."""
+    linearizer: str | None = None
+    """A linearizer file, or a folder of them, applied in the ISR (see :func:`run`)."""
+    linearize_first: bool = False
+    """Solve the linearity from a first pass, then measure the PTC on linearized pixels."""
 
     @property
     def n_pairs(self) -> int:
@@ -131,12 +137,29 @@ class SensorTask:
             "backend": self.backend,
             "models": list(self.models),
             "bias": str(self.bias),
+            "linearizer": _stamp(self.linearizer),
+            "linearize_first": self.linearize_first,
             "settings": settings.fingerprint(),
             "files": files,
         }
         return hashlib.sha256(
             json.dumps(document, sort_keys=True, default=str).encode()
         ).hexdigest()
+
+
+def _stamp(path: str | None) -> list[Any] | None:
+    """A file's (or a folder's files') path, size and modification time."""
+    if path is None:
+        return None
+    found = sorted(Path(path).glob("*.fits")) if Path(path).is_dir() else [Path(path)]
+    stamps: list[Any] = []
+    for each in found:
+        try:
+            info = each.stat()
+            stamps.append([str(each), info.st_size, info.st_mtime_ns])
+        except OSError:
+            stamps.append([str(each), None, None])
+    return stamps
 
 
 @dataclass
@@ -199,22 +222,23 @@ def _measure(
     task: SensorTask,
     inputs: SensorInputs,
     backend: Backend,
-    files: InputFiles,
     progress: Progress | None,
+    linearizers: dict[str, AmpLinearizer] | None,
 ) -> SensorMeasurement:
     """The sensor's pairs through ISR and statistics, its display pair's images on the way."""
     given = given_biases(task.manifest, task.bias, [task.sensor], task.preset)
-    master = sensor_bias(inputs, task.preset, files, given)
-    return measure_sensor(
-        task.sensor,
-        inputs.pairs,
-        task.preset,
-        backend,
-        bias=master,
-        progress=(lambda done, total: progress(task.sensor, done, total)) if progress else None,
-        files=files,
-        display=display_pair(inputs.pairs),
-    )
+    with input_files([inputs]) as files:
+        return measure_sensor(
+            task.sensor,
+            inputs.pairs,
+            task.preset,
+            backend,
+            bias=sensor_bias(inputs, task.preset, files, given),
+            progress=(lambda done, total: progress(task.sensor, done, total)) if progress else None,
+            files=files,
+            display=display_pair(inputs.pairs),
+            linearizers=linearizers,
+        )
 
 
 def _fit(
@@ -281,7 +305,10 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     """Run one sensor's stages: its files, measuring, fitting and, if asked, its figures.
 
     The backend and the preset are resolved once, the pairs listed once; the display
-    images come out of the measuring pass.
+    images come out of the measuring pass. With ``task.linearizer`` the pixels are
+    linearized by it as they are measured; with ``task.linearize_first`` the linearity
+    is solved from a first pass and the pairs measured and fitted again, linearized by
+    it (each raw read once per pass); the linearity table is the first pass's.
 
     Parameters
     ----------
@@ -298,18 +325,27 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     """
     backend = get_backend(task.backend)
     inputs = sensor_inputs(task.manifest, task.sensor, task.preset, task.bias)
+    given = None if task.linearizer is None else sensor_linearizers(task.linearizer, task.sensor)
     watch = Stopwatch()
-    with input_files([inputs]) as files:
-        with watch.stage("measure"):
-            measured = _measure(task, inputs, backend, files, progress)
+    with watch.stage("measure"):
+        measured = _measure(task, inputs, backend, progress, given)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
-        curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     with watch.stage("linearity"):
         linearity, failed = _linearity(task, pairs, ptc)
-        rejected = joined_rejections([rejected, failed])
+    measuring = "measure"
+    if task.linearize_first and len(linearity):
+        linearizers = linearity_linearizers(linearity, task.preset.linearity.max_lookup_table_adu)
+        measuring = "measure linearized"
+        with watch.stage(measuring):
+            measured = _measure(task, inputs, backend, progress, linearizers)
+        with watch.stage("fit linearized"):
+            ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
+    rejected = joined_rejections([rejected, failed])
+    with watch.stage("fit"):
+        curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     seconds = dict(watch.seconds)  # the display images were made while measuring
-    seconds["measure"] -= measured.display_seconds
+    seconds[measuring] -= measured.display_seconds
     seconds["display images"] = measured.display_seconds
     result = SensorResult(
         task.sensor,

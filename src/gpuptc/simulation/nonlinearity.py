@@ -1,10 +1,12 @@
 """A known non-linear response per amplifier, which no linearizer type represents exactly.
 
 The signal an amp reports falls short of the charge it collected by two smooth deficits:
-a step of 0.5-2 % that sets in between 60 and 90 % of the full well (a tanh of width 4 %
-of the full well), and a deficit of 0.1-0.4 % at low signal that fades over a few hundred
-ADU. Each amp draws its own from a stream of its own, so switching the non-linearity on
-leaves every other truth of the sensor as it was.
+a step of 0.5-2 % centred between 60 and 90 % of the full well (a tanh of width 10 % of
+the full well), and a deficit of 0.1-0.3 % at low signal that fades over 15 000-40 000 ADU.
+Both are smooth on the scale of a spline with ten evenly spaced nodes, which can follow
+them to a few 1e-4; a polynomial of low order cannot. Each amp draws its own from a
+stream of its own, so switching the non-linearity on leaves every other truth of the
+sensor as it was.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ def nonlinearity_truth(rng: np.random.Generator, namps: int, on: bool) -> pd.Dat
         {
             "nl_step": rng.uniform(0.005, 0.02, namps),
             "nl_center": rng.uniform(0.6, 0.9, namps),
-            "nl_width": np.full(namps, 0.04),
-            "nl_low": rng.uniform(0.001, 0.004, namps),
-            "nl_low_scale": rng.uniform(200.0, 800.0, namps),
+            "nl_width": np.full(namps, 0.1),
+            "nl_low": rng.uniform(0.001, 0.003, namps),
+            "nl_low_scale": rng.uniform(15000.0, 40000.0, namps),
         }
     )
 

@@ -89,7 +89,7 @@ class SimulationConfig:
     vendor : {'e2v', 'itl'}
         Sensor type: fixes layout, gain and full-well ranges.
     pairs : int
-        Number of flat pairs, log-spaced in signal.
+        Number of flat pairs, spaced in signal by ``spacing``.
     seed : int
         Seed for the truth, the fixed patterns and every exposure.
     storage : {'int32', 'rice', 'uint16', 'gzip'}
@@ -105,6 +105,9 @@ class SimulationConfig:
         Signal of the faintest pair, electrons.
     max_signal_over_full_well : float
         Signal of the brightest pair in units of the sensor's median full well.
+    spacing : {'log', 'linear'}
+        The pairs' signals evenly spaced in their logarithm (a PTC series) or in signal
+        (a linearity series, which a spline's evenly spaced nodes need).
     cosmic_rays, hot_columns, cti : bool
         Switch the defects on or off.
     cosmic_ray_rate : float
@@ -146,6 +149,7 @@ class SimulationConfig:
     brighter_fatter: bool = True
     min_signal: float = 1000.0
     max_signal_over_full_well: float = 1.3
+    spacing: str = "log"
     cosmic_rays: bool = True
     hot_columns: bool = True
     cti: bool = True
@@ -170,6 +174,8 @@ class SimulationConfig:
             raise ValueError("pairs and biases must be non-negative")
         if self.cosmic_ray_rate < 0:
             raise ValueError("cosmic_ray_rate must be non-negative")
+        if self.spacing not in ("log", "linear"):
+            raise ValueError(f"unknown spacing {self.spacing!r}; use 'log' or 'linear'")
 
     @property
     def layout(self) -> RawLayout:
@@ -327,15 +333,17 @@ def _datetime_to_mjd(moment: _dt.datetime) -> float:
 def exposure_plan(config: SimulationConfig, truth: pd.DataFrame) -> list[ExposurePlan]:
     """The sequence of exposures: biases, then flat pairs in increasing signal.
 
-    Signals are log-spaced from ``min_signal`` to ``max_signal_over_full_well`` times the
-    median full well; the flux is constant, so exposure times follow the signal (the
-    brightest pair takes 100 s), rounded to milliseconds.
+    Signals are log-spaced (or evenly spaced, ``spacing``) from ``min_signal`` to
+    ``max_signal_over_full_well`` times the median full well; the flux is constant, so
+    exposure times follow the signal (the brightest pair takes 100 s), rounded to
+    milliseconds.
     """
     rng = _rng(config.seed, 2)
     top = config.max_signal_over_full_well * float(np.median(truth["full_well"]))
     rate = top / 100.0
     if config.pairs > 1:
-        signals = np.geomspace(config.min_signal, top, config.pairs)
+        spaced = np.geomspace if config.spacing == "log" else np.linspace
+        signals = spaced(config.min_signal, top, config.pairs)
     else:
         signals = np.full(config.pairs, config.min_signal)
     plans: list[ExposurePlan] = []

@@ -1,0 +1,202 @@
+"""Linearity on sensors with a known non-linearity, and what solving it costs.
+
+Two parts, each printing a Markdown table for ``RESULTS.md``:
+
+``truth`` (default: medium e2v and ITL sensors, 60 pairs evenly spaced in signal, the
+simulator's non-linearity and photodiode readings): ``gpuptc run`` with the
+``cp_pipe_lsstcam`` preset (photodiode charges) and a ``Spline`` linearizer solved first
+(``linearizer="first"``), then per amp
+
+- the residual non-linearity each linearizer type leaves: the simulator's response
+  (``gpuptc.simulation.nonlinearity.response``) at 400 linear signals from 5 000 ADU to
+  the amp's linearity turnoff (at most 90 % of its full well, above which its brightest
+  pixels clip; Polynomial and Squared at most their ``max_linear_adu``), corrected by the
+  fitted linearizer, over the linear signal, normalised by its median: the largest
+  deviation from 1 (Spline; Polynomial and Squared solved on the same pairs);
+- the PTC gain (EXPAPPROXIMATION) over the simulated gain, measured on linearized pixels
+  and, from a plain run of the same raws, on raw pixels.
+
+``cost`` (a full-size 16-pair e2v sensor): the seconds to measure its pairs (``measure``),
+to solve its linearity from the measured pairs for each type, and of a whole run plain
+and with ``linearizer="first"``; measuring also by a baseline commit (a git worktree,
+default ``265f517``, the commit before issue 32) in a subprocess, for the same raws.
+
+Usage: ``python benchmarks/linearity.py [truth|cost] [--size medium] [--pairs 40]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import gpuptc
+from gpuptc.config import get_preset
+from gpuptc.fitting.linearity_sensor import sensor_linearity
+from gpuptc.kernels.linearize import apply_linearizer
+from gpuptc.products.linearizer import linearity_linearizers
+from gpuptc.simulation.nonlinearity import response
+
+_ROOT = Path(__file__).resolve().parents[1]
+SPLINE = {"linearity__linearity_type": "Spline"}
+LOWEST = 5000.0
+"""The faintest signal (ADU) at which the residual is taken (as the suite's test)."""
+CLIPPING = 0.9
+"""Above this fraction of the full well the brightest pixels of an amp clip."""
+
+
+def _worst_residual(row: pd.Series, truth: pd.Series, config, table) -> float:
+    """The largest fractional deviation of the corrected response over the fitted range."""
+    top = min(row["turnoff"], CLIPPING * truth["full_well_adu"])
+    if row["type"] != "Spline":
+        top = min(top, config.max_linear_adu)
+    linear = np.linspace(LOWEST, top, 400)
+    raw = response(linear, truth, float(truth["full_well_adu"]))
+    corrected = apply_linearizer(row["type"], np.asarray(row["coefficients"]), raw, table)
+    ratio = corrected / linear
+    return float(np.max(np.abs(ratio / np.median(ratio) - 1.0)))
+
+
+def _residuals(out: Path, sim, kind: str) -> pd.Series:
+    """Each amp's worst residual of linearizer ``kind`` solved from the run's pairs."""
+    pairs, ptc = (pd.read_parquet(out / f"{n}.parquet") for n in ("pairs", "ptc"))
+    config = dataclasses.replace(get_preset("cp_pipe_lsstcam").linearity, linearity_type=kind)
+    if kind == "Spline":
+        linearity = pd.read_parquet(out / "linearity.parquet")
+    else:
+        linearity = sensor_linearity(pairs, ptc, config)
+    tables = linearity_linearizers(linearity, config.max_lookup_table_adu)
+    truth = sim.truth.set_index("amp")
+    worst = {}
+    for row in linearity.itertuples():
+        if row.status != "ok":
+            continue
+        table = tables[row.segment].table
+        worst[row.amp] = _worst_residual(
+            pd.Series(row._asdict()), truth.loc[row.amp], config, table
+        )
+    return pd.Series(worst)
+
+
+def _gain_ratios(out: Path, sim) -> pd.Series:
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    fitted = ptc[ptc.model == "expapprox"].set_index("amp").gain
+    return fitted / sim.truth.set_index("amp").gain
+
+
+def truth(size: str, pairs: int) -> None:
+    print(f"# {platform.node()}, {os.cpu_count()} cores, {size} sensors, {pairs} pairs")
+    print(
+        "| vendor | Spline worst residual (max over amps) | Polynomial | Squared "
+        "| gain/truth linearized: median, worst | raw pixels: median, worst |"
+    )
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for vendor, seed in (("e2v", 41), ("itl", 42)):
+            raws = Path(folder) / f"raw-{vendor}"
+            sim = gpuptc.simulate(
+                raws, vendor=vendor, size=size, pairs=pairs, biases=0, seed=seed,
+                nonlinearity=True, photodiode=True, spacing="linear", workers=os.cpu_count(),
+            )  # fmt: skip
+            runs = {}
+            for name, first in (("linearized", True), ("raw", False)):
+                runs[name] = Path(folder) / f"{vendor}-{name}"
+                gpuptc.run(
+                    raws, runs[name], preset="cp_pipe_lsstcam", backend="numpy",
+                    models=["expapprox"], report=False,
+                    linearizer="first" if first else None, **SPLINE,
+                )  # fmt: skip
+            worst = {
+                k: _residuals(runs["linearized"], sim, k)
+                for k in ("Spline", "Polynomial", "Squared")
+            }
+            linearized, raw = (
+                np.abs(_gain_ratios(runs[n], sim) - 1) for n in ("linearized", "raw")
+            )
+            print(
+                f"| {vendor} | {worst['Spline'].max():.2e} | {worst['Polynomial'].max():.2e} "
+                f"| {worst['Squared'].max():.2e} "
+                f"| {linearized.median():.2%}, {linearized.max():.2%} "
+                f"| {raw.median():.2%}, {raw.max():.2%} |"
+            )
+
+
+def _measure_seconds(source: Path, raws: Path) -> float:
+    """Seconds of ``gpuptc.measure`` on NumPy, by the package of ``source``, in a subprocess."""
+    code = (
+        f"import time, gpuptc; inventory = gpuptc.ingest([{str(raws)!r}]); "
+        "t = time.perf_counter(); gpuptc.measure(inventory, backend='numpy'); "
+        "print(time.perf_counter() - t)"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(source / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
+    )
+    return float(done.stdout.split()[-1])
+
+
+def cost(baseline: str) -> None:
+    print(f"# {platform.node()}, {os.cpu_count()} cores, full-size e2v, 16 pairs")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        raws = folder / "raws"
+        gpuptc.simulate(
+            raws, vendor="e2v", pairs=16, biases=0, seed=5, nonlinearity=True, photodiode=True,
+            workers=os.cpu_count(),
+        )  # fmt: skip
+        worktree = folder / "baseline"
+        git = ["git", "-C", str(_ROOT), "worktree"]
+        subprocess.run([*git, "add", "-q", "--detach", str(worktree), baseline], check=True)
+        try:
+            before = _measure_seconds(worktree, raws)
+        finally:
+            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+        now = _measure_seconds(_ROOT, raws)
+        measured = gpuptc.measure(gpuptc.ingest([raws]), preset="cp_pipe_lsstcam", backend="numpy")
+        ptc, _, fitted = gpuptc.fit(measured.pairs, measured.covariances, models=["expapprox"])
+        print("| step | seconds | over measuring |")
+        print("|---|---|---|")
+        print(f"| measure, baseline {baseline} | {before:.2f} | |")
+        print(f"| measure, this checkout | {now:.2f} | 1 |")
+        preset = get_preset("cp_pipe_lsstcam").linearity
+        for kind in ("Squared", "Polynomial", "LookupTable", "Spline"):
+            config = dataclasses.replace(preset, linearity_type=kind)
+            started = time.perf_counter()
+            sensor_linearity(fitted, ptc, config)
+            seconds = time.perf_counter() - started
+            print(f"| solve {kind} (16 amps) | {seconds:.3f} | {seconds / now:.2%} |")
+        for first in (False, True):
+            started = time.perf_counter()
+            gpuptc.run(
+                raws, folder / f"run-{first}", preset="cp_pipe_lsstcam", backend="numpy",
+                report=False, linearizer="first" if first else None, **SPLINE,
+            )  # fmt: skip
+            seconds = time.perf_counter() - started
+            name = "run, linearity first then PTC linearized" if first else "run, plain"
+            print(f"| {name} | {seconds:.2f} | {seconds / now:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", nargs="?", default="truth", choices=["truth", "cost"])
+    parser.add_argument("--size", default="medium")
+    parser.add_argument("--pairs", type=int, default=60)
+    parser.add_argument("--baseline", default="265f517")
+    args = parser.parse_args()
+    if args.part == "truth":
+        truth(args.size, args.pairs)
+    else:
+        cost(args.baseline)
+
+
+if __name__ == "__main__":
+    main()
