@@ -8,8 +8,10 @@ import pytest
 
 import gpuptc
 import shared_inputs
-from gpuptc.config import get_preset
+from gpuptc.config import LinearityConfig, get_preset
 from gpuptc.fitting.curves import model_curves
+from gpuptc.fitting.linearity_sensor import sensor_linearity
+from gpuptc.kernels.linearize import apply_linearizer
 from gpuptc.report.charts import (
     amp_map,
     amp_summary,
@@ -28,6 +30,7 @@ from gpuptc.report.charts import (
     sensor_charts,
 )
 from gpuptc.report.charts import ptc as charts_ptc
+from gpuptc.report.charts.linearity import linearity_chart
 from gpuptc.report.charts.ptc import in_bins
 from gpuptc.report.charts.spec import blocks, rounded_array
 from gpuptc.schema import MISMATCH_THRESHOLD
@@ -49,6 +52,7 @@ def tables(small_e2v):
     ptc, fullcov, fitted = gpuptc.fit(pairs, covariances, models=models, fullcov_size=3)
     curves = model_curves(fitted, ptc, fullcov)
     comparison = gpuptc.compare(ptc, [small_e2v.eotest_path])
+    config = LinearityConfig(max_linear_adu=1e5, polynomial_order=2)  # 8 pairs: few
     tables = {
         "pairs": fitted,
         "ptc": ptc,
@@ -56,6 +60,7 @@ def tables(small_e2v):
         "fullcov": fullcov,
         "covariances": covariances,
         "comparison": comparison,
+        "linearity": sensor_linearity(fitted, ptc, config),
     }
     return small_e2v.sensor, tables, gpuptc.amp_verdicts(tables)
 
@@ -349,7 +354,7 @@ def test_every_axis_of_every_chart_is_titled_in_words(tables):
     at all; the per-amp summary's values are titled by their panel's header."""
     sensor, tables_, verdicts = tables
     charts = sensor_charts(sensor, tables_, verdicts, COLUMN)
-    assert len(charts) == 10
+    assert len(charts) == 11
     for chart in charts:
         headed = chart.spec.get("facet", {}).get("field") == "quantity"
         for encoding in _titles(chart.spec):
@@ -369,7 +374,7 @@ def test_a_chart_that_cannot_be_built_is_a_note_and_the_others_are_drawn(tables,
         chart.name.split("_E2V")[0]: chart
         for chart in sensor_charts(sensor, older, verdicts, COLUMN)
     }
-    assert len(charts) == 10
+    assert len(charts) == 11
     assert (
         charts["mismatch"].failure.startswith("KeyError")
         and "level_mismatch" in charts["mismatch"].failure
@@ -436,3 +441,28 @@ def test_numbers_are_rounded_alike_one_by_one_and_in_arrays():
     values = rng.normal(size=2000) * 10.0 ** rng.integers(-9, 9, 2000)
     expected = [float(f"{v:.5g}") for v in values]  # the straightforward way
     assert rounded_array(values).tolist() == expected
+
+
+def test_the_linearity_chart_shows_each_pairs_deviation_and_the_linearizer(tables):
+    """Each pair's mean over its amp's straight line, its residual after the linearizer,
+    and the linearizer's curve, all as the linearity table says."""
+    sensor, tables_, _ = tables
+    linearity = tables_["linearity"].set_index("amp")
+    chart = linearity_chart(tables_["linearity"], sensor)
+    pairs, curve = _rows(chart, "pair"), _rows(chart, "linearizer")
+    assert len(pairs) == sum(len(v) for v in linearity.input_ordinate)
+    for amp, rows in pairs.groupby("amp"):
+        row = linearity.loc[amp]
+        flux = np.asarray(row.input_abscissa)[: len(rows)]
+        line = row.linear_intercept + row.linear_slope * flux
+        expected = np.asarray(row.input_ordinate) / line - 1
+        np.testing.assert_allclose(rows.deviation, expected, rtol=1e-4, atol=1e-9)
+        fitted = rows.fitted == "fitted"
+        assert fitted.tolist() == list(row.input_mask)
+    for amp, rows in curve.groupby("amp"):
+        row = linearity.loc[amp]
+        signal = rows.signal.to_numpy()
+        lowered = signal / apply_linearizer(row.type, row.coefficients, signal) - 1
+        np.testing.assert_allclose(rows.deviation, lowered, rtol=1e-4, atol=1e-9)
+    assert set(curve.amp) == set(linearity.index[linearity.type == "Squared"])
+    assert linearity_chart(tables_["linearity"], "another sensor") is None

@@ -54,11 +54,11 @@ def two_sensor_run(reported_run):
 FIGURES_PER_SENSOR = 1
 """PNG figures of a sensor: its binned CCD images (every other figure is a chart)."""
 
-CHARTS_PER_SENSOR = 10
+CHARTS_PER_SENSOR = 11
 """Charts of a small sensor measured with covariances and compared with EOTEST: the amp
 map, the PTC, its residuals, the per-amp summary, the comparison, the gain against
-exposure time, the gain histograms, the flats' mismatch, the covariances and the a and b
-matrices."""
+exposure time, the gain histograms, the flats' mismatch, the covariances, the a and b
+matrices and the linearity."""
 
 
 def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, is_array_api_obj
 
 __all__ = [
     "LINEARIZER_KINDS",
@@ -175,7 +175,7 @@ def apply_linearizer(
     >>> apply_linearizer("Squared", np.array([1e-5]), np.array([1000.0, 20000.0])).tolist()
     [1010.0, 24000.0]
     """
-    if not hasattr(values, "dtype"):
+    if not is_array_api_obj(values) or isinstance(values, np.generic):
         values = np.asarray(values, float)
     xp = array_namespace(values)
     if not xp.isdtype(values.dtype, "real floating"):

@@ -360,7 +360,14 @@ def write_chart_images(
     written = []
     for sensor in sorted(tables["ptc"]["sensor"].unique()):
         for chart in sensor_charts(sensor, tables, verdicts, column):
+            if chart.failure is not None:
+                continue  # said on the page and in the log
+            try:
+                image = chart_png(chart)
+            except Exception as exc:  # one chart that cannot be drawn costs only itself
+                log.warning("chart %s not written as a PNG: %s", chart.name, exc)
+                continue
             path = folder / f"{chart.name}.png"
-            path.write_bytes(chart_png(chart))
+            path.write_bytes(image)
             written.append(path)
     return written

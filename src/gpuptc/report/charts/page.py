@@ -17,6 +17,7 @@ from gpuptc.report.charts.amps import (
     comparison_chart,
 )
 from gpuptc.report.charts.gains import gain_against_exposure_time, gain_histograms, level_mismatch
+from gpuptc.report.charts.linearity import linearity_chart
 from gpuptc.report.charts.ptc import covariance_chart, ptc_chart, residuals_chart
 from gpuptc.report.charts.spec import Chart, spec_json
 from gpuptc.schema import MISMATCH_THRESHOLD, file_stem
@@ -42,8 +43,8 @@ def sensor_charts(
     sensor : str
         The sensor.
     tables : mapping of str to pandas.DataFrame
-        The run's tables (``pairs``, ``ptc``; ``curves``, ``covariances``, ``fullcov`` and
-        ``comparison`` where present).
+        The run's tables (``pairs``, ``ptc``; ``curves``, ``covariances``, ``fullcov``,
+        ``comparison`` and ``linearity`` where present).
     verdicts : pandas.DataFrame
         The run's ``verdict`` table.
     gain_column : str
@@ -96,6 +97,9 @@ def _planned(
             ("covariances", lambda: covariance_chart(pairs, covariances, fullcov, curves, sensor))
         )
     planned.append(("brighter_fatter", lambda: brighter_fatter_matrices(fullcov, sensor)))
+    linearity = tables.get("linearity")
+    if linearity is not None:
+        planned.append(("linearity", lambda: linearity_chart(linearity, sensor)))
     return planned
 
 
