@@ -41,8 +41,9 @@ def _pairs(row: Any) -> pd.DataFrame:
 
 
 def _origin_line(flux: np.ndarray, signal: np.ndarray) -> float:
-    """The slope of a line through the origin, the signal as variance (eo_pipe's), over the
-    pairs below nine tenths of the brightest (an unsolved amp has no line of its own).
+    """The slope of a line through the origin, the signal as variance (eo_pipe's).
+
+    Over the pairs below nine tenths of the brightest: an unsolved amp has no line of its own.
     """
     chosen = np.isfinite(flux) & np.isfinite(signal) & (flux > 0) & (signal > 0)
     chosen &= signal < 0.9 * np.max(signal, where=chosen, initial=0.0)
