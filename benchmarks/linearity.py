@@ -16,10 +16,11 @@ simulator's non-linearity and photodiode readings): ``gpuptc run`` with the
 - the PTC gain (EXPAPPROXIMATION) over the simulated gain, measured on linearized pixels
   and, from a plain run of the same raws, on raw pixels.
 
-``cost`` (a full-size 16-pair e2v sensor): the seconds to measure its pairs (``measure``),
-to solve its linearity from the measured pairs for each type, and of a whole run plain
-and with ``linearizer="first"``; measuring also by a baseline commit (a git worktree,
-default ``265f517``, the commit before issue 32) in a subprocess, for the same raws.
+``cost`` (a full-size 16-pair e2v sensor, evenly spaced in signal): the seconds to measure
+its pairs (``measure``), to solve its linearity from the measured pairs for each type, and
+of a whole run plain and with ``linearizer="first"``; measuring also by a baseline commit
+(a git worktree, default ``265f517``, the commit before issue 32) in a subprocess, for the
+same raws.
 
 Usage: ``python benchmarks/linearity.py [truth|cost] [--size medium] [--pairs 40]``.
 """
@@ -131,11 +132,15 @@ def truth(size: str, pairs: int) -> None:
 
 
 def _measure_seconds(source: Path, raws: Path) -> float:
-    """Seconds of ``gpuptc.measure`` on NumPy, by the package of ``source``, in a subprocess."""
+    """Seconds of ``gpuptc.measure`` on NumPy, by the package of ``source``, in a subprocess.
+
+    The second of two measurements: the first compiles numba's kernels for that source
+    tree and reads the raws into the page cache.
+    """
     code = (
         f"import time, gpuptc; inventory = gpuptc.ingest([{str(raws)!r}]); "
-        "t = time.perf_counter(); gpuptc.measure(inventory, backend='numpy'); "
-        "print(time.perf_counter() - t)"
+        "gpuptc.measure(inventory, backend='numpy'); t = time.perf_counter(); "
+        "gpuptc.measure(inventory, backend='numpy'); print(time.perf_counter() - t)"
     )
     environment = {**os.environ, "PYTHONPATH": str(source / "src")}
     done = subprocess.run(
@@ -151,7 +156,7 @@ def cost(baseline: str) -> None:
         raws = folder / "raws"
         gpuptc.simulate(
             raws, vendor="e2v", pairs=16, biases=0, seed=5, nonlinearity=True, photodiode=True,
-            workers=os.cpu_count(),
+            spacing="linear", workers=os.cpu_count(),
         )  # fmt: skip
         worktree = folder / "baseline"
         git = ["git", "-C", str(_ROOT), "worktree"]
@@ -171,9 +176,10 @@ def cost(baseline: str) -> None:
         for kind in ("Squared", "Polynomial", "LookupTable", "Spline"):
             config = dataclasses.replace(preset, linearity_type=kind)
             started = time.perf_counter()
-            sensor_linearity(fitted, ptc, config)
+            solved = sensor_linearity(fitted, ptc, config)
             seconds = time.perf_counter() - started
-            print(f"| solve {kind} (16 amps) | {seconds:.3f} | {seconds / now:.2%} |")
+            ok = int((solved.status == "ok").sum())
+            print(f"| solve {kind} (16 amps, {ok} solved) | {seconds:.3f} | {seconds / now:.2%} |")
         for first in (False, True):
             started = time.perf_counter()
             gpuptc.run(

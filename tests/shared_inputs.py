@@ -4,7 +4,9 @@ With ``pytest -n N`` the controller process names one folder for the run
 (``$GPUPTC_TEST_SHARED``, inside the run's own pytest base temporary folder, so nothing
 outlives the run's temporary files) and starts ``tests/warm_up.py``, which simulates the
 session's small sensors into it and compiles the numba kernels once, into the numba
-cache beside the sources, while the workers start. Every worker then:
+cache beside the sources, while the workers start (``make``'s test environment ran the
+same script once already, so the kernels are usually there and it only simulates).
+Every worker then:
 
 - takes simulated sensors from :func:`simulated`: one folder per simulation, keyed by the
   simulation's parameters and the simulator's version, built under a file lock by the
