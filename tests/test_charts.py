@@ -147,7 +147,7 @@ def test_the_ptc_chart_marks_each_amps_turnoff(tables):
 
 
 def test_the_amp_map_holds_each_amp_once_where_it_sits(tables):
-    sensor, _, verdicts = tables
+    sensor, tables_, verdicts = tables
     chart = amp_map(verdicts, sensor)
     assert chart.spec["concat"][0]["data"] == {"name": "gain"}
     gains = pd.DataFrame(records(chart.data["gain"])).set_index("amp")
@@ -157,6 +157,12 @@ def test_the_amp_map_holds_each_amp_once_where_it_sits(tables):
     assert gains.loc[1, ["row", "column"]].tolist() == [1, 0]
     assert gains.loc[8, ["row", "column"]].tolist() == [1, 7]
     assert gains.loc[16, ["row", "column"]].tolist() == [0, 0]
+    with_linearity = amp_map(verdicts, sensor, tables_["linearity"])
+    deviations = pd.DataFrame(records(with_linearity.data["max_frac_dev"])).set_index("amp")
+    expected = tables_["linearity"].set_index("amp").max_frac_dev[deviations.index]
+    np.testing.assert_allclose(deviations["value"], expected, rtol=1e-4)
+    assert deviations.loc[16, ["row", "column"]].tolist() == [0, 0]
+    assert "max_frac_dev" not in chart.data  # no linearity table: no panel
 
 
 def test_values_from_the_data_cannot_close_the_script_that_holds_them(tables):

@@ -22,12 +22,14 @@ _MAPPED = (
     ("read_noise", "read noise (e-)"),
     ("turnoff_electrons", "turnoff (e-)"),
     ("a00", "a00 (1/e-)"),
+    ("max_frac_dev", "linearity: eo_pipe's max. fractional deviation"),
 )
-"""The verdict's columns mapped over the sensor's amps, and their titles."""
+"""The columns mapped over the sensor's amps (the verdict's; the linearity's last), and
+their titles."""
 
 
-def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
-    """Gain, read noise, turnoff and a00 of each amp where it sits on the sensor (2 x 8).
+def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None = None) -> Chart:
+    """Gain, read noise, turnoff, a00 and linearity of each amp where it sits (2 x 8).
 
     Parameters
     ----------
@@ -35,12 +37,18 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
         The run's ``verdict`` table (the adopted model's numbers).
     sensor : str
         The sensor.
+    linearity : pandas.DataFrame, optional
+        The run's ``linearity`` (its ``max_frac_dev`` mapped too).
 
     Returns
     -------
     Chart
     """
     mine = verdicts[verdicts["sensor"] == sensor].copy()
+    if linearity is not None and "max_frac_dev" in linearity:
+        deviations = linearity[linearity["sensor"] == sensor].set_index("amp")["max_frac_dev"]
+        if np.isfinite(deviations.to_numpy(float)).any():  # an unsolved sensor: no panel
+            mine["max_frac_dev"] = mine["amp"].map(deviations)
     namps = 16 if len(mine) and int(mine["amp"].max()) > 8 else 8
     cells = [amp_cell(int(amp), namps) for amp in mine["amp"]]
     mine["row"] = [1 - r for r, _ in cells]  # amp 1 lower left: the top row is row 1
@@ -56,7 +64,7 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
             "x": {"field": "column", "type": "ordinal", "axis": None},
             "y": {"field": "row", "type": "ordinal", "axis": None},
         }
-        legend = ".2e" if column == "a00" else ",.4~g"
+        legend = {"a00": ".2e", "max_frac_dev": ".2%"}.get(column, ",.4~g")
         hover = tooltip("amp", "segment", "value", "verdict")
         text = {"fontSize": 10, "color": "white", "field": "amp"}
         panel = heatmap(cell, {"scheme": "viridis"}, legend, hover, text)
@@ -74,7 +82,9 @@ def amp_map(verdicts: pd.DataFrame, sensor: str) -> Chart:
     caption = (
         "The adopted model's gain, the per-pixel read noise, the turnoff in electrons and "
         "a00 of each amp at its place on the sensor (two rows of eight, amp 1 lower left, "
-        "as the assembled image): a bad amp or a gradient across the sensor stands out."
+        "as the assembled image), and where the run solved the linearity, eo_pipe's maximum "
+        "fractional deviation from a line through the origin (1 000-90 000 e-): a bad amp "
+        "or a gradient across the sensor stands out."
     )
     return Chart(f"amp_map_{file_stem(sensor)}", caption, spec, data)
 

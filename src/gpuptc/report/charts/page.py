@@ -69,8 +69,9 @@ def _planned(
     fullcov = tables.get("fullcov", pd.DataFrame(columns=["sensor", "model"]))
     curves, covariances = tables.get("curves"), tables.get("covariances")
     comparison = tables.get("comparison")
+    linearity = tables.get("linearity")
     planned: list[tuple[str, Callable[[], Chart | None]]] = [
-        ("amp_map", lambda: amp_map(verdicts, sensor))
+        ("amp_map", lambda: amp_map(verdicts, sensor, linearity))
     ]
     if curves is not None:
         planned += [
@@ -97,7 +98,6 @@ def _planned(
             ("covariances", lambda: covariance_chart(pairs, covariances, fullcov, curves, sensor))
         )
     planned.append(("brighter_fatter", lambda: brighter_fatter_matrices(fullcov, sensor)))
-    linearity = tables.get("linearity")
     if linearity is not None:
         planned.append(("linearity", lambda: linearity_chart(linearity, sensor)))
     return planned
