@@ -142,8 +142,9 @@ def test_without_the_butler_package_the_option_is_a_usage_error(monkeypatch, tmp
 
 
 def test_the_ptc_datasets_go_into_the_repository(repository, tmp_path, capsys):
-    """``--output-run``: one ``ptc`` dataset per detector in that RUN collection, the run's
-    own files; a second run into the same collection fails, writing no outputs."""
+    """``--output-run``: one ``ptc`` and one ``linearizer`` dataset per detector in that RUN
+    collection, the run's own files; a second run into the same collection fails, writing
+    no outputs."""
     from lsst.daf.butler import Butler
 
     repo, _ = repository
@@ -171,6 +172,24 @@ def test_the_ptc_datasets_go_into_the_repository(repository, tmp_path, capsys):
     if importlib.util.find_spec("lsst.ip") is None:  # butler.get reaches gpuptc's formatter
         with pytest.raises(ValueError, match="needs the Rubin stack's ip_isr"):
             butler.get(refs[0])
+    linearizers = butler.query_datasets("linearizer", collections="u/someone/ptc")
+    assert butler.get_dataset_type("linearizer").storageClass_name == "Linearizer"
+    assert sorted(r.dataId["detector"] for r in linearizers) == sorted(
+        r.dataId["detector"] for r in refs
+    )
+    for ref in linearizers:
+        sensor = manifest[manifest.detector == ref.dataId["detector"]].sensor.iloc[0]
+        stored = Path(butler.getURI(ref).ospath)
+        written = out / "cp_pipe" / f"{sensor}_linearizer.fits"
+        assert stored.read_bytes() == written.read_bytes()
+        assert recorded["linearizers"][sensor] == str(ref.id)
+        assert (
+            gpuptc.read_linearizer(stored).type.tolist()
+            == gpuptc.read_linearizer(written).type.tolist()
+        )
+    if importlib.util.find_spec("lsst.ip") is None:
+        with pytest.raises(ValueError, match=r"as lsst\.ip\.isr\.Linearizer needs"):
+            butler.get(linearizers[0])
     again = tmp_path / "again"
     assert main([*argv, "--output-run", "u/someone/ptc", "--out", str(again)]) == 1
     assert "could not be put into u/someone/ptc" in capsys.readouterr().err

@@ -1,12 +1,14 @@
-"""A run's cp_pipe PTC datasets put into a Rubin data repository, where cp_pipe puts its own.
+"""A run's cp_pipe calibrations put into a Rubin data repository, where cp_pipe puts its own.
 
 Each sensor's ``cp_pipe/<sensor>_ptc.fits`` is ingested (copied into the datastore) as a
 ``ptc`` dataset (dimensions instrument and detector, storage class
-``PhotonTransferCurveDataset``) into a RUN collection the user names, in one transaction.
-Which formatter the datastore records for reading it back is decided by
-:func:`ptc_formatter`: the stack's generic FITS formatter where obs_base is installed,
-else gpuptc's own (:class:`gpuptc.products.ptc_formatter.PtcFormatter`), so that
-``butler.get`` returns an ``lsst.ip.isr.PhotonTransferCurveDataset`` wherever ip_isr is.
+``PhotonTransferCurveDataset``) and its ``cp_pipe/<sensor>_linearizer.fits`` as a
+``linearizer`` dataset (storage class ``Linearizer``), into a RUN collection the user
+names, in one transaction. Which formatter the datastore records for reading them back is
+decided by :func:`ptc_formatter`: the stack's generic FITS formatter where obs_base is
+installed, else gpuptc's own (:mod:`gpuptc.products.ptc_formatter`), so that
+``butler.get`` returns ip_isr's ``PhotonTransferCurveDataset`` or ``Linearizer`` wherever
+ip_isr is.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from gpuptc.inputs.butler import ButlerInputError, butler_module
 from gpuptc.products.cp_pipe_ptc import detector_number
 
 __all__ = [
+    "DATASET_TYPES",
+    "LINEARIZER_DATASET_TYPE",
     "PTC_DATASET_TYPE",
     "ButlerOutput",
     "ButlerOutputError",
@@ -36,18 +40,27 @@ log = logging.getLogger(__name__)
 
 PTC_DATASET_TYPE = "ptc"
 """The dataset type cp_pipe's PTC task writes (dimensions instrument and detector)."""
+LINEARIZER_DATASET_TYPE = "linearizer"
+"""The dataset type cp_pipe's linearity task writes in its LSSTCam pipelines."""
 
-_STORAGE_CLASS = "PhotonTransferCurveDataset"
+DATASET_TYPES = {
+    PTC_DATASET_TYPE: ("PhotonTransferCurveDataset", "gpuptc.products.ptc_formatter.PtcFormatter"),
+    LINEARIZER_DATASET_TYPE: (
+        "Linearizer",
+        "gpuptc.products.ptc_formatter.LinearizerFormatter",
+    ),
+}
+"""Each dataset type a run publishes: its storage class and gpuptc's own formatter."""
+
 _STACK_FORMATTER = "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter"
-_OWN_FORMATTER = "gpuptc.products.ptc_formatter.PtcFormatter"
 
 
-def ptc_formatter() -> str:
-    """The formatter recorded for the PTC files: the stack's where obs_base imports."""
+def ptc_formatter(dataset_type: str = PTC_DATASET_TYPE) -> str:
+    """The formatter recorded for a dataset type's files: the stack's where obs_base imports."""
     try:
         importlib.import_module(_STACK_FORMATTER.rsplit(".", 1)[0])
     except ImportError:
-        return _OWN_FORMATTER
+        return DATASET_TYPES[dataset_type][1]
     return _STACK_FORMATTER
 
 
@@ -121,70 +134,82 @@ class ButlerOutput:
         ------
         ButlerInputError
             Without lsst-daf-butler, for a repository that cannot be opened for writing,
-            or a dataset type ``ptc`` defined otherwise than cp_pipe's.
+            or a dataset type ``ptc`` or ``linearizer`` defined otherwise than cp_pipe's.
         """
-        self._dataset_type(self._butler(), register=False)
+        repository = self._butler()
+        for name in DATASET_TYPES:
+            self._dataset_type(repository, name, register=False)
 
-    def _dataset_type(self, repository: Any, *, register: bool) -> Any:
+    def _dataset_type(self, repository: Any, name: str, *, register: bool) -> Any:
         butler = butler_module()
         wanted = butler.DatasetType(
-            PTC_DATASET_TYPE,
+            name,
             ("instrument", "detector"),
-            _STORAGE_CLASS,
+            DATASET_TYPES[name][0],
             universe=repository.dimensions,
         )
         try:
-            existing = repository.get_dataset_type(PTC_DATASET_TYPE)
+            existing = repository.get_dataset_type(name)
         except butler.MissingDatasetTypeError:
             existing = None
         if existing is not None and not existing.is_compatible_with(wanted):
             raise ButlerInputError(
-                f"{self.repo}: dataset type {PTC_DATASET_TYPE!r} is {existing}, not {wanted}"
+                f"{self.repo}: dataset type {name!r} is {existing}, not {wanted}"
             )
         if existing is None and register:
             repository.registry.registerDatasetType(wanted)
         return existing or wanted
 
-    def ingest(self, files: Mapping[str, Path], detectors: Mapping[str, int]) -> dict[str, Any]:
-        """Ingest each sensor's PTC file (copied) into the RUN collection, all or none.
+    def ingest(
+        self, files: Mapping[str, Mapping[str, Path]], detectors: Mapping[str, int]
+    ) -> dict[str, Any]:
+        """Ingest each sensor's calibration files (copied) into the RUN collection, all or none.
 
         Parameters
         ----------
-        files : mapping of str to Path
-            Sensor -> its PTC dataset file.
+        files : mapping of str to mapping of str to Path
+            Dataset type (``ptc``, ``linearizer``) -> sensor -> its file.
         detectors : mapping of str to int
             Sensor -> detector id (:func:`sensor_detectors`).
 
         Returns
         -------
         dict
-            What ``run.json`` records: repository, run, formatter and each sensor's
-            dataset id.
+            What ``run.json`` records: repository, run, the PTC datasets' formatter and each
+            sensor's dataset id (``datasets``), and the linearizers' (``linearizers``).
 
         Raises
         ------
         ButlerOutputError
             For a sensor without a detector id or one the repository does not know, or a
-            detector that already has a ``ptc`` dataset in the run.
+            detector that already has such a dataset in the run.
         """
         butler = butler_module()
         repository = self._butler()
-        dataset_type = self._dataset_type(repository, register=True)
         repository.registry.registerCollection(self.run, butler.CollectionType.RUN)
-        formatter = ptc_formatter()
         datasets, ids = [], {}
-        for sensor, path in sorted(files.items()):
-            if sensor not in detectors:
-                raise ButlerOutputError(f"{sensor}: no detector id for the repository")
-            data_id = {"instrument": self.instrument, "detector": detectors[sensor]}
-            ref = butler.DatasetRef(dataset_type, data_id, run=self.run)
-            datasets.append(butler.FileDataset(path=str(path), refs=[ref], formatter=formatter))
-            ids[sensor] = str(ref.id)
+        for name, per_sensor in files.items():
+            dataset_type = self._dataset_type(repository, name, register=True)
+            formatter = ptc_formatter(name)
+            ids[name] = {}
+            for sensor, path in sorted(per_sensor.items()):
+                if sensor not in detectors:
+                    raise ButlerOutputError(f"{sensor}: no detector id for the repository")
+                data_id = {"instrument": self.instrument, "detector": detectors[sensor]}
+                ref = butler.DatasetRef(dataset_type, data_id, run=self.run)
+                datasets.append(butler.FileDataset(path=str(path), refs=[ref], formatter=formatter))
+                ids[name][sensor] = str(ref.id)
         try:
             repository.ingest(*datasets, transfer="copy")
         except Exception as exc:
             raise ButlerOutputError(
                 f"{self.repo}: the PTC datasets could not be put into {self.run} ({exc})"
             ) from exc
-        log.info("%d PTC datasets put into %s of %s", len(ids), self.run, self.repo)
-        return {"repo": self.repo, "run": self.run, "formatter": formatter, "datasets": ids}
+        log.info("%d calibrations put into %s of %s", len(datasets), self.run, self.repo)
+        return {
+            "repo": self.repo,
+            "run": self.run,
+            "formatter": ptc_formatter(),
+            "datasets": ids.get(PTC_DATASET_TYPE, {}),
+            "linearizers": ids.get(LINEARIZER_DATASET_TYPE, {}),
+        }

@@ -31,7 +31,12 @@ from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
 from gpuptc.inputs.butler import ButlerQuery, butler_inventory
 from gpuptc.inputs.manifest import Inventory, inventory
-from gpuptc.products.butler_output import ButlerOutput, sensor_detectors
+from gpuptc.products.butler_output import (
+    LINEARIZER_DATASET_TYPE,
+    PTC_DATASET_TYPE,
+    ButlerOutput,
+    sensor_detectors,
+)
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
 from gpuptc.products.linearizer import LinearizerError, write_linearizer
@@ -160,13 +165,13 @@ def _write_tables(
     tables: dict[str, pd.DataFrame],
     ptc_model: str,
     table_length: int = 2**18,
-) -> dict[str, Path]:
+) -> dict[str, dict[str, Path]]:
     """The tables, EOTEST's files, and per sensor a cp_pipe PTC dataset and a linearizer.
 
     The PTC dataset holds ``ptc_model``; a linearizer's lookup tables ``table_length``
     entries.
 
-    Returns each sensor's PTC dataset file.
+    Returns the files by dataset type (``ptc``, ``linearizer``) and sensor.
     """
     for name, frame in tables.items():
         staged.table(TABLE_FILES[name], frame)
@@ -182,9 +187,10 @@ def _write_tables(
         path = written[sensor] = staged.path(ptc_dataset_name(sensor))
         write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
     linearity = tables.get("linearity", pd.DataFrame(columns=["sensor"]))
+    linearizers = {}
     for sensor in sorted(linearity["sensor"].unique()):
         write_linearizer(
-            staged.path(linearizer_name(sensor)),
+            linearizers.setdefault(sensor, staged.path(linearizer_name(sensor))),
             linearity,
             tables["ptc"],
             sensor,
@@ -193,7 +199,7 @@ def _write_tables(
             table_length,
             ptc_model,
         )
-    return written
+    return {PTC_DATASET_TYPE: written, LINEARIZER_DATASET_TYPE: linearizers}
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
