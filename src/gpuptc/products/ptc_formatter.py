@@ -9,6 +9,7 @@ importable. Without ip_isr, :func:`gpuptc.read_ptc_dataset` and
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from lsst.daf.butler import FormatterV2
@@ -16,45 +17,41 @@ from lsst.daf.butler import FormatterV2
 __all__ = ["LinearizerFormatter", "PtcFormatter"]
 
 
-class PtcFormatter(FormatterV2):
-    """A PTC dataset FITS file read by ``lsst.ip.isr.PhotonTransferCurveDataset.readFits``."""
+class _IsrCalibrationFormatter(FormatterV2):
+    """A calibration FITS file read by ``lsst.ip.isr.<calibration>.readFits``."""
 
     default_extension = ".fits"
     supported_extensions = frozenset({".fits"})
     can_read_from_local_file = True
+    calibration = ""
+    """The ip_isr class."""
+    what = ""
+    """The calibration in words."""
+    reader = ""
+    """gpuptc's reader of the same file."""
 
     def read_from_local_file(
         self, path: str, component: str | None = None, expected_size: int = -1
     ) -> Any:
-        """The dataset in ``path`` as the storage class's type (ip_isr's)."""
+        """The calibration in ``path`` as the storage class's type (ip_isr's)."""
         try:
-            from lsst.ip.isr import PhotonTransferCurveDataset
+            isr = importlib.import_module("lsst.ip.isr")
         except ImportError as exc:
             raise ImportError(
-                f"{path}: reading a PTC dataset as lsst.ip.isr.PhotonTransferCurveDataset "
-                f"needs the Rubin stack's ip_isr ({exc}); gpuptc.read_ptc_dataset(path) reads "
-                "it into gpuptc's tables without it"
-            ) from exc
-        return PhotonTransferCurveDataset.readFits(path)
-
-
-class LinearizerFormatter(FormatterV2):
-    """A linearizer FITS file read by ``lsst.ip.isr.Linearizer.readFits``."""
-
-    default_extension = ".fits"
-    supported_extensions = frozenset({".fits"})
-    can_read_from_local_file = True
-
-    def read_from_local_file(
-        self, path: str, component: str | None = None, expected_size: int = -1
-    ) -> Any:
-        """The linearizer in ``path`` as the storage class's type (ip_isr's)."""
-        try:
-            from lsst.ip.isr import Linearizer
-        except ImportError as exc:
-            raise ImportError(
-                f"{path}: reading a linearizer as lsst.ip.isr.Linearizer needs the Rubin "
-                f"stack's ip_isr ({exc}); gpuptc.read_linearizer(path) reads it into "
+                f"{path}: reading a {self.what} as lsst.ip.isr.{self.calibration} needs the "
+                f"Rubin stack's ip_isr ({exc}); gpuptc.{self.reader}(path) reads it into "
                 "gpuptc's tables without it"
             ) from exc
-        return Linearizer.readFits(path)
+        return getattr(isr, self.calibration).readFits(path)
+
+
+class PtcFormatter(_IsrCalibrationFormatter):
+    """A PTC dataset FITS file read by ``lsst.ip.isr.PhotonTransferCurveDataset.readFits``."""
+
+    calibration, what, reader = "PhotonTransferCurveDataset", "PTC dataset", "read_ptc_dataset"
+
+
+class LinearizerFormatter(_IsrCalibrationFormatter):
+    """A linearizer FITS file read by ``lsst.ip.isr.Linearizer.readFits``."""
+
+    calibration, what, reader = "Linearizer", "linearizer", "read_linearizer"
