@@ -435,7 +435,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     from gpuptc.formats.writer import STORAGES
     from gpuptc.raws.layout import LAYOUTS
-    from gpuptc.simulation.simulate import SIZES, SimulationConfig
+    from gpuptc.simulation.simulate import SIZES, SPACINGS, SimulationConfig
 
     parser.add_argument("--vendor", choices=list(LAYOUTS), default="e2v", help="sensor type")
     parser.add_argument("--pairs", type=int, default=24, help="flat pairs (default 24)")
@@ -485,7 +485,7 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--spacing",
-        choices=["log", "linear"],
+        choices=list(SPACINGS),
         default="log",
         help="the pairs' signals evenly spaced in log (a PTC series, default) or in signal "
         "(a linearity series)",

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuptc.config import LINEARITY_TYPES, LinearityConfig
-from gpuptc.fitting.linearity_spline import fit_spline
+from gpuptc.fitting.linearity_spline import fit_spline, spline_nodes
 from gpuptc.kernels.linearize import apply_linearizer
 
 __all__ = [
@@ -430,9 +430,7 @@ def _solve_spline(
         return _unsolved("spline_diverged", len(y), turnoff)
     coefficients = np.concatenate([fit.nodes, fit.values])
     params = np.concatenate([fit.slopes, [fit.offset] if config.do_spline_fit_offset else []])
-    labels = np.zeros(len(y), int) if groups is None else np.asarray(groups)
-    _, group = np.unique(labels, return_inverse=True)
-    flux = x * fit.slopes[group] / np.mean(fit.slopes)
+    flux = x * fit.slopes[fit.group] / np.mean(fit.slopes)
     corrected = apply_linearizer("Spline", coefficients, y - fit.offset)
     unmasked = _residuals(flux, corrected, fit.mask)
     residuals = np.where(fit.mask, unmasked, math.nan)
@@ -459,9 +457,9 @@ refused (``spline_diverged``): the pairs could not pin it there."""
 def _empty_intervals(signal: np.ndarray, knots: int) -> bool:
     """Whether a spline's evenly spaced nodes leave two neighbours without a pair between.
 
-    The nodes run from 0 to just above the brightest of ``signal``, as the fit places them.
+    The nodes are placed as the fit places them (:func:`spline_nodes`).
     """
-    nodes = np.linspace(0.0, float(np.max(signal)) + 1.0, knots)
+    nodes = spline_nodes(signal, knots)
     counts = np.bincount(np.searchsorted(nodes, signal, side="right") - 1, minlength=knots - 1)
     return bool((counts[: knots - 1] == 0).any())
 

@@ -34,9 +34,9 @@ import numpy as np
 from scipy.optimize import leastsq
 
 from gpuptc.fitting._common import normal_mad
-from gpuptc.kernels.linearize import akima_slopes
+from gpuptc.kernels.linearize import akima_slopes, hermite_weights
 
-__all__ = ["SplineFit", "fit_spline"]
+__all__ = ["SplineFit", "fit_spline", "spline_nodes"]
 
 NORMALIZATION_WEIGHT = 100.0
 """Weight of the constraint that ``S`` averages to zero up to the PTC turnoff, on that mean
@@ -62,6 +62,8 @@ class SplineFit:
         The signal offset ``O`` (0 unless fitted).
     mask : numpy.ndarray
         The pairs fitted, after outlier rejection.
+    group : numpy.ndarray
+        Each pair's group: its index into ``slopes``.
     reduced_chi2 : float
         Of the fitted pairs' ``ratio - 1``.
     iterations : int
@@ -75,6 +77,7 @@ class SplineFit:
     slopes: np.ndarray
     offset: float
     mask: np.ndarray
+    group: np.ndarray
     reduced_chi2: float
     iterations: int
     converged: bool = True
@@ -82,16 +85,23 @@ class SplineFit:
 
 def _hermite_basis(x: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Matrices ``V, T`` with ``S(x) = V @ values + T @ slopes`` for a spline on ``nodes``."""
-    segment = np.clip(np.searchsorted(nodes, x, side="right") - 1, 0, len(nodes) - 2)
-    width = nodes[segment + 1] - nodes[segment]
-    s = (x - nodes[segment]) / width
+    interval, (value_left, slope_left, value_right, slope_right) = hermite_weights(x, nodes)
     rows = np.arange(len(x))
     by_value, by_slope = np.zeros((len(x), len(nodes))), np.zeros((len(x), len(nodes)))
-    by_value[rows, segment] = 2 * s**3 - 3 * s**2 + 1
-    by_value[rows, segment + 1] = 3 * s**2 - 2 * s**3
-    by_slope[rows, segment] = (s**3 - 2 * s**2 + s) * width
-    by_slope[rows, segment + 1] = (s**3 - s**2) * width
+    by_value[rows, interval], by_value[rows, interval + 1] = value_left, value_right
+    by_slope[rows, interval], by_slope[rows, interval + 1] = slope_left, slope_right
     return by_value, by_slope
+
+
+def spline_nodes(signal: np.ndarray, knots: int) -> np.ndarray:
+    """A spline's nodes: ``knots`` of them evenly from 0 to just above the brightest signal.
+
+    Examples
+    --------
+    >>> spline_nodes(np.array([10.0, 299.0]), 4).tolist()
+    [0.0, 100.0, 200.0, 300.0]
+    """
+    return np.linspace(0.0, float(np.max(signal)) + 1.0, knots)
 
 
 class _Model:
@@ -228,7 +238,7 @@ def fit_spline(
     fitted = np.asarray(mask, bool) & np.isfinite(mu) & np.isfinite(flux)
     labels = np.zeros(len(mu), int) if groups is None else np.asarray(groups)
     _, group = np.unique(labels, return_inverse=True)
-    nodes = np.linspace(0.0, float(np.max(mu[fitted])) + 1.0, knots)
+    nodes = spline_nodes(mu[fitted], knots)
     model = _Model(mu, flux, group, nodes, max_signal_nearly_linear, fit_offset)
     params = _first_guess(model, fitted, max_signal_nearly_linear)
     for iteration in range(1, max_iter + 1):
@@ -243,7 +253,9 @@ def fit_spline(
     residual = model.ratio(params) - 1.0
     dof = int(fitted.sum()) - model.groups - int(fit_offset)
     chi2 = float(np.sum(residual[fitted] ** 2) / dof) if dof > 0 else math.nan
-    return SplineFit(nodes, values, slopes.copy(), offset, fitted, chi2, iteration, converged)
+    return SplineFit(
+        nodes, values, slopes.copy(), offset, fitted, group, chi2, iteration, converged
+    )
 
 
 def _least_squares(model: _Model, params: np.ndarray, weights: np.ndarray):

@@ -31,6 +31,7 @@ __all__ = [
     "akima",
     "akima_slopes",
     "apply_linearizer",
+    "hermite_weights",
     "linearize",
     "spline_parts",
 ]
@@ -117,20 +118,50 @@ def akima(x: Any, nodes: np.ndarray, values: np.ndarray, slopes: np.ndarray | No
         xp.asarray(np.asarray(a, float), dtype=x.dtype, device=device)
         for a in (nodes, values, slopes)
     )
-    flat = xp.reshape(x, (-1,))
-    segment = xp.searchsorted(knots, flat, side="right") - 1
-    segment = xp.clip(segment, 0, knots.shape[0] - 2)
-    left, right = xp.take(knots, segment), xp.take(knots, segment + 1)
-    width = right - left
-    s = (flat - left) / width
-    s2, s3 = s * s, s * s * s
+    segment, (value_left, slope_left, value_right, slope_right) = hermite_weights(
+        xp.reshape(x, (-1,)), knots
+    )
     result = (
-        (2 * s3 - 3 * s2 + 1) * xp.take(heights, segment)
-        + (s3 - 2 * s2 + s) * width * xp.take(tangents, segment)
-        + (3 * s2 - 2 * s3) * xp.take(heights, segment + 1)
-        + (s3 - s2) * width * xp.take(tangents, segment + 1)
+        value_left * xp.take(heights, segment)
+        + slope_left * xp.take(tangents, segment)
+        + value_right * xp.take(heights, segment + 1)
+        + slope_right * xp.take(tangents, segment + 1)
     )
     return xp.reshape(result, x.shape)
+
+
+def hermite_weights(x: Any, nodes: Any) -> tuple[Any, tuple[Any, Any, Any, Any]]:
+    """Where each of ``x`` falls between the nodes, and its cubic Hermite weights there.
+
+    ``S(x) = a * v[i] + b * t[i] + c * v[i+1] + d * t[i+1]`` for a spline of values ``v``
+    and slopes ``t`` at ``nodes``, ``i`` the interval (the first or last beyond the
+    nodes); on ``x``'s array library (``nodes`` on the same).
+
+    Returns
+    -------
+    interval : array of int
+        ``i`` for each of ``x`` (1-D).
+    weights : tuple of array
+        ``a, b, c, d``.
+
+    Examples
+    --------
+    >>> interval, weights = hermite_weights(np.array([0.5]), np.array([0.0, 1.0]))
+    >>> interval.tolist(), [float(w[0]) for w in weights]
+    ([0], [0.5, 0.125, 0.5, -0.125])
+    """
+    xp = array_namespace(x)
+    interval = xp.clip(xp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
+    left, right = xp.take(nodes, interval), xp.take(nodes, interval + 1)
+    width = right - left
+    s = (x - left) / width
+    s2, s3 = s * s, s * s * s
+    return interval, (
+        2 * s3 - 3 * s2 + 1,
+        (s3 - 2 * s2 + s) * width,
+        3 * s2 - 2 * s3,
+        (s3 - s2) * width,
+    )
 
 
 def spline_parts(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +278,7 @@ def linearize(images: Any, linearizers: list[AmpLinearizer]) -> Any:
     Returns
     -------
     array
-        The corrected stack, in ``images``' type.
+        ``images``, each amp corrected in place (the stack's own memory: no copy of it).
 
     Examples
     --------
@@ -259,11 +290,7 @@ def linearize(images: Any, linearizers: list[AmpLinearizer]) -> Any:
     xp = array_namespace(images)
     if images.shape[-3] != len(linearizers):
         raise ValueError(f"{len(linearizers)} linearizers for {images.shape[-3]} amps")
-    amps = [
-        xp.astype(
-            apply_linearizer(lin.kind, lin.coefficients, images[..., a, :, :], lin.table),
-            images.dtype,
-        )
-        for a, lin in enumerate(linearizers)
-    ]
-    return xp.stack(amps, axis=-3)
+    for a, lin in enumerate(linearizers):
+        corrected = apply_linearizer(lin.kind, lin.coefficients, images[..., a, :, :], lin.table)
+        images[..., a, :, :] = xp.astype(corrected, images.dtype)
+    return images

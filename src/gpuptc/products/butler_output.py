@@ -5,7 +5,7 @@ Each sensor's ``cp_pipe/<sensor>_ptc.fits`` is ingested (copied into the datasto
 ``PhotonTransferCurveDataset``) and its ``cp_pipe/<sensor>_linearizer.fits`` as a
 ``linearizer`` dataset (storage class ``Linearizer``), into a RUN collection the user
 names, in one transaction. Which formatter the datastore records for reading them back is
-decided by :func:`ptc_formatter`: the stack's generic FITS formatter where obs_base is
+decided by :func:`calibration_formatter`: the stack's generic FITS formatter where obs_base is
 installed, else gpuptc's own (:mod:`gpuptc.products.ptc_formatter`), so that
 ``butler.get`` returns ip_isr's ``PhotonTransferCurveDataset`` or ``Linearizer`` wherever
 ip_isr is.
@@ -32,7 +32,7 @@ __all__ = [
     "PTC_DATASET_TYPE",
     "ButlerOutput",
     "ButlerOutputError",
-    "ptc_formatter",
+    "calibration_formatter",
     "sensor_detectors",
 ]
 
@@ -55,7 +55,7 @@ DATASET_TYPES = {
 _STACK_FORMATTER = "lsst.obs.base.formatters.fitsGeneric.FitsGenericFormatter"
 
 
-def ptc_formatter(dataset_type: str = PTC_DATASET_TYPE) -> str:
+def calibration_formatter(dataset_type: str = PTC_DATASET_TYPE) -> str:
     """The formatter recorded for a dataset type's files: the stack's where obs_base imports."""
     try:
         importlib.import_module(_STACK_FORMATTER.rsplit(".", 1)[0])
@@ -190,7 +190,7 @@ class ButlerOutput:
         datasets, ids = [], {}
         for name, per_sensor in files.items():
             dataset_type = self._dataset_type(repository, name, register=True)
-            formatter = ptc_formatter(name)
+            formatter = calibration_formatter(name)
             ids[name] = {}
             for sensor, path in sorted(per_sensor.items()):
                 if sensor not in detectors:
@@ -209,7 +209,7 @@ class ButlerOutput:
         return {
             "repo": self.repo,
             "run": self.run,
-            "formatter": ptc_formatter(),
+            "formatter": calibration_formatter(),
             "datasets": ids.get(PTC_DATASET_TYPE, {}),
             "linearizers": ids.get(LINEARIZER_DATASET_TYPE, {}),
         }

@@ -37,6 +37,7 @@ __all__ = [
     "detector_header",
     "detector_number",
     "read_ptc_dataset",
+    "segment_of",
     "write_ptc_dataset",
 ]
 
@@ -56,6 +57,11 @@ _SCIENCE_RAFTS = [
 def amplifier_name(segment: str) -> str:
     """The camera's amplifier name of a segment: ``Segment10`` -> ``C10``."""
     return f"C{segment.removeprefix('Segment')}"
+
+
+def segment_of(amplifier: str) -> str:
+    """The segment of a camera's amplifier name: ``C10`` -> ``Segment10``."""
+    return f"Segment{amplifier.removeprefix('C')}"
 
 
 def _amp_of(name: str, names: list[str]) -> int:
@@ -383,7 +389,7 @@ def read_ptc_dataset(
     pairs, covariances, ptc, fullcov = [], [], [], []
     for row in table.rows:
         amp = _amp_of(row["AMPLIFIER_NAME"], names)
-        segment = f"Segment{row['AMPLIFIER_NAME'].removeprefix('C')}"
+        segment = segment_of(row["AMPLIFIER_NAME"])
         pairs.append(_pairs_of(row, str(name), amp, segment, Path(path)))
         covariances.append(_covariances_of(row, str(name), amp))
         ptc.append(_fit_of(row, str(name), amp, segment, model, row["AMPLIFIER_NAME"] in bad))

@@ -20,12 +20,12 @@ import pandas as pd
 
 from gpuptc._version import __version__
 from gpuptc.errors import GpuptcError
-from gpuptc.fitting.linearity import apply_linearizer, lookup_table
+from gpuptc.fitting.linearity import lookup_table
 from gpuptc.fitting.linearity_sensor import adopted_gains
 from gpuptc.formats.fits_tables import fits_column
 from gpuptc.formats.writer import atomic_path
-from gpuptc.kernels.linearize import AmpLinearizer
-from gpuptc.products.cp_pipe_ptc import amplifier_name, detector_header
+from gpuptc.kernels.linearize import AmpLinearizer, apply_linearizer
+from gpuptc.products.cp_pipe_ptc import amplifier_name, detector_header, segment_of
 from gpuptc.raws.layout import LAYOUTS, amp_cell, segment_name
 
 __all__ = [
@@ -183,10 +183,10 @@ def write_linearizer(
     mine = linearity[linearity["sensor"] == sensor].sort_values("amp")
     if mine.empty:
         raise ValueError(f"{sensor}: no linearity to write as a linearizer")
-    tables = [row for row in mine.itertuples() if row.type == "LookupTable"]
-    rows = _amp_rows(mine, ptc, sensor, _vendor(manifest, sensor), table_length, model)
-    header = _header(sensor, pairs, manifest, has_table=bool(tables))
-    values = [lookup_table(np.asarray(t.fit_params, float), table_length) for t in tables]
+    linearizers = linearity_linearizers(mine, table_length)  # each lookup table made once
+    rows = _amp_rows(mine, ptc, sensor, _vendor(manifest, sensor), linearizers, model)
+    values = [linearizers[r.segment].table[0] for r in mine.itertuples() if r.type == "LookupTable"]
+    header = _header(sensor, pairs, manifest, has_table=bool(values))
     with atomic_path(path) as temporary:
         _hdus(rows, header, values).writeto(temporary)
     return Path(path)
@@ -197,7 +197,7 @@ def _amp_rows(
     ptc: pd.DataFrame,
     sensor: str,
     vendor: str | None,
-    table_length: int,
+    linearizers: dict[str, AmpLinearizer],
     model: str,
 ) -> list[dict[str, Any]]:
     """The amplifier table's rows.
@@ -221,7 +221,10 @@ def _amp_rows(
         for row, padded in zip(rows, _padded([r[name] for r in rows]), strict=True):
             row[name] = padded
     for row, source in zip(rows, mine.itertuples(), strict=True):
-        row["FIT_RES_MODEL"] = _linearized(source, row, table_length)
+        linearizer = linearizers[source.segment]  # cp_pipe's FIT_RES_MODEL: inputs linearized
+        row["FIT_RES_MODEL"] = apply_linearizer(
+            linearizer.kind, linearizer.coefficients, row["INP_ORDINATE"], linearizer.table
+        )
     return rows
 
 
@@ -239,16 +242,6 @@ def _hdus(rows: list[dict[str, Any]], header: dict[str, Any], tables: list[np.nd
     hdus[0].header["ORIGIN"] = "gpuptc"
     hdus[0].header["CREATOR"] = f"gpuptc {__version__}"
     return fits.HDUList(hdus)
-
-
-def _linearized(source: Any, row: dict, table_length: int) -> np.ndarray:
-    """The inputs' signal corrected by the amp's own linearizer (cp_pipe's FIT_RES_MODEL)."""
-    if source.type == "LookupTable":
-        table = lookup_table(np.asarray(source.fit_params, float), table_length)[None, :]
-        return apply_linearizer("LookupTable", [0.0, 0.0], row["INP_ORDINATE"], table)
-    if source.type in ("Polynomial", "Squared", "Spline"):
-        return apply_linearizer(source.type, np.asarray(source.coefficients), row["INP_ORDINATE"])
-    return row["INP_ORDINATE"]
 
 
 def _vendor(manifest: pd.DataFrame | None, sensor: str) -> str | None:
@@ -395,8 +388,7 @@ def amp_linearizers(amps: pd.DataFrame) -> dict[str, AmpLinearizer]:
         coefficients = np.asarray(row.coefficients, float)
         if table is not None:
             coefficients = np.array([0.0, coefficients[1] if len(coefficients) > 1 else 0.0])
-        segment = f"Segment{row.amplifier.removeprefix('C')}"
-        found[segment] = AmpLinearizer(row.type, coefficients, table)
+        found[segment_of(row.amplifier)] = AmpLinearizer(row.type, coefficients, table)
     return found
 
 
@@ -409,11 +401,11 @@ def linearity_linearizers(
     """
     found = {}
     for row in linearity.itertuples():
-        coefficients, table = np.asarray(row.coefficients, float), None
-        if row.type == "LookupTable":
+        if row.type == "LookupTable":  # its one row, made from the polynomial it tabulates
             table = lookup_table(np.asarray(row.fit_params, float), table_length)[None, :]
-            coefficients = np.array([0.0, 0.0])
-        found[row.segment] = AmpLinearizer(row.type, coefficients, table)
+            found[row.segment] = AmpLinearizer(row.type, np.array([0.0, 0.0]), table)
+        else:
+            found[row.segment] = AmpLinearizer(row.type, np.asarray(row.coefficients, float))
     return found
 
 
@@ -462,7 +454,8 @@ def sensor_linearizers(source: str | os.PathLike[str], sensor: str) -> dict[str,
         path = matching[0]
     elif not path.is_file():
         raise LinearizerError(f"{path}: no such linearizer file or folder")
-    _, serial = _identity(path)
-    if serial not in (None, sensor):
-        raise LinearizerError(f"{path}: the linearizer of {serial}, not of {sensor}")
-    return amp_linearizers(read_linearizer(path))
+    amps = read_linearizer(path)
+    serial = amps.attrs["header"].get("DET_SER")
+    if serial is not None and str(serial).strip() != sensor:
+        raise LinearizerError(f"{path}: the linearizer of {str(serial).strip()}, not of {sensor}")
+    return amp_linearizers(amps)

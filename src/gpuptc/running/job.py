@@ -189,8 +189,9 @@ def _write_tables(
     linearity = tables.get("linearity", pd.DataFrame(columns=["sensor"]))
     linearizers = {}
     for sensor in sorted(linearity["sensor"].unique()):
+        path = linearizers[sensor] = staged.path(linearizer_name(sensor))
         write_linearizer(
-            linearizers.setdefault(sensor, staged.path(linearizer_name(sensor))),
+            path,
             linearity,
             tables["ptc"],
             sensor,

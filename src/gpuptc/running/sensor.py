@@ -31,6 +31,7 @@ from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.inputs.photodiode import pair_charges, photodiode_file_name
 from gpuptc.kernels.linearize import AmpLinearizer
+from gpuptc.measuring.masterbias import MasterBias
 from gpuptc.measuring.sensor import (
     SensorInputs,
     SensorMeasurement,
@@ -123,21 +124,15 @@ class SensorTask:
         change numbers (:func:`gpuptc.settings.fingerprint`), not those that only change
         speed.
         """
-        files = []
         inputs = self.manifest["status"].isin([FileStatus.PAIRED, FileStatus.BIAS])
-        for path in sorted([*self.manifest.loc[inputs, "path"], *self._readings()]):
-            try:
-                info = os.stat(path)
-                files.append([path, info.st_size, info.st_mtime_ns])
-            except OSError:
-                files.append([path, None, None])
+        files = _stamped(sorted([*self.manifest.loc[inputs, "path"], *self._readings()]))
         document = {
             "schema": SCHEMA_VERSION,
             "configuration": dataclasses.asdict(self.preset),
             "backend": self.backend,
             "models": list(self.models),
             "bias": str(self.bias),
-            "linearizer": _stamp(self.linearizer),
+            "linearizer": _stamped(_linearizer_files(self.linearizer)),
             "linearize_first": self.linearize_first,
             "settings": settings.fingerprint(),
             "files": files,
@@ -147,19 +142,24 @@ class SensorTask:
         ).hexdigest()
 
 
-def _stamp(path: str | None) -> list[Any] | None:
-    """A file's (or a folder's files') path, size and modification time."""
-    if path is None:
-        return None
-    found = sorted(Path(path).glob("*.fits")) if Path(path).is_dir() else [Path(path)]
-    stamps: list[Any] = []
-    for each in found:
+def _stamped(paths: list[str]) -> list[list[Any]]:
+    """Each file's path, size and modification time (None and None where it is gone)."""
+    stamps = []
+    for path in paths:
         try:
-            info = each.stat()
-            stamps.append([str(each), info.st_size, info.st_mtime_ns])
+            info = os.stat(path)
+            stamps.append([path, info.st_size, info.st_mtime_ns])
         except OSError:
-            stamps.append([str(each), None, None])
+            stamps.append([path, None, None])
     return stamps
+
+
+def _linearizer_files(source: str | None) -> list[str]:
+    """A linearizer file, or the FITS files of a folder of them."""
+    if source is None:
+        return []
+    found = sorted(Path(source).glob("*.fits")) if Path(source).is_dir() else [Path(source)]
+    return [str(path) for path in found]
 
 
 @dataclass
@@ -224,21 +224,29 @@ def _measure(
     backend: Backend,
     progress: Progress | None,
     linearizers: dict[str, AmpLinearizer] | None,
-) -> SensorMeasurement:
-    """The sensor's pairs through ISR and statistics, its display pair's images on the way."""
-    given = given_biases(task.manifest, task.bias, [task.sensor], task.preset)
+    master: MasterBias | None = None,
+) -> tuple[SensorMeasurement, MasterBias | None]:
+    """The sensor's pairs through ISR and statistics, its display pair's images on the way.
+
+    Also the master bias it subtracted: ``master`` where given (a second pass), else the
+    given one or one made from ``inputs``' bias frames.
+    """
     with input_files([inputs]) as files:
-        return measure_sensor(
+        if master is None:
+            given = given_biases(task.manifest, task.bias, [task.sensor], task.preset)
+            master = sensor_bias(inputs, task.preset, files, given)
+        measured = measure_sensor(
             task.sensor,
             inputs.pairs,
             task.preset,
             backend,
-            bias=sensor_bias(inputs, task.preset, files, given),
+            bias=master,
             progress=(lambda done, total: progress(task.sensor, done, total)) if progress else None,
             files=files,
             display=display_pair(inputs.pairs),
             linearizers=linearizers,
         )
+    return measured, master
 
 
 def _fit(
@@ -328,7 +336,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     given = None if task.linearizer is None else sensor_linearizers(task.linearizer, task.sensor)
     watch = Stopwatch()
     with watch.stage("measure"):
-        measured = _measure(task, inputs, backend, progress, given)
+        measured, master = _measure(task, inputs, backend, progress, given)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
     with watch.stage("linearity"):
@@ -337,8 +345,9 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     if task.linearize_first and len(linearity):
         linearizers = linearity_linearizers(linearity, task.preset.linearity.max_lookup_table_adu)
         measuring = "measure linearized"
+        flats_only = dataclasses.replace(inputs, bias_frames=())  # the master bias is made
         with watch.stage(measuring):
-            measured = _measure(task, inputs, backend, progress, linearizers)
+            measured, _ = _measure(task, flats_only, backend, progress, linearizers, master)
         with watch.stage("fit linearized"):
             ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
     rejected = joined_rejections([rejected, failed])

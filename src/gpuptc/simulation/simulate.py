@@ -50,6 +50,7 @@ from gpuptc.simulation.photodiode import readings, write_readings
 
 __all__ = [
     "SIZES",
+    "SPACINGS",
     "ExposurePlan",
     "SimulatedSensor",
     "SimulationConfig",
@@ -71,6 +72,9 @@ _CTI_TRAIL = (3e-4, 6e-5, 1.2e-5)
 _PARALLEL_TO_SERIAL_SHARING = 1.4
 """Brighter-fatter sharing along columns relative to along rows."""
 
+
+SPACINGS = ("log", "linear")
+"""How a simulated series spaces its pairs' signals (:class:`SimulationConfig`)."""
 
 SIZES: dict[str, dict[str, int]] = {
     "full": {},
@@ -174,7 +178,7 @@ class SimulationConfig:
             raise ValueError("pairs and biases must be non-negative")
         if self.cosmic_ray_rate < 0:
             raise ValueError("cosmic_ray_rate must be non-negative")
-        if self.spacing not in ("log", "linear"):
+        if self.spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {self.spacing!r}; use 'log' or 'linear'")
 
     @property
