@@ -108,3 +108,20 @@ def _records(registry, header: Mapping, known: dict[str, set]) -> dict:
         )
         known["exposure"].add(exposure)
     return {"instrument": INSTRUMENT, "detector": detector, "exposure": exposure}
+
+
+def add_photodiodes(root: Path, collection: str, readings: Mapping[int, Path]) -> None:
+    """Each exposure's photodiode readings file, as its ``photodiode`` dataset in a RUN."""
+    from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset
+
+    butler = Butler.from_config(str(root), writeable=True)
+    kind = DatasetType(
+        "photodiode", ("instrument", "exposure"), "IsrCalib", universe=butler.dimensions
+    )
+    butler.registry.registerDatasetType(kind)
+    butler.registry.registerCollection(collection, CollectionType.RUN)
+    for exposure, path in readings.items():
+        ref = DatasetRef(kind, {"instrument": INSTRUMENT, "exposure": exposure}, run=collection)
+        butler.ingest(
+            FileDataset(path=str(path), refs=[ref], formatter=FORMATTER), transfer="direct"
+        )

@@ -13,10 +13,14 @@ import pytest
 
 pytest.importorskip("lsst.daf.butler")
 
+from astropy.io import fits
+
 import gpuptc
-from butler_repo import make_repository
+import shared_inputs
+from butler_repo import add_photodiodes, exposure_id, make_repository
 from gpuptc.cli import main
 from gpuptc.inputs.butler import ButlerInputError, ingest_butler
+from gpuptc.inputs.photodiode import pair_charges, photodiode_file_name
 from gpuptc.inputs.remote import InputFiles, read_remote_header
 from gpuptc.raws.exposure import RawReadError
 from gpuptc.schema import FileStatus
@@ -332,3 +336,64 @@ def test_a_sensor_id_that_names_a_path_goes_into_the_repository_as_a_name(small_
     refs = Butler.from_config(str(repo)).query_datasets("ptc", collections="u/x/ptc")
     assert len(refs) == 2
     assert set(pd.read_parquet(out / "ptc.parquet").sensor) == {small_itl.sensor, hostile_id}
+
+
+def _as_readings_table(text: Path, into: Path) -> Path:
+    """The camera's readings file as the table of a repository's ``photodiode`` dataset."""
+    time, current = np.loadtxt(text, unpack=True)
+    columns = [fits.Column(name="TIME", format="D", array=time)]
+    columns.append(fits.Column(name="CURRENT", format="D", array=current))
+    path = into / f"{text.stem}.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(path)
+    return path
+
+
+def test_photodiode_datasets_give_the_charges_of_the_files_beside_the_raws(
+    tmp_path, tmp_path_factory
+):
+    """The repository's raws have no readings beside them; the charges come from its
+    ``photodiode`` datasets, equal to those the camera's files beside the originals give;
+    a flat whose exposure has no dataset falls back to looking beside its raw."""
+    sensor = shared_inputs.simulated(
+        tmp_path_factory, vendor="e2v", size="small", pairs=3, biases=0, seed=41, photodiode=True
+    )
+    raws = _raws(sensor, tmp_path / "raws")
+    (tmp_path / "photodiode").mkdir()
+    readings = {}
+    for raw in raws[1:]:  # the first flat's exposure has no dataset
+        header = fitsio.read_header(str(raw), 0)
+        text = sensor.directory / photodiode_file_name(header["DAYOBS"], header["SEQNUM"])
+        readings[exposure_id(header)] = _as_readings_table(text, tmp_path / "photodiode")
+    repo = make_repository(tmp_path / "repo", {"LSSTCam/raw/all": raws})
+    add_photodiodes(repo, "LSSTCam/photodiode", readings)
+    manifest = ingest_butler(repo, "LSSTCam/raw/all,LSSTCam/photodiode")
+    named = manifest.set_index("exposure")["photodiode"]
+    assert named.drop(exposure_id(fitsio.read_header(str(raws[0]), 0))).to_dict() == {
+        exposure: str(path) for exposure, path in readings.items()
+    }
+    pairs = _pairs_of(manifest)
+    charges, missing = pair_charges(pairs, manifest, "TRIMMED_SUM", 1.0)
+    original = pairs.assign(
+        file1=[str(sensor.directory / Path(p).name) for p in pairs.file1],
+        file2=[str(sensor.directory / Path(p).name) for p in pairs.file2],
+    )
+    expected, _ = pair_charges(original, gpuptc.ingest([sensor.directory]), "TRIMMED_SUM", 1.0)
+    assert list(missing) == [str(raws[0])]
+    assert "no photodiode readings beside it" in missing[str(raws[0])]
+    first = pairs.pair[(pairs.file1 == str(raws[0])) | (pairs.file2 == str(raws[0]))].item()
+    assert np.isnan(charges[first])
+    np.testing.assert_allclose(charges.drop(first), expected.drop(first), rtol=1e-12)
+
+
+def _pairs_of(manifest):
+    """One row per pair: its two files and exposure time."""
+    flats = manifest[manifest.status == FileStatus.PAIRED].sort_values(["pair", "member"])
+    grouped = flats.groupby("pair")
+    return pd.DataFrame(
+        {
+            "pair": list(grouped.groups),
+            "file1": grouped.path.first().to_numpy(),
+            "file2": grouped.path.last().to_numpy(),
+            "exptime": grouped.exptime.first().to_numpy(),
+        }
+    )

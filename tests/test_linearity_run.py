@@ -15,7 +15,7 @@ from gpuptc.fitting.linearity_sensor import sensor_abscissa, sensor_linearity
 from gpuptc.inputs.photodiode import integrate, pair_charges, read_photodiode
 from gpuptc.kernels.linearize import apply_linearizer
 from gpuptc.products.linearizer import LinearizerError
-from gpuptc.raws.exposure import read_raw
+from gpuptc.raws.exposure import read_primary_header, read_raw
 from gpuptc.running import sensor as sensor_pipeline
 from gpuptc.running.sensor import SensorTask
 from gpuptc.simulation.nonlinearity import response
@@ -47,15 +47,19 @@ def lsstcam_run(photodiode_sensor, tmp_path_factory):
 
 
 def test_each_pair_has_the_mean_charge_of_its_flats_readings(photodiode_sensor, lsstcam_run):
+    """And the mean of its flats' monitoring-diode currents, as their headers give them."""
     first = lsstcam_run["pairs"].drop_duplicates("pair").set_index("pair")
     for pair, row in first.iterrows():
-        charges = []
+        charges, currents = [], []
         for path in (row.file1, row.file2):
             info = read_raw(path).info
             name = f"Photodiode_Readings_{info.dayobs}_{int(info.seqnum):06d}.txt"
             readings = read_photodiode(photodiode_sensor.directory / name)
             charges.append(integrate(readings, "TRIMMED_SUM", 1.0))  # the preset's
+            currents.append(float(read_primary_header(path)["MONDIODE"]))
         assert row.photo_charge == pytest.approx(np.mean(charges), rel=1e-12), pair
+        assert row.mondiode == pytest.approx(np.mean(currents), rel=1e-12), pair
+        assert row.mondiode < 0  # the meter's sign, as the headers carry it
     linearity = lsstcam_run["linearity"]
     assert (linearity.abscissa == "photodiode").all() and len(linearity) == 16
     assert (linearity.abscissa_reason == "").all()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from gpuptc.inputs.photodiode import (
     PhotodiodeReadings,
@@ -11,6 +12,7 @@ from gpuptc.inputs.photodiode import (
     integrate,
     photodiode_file_name,
     read_photodiode,
+    read_readings,
 )
 
 REAL = Path(__file__).parent / "data" / "photodiode" / "Photodiode_Readings_20211212_000310.txt"
@@ -139,3 +141,52 @@ def test_a_flat_current_has_no_charge_sum_and_says_why(tmp_path):
     assert np.isnan(charge) and reason == (
         "no photodiode readings beside it (Photodiode_Readings_20240101_000008.txt)"
     )
+
+
+def _readings_table(path, columns: dict, header: dict | None = None):
+    """A repository's ``photodiode`` dataset: an empty primary HDU and a table of samples."""
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name=name, format="D", array=values) for name, values in columns.items()]
+    )
+    table.header.update(header or {})
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    return path
+
+
+def test_a_repositorys_readings_table_integrates_as_the_camera_file(tmp_path):
+    """ip_isr's ``PhotodiodeCalib.writeFits`` layout (TIME, CURRENT) of the camera's file."""
+    text = read_photodiode(REAL)
+    header = {"HIERARCH INTEGRATION_METHOD": "DIRECT_SUM", "DAY_OBS": 20211212, "SEQNUM": 310}
+    path = _readings_table(
+        tmp_path / "photodiode.fits", {"TIME": text.time, "CURRENT": text.current}, header
+    )
+    table = read_readings(path)
+    assert (table.dayobs, table.seqnum) == (20211212, 310)
+    for method, scale in RUBIN_CHARGES:
+        charge = integrate(table, method, scale, exptime=7.83172)
+        assert charge == pytest.approx(RUBIN_CHARGES[method, scale], rel=1e-12)
+
+
+def test_an_electrometer_table_takes_its_times_in_seconds(tmp_path):
+    """The electrometer's own file: sample counts (Elapsed Time) and seconds (RNUM); as in
+    Rubin's reader, the last time column found wins."""
+    columns = {
+        "Elapsed Time": np.arange(len(UNIT_TIME), dtype=float),
+        "RNUM": np.array(UNIT_TIME),
+        "Signal": np.array(UNIT_CURRENT),
+    }
+    table = read_readings(_readings_table(tmp_path / "electrometer.fits", columns))
+    assert table.dayobs is None
+    assert integrate(table, "DIRECT_SUM") == pytest.approx(2.884140493882639e-10, rel=1e-12)
+
+
+def test_a_bad_readings_table_is_named_with_why(tmp_path):
+    path = _readings_table(tmp_path / "bad.fits", {"TIME": np.arange(3.0), "VOLTS": np.ones(3)})
+    with pytest.raises(ValueError, match="no time and current columns") as failure:
+        read_readings(path)
+    assert str(path) in str(failure.value)
+    (tmp_path / "cut.fits").write_bytes(path.read_bytes()[:3000])
+    charge, reason = exposure_charge(
+        "raw.fits", None, None, 1.0, "DIRECT_SUM", 1.0, str(tmp_path / "cut.fits")
+    )
+    assert np.isnan(charge) and str(tmp_path / "cut.fits") in reason

@@ -184,6 +184,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "segment",
     "exptime",
     "photo_charge",
+    "mondiode",
     "mjd",
     "file1",
     "file2",

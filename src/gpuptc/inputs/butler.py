@@ -8,7 +8,10 @@ when they are measured, see :mod:`gpuptc.inputs.remote`), and gives the manifest
 :func:`gpuptc.inputs.manifest.ingest` would give for the same files, after checking each
 file's header against its records: a file whose header disagrees (exposure time,
 observation type, sequence number, day, obs_id, detector) is rejected with the reason.
-Pixels are never read through the Butler, so no formatter (obs_lsst) is needed.
+Pixels are never read through the Butler, so no formatter (obs_lsst) is needed. Each
+exposure's ``photodiode`` dataset in the same collections, where there is one, is named in
+the manifest's ``photodiode`` column: its readings give the flat's photodiode charge
+(:mod:`gpuptc.inputs.photodiode`) in place of a file beside the raw.
 
 Needs ``lsst-daf-butler`` (``pip install gpuptc[butler]``).
 """
@@ -47,8 +50,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUTLER_COLUMNS: tuple[str, ...] = ("dataset_id", "uri", "detector", "exposure")
-"""What a manifest made from a repository has beyond the usual columns."""
+BUTLER_COLUMNS: tuple[str, ...] = ("dataset_id", "uri", "detector", "exposure", "photodiode")
+"""What a manifest made from a repository has beyond the usual columns (``photodiode``: the
+file of the exposure's ``photodiode`` dataset, where the collections hold one)."""
 
 _OBSERVATION_TYPES = ("flat", "bias")
 _DETECTOR_NAME = re.compile(r"^R\d\d_S\d\d$")
@@ -212,6 +216,27 @@ def _refs(query: ButlerQuery, repository: Any) -> list[Any]:
     return list(refs)
 
 
+def _photodiodes(query: ButlerQuery, repository: Any) -> dict[int, str]:
+    """Each exposure's ``photodiode`` dataset in the query's collections: its file by exposure.
+
+    None of them (no such dataset type, or none of the instrument) is an empty mapping: the
+    flats then look for readings beside their raw files.
+    """
+    butler = butler_module()
+    try:
+        refs = repository.query_datasets(
+            "photodiode",
+            collections=list(query.collections),
+            where="instrument = instrument_name",
+            bind={"instrument_name": query.instrument},
+            find_first=True,
+            explain=False,
+        )
+    except butler.MissingDatasetTypeError:
+        return {}
+    return {int(ref.dataId["exposure"]): _path(repository.getURI(ref)) for ref in refs}
+
+
 def _collection_exists(repository: Any, name: str) -> bool:
     try:
         repository.collections.get_info(name)
@@ -362,5 +387,8 @@ def butler_inventory(
     refs = _refs(query, repository)
     log.info("%s: %d raws selected in %s", query.repo, len(refs), ", ".join(query.collections))
     frame = manifest_of(_rows(refs, repository, threads), exptime_tolerance=exptime_tolerance)
+    readings = _photodiodes(query, repository)
+    frame["photodiode"] = frame["exposure"].map(readings).astype(object)
+    log.info("%s: photodiode readings for %d exposures", query.repo, len(readings))
     provenance = {**query.provenance(), "datasets": sorted(frame["dataset_id"])}
     return Inventory(frame, queries=(provenance,))

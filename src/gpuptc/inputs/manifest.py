@@ -99,6 +99,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "imgtype",
     "testtype",
     "exptime",
+    "mondiode",
     "dayobs",
     "seqnum",
     "mjd",
@@ -245,6 +246,7 @@ def _info_values(info: ExposureInfo) -> dict[str, Any]:
         "imgtype": info.imgtype,
         "testtype": info.testtype,
         "exptime": info.exptime,
+        "mondiode": info.mondiode,
         "dayobs": info.dayobs,
         "seqnum": info.seqnum,
         "mjd": info.mjd,
@@ -614,7 +616,7 @@ def manifest_of(
     rows = list(rows)
     extra = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in MANIFEST_COLUMNS]
     frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *extra])
-    frame = frame.astype({"exptime": float, "mjd": float})
+    frame = frame.astype({"exptime": float, "mondiode": float, "mjd": float})
     _mark_duplicates(frame)
     frame = pair_flats(frame, exptime_tolerance=exptime_tolerance)
     _resolve_eotest_sensors(frame)

@@ -14,6 +14,11 @@ gpuptc reproduces to the last bit on the camera's own file (``tests/test_photodi
   margin before it and one after), summed;
 - ``MEAN``: the scaled mean current times the exposure time.
 
+A Rubin data repository holds the same readings as each exposure's ``photodiode`` dataset:
+a FITS file whose first extension is a table of the samples (ip_isr's ``PhotodiodeCalib``
+writes ``TIME`` and ``CURRENT``; the electrometer's own files, as ingested, ``Elapsed Time``
+or ``RNUM`` and ``Signal``), read by :func:`read_photodiode_table`.
+
 The current scale (``current_scale``) turns the meter's sign into a positive charge: cp_pipe
 uses -1 for the camera's meters; this file's current is positive already.
 """
@@ -21,9 +26,14 @@ uses -1 for the camera's meters; this file's current is positive already.
 from __future__ import annotations
 
 import math
+import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,8 +46,12 @@ __all__ = [
     "exposure_charge",
     "integrate",
     "pair_charges",
+    "pair_monitor_currents",
     "photodiode_file_name",
     "read_photodiode",
+    "read_photodiode_table",
+    "read_readings",
+    "readings_location",
 ]
 
 
@@ -54,14 +68,15 @@ class PhotodiodeReadings:
         Sample times (s).
     current : numpy.ndarray
         The current at each (A, the meter's sign).
-    dayobs, seqnum : int
-        The exposure's observing day and sequence number (from the file's name).
+    dayobs, seqnum : int or None
+        The exposure's observing day and sequence number (from the file's name), where
+        known.
     """
 
     time: np.ndarray
     current: np.ndarray
-    dayobs: int
-    seqnum: int
+    dayobs: int | None = None
+    seqnum: int | None = None
 
 
 def photodiode_file_name(dayobs: int | str, seqnum: int | str) -> str:
@@ -107,12 +122,88 @@ def read_photodiode(path: str | Path) -> PhotodiodeReadings:
         raise ValueError(
             f"{path}: photodiode readings need two columns and two samples, found {table.shape}"
         )
-    time, current = table[:, 0], table[:, 1]
-    if not (np.isfinite(table).all() and (np.diff(time) > 0).all()):
+    time, current = _checked(path, table[:, 0], table[:, 1])
+    return PhotodiodeReadings(time, current, int(named.group(1)), int(named.group(2)))
+
+
+_TIME_COLUMNS = ("TIME", "Elapsed Time", "RNUM")
+"""Where a readings table keeps its times; the last one present wins, as in Rubin's reader."""
+_CURRENT_COLUMNS = ("CURRENT", "Signal")
+
+
+def read_photodiode_table(path: str | Path) -> PhotodiodeReadings:
+    """Read the readings of a repository's ``photodiode`` dataset (a FITS table).
+
+    Parameters
+    ----------
+    path : path-like
+        The dataset's file: the samples in its first extension, times in ``TIME`` (or the
+        electrometer's ``Elapsed Time`` or ``RNUM``), currents in ``CURRENT`` (or ``Signal``).
+
+    Returns
+    -------
+    PhotodiodeReadings
+        With the header's ``DAY_OBS`` and ``SEQNUM`` where it has them.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a FITS table of readings, or its samples are unusable (the
+        message names the file).
+    """
+    from astropy.utils.exceptions import AstropyWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AstropyWarning)  # a damaged file: say so
+            time, current, header = _samples(path)
+    except (OSError, IndexError, TypeError, ValueError, AstropyWarning) as exc:
+        raise ValueError(f"{path}: unreadable photodiode readings ({exc})") from exc
+    if len(time) < 2:
+        raise ValueError(f"{path}: photodiode readings need two samples, found {len(time)}")
+    time, current = _checked(path, time, current)
+    return PhotodiodeReadings(
+        time, current, _header_integer(header, "DAY_OBS"), _header_integer(header, "SEQNUM")
+    )
+
+
+def _samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The time and current columns of a readings table, and its header."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdus:
+        table, header = hdus[1].data, hdus[1].header
+        names = [] if table is None else list(table.columns.names)
+        times = [c for c in _TIME_COLUMNS if c in names]
+        currents = [c for c in _CURRENT_COLUMNS if c in names]
+        if not times or not currents:
+            raise ValueError(f"no time and current columns (found {names})")
+        time = np.array(table[times[-1]], dtype=float)
+        current = np.array(table[currents[-1]], dtype=float)
+        return time, current, header.copy()
+
+
+def read_readings(path: str | Path) -> PhotodiodeReadings:
+    """Read photodiode readings: the camera's text file, or a repository's FITS table."""
+    if str(path).endswith(".txt"):
+        return read_photodiode(path)
+    return read_photodiode_table(path)
+
+
+def _checked(path: object, time: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The samples, or why they cannot be integrated."""
+    if not (np.isfinite(time).all() and np.isfinite(current).all() and (np.diff(time) > 0).all()):
         raise ValueError(
             f"{path}: photodiode readings with non-finite values or times not increasing"
         )
-    return PhotodiodeReadings(time, current, int(named.group(1)), int(named.group(2)))
+    return time, current
+
+
+def _header_integer(header: object, key: str) -> int | None:
+    try:
+        return int(header[key])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def integrate(
@@ -204,20 +295,30 @@ def _charge_sum(time: np.ndarray, charge_per_sample: np.ndarray) -> float:
 
 
 def exposure_charge(
-    path: str, dayobs: object, seqnum: object, exptime: float, method: str, current_scale: float
+    path: str,
+    dayobs: object,
+    seqnum: object,
+    exptime: float,
+    method: str,
+    current_scale: float,
+    readings: str | None = None,
 ) -> tuple[float, str | None]:
-    """The charge of one exposure from the readings beside its raw file, or why none.
+    """The charge of one exposure from its photodiode readings, or why none.
 
     Parameters
     ----------
     path : str
-        The raw file; its readings are ``Photodiode_Readings_<DAYOBS>_<SEQNUM>.txt`` beside it.
+        The raw file; its readings are ``Photodiode_Readings_<DAYOBS>_<SEQNUM>.txt`` beside
+        it, unless ``readings`` names them.
     dayobs, seqnum : object
         Its header's DAYOBS and SEQNUM.
     exptime : float
         Its exposure time (for ``MEAN``).
     method, current_scale
         See :func:`integrate`.
+    readings : str, optional
+        The exposure's readings file (a repository's ``photodiode`` dataset: a local path
+        or a URI).
 
     Returns
     -------
@@ -226,20 +327,59 @@ def exposure_charge(
     reason : str or None
         Why there is none.
     """
+    readings, reason = readings_location(path, dayobs, seqnum, readings)
+    if readings is None:
+        return math.nan, reason
     try:
-        name = photodiode_file_name(dayobs, seqnum)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan, "no DAYOBS and SEQNUM to find its photodiode readings by"
-    readings = Path(path).parent / name
-    if not readings.is_file():
-        return math.nan, f"no photodiode readings beside it ({name})"
-    try:
-        charge = integrate(read_photodiode(readings), method, current_scale, exptime)
+        with _local(readings) as local:
+            charge = integrate(read_readings(local), method, current_scale, exptime)
     except ValueError as exc:
         return math.nan, str(exc)
     if not math.isfinite(charge):
         return math.nan, f"{readings}: its readings integrate to no charge ({method})"
     return charge, None
+
+
+def readings_location(
+    path: str, dayobs: object, seqnum: object, named: str | None = None
+) -> tuple[str | None, str | None]:
+    """Where an exposure's photodiode readings are, or why nowhere.
+
+    ``named`` (a repository's ``photodiode`` dataset) when given, else the camera's file
+    beside the raw ``path`` if it exists.
+
+    Examples
+    --------
+    >>> readings_location("/data/raw.fits", 20211212, 310)
+    (None, 'no photodiode readings beside it (Photodiode_Readings_20211212_000310.txt)')
+    """
+    if named is not None:
+        return named, None
+    try:
+        name = photodiode_file_name(dayobs, seqnum)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None, "no DAYOBS and SEQNUM to find its photodiode readings by"
+    beside = os.path.join(os.path.dirname(str(path)), name)
+    if not os.path.isfile(beside):
+        return None, f"no photodiode readings beside it ({name})"
+    return beside, None
+
+
+@contextmanager
+def _local(location: str) -> Iterator[str]:
+    """A local file of ``location``: itself, or a temporary copy of a remote file."""
+    if "://" not in location or location.startswith("file://"):
+        yield location.removeprefix("file://")
+        return
+    try:
+        from lsst.resources import ResourcePath
+
+        with ResourcePath(location).as_local() as copy:
+            yield copy.ospath
+    except ImportError:
+        raise ValueError(f"{location}: remote readings need lsst-resources") from None
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"{location}: photodiode readings not fetched ({exc})") from exc
 
 
 def pair_charges(
@@ -255,7 +395,8 @@ def pair_charges(
     pairs : pandas.DataFrame
         One sensor's pairs (``pair``, ``file1``, ``file2``, ``exptime``).
     manifest : pandas.DataFrame
-        The manifest rows of its files (``path``, ``dayobs``, ``seqnum``).
+        The manifest rows of its files (``path``, ``dayobs``, ``seqnum``; ``photodiode``,
+        the readings' file, where a repository named it).
     method, current_scale
         See :func:`integrate`.
 
@@ -272,14 +413,57 @@ def pair_charges(
     for pair, row in per_pair.iterrows():
         found = []
         for path in (row["file1"], row["file2"]):
-            known = path in headers.index
-            dayobs = headers.at[path, "dayobs"] if known else None
-            seqnum = headers.at[path, "seqnum"] if known else None
+            dayobs, seqnum, readings = exposure_keys(headers, path)
             charge, reason = exposure_charge(
-                path, dayobs, seqnum, float(row["exptime"]), method, current_scale
+                path, dayobs, seqnum, float(row["exptime"]), method, current_scale, readings
             )
             found.append(charge)
             if reason is not None:
                 missing[str(path)] = reason
         charges[pair] = float(np.mean(found)) if all(map(math.isfinite, found)) else math.nan
     return pd.Series(charges, dtype=float), missing
+
+
+def exposure_keys(headers: pd.DataFrame, path: str) -> tuple[object, object, str | None]:
+    """A flat's DAYOBS, SEQNUM and readings file (a repository's) from its manifest row.
+
+    ``headers`` is the manifest indexed by path.
+    """
+    if path not in headers.index:
+        return None, None, None
+    readings = headers.at[path, "photodiode"] if "photodiode" in headers else None
+    readings = str(readings) if isinstance(readings, str) and readings else None
+    return headers.at[path, "dayobs"], headers.at[path, "seqnum"], readings
+
+
+def pair_monitor_currents(pairs: pd.DataFrame, manifest: pd.DataFrame) -> pd.Series:
+    """Each pair's monitoring-diode current: the mean of its two flats' ``MONDIODE`` (A).
+
+    The value the camera's headers carry (EOTEST's linearity takes ``MONDIODE x EXPTIME``
+    as each flat's flux); NaN unless both flats have one.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        One sensor's pairs (``pair``, ``file1``, ``file2``).
+    manifest : pandas.DataFrame
+        The manifest rows of its files (``path``, ``mondiode``).
+
+    Returns
+    -------
+    pandas.Series
+        By pair, in the headers' unit and sign.
+
+    Examples
+    --------
+    >>> manifest = pd.DataFrame({"path": ["a", "b", "c"], "mondiode": [-2e-9, -4e-9, np.nan]})
+    >>> pairs = pd.DataFrame({"pair": [0, 1], "file1": ["a", "a"], "file2": ["b", "c"]})
+    >>> pair_monitor_currents(pairs, manifest).tolist()
+    [-3e-09, nan]
+    """
+    if "mondiode" not in manifest:
+        return pd.Series(math.nan, index=pd.unique(pairs["pair"]), dtype=float)
+    current = manifest.drop_duplicates("path").set_index("path")["mondiode"].astype(float)
+    per_pair = pairs.drop_duplicates("pair").set_index("pair")
+    both = per_pair["file1"].map(current).to_numpy(float), per_pair["file2"].map(current)
+    return pd.Series((both[0] + both[1].to_numpy(float)) / 2, index=per_pair.index, dtype=float)

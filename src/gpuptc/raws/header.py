@@ -92,6 +92,7 @@ class ExposureInfo:
     testtype: str | None
     exptime: float | None
     darktime: float | None
+    mondiode: float | None
     seqnum: int | None
     dayobs: str | None
     date_obs: str | None
@@ -150,6 +151,7 @@ def exposure_info(header: Mapping[str, Any]) -> ExposureInfo:
         testtype=testtype.upper() if testtype else None,
         exptime=_number(header, "EXPTIME"),
         darktime=_number(header, "DARKTIME"),
+        mondiode=_number(header, "MONDIODE"),
         seqnum=_integer(header, "SEQNUM"),
         dayobs=dayobs,
         date_obs=date_obs,

@@ -29,7 +29,12 @@ from gpuptc.config import Preset
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
-from gpuptc.inputs.photodiode import pair_charges, photodiode_file_name
+from gpuptc.inputs.photodiode import (
+    exposure_keys,
+    pair_charges,
+    pair_monitor_currents,
+    readings_location,
+)
 from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.masterbias import MasterBias
 from gpuptc.measuring.sensor import (
@@ -103,18 +108,11 @@ class SensorTask:
         return int(paired["pair"].nunique())
 
     def _readings(self) -> list[str]:
-        """The photodiode readings files beside the sensor's flats (those that exist)."""
+        """The photodiode readings files of the sensor's flats (those that exist)."""
         flats = self.manifest[self.manifest["status"] == FileStatus.PAIRED]
-        found = []
-        for row in flats.itertuples():
-            try:
-                name = photodiode_file_name(row.dayobs, row.seqnum)
-            except (TypeError, ValueError):
-                continue
-            path = os.path.join(os.path.dirname(str(row.path)), name)
-            if os.path.isfile(path):
-                found.append(path)
-        return found
+        headers = flats.drop_duplicates("path").set_index("path")
+        found = (readings_location(p, *exposure_keys(headers, p))[0] for p in headers.index)
+        return [location for location in found if location is not None]
 
     def fingerprint(self) -> str:
         """Hash of what changes the numbers: configuration, models, settings, input files.
@@ -258,7 +256,7 @@ def _fit(
     if covariances.empty or covariances["cov"].isna().all():
         models = [m for m in models if not m.startswith("fullcov")]
     ptc, fullcov, pairs = fit(
-        _with_photo_charges(measured.pairs, task),
+        _with_monitor_readings(measured.pairs, task),
         covariances,
         task.preset,
         models=models,
@@ -268,8 +266,11 @@ def _fit(
     return ptc, fullcov, pairs, rejected
 
 
-def _with_photo_charges(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
-    """The pairs with each one's photodiode charge (NaN where its flats have no readings)."""
+def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
+    """The pairs with their photodiode charges and monitoring-diode currents.
+
+    NaN where a pair's flats have no readings, or a header no ``MONDIODE``.
+    """
     if pairs.empty:
         return pairs
     extract = task.preset.extract
@@ -289,7 +290,11 @@ def _with_photo_charges(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
             task.sensor,
             next(iter(missing.values())),
         )
-    return pairs.assign(photo_charge=pairs["pair"].map(charges).to_numpy(float))
+    currents = pair_monitor_currents(pairs, task.manifest)
+    return pairs.assign(
+        photo_charge=pairs["pair"].map(charges).to_numpy(float),
+        mondiode=pairs["pair"].map(currents).to_numpy(float),
+    )
 
 
 def _linearity(
