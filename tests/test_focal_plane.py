@@ -6,7 +6,13 @@ import pytest
 
 from gpuptc.raws.geometry import parse_section
 from gpuptc.raws.layout import LAYOUTS
-from gpuptc.report.focal_plane import amp_cell, focal_plane_maps, sensor_places
+from gpuptc.report.focal_plane import (
+    LINEARITY_QUANTITIES,
+    amp_cell,
+    focal_plane_maps,
+    linearity_maps,
+    sensor_places,
+)
 
 
 @pytest.mark.parametrize("vendor", ["e2v", "itl"])
@@ -71,3 +77,31 @@ def test_maps_colour_each_amp_by_its_value():
     assert first[0] == sixteenth[0] and sixteenth[1] > first[1] and other[0] > first[0]
     assert values[:16] == pytest.approx(gains) and values[16:] == pytest.approx(1.5)
     assert focal_plane_maps(_verdicts([1.0] * 16), None) is None  # one sensor: no map
+
+
+def test_linearity_maps_colour_each_amp_by_its_linearity():
+    """eo_pipe's maximum deviation and turnoff, cp_pipe's turnoff and the residual spread."""
+    places = {"S": ("R22", "S11"), "T": ("R22", "S12")}
+    rows = []
+    for k, sensor in enumerate(places):
+        for amp in range(1, 17):
+            rows.append(
+                {
+                    "sensor": sensor,
+                    "amp": amp,
+                    "segment": f"C{amp}",
+                    "type": "Spline",
+                    "max_frac_dev": 1e-3 * amp + k,
+                    "eo_linearity_turnoff": 9e4 + amp,
+                    "turnoff": 8e4 + amp,
+                    "residual_sigma_mad": 1e-4 * amp,
+                }
+            )
+    linearity = pd.DataFrame(rows)
+    fig = linearity_maps(linearity, _manifest(places))
+    titles = [ax.get_title() for ax in fig.axes[:4]]  # the maps; their colour bars follow
+    assert titles == [f"{label}, Spline" for _, label in LINEARITY_QUANTITIES]
+    for ax, (column, _) in zip(fig.axes, LINEARITY_QUANTITIES, strict=False):
+        shown = np.asarray(ax.collections[0].get_array())
+        assert shown == pytest.approx(linearity[column].to_numpy()), column
+    assert linearity_maps(linearity[linearity.sensor == "S"], None) is None

@@ -73,6 +73,8 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     for image in report.joinpath("figures").glob("*.png"):
         assert f"figures/{image.name}" in everything
     assert "figures/focal_plane.png" in index  # two sensors: the focal-plane summary
+    assert "figures/focal_plane_linearity.png" in index and 'href="#linearity"' in index
+    assert "worst max. frac. dev. (amp)" in index
     for sensor in sensors:
         assert f'href="sensor_{sensor}.html"' in index
     assert len(list((report / "data").glob("*_images.npz"))) == 2

@@ -175,6 +175,11 @@ def test_one_line_per_sensor_names_the_gravest_amps_first():
     assert summary.loc["S", "worst amps"].splitlines()[0] == (
         "amp 9 (Segment09): full well 200,000 e-"
     )
+    assert "worst max. frac. dev. (amp)" not in summary  # no linearity measured
+    deviations = {"sensor": "S", "amp": [1, 2, 3], "segment": ["C10", "C11", "C12"]}
+    linearity = pd.DataFrame({**deviations, "max_frac_dev": [2e-3, np.nan, 5e-3]})
+    worst = sensor_summary(verdicts, linearity=linearity)["worst max. frac. dev. (amp)"]
+    assert worst.to_dict() == {"S": "5.00e-03 (C12)", "T": ""}  # T: none measured
 
 
 def test_thresholds_of_a_config_file_judge_the_run_without_making_it_stale(

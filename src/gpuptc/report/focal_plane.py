@@ -24,9 +24,11 @@ from matplotlib.figure import Figure
 from gpuptc.raws.layout import amp_cell
 
 __all__ = [
+    "LINEARITY_QUANTITIES",
     "MAP_QUANTITIES",
     "amp_cell",
     "focal_plane_maps",
+    "linearity_maps",
     "sensor_places",
 ]
 
@@ -48,6 +50,14 @@ MAP_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("a00", "a00 (1/e-)"),
 )
 """The ``verdict`` columns mapped (the adopted model's), with their labels."""
+
+LINEARITY_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("max_frac_dev", "max. fractional deviation (eo_pipe)"),
+    ("eo_linearity_turnoff", "linearity turnoff (ADU, eo_pipe)"),
+    ("turnoff", "linearity turnoff (ADU, cp_pipe)"),
+    ("residual_sigma_mad", "linearizer's residual (MAD sigma)"),
+)
+"""The ``linearity`` columns mapped, with their labels."""
 
 _PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
 
@@ -174,16 +184,49 @@ def focal_plane_maps(verdicts: pd.DataFrame, manifest: pd.DataFrame | None) -> F
     matplotlib.figure.Figure or None
         None for fewer than two sensors.
     """
-    sensors = sorted(verdicts["sensor"].unique())
+    if verdicts.empty:
+        return None
+    model = str(verdicts["model"].iloc[0])
+    return _maps(verdicts, MAP_QUANTITIES, manifest, model)
+
+
+def linearity_maps(linearity: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
+    """eo_pipe's and cp_pipe's linearity numbers of every amp, on the focal plane.
+
+    Parameters
+    ----------
+    linearity : pandas.DataFrame
+        The run's ``linearity`` table.
+    manifest : pandas.DataFrame or None
+        The run's manifest, for each sensor's raft and slot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None for fewer than two sensors.
+    """
+    if linearity.empty:
+        return None
+    kinds = ", ".join(sorted(linearity["type"].astype(str).unique()))
+    return _maps(linearity, LINEARITY_QUANTITIES, manifest, kinds)
+
+
+def _maps(
+    table: pd.DataFrame,
+    quantities: tuple[tuple[str, str], ...],
+    manifest: pd.DataFrame | None,
+    subtitle: str,
+) -> Figure | None:
+    """One map per quantity of ``table`` (``sensor``, ``amp`` and the quantities' columns)."""
+    sensors = sorted(table["sensor"].unique())
     if len(sensors) < 2:
         return None
-    fits, model = verdicts, str(verdicts["model"].iloc[0])
     places = sensor_places(sensors, manifest)
     origins = _origins(sensors, places)
     fig = Figure(figsize=(13, 11.5), layout="constrained")
     axes = fig.subplots(2, 2)
-    for ax, (column, label) in zip(axes.ravel(), MAP_QUANTITIES, strict=True):
-        values = fits[["sensor", "amp", column]].rename(columns={column: "value"})
+    for ax, (column, label) in zip(axes.ravel(), quantities, strict=True):
+        values = table[["sensor", "amp", column]].rename(columns={column: "value"})
         polygons, shown = _cells(values, origins)
         cmap = _colour_map()
         cells = PolyCollection(polygons, array=shown, cmap=cmap, norm=_robust_norm(shown))
@@ -192,7 +235,7 @@ def focal_plane_maps(verdicts: pd.DataFrame, manifest: pd.DataFrame | None) -> F
         ax.autoscale_view()
         ax.set_aspect("equal")
         fig.colorbar(cells, ax=ax, label=label, extend="both", shrink=0.85)
-        ax.set_title(f"{label}, {model}", fontsize=10)
+        ax.set_title(f"{label}, {subtitle}", fontsize=10)
         _label_sensors(ax, origins, places)
     fig.suptitle(
         f"{len(sensors)} sensors: per-amp results at each sensor's place (grey: no value; "

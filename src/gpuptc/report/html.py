@@ -27,7 +27,7 @@ from gpuptc.report.charts import (
     spec_json,
     write_library,
 )
-from gpuptc.report.focal_plane import focal_plane_maps
+from gpuptc.report.focal_plane import focal_plane_maps, linearity_maps
 from gpuptc.report.numbers import sensor_numbers
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
@@ -135,13 +135,13 @@ def _sensor_href(sensor: str) -> str:
     return quote(sensor_page_name(sensor))
 
 
-def _sensors_table(verdicts: pd.DataFrame) -> Markup:
+def _sensors_table(verdicts: pd.DataFrame, linearity: pd.DataFrame) -> Markup:
     """The table of sensors, each linked to its page, with the amps to look at.
 
     Its cells hold markup (the links, line breaks), so pandas is told not to escape them:
     every header and every cell that is not a number is escaped here instead.
     """
-    summary = sensor_summary(verdicts)
+    summary = sensor_summary(verdicts, linearity=linearity)
     cells = summary.reset_index(drop=True).map(
         lambda v: v if isinstance(v, int | float | np.number) else escape(v)
     )
@@ -248,30 +248,56 @@ def _write_pages(
         header = _header(f"gpuptc report: {sensor}", 1, provenance, nav)
         page = sensor_page(sensor)
         _page(root / sensor_page_name(sensor), "sensor.html", f"gpuptc: {sensor}", **header, **page)
-    keys = ("focal-plane", "sensors", "tables", "rejected", "provenance")
-    header = _header(
-        "gpuptc report", len(sensors), provenance, [(f"#{k}", k.replace("-", " ")) for k in keys]
+    _summary_page(index, tables, verdicts, provenance, tests)
+    return index
+
+
+_MAPS_CAPTION = (
+    "Gain, read noise, turnoff and a00 of every amp at its sensor's place (raft and slot); "
+    "the colours saturate beyond the 2nd and 98th percentiles (red above, magenta below), "
+    "so that one bad amp stands out without flattening the others."
+)
+_LINEARITY_CAPTION = (
+    "Each amp's linearity: eo_pipe's maximum fractional deviation from a line through the "
+    "origin and its linearity turnoff, cp_pipe's linearity turnoff, and the spread of the "
+    "residuals the linearizer leaves; colours as above."
+)
+
+
+def _summary_page(
+    index: Path,
+    tables: Mapping[str, pd.DataFrame],
+    verdicts: pd.DataFrame,
+    provenance: Mapping[str, Any],
+    tests: list[Any],
+) -> None:
+    """The focal-plane summary of several sensors: maps, the sensors' table, rejections."""
+    root = index.parent
+    figs, manifest = root / "figures", tables.get("manifest")
+    linearity = tables.get("linearity", pd.DataFrame())
+    maps = draw("focal_plane.png", _MAPS_CAPTION, lambda: focal_plane_maps(verdicts, manifest))
+    linear = draw(
+        "focal_plane_linearity.png",
+        _LINEARITY_CAPTION,
+        lambda: linearity_maps(linearity, manifest),
     )
+    keys = ["focal-plane", *(["linearity"] if linear is not None else []), "sensors"]
+    keys += ["tables", "rejected", "provenance"]
+    nav = [(f"#{k}", k.replace("-", " ")) for k in keys]
+    header = _header("gpuptc report", verdicts["sensor"].nunique(), provenance, nav)
     header["provenance"] = _provenance(provenance)
-    focal = draw(
-        "focal_plane.png",
-        "Gain, read noise, turnoff and a00 of every amp at its sensor's place (raft and "
-        "slot); the colours saturate beyond the 2nd and 98th percentiles (red above, "
-        "magenta below), so that one bad amp stands out without flattening the others.",
-        lambda: focal_plane_maps(verdicts, tables.get("manifest")),
-    )
     _page(
         index,
         "summary.html",
         "gpuptc report",
         **header,
-        focal_plane=None if focal is None else _figure(focal, figs, root),
+        focal_plane=None if maps is None else _figure(maps, figs, root),
+        linearity_plane=None if linear is None else _figure(linear, figs, root),
         tests=tests,
-        sensors_table=_sensors_table(verdicts),
+        sensors_table=_sensors_table(verdicts, linearity),
         table_links=_table_links(root),
         rejected=tables["rejected"],
     )
-    return index
 
 
 def draw_report(

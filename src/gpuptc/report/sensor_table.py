@@ -18,7 +18,9 @@ def _worst(amps: pd.DataFrame, most: int) -> str:
     return "\n".join(listed)
 
 
-def sensor_summary(verdicts: pd.DataFrame, most: int = 3) -> pd.DataFrame:
+def sensor_summary(
+    verdicts: pd.DataFrame, most: int = 3, linearity: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per sensor: its verdict, typical values and the amps to look at.
 
     Parameters
@@ -27,6 +29,9 @@ def sensor_summary(verdicts: pd.DataFrame, most: int = 3) -> pd.DataFrame:
         The run's ``verdict`` table (:func:`gpuptc.products.verdict.amp_verdicts`).
     most : int
         Amps listed per sensor (failing ones first, then those to check).
+    linearity : pandas.DataFrame, optional
+        The run's ``linearity`` table: each sensor's largest eo_pipe maximum fractional
+        deviation, and the amp it is on.
 
     Returns
     -------
@@ -53,8 +58,20 @@ def sensor_summary(verdicts: pd.DataFrame, most: int = 3) -> pd.DataFrame:
         }
     )
     out.index.name = "sensor"
+    if linearity is not None and not linearity.empty:
+        out["worst max. frac. dev. (amp)"] = (
+            _worst_deviation(linearity).reindex(out.index).fillna("")
+        )
     out["worst amps"] = [_worst(amps, most) for _, amps in grouped]
     return out
+
+
+def _worst_deviation(linearity: pd.DataFrame) -> pd.Series:
+    """Each sensor's largest maximum fractional deviation and its amp, as text."""
+    known = linearity.dropna(subset=["max_frac_dev"])
+    worst = known.loc[known.groupby("sensor")["max_frac_dev"].idxmax()]
+    text = [f"{row.max_frac_dev:.2e} ({row.segment})" for row in worst.itertuples()]
+    return pd.Series(text, index=worst["sensor"].to_numpy(), dtype=object)
 
 
 def _range(values: pd.Series) -> str:
