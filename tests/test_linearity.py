@@ -22,6 +22,7 @@ from gpuptc.fitting.linearity import (
     irls_polynomial,
     linearity_turnoff,
     solve_amp,
+    solve_amps,
 )
 from gpuptc.kernels.linearize import akima
 
@@ -189,3 +190,26 @@ def test_the_comcam_spline_stays_within_cp_pipes_bounds():
     below = COMCAM.raw_mean.to_numpy() <= solved.turnoff.turnoff
     fractional = solved.residuals[below] / COMCAM.raw_mean.to_numpy()[below]
     assert np.all(np.abs(fractional[np.isfinite(fractional)]) < 0.0015)
+
+
+@pytest.mark.parametrize("kind", ["Spline", "Squared"])
+def test_the_amps_of_a_batch_are_solved_as_each_alone_on_every_backend(backend, kind):
+    """Four amps at once (cp_pipe's spline case, the same 2 % brighter, one without signal,
+    one with the PTC's selection empty): each as solved alone on NumPy, on every array
+    backend (CuPy: the stand-in without a GPU), each with its own status."""
+    charge, signal, _, _ = _spline_case(False, False)
+    amps = np.stack([signal, 1.02 * signal, np.full_like(signal, np.nan), signal])
+    masks = np.ones(amps.shape, bool)
+    masks[3] = False
+    config = LinearityConfig(
+        linearity_type=kind, min_linear_adu=0.0, max_linear_adu=2e5, polynomial_order=2
+    )
+    tops = np.full(4, np.nanmax(signal))
+    batch = solve_amps(charge, amps, masks, config, ptc_turnoffs=tops, backend=backend)
+    assert [s.status for s in batch] == ["ok", "ok", "no_turnoff", "no_ptc_pairs"]
+    for k in (0, 1):
+        alone = solve_amp(charge, amps[k], masks[k], config, ptc_turnoff=tops[k])
+        np.testing.assert_array_equal(batch[k].mask, alone.mask)
+        np.testing.assert_allclose(batch[k].coefficients, alone.coefficients, rtol=1e-6)
+        np.testing.assert_allclose(batch[k].residuals, alone.residuals, rtol=1e-6, atol=1e-6)
+        assert batch[k].turnoff == alone.turnoff

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gpuptc.backend import Backend, get_backend
+from gpuptc.fitting._batched import damped_step, scaled_normal
 from gpuptc.fitting._common import covariance_weights
 from gpuptc.schema import FitStatus
 
@@ -42,8 +43,6 @@ _NEWTON_WITHIN = 0.1
 """Gauss-Newton promise (chi^2) below which the steps use the full Hessian."""
 _INITIAL_DAMPING = 1e-3
 _MAX_DAMPING = 1e16
-_RIDGE = 1e-12
-"""Added to the unit diagonal of the scaled normal matrix, so that every solve is regular."""
 
 
 @lru_cache(maxsize=8)
@@ -389,22 +388,6 @@ def _group_product(
     return total
 
 
-def _scaled(normal: Any, xp: ModuleType) -> tuple[Any, Any]:
-    """Column scales ``D = sqrt(diag N)`` and ``D^-1 N D^-1`` (unit diagonal)."""
-    diagonal = xp.linalg.diagonal(normal)
-    scale = xp.where(diagonal > 0, xp.sqrt(xp.abs(diagonal)), 1.0)
-    return scale, normal / (scale[:, :, None] * scale[:, None, :])
-
-
-def _damped_step(scale: Any, scaled: Any, gradient: Any, damping: Any, xp: ModuleType) -> Any:
-    """``-(N + lambda diag N)^-1 g``: Marquardt's step on the scaled normal equations."""
-    size = scaled.shape[-1]
-    eye = xp.eye(size, dtype=scaled.dtype, device=_device(scaled))[None, ...]
-    damped = scaled + (damping[:, None, None] + _RIDGE) * eye
-    step = xp.linalg.solve(damped, (gradient / scale)[..., None])[..., 0]
-    return -step / scale
-
-
 @dataclass
 class _Solution:
     params: Any
@@ -503,8 +486,8 @@ def _iterate(layout: _Layout, state: _State, xp: ModuleType) -> tuple[Any, Any]:
 
     Returns which amplifiers have converged and which stopped without converging.
     """
-    scale, scaled = _scaled(state.normal, xp)
-    undamped = _damped_step(scale, scaled, state.gradient, xp.zeros_like(state.damping), xp)
+    scale, scaled = scaled_normal(state.normal, xp)
+    undamped = damped_step(scale, scaled, state.gradient, xp.zeros_like(state.damping), xp)
     promise = -xp.sum(state.gradient * undamped, axis=1)
     finished = xp.isfinite(state.chi2) & (promise < _TOLERANCE)
     running = xp.isfinite(state.chi2) & ~finished
@@ -513,7 +496,7 @@ def _iterate(layout: _Layout, state: _State, xp: ModuleType) -> tuple[Any, Any]:
     model = xp.where(near[:, None, None], state.hessian, state.normal)
     curved = model / (scale[:, :, None] * scale[:, None, :])
     step = xp.where(
-        running[:, None], _damped_step(scale, curved, state.gradient, state.damping, xp), 0.0
+        running[:, None], damped_step(scale, curved, state.gradient, state.damping, xp), 0.0
     )
     trial_chi2 = _chi2(layout, state.data, state.params + step, xp)
     predicted = -(
@@ -681,7 +664,7 @@ class FullCovFit:
 
 def _inverse(normal: Any, xp: ModuleType) -> Any:
     """``(J^T W J)^-1`` per amplifier, NaN where it is singular."""
-    scale, scaled = _scaled(normal, xp)
+    scale, scaled = scaled_normal(normal, xp)
     values, vectors = xp.linalg.eigh(scaled)
     singular = xp.any(values <= 0, axis=1)
     safe = xp.where(values > 0, values, 1.0)

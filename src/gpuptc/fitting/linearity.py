@@ -19,6 +19,11 @@ A ``Spline`` replaces steps 2 and 3 with Astier's spline fit up to the linearity
 (:mod:`gpuptc.fitting.linearity_spline`); its residuals are taken against the flux each
 group of pairs saw.
 
+:func:`solve_amps` solves every amp of a sensor at once: the lines, polynomials and
+splines are fitted for all amps together on the run's array library (NumPy, CuPy;
+:mod:`gpuptc.fitting.linearity_line`), each amp with its own masks and status; only the
+linearizer of each amp is put together on the host. :func:`solve_amp` is one amp's.
+
 :func:`apply_linearizer` corrects values as Rubin's ISR does (``Polynomial``, ``Squared``
 and ``LookupTable`` add their correction, ``Spline`` subtracts its own).
 """
@@ -27,11 +32,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
+from gpuptc.backend import Backend, get_backend
 from gpuptc.config import LINEARITY_TYPES, LinearityConfig
-from gpuptc.fitting.linearity_spline import fit_spline, spline_nodes
+from gpuptc.fitting.linearity_line import (
+    CAUCHY_SCALE,
+    IRLS_ROUNDS,
+    LinearityTurnoff,
+    irls_polynomial,
+    irls_polynomials,
+    linearity_turnoff,
+    linearity_turnoffs,
+    polyvals,
+)
+from gpuptc.fitting.linearity_spline import SplineFit, fit_splines, spline_nodes
 from gpuptc.kernels.linearize import apply_linearizer
 
 __all__ = [
@@ -48,185 +66,8 @@ __all__ = [
     "linearity_turnoff",
     "lookup_table",
     "solve_amp",
+    "solve_amps",
 ]
-
-
-IRLS_ROUNDS = 10
-"""Reweighting rounds of the iteratively reweighted least squares (cp_pipe's)."""
-CAUCHY_SCALE = 2.385
-"""The Cauchy weight's scale: ``w = 1 / (1 + (r / 2.385)^2)`` of residuals ``r`` in units
-of sqrt(signal) (95 % efficiency for normal residuals)."""
-
-
-def irls_polynomial(
-    x: np.ndarray, y: np.ndarray, degree: int, rounds: int = IRLS_ROUNDS
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """A polynomial fitted by iteratively reweighted least squares with Cauchy weights.
-
-    Each round weighs every point by ``1 / (1 + (r / 2.385)^2)``, ``r`` its residual from
-    the previous round's fit in units of ``sqrt(|y|)``, and fits afresh.
-
-    Parameters
-    ----------
-    x, y : numpy.ndarray
-        The points (no NaN).
-    degree : int
-        The polynomial's degree.
-    rounds : int
-        Reweighting rounds after the first, unweighted fit.
-
-    Returns
-    -------
-    coefficients : numpy.ndarray
-        Increasing powers, ``degree + 1`` of them.
-    errors : numpy.ndarray
-        Their standard errors, the covariance scaled by the weighted reduced chi^2 (NaN
-        with no degree of freedom).
-    reduced_chi2 : float
-        Of the last weighted fit.
-
-    Examples
-    --------
-    >>> x = np.arange(1.0, 11.0)
-    >>> y = 1000.0 + 200.0 * x
-    >>> y[4] += 2000  # an outlier the weights push away
-    >>> coefficients, _, _ = irls_polynomial(x, y, 1)
-    >>> np.round(coefficients, 1).tolist()
-    [1000.0, 200.0]
-    """
-    weights = np.ones_like(y)
-    coefficients, errors, chi2 = _weighted_polynomial(x, y, weights, degree)
-    for _ in range(rounds):
-        residuals = np.abs(y - np.polynomial.polynomial.polyval(x, coefficients))
-        weights = 1.0 / (1.0 + (residuals / np.sqrt(np.abs(y)) / CAUCHY_SCALE) ** 2)
-        coefficients, errors, chi2 = _weighted_polynomial(x, y, weights, degree)
-    return coefficients, errors, chi2
-
-
-def _weighted_polynomial(
-    x: np.ndarray, y: np.ndarray, weights: np.ndarray, degree: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Least squares of ``weights * (polynomial(x) - y)``, on x scaled to order one."""
-    scale = float(np.max(np.abs(x))) or 1.0
-    design = np.vander(x / scale, degree + 1, increasing=True) * weights[:, None]
-    solution, *_ = np.linalg.lstsq(design, y * weights, rcond=None)
-    powers = scale ** np.arange(degree + 1)
-    coefficients = solution / powers
-    residuals = (np.polynomial.polynomial.polyval(x, coefficients) - y) * weights
-    dof = len(x) - (degree + 1)
-    if dof <= 0:
-        return coefficients, np.full(degree + 1, math.nan), math.nan
-    chi2 = float(np.sum(residuals**2) / dof)
-    covariance = np.linalg.pinv(design.T @ design) * chi2
-    return coefficients, np.sqrt(np.abs(np.diag(covariance))) / powers, chi2
-
-
-@dataclass(frozen=True)
-class LinearityTurnoff:
-    """Where an amp's signal leaves the straight line.
-
-    Attributes
-    ----------
-    index : int
-        The pair at the turnoff (-1 when none could be found).
-    turnoff : float
-        The highest signal (ADU) within ``max_fraction`` of the line.
-    max_signal : float
-        The signal the amp saturates at: the median of the signals within ``max_fraction``
-        of the highest one (the turnoff's own signal when no pair lies beyond it).
-    found : bool
-        Whether more than four pairs lay within ``max_fraction`` of the line.
-    """
-
-    index: int
-    turnoff: float
-    max_signal: float
-    found: bool
-
-
-def linearity_turnoff(
-    abscissa: np.ndarray,
-    ordinate: np.ndarray,
-    mask: np.ndarray,
-    groups: np.ndarray | None = None,
-    min_signal: float = 1000.0,
-    max_fraction: float = 0.01,
-) -> LinearityTurnoff:
-    """The linearity turnoff and maximum signal of one amp (cp_pipe's rule).
-
-    Per group of pairs (one illumination each), a line through the origin is fitted to
-    the masked pairs above ``min_signal`` with the signal as variance; every pair's
-    fractional residual, less their median, is compared with ``max_fraction``. While four
-    pairs or fewer lie within it, the fitted pair farthest from its line is dropped and
-    the lines refitted.
-
-    Parameters
-    ----------
-    abscissa, ordinate : numpy.ndarray
-        Exposure time or photodiode charge, and mean signal (ADU), per pair.
-    mask : numpy.ndarray
-        The pairs that may be fitted (the PTC's selection).
-    groups : numpy.ndarray, optional
-        A group index per pair (default one group).
-    min_signal : float
-        Pairs below it are not fitted (cp_pipe's ``minSignalFitLinearityTurnoff``).
-    max_fraction : float
-        cp_pipe's ``maxFracLinearityDeviation``.
-
-    Returns
-    -------
-    LinearityTurnoff
-    """
-    x, y = np.asarray(abscissa, float), np.asarray(ordinate, float)
-    groups = np.zeros(len(y), int) if groups is None else np.asarray(groups)
-    fitted = np.asarray(mask, bool) & np.isfinite(x) & np.isfinite(y) & (y >= min_signal)
-    first = True
-    while fitted.sum() >= 4:
-        residual = _fractional_residuals(x, y, fitted, groups, first)
-        first = False
-        good = np.abs(residual) < max_fraction
-        if good.sum() > 4:
-            turnoff = float(np.max(y[good]))
-            return _with_max_signal(y, turnoff, max_fraction, found=True)
-        fitted[np.flatnonzero(fitted)[np.argmax(np.abs(residual[fitted]))]] = False
-    if not fitted.any():
-        return LinearityTurnoff(-1, math.nan, math.nan, found=False)
-    return _with_max_signal(y, float(np.max(y[fitted])), max_fraction, found=False)
-
-
-def _fractional_residuals(
-    x: np.ndarray, y: np.ndarray, fitted: np.ndarray, groups: np.ndarray, first: bool
-) -> np.ndarray:
-    """Each pair's ``(y - a_g x) / y`` from its group's line through the origin.
-
-    Less the median over all pairs.
-    """
-    slope = np.full(len(y), math.nan)
-    for group in np.unique(groups):
-        mine = groups == group
-        chosen = mine & fitted
-        if not chosen.any():
-            if not first:
-                continue
-            chosen = np.zeros_like(mine)
-            chosen[np.flatnonzero(mine)[:10]] = True  # the group's faintest pairs, once
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slope[mine] = np.sum(x[chosen]) / np.sum(x[chosen] ** 2 / y[chosen])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        residual = (y - slope * x) / y
-    return residual - np.nanmedian(residual)
-
-
-def _with_max_signal(
-    y: np.ndarray, turnoff: float, max_fraction: float, found: bool
-) -> LinearityTurnoff:
-    index = int(np.flatnonzero(np.isclose(y, turnoff))[0])
-    if index == len(y) - 1:  # nothing beyond it: the amp never saturated
-        return LinearityTurnoff(index, turnoff, turnoff, found)
-    top = np.nanmax(y)
-    return LinearityTurnoff(
-        index, turnoff, float(np.median(y[np.nan_to_num(y) > (1 - max_fraction) * top])), found
-    )
 
 
 def lookup_table(k: np.ndarray, length: int) -> np.ndarray:
@@ -341,112 +182,257 @@ def solve_amp(
     Returns
     -------
     AmpLinearity
+
+    Examples
+    --------
+    >>> times = np.arange(1.0, 21.0)
+    >>> signal = 4000.0 * times * (1.0 - 2e-7 * 4000.0 * times)  # 1.6 % low at 80 000 ADU
+    >>> solved = solve_amp(times, signal, np.ones(20, bool))
+    >>> solved.kind, solved.status, f"{solved.coefficients[0]:.2e}"
+    ('Squared', 'ok', '2.00e-07')
     """
-    config = config or LinearityConfig()
-    x, y = np.asarray(abscissa, float), np.asarray(ordinate, float)
+    (solved,) = solve_amps(
+        abscissa,
+        np.asarray(ordinate, float)[None, :],
+        np.asarray(ptc_mask, bool)[None, :],
+        config,
+        valid=valid,
+        ptc_turnoffs=np.array([ptc_turnoff], float),
+        groups=groups,
+    )
+    return solved
+
+
+def solve_amps(
+    abscissa: np.ndarray,
+    ordinates: np.ndarray,
+    ptc_masks: np.ndarray,
+    config: LinearityConfig | None = None,
+    *,
+    valid: np.ndarray | None = None,
+    ptc_turnoffs: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    backend: str | Backend = "numpy",
+) -> list[AmpLinearity]:
+    """Every amp's linearizer from its pairs, the fits of all amps at once.
+
+    Parameters
+    ----------
+    abscissa : numpy.ndarray
+        (pairs,) exposure time or photodiode charge, shared by the amps (or one row each).
+    ordinates : numpy.ndarray
+        (amps, pairs) mean signal (ADU).
+    ptc_masks : numpy.ndarray
+        (amps, pairs): the PTC's selection of each amp (used for the turnoff only).
+    config : LinearityConfig, optional
+        As :func:`solve_amp`.
+    valid : numpy.ndarray, optional
+        (pairs,) or (amps, pairs): pairs that may be fitted at all.
+    ptc_turnoffs : numpy.ndarray, optional
+        (amps,) each amp's PTC turnoff (ADU), for a ``Spline`` (NaN: its linearity turnoff).
+    groups : numpy.ndarray, optional
+        A ``Spline``'s groups of pairs (as :func:`solve_amp`).
+    backend : str or Backend
+        Where the fits run (NumPy, CuPy, ...); inputs and results are NumPy.
+
+    Returns
+    -------
+    list of AmpLinearity
+        One per amp, each with its own status.
+    """
+    config, where = config or LinearityConfig(), get_backend(backend)
+    y = np.asarray(ordinates, float)
+    x = np.broadcast_to(np.asarray(abscissa, float), y.shape)
     finite = np.isfinite(x) & np.isfinite(y)
     if valid is not None:
-        finite &= np.asarray(valid, bool)
-    if not np.asarray(ptc_mask, bool).any():  # cp_pipe: a bad amp of the PTC
-        return _unsolved("no_ptc_pairs", len(y), LinearityTurnoff(-1, math.nan, math.nan, False))
-    turnoff = linearity_turnoff(
-        x,
-        y,
-        np.asarray(ptc_mask, bool) & finite,
+        finite = finite & np.broadcast_to(np.asarray(valid, bool), y.shape)
+    masks = np.asarray(ptc_masks, bool)
+    turnoffs = linearity_turnoffs(
+        *_on(where, x, y, masks & finite),
         None,
         config.min_signal_fit_linearity_turnoff,
         config.max_frac_linearity_deviation,
+        where.xp,
     )
-    if not math.isfinite(turnoff.turnoff):
-        return _unsolved("no_turnoff", len(y), turnoff)
+    solved: list[AmpLinearity | None] = [None] * len(y)
+    for k, turnoff in enumerate(turnoffs):
+        if not masks[k].any():  # cp_pipe: a bad amp of the PTC
+            none = LinearityTurnoff(-1, math.nan, math.nan, False)
+            solved[k] = _unsolved("no_ptc_pairs", y.shape[1], none)
+        elif not math.isfinite(turnoff.turnoff):
+            solved[k] = _unsolved("no_turnoff", y.shape[1], turnoff)
+    rows = [k for k, s in enumerate(solved) if s is None]
+    batch = _Batch(x[rows], y[rows], finite[rows], [turnoffs[k] for k in rows], config, where)
     if config.linearity_type == "Spline":
-        top = ptc_turnoff if math.isfinite(ptc_turnoff) else turnoff.turnoff
-        return _solve_spline(x, y, finite, turnoff, config, top, groups)
-    return _solve_polynomial(x, y, finite, turnoff, config)
+        tops = np.full(len(y), math.nan) if ptc_turnoffs is None else np.asarray(ptc_turnoffs)
+        found = _solve_splines(batch, tops[rows], groups)
+    else:
+        found = _solve_polynomials(batch)
+    for k, result in zip(rows, found, strict=True):
+        solved[k] = result
+    return solved  # type: ignore[return-value]
 
 
-def _solve_polynomial(
-    x: np.ndarray,
-    y: np.ndarray,
-    finite: np.ndarray,
-    turnoff: LinearityTurnoff,
-    config: LinearityConfig,
-) -> AmpLinearity:
+@dataclass(frozen=True)
+class _Batch:
+    """The amps that have a turnoff: their pairs (host rows) and settings."""
+
+    x: np.ndarray
+    y: np.ndarray
+    finite: np.ndarray
+    turnoffs: list[LinearityTurnoff]
+    config: LinearityConfig
+    backend: Backend
+
+    @property
+    def xp(self) -> ModuleType:
+        return self.backend.xp
+
+    def on_device(self, *arrays: np.ndarray) -> list[Any]:
+        return _on(self.backend, *arrays)
+
+
+def _on(backend: Backend, *arrays: np.ndarray) -> list[Any]:
+    """Host arrays on the backend's device."""
+    return [backend.xp.asarray(np.ascontiguousarray(a), device=backend.device) for a in arrays]
+
+
+def _solve_polynomials(batch: _Batch) -> list[AmpLinearity]:
     """The straight line, then the polynomial of the signal in its value (not Spline)."""
+    if not len(batch.y):
+        return []
+    xp, config, x, y = batch.xp, batch.config, batch.x, batch.y
     kind, order = config.linearity_type, config.polynomial_order
-    mask = finite & (y < config.max_linear_adu) & (y > config.min_linear_adu)
-    if mask.sum() < 2:
-        return _unsolved("too_few_points", len(y), turnoff)
-    linear, _, _ = irls_polynomial(x[mask], y[mask], 1)
-    line = np.polynomial.polynomial.polyval(x, linear)
     with np.errstate(invalid="ignore"):
-        mask &= np.abs(y - line) < config.n_sigma_clip_linear * np.sqrt(np.abs(y))
-    if mask.sum() < order + 2:
-        return _unsolved("too_few_points", len(y), turnoff)
-    k, k_err, chi2 = irls_polynomial(line[mask], y[mask], order)
-    signs = -k / k[1] ** np.arange(order + 1)
-    coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(kind, np.array([0.0, 0.0]))
-    table = lookup_table(k, config.max_lookup_table_adu) if kind == "LookupTable" else None
-    corrected = apply_linearizer(kind, coefficients, y, None if table is None else table[None, :])
-    unmasked = _residuals(x, corrected, mask)
-    residuals = np.where(mask, unmasked, math.nan)
-    return AmpLinearity(
-        kind, coefficients, k, k_err, chi2, linear, turnoff, mask, residuals, unmasked, table=table
+        mask = batch.finite & (y < config.max_linear_adu) & (y > config.min_linear_adu)
+    rows = batch.on_device(x, y, mask)
+    linear, _, _ = irls_polynomials(*rows, 1, xp)
+    line = np.asarray(_host(polyvals(rows[0], linear, xp)))
+    enough = mask.sum(axis=1) >= 2
+    with np.errstate(invalid="ignore"):
+        mask = mask & (np.abs(y - line) < config.n_sigma_clip_linear * np.sqrt(np.abs(y)))
+    k, k_err, chi2 = (
+        np.asarray(_host(a)) for a in irls_polynomials(*batch.on_device(line, y, mask), order, xp)
     )
+    enough &= mask.sum(axis=1) >= order + 2
+    linear = np.asarray(_host(linear))
+    results, corrected = [], np.full(y.shape, math.nan)
+    for a in range(len(y)):
+        if not enough[a]:
+            results.append(_unsolved("too_few_points", y.shape[1], batch.turnoffs[a]))
+            continue
+        signs = -k[a] / k[a][1] ** np.arange(order + 1)
+        coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(
+            kind, np.array([0.0, 0.0])
+        )
+        table = lookup_table(k[a], config.max_lookup_table_adu) if kind == "LookupTable" else None
+        corrected[a] = apply_linearizer(
+            kind, coefficients, y[a], None if table is None else table[None, :]
+        )
+        nothing = np.full(y.shape[1], math.nan)  # filled by _with_residuals
+        solved = AmpLinearity(
+            kind, coefficients, k[a], k_err[a], float(chi2[a]), linear[a],
+            batch.turnoffs[a], mask[a], nothing, nothing.copy(), table=table,
+        )  # fmt: skip
+        results.append(solved)
+    return _with_residuals(results, x, corrected, batch.backend)
 
 
-def _solve_spline(
-    x: np.ndarray,
-    y: np.ndarray,
-    finite: np.ndarray,
-    turnoff: LinearityTurnoff,
-    config: LinearityConfig,
-    ptc_turnoff: float,
-    groups: np.ndarray | None,
-) -> AmpLinearity:
-    """Astier's spline up to the linearity turnoff; residuals of the flux each group saw."""
+def _with_residuals(
+    results: list[AmpLinearity], flux: np.ndarray, corrected: np.ndarray, backend: Backend
+) -> list[AmpLinearity]:
+    """Each solved amp's residuals, at every pair.
+
+    The linearized signal less the slope of a line refitted to its fitted pairs (the line's
+    intercept left in, as cp_pipe does).
+    """
+    solved = [a for a, r in enumerate(results) if r.status == "ok"]
+    if not solved:
+        return results
+    masks = np.stack([results[a].mask for a in solved])
+    rows = [m[solved] for m in (flux, corrected)]
+    line, _, _ = irls_polynomials(*_on(backend, *rows, masks), 1, backend.xp)
+    slopes = np.asarray(_host(line))[:, 1]
+    for row, a in enumerate(solved):
+        unmasked = rows[1][row] - slopes[row] * rows[0][row]
+        results[a].residuals_unmasked = unmasked
+        results[a].residuals = np.where(results[a].mask, unmasked, math.nan)
+    return results
+
+
+def _solve_splines(batch: _Batch, ptc_turnoffs: np.ndarray, groups: np.ndarray | None):
+    """Astier's spline up to each amp's linearity turnoff.
+
+    The residuals are taken against the flux each group of pairs saw.
+    """
+    config, y = batch.config, batch.y
+    turnoff = np.array([t.turnoff for t in batch.turnoffs], float).reshape(-1, 1)
     with np.errstate(invalid="ignore"):
-        mask = finite & (y <= turnoff.turnoff) & (y > config.min_linear_adu)
-    if mask.sum() < config.spline_knots:
-        return _unsolved("too_few_points", len(y), turnoff)
-    if _empty_intervals(y[mask], config.spline_knots):
-        return _unsolved("sparse_nodes", len(y), turnoff)
-    fit = fit_spline(
-        y,
-        x,
-        mask,
+        mask = batch.finite & (y <= turnoff) & (y > config.min_linear_adu)
+    statuses = [_spline_inputs_status(y[a][mask[a]], config.spline_knots) for a in range(len(y))]
+    fitted = [a for a, status in enumerate(statuses) if status is None]
+    tops = np.where(np.isfinite(ptc_turnoffs), ptc_turnoffs, turnoff[:, 0])
+    fits = fit_splines(
+        y[fitted],
+        batch.x[fitted],
+        mask[fitted],
         groups,
         knots=config.spline_knots,
-        max_signal_nearly_linear=ptc_turnoff,
+        max_signal_nearly_linear=tops[fitted],
         fit_offset=config.do_spline_fit_offset,
         n_sigma=config.n_sigma_clip_linear,
         min_iter=config.spline_fit_min_iter,
         max_iter=config.spline_fit_max_iter,
         max_rejection=config.spline_fit_max_rejection_per_iteration,
-    )
-    if not fit.converged:
-        return _unsolved("no_convergence", len(y), turnoff)
+        backend=batch.backend,
+    ) if fitted else []  # fmt: skip
+    by_amp = dict(zip(fitted, fits, strict=True))
+    results, flux, corrected = [], np.full(y.shape, math.nan), np.full(y.shape, math.nan)
+    for a, status in enumerate(statuses):
+        fit = by_amp.get(a)
+        status = status or _spline_status(fit)
+        if status is not None:
+            results.append(_unsolved(status, y.shape[1], batch.turnoffs[a]))
+            continue
+        solved, flux[a], corrected[a] = _spline_linearity(fit, batch.x[a], y[a], batch, a)
+        results.append(solved)
+    return _with_residuals(results, flux, corrected, batch.backend)
+
+
+def _spline_inputs_status(signal: np.ndarray, knots: int) -> str | None:
+    """Why an amp's fitted pairs cannot pin a spline, or None."""
+    if len(signal) < knots:
+        return "too_few_points"
+    if _empty_intervals(signal, knots):
+        return "sparse_nodes"
+    return None
+
+
+def _spline_status(fit: SplineFit | None) -> str | None:
+    """Why a fitted spline is refused, or None."""
+    if fit is None or not fit.converged:
+        return "no_convergence"
     if np.any(np.abs(fit.values[1:]) > MAX_SPLINE_CORRECTION * fit.nodes[1:]):
-        return _unsolved("spline_diverged", len(y), turnoff)
+        return "spline_diverged"
+    return None
+
+
+def _spline_linearity(
+    fit: SplineFit, x: np.ndarray, y: np.ndarray, batch: _Batch, a: int
+) -> tuple[AmpLinearity, np.ndarray, np.ndarray]:
+    """An amp's Spline linearizer, the flux its pairs saw and its linearized signal."""
+    config = batch.config
     coefficients = np.concatenate([fit.nodes, fit.values])
     params = np.concatenate([fit.slopes, [fit.offset] if config.do_spline_fit_offset else []])
     flux = x * fit.slopes[fit.group] / np.mean(fit.slopes)
     corrected = apply_linearizer("Spline", coefficients, y - fit.offset)
-    unmasked = _residuals(flux, corrected, fit.mask)
-    residuals = np.where(fit.mask, unmasked, math.nan)
     linear = np.array([0.0, float(np.mean(fit.slopes))])
-    return AmpLinearity(
-        "Spline",
-        coefficients,
-        params,
-        np.zeros_like(params),
-        fit.reduced_chi2,
-        linear,
-        turnoff,
-        fit.mask,
-        residuals,
-        unmasked,
-    )
+    nothing = np.full(len(y), math.nan)
+    solved = AmpLinearity(
+        "Spline", coefficients, params, np.zeros_like(params), fit.reduced_chi2, linear,
+        batch.turnoffs[a], fit.mask, nothing, nothing.copy(),
+    )  # fmt: skip
+    return solved, flux, corrected
 
 
 MAX_SPLINE_CORRECTION = 0.25
@@ -464,13 +450,10 @@ def _empty_intervals(signal: np.ndarray, knots: int) -> bool:
     return bool((counts[: knots - 1] == 0).any())
 
 
-def _residuals(x: np.ndarray, corrected: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The linearized signal less the slope of a line refitted to the fitted pairs.
+def _host(x: Any) -> Any:
+    from gpuptc.backend import to_host
 
-    At every pair; the line's intercept is left in, as cp_pipe does.
-    """
-    line, _, _ = irls_polynomial(x[mask], corrected[mask], 1)
-    return corrected - line[1] * x
+    return to_host(x)
 
 
 EO_PIPE_FIT_RANGE = (1e3, 9e4)

@@ -1,9 +1,10 @@
 """The linearity of every amp of a sensor from its pairs: the rows of ``linearity.parquet``.
 
 One abscissa per sensor: the pairs' photodiode charges when the preset asks for them and
-every pair has one, else exposure times (the ``abscissa_reason`` column says why). Per amp
-the pairs are taken in order of their abscissa; the ordinate is each pair's mean, the
-PTC's selection (``used``) marks what the turnoff may fit, as cp_pipe's solve takes it.
+every pair has one, else exposure times (the ``abscissa_reason`` column says why). The
+pairs are taken in order of their abscissa; the ordinate is each pair's mean, the PTC's
+selection (``used``) marks what the turnoff may fit, as cp_pipe's solve takes it. Every
+amp is solved at once, on the run's backend.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from gpuptc.backend import Backend
 from gpuptc.config import LinearityConfig
 from gpuptc.fitting._common import normal_mad
-from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amp
+from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amps
 from gpuptc.schema import LINEARITY_COLUMNS
 
 __all__ = ["adopted_gains", "sensor_abscissa", "sensor_linearity"]
@@ -55,9 +57,13 @@ def sensor_abscissa(pairs: pd.DataFrame, config: LinearityConfig) -> tuple[str, 
 
 
 def sensor_linearity(
-    pairs: pd.DataFrame, ptc: pd.DataFrame, config: LinearityConfig, model: str = "expapprox"
+    pairs: pd.DataFrame,
+    ptc: pd.DataFrame,
+    config: LinearityConfig,
+    model: str = "expapprox",
+    backend: str | Backend = "numpy",
 ) -> pd.DataFrame:
-    """Every amp's linearity of one sensor.
+    """Every amp's linearity of one sensor, the amps solved together.
 
     Parameters
     ----------
@@ -70,6 +76,8 @@ def sensor_linearity(
     model : str
         The adopted PTC model (the preset's ``ptc_fit_type``); EXPAPPROXIMATION where it
         has no gain for an amp.
+    backend : str or Backend
+        Where the fits run (:func:`gpuptc.fitting.linearity.solve_amps`).
 
     Returns
     -------
@@ -78,23 +86,33 @@ def sensor_linearity(
     """
     abscissa, reason = sensor_abscissa(pairs, config)
     column = "photo_charge" if abscissa == "photodiode" else "exptime"
+    if pairs.empty:
+        return pd.DataFrame(columns=list(LINEARITY_COLUMNS))
+    ordered = pairs.sort_values([column, "pair"], kind="stable")
+    order = pd.unique(ordered["pair"])
+    grid = ordered.pivot_table(index="amp", columns="pair", values="mean", dropna=False)
+    used = ordered.assign(used=ordered["used"].fillna(False).astype(bool))
+    masks = used.pivot_table(index="amp", columns="pair", values="used", aggfunc="any")
+    amps = grid.index.to_numpy()
+    x = ordered.drop_duplicates("pair").set_index("pair")[column].reindex(order).to_numpy(float)
+    y = grid.reindex(columns=order).to_numpy(float)
+    ptc_masks = masks.reindex(index=amps, columns=order).fillna(False).to_numpy(bool)
+    turnoffs = adopted_gains(ptc, model, "turnoff").reindex(amps).to_numpy(float)
+    solved = solve_amps(
+        x,
+        y,
+        ptc_masks,
+        config,
+        valid=x >= config.min_photodiode_current if abscissa == "photodiode" else None,
+        ptc_turnoffs=turnoffs,
+        backend=backend,
+    )
     gains = adopted_gains(ptc, model)
-    turnoffs = adopted_gains(ptc, model, "turnoff")
-    rows = []
-    for amp, mine in pairs.groupby("amp", sort=True):
-        mine = mine.sort_values(column, kind="stable")
-        x, y = mine[column].to_numpy(float), mine["mean"].to_numpy(float)
-        valid = x >= config.min_photodiode_current if abscissa == "photodiode" else None
-        solved = solve_amp(
-            x,
-            y,
-            mine["used"].fillna(False).to_numpy(bool),
-            config,
-            valid=valid,
-            ptc_turnoff=float(turnoffs.get(amp, math.nan)),
-        )
-        gain = float(gains.get(amp, math.nan))
-        rows.append(_row(mine, amp, abscissa, reason, solved, x, y, gain))
+    by_amp = {amp: mine for amp, mine in ordered.groupby("amp", sort=True)}
+    rows = [
+        _row(by_amp[amp], amp, abscissa, reason, result, x, y[k], float(gains.get(amp, math.nan)))
+        for k, (amp, result) in enumerate(zip(amps, solved, strict=True))
+    ]
     return pd.DataFrame(rows, columns=list(LINEARITY_COLUMNS))
 
 

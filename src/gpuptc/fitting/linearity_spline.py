@@ -11,7 +11,9 @@ an illumination (a lamp current, a filter) and ``O`` an optional signal offset. 
 is 0 and the mean of ``S`` over ``[0, max_signal_nearly_linear]`` (the PTC turnoff) is
 held to zero, so that ``S`` does not absorb the gain. The fit is Levenberg-Marquardt least
 squares, repeated while it rejects outliers (beyond ``n_sigma`` normal-scaled MADs, at
-most four pairs a round).
+most four pairs a round). :func:`fit_splines` fits every amp of a sensor at once, on the
+array library of the run (NumPy, CuPy), each amp with its own nodes, rejections, rounds
+and convergence; :func:`fit_spline` is one amp's.
 
 cp_pipe reaches the same solution through two penalty terms of weight 1e3 and 1e10 (and
 a third against a last value beyond a quarter of its node); here the first value is not
@@ -27,16 +29,17 @@ cp_pipe's optional weight, temperature and temporal terms are not fitted here.
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import ModuleType
+from typing import Any
 
 import numpy as np
-from scipy.optimize import leastsq
 
-from gpuptc.fitting._common import normal_mad
+from gpuptc.backend import Backend, get_backend
+from gpuptc.fitting._batched import device_of, levenberg_marquardt, nanmedian, weighted_lstsq
 from gpuptc.kernels.linearize import akima_slopes, hermite_weights
 
-__all__ = ["SplineFit", "fit_spline", "spline_nodes"]
+__all__ = ["SplineFit", "fit_spline", "fit_splines", "spline_nodes"]
 
 NORMALIZATION_WEIGHT = 100.0
 """Weight of the constraint that ``S`` averages to zero up to the PTC turnoff, on that mean
@@ -83,16 +86,6 @@ class SplineFit:
     converged: bool = True
 
 
-def _hermite_basis(x: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Matrices ``V, T`` with ``S(x) = V @ values + T @ slopes`` for a spline on ``nodes``."""
-    interval, (value_left, slope_left, value_right, slope_right) = hermite_weights(x, nodes)
-    rows = np.arange(len(x))
-    by_value, by_slope = np.zeros((len(x), len(nodes))), np.zeros((len(x), len(nodes)))
-    by_value[rows, interval], by_value[rows, interval + 1] = value_left, value_right
-    by_slope[rows, interval], by_slope[rows, interval + 1] = slope_left, slope_right
-    return by_value, by_slope
-
-
 def spline_nodes(signal: np.ndarray, knots: int) -> np.ndarray:
     """A spline's nodes: ``knots`` of them evenly from 0 to just above the brightest signal.
 
@@ -104,83 +97,254 @@ def spline_nodes(signal: np.ndarray, knots: int) -> np.ndarray:
     return np.linspace(0.0, float(np.max(signal)) + 1.0, knots)
 
 
+_MAD_TO_SIGMA = 1.482602218505602
+
+
 class _Model:
-    """The residual vector of the spline model for fixed data and nodes."""
+    """The residuals of every amp's spline model, for fixed data and nodes (batched)."""
 
     def __init__(
         self,
-        mu: np.ndarray,
-        flux: np.ndarray,
-        group: np.ndarray,
-        nodes: np.ndarray,
-        max_signal_nearly_linear: float,
+        mu: Any,
+        flux: Any,
+        group: Any,
+        nodes: Any,
+        top: Any,
         fit_offset: bool,
+        xp: ModuleType,
     ) -> None:
-        self.mu, self.flux, self.group, self.nodes = mu, flux, group, nodes
-        self.groups = int(group.max()) + 1
+        self.mu, self.flux, self.group, self.nodes, self.xp = mu, flux, group, nodes, xp
+        self.groups = int(np.max(np.asarray(_host(group)))) + 1
         self.fit_offset = fit_offset
-        safe = np.clip(np.nan_to_num(mu), nodes[0], nodes[-1])
-        self.at_data = _hermite_basis(safe, nodes)
-        self.top = min(max_signal_nearly_linear, nodes[-1])
-        self.at_grid = _hermite_basis(np.linspace(0.0, self.top, NORMALIZATION_POINTS), nodes)
+        safe = xp.clip(xp.where(xp.isfinite(mu), mu, 0.0), nodes[:, :1], nodes[:, -1:])
+        self.at_data = hermite_weights(safe, nodes)
+        self.top = xp.minimum(top, nodes[:, -1])
+        fractions = xp.linspace(
+            0.0, 1.0, NORMALIZATION_POINTS, dtype=mu.dtype, device=device_of(mu)
+        )
+        self.at_grid = hermite_weights(self.top[:, None] * fractions[None, :], nodes)
+        self.weights = xp.zeros_like(mu)
 
-    def unpack(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The spline's values (the first, at 0, held at 0), group slopes and offset."""
-        n = len(self.nodes) - 1
-        offset = float(params[n + self.groups]) if self.fit_offset else 0.0
-        return np.concatenate([[0.0], params[:n]]), params[n : n + self.groups], offset
+    def unpack(self, params: Any) -> tuple[Any, Any, Any]:
+        """Each amp's spline values (the first, at 0, held at 0), group slopes and offset."""
+        xp, n = self.xp, self.nodes.shape[1] - 1
+        values = xp.concat([xp.zeros_like(params[:, :1]), params[:, :n]], axis=1)
+        slopes = params[:, n : n + self.groups]
+        offset = params[:, n + self.groups] if self.fit_offset else xp.zeros_like(params[:, 0])
+        return values, slopes, offset
 
-    def spline(self, values: np.ndarray, basis: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        return basis[0] @ values + basis[1] @ akima_slopes(self.nodes, values)
+    def spline(self, values: Any, basis: tuple[Any, tuple[Any, ...]]) -> Any:
+        xp = self.xp
+        tangents = akima_slopes(self.nodes, values)
+        interval, (a, b, c, d) = basis
+        following = interval + 1
+        return (
+            a * xp.take_along_axis(values, interval, axis=1)
+            + b * xp.take_along_axis(tangents, interval, axis=1)
+            + c * xp.take_along_axis(values, following, axis=1)
+            + d * xp.take_along_axis(tangents, following, axis=1)
+        )
 
-    def ratio(self, params: np.ndarray) -> np.ndarray:
+    def ratio(self, params: Any) -> Any:
         values, slopes, offset = self.unpack(params)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (self.mu - self.spline(values, self.at_data) - offset) / (
-                slopes[self.group] * self.flux
-            )
+        response = self.xp.take(slopes, self.group, axis=1) * self.flux
+        return (self.mu - self.spline(values, self.at_data) - offset[:, None]) / response
 
-    def residuals(self, params: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def residuals(self, params: Any) -> Any:
+        """The weighted ratios less one, and the normalisation of ``S``, per amp."""
+        xp = self.xp
         values, _, _ = self.unpack(params)
-        data = np.where(weights > 0, weights * (self.ratio(params) - 1.0), 0.0)
-        mean = np.mean(self.spline(values, self.at_grid)) / self.top
-        return np.concatenate([data, [NORMALIZATION_WEIGHT * mean]])
+        data = xp.where(self.weights > 0, self.weights * (self.ratio(params) - 1.0), 0.0)
+        mean = xp.mean(self.spline(values, self.at_grid), axis=1) / self.top
+        return xp.concat([data, (NORMALIZATION_WEIGHT * mean)[:, None]], axis=1)
 
 
-def _first_guess(model: _Model, mask: np.ndarray, max_signal_nearly_linear: float) -> np.ndarray:
-    """Group slopes from straight lines, then the spline from the binned ratio to them."""
-    mu, flux, group = model.mu, model.flux, model.group
-    slopes = np.ones(model.groups)
+def _line_slopes(model: _Model, mask: Any, top: Any) -> Any:
+    """Each group's straight-line slope of signal on flux, per amp (the first guess).
+
+    Over the group's fitted pairs below 0.8 of ``top``, or, with none there, its faintest
+    quarter; 1 where fewer than two pairs are left.
+    """
+    xp, mu, flux = model.xp, model.mu, model.flux
+    columns = []
     for g in range(model.groups):
-        mine = mask & (group == g)
-        chosen = mine & (mu < 0.8 * max_signal_nearly_linear)
-        if not chosen.any() and mine.any():
-            chosen = mine & (mu < np.percentile(mu[mine], 25.0))
-        if chosen.sum() >= 2:
-            slopes[g] = np.polyfit(flux[chosen], mu[chosen], 1)[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = mu / (slopes[group] * flux)
-        slopes *= np.median(ratio[mask])
-        ratio = mu / (slopes[group] * flux)
-    n = len(model.nodes)
-    bins = np.clip(np.searchsorted(model.nodes, mu[mask]), 0, n - 1)
-    total = np.bincount(bins, ratio[mask], minlength=n)
-    count = np.bincount(bins, minlength=n)
-    binned = np.where(count > 0, total / np.maximum(count, 1), 1.0)
-    binned[0] = 1.0
-    params = [((binned - 1.0) * model.nodes)[1:], slopes]
-    if model.fit_offset:
-        params.append([0.0])
-    return np.concatenate(params)
+        mine = mask & (model.group == g)[None, :]
+        chosen = mine & (mu < 0.8 * top[:, None])
+        quarter = _quantile(xp.where(mine, mu, math.nan), 0.25, xp)
+        fallback = mine & (mu < quarter[:, None])
+        none = ~xp.any(chosen, axis=1) & xp.any(mine, axis=1)
+        chosen = xp.where(none[:, None], fallback, chosen)
+        design = xp.stack([xp.ones_like(mu), flux * xp.ones_like(mu)], axis=-1)
+        weights = xp.astype(chosen, mu.dtype)
+        line, _ = weighted_lstsq(design, xp.where(chosen, mu, 0.0), weights, xp)
+        enough = xp.sum(weights, axis=1) >= 2
+        columns.append(xp.where(enough, line[:, 1], 1.0))
+    return xp.stack(columns, axis=1)
 
 
-def _rejected(residual: np.ndarray, fitted: np.ndarray, n_sigma: float, max_rejection: int):
+def _quantile(x: Any, q: float, xp: ModuleType) -> Any:
+    """The quantile along the last axis, NaN ignored (NumPy's linear interpolation)."""
+    finite = xp.isfinite(x)
+    count = xp.sum(xp.astype(finite, xp.int64), axis=-1, keepdims=True)
+    ordered = xp.sort(xp.where(finite, x, math.inf), axis=-1)
+    position = q * xp.astype(xp.clip(count - 1, 0, None), x.dtype)
+    below = xp.astype(xp.floor(position), xp.int64)
+    above = xp.clip(below + 1, None, xp.clip(count - 1, 0, None))
+    low = xp.take_along_axis(ordered, below, axis=-1)
+    high = xp.take_along_axis(ordered, above, axis=-1)
+    value = low + (position - xp.astype(below, x.dtype)) * (high - low)
+    return xp.where(count > 0, value, math.nan)[..., 0]
+
+
+def _first_guess(model: _Model, mask: Any, top: Any) -> Any:
+    """Group slopes from straight lines, then the spline from the binned ratio to them."""
+    xp, mu, flux = model.xp, model.mu, model.flux
+    slopes = _line_slopes(model, mask, top)
+    ratio = mu / (xp.take(slopes, model.group, axis=1) * flux)
+    slopes = slopes * nanmedian(xp.where(mask, ratio, math.nan), xp)[:, None]
+    ratio = mu / (xp.take(slopes, model.group, axis=1) * flux)
+    n = model.nodes.shape[1]
+    below = model.nodes[:, None, :] < mu[:, :, None]  # searchsorted: nodes below each mu
+    bins = xp.clip(xp.sum(xp.astype(below, xp.int64), axis=-1), 0, n - 1)
+    every = xp.arange(n, device=device_of(mu))
+    chosen = (bins[:, :, None] == every[None, None, :]) & mask[:, :, None]
+    weights = xp.astype(chosen, mu.dtype)
+    total = xp.sum(weights * xp.where(mask, ratio, 0.0)[:, :, None], axis=1)
+    count = xp.sum(weights, axis=1)
+    binned = xp.where(count > 0, total / xp.where(count > 0, count, 1.0), 1.0)
+    values = ((binned - 1.0) * model.nodes)[:, 1:]
+    offset = [xp.zeros_like(slopes[:, :1])] if model.fit_offset else []
+    return xp.concat([values, slopes, *offset], axis=1)
+
+
+def _rejected(residual: Any, fitted: Any, n_sigma: float, max_rejection: int, xp) -> Any:
     """Fitted pairs beyond ``n_sigma`` MADs; fewer than ``max_rejection`` of them a round."""
-    spread = normal_mad(residual[fitted])
+    kept = xp.where(fitted, residual, math.nan)
+    centre = nanmedian(kept, xp)
+    spread = _MAD_TO_SIGMA * nanmedian(xp.abs(kept - centre[:, None]), xp)
     cut = n_sigma * spread
-    if fitted.sum() > max_rejection:
-        cut = max(np.sort(np.abs(residual[fitted]))[-max_rejection], cut)
-    return fitted & (np.abs(residual) > cut)
+    ordered = xp.sort(xp.where(fitted, xp.abs(residual), -math.inf), axis=1)
+    count = xp.sum(xp.astype(fitted, xp.int64), axis=1)
+    largest = ordered[:, ordered.shape[1] - max_rejection]
+    cut = xp.where(count > max_rejection, xp.maximum(largest, cut), cut)
+    return fitted & (xp.abs(residual) > cut[:, None])
+
+
+def fit_splines(
+    mu: Any,
+    flux: Any,
+    mask: Any,
+    groups: np.ndarray | None = None,
+    *,
+    knots: int = 10,
+    max_signal_nearly_linear: Any,
+    fit_offset: bool = True,
+    n_sigma: float = 5.0,
+    min_iter: int = 3,
+    max_iter: int = 20,
+    max_rejection: int = 5,
+    backend: str | Backend = "numpy",
+) -> list[SplineFit]:
+    """Fit the spline model of every amp's signal against flux at once.
+
+    Parameters
+    ----------
+    mu : array
+        (amps, pairs) mean signal (ADU).
+    flux : array
+        (pairs,) photodiode charge or exposure time, shared by the amps (or one row each).
+    mask : array
+        (amps, pairs): the pairs each amp may fit.
+    groups : numpy.ndarray, optional
+        A group label per pair, one linear response each (default one group).
+    knots, fit_offset, n_sigma, min_iter, max_iter, max_rejection
+        As :func:`fit_spline`.
+    max_signal_nearly_linear : float or array
+        The PTC turnoff (ADU) of each amp (or one for all).
+    backend : str or Backend
+        Where to compute (NumPy, CuPy, ...); inputs may be NumPy, results are.
+
+    Returns
+    -------
+    list of SplineFit
+        One per amp.
+    """
+    where = get_backend(backend)
+    xp, device = where.xp, where.device
+    fitted, arrays, group = _inputs(mu, flux, mask, groups, max_signal_nearly_linear, where)
+    mu, flux, top = arrays
+    nodes = _nodes(mu, fitted, knots, xp)
+    model = _Model(mu, flux, xp.asarray(group, device=device), nodes, top, fit_offset, xp)
+    params = _first_guess(model, fitted, top)
+    amps = mu.shape[0]
+    running = xp.ones((amps,), dtype=xp.bool, device=device)
+    converged = xp.zeros((amps,), dtype=xp.bool, device=device)
+    rounds = np.zeros(amps, int)
+    for iteration in range(1, max_iter + 1):
+        model.weights = xp.astype(fitted, mu.dtype)
+        solved, done = levenberg_marquardt(
+            model.residuals, params, running, xp, ftol=1e-5, max_evaluations=MAX_EVALUATIONS
+        )
+        params = xp.where(running[:, None], solved, params)
+        converged = xp.where(running, done, converged)
+        residual = model.residuals(params)[:, :-1]
+        outliers = _rejected(residual, fitted, n_sigma, max_rejection, xp) & running[:, None]
+        fitted = fitted & ~outliers
+        rounds[np.asarray(_host(running))] = iteration
+        if iteration >= min_iter:
+            running = running & xp.any(outliers, axis=1)
+        if not bool(xp.any(running)):
+            break
+    return _results(model, params, fitted, converged, rounds, group, fit_offset)
+
+
+def _inputs(mu, flux, mask, groups, top, where: Backend):
+    """The batch on the backend: the fitted pairs, (mu, flux, top) and each pair's group."""
+    host_mu = np.asarray(_host(mu), dtype=float)
+    amps, pairs = host_mu.shape
+    host = {
+        "mu": host_mu,
+        "flux": np.broadcast_to(np.asarray(_host(flux), dtype=float), (amps, pairs)),
+        "top": np.broadcast_to(np.asarray(_host(top), dtype=float), (amps,)),
+        "mask": np.broadcast_to(np.asarray(_host(mask), bool), (amps, pairs)),
+    }
+    mu, flux, top, mask = (
+        where.xp.asarray(np.ascontiguousarray(a), device=where.device) for a in host.values()
+    )
+    labels = np.zeros(pairs, int) if groups is None else np.asarray(groups)
+    _, group = np.unique(labels, return_inverse=True)
+    fitted = mask & where.xp.isfinite(mu) & where.xp.isfinite(flux)
+    return fitted, (mu, flux, top), group.reshape(pairs)
+
+
+def _nodes(mu: Any, fitted: Any, knots: int, xp: ModuleType) -> Any:
+    """Each amp's nodes (:func:`spline_nodes` of its fitted pairs), (amps, knots)."""
+    brightest = xp.max(xp.where(fitted, mu, -math.inf), axis=1)
+    brightest = xp.where(xp.isfinite(brightest), brightest, 0.0)
+    fractions = xp.linspace(0.0, 1.0, knots, dtype=mu.dtype, device=device_of(mu))
+    return (brightest + 1.0)[:, None] * fractions[None, :]
+
+
+def _results(model, params, fitted, converged, rounds, group, fit_offset) -> list[SplineFit]:
+    """One :class:`SplineFit` per amp, on the host."""
+    values, slopes, offset = (np.asarray(_host(x)) for x in model.unpack(params))
+    residual = np.asarray(_host(model.ratio(params))) - 1.0
+    host = [np.asarray(_host(x)) for x in (model.nodes, fitted, converged)]
+    nodes, fitted, converged = host
+    fits = []
+    for k in range(len(values)):
+        dof = int(fitted[k].sum()) - model.groups - int(fit_offset)
+        chi2 = float(np.sum(residual[k][fitted[k]] ** 2) / dof) if dof > 0 else math.nan
+        offset_k, slopes_k = float(offset[k]), slopes[k].copy()
+        fit = SplineFit(nodes[k], values[k], slopes_k, offset_k, fitted[k], group, chi2, 0)
+        fits.append(replace(fit, iterations=int(rounds[k]), converged=bool(converged[k])))
+    return fits
+
+
+def _host(x: Any) -> Any:
+    from gpuptc.backend import to_host
+
+    return to_host(x)
 
 
 def fit_spline(
@@ -234,40 +398,17 @@ def fit_spline(
     >>> bool(np.ptp(corrected / flux) / np.median(corrected / flux) < 1e-4)
     True
     """
-    mu, flux = np.asarray(mu, float), np.asarray(flux, float)
-    fitted = np.asarray(mask, bool) & np.isfinite(mu) & np.isfinite(flux)
-    labels = np.zeros(len(mu), int) if groups is None else np.asarray(groups)
-    _, group = np.unique(labels, return_inverse=True)
-    nodes = spline_nodes(mu[fitted], knots)
-    model = _Model(mu, flux, group, nodes, max_signal_nearly_linear, fit_offset)
-    params = _first_guess(model, fitted, max_signal_nearly_linear)
-    for iteration in range(1, max_iter + 1):
-        weights = fitted.astype(float)
-        params, converged = _least_squares(model, params, weights)
-        residual = model.residuals(params, weights)[: len(mu)]
-        outliers = _rejected(residual, fitted, n_sigma, max_rejection)
-        fitted &= ~outliers
-        if not outliers.any() and iteration >= min_iter:
-            break
-    values, slopes, offset = model.unpack(params)
-    residual = model.ratio(params) - 1.0
-    dof = int(fitted.sum()) - model.groups - int(fit_offset)
-    chi2 = float(np.sum(residual[fitted] ** 2) / dof) if dof > 0 else math.nan
-    return SplineFit(
-        nodes, values, slopes.copy(), offset, fitted, group, chi2, iteration, converged
+    (fit,) = fit_splines(
+        np.asarray(mu, float)[None, :],
+        np.asarray(flux, float),
+        np.asarray(mask, bool)[None, :],
+        groups,
+        knots=knots,
+        max_signal_nearly_linear=max_signal_nearly_linear,
+        fit_offset=fit_offset,
+        n_sigma=n_sigma,
+        min_iter=min_iter,
+        max_iter=max_iter,
+        max_rejection=max_rejection,
     )
-
-
-def _least_squares(model: _Model, params: np.ndarray, weights: np.ndarray):
-    """Levenberg-Marquardt from ``params``: the solution and whether it converged.
-
-    MINPACK with cp_pipe's tolerances; a round that runs out of evaluations is taken up
-    again by the next round, from where it stopped.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # out of evaluations: said below
-        solution, _, _, _, status = leastsq(
-            model.residuals, params, args=(weights,), ftol=1e-5, maxfev=MAX_EVALUATIONS,
-            full_output=True,
-        )  # fmt: skip
-    return solution, status in (1, 2, 3, 4)
+    return fit

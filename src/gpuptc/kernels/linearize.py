@@ -43,7 +43,7 @@ SPLINE_TOP_MARGIN = 0.1
 """A spline is evaluated at most this far (ADU) below its last node (Rubin's ISR)."""
 
 
-def akima_slopes(nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
+def akima_slopes(nodes: Any, values: Any) -> Any:
     """The derivatives at the nodes of Akima's spline (1970) through ``values``.
 
     Each node's slope weighs its neighbouring secants by how much the secants beyond
@@ -52,37 +52,40 @@ def akima_slopes(nodes: np.ndarray, values: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    nodes : numpy.ndarray
-        Strictly increasing, at least two.
-    values : numpy.ndarray
-        The spline's values at the nodes.
+    nodes : array
+        Strictly increasing along the last axis, at least two.
+    values : array
+        The spline's values at the nodes; a leading axis holds several splines (``nodes``
+        then shaped alike, or 1-D and shared), on any array library.
 
     Returns
     -------
-    numpy.ndarray
-        One slope per node.
+    array
+        One slope per node, shaped as ``values``.
 
     Examples
     --------
     >>> akima_slopes(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 1.0, 2.0, 3.0])).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    x, y = np.asarray(nodes, float), np.asarray(values, float)
-    secant = np.empty(len(x) + 3)
-    secant[2:-2] = np.diff(y) / np.diff(x)
-    secant[1] = 2.0 * secant[2] - secant[3]
-    secant[0] = 2.0 * secant[1] - secant[2]
-    secant[-2] = 2.0 * secant[-3] - secant[-4]
-    secant[-1] = 2.0 * secant[-2] - secant[-3]
-    change = np.abs(np.diff(secant))
-    after, before = change[2:], change[:-2]
+    xp = array_namespace(values)
+    x = xp.asarray(nodes, dtype=xp.float64, device=getattr(values, "device", None))
+    y = xp.asarray(values, dtype=xp.float64)
+    inner = (y[..., 1:] - y[..., :-1]) / (x[..., 1:] - x[..., :-1])
+    before1 = 2.0 * inner[..., :1] - inner[..., 1:2]
+    before0 = 2.0 * before1 - inner[..., :1]
+    after1 = 2.0 * inner[..., -1:] - inner[..., -2:-1]
+    after2 = 2.0 * after1 - inner[..., -1:]
+    secant = xp.concat([before0, before1, inner, after1, after2], axis=-1)
+    change = xp.abs(secant[..., 1:] - secant[..., :-1])
+    after, before = change[..., 2:], change[..., :-2]
     total = after + before
-    slopes = 0.5 * (secant[3:] + secant[:-3])
-    weighted = total > 1e-9 * np.max(total)
-    slopes[weighted] = (
-        after[weighted] * secant[1:-2][weighted] + before[weighted] * secant[2:-1][weighted]
-    ) / total[weighted]
-    return slopes
+    mean = 0.5 * (secant[..., 3:] + secant[..., :-3])
+    weighted = total > 1e-9 * xp.max(total, axis=-1, keepdims=True)
+    blended = (after * secant[..., 1:-2] + before * secant[..., 2:-1]) / xp.where(
+        weighted, total, 1.0
+    )
+    return xp.where(weighted, blended, mean)
 
 
 def akima(x: Any, nodes: np.ndarray, values: np.ndarray, slopes: np.ndarray | None = None) -> Any:
@@ -135,7 +138,8 @@ def hermite_weights(x: Any, nodes: Any) -> tuple[Any, tuple[Any, Any, Any, Any]]
 
     ``S(x) = a * v[i] + b * t[i] + c * v[i+1] + d * t[i+1]`` for a spline of values ``v``
     and slopes ``t`` at ``nodes``, ``i`` the interval (the first or last beyond the
-    nodes); on ``x``'s array library (``nodes`` on the same).
+    nodes); on ``x``'s array library (``nodes`` on the same). With 2-D ``nodes`` (one
+    spline per row) ``x`` is 2-D too, row for row.
 
     Returns
     -------
@@ -151,8 +155,14 @@ def hermite_weights(x: Any, nodes: Any) -> tuple[Any, tuple[Any, Any, Any, Any]]
     ([0], [0.5, 0.125, 0.5, -0.125])
     """
     xp = array_namespace(x)
-    interval = xp.clip(xp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
-    left, right = xp.take(nodes, interval), xp.take(nodes, interval + 1)
+    if nodes.ndim == 1:
+        interval = xp.clip(xp.searchsorted(nodes, x, side="right") - 1, 0, nodes.shape[0] - 2)
+        left, right = xp.take(nodes, interval), xp.take(nodes, interval + 1)
+    else:  # one spline per row: how many of its inner nodes lie at or below each x
+        inner = nodes[..., None, 1:-1] <= x[..., None]
+        interval = xp.sum(xp.astype(inner, xp.int64), axis=-1)
+        left = xp.take_along_axis(nodes, interval, axis=-1)
+        right = xp.take_along_axis(nodes, interval + 1, axis=-1)
     width = right - left
     s = (x - left) / width
     s2, s3 = s * s, s * s * s

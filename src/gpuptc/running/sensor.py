@@ -298,14 +298,17 @@ def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFram
 
 
 def _linearity(
-    task: SensorTask, pairs: pd.DataFrame, ptc: pd.DataFrame
+    task: SensorTask, pairs: pd.DataFrame, ptc: pd.DataFrame, backend: Backend
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The sensor's linearity table, and a rejected row if it could not be solved.
 
     A failure here costs the linearity only, never the sensor's PTC.
     """
     try:
-        table = sensor_linearity(pairs, ptc, task.preset.linearity, task.preset.solve.ptc_fit_type)
+        preset = task.preset
+        table = sensor_linearity(
+            pairs, ptc, preset.linearity, preset.solve.ptc_fit_type, backend=backend
+        )
         return table, rejected_frame([])
     except Exception as exc:
         log.error("%s: linearity not solved:\n%s", task.sensor, traceback.format_exc())
@@ -345,7 +348,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
     with watch.stage("linearity"):
-        linearity, failed = _linearity(task, pairs, ptc)
+        linearity, failed = _linearity(task, pairs, ptc, backend)
     measuring = "measure"
     if task.linearize_first and len(linearity):
         linearizers = linearity_linearizers(linearity, task.preset.linearity.max_lookup_table_adu)
