@@ -22,7 +22,13 @@ of a whole run plain and with ``linearizer="first"``; measuring also by a baseli
 (a git worktree, default ``265f517``, the commit before issue 32) in a subprocess, for the
 same raws.
 
-Usage: ``python benchmarks/linearity.py [truth|cost] [--size medium] [--pairs 40]``.
+``solve`` (a medium e2v sensor of 60 pairs evenly spaced in signal, measured and fitted
+once): the seconds to solve its linearity for each type, best of three, by a baseline
+commit that solved one amp after another (``--baseline``) and by this checkout, which
+solves all amps at once; both on NumPy, in subprocesses.
+
+Usage: ``python benchmarks/linearity.py [truth|cost|solve] [--size medium] [--pairs 40]
+[--baseline COMMIT]``.
 """
 
 from __future__ import annotations
@@ -191,15 +197,76 @@ def cost(baseline: str) -> None:
             print(f"| {name} | {seconds:.2f} | {seconds / now:.2f} |")
 
 
+_SOLVE = """
+import sys, time, dataclasses, pandas as pd
+from gpuptc.config import get_preset
+from gpuptc.fitting.linearity_sensor import sensor_linearity
+pairs, ptc = pd.read_parquet(sys.argv[1]), pd.read_parquet(sys.argv[2])
+preset = get_preset("cp_pipe_lsstcam").linearity
+for kind in ("Squared", "Polynomial", "LookupTable", "Spline"):
+    config = dataclasses.replace(preset, linearity_type=kind)
+    sensor_linearity(pairs, ptc, config)
+    best = []
+    for _ in range(3):
+        t = time.perf_counter(); solved = sensor_linearity(pairs, ptc, config)
+        best.append(time.perf_counter() - t)
+    print(kind, min(best), int((solved.status == "ok").sum()))
+"""
+
+
+def _solve_seconds(source: Path, pairs: Path, ptc: Path) -> dict[str, tuple[float, int]]:
+    """Each type's best-of-three seconds to solve a sensor's linearity, and amps solved, by
+    the package of ``source`` (in a subprocess)."""
+    environment = {**os.environ, "PYTHONPATH": str(source / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", _SOLVE, str(pairs), str(ptc)],
+        env=environment, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    found = (line.split() for line in done.stdout.splitlines() if line.strip())
+    return {kind: (float(seconds), int(ok)) for kind, seconds, ok in found}
+
+
+def solve(baseline: str, size: str, pairs: int) -> None:
+    """Solving a sensor's linearity per amp (``baseline``) and all amps at once (here)."""
+    print(f"# {platform.node()}, {os.cpu_count()} cores, {size} e2v, {pairs} pairs, NumPy")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        raws = folder / "raws"
+        gpuptc.simulate(
+            raws, vendor="e2v", size=size, pairs=pairs, biases=0, seed=41, nonlinearity=True,
+            photodiode=True, spacing="linear", workers=os.cpu_count(),
+        )  # fmt: skip
+        measured = gpuptc.measure(gpuptc.ingest([raws]), preset="cp_pipe_lsstcam", backend="numpy")
+        ptc, _, fitted = gpuptc.fit(measured.pairs, measured.covariances, models=["expapprox"])
+        fitted.to_parquet(folder / "pairs.parquet")
+        ptc.to_parquet(folder / "ptc.parquet")
+        tables = folder / "pairs.parquet", folder / "ptc.parquet"
+        worktree = folder / "baseline"
+        git = ["git", "-C", str(_ROOT), "worktree"]
+        subprocess.run([*git, "add", "-q", "--detach", str(worktree), baseline], check=True)
+        try:
+            before = _solve_seconds(worktree, *tables)
+        finally:
+            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+        now = _solve_seconds(_ROOT, *tables)
+    print(f"| type | per amp ({baseline}), s | all amps at once, s | ratio | amps solved |")
+    print("|---|---|---|---|---|")
+    for kind, (seconds, ok) in now.items():
+        old, old_ok = before[kind]
+        print(f"| {kind} | {old:.3f} | {seconds:.3f} | {seconds / old:.2f} | {old_ok}, {ok} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", nargs="?", default="truth", choices=["truth", "cost"])
+    parser.add_argument("part", nargs="?", default="truth", choices=["truth", "cost", "solve"])
     parser.add_argument("--size", default="medium")
     parser.add_argument("--pairs", type=int, default=60)
     parser.add_argument("--baseline", default="265f517")
     args = parser.parse_args()
     if args.part == "truth":
         truth(args.size, args.pairs)
+    elif args.part == "solve":
+        solve(args.baseline, args.size, args.pairs)
     else:
         cost(args.baseline)
 

@@ -302,7 +302,7 @@ def _solve_polynomials(batch: _Batch) -> list[AmpLinearity]:
     if not len(batch.y):
         return []
     xp, config, x, y = batch.xp, batch.config, batch.x, batch.y
-    kind, order = config.linearity_type, config.polynomial_order
+    order = config.polynomial_order
     with np.errstate(invalid="ignore"):
         mask = batch.finite & (y < config.max_linear_adu) & (y > config.min_linear_adu)
     rows = batch.on_device(x, y, mask)
@@ -321,21 +321,41 @@ def _solve_polynomials(batch: _Batch) -> list[AmpLinearity]:
         if not enough[a]:
             results.append(_unsolved("too_few_points", y.shape[1], batch.turnoffs[a]))
             continue
-        signs = -k[a] / k[a][1] ** np.arange(order + 1)
-        coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(
-            kind, np.array([0.0, 0.0])
-        )
-        table = lookup_table(k[a], config.max_lookup_table_adu) if kind == "LookupTable" else None
-        corrected[a] = apply_linearizer(
-            kind, coefficients, y[a], None if table is None else table[None, :]
-        )
-        nothing = np.full(y.shape[1], math.nan)  # filled by _with_residuals
-        solved = AmpLinearity(
-            kind, coefficients, k[a], k_err[a], float(chi2[a]), linear[a],
-            batch.turnoffs[a], mask[a], nothing, nothing.copy(), table=table,
-        )  # fmt: skip
+        fit = _PolynomialFit(k[a], k_err[a], float(chi2[a]), linear[a])
+        solved, corrected[a] = _polynomial_linearity(fit, y[a], mask[a], batch.turnoffs[a], config)
         results.append(solved)
     return _with_residuals(results, x, corrected, batch.backend)
+
+
+@dataclass(frozen=True)
+class _PolynomialFit:
+    """An amp's signal as a polynomial ``k`` in its straight line's value, and that line."""
+
+    k: np.ndarray
+    k_err: np.ndarray
+    reduced_chi2: float
+    linear: np.ndarray
+
+
+def _polynomial_linearity(
+    fit: _PolynomialFit,
+    y: np.ndarray,
+    mask: np.ndarray,
+    turnoff: LinearityTurnoff,
+    config: LinearityConfig,
+) -> tuple[AmpLinearity, np.ndarray]:
+    """An amp's Polynomial, Squared or LookupTable linearizer, and its linearized signal."""
+    kind, k = config.linearity_type, fit.k
+    signs = -k / k[1] ** np.arange(len(k))
+    coefficients = {"Polynomial": signs[2:], "Squared": signs[2:3]}.get(kind, np.zeros(2))
+    table = lookup_table(k, config.max_lookup_table_adu) if kind == "LookupTable" else None
+    corrected = apply_linearizer(kind, coefficients, y, None if table is None else table[None, :])
+    nothing = np.full(len(y), math.nan)  # filled by _with_residuals
+    solved = AmpLinearity(
+        kind, coefficients, k, fit.k_err, fit.reduced_chi2, fit.linear, turnoff, mask,
+        nothing, nothing.copy(), table=table,
+    )  # fmt: skip
+    return solved, corrected
 
 
 def _with_residuals(
