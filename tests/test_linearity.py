@@ -6,8 +6,10 @@ The expected numbers come from lsst/cp_pipe's ``tests/test_linearity.py`` at f02
 times from 1 to 96 s) and ``_check_linearity_spline`` (an Akima spline of 10 nodes from
 LSSTCam run 7193D, detector 22, C00, on 200 photodiode charges with 1e-4 noise, five
 outliers and a missing charge; optionally four photodiode groups and a signal offset),
-each at the tolerance stated beside it. cp_pipe's spline cases with fitted weights or
-temperatures are not reproduced: gpuptc fits neither.
+each at the tolerance stated beside it; and ``test_linearity_turnoff_lsstcam``'s grouping
+of its LSSTCam series (DM-51470, tests/data/linearity/README.md) by a column, by signal
+over exposure time and by signal over photodiode charge. cp_pipe's spline cases with
+fitted weights or temperatures are not reproduced: gpuptc fits neither.
 """
 
 from pathlib import Path
@@ -24,6 +26,7 @@ from gpuptc.fitting.linearity import (
     solve_amp,
     solve_amps,
 )
+from gpuptc.fitting.linearity_groups import pair_groups
 from gpuptc.kernels.linearize import akima
 
 COMCAM = pd.read_csv(Path(__file__).parent / "data" / "linearity" / "comcam_turnoff.csv")
@@ -213,3 +216,64 @@ def test_the_amps_of_a_batch_are_solved_as_each_alone_on_every_backend(backend, 
         np.testing.assert_allclose(batch[k].coefficients, alone.coefficients, rtol=1e-6)
         np.testing.assert_allclose(batch[k].residuals, alone.residuals, rtol=1e-6, atol=1e-6)
         assert batch[k].turnoff == alone.turnoff
+
+
+LSSTCAM = pd.read_csv(Path(__file__).parent / "data" / "linearity" / "lsstcam_grouping.csv")
+
+
+def _lsstcam_groups() -> tuple[np.ndarray, np.ndarray]:
+    """cp_pipe's grouping truth for its LSSTCam series (``test_linearity_turnoff_lsstcam``):
+    three lamp settings told apart by signal per second, and the setting as a value."""
+    ratio = LSSTCAM.raw_mean / LSSTCAM.exp_time
+    truth = np.zeros(len(ratio), np.int64)
+    truth[ratio > 800] = 1
+    truth[(ratio > 1200) | (LSSTCAM.exp_time > 70.0)] = 2
+    return truth, np.array([0.15, 0.5, 0.8])[truth]
+
+
+def _same_partition(found: np.ndarray, expected: np.ndarray) -> None:
+    """The same pairs together, whatever the groups' labels."""
+    assert len(np.unique(found)) == len(np.unique(expected))
+    for label in np.unique(expected):
+        members = np.unique(found[expected == label])
+        assert len(members) == 1 and np.array_equal(found == members[0], expected == label)
+
+
+@pytest.mark.parametrize("how", ["column", "exptime", "photodiode"])
+def test_cp_pipes_lsstcam_series_groups_as_cp_pipe_groups_it(how):
+    """cp_pipe's three grouping cases on its LSSTCam series: by a column of values, by
+    signal over exposure time, by signal over photodiode charge (threshold 0.008, the
+    first pair's charge below 1e-10 C: no group)."""
+    truth, setting = _lsstcam_groups()
+    pairs = pd.DataFrame(
+        {"exptime": LSSTCAM.exp_time, "photo_charge": LSSTCAM.photo_charge, "aux": setting}
+    )
+    config = {
+        "column": LinearityConfig(spline_grouping_column="aux"),
+        "exptime": LinearityConfig(do_auto_grouping=True),
+        "photodiode": LinearityConfig(
+            do_auto_grouping=True,
+            auto_grouping_use_exptime=False,
+            auto_grouping_threshold=0.008,
+            use_photodiode=True,
+            min_photodiode_current=1e-10,
+        ),
+    }[how]
+    groups = pair_groups(pairs, LSSTCAM.raw_mean.to_numpy(float), config)
+    if how == "photodiode":
+        truth[0] = -1
+        assert groups[0] == -1
+    _same_partition(groups, truth)
+
+
+def test_a_grouped_spline_needs_enough_pairs_and_a_known_column():
+    pairs = pd.DataFrame({"exptime": [1.0, 2.0], "photo_charge": [1.0, 2.0], "lamp": [1, 2]})
+    signal = np.array([100.0, 200.0])
+    spline = LinearityConfig(linearity_type="Spline", spline_grouping_column="lamp")
+    with pytest.raises(ValueError, match="2 pairs, fewer than spline_grouping_min_points"):
+        pair_groups(pairs, signal, spline)
+    with pytest.raises(ValueError, match="'filter': the pairs have no such column"):
+        pair_groups(pairs, signal, LinearityConfig(spline_grouping_column="filter"))
+    with pytest.raises(ValueError, match="exclude each other"):
+        LinearityConfig(do_auto_grouping=True, spline_grouping_column="lamp")
+    assert pair_groups(pairs, signal, LinearityConfig()) is None

@@ -14,7 +14,7 @@ from gpuptc.config import LinearityConfig, get_preset
 from gpuptc.fitting.linearity_sensor import sensor_abscissa, sensor_linearity
 from gpuptc.inputs.photodiode import integrate, pair_charges, read_photodiode
 from gpuptc.kernels.linearize import apply_linearizer
-from gpuptc.products.linearizer import LinearizerError
+from gpuptc.products.linearizer import LinearizerError, read_linearizer, write_linearizer
 from gpuptc.raws.exposure import read_primary_header, read_raw
 from gpuptc.running import sensor as sensor_pipeline
 from gpuptc.running.sensor import SensorTask
@@ -244,3 +244,28 @@ def test_a_sensor_without_a_linearizer_is_rejected_with_why(nonlinear_runs, tmp_
     assert result.exit_code == 1
     (reason,) = result.tables["rejected"]["reason"]
     assert reason.endswith(f"{empty}: none of the linearizer files is of {sim.sensor}")
+
+
+def test_pairs_under_two_lamp_settings_are_grouped_and_written_so(lsstcam_run, tmp_path):
+    """The same pairs as if every other one were taken with the lamp at 0.7 of the others
+    (their exposure times longer by 1/0.7 for the same signal): automatic grouping on
+    exposure time finds the two settings (the dimmer first; pairs above 0.9 of the
+    brightest signal join the brightest one's below, as cp_pipe puts them), each amp's
+    row and its linearizer file say which pair had which."""
+    pairs, ptc = lsstcam_run["pairs"], lsstcam_run["ptc"]
+    dimmer = pairs["pair"] % 2 == 1
+    relit = pairs.assign(exptime=np.where(dimmer, pairs["exptime"] / 0.7, pairs["exptime"]))
+    config = LinearityConfig(do_auto_grouping=True)
+    linearity = sensor_linearity(relit, ptc, config)
+    order = relit.drop_duplicates("pair").sort_values(["exptime", "pair"]).pair.to_numpy()
+    signal = relit.groupby("pair")["mean"].mean().reindex(order).to_numpy()
+    below = signal <= 0.9 * signal.max()
+    for row in linearity.itertuples():
+        assert row.input_pairs == order.tolist()
+        groups = np.asarray(row.input_groups)
+        assert set(groups) == {0, 1}
+        assert (groups[below] == (order[below] % 2 == 0)).all()
+        assert (groups[~below] == groups[below][np.argmax(signal[below])]).all()
+    path = write_linearizer(tmp_path / "linearizer.fits", linearity, ptc, linearity.sensor[0])
+    for amp in read_linearizer(path).itertuples():
+        np.testing.assert_array_equal(amp.input_groups, linearity.input_groups[0])

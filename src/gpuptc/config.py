@@ -371,6 +371,22 @@ class LinearityConfig:
         The spline's rounds of fitting and outlier rejection: at least, at most.
     spline_fit_max_rejection_per_iteration : int
         Fewer than this many pairs are rejected a round.
+    do_auto_grouping : bool
+        Find the groups of pairs that share an illumination from jumps in their signal
+        per unit abscissa (:mod:`gpuptc.fitting.linearity_groups`); each group has its own
+        slope in the turnoff's lines and the spline.
+    auto_grouping_use_exptime : bool
+        Group by signal over exposure time (else over photodiode charge).
+    auto_grouping_threshold : float
+        The smallest jump of the sorted relative ratios that starts a group.
+    auto_grouping_max_signal_fraction : float
+        Pairs above this fraction of the brightest signal join the group of the brightest
+        pair below it.
+    spline_grouping_column : str
+        Group by the distinct values of this column of the pairs table instead ("" for
+        none; not with ``do_auto_grouping``).
+    spline_grouping_min_points : int
+        A ``Spline`` grouped by a column needs at least this many pairs.
     """
 
     linearity_type: str = setting("Squared", cp_pipe="LinearitySolveConfig.linearityType")
@@ -396,6 +412,22 @@ class LinearityConfig:
     spline_fit_max_rejection_per_iteration: int = setting(
         5, cp_pipe="LinearitySolveConfig.splineFitMaxRejectionPerIteration"
     )
+    do_auto_grouping: bool = setting(False, cp_pipe="LinearitySolveConfig.doAutoGrouping")
+    auto_grouping_use_exptime: bool = setting(
+        True, cp_pipe="LinearitySolveConfig.autoGroupingUseExptime"
+    )
+    auto_grouping_threshold: float = setting(
+        0.1, cp_pipe="LinearitySolveConfig.autoGroupingThreshold"
+    )
+    auto_grouping_max_signal_fraction: float = setting(
+        0.9, cp_pipe="LinearitySolveConfig.autoGroupingMaxSignalFraction"
+    )
+    spline_grouping_column: str = setting(
+        "", cp_pipe="LinearitySolveConfig.splineGroupingColumn (None)"
+    )
+    spline_grouping_min_points: int = setting(
+        100, cp_pipe="LinearitySolveConfig.splineGroupingMinPoints"
+    )
 
     def __post_init__(self) -> None:
         if self.linearity_type not in LINEARITY_TYPES:
@@ -406,6 +438,13 @@ class LinearityConfig:
             raise ValueError(f"polynomial_order {self.polynomial_order} below 2")
         if self.spline_knots < 3:
             raise ValueError(f"spline_knots {self.spline_knots} below 3")
+        if self.do_auto_grouping and self.spline_grouping_column:
+            raise ValueError("do_auto_grouping and spline_grouping_column exclude each other")
+        if self.do_auto_grouping and not (self.auto_grouping_use_exptime or self.use_photodiode):
+            raise ValueError(
+                "do_auto_grouping by photodiode charge (auto_grouping_use_exptime false) "
+                "needs use_photodiode"
+            )
 
 
 _SECTIONS: dict[str, type] = {

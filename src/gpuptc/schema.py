@@ -230,6 +230,7 @@ LINEARITY_COLUMNS: tuple[str, ...] = (
     "input_abscissa",
     "input_ordinate",
     "input_mask",
+    "input_groups",
     "residuals",
     "residuals_unmasked",
 )
@@ -239,9 +240,9 @@ coefficients, the polynomial of the signal in the line's value with errors), the
 line, the linearity turnoff and maximum signal (ADU), the robust spread of the fractional
 residuals after linearizing (cp_pipe's FIT_RES_SIGMAD: MAD x 1.4826), eo_pipe's maximum
 fractional deviation and 5 % turnoff (ADU), the pairs fitted, the status, and per pair
-in the fit's order (lists): its number, abscissa, mean signal, whether the fit took it
-and its residual (ADU, NaN where not fitted; ``residuals_unmasked`` at every pair): what a
-linearizer file holds as its inputs."""
+in the fit's order (lists): its number, abscissa, mean signal, whether the fit took it,
+its group (one illumination each) and its residual (ADU, NaN where not fitted;
+``residuals_unmasked`` at every pair): what a linearizer file holds as its inputs."""
 COVARIANCE_COLUMNS: tuple[str, ...] = ("sensor", "pair", "amp", "i", "j", "cov", "npix")
 PTC_COLUMNS: tuple[str, ...] = (
     "sensor",

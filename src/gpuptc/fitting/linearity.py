@@ -177,7 +177,8 @@ def solve_amp(
         The PTC's turnoff (ADU): a ``Spline`` averages to zero below it (default the
         linearity turnoff).
     groups : numpy.ndarray, optional
-        A ``Spline``'s groups of pairs, one linear response each (default one).
+        The groups of pairs, one illumination each (default one): the turnoff's lines
+        and a ``Spline``'s slopes, one per group.
 
     Returns
     -------
@@ -231,7 +232,8 @@ def solve_amps(
     ptc_turnoffs : numpy.ndarray, optional
         (amps,) each amp's PTC turnoff (ADU), for a ``Spline`` (NaN: its linearity turnoff).
     groups : numpy.ndarray, optional
-        A ``Spline``'s groups of pairs (as :func:`solve_amp`).
+        (pairs,) the groups of pairs, one illumination each (default one): each group has
+        its own line in the turnoff's fit and its own slope in a ``Spline``.
     backend : str or Backend
         Where the fits run (NumPy, CuPy, ...); inputs and results are NumPy.
 
@@ -249,7 +251,7 @@ def solve_amps(
     masks = np.asarray(ptc_masks, bool)
     turnoffs = linearity_turnoffs(
         *_on(where, x, y, masks & finite),
-        None,
+        groups,
         config.min_signal_fit_linearity_turnoff,
         config.max_frac_linearity_deviation,
         where.xp,

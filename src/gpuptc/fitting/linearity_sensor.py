@@ -18,6 +18,7 @@ from gpuptc.backend import Backend
 from gpuptc.config import LinearityConfig
 from gpuptc.fitting._common import normal_mad
 from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amps
+from gpuptc.fitting.linearity_groups import pair_groups
 from gpuptc.schema import LINEARITY_COLUMNS
 
 __all__ = ["adopted_gains", "sensor_abscissa", "sensor_linearity"]
@@ -89,31 +90,51 @@ def sensor_linearity(
     if pairs.empty:
         return pd.DataFrame(columns=list(LINEARITY_COLUMNS))
     ordered = pairs.sort_values([column, "pair"], kind="stable")
-    order = pd.unique(ordered["pair"])
-    grid = ordered.pivot_table(index="amp", columns="pair", values="mean", dropna=False)
-    used = ordered.assign(used=ordered["used"].fillna(False).astype(bool))
-    masks = used.pivot_table(index="amp", columns="pair", values="used", aggfunc="any")
-    amps = grid.index.to_numpy()
-    x = ordered.drop_duplicates("pair").set_index("pair")[column].reindex(order).to_numpy(float)
-    y = grid.reindex(columns=order).to_numpy(float)
-    ptc_masks = masks.reindex(index=amps, columns=order).fillna(False).to_numpy(bool)
-    turnoffs = adopted_gains(ptc, model, "turnoff").reindex(amps).to_numpy(float)
+    per_pair = ordered.drop_duplicates("pair").set_index("pair")
+    x, y, ptc_masks, amps = _arrays(ordered, per_pair.index, column)
+    gains = adopted_gains(ptc, model).reindex(amps).to_numpy(float)
+    groups = pair_groups(per_pair, _sensor_electrons(y, gains), config)
     solved = solve_amps(
         x,
         y,
         ptc_masks,
         config,
         valid=x >= config.min_photodiode_current if abscissa == "photodiode" else None,
-        ptc_turnoffs=turnoffs,
+        ptc_turnoffs=adopted_gains(ptc, model, "turnoff").reindex(amps).to_numpy(float),
+        groups=groups,
         backend=backend,
     )
-    gains = adopted_gains(ptc, model)
-    by_amp = {amp: mine for amp, mine in ordered.groupby("amp", sort=True)}
+    labels = (np.zeros(len(x), np.int64) if groups is None else groups).tolist()
+    by_amp = dict(iter(ordered.groupby("amp", sort=True)))
     rows = [
-        _row(by_amp[amp], amp, abscissa, reason, result, x, y[k], float(gains.get(amp, math.nan)))
+        _row(by_amp[amp], amp, abscissa, reason, result, x, y[k], gains[k])
+        | {"input_groups": labels}
         for k, (amp, result) in enumerate(zip(amps, solved, strict=True))
     ]
     return pd.DataFrame(rows, columns=list(LINEARITY_COLUMNS))
+
+
+def _arrays(
+    ordered: pd.DataFrame, order: pd.Index, column: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs' abscissa, every amp's means and PTC selection (amps x pairs), the amps."""
+    means = ordered.pivot_table(index="amp", columns="pair", values="mean", dropna=False)
+    used = ordered.assign(used=ordered["used"].fillna(False).astype(bool))
+    masks = used.pivot_table(index="amp", columns="pair", values="used", aggfunc="any")
+    amps = means.index.to_numpy()
+    x = ordered.drop_duplicates("pair").set_index("pair")[column].reindex(order)
+    y = means.reindex(columns=order).to_numpy(float)
+    ptc_masks = masks.reindex(index=amps, columns=order).fillna(False).to_numpy(bool)
+    return x.to_numpy(float), y, ptc_masks, amps
+
+
+def _sensor_electrons(y: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """Each pair's signal in electrons averaged over the amps that have one."""
+    electrons = y * gains[:, None]
+    known = np.isfinite(electrons)
+    counts = known.sum(axis=0)
+    total = np.where(known, electrons, 0.0).sum(axis=0)
+    return np.where(counts > 0, total / np.maximum(counts, 1), np.nan)
 
 
 def _row(

@@ -112,7 +112,7 @@ def _amp_row(row: Any, gain: float, turnoff: float, vendor: str | None, table_ro
         "INP_ABSCISSA": np.asarray(row.input_abscissa, float),
         "INP_ORDINATE": ordinate,
         "INP_MASK": np.asarray(row.input_mask, bool),
-        "INP_GROUPING_INDEX": np.zeros(len(ordinate), np.int64),
+        "INP_GROUPING_INDEX": _groups(row, len(ordinate)),
         "INP_NORMALIZATION": np.ones(len(ordinate)),
         "FIT_PARAMS": list(row.fit_params),
         "FIT_PARAMS_ERR": list(row.fit_params_err),
@@ -285,7 +285,7 @@ def read_linearizer(path: str | os.PathLike[str]) -> pd.DataFrame:
     pandas.DataFrame
         ``amplifier`` (the camera's name), ``type``, ``coefficients``, ``bbox`` (x0, y0,
         dx, dy), ``input_gain``, ``input_turnoff``, ``input_abscissa``, ``input_ordinate``,
-        ``input_mask``, ``fit_params``, ``fit_params_err``, ``reduced_chi2``,
+        ``input_mask``, ``input_groups``, ``fit_params``, ``fit_params_err``, ``reduced_chi2``,
         ``residuals``, ``residual_sigma_mad``, ``linear_intercept``, ``linear_slope``,
         ``turnoff``, ``max_signal``, and ``table`` (the amp's lookup table or None);
         ``attrs["header"]`` holds the table's header.
@@ -359,6 +359,7 @@ def _read_row(data: Any, k: int, names: set[str], lookup: np.ndarray | None) -> 
         "input_abscissa": vector("INP_ABSCISSA", [0.0]),
         "input_ordinate": vector("INP_ORDINATE", [0.0]),
         "input_mask": vector("INP_MASK", [False], bool),
+        "input_groups": vector("INP_GROUPING_INDEX", [0], np.int64),
         "fit_params": vector("FIT_PARAMS", [0.0]),
         "fit_params_err": vector("FIT_PARAMS_ERR", [0.0]),
         "reduced_chi2": float(value("RED_CHI_SQ", math.nan)),
@@ -370,6 +371,14 @@ def _read_row(data: Any, k: int, names: set[str], lookup: np.ndarray | None) -> 
         "max_signal": float(value("LINEARITY_MAX_SIGNAL", math.nan)),
         "table": table,
     }
+
+
+def _groups(row: Any, pairs: int) -> np.ndarray:
+    """An amp's group per pair (zeros for one group, or for a table without them)."""
+    groups = getattr(row, "input_groups", None)
+    if groups is None or len(groups) != pairs:
+        return np.zeros(pairs, np.int64)
+    return np.asarray(groups, np.int64)
 
 
 def amp_linearizers(amps: pd.DataFrame) -> dict[str, AmpLinearizer]:
