@@ -6,9 +6,15 @@ import math
 
 import numpy as np
 
-__all__ = ["covariance_weights", "leastsq_converged", "normal_mad", "variance_weights"]
+__all__ = [
+    "MAD_TO_SIGMA",
+    "covariance_weights",
+    "leastsq_converged",
+    "normal_mad",
+    "variance_weights",
+]
 
-_MAD_TO_SIGMA = 1.482602218505602
+MAD_TO_SIGMA = 1.482602218505602
 """A normal distribution's sigma per unit of median absolute deviation."""
 
 
@@ -23,7 +29,7 @@ def normal_mad(values: np.ndarray) -> float:
     values = np.asarray(values, float)
     if not len(values):
         return math.nan
-    return float(_MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
 
 
 _LEASTSQ_SOLUTIONS = frozenset({1, 2, 3, 4})

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuptc.backend import Backend, get_backend
+from gpuptc.backend import Backend, get_backend, to_host
 from gpuptc.config import LINEARITY_TYPES, LinearityConfig
 from gpuptc.fitting.linearity_line import (
     CAUCHY_SCALE,
@@ -309,15 +309,15 @@ def _solve_polynomials(batch: _Batch) -> list[AmpLinearity]:
         mask = batch.finite & (y < config.max_linear_adu) & (y > config.min_linear_adu)
     rows = batch.on_device(x, y, mask)
     linear, _, _ = irls_polynomials(*rows, 1, xp)
-    line = np.asarray(_host(polyvals(rows[0], linear, xp)))
+    line = np.asarray(to_host(polyvals(rows[0], linear, xp)))
     enough = mask.sum(axis=1) >= 2
     with np.errstate(invalid="ignore"):
         mask = mask & (np.abs(y - line) < config.n_sigma_clip_linear * np.sqrt(np.abs(y)))
     k, k_err, chi2 = (
-        np.asarray(_host(a)) for a in irls_polynomials(*batch.on_device(line, y, mask), order, xp)
+        np.asarray(to_host(a)) for a in irls_polynomials(*batch.on_device(line, y, mask), order, xp)
     )
     enough &= mask.sum(axis=1) >= order + 2
-    linear = np.asarray(_host(linear))
+    linear = np.asarray(to_host(linear))
     results, corrected = [], np.full(y.shape, math.nan)
     for a in range(len(y)):
         if not enough[a]:
@@ -374,7 +374,7 @@ def _with_residuals(
     masks = np.stack([results[a].mask for a in solved])
     rows = [m[solved] for m in (flux, corrected)]
     line, _, _ = irls_polynomials(*_on(backend, *rows, masks), 1, backend.xp)
-    slopes = np.asarray(_host(line))[:, 1]
+    slopes = np.asarray(to_host(line))[:, 1]
     for row, a in enumerate(solved):
         unmasked = rows[1][row] - slopes[row] * rows[0][row]
         results[a].residuals_unmasked = unmasked
@@ -470,12 +470,6 @@ def _empty_intervals(signal: np.ndarray, knots: int) -> bool:
     nodes = spline_nodes(signal, knots)
     counts = np.bincount(np.searchsorted(nodes, signal, side="right") - 1, minlength=knots - 1)
     return bool((counts[: knots - 1] == 0).any())
-
-
-def _host(x: Any) -> Any:
-    from gpuptc.backend import to_host
-
-    return to_host(x)
 
 
 EO_PIPE_FIT_RANGE = (1e3, 9e4)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuptc.backend import to_host
 from gpuptc.fitting._batched import device_of, nanmedian, weighted_lstsq
 
 __all__ = [
@@ -278,19 +279,13 @@ def _with_max_signals(
     saturated = nanmedian(xp.where(near_top, y, math.nan), xp)
     last = index == y.shape[1] - 1  # nothing beyond it: the amp never saturated
     max_signal = xp.where(last, turnoff, saturated)
-    host = [np.asarray(_host(a)) for a in (index, turnoff, max_signal, found, known)]
+    host = [np.asarray(to_host(a)) for a in (index, turnoff, max_signal, found, known)]
     return [
         LinearityTurnoff(int(i), float(t), float(m), bool(f))
         if k
         else LinearityTurnoff(-1, math.nan, math.nan, found=False)
         for i, t, m, f, k in zip(*host, strict=True)
     ]
-
-
-def _host(x: Any) -> Any:
-    from gpuptc.backend import to_host
-
-    return to_host(x)
 
 
 def linearity_turnoff(

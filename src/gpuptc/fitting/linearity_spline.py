@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from gpuptc.backend import Backend, get_backend
+from gpuptc.backend import Backend, get_backend, to_host
 from gpuptc.fitting._batched import device_of, levenberg_marquardt, nanmedian, weighted_lstsq
+from gpuptc.fitting._common import MAD_TO_SIGMA
 from gpuptc.kernels.linearize import akima_slopes, hermite_weights
 
 __all__ = ["SplineFit", "fit_spline", "fit_splines", "spline_nodes"]
@@ -97,9 +98,6 @@ def spline_nodes(signal: np.ndarray, knots: int) -> np.ndarray:
     return np.linspace(0.0, float(np.max(signal)) + 1.0, knots)
 
 
-_MAD_TO_SIGMA = 1.482602218505602
-
-
 class _Model:
     """The residuals of every amp's spline model, for fixed data and nodes (batched)."""
 
@@ -114,7 +112,7 @@ class _Model:
         xp: ModuleType,
     ) -> None:
         self.mu, self.flux, self.group, self.nodes, self.xp = mu, flux, group, nodes, xp
-        self.groups = int(np.max(np.asarray(_host(group)))) + 1
+        self.groups = int(np.max(np.asarray(to_host(group)))) + 1
         self.fit_offset = fit_offset
         safe = xp.clip(xp.where(xp.isfinite(mu), mu, 0.0), nodes[:, :1], nodes[:, -1:])
         self.at_data = hermite_weights(safe, nodes)
@@ -221,7 +219,7 @@ def _rejected(residual: Any, fitted: Any, n_sigma: float, max_rejection: int, xp
     """Fitted pairs beyond ``n_sigma`` MADs; fewer than ``max_rejection`` of them a round."""
     kept = xp.where(fitted, residual, math.nan)
     centre = nanmedian(kept, xp)
-    spread = _MAD_TO_SIGMA * nanmedian(xp.abs(kept - centre[:, None]), xp)
+    spread = MAD_TO_SIGMA * nanmedian(xp.abs(kept - centre[:, None]), xp)
     cut = n_sigma * spread
     ordered = xp.sort(xp.where(fitted, xp.abs(residual), -math.inf), axis=1)
     count = xp.sum(xp.astype(fitted, xp.int64), axis=1)
@@ -290,7 +288,7 @@ def fit_splines(
         residual = model.residuals(params)[:, :-1]
         outliers = _rejected(residual, fitted, n_sigma, max_rejection, xp) & running[:, None]
         fitted = fitted & ~outliers
-        rounds[np.asarray(_host(running))] = iteration
+        rounds[np.asarray(to_host(running))] = iteration
         if iteration >= min_iter:
             running = running & xp.any(outliers, axis=1)
         if not bool(xp.any(running)):
@@ -300,13 +298,13 @@ def fit_splines(
 
 def _inputs(mu, flux, mask, groups, top, where: Backend):
     """The batch on the backend: the fitted pairs, (mu, flux, top) and each pair's group."""
-    host_mu = np.asarray(_host(mu), dtype=float)
+    host_mu = np.asarray(to_host(mu), dtype=float)
     amps, pairs = host_mu.shape
     host = {
         "mu": host_mu,
-        "flux": np.broadcast_to(np.asarray(_host(flux), dtype=float), (amps, pairs)),
-        "top": np.broadcast_to(np.asarray(_host(top), dtype=float), (amps,)),
-        "mask": np.broadcast_to(np.asarray(_host(mask), bool), (amps, pairs)),
+        "flux": np.broadcast_to(np.asarray(to_host(flux), dtype=float), (amps, pairs)),
+        "top": np.broadcast_to(np.asarray(to_host(top), dtype=float), (amps,)),
+        "mask": np.broadcast_to(np.asarray(to_host(mask), bool), (amps, pairs)),
     }
     mu, flux, top, mask = (
         where.xp.asarray(np.ascontiguousarray(a), device=where.device) for a in host.values()
@@ -327,9 +325,9 @@ def _nodes(mu: Any, fitted: Any, knots: int, xp: ModuleType) -> Any:
 
 def _results(model, params, fitted, converged, rounds, group, fit_offset) -> list[SplineFit]:
     """One :class:`SplineFit` per amp, on the host."""
-    values, slopes, offset = (np.asarray(_host(x)) for x in model.unpack(params))
-    residual = np.asarray(_host(model.ratio(params))) - 1.0
-    host = [np.asarray(_host(x)) for x in (model.nodes, fitted, converged)]
+    values, slopes, offset = (np.asarray(to_host(x)) for x in model.unpack(params))
+    residual = np.asarray(to_host(model.ratio(params))) - 1.0
+    host = [np.asarray(to_host(x)) for x in (model.nodes, fitted, converged)]
     nodes, fitted, converged = host
     fits = []
     for k in range(len(values)):
@@ -339,12 +337,6 @@ def _results(model, params, fitted, converged, rounds, group, fit_offset) -> lis
         fit = SplineFit(nodes[k], values[k], slopes_k, offset_k, fitted[k], group, chi2, 0)
         fits.append(replace(fit, iterations=int(rounds[k]), converged=bool(converged[k])))
     return fits
-
-
-def _host(x: Any) -> Any:
-    from gpuptc.backend import to_host
-
-    return to_host(x)
 
 
 def fit_spline(
