@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "BF_LEVELS",
     "INTEGRATION_METHODS",
     "LINEARITY_TYPES",
     "PRESETS",
+    "BrighterFatterConfig",
     "ExtractConfig",
     "IsrConfig",
     "LinearityConfig",
@@ -447,11 +449,111 @@ class LinearityConfig:
             )
 
 
+BF_LEVELS = ("AMP", "DETECTOR")
+"""Where brighter-fatter kernels are solved: per amplifier, or one per detector."""
+
+
+@dataclass(frozen=True)
+class BrighterFatterConfig:
+    """Each amp's brighter-fatter kernel from its PTC.
+
+    cp_pipe's ``BrighterFatterKernelSolveTask``; :mod:`gpuptc.fitting.bf_kernel`.
+
+    Parameters
+    ----------
+    level : {'AMP', 'DETECTOR'}
+        A kernel per amp, and with ``DETECTOR`` one for the detector from every amp's pairs.
+    ignore_amps_for_averaging : tuple of str
+        Amps left out of the detector kernel (by segment name).
+    xcorr_check_reject_level : float
+        A pair whose correlations have ``|sum| / sum|.|`` above this is left out.
+    n_sigma_clip : float
+        The sigma clip of the average over pairs.
+    force_zero_sum : bool
+        Take the grid's sum (and a power-law tail) from its centre.
+    use_amatrix : bool
+        The kernel of the full covariance fit's ``a`` matrix.
+    use_cov_model_sample : bool
+        The kernel of the full covariance model sampled at ``cov_model_flux_sample`` e-.
+    cov_model_flux_sample : float
+        The flux (e-) at which the model is sampled.
+    correlation_quadratic_fit : bool
+        The correlations' slope against the flux squared, per lag, instead of the average.
+    correlation_model_radius : int
+        The power-law tail of the zero sum applies beyond this radius (pixels).
+    correlation_model_slope : float
+        The tail's slope.
+    max_iter_sor : int
+        Sweeps of the successive over-relaxation at most.
+    e_level_sor : float
+        It stops when the residuals fall below this fraction of the first ones.
+    do_check_validity : bool
+        Check each kernel (edges zero, centre the minimum, nothing above
+        ``fraction_k00_for_kernel_max`` of ``|K_00|``).
+    n_sigma_tol_for_valid_edge : float
+        cp_pipe's edge tolerance in units of the edge's spread (it compares with a relative
+        tolerance of zero, so only its absolute 1e-8 counts; kept for the record).
+    fraction_k00_for_kernel_max : float
+        See ``do_check_validity``.
+    """
+
+    level: str = setting("AMP", cp_pipe="BrighterFatterKernelSolveConfig.level")
+    ignore_amps_for_averaging: tuple[str, ...] = setting(
+        (), cp_pipe="BrighterFatterKernelSolveConfig.ignoreAmpsForAveraging"
+    )
+    xcorr_check_reject_level: float = setting(
+        2.0, cp_pipe="BrighterFatterKernelSolveConfig.xcorrCheckRejectLevel"
+    )
+    n_sigma_clip: float = setting(5.0, cp_pipe="BrighterFatterKernelSolveConfig.nSigmaClip")
+    force_zero_sum: bool = setting(True, cp_pipe="BrighterFatterKernelSolveConfig.forceZeroSum")
+    use_amatrix: bool = setting(False, cp_pipe="BrighterFatterKernelSolveConfig.useAmatrix")
+    use_cov_model_sample: bool = setting(
+        False, cp_pipe="BrighterFatterKernelSolveConfig.useCovModelSample"
+    )
+    cov_model_flux_sample: float = setting(
+        25000.0, cp_pipe="BrighterFatterKernelSolveConfig.covModelFluxSample (ALL_AMPS)"
+    )
+    correlation_quadratic_fit: bool = setting(
+        False, cp_pipe="BrighterFatterKernelSolveConfig.correlationQuadraticFit"
+    )
+    correlation_model_radius: int = setting(
+        100, cp_pipe="BrighterFatterKernelSolveConfig.correlationModelRadius"
+    )
+    correlation_model_slope: float = setting(
+        -1.35, cp_pipe="BrighterFatterKernelSolveConfig.correlationModelSlope"
+    )
+    max_iter_sor: int = setting(
+        10000, cp_pipe="BrighterFatterKernelSolveConfig.maxIterSuccessiveOverRelaxation"
+    )
+    e_level_sor: float = setting(
+        5.0e-14, cp_pipe="BrighterFatterKernelSolveConfig.eLevelSuccessiveOverRelaxation"
+    )
+    do_check_validity: bool = setting(
+        True, cp_pipe="BrighterFatterKernelSolveConfig.doCheckValidity"
+    )
+    n_sigma_tol_for_valid_edge: float = setting(
+        5.0, cp_pipe="BrighterFatterKernelSolveConfig.nSigmaTolForValidEdge"
+    )
+    fraction_k00_for_kernel_max: float = setting(
+        0.025, cp_pipe="BrighterFatterKernelSolveConfig.fractionK00ForKernelMax"
+    )
+
+    def __post_init__(self) -> None:
+        if self.level not in BF_LEVELS:
+            raise ValueError(f"level {self.level!r} not in {', '.join(BF_LEVELS)}")
+        chosen = [self.use_amatrix, self.use_cov_model_sample, self.correlation_quadratic_fit]
+        if sum(chosen) > 1:
+            raise ValueError(
+                "use_amatrix, use_cov_model_sample and correlation_quadratic_fit: one at most"
+            )
+
+
 _SECTIONS: dict[str, type] = {
     "isr": IsrConfig,
     "extract": ExtractConfig,
     "solve": SolveConfig,
     "linearity": LinearityConfig,
+    "brighter_fatter": BrighterFatterConfig,
 }
 """A preset's sections, in the order of :class:`Preset`'s fields."""
 _FIELDS: dict[str, frozenset[str]] = {
@@ -469,6 +571,7 @@ class Preset:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     solve: SolveConfig = field(default_factory=SolveConfig)
     linearity: LinearityConfig = field(default_factory=LinearityConfig)
+    brighter_fatter: BrighterFatterConfig = field(default_factory=BrighterFatterConfig)
 
     def replace(self, **overrides: Any) -> Preset:
         """A copy with fields overridden, given as ``section__field=value`` or ``field=value``.

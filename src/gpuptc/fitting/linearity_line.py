@@ -51,7 +51,14 @@ def default_namespace() -> ModuleType:
 
 
 def irls_polynomials(
-    x: Any, y: Any, mask: Any, degree: int, xp: ModuleType, rounds: int = IRLS_ROUNDS
+    x: Any,
+    y: Any,
+    mask: Any,
+    degree: int,
+    xp: ModuleType,
+    rounds: int = IRLS_ROUNDS,
+    *,
+    scale_residuals: bool = True,
 ) -> tuple[Any, Any, Any]:
     """A polynomial per row fitted by iteratively reweighted least squares, Cauchy weights.
 
@@ -71,6 +78,8 @@ def irls_polynomials(
         The array library.
     rounds : int
         Reweighting rounds after the first, unweighted fit.
+    scale_residuals : bool
+        Residuals in units of ``sqrt(|y|)`` (else as they are).
 
     Returns
     -------
@@ -86,7 +95,9 @@ def irls_polynomials(
     fit = _weighted_polynomials(x, y, weights, degree, xp)
     for _ in range(rounds):
         residuals = xp.abs(y - polyvals(x, fit[0], xp))
-        cauchy = 1.0 / (1.0 + (residuals / xp.sqrt(xp.abs(y)) / CAUCHY_SCALE) ** 2)
+        if scale_residuals:
+            residuals = residuals / xp.sqrt(xp.abs(y))
+        cauchy = 1.0 / (1.0 + (residuals / CAUCHY_SCALE) ** 2)
         weights = xp.where(mask, cauchy, 0.0)
         fit = _weighted_polynomials(x, y, weights, degree, xp)
     return fit
