@@ -7,10 +7,12 @@ import shutil
 import subprocess
 from urllib.parse import unquote
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from gpuptc.cli import main
+from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.inputs.manifest import MANIFEST_COLUMNS
 from gpuptc.products.compare import COMPARISON_COLUMNS
@@ -33,6 +35,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
         "ptc.parquet": PTC_COLUMNS,
         "fullcov.parquet": FULLCOV_COLUMNS,
         "comparison.parquet": COMPARISON_COLUMNS,
+        "bf_kernel.parquet": BF_KERNEL_COLUMNS,
     }
     for name, columns in contract.items():
         frame = pd.read_parquet(out / name)
@@ -53,7 +56,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     assert provenance["configuration"]["extract"]["cov_size"] == 4
     stages = provenance["seconds_by_stage"]
     expected = {"ingest", "sensors", "tables and comparison", "write tables", "report"}
-    in_sensors = ("measure", "fit", "linearity", "display images", "figures")
+    in_sensors = ("measure", "fit", "linearity", "bf kernel", "display images", "figures")
     expected |= {f"{s} (sensors)" for s in in_sensors}
     assert set(stages) == expected and all(v >= 0 for v in stages.values())
     inside = sum(stages[f"{s} (sensors)"] for s in in_sensors)
@@ -273,3 +276,31 @@ def _rendered(browser: str, report, page: str, profile) -> dict:
     finally:
         probe.unlink()
     return json.loads(completed.stdout.split('<pre id="result">')[-1].split("</pre>")[0])
+
+
+def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
+    """Each amp of both sensors: a 9 x 9 kernel (covariances to lag 3, a ring added) whose
+    discrete Laplacian is its pre-kernel, which sums to zero, and valid exactly when cp_pipe's
+    three checks hold (these small amps' few pairs leave many kernels noisy and invalid)."""
+    _, out = reported_run
+    kernels = pd.read_parquet(out / "bf_kernel.parquet")
+    assert len(kernels) == 32 and (kernels.groupby("sensor").size() == 16).all()
+    solved = kernels[kernels.status == "ok"]
+    assert len(solved) >= 30 and (solved["size"] == 9).all() and solved.converged.all()
+    for row in solved.itertuples():
+        kernel = np.reshape(row.kernel, (9, 9))
+        pre = np.reshape(row.pre_kernel, (9, 9))
+        assert abs(pre.sum()) < 1e-12 * np.abs(pre).sum()
+        padded = np.pad(kernel, 1)
+        laplacian = (
+            padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
+            - 4 * kernel
+        )  # fmt: skip
+        np.testing.assert_allclose(laplacian, pre, atol=1e-10 * np.abs(pre).max())
+        ring = np.r_[kernel[0], kernel[-1], kernel[:, 0], kernel[:, -1]]
+        checks = (
+            np.all(np.abs(ring) <= 1e-8)
+            and kernel[4, 4] == kernel.min()
+            and kernel.max() <= 0.025 * abs(kernel[4, 4])
+        )
+        assert row.valid == checks, row.amp

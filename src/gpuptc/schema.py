@@ -151,6 +151,8 @@ class Stage:
     """An amplifier's PTC could not be fitted."""
     LINEARITY = "linearity"
     """A sensor's linearity could not be solved (its PTC stands)."""
+    BF_KERNEL = "bf_kernel"
+    """A sensor's brighter-fatter kernels could not be solved (its PTC stands)."""
     SENSOR = "sensor"
     """The whole sensor failed (the log holds the traceback)."""
 
@@ -360,6 +362,7 @@ TABLE_FILES: dict[str, str] = {
     "comparison": "comparison.parquet",
     "verdict": "verdict.parquet",
     "linearity": "linearity.parquet",
+    "bf_kernel": "bf_kernel.parquet",
     "rejected": REJECTED_FILE,
 }
 """Each table of a run and the file it is written to."""

@@ -124,13 +124,19 @@ def _pad(grid: Any, xp: ModuleType) -> Any:
 
 
 def _clipped_mean(grids: Any, kept: Any, n_sigma: float, backend: Backend) -> Any:
-    """The sigma-clipped mean (afw's) over the pairs (axis -3) of each lag, kept ones only."""
+    """The sigma-clipped mean (afw's) over the pairs (axis -3) of each lag, kept ones only.
+
+    A lag with a single pair (nothing to clip by) takes that pair's value.
+    """
     xp = backend.xp
     values = xp.moveaxis(grids, -3, -1)  # (..., m, m, pairs)
-    good = xp.broadcast_to(kept[..., None, None, :], values.shape)
+    good = xp.broadcast_to(kept[..., None, None, :], values.shape) & xp.isfinite(values)
     with np.errstate(invalid="ignore", divide="ignore"):  # an amp without pairs: NaN
         mean, _, _ = backend.kernels.clipped_stats(values, good, nsigma=n_sigma, niter=3)
-    return mean
+    count = xp.sum(xp.astype(good, values.dtype), axis=-1)
+    total = xp.sum(xp.where(good, values, 0.0), axis=-1)
+    plain = total / xp.where(count > 0, count, 1.0)
+    return xp.where(xp.isnan(mean) & (count > 0), plain, mean)  # one pair: its own grid
 
 
 def _quadratic_slopes(grids: _Grids, kept: Any, xp: ModuleType) -> Any:
@@ -288,6 +294,8 @@ class BfKernels:
         ``ok``, ``no_gain`` (no positive gain), ``no_pairs`` (every pair rejected).
     detector_kernel : numpy.ndarray or None
         The detector's kernel (``level = "DETECTOR"``).
+    detector_valid, detector_converged : bool
+        Its validity (the amps' checks; cp_pipe does not check it) and convergence.
     """
 
     pre_kernels: np.ndarray
@@ -297,6 +305,8 @@ class BfKernels:
     kept: np.ndarray
     status: list[str]
     detector_kernel: np.ndarray | None = None
+    detector_valid: bool = False
+    detector_converged: bool = False
 
 
 def solve_kernels(
@@ -363,15 +373,13 @@ def solve_kernels(
         if config.do_check_validity
         else True
     )
-    detector = (
-        _detector_kernel(config, grids, where, amp_names) if config.level == "DETECTOR" else None
-    )
+    detector = _detector_kernel(config, grids, where, amp_names)
     host = [np.asarray(to_host(a)) for a in (pre, kernels, valid, converged, grids.kept)]
     status = [
         "ok" if s else ("no_gain" if not g else "no_pairs")
         for s, g in zip(np.asarray(to_host(solved)), np.asarray(to_host(has_gain)), strict=True)
     ]
-    return BfKernels(*host, status, detector)
+    return BfKernels(*host, status, *detector)
 
 
 def _pre_kernels(config, grids, where, a_matrix, cov_model, noise_matrix, mean, gain) -> Any:
@@ -395,8 +403,14 @@ def _pre_kernels(config, grids, where, a_matrix, cov_model, noise_matrix, mean, 
     return _pad(_clipped_mean(grids.scaled, grids.kept, config.n_sigma_clip, where), xp)
 
 
-def _detector_kernel(config, grids: _Grids, where: Backend, amp_names) -> np.ndarray:
-    """One kernel from every counted amp's pairs together (no zero sum, as cp_pipe)."""
+def _detector_kernel(config, grids: _Grids, where: Backend, amp_names) -> tuple:
+    """One kernel from every counted amp's pairs together (no zero sum, as cp_pipe).
+
+    With its validity and convergence; ``(None, False, False)`` unless ``level`` is
+    ``DETECTOR``.
+    """
+    if config.level != "DETECTOR":
+        return None, False, False
     xp = where.xp
     amps = grids.kept.shape[0]
     names = amp_names or [str(k) for k in range(amps)]
@@ -414,5 +428,6 @@ def _detector_kernel(config, grids: _Grids, where: Backend, amp_names) -> np.nda
         pre = _pad(_quadratic_slopes(together, together.kept, xp), xp)
     else:
         pre = _pad(_clipped_mean(together.scaled, together.kept, config.n_sigma_clip, where), xp)
-    kernel, _ = successive_over_relaxation(pre, xp, config.max_iter_sor, config.e_level_sor)
-    return np.asarray(to_host(kernel))[0]
+    kernel, converged = successive_over_relaxation(pre, xp, config.max_iter_sor, config.e_level_sor)
+    valid = _valid(kernel, config.fraction_k00_for_kernel_max, xp)
+    return np.asarray(to_host(kernel))[0], bool(valid[0]), bool(converged[0])

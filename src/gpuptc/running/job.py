@@ -149,7 +149,7 @@ def _collect(
         return None
     tables = {
         name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
-        for name in ("pairs", "covariances", "ptc", "fullcov", "curves", "linearity")
+        for name in ("pairs", "covariances", "ptc", "fullcov", "curves", "linearity", "bf_kernel")
     }
     tables["comparison"] = compare(tables["ptc"], selection.manifest)
     return {

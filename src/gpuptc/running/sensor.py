@@ -26,6 +26,7 @@ from gpuptc import settings
 from gpuptc._shared.timing import Stopwatch
 from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset
+from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS, sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
@@ -77,6 +78,7 @@ SENSOR_TABLES: tuple[str, ...] = (
     "fullcov",
     "curves",
     "linearity",
+    "bf_kernel",
     "rejected",
 )
 """The tables of one sensor's results."""
@@ -177,6 +179,8 @@ class SensorResult:
         (:func:`gpuptc.fitting.curves.model_curves`).
     linearity : pandas.DataFrame or None
         Each amp's linearity (:func:`gpuptc.fitting.linearity_sensor.sensor_linearity`).
+    bf_kernel : pandas.DataFrame or None
+        Each amp's brighter-fatter kernel (:func:`gpuptc.fitting.bf_sensor.sensor_bf_kernels`).
     images : dict or None
         The display images (see :func:`gpuptc.measuring.compute.display_images`).
     figures : list of DrawnFigure or None
@@ -193,6 +197,7 @@ class SensorResult:
     fullcov: pd.DataFrame | None = None
     curves: pd.DataFrame | None = None
     linearity: pd.DataFrame | None = None
+    bf_kernel: pd.DataFrame | None = None
     images: dict[str, Any] | None = None
     figures: list[DrawnFigure] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -317,6 +322,35 @@ def _linearity(
         return pd.DataFrame(columns=list(LINEARITY_COLUMNS)), rejected_frame([row])
 
 
+def _bf_kernels(
+    task: SensorTask,
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    ptc: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    backend: Backend,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sensor's brighter-fatter kernels, and a rejected row if they could not be solved.
+
+    From the PTC the run ends with (linearized pixels, with a linearizer); a failure here
+    costs the kernels only, never the sensor's PTC.
+    """
+    preset = task.preset
+    try:
+        table = sensor_bf_kernels(
+            pairs, covariances, ptc, fullcov, preset.brighter_fatter,
+            preset.solve.ptc_fit_type, backend=backend,
+        )  # fmt: skip
+        return table, rejected_frame([])
+    except Exception as exc:
+        log.error(
+            "%s: brighter-fatter kernels not solved:\n%s", task.sensor, traceback.format_exc()
+        )
+        reason = f"brighter-fatter kernels not solved: {type(exc).__name__}: {exc}"
+        row = rejected_row(reason, stage=Stage.BF_KERNEL, sensor=task.sensor)
+        return pd.DataFrame(columns=list(BF_KERNEL_COLUMNS)), rejected_frame([row])
+
+
 def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
     """Run one sensor's stages: its files, measuring, fitting and, if asked, its figures.
 
@@ -358,7 +392,9 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             measured, _ = _measure(task, flats_only, backend, progress, linearizers, master)
         with watch.stage("fit linearized"):
             ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
-    rejected = joined_rejections([rejected, failed])
+    with watch.stage("bf kernel"):
+        bf_kernel, bf_failed = _bf_kernels(task, pairs, measured.covariances, ptc, fullcov, backend)
+    rejected = joined_rejections([rejected, failed, bf_failed])
     with watch.stage("fit"):
         curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     seconds = dict(watch.seconds)  # the display images were made while measuring
@@ -373,6 +409,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         fullcov,
         curves,
         linearity,
+        bf_kernel,
         images=measured.images,
         seconds=seconds,
     )

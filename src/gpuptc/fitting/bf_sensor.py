@@ -1,0 +1,202 @@
+"""The brighter-fatter kernels of a sensor from its tables: the rows of ``bf_kernel.parquet``.
+
+Every amp of the sensor goes to :func:`gpuptc.fitting.bf_kernel.solve_kernels` at once:
+its pairs' covariances (``covariances``), means and the PTC's selection (``pairs``), the
+adopted model's gain (``ptc``), and, where the preset asks for them, the full covariance
+fit's ``a`` matrix or its model sampled at each pair's mean (``fullcov``). One row per amp
+(and, at ``level = "DETECTOR"``, one for the detector, amp 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from gpuptc.backend import Backend
+from gpuptc.config import BrighterFatterConfig
+from gpuptc.fitting.bf_kernel import BfKernels, solve_kernels
+from gpuptc.fitting.fullcov import evaluate
+from gpuptc.fitting.linearity_sensor import adopted_gains
+
+__all__ = ["BF_KERNEL_COLUMNS", "DETECTOR_SEGMENT", "sensor_bf_kernels"]
+
+BF_KERNEL_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "amp",
+    "segment",
+    "level",
+    "gain",
+    "n_pairs",
+    "status",
+    "valid",
+    "converged",
+    "size",
+    "kernel",
+    "pre_kernel",
+    "input_pairs",
+    "input_mask",
+)
+"""One row per amp of ``bf_kernel.parquet``: its gain (e-/ADU), the pairs that entered the
+kernel, status and validity, the kernel's side ``size`` and the kernel and pre-kernel
+(cp_pipe's MEAN_XCORRS) flattened row by row (``size x size``, lag 0 at the centre, rows
+the covariances' first lag index), and per pair in the PTC's order its number and whether
+it entered. The detector kernel, where solved, is a row of amp 0, segment ``DETECTOR``."""
+
+DETECTOR_SEGMENT = "DETECTOR"
+"""The segment name of a detector kernel's row."""
+MIN_LAGS = 3
+"""Covariance lags per axis a kernel needs: a 7 x 7 kernel is the smallest cp_pipe checks
+(fewer, ``extract.cov_size`` below 3: every amp's status ``too_few_lags``)."""
+
+
+def sensor_bf_kernels(
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    ptc: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    config: BrighterFatterConfig,
+    model: str = "expapprox",
+    backend: str | Backend = "numpy",
+) -> pd.DataFrame:
+    """Every amp's brighter-fatter kernel of one sensor.
+
+    Parameters
+    ----------
+    pairs, covariances, ptc, fullcov : pandas.DataFrame
+        The sensor's tables (``used`` filled by the PTC fit).
+    config : BrighterFatterConfig
+        The preset's ``[brighter_fatter]`` section.
+    model : str
+        The adopted PTC model (its gains; EXPAPPROXIMATION's where it has none).
+    backend : str or Backend
+        Where the kernels are solved.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`BF_KERNEL_COLUMNS`.
+    """
+    if pairs.empty or covariances.empty:
+        return pd.DataFrame(columns=list(BF_KERNEL_COLUMNS))
+    order = np.sort(pairs["pair"].unique())
+    amps = np.sort(pairs["amp"].unique())
+    mean = _grid(pairs, "mean", amps, order, np.nan)
+    used = _grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
+    cov = _covariance_cube(covariances, amps, order)
+    gain = adopted_gains(ptc, model).reindex(amps).to_numpy(float)
+    segments = pairs.drop_duplicates("amp").set_index("amp")["segment"].reindex(amps)
+    sensor = str(pairs["sensor"].iloc[0])
+    if cov.shape[-1] < MIN_LAGS:
+        return _too_few_lags(sensor, amps, segments, gain, order, config.level)
+    extra = _fullcov_inputs(fullcov, config, amps, mean, gain, cov.shape[-1])
+    solved = solve_kernels(
+        cov, mean, gain, used.astype(bool), config, amp_names=list(segments), backend=backend,
+        **extra,
+    )  # fmt: skip
+    rows = [
+        _row(sensor, int(amp), str(segments[amp]), k, solved, gain[k], order, config.level)
+        for k, amp in enumerate(amps)
+    ]
+    if solved.detector_kernel is not None:
+        rows.append(_detector_row(sensor, solved, order))
+    return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+
+
+def _too_few_lags(sensor, amps, segments, gain, order, level) -> pd.DataFrame:
+    """Every amp's row when the covariances have too few lags for a kernel."""
+    none = {"n_pairs": 0, "status": "too_few_lags", "valid": False, "converged": False}
+    empty = {"size": 0, "kernel": [], "pre_kernel": [], "input_pairs": [int(p) for p in order]}
+    rows = [
+        {"sensor": sensor, "amp": int(amp), "segment": str(segments[amp]), "level": level}
+        | {"gain": float(g), **none, **empty, "input_mask": [False] * len(order)}
+        for amp, g in zip(amps, gain, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+
+
+def _grid(table: pd.DataFrame, column: str, amps, order, fill) -> np.ndarray:
+    """``column`` as (amps, pairs)."""
+    wide = table.pivot_table(index="amp", columns="pair", values=column, aggfunc="first")
+    return wide.reindex(index=amps, columns=order).fillna(fill).to_numpy()
+
+
+def _covariance_cube(covariances: pd.DataFrame, amps, order) -> np.ndarray:
+    """(amps, pairs, n, n) covariances, NaN where missing."""
+    size = int(max(covariances["i"].max(), covariances["j"].max())) + 1
+    cube = np.full((len(amps), len(order), size, size), np.nan)
+    amp_index = {int(a): k for k, a in enumerate(amps)}
+    pair_index = {int(p): k for k, p in enumerate(order)}
+    rows = covariances[covariances["amp"].isin(amp_index) & covariances["pair"].isin(pair_index)]
+    a = rows["amp"].map(amp_index).to_numpy(int)
+    p = rows["pair"].map(pair_index).to_numpy(int)
+    cube[a, p, rows["i"].to_numpy(int), rows["j"].to_numpy(int)] = rows["cov"].to_numpy(float)
+    return cube
+
+
+def _fullcov_inputs(fullcov, config, amps, mean, gain, size) -> dict[str, np.ndarray]:
+    """The full covariance fit's ``a`` matrix, or its model at each pair and its noise."""
+    if not (config.use_amatrix or config.use_cov_model_sample):
+        return {}
+    fitted = fullcov[fullcov["model"] == "fullcov"]
+    if fitted.empty:
+        raise ValueError("use_amatrix and use_cov_model_sample need the fullcov model fitted")
+    side = int(fitted["i"].max()) + 1
+    parameters = {name: np.full((len(amps), side, side), np.nan) for name in ("a", "b", "noise")}
+    for k, amp in enumerate(amps):
+        mine = fitted[fitted["amp"] == amp]
+        for name, values in parameters.items():
+            values[k, mine["i"].to_numpy(int), mine["j"].to_numpy(int)] = mine[name].to_numpy()
+    if config.use_amatrix:
+        return {"a_matrix": parameters["a"]}
+    if side < size:
+        raise ValueError(f"the fullcov fit has {side} lags, the covariances {size}")
+    a, c, noise = parameters["a"], parameters["a"] * parameters["b"], parameters["noise"]
+    model = np.stack(
+        [
+            evaluate(mean[k], a[k], c[k], noise[k], gain[k])[:, :size, :size]
+            for k in range(len(amps))
+        ]
+    )
+    return {"cov_model": model, "noise_matrix": noise[:, :size, :size]}
+
+
+def _row(sensor, amp, segment, k, solved: BfKernels, gain, order, level) -> dict[str, object]:
+    size = solved.kernels.shape[-1]
+    return {
+        "sensor": sensor,
+        "amp": amp,
+        "segment": segment,
+        "level": level,
+        "gain": float(gain) if math.isfinite(gain) else math.nan,
+        "n_pairs": int(solved.kept[k].sum()),
+        "status": solved.status[k],
+        "valid": bool(solved.valid[k]),
+        "converged": bool(solved.converged[k]),
+        "size": size,
+        "kernel": solved.kernels[k].ravel().tolist(),
+        "pre_kernel": solved.pre_kernels[k].ravel().tolist(),
+        "input_pairs": [int(p) for p in order],
+        "input_mask": solved.kept[k].tolist(),
+    }
+
+
+def _detector_row(sensor: str, solved: BfKernels, order) -> dict[str, object]:
+    kernel = np.asarray(solved.detector_kernel)
+    return {
+        "sensor": sensor,
+        "amp": 0,
+        "segment": DETECTOR_SEGMENT,
+        "level": "DETECTOR",
+        "gain": math.nan,
+        "n_pairs": int(solved.kept.sum()),
+        "status": "ok",
+        "valid": solved.detector_valid,
+        "converged": solved.detector_converged,
+        "size": kernel.shape[-1],
+        "kernel": kernel.ravel().tolist(),
+        "pre_kernel": [],
+        "input_pairs": [int(p) for p in order],
+        "input_mask": solved.kept.any(axis=0).tolist(),
+    }
