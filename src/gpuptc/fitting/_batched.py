@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -198,45 +199,73 @@ def levenberg_marquardt(
     >>> np.round(params[:, 0], 6).tolist(), converged.tolist()
     ([2.0, 5.0], [True, True])
     """
-    params = start
-    count, size = start.shape
-    running = active
-    converged = xp.zeros_like(active)
-    damping = xp.full((count,), _INITIAL_DAMPING, dtype=start.dtype, device=device_of(start))
-    factor = xp.full_like(damping, 2.0)
-    current = residuals(params)
-    chi2 = _sum_squares(current, xp)
-    running = running & xp.isfinite(chi2)
+    size = start.shape[1]
+    state = _Damping.start(start, active, residuals(start), xp)
     evaluations = 1
-    while evaluations + size + 1 <= max_evaluations and bool(xp.any(running)):
-        jacobian = _jacobian(residuals, params, current, xp)
-        evaluations += size
-        normal = xp.matmul(xp.matrix_transpose(jacobian), jacobian)
-        gradient = xp.matmul(xp.matrix_transpose(jacobian), current[..., None])[..., 0]
-        scale, scaled = scaled_normal(normal, xp)
-        step = xp.where(running[:, None], damped_step(scale, scaled, gradient, damping, xp), 0.0)
-        trial = residuals(params + step)
-        evaluations += 1
-        trial_chi2 = _sum_squares(trial, xp)
-        predicted = -(
-            2.0 * xp.sum(gradient * step, axis=1)
-            + xp.sum(step * xp.matmul(normal, step[..., None])[..., 0], axis=1)
+    while evaluations + size + 1 <= max_evaluations and bool(xp.any(state.running)):
+        state = _step(residuals, state, xp, ftol, xtol)
+        evaluations += size + 1
+    return state.params, state.converged
+
+
+@dataclass
+class _Damping:
+    """Every problem's parameters, residuals, sum of squares and damping."""
+
+    params: Any
+    current: Any
+    chi2: Any
+    damping: Any
+    factor: Any
+    running: Any
+    converged: Any
+
+    @classmethod
+    def start(cls, params: Any, active: Any, current: Any, xp: ModuleType) -> _Damping:
+        chi2 = _sum_squares(current, xp)
+        damping = xp.full(
+            chi2.shape, _INITIAL_DAMPING, dtype=params.dtype, device=device_of(params)
         )
-        actual = chi2 - trial_chi2
-        ratio = actual / xp.where(predicted > 0, predicted, 1.0)
-        better = running & xp.isfinite(trial_chi2) & (actual > 0) & (predicted > 0)
-        small = (xp.abs(actual) <= ftol * chi2) & (predicted <= ftol * chi2) & (ratio <= 2.0)
-        tiny = _norm(scale * step, xp) <= xtol * _norm(scale * params, xp)
-        done = running & xp.isfinite(trial_chi2) & (small | tiny | (chi2 == 0))
-        shrink = xp.clip(1.0 - (2.0 * ratio - 1.0) ** 3, 1.0 / 3.0, None)
-        damping = xp.where(better, damping * shrink, xp.where(running, damping * factor, damping))
-        factor = xp.where(better, 2.0, xp.where(running, factor * 2.0, factor))
-        params = xp.where(better[:, None], params + step, params)
-        current = xp.where(better[:, None], trial, current)
-        chi2 = xp.where(better, trial_chi2, chi2)
-        converged = converged | done
-        running = running & ~done & (damping < _MAX_DAMPING)
-    return params, converged
+        running = active & xp.isfinite(chi2)
+        return cls(params, current, chi2, damping, xp.full_like(damping, 2.0), running,
+                   xp.zeros_like(active))  # fmt: skip
+
+
+def _step(residuals: Residuals, s: _Damping, xp: ModuleType, ftol: float, xtol: float) -> _Damping:
+    """One damped Gauss-Newton step of every running problem, the damping updated."""
+    jacobian = _jacobian(residuals, s.params, s.current, xp)
+    normal = xp.matmul(xp.matrix_transpose(jacobian), jacobian)
+    gradient = xp.matmul(xp.matrix_transpose(jacobian), s.current[..., None])[..., 0]
+    scale, scaled = scaled_normal(normal, xp)
+    step = damped_step(scale, scaled, gradient, s.damping, xp)
+    step = xp.where(s.running[:, None], step, 0.0)
+    trial = residuals(s.params + step)
+    trial_chi2 = _sum_squares(trial, xp)
+    predicted = -(
+        2.0 * xp.sum(gradient * step, axis=1)
+        + xp.sum(step * xp.matmul(normal, step[..., None])[..., 0], axis=1)
+    )
+    actual = s.chi2 - trial_chi2
+    ratio = actual / xp.where(predicted > 0, predicted, 1.0)
+    better = s.running & xp.isfinite(trial_chi2) & (actual > 0) & (predicted > 0)
+    small = (xp.abs(actual) <= ftol * s.chi2) & (predicted <= ftol * s.chi2) & (ratio <= 2.0)
+    tiny = _norm(scale * step, xp) <= xtol * _norm(scale * s.params, xp)
+    done = s.running & xp.isfinite(trial_chi2) & (small | tiny | (s.chi2 == 0))
+    shrink = xp.clip(1.0 - (2.0 * ratio - 1.0) ** 3, 1.0 / 3.0, None)
+    running = s.running
+    damping = xp.where(
+        better, s.damping * shrink, xp.where(running, s.damping * s.factor, s.damping)
+    )
+    factor = xp.where(better, 2.0, xp.where(running, s.factor * 2.0, s.factor))
+    return _Damping(
+        xp.where(better[:, None], s.params + step, s.params),
+        xp.where(better[:, None], trial, s.current),
+        xp.where(better, trial_chi2, s.chi2),
+        damping,
+        factor,
+        running & ~done & (damping < _MAX_DAMPING),
+        s.converged | done,
+    )
 
 
 def _norm(x: Any, xp: ModuleType) -> Any:

@@ -92,14 +92,15 @@ def irls_polynomials(
         (rows,) of the last weighted fit.
     """
     weights = xp.astype(mask, xp.float64)
-    fit = _weighted_polynomials(x, y, weights, degree, xp)
-    for _ in range(rounds):
-        residuals = xp.abs(y - polyvals(x, fit[0], xp))
-        if scale_residuals:
-            residuals = residuals / xp.sqrt(xp.abs(y))
-        cauchy = 1.0 / (1.0 + (residuals / CAUCHY_SCALE) ** 2)
-        weights = xp.where(mask, cauchy, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # points outside the mask
         fit = _weighted_polynomials(x, y, weights, degree, xp)
+        for _ in range(rounds):
+            residuals = xp.abs(y - polyvals(x, fit[0], xp))
+            if scale_residuals:
+                residuals = residuals / xp.sqrt(xp.abs(y))
+            cauchy = 1.0 / (1.0 + (residuals / CAUCHY_SCALE) ** 2)
+            weights = xp.where(mask, cauchy, 0.0)
+            fit = _weighted_polynomials(x, y, weights, degree, xp)
     return fit
 
 

@@ -267,9 +267,18 @@ def fit_splines(
     list of SplineFit
         One per amp.
     """
-    where = get_backend(backend)
+    with np.errstate(divide="ignore", invalid="ignore"):  # pairs outside the mask
+        return _fit_splines(
+            mu, flux, mask, groups, knots, max_signal_nearly_linear, fit_offset,
+            (n_sigma, min_iter, max_iter, max_rejection), get_backend(backend),
+        )  # fmt: skip
+
+
+def _fit_splines(mu, flux, mask, groups, knots, top, fit_offset, rejection, where: Backend):
+    """:func:`fit_splines` on the backend ``where``."""
+    n_sigma, min_iter, max_iter, max_rejection = rejection
     xp, device = where.xp, where.device
-    fitted, arrays, group = _inputs(mu, flux, mask, groups, max_signal_nearly_linear, where)
+    fitted, arrays, group = _inputs(mu, flux, mask, groups, top, where)
     mu, flux, top = arrays
     nodes = _nodes(mu, fitted, knots, xp)
     model = _Model(mu, flux, xp.asarray(group, device=device), nodes, top, fit_offset, xp)
