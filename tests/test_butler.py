@@ -146,9 +146,9 @@ def test_without_the_butler_package_the_option_is_a_usage_error(monkeypatch, tmp
 
 
 def test_the_ptc_datasets_go_into_the_repository(repository, tmp_path, capsys):
-    """``--output-run``: one ``ptc`` and one ``linearizer`` dataset per detector in that RUN
-    collection, the run's own files; a second run into the same collection fails, writing
-    no outputs."""
+    """``--output-run``: one ``ptc``, one ``linearizer`` and one ``bfk`` dataset per detector
+    in that RUN collection, the run's own files; a second run into the same collection
+    fails, writing no outputs."""
     from lsst.daf.butler import Butler
 
     repo, _ = repository
@@ -194,6 +194,14 @@ def test_the_ptc_datasets_go_into_the_repository(repository, tmp_path, capsys):
     if importlib.util.find_spec("lsst.ip") is None:
         with pytest.raises(ValueError, match=r"as lsst\.ip\.isr\.Linearizer needs"):
             butler.get(linearizers[0])
+    kernels = butler.query_datasets("bfk", collections="u/someone/ptc")
+    assert butler.get_dataset_type("bfk").storageClass_name == "BrighterFatterKernel"
+    assert len(kernels) == len(refs)
+    for ref in kernels:
+        sensor = manifest[manifest.detector == ref.dataId["detector"]].sensor.iloc[0]
+        stored = Path(butler.getURI(ref).ospath)
+        assert stored.read_bytes() == (out / "cp_pipe" / f"{sensor}_bfk.fits").read_bytes()
+        assert recorded["bf_kernels"][sensor] == str(ref.id)
     again = tmp_path / "again"
     assert main([*argv, "--output-run", "u/someone/ptc", "--out", str(again)]) == 1
     assert "could not be put into u/someone/ptc" in capsys.readouterr().err

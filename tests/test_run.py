@@ -15,6 +15,7 @@ from gpuptc.cli import main
 from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.inputs.manifest import MANIFEST_COLUMNS
+from gpuptc.products.bf_kernel_file import read_bf_kernel
 from gpuptc.products.compare import COMPARISON_COLUMNS
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
@@ -304,3 +305,11 @@ def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
             and kernel.max() <= 0.025 * abs(kernel[4, 4])
         )
         assert row.valid == checks, row.amp
+    for sensor, mine in kernels.groupby("sensor"):  # and as Rubin's ISR reads them
+        written = read_bf_kernel(out / "cp_pipe" / f"{sensor}_bfk.fits")
+        assert written.attrs["header"]["KERNEL_DX"] == 9 and len(written) == 16
+        mine = mine.sort_values("amp")
+        np.testing.assert_array_equal(
+            np.stack(written.kernel).reshape(16, -1), np.stack(mine.kernel)
+        )
+        assert written.valid.tolist() == mine.valid.tolist()

@@ -12,6 +12,7 @@ from gpuptc.measuring.masterbias import (
     read_master_bias,
 )
 from gpuptc.measuring.sensor import measure
+from gpuptc.products.bf_kernel_file import read_bf_kernel, write_bf_kernel
 from gpuptc.products.butler_output import ButlerOutput
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import read_ptc_dataset, write_ptc_dataset
@@ -41,6 +42,7 @@ __all__ = [
     "make_master_bias",
     "master_biases",
     "measure",
+    "read_bf_kernel",
     "read_linearizer",
     "read_master_bias",
     "read_ptc_dataset",
@@ -49,6 +51,7 @@ __all__ = [
     "run",
     "sensor_verdicts",
     "simulate",
+    "write_bf_kernel",
     "write_eotest_files",
     "write_linearizer",
     "write_ptc_dataset",

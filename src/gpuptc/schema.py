@@ -50,6 +50,7 @@ __all__ = [
     "FitStatus",
     "PairStatus",
     "Stage",
+    "bf_kernel_name",
     "display_images_name",
     "eotest_file_names",
     "figure_name",
@@ -450,6 +451,11 @@ def ptc_dataset_name(sensor: str) -> str:
 def linearizer_name(sensor: str) -> str:
     """Where a sensor's linearizer (ip_isr's format) is written, relative to the outputs."""
     return f"{CP_PIPE_DIR}/{file_stem(sensor)}_linearizer.fits"
+
+
+def bf_kernel_name(sensor: str) -> str:
+    """Where a sensor's brighter-fatter kernel (ip_isr's format) is written."""
+    return f"{CP_PIPE_DIR}/{file_stem(sensor)}_bfk.fits"
 
 
 def sensor_page_name(sensor: str) -> str:

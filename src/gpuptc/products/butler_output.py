@@ -27,6 +27,7 @@ from gpuptc.inputs.butler import ButlerInputError, butler_module
 from gpuptc.products.cp_pipe_ptc import detector_number
 
 __all__ = [
+    "BF_KERNEL_DATASET_TYPE",
     "DATASET_TYPES",
     "LINEARIZER_DATASET_TYPE",
     "PTC_DATASET_TYPE",
@@ -42,12 +43,18 @@ PTC_DATASET_TYPE = "ptc"
 """The dataset type cp_pipe's PTC task writes (dimensions instrument and detector)."""
 LINEARIZER_DATASET_TYPE = "linearizer"
 """The dataset type cp_pipe's linearity task writes in its LSSTCam pipelines."""
+BF_KERNEL_DATASET_TYPE = "bfk"
+"""The dataset type of brighter-fatter kernels Rubin's ISR reads."""
 
 DATASET_TYPES = {
     PTC_DATASET_TYPE: ("PhotonTransferCurveDataset", "gpuptc.products.ptc_formatter.PtcFormatter"),
     LINEARIZER_DATASET_TYPE: (
         "Linearizer",
         "gpuptc.products.ptc_formatter.LinearizerFormatter",
+    ),
+    BF_KERNEL_DATASET_TYPE: (
+        "BrighterFatterKernel",
+        "gpuptc.products.ptc_formatter.BfKernelFormatter",
     ),
 }
 """Each dataset type a run publishes: its storage class and gpuptc's own formatter."""
@@ -212,4 +219,5 @@ class ButlerOutput:
             "formatter": calibration_formatter(),
             "datasets": ids.get(PTC_DATASET_TYPE, {}),
             "linearizers": ids.get(LINEARIZER_DATASET_TYPE, {}),
+            "bf_kernels": ids.get(BF_KERNEL_DATASET_TYPE, {}),
         }

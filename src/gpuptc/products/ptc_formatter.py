@@ -55,3 +55,9 @@ class LinearizerFormatter(_IsrCalibrationFormatter):
     """A linearizer FITS file read by ``lsst.ip.isr.Linearizer.readFits``."""
 
     calibration, what, reader = "Linearizer", "linearizer", "read_linearizer"
+
+
+class BfKernelFormatter(_IsrCalibrationFormatter):
+    """A brighter-fatter kernel file read by ``lsst.ip.isr.BrighterFatterKernel.readFits``."""
+
+    calibration, what, reader = "BrighterFatterKernel", "brighter-fatter kernel", "read_bf_kernel"

@@ -31,7 +31,9 @@ from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
 from gpuptc.inputs.butler import ButlerQuery, butler_inventory
 from gpuptc.inputs.manifest import Inventory, inventory
+from gpuptc.products.bf_kernel_file import write_bf_kernel
 from gpuptc.products.butler_output import (
+    BF_KERNEL_DATASET_TYPE,
     LINEARIZER_DATASET_TYPE,
     PTC_DATASET_TYPE,
     ButlerOutput,
@@ -56,6 +58,7 @@ from gpuptc.schema import (
     TABLE_FILES,
     FileStatus,
     Stage,
+    bf_kernel_name,
     display_images_name,
     joined_rejections,
     linearizer_name,
@@ -166,12 +169,13 @@ def _write_tables(
     ptc_model: str,
     table_length: int = 2**18,
 ) -> dict[str, dict[str, Path]]:
-    """The tables, EOTEST's files, and per sensor a cp_pipe PTC dataset and a linearizer.
+    """The tables, EOTEST's files, and per sensor cp_pipe's PTC, linearizer and kernel.
 
+    Per sensor a PTC dataset, a linearizer and a brighter-fatter kernel in ip_isr's formats.
     The PTC dataset holds ``ptc_model``; a linearizer's lookup tables ``table_length``
     entries.
 
-    Returns the files by dataset type (``ptc``, ``linearizer``) and sensor.
+    Returns the files by dataset type (``ptc``, ``linearizer``, ``bfk``) and sensor.
     """
     for name, frame in tables.items():
         staged.table(TABLE_FILES[name], frame)
@@ -200,7 +204,16 @@ def _write_tables(
             table_length,
             ptc_model,
         )
-    return {PTC_DATASET_TYPE: written, LINEARIZER_DATASET_TYPE: linearizers}
+    kernels = {}
+    solved = tables.get("bf_kernel", pd.DataFrame(columns=["sensor", "size"]))
+    for sensor in sorted(solved.loc[solved["size"] > 0, "sensor"].unique()):
+        path = kernels[sensor] = staged.path(bf_kernel_name(sensor))
+        write_bf_kernel(path, tables, sensor, tables["manifest"])
+    return {
+        PTC_DATASET_TYPE: written,
+        LINEARIZER_DATASET_TYPE: linearizers,
+        BF_KERNEL_DATASET_TYPE: kernels,
+    }
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
