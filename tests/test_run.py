@@ -36,7 +36,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
         "ptc.parquet": PTC_COLUMNS,
         "fullcov.parquet": FULLCOV_COLUMNS,
         "comparison.parquet": COMPARISON_COLUMNS,
-        "bf_kernel.parquet": BF_KERNEL_COLUMNS,
+        "bfk.parquet": BF_KERNEL_COLUMNS,
     }
     for name, columns in contract.items():
         frame = pd.read_parquet(out / name)
@@ -284,7 +284,7 @@ def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
     discrete Laplacian is its pre-kernel, which sums to zero, and valid exactly when cp_pipe's
     three checks hold (these small amps' few pairs leave many kernels noisy and invalid)."""
     _, out = reported_run
-    kernels = pd.read_parquet(out / "bf_kernel.parquet")
+    kernels = pd.read_parquet(out / "bfk.parquet")
     assert len(kernels) == 32 and (kernels.groupby("sensor").size() == 16).all()
     solved = kernels[kernels.status == "ok"]
     assert len(solved) >= 30 and (solved["size"] == 9).all() and solved.converged.all()

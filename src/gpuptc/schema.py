@@ -363,7 +363,7 @@ TABLE_FILES: dict[str, str] = {
     "comparison": "comparison.parquet",
     "verdict": "verdict.parquet",
     "linearity": "linearity.parquet",
-    "bf_kernel": "bf_kernel.parquet",
+    "bf_kernel": "bfk.parquet",
     "rejected": REJECTED_FILE,
 }
 """Each table of a run and the file it is written to."""

@@ -1,4 +1,4 @@
-"""The brighter-fatter kernels of a sensor from its tables: the rows of ``bf_kernel.parquet``.
+"""The brighter-fatter kernels of a sensor from its tables: the rows of ``bfk.parquet``.
 
 Every amp of the sensor goes to :func:`gpuptc.fitting.bf_kernel.solve_kernels` at once:
 its pairs' covariances (``covariances``), means and the PTC's selection (``pairs``), the
@@ -20,13 +20,14 @@ from gpuptc.fitting.bf_kernel import BfKernels, solve_kernels
 from gpuptc.fitting.fullcov import evaluate
 from gpuptc.fitting.linearity_sensor import adopted_gains
 
-__all__ = ["BF_KERNEL_COLUMNS", "DETECTOR_SEGMENT", "sensor_bf_kernels"]
+__all__ = ["BF_KERNEL_COLUMNS", "DETECTOR_SEGMENT", "kernel_method", "sensor_bf_kernels"]
 
 BF_KERNEL_COLUMNS: tuple[str, ...] = (
     "sensor",
     "amp",
     "segment",
     "level",
+    "method",
     "gain",
     "n_pairs",
     "status",
@@ -38,11 +39,12 @@ BF_KERNEL_COLUMNS: tuple[str, ...] = (
     "input_pairs",
     "input_mask",
 )
-"""One row per amp of ``bf_kernel.parquet``: its gain (e-/ADU), the pairs that entered the
-kernel, status and validity, the kernel's side ``size`` and the kernel and pre-kernel
-(cp_pipe's MEAN_XCORRS) flattened row by row (``size x size``, lag 0 at the centre, rows
-the covariances' first lag index), and per pair in the PTC's order its number and whether
-it entered. The detector kernel, where solved, is a row of amp 0, segment ``DETECTOR``."""
+"""One row per amp of ``bfk.parquet``: the method (:func:`kernel_method`), the gain
+(e-/ADU), the pairs that entered the kernel, status and validity, the kernel's side
+``size`` and the kernel and pre-kernel (cp_pipe's MEAN_XCORRS) flattened row by row
+(``size x size``, lag 0 at the centre, rows the covariances' first lag index), and per pair
+in the PTC's order its number and whether it entered. The detector kernel, where solved,
+is a row of amp 0, segment ``DETECTOR``."""
 
 DETECTOR_SEGMENT = "DETECTOR"
 """The segment name of a detector kernel's row."""
@@ -89,31 +91,50 @@ def sensor_bf_kernels(
     segments = pairs.drop_duplicates("amp").set_index("amp")["segment"].reindex(amps)
     sensor = str(pairs["sensor"].iloc[0])
     if cov.shape[-1] < MIN_LAGS:
-        return _too_few_lags(sensor, amps, segments, gain, order, config.level)
+        return _too_few_lags(sensor, amps, segments, gain, order, config)
     extra = _fullcov_inputs(fullcov, config, amps, mean, gain, cov.shape[-1])
     solved = solve_kernels(
         cov, mean, gain, used.astype(bool), config, amp_names=list(segments), backend=backend,
         **extra,
     )  # fmt: skip
+    method = kernel_method(config)
     rows = [
-        _row(sensor, int(amp), str(segments[amp]), k, solved, gain[k], order, config.level)
+        _row(sensor, int(amp), str(segments[amp]), k, solved, gain[k], order, config.level, method)
         for k, amp in enumerate(amps)
     ]
     if solved.detector_kernel is not None:
-        rows.append(_detector_row(sensor, solved, order))
+        rows.append(_detector_row(sensor, solved, order, method))
     return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
 
 
-def _too_few_lags(sensor, amps, segments, gain, order, level) -> pd.DataFrame:
+def _too_few_lags(sensor, amps, segments, gain, order, config) -> pd.DataFrame:
     """Every amp's row when the covariances have too few lags for a kernel."""
     none = {"n_pairs": 0, "status": "too_few_lags", "valid": False, "converged": False}
     empty = {"size": 0, "kernel": [], "pre_kernel": [], "input_pairs": [int(p) for p in order]}
     rows = [
-        {"sensor": sensor, "amp": int(amp), "segment": str(segments[amp]), "level": level}
+        {"sensor": sensor, "amp": int(amp), "segment": str(segments[amp]), "level": config.level}
+        | {"method": kernel_method(config)}
         | {"gain": float(g), **none, **empty, "input_mask": [False] * len(order)}
         for amp, g in zip(amps, gain, strict=True)
     ]
     return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+
+
+def kernel_method(config: BrighterFatterConfig) -> str:
+    """The pre-kernel a configuration asks for, by name.
+
+    Examples
+    --------
+    >>> kernel_method(BrighterFatterConfig(use_amatrix=True))
+    'amatrix'
+    """
+    if config.use_amatrix:
+        return "amatrix"
+    if config.correlation_quadratic_fit:
+        return "quadratic"
+    if config.use_cov_model_sample:
+        return "cov_model_sample"
+    return "averaged"
 
 
 def _grid(table: pd.DataFrame, column: str, amps, order, fill) -> np.ndarray:
@@ -162,13 +183,14 @@ def _fullcov_inputs(fullcov, config, amps, mean, gain, size) -> dict[str, np.nda
     return {"cov_model": model, "noise_matrix": noise[:, :size, :size]}
 
 
-def _row(sensor, amp, segment, k, solved: BfKernels, gain, order, level) -> dict[str, object]:
+def _row(sensor, amp, segment, k, solved: BfKernels, gain, order, level, method) -> dict:
     size = solved.kernels.shape[-1]
     return {
         "sensor": sensor,
         "amp": amp,
         "segment": segment,
         "level": level,
+        "method": method,
         "gain": float(gain) if math.isfinite(gain) else math.nan,
         "n_pairs": int(solved.kept[k].sum()),
         "status": solved.status[k],
@@ -182,13 +204,14 @@ def _row(sensor, amp, segment, k, solved: BfKernels, gain, order, level) -> dict
     }
 
 
-def _detector_row(sensor: str, solved: BfKernels, order) -> dict[str, object]:
+def _detector_row(sensor: str, solved: BfKernels, order, method: str) -> dict[str, object]:
     kernel = np.asarray(solved.detector_kernel)
     return {
         "sensor": sensor,
         "amp": 0,
         "segment": DETECTOR_SEGMENT,
         "level": "DETECTOR",
+        "method": method,
         "gain": math.nan,
         "n_pairs": int(solved.kept.sum()),
         "status": "ok",
