@@ -183,3 +183,37 @@ def test_a_detector_kernel_pools_the_counted_amps():
         np.abs(solved.detector_kernel - other.kernels[0]).max()
         > 1e-3 * np.abs(other.kernels[0]).max()
     )
+
+
+def _star_field(rng, shape=(60, 50)) -> np.ndarray:
+    """A flat of 20 000 ADU with three bright Gaussian spots and shot noise."""
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 20000.0)
+    for cy, cx, peak in ((20, 15, 60000.0), (40, 30, 90000.0), (10, 40, 40000.0)):
+        image += peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 8.0)
+    return image + rng.normal(scale=np.sqrt(image))
+
+
+def test_the_correction_is_rubins_on_every_backend(backend):
+    """Three images with their own kernels and gains (one with NaN pixels), corrected at
+    once, each as ip_isr's correction reads for it alone (``tests/reference_bfk.py``)."""
+    from backends import host
+    from gpuptc.kernels.bf_correct import correct_brighter_fatter
+    from reference_bfk import reference_correction
+
+    rng = np.random.default_rng(4)
+    images = np.stack([_star_field(rng) for _ in range(3)])
+    images[2, 30:33, 5:9] = np.nan
+    kernel = solve_kernels(_poisson_shortfall(), MEANS[None], np.ones(1), USED[None]).kernels[0]
+    kernels = np.stack([kernel, 0.5 * kernel, 0.7 * kernel])  # centres of about -1e-6
+    gains = np.array([1.0, 1.2, 0.8])
+    xp, device = backend.xp, backend.device
+    on = [xp.asarray(a, device=device) for a in (images, kernels, gains)]
+    corrected, rounds = correct_brighter_fatter(*on)
+    corrected, rounds = host(corrected), host(rounds)
+    for k in range(3):
+        expected, last = reference_correction(images[k], kernels[k], gains[k])
+        assert rounds[k] == last < 9  # converged
+        np.testing.assert_allclose(corrected[k], expected, rtol=1e-10, equal_nan=True)
+        assert np.abs(corrected[k] - images[k])[~np.isnan(images[k])].max() > 1.0  # it moved
+    assert np.isnan(corrected[2, 30:33, 5:9]).all()
