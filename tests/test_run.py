@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from gpuptc.cli import main
 from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS
@@ -305,6 +306,20 @@ def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
             and kernel.max() <= 0.025 * abs(kernel[4, 4])
         )
         assert row.valid == checks, row.amp
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    covariances = pd.read_parquet(out / "covariances.parquet")
+    for row in kernels.itertuples():  # eo_pipe's statistics, by scipy's linregress
+        used = pairs[(pairs.sensor == row.sensor) & (pairs.amp == row.amp) & pairs.used]
+        mine = covariances[(covariances.sensor == row.sensor) & (covariances.amp == row.amp)]
+        lag = mine.set_index(["pair", "i", "j"])["cov"]
+        used = used.sort_values("mean")
+        x = used["mean"].to_numpy()
+        for column, (i, j) in (("bf_slope_x", (1, 0)), ("bf_slope_y", (0, 1))):
+            y = np.array([lag[(p, i, j)] for p in used.pair])
+            fit = stats.linregress(x, y)
+            assert getattr(row, column) == pytest.approx(fit.slope, rel=1e-9)
+            assert getattr(row, f"{column}_err") == pytest.approx(fit.stderr, rel=1e-9)
+        assert row.bf_xcorr == lag[(used.pair.iloc[0], 1, 0)] and row.bf_mean == x[0]
     for sensor, mine in kernels.groupby("sensor"):  # and as Rubin's ISR reads them
         written = read_bf_kernel(out / "cp_pipe" / f"{sensor}_bfk.fits")
         assert written.attrs["header"]["KERNEL_DX"] == 9 and len(written) == 16

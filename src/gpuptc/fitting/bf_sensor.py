@@ -17,6 +17,7 @@ import pandas as pd
 from gpuptc.backend import Backend
 from gpuptc.config import BrighterFatterConfig
 from gpuptc.fitting.bf_kernel import BfKernels, solve_kernels
+from gpuptc.fitting.bf_metrics import BF_STAT_COLUMNS, bf_statistics
 from gpuptc.fitting.fullcov import evaluate
 from gpuptc.fitting.linearity_sensor import adopted_gains
 
@@ -38,13 +39,15 @@ BF_KERNEL_COLUMNS: tuple[str, ...] = (
     "pre_kernel",
     "input_pairs",
     "input_mask",
+    *BF_STAT_COLUMNS,
 )
 """One row per amp of ``bfk.parquet``: the method (:func:`kernel_method`), the gain
 (e-/ADU), the pairs that entered the kernel, status and validity, the kernel's side
 ``size`` and the kernel and pre-kernel (cp_pipe's MEAN_XCORRS) flattened row by row
 (``size x size``, lag 0 at the centre, rows the covariances' first lag index), and per pair
-in the PTC's order its number and whether it entered. The detector kernel, where solved,
-is a row of amp 0, segment ``DETECTOR``."""
+in the PTC's order its number and whether it entered; eo_pipe's statistics of the amp's
+covariances (:data:`gpuptc.fitting.bf_metrics.BF_STAT_COLUMNS`). The detector kernel, where
+solved, is a row of amp 0, segment ``DETECTOR``."""
 
 DETECTOR_SEGMENT = "DETECTOR"
 """The segment name of a detector kernel's row."""
@@ -91,7 +94,8 @@ def sensor_bf_kernels(
     segments = pairs.drop_duplicates("amp").set_index("amp")["segment"].reindex(amps)
     sensor = str(pairs["sensor"].iloc[0])
     if cov.shape[-1] < MIN_LAGS:
-        return _too_few_lags(sensor, amps, segments, gain, order, config)
+        rows = _too_few_lags(sensor, amps, segments, gain, order, config)
+        return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
     extra = _fullcov_inputs(fullcov, config, amps, mean, gain, cov.shape[-1])
     solved = solve_kernels(
         cov, mean, gain, used.astype(bool), config, amp_names=list(segments), backend=backend,
@@ -100,6 +104,7 @@ def sensor_bf_kernels(
     method = kernel_method(config)
     rows = [
         _row(sensor, int(amp), str(segments[amp]), k, solved, gain[k], order, config.level, method)
+        | bf_statistics(mean[k], used[k].astype(bool), cov[k])
         for k, amp in enumerate(amps)
     ]
     if solved.detector_kernel is not None:
@@ -107,7 +112,7 @@ def sensor_bf_kernels(
     return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
 
 
-def _too_few_lags(sensor, amps, segments, gain, order, config) -> pd.DataFrame:
+def _too_few_lags(sensor, amps, segments, gain, order, config) -> list[dict]:
     """Every amp's row when the covariances have too few lags for a kernel."""
     none = {"n_pairs": 0, "status": "too_few_lags", "valid": False, "converged": False}
     empty = {"size": 0, "kernel": [], "pre_kernel": [], "input_pairs": [int(p) for p in order]}
@@ -117,7 +122,7 @@ def _too_few_lags(sensor, amps, segments, gain, order, config) -> pd.DataFrame:
         | {"gain": float(g), **none, **empty, "input_mask": [False] * len(order)}
         for amp, g in zip(amps, gain, strict=True)
     ]
-    return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+    return rows
 
 
 def kernel_method(config: BrighterFatterConfig) -> str:
