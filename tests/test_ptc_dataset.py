@@ -225,6 +225,13 @@ def test_refit_reproduces_the_original_fit(run_out, fullcov_file, tmp_path):
     with fits.open(rewritten) as new, fits.open(fullcov_file) as old:
         ids = [np.asarray(h[1].data["INPUT_EXP_ID_PAIRS"]) for h in (new, old)]
     np.testing.assert_array_equal(ids[0], ids[1])  # the exposure ids survive a refit
+    # the kernels come from the refitted PTC as from the run's own
+    kernels = result.tables["bf_kernel"].set_index("amp")
+    assert (kernels.status == "ok").all() and len(kernels) == 16
+    for amp, row in tables["bf_kernel"].set_index("amp").iterrows():
+        scale = np.abs(row.kernel).max()
+        np.testing.assert_allclose(kernels.kernel[amp], row.kernel, rtol=0, atol=1e-6 * scale)
+    assert next((tmp_path / "refit" / "cp_pipe").glob("*_bfk.fits")).exists()
 
 
 def _older(path, target, version, drop, bad_amps=(), nan_pair=None):

@@ -3,7 +3,8 @@
 Each PTC dataset's measured means, variances and covariances (:mod:`gpuptc.products.cp_pipe_ptc`)
 are fitted again with gpuptc's models under a preset, and written as a run is: the tables,
 EOTEST's files, a PTC dataset per sensor, ``run.json`` and a report (without the display
-images, which need raw data). A file that is not a PTC dataset is rejected with its reason
+images, which need raw data), with each sensor's brighter-fatter kernels solved from its
+refitted PTC as a run solves them. A file that is not a PTC dataset is rejected with its reason
 and the others go on.
 """
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from gpuptc._shared.timing import Stopwatch
 from gpuptc.config import Preset, get_preset
+from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS, sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.fitting.solve import amp_rejections, fit
@@ -83,6 +85,7 @@ def _refitted(
     pairs = pd.concat([t["pairs"] for t in read.values()], ignore_index=True)
     covariances = pd.concat([t["covariances"] for t in read.values()], ignore_index=True)
     ptc, fullcov, pairs = fit(pairs, covariances, config, models=models)
+    kernels, failed = _bf_kernels(pairs, covariances, ptc, fullcov, config)
     return {
         "manifest": manifest,
         "pairs": pairs,
@@ -90,9 +93,40 @@ def _refitted(
         "ptc": ptc,
         "fullcov": fullcov,
         "curves": model_curves(pairs, ptc, fullcov, config.solve),
+        "bf_kernel": kernels,
         "comparison": compare(ptc, manifest),
-        "rejected": pd.concat([rejected, amp_rejections(pairs, ptc)], ignore_index=True),
+        "rejected": pd.concat([rejected, amp_rejections(pairs, ptc), failed], ignore_index=True),
     }
+
+
+def _bf_kernels(
+    pairs: pd.DataFrame,
+    covariances: pd.DataFrame,
+    ptc: pd.DataFrame,
+    fullcov: pd.DataFrame,
+    config: Preset,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each sensor's brighter-fatter kernels from its refitted PTC.
+
+    A sensor whose kernels fail is a rejected row (its PTC stands).
+    """
+    tables, failed = [], []
+    for sensor in sorted(pairs["sensor"].unique()):
+        mine = [t[t["sensor"] == sensor] for t in (pairs, covariances, ptc, fullcov)]
+        try:
+            tables.append(
+                sensor_bf_kernels(*mine, config.brighter_fatter, config.solve.ptc_fit_type)
+            )
+        except Exception as exc:
+            log.error("%s: brighter-fatter kernels not solved", sensor, exc_info=True)
+            reason = f"brighter-fatter kernels not solved: {type(exc).__name__}: {exc}"
+            failed.append(rejected_row(reason, stage=Stage.BF_KERNEL, sensor=sensor))
+    kernels = (
+        pd.concat(tables, ignore_index=True)
+        if tables
+        else pd.DataFrame(columns=list(BF_KERNEL_COLUMNS))
+    )
+    return kernels, rejected_frame(failed)
 
 
 def refit(
