@@ -7,8 +7,10 @@ import pytest
 from gpuptc.raws.geometry import parse_section
 from gpuptc.raws.layout import LAYOUTS
 from gpuptc.report.focal_plane import (
+    BF_QUANTITIES,
     LINEARITY_QUANTITIES,
     amp_cell,
+    bf_maps,
     focal_plane_maps,
     linearity_maps,
     sensor_places,
@@ -105,3 +107,27 @@ def test_linearity_maps_colour_each_amp_by_its_linearity():
         shown = np.asarray(ax.collections[0].get_array())
         assert shown == pytest.approx(linearity[column].to_numpy()), column
     assert linearity_maps(linearity[linearity.sensor == "S"], None) is None
+
+
+def test_bf_maps_show_each_kernels_centre_and_eo_pipes_statistics():
+    """Each amp's kernel centre (the middle of its flattened kernel) and the statistics; the
+    detector kernel's row is not an amp."""
+    places = {"S": ("R22", "S11"), "T": ("R22", "S12")}
+    rows = []
+    for k, sensor in enumerate(places):
+        for amp in range(1, 17):
+            kernel = np.zeros(9)
+            kernel[4] = -1e-6 * amp - k
+            row = {"sensor": sensor, "amp": amp, "segment": f"C{amp}", "method": "averaged"}
+            row |= {"size": 3, "kernel": kernel.tolist(), "bf_slope_x": 1e-3 * amp}
+            rows.append(row | {"bf_slope_y": 2e-3 * amp, "bf_xcorr": 5.0 * amp + k})
+    rows.append(rows[0] | {"amp": 0, "segment": "DETECTOR", "kernel": [9.0] * 9})
+    kernels = pd.DataFrame(rows)
+    fig = bf_maps(kernels, _manifest(places))
+    assert [ax.get_title() for ax in fig.axes[:4]] == [
+        f"{label}, averaged" for _, label in BF_QUANTITIES
+    ]
+    amps = kernels[kernels.segment != "DETECTOR"]
+    expected = {"k00": [k[4] for k in amps.kernel], **{c: amps[c] for c, _ in BF_QUANTITIES[1:]}}
+    for ax, (column, _) in zip(fig.axes, BF_QUANTITIES, strict=False):
+        np.testing.assert_allclose(np.asarray(ax.collections[0].get_array()), expected[column])

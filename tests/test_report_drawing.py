@@ -17,7 +17,7 @@ from gpuptc.config import get_preset
 from gpuptc.formats.eotest import read_eotest_results
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
-from gpuptc.report.focal_plane import focal_plane_maps, linearity_maps
+from gpuptc.report.focal_plane import bf_maps, focal_plane_maps, linearity_maps
 from gpuptc.report.sensor import draw
 from gpuptc.running import schedulers as distributed
 from gpuptc.running import sensor as sensor_pipeline
@@ -72,7 +72,7 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     shutil.copytree(two_sensor_run / "report" / "data", copy / "report" / "data")
     assert main(["report", str(copy), "-q", "--png"]) == 0  # two drawing processes
     drawn, redrawn = _figures(two_sensor_run), _figures(copy)
-    assert len(drawn) == 2 * FIGURES_PER_SENSOR + 2  # and the focal plane's two
+    assert len(drawn) == 2 * FIGURES_PER_SENSOR + 3  # and the focal plane's three
     assert drawn == redrawn
     pages = "".join(page.read_text() for page in _pages(copy))
     assert all(f"figures/{name}" in pages for name in drawn)
@@ -246,7 +246,8 @@ def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_pa
 
     Made in this process, not rendered (that the figures drawn equal the run's is
     ``test_figures_drawn_beside_the_run_equal_a_redraw``): one sensor's report (every
-    sensor has the same figures) and the focal-plane maps of both (results and linearity).
+    sensor has the same figures) and the focal-plane maps of both (results, linearity and
+    brighter-fatter).
     """
     unlabelled, checked_figures = [], []
 
@@ -272,10 +273,11 @@ def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_pa
     draw_report(tmp_path / "report", itl, provenance, workers=1)
     checked(focal_plane_maps(tables["ptc"], tables["manifest"]))
     checked(linearity_maps(tables["linearity"], tables["manifest"]))
+    checked(bf_maps(tables["bf_kernel"], tables["manifest"]))
     assert unlabelled == []
     run = [path.name for path in _figure_files(two_sensor_run, small_itl.sensor)]
     assert [path.name for path in _figure_files(tmp_path)] == run  # every figure checked
-    assert len(checked_figures) == len(run) + 2
+    assert len(checked_figures) == len(run) + 3
 
 
 def test_header_values_in_figures_draw_as_written_escapes(two_sensor_run):

@@ -79,6 +79,7 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
         assert f"figures/{image.name}" in everything
     assert "figures/focal_plane.png" in index  # two sensors: the focal-plane summary
     assert "figures/focal_plane_linearity.png" in index and 'href="#linearity"' in index
+    assert "figures/focal_plane_bf.png" in index and 'href="#brighter-fatter"' in index
     assert "worst max. frac. dev. (amp)" in index
     for sensor in sensors:
         assert f'href="sensor_{sensor}.html"' in index

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +25,11 @@ from matplotlib.figure import Figure
 from gpuptc.raws.layout import amp_cell
 
 __all__ = [
+    "BF_QUANTITIES",
     "LINEARITY_QUANTITIES",
     "MAP_QUANTITIES",
     "amp_cell",
+    "bf_maps",
     "focal_plane_maps",
     "linearity_maps",
     "sensor_places",
@@ -58,6 +61,14 @@ LINEARITY_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("residual_sigma_mad", "linearizer's residual (MAD sigma)"),
 )
 """The ``linearity`` columns mapped, with their labels."""
+
+BF_QUANTITIES: tuple[tuple[str, str], ...] = (
+    ("k00", "kernel centre K_00 (1/e-)"),
+    ("bf_slope_x", "slope of cov10 over the mean (eo_pipe)"),
+    ("bf_slope_y", "slope of cov01 over the mean (eo_pipe)"),
+    ("bf_xcorr", "cov10 at the faintest pair (ADU^2, eo_pipe)"),
+)
+"""The brighter-fatter quantities mapped (``bfk`` columns and each kernel's centre)."""
 
 _PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
 
@@ -209,6 +220,35 @@ def linearity_maps(linearity: pd.DataFrame, manifest: pd.DataFrame | None) -> Fi
         return None
     kinds = ", ".join(sorted(linearity["type"].astype(str).unique()))
     return _maps(linearity, LINEARITY_QUANTITIES, manifest, kinds)
+
+
+def bf_maps(kernels: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
+    """Each amp's brighter-fatter kernel centre and eo_pipe's statistics, on the focal plane.
+
+    Parameters
+    ----------
+    kernels : pandas.DataFrame
+        The run's ``bf_kernel`` table (``bfk.parquet``); the detectors' rows are left out.
+    manifest : pandas.DataFrame or None
+        The run's manifest, for each sensor's raft and slot.
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None for fewer than two sensors.
+    """
+    amps = kernels[kernels["segment"] != "DETECTOR"] if len(kernels) else kernels
+    if amps.empty:
+        return None
+    centre = [_centre(k, int(n)) for k, n in zip(amps["kernel"], amps["size"], strict=True)]
+    method = ", ".join(sorted(amps["method"].astype(str).unique()))
+    return _maps(amps.assign(k00=centre), BF_QUANTITIES, manifest, method)
+
+
+def _centre(kernel: Any, size: int) -> float:
+    """A flattened kernel's centre value (NaN for none)."""
+    values = np.asarray(kernel, float)
+    return float(values[(size * size) // 2]) if size and len(values) == size * size else math.nan
 
 
 def _maps(

@@ -27,7 +27,7 @@ from gpuptc.report.charts import (
     spec_json,
     write_library,
 )
-from gpuptc.report.focal_plane import focal_plane_maps, linearity_maps
+from gpuptc.report.focal_plane import bf_maps, focal_plane_maps, linearity_maps
 from gpuptc.report.numbers import sensor_numbers
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
@@ -257,6 +257,12 @@ _MAPS_CAPTION = (
     "the colours saturate beyond the 2nd and 98th percentiles (red above, magenta below), "
     "so that one bad amp stands out without flattening the others."
 )
+_BF_CAPTION = (
+    "Each amp's brighter-fatter kernel: its centre K_00 (negative where the kernel is "
+    "valid), and eo_pipe's statistics of its covariances: the slopes of the nearest serial "
+    "(cov10) and parallel (cov01) covariances over the mean, and cov10 at the faintest "
+    "pair; colours as above."
+)
 _LINEARITY_CAPTION = (
     "Each amp's linearity: eo_pipe's maximum fractional deviation from a line through the "
     "origin and its linearity turnoff, cp_pipe's linearity turnoff, and the spread of the "
@@ -281,7 +287,10 @@ def _summary_page(
         _LINEARITY_CAPTION,
         lambda: linearity_maps(linearity, manifest),
     )
-    keys = ["focal-plane", *(["linearity"] if linear is not None else []), "sensors"]
+    kernels = tables.get("bf_kernel", pd.DataFrame())
+    bf = draw("focal_plane_bf.png", _BF_CAPTION, lambda: bf_maps(kernels, manifest))
+    keys = ["focal-plane", *(["linearity"] if linear is not None else [])]
+    keys += [*(["brighter-fatter"] if bf is not None else []), "sensors"]
     keys += ["tables", "rejected", "provenance"]
     nav = [(f"#{k}", k.replace("-", " ")) for k in keys]
     header = _header("gpuptc report", verdicts["sensor"].nunique(), provenance, nav)
@@ -293,6 +302,7 @@ def _summary_page(
         **header,
         focal_plane=None if maps is None else _figure(maps, figs, root),
         linearity_plane=None if linear is None else _figure(linear, figs, root),
+        bf_plane=None if bf is None else _figure(bf, figs, root),
         tests=tests,
         sensors_table=_sensors_table(verdicts, linearity),
         table_links=_table_links(root),
