@@ -7,7 +7,8 @@ Astier's eq. 16 exactly; ``gpuptc.simulation.simulate.sharing_fractions``) is ru
 amp's kernel as Rubin's ISR corrects them (``gpuptc.kernels.bf_correct``, in electrons by
 the amp's gain), the correction added to a copy of the raw file's imaging section (rounded
 to integers), and the copy is run again. Per amp, the slope of the per-pair gain
-(``cp_pipe_gain``) against the pair mean over the pairs the PTC keeps, before and after,
+(``rhl_gain``: the second flat scaled to the first, so that their level mismatch does not
+bias it) against the pair mean over the pairs the PTC keeps, before and after,
 with its standard error.
 
 The prediction, written before running it: to first order in the sharing fraction ``f``
@@ -23,7 +24,13 @@ correlations at lag 1 only; the kernel's other lags are noise).
 The images' axes are (parallel, serial); the kernels are indexed as the covariances,
 (serial, parallel), and are transposed to correct the images.
 
-Usage: ``python benchmarks/bf_correction.py [--size medium] [--pairs 20]``.
+``--no-bf``: the same sensor simulated without the effect; its kernels (cp_pipe's default
+averaged kernel) should be zero within their errors, taken by bootstrap over the pairs (the
+pairs drawn again with replacement 200 times, every amp's kernel solved again each time):
+per amp, the centre and the four nearest lags in units of their bootstrap spread, and the
+fraction of all lags within two spreads of zero.
+
+Usage: ``python benchmarks/bf_correction.py [--size medium] [--pairs 20] [--no-bf]``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ import pandas as pd
 from scipy import stats
 
 import gpuptc
+from gpuptc.fitting.bf_kernel import solve_kernels
+from gpuptc.fitting.bf_sensor import covariance_cube, pair_grid
+from gpuptc.fitting.linearity_sensor import adopted_gains
 from gpuptc.formats.writer import write_raw
 from gpuptc.kernels.bf_correct import correct_brighter_fatter
 from gpuptc.raws.exposure import read_raw
@@ -64,7 +74,7 @@ def _corrected_copy(path: Path, into: Path, kernels) -> None:
     """The raw file with each amp's imaging section corrected by its kernel."""
     raw = read_raw(path)
     pixels = raw.pixels.astype(np.float64)
-    rows, columns = raw.geometry.imaging.slices()
+    rows, columns = raw.geometry.imaging.slices
     for k, amp in enumerate(raw.geometry.amps):
         if amp.amp not in kernels:
             continue
@@ -91,10 +101,55 @@ def _slopes(out: Path) -> pd.DataFrame:
     used = pairs[pairs.used.fillna(False).astype(bool)]
     rows = []
     for amp, mine in used.groupby("amp"):
-        fit = stats.linregress(mine["mean"], mine["cp_pipe_gain"])
-        gain = float(np.median(mine["cp_pipe_gain"]))
+        fit = stats.linregress(mine["mean"], mine["rhl_gain"])
+        gain = float(np.median(mine["rhl_gain"]))
         rows.append({"amp": amp, "slope": fit.slope / gain, "error": fit.stderr / gain})
     return pd.DataFrame(rows).set_index("amp")
+
+
+def _bootstrap(out: Path, draws: int = 200, seed: int = 3) -> None:
+    """Each amp's kernel against its spread over pairs drawn again with replacement."""
+    tables = {n: pd.read_parquet(out / f"{n}.parquet") for n in ("pairs", "covariances", "ptc")}
+    pairs = tables["pairs"]
+    order = np.sort(pairs["pair"].unique())
+    amps = np.sort(pairs["amp"].unique())
+    mean = pair_grid(pairs, "mean", amps, order, np.nan)
+    used = pair_grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
+    cov = covariance_cube(tables["covariances"], amps, order)
+    gain = adopted_gains(tables["ptc"], "expapprox").reindex(amps).to_numpy(float)
+    used = used.astype(bool)
+    kernel = solve_kernels(cov, mean, gain, used).kernels
+    rng = np.random.default_rng(seed)
+    again = []
+    for _ in range(draws):
+        pick = rng.integers(0, len(order), len(order))
+        again.append(solve_kernels(cov[:, pick], mean[:, pick], gain, used[:, pick]).kernels)
+    spread = np.std(np.stack(again), axis=0)
+    c = kernel.shape[-1] // 2
+    print("| amp | K00 / spread | nearest four lags / spread | lags within 2 spreads |")
+    print("|---|---|---|---|")
+    within = []
+    for k, amp in enumerate(amps):
+        pull = kernel[k] / spread[k]
+        near = [pull[c + 1, c], pull[c - 1, c], pull[c, c + 1], pull[c, c - 1]]
+        within.append(np.mean(np.abs(pull) <= 2.0))
+        text = ", ".join(f"{v:.1f}" for v in near)
+        print(f"| {amp} | {pull[c, c]:.1f} | {text} | {within[-1]:.0%} |")
+    print(f"\nall amps: {np.mean(within):.1%} of the lags within 2 spreads of zero")
+
+
+def _without_bf(args: argparse.Namespace) -> None:
+    machine = f"{platform.node()}, {os.cpu_count()} cores"
+    print(f"# {machine}, {args.size} {args.vendor}, {args.pairs} pairs, no brighter-fatter")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        sim = gpuptc.simulate(
+            folder / "raw", vendor=args.vendor, size=args.size, pairs=args.pairs, biases=0,
+            seed=51, cosmic_rays=False, spacing="linear", brighter_fatter=False,
+            workers=os.cpu_count(),
+        )  # fmt: skip
+        gpuptc.run(sim.directory, folder / "plain", backend="numpy", models=MODELS, report=False)
+        _bootstrap(folder / "plain")
 
 
 def main() -> None:
@@ -102,7 +157,11 @@ def main() -> None:
     parser.add_argument("--size", default="medium")
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--vendor", default="e2v")
+    parser.add_argument("--no-bf", action="store_true")
     args = parser.parse_args()
+    if args.no_bf:
+        _without_bf(args)
+        return
     machine = f"{platform.node()}, {os.cpu_count()} cores"
     print(f"# {machine}, {args.size} {args.vendor}, {args.pairs} pairs")
     with tempfile.TemporaryDirectory() as folder:

@@ -21,7 +21,14 @@ from gpuptc.fitting.bf_metrics import BF_STAT_COLUMNS, bf_statistics
 from gpuptc.fitting.fullcov import evaluate
 from gpuptc.fitting.linearity_sensor import adopted_gains
 
-__all__ = ["BF_KERNEL_COLUMNS", "DETECTOR_SEGMENT", "kernel_method", "sensor_bf_kernels"]
+__all__ = [
+    "BF_KERNEL_COLUMNS",
+    "DETECTOR_SEGMENT",
+    "covariance_cube",
+    "kernel_method",
+    "pair_grid",
+    "sensor_bf_kernels",
+]
 
 BF_KERNEL_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -87,9 +94,9 @@ def sensor_bf_kernels(
         return pd.DataFrame(columns=list(BF_KERNEL_COLUMNS))
     order = np.sort(pairs["pair"].unique())
     amps = np.sort(pairs["amp"].unique())
-    mean = _grid(pairs, "mean", amps, order, np.nan)
-    used = _grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
-    cov = _covariance_cube(covariances, amps, order)
+    mean = pair_grid(pairs, "mean", amps, order, np.nan)
+    used = pair_grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
+    cov = covariance_cube(covariances, amps, order)
     gain = adopted_gains(ptc, model).reindex(amps).to_numpy(float)
     segments = pairs.drop_duplicates("amp").set_index("amp")["segment"].reindex(amps)
     sensor = str(pairs["sensor"].iloc[0])
@@ -142,13 +149,13 @@ def kernel_method(config: BrighterFatterConfig) -> str:
     return "averaged"
 
 
-def _grid(table: pd.DataFrame, column: str, amps, order, fill) -> np.ndarray:
-    """``column`` as (amps, pairs)."""
+def pair_grid(table: pd.DataFrame, column: str, amps, order, fill) -> np.ndarray:
+    """``column`` of a sensor's pairs table as an (amps, pairs) array, ``fill`` where none."""
     wide = table.pivot_table(index="amp", columns="pair", values=column, aggfunc="first")
     return wide.reindex(index=amps, columns=order).fillna(fill).to_numpy()
 
 
-def _covariance_cube(covariances: pd.DataFrame, amps, order) -> np.ndarray:
+def covariance_cube(covariances: pd.DataFrame, amps, order) -> np.ndarray:
     """(amps, pairs, n, n) covariances, NaN where missing."""
     size = int(max(covariances["i"].max(), covariances["j"].max())) + 1
     cube = np.full((len(amps), len(order), size, size), np.nan)
