@@ -8,7 +8,8 @@ import pytest
 
 import gpuptc
 import shared_inputs
-from gpuptc.config import LinearityConfig, get_preset
+from gpuptc.config import BrighterFatterConfig, LinearityConfig, get_preset
+from gpuptc.fitting.bf_sensor import sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.kernels.linearize import apply_linearizer
@@ -30,6 +31,7 @@ from gpuptc.report.charts import (
     sensor_charts,
 )
 from gpuptc.report.charts import ptc as charts_ptc
+from gpuptc.report.charts.bf_kernel import bf_kernel_chart
 from gpuptc.report.charts.linearity import linearity_chart
 from gpuptc.report.charts.ptc import in_bins
 from gpuptc.report.charts.spec import blocks, rounded_array
@@ -61,6 +63,7 @@ def tables(small_e2v):
         "covariances": covariances,
         "comparison": comparison,
         "linearity": sensor_linearity(fitted, ptc, config),
+        "bf_kernel": sensor_bf_kernels(fitted, covariances, ptc, fullcov, BrighterFatterConfig()),
     }
     return small_e2v.sensor, tables, gpuptc.amp_verdicts(tables)
 
@@ -332,13 +335,13 @@ def test_the_covariance_chart_divides_each_used_pairs_covariance_by_its_mean(tab
     chart = covariance_chart(tables_["pairs"], *arguments)
     points = _rows(chart, "covariance")
     used = tables_["pairs"][tables_["pairs"].used.astype(bool)].set_index(["amp", "pair"])
-    assert set(points.lag) == {"10", "01", "11"}
-    assert len(points) == 3 * len(used)
+    assert set(points.lag) == {"10", "20", "01", "02", "11"}  # eo_pipe's five
+    assert len(points) == 5 * len(used)
     expected = (
         points["cov"] / used["mean"][pd.MultiIndex.from_frame(points[["amp", "pair"]])].values
     )
     np.testing.assert_allclose(points.ratio, expected, rtol=1e-3)
-    assert set(_rows(chart, "model").lag) == {"10", "01", "11"}  # the fit's curves
+    assert set(_rows(chart, "model").lag) == {"10", "20", "01", "02", "11"}  # the fit's curves
     unmeasured = tables_["covariances"].assign(cov=np.nan)  # amps too small for them
     assert covariance_chart(tables_["pairs"], unmeasured, *arguments[1:]) is None
 
@@ -360,7 +363,7 @@ def test_every_axis_of_every_chart_is_titled_in_words(tables):
     at all; the per-amp summary's values are titled by their panel's header."""
     sensor, tables_, verdicts = tables
     charts = sensor_charts(sensor, tables_, verdicts, COLUMN)
-    assert len(charts) == 11
+    assert len(charts) == 12
     for chart in charts:
         headed = chart.spec.get("facet", {}).get("field") == "quantity"
         for encoding in _titles(chart.spec):
@@ -380,7 +383,7 @@ def test_a_chart_that_cannot_be_built_is_a_note_and_the_others_are_drawn(tables,
         chart.name.split("_E2V")[0]: chart
         for chart in sensor_charts(sensor, older, verdicts, COLUMN)
     }
-    assert len(charts) == 11
+    assert len(charts) == 12
     assert (
         charts["mismatch"].failure.startswith("KeyError")
         and "level_mismatch" in charts["mismatch"].failure
@@ -472,3 +475,19 @@ def test_the_linearity_chart_shows_each_pairs_deviation_and_the_linearizer(table
         np.testing.assert_allclose(rows.deviation, lowered, rtol=1e-4, atol=1e-9)
     assert set(curve.amp) == set(linearity.index[linearity.type == "Squared"])
     assert linearity_chart(tables_["linearity"], "another sensor") is None
+
+
+def test_the_kernel_chart_draws_each_amps_kernel_at_its_lags(tables):
+    """Each amp's 9 x 9 kernel (lags -4..4), every cell its value, the note its centre."""
+    sensor, tables_, _ = tables
+    chart = bf_kernel_chart(tables_["bf_kernel"], sensor)
+    cells = _rows(chart, "kernel")
+    kernels = tables_["bf_kernel"].set_index("amp")
+    assert len(cells) == 16 * 81 and set(cells.i) == set(range(-4, 5))
+    for row in cells.sample(40, random_state=1).itertuples():
+        kernel = np.reshape(kernels.kernel[row.amp], (9, 9))
+        assert row.value == pytest.approx(kernel[row.i + 4, row.j + 4], rel=1e-4, abs=1e-15)
+    notes = _rows(chart, "summary").set_index("amp").label
+    centre = np.reshape(kernels.kernel[1], (9, 9))[4, 4]
+    assert notes[1].endswith(f"K00 {centre:.2e}")
+    assert bf_kernel_chart(tables_["bf_kernel"].assign(size=0), sensor) is None

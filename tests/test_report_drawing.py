@@ -54,7 +54,7 @@ def two_sensor_run(reported_run):
 FIGURES_PER_SENSOR = 1
 """PNG figures of a sensor: its binned CCD images (every other figure is a chart)."""
 
-CHARTS_PER_SENSOR = 11
+CHARTS_PER_SENSOR = 12
 """Charts of a small sensor measured with covariances and compared with EOTEST: the amp
 map, the PTC, its residuals, the per-amp summary, the comparison, the gain against
 exposure time, the gain histograms, the flats' mismatch, the covariances, the a and b

@@ -39,8 +39,9 @@ gives that pair's variance (:func:`gpuptc.fitting.ptc.point_errors`) and whether
 entered the fit; ``"10"``, ``"01"``, ``"11"`` the full-covariance model's covariance
 (ADU^2) at ``mean`` (``pair`` -1, no error, not fitted)."""
 
-NEAREST_LAGS: tuple[tuple[int, int], ...] = ((1, 0), (0, 1), (1, 1))
-"""The lags whose model curves the covariance grid draws."""
+NEAREST_LAGS: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (0, 1), (0, 2), (1, 1))
+"""The lags whose model curves the covariance grid draws (eo_pipe's five; those beyond a
+fit's lags are left out)."""
 
 COVARIANCE_CURVE_POINTS = 49
 """Means of a covariance curve, evenly spaced up to the amp's largest used mean."""
@@ -190,7 +191,8 @@ def _covariance_rows(
             side = int(rows["i"].max()) + 1
             cube = model_covariances(fit_matrices(rows, side), gain, grid)
             for i, j in NEAREST_LAGS:
-                out.add((sensor, amp, model, f"{i}{j}"), -1, grid, cube[:, i, j])
+                if i < side and j < side:
+                    out.add((sensor, amp, model, f"{i}{j}"), -1, grid, cube[:, i, j])
 
 
 def model_curves(

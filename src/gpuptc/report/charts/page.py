@@ -16,6 +16,7 @@ from gpuptc.report.charts.amps import (
     brighter_fatter_matrices,
     comparison_chart,
 )
+from gpuptc.report.charts.bf_kernel import bf_kernel_chart
 from gpuptc.report.charts.gains import gain_against_exposure_time, gain_histograms, level_mismatch
 from gpuptc.report.charts.linearity import linearity_chart
 from gpuptc.report.charts.ptc import covariance_chart, ptc_chart, residuals_chart
@@ -100,6 +101,9 @@ def _planned(
     planned.append(("brighter_fatter", lambda: brighter_fatter_matrices(fullcov, sensor)))
     if linearity is not None:
         planned.append(("linearity", lambda: linearity_chart(linearity, sensor)))
+    kernels = tables.get("bf_kernel")
+    if kernels is not None:
+        planned.append(("bf_kernel", lambda: bf_kernel_chart(kernels, sensor)))
     return planned
 
 

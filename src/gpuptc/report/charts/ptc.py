@@ -357,8 +357,9 @@ _MOST_COVARIANCES = 6000
 """Covariances the chart draws one by one (about 125 pairs of 16 amps at three lags);
 beyond it, their mean and spread per amp and lag in bins of the signal."""
 
-_NEAREST_LAGS = ("10", "01", "11")
-"""The covariances drawn: C_10 (serial neighbour), C_01 (parallel) and C_11."""
+_NEAREST_LAGS = ("10", "20", "01", "02", "11")
+"""The covariances drawn, eo_pipe's five: C_10 and C_20 (serial neighbours), C_01 and C_02
+(parallel) and C_11."""
 
 
 def _covariance_layers() -> list[dict[str, Any]]:
@@ -430,7 +431,7 @@ def covariance_chart(
     curves: pd.DataFrame,
     sensor: str,
 ) -> Chart | None:
-    """C_10, C_01 and C_11 over the mean per amp, with the full-covariance model's curves.
+    """eo_pipe's five covariances over the mean per amp, with the full-covariance model's curves.
 
     Parameters
     ----------
@@ -470,7 +471,8 @@ def covariance_chart(
         f", {model} model" if len(lines) else ""
     )
     caption = (
-        "C_10, C_01 and C_11 over the mean per amp (the pairs used) with the "
+        "C_10, C_20, C_01, C_02 and C_11 over the mean per amp (the pairs used; eo_pipe's "
+        "brighter-fatter figure; the slopes of C_10 and C_01 are in bfk.parquet) with the "
         "full-covariance model's curves (eq. 20) where it was fitted: they grow with the "
         "signal (the brighter-fatter effect), and the model should follow the points at "
         "every signal. Click a lag in the legend to show it alone. With more than "
