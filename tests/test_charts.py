@@ -166,6 +166,13 @@ def test_the_amp_map_holds_each_amp_once_where_it_sits(tables):
     np.testing.assert_allclose(deviations["value"], expected, rtol=1e-4)
     assert deviations.loc[16, ["row", "column"]].tolist() == [0, 0]
     assert "max_frac_dev" not in chart.data  # no linearity table: no panel
+    with_kernels = amp_map(verdicts, sensor, None, tables_["bf_kernel"])
+    centres = pd.DataFrame(records(with_kernels.data["bf_k00"])).set_index("amp")
+    kernels = tables_["bf_kernel"].set_index("amp")
+    for amp in centres.index:
+        expected = np.reshape(kernels.kernel[amp], (9, 9))[4, 4]
+        assert centres.value[amp] == pytest.approx(expected, rel=1e-4)
+    assert "bf_k00" not in chart.data
 
 
 def test_values_from_the_data_cannot_close_the_script_that_holds_them(tables):

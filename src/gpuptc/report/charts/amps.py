@@ -23,13 +23,34 @@ _MAPPED = (
     ("turnoff_electrons", "turnoff (e-)"),
     ("a00", "a00 (1/e-)"),
     ("max_frac_dev", "linearity: eo_pipe's max. fractional deviation"),
+    ("bf_k00", "brighter-fatter kernel centre K_00 (1/e-)"),
 )
-"""The columns mapped over the sensor's amps (the verdict's; the linearity's last), and
-their titles."""
+"""The columns mapped over the sensor's amps (the verdict's; then the linearity's and the
+brighter-fatter kernel's centre), and their titles."""
 
 
-def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None = None) -> Chart:
-    """Gain, read noise, turnoff, a00 and linearity of each amp where it sits (2 x 8).
+def _kernel_centres(kernels: pd.DataFrame | None, sensor: str) -> pd.Series | None:
+    """Each amp's kernel centre K_00 (1/e-), or None without a kernel."""
+    if kernels is None or "kernel" not in kernels:
+        return None
+    mine = kernels[(kernels["sensor"] == sensor) & (kernels["size"] > 0)]
+    mine = mine[mine["segment"] != "DETECTOR"]
+    if mine.empty:
+        return None
+    centres = [
+        float(np.asarray(k, float)[(int(n) * int(n)) // 2])
+        for k, n in zip(mine["kernel"], mine["size"], strict=True)
+    ]
+    return pd.Series(centres, index=mine["amp"].to_numpy())
+
+
+def amp_map(
+    verdicts: pd.DataFrame,
+    sensor: str,
+    linearity: pd.DataFrame | None = None,
+    kernels: pd.DataFrame | None = None,
+) -> Chart:
+    """Gain, read noise, turnoff, a00, linearity and kernel of each amp where it sits (2 x 8).
 
     Parameters
     ----------
@@ -39,6 +60,8 @@ def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None 
         The sensor.
     linearity : pandas.DataFrame, optional
         The run's ``linearity`` (its ``max_frac_dev`` mapped too).
+    kernels : pandas.DataFrame, optional
+        The run's ``bf_kernel`` (each kernel's centre mapped too).
 
     Returns
     -------
@@ -49,6 +72,9 @@ def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None 
         deviations = linearity[linearity["sensor"] == sensor].set_index("amp")["max_frac_dev"]
         if np.isfinite(deviations.to_numpy(float)).any():  # an unsolved sensor: no panel
             mine["max_frac_dev"] = mine["amp"].map(deviations)
+    centres = _kernel_centres(kernels, sensor)
+    if centres is not None:
+        mine["bf_k00"] = mine["amp"].map(centres)
     namps = 16 if len(mine) and int(mine["amp"].max()) > 8 else 8
     cells = [amp_cell(int(amp), namps) for amp in mine["amp"]]
     mine["row"] = [1 - r for r, _ in cells]  # amp 1 lower left: the top row is row 1
@@ -64,7 +90,7 @@ def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None 
             "x": {"field": "column", "type": "ordinal", "axis": None},
             "y": {"field": "row", "type": "ordinal", "axis": None},
         }
-        legend = {"a00": ".2e", "max_frac_dev": ".2%"}.get(column, ",.4~g")
+        legend = {"a00": ".2e", "max_frac_dev": ".2%", "bf_k00": ".2e"}.get(column, ",.4~g")
         hover = tooltip("amp", "segment", "value", "verdict")
         text = {"fontSize": 10, "color": "white", "field": "amp"}
         panel = heatmap(cell, {"scheme": "viridis"}, legend, hover, text)
@@ -82,9 +108,10 @@ def amp_map(verdicts: pd.DataFrame, sensor: str, linearity: pd.DataFrame | None 
     caption = (
         "The adopted model's gain, the per-pixel read noise, the turnoff in electrons and "
         "a00 of each amp at its place on the sensor (two rows of eight, amp 1 lower left, "
-        "as the assembled image), and where the run solved the linearity, eo_pipe's maximum "
-        "fractional deviation from a line through the origin (1 000-90 000 e-): a bad amp "
-        "or a gradient across the sensor stands out."
+        "as the assembled image), where the run solved the linearity, eo_pipe's maximum "
+        "fractional deviation from a line through the origin (1 000-90 000 e-), and where "
+        "it solved brighter-fatter kernels, each kernel's centre: a bad amp or a gradient "
+        "across the sensor stands out."
     )
     return Chart(f"amp_map_{file_stem(sensor)}", caption, spec, data)
 

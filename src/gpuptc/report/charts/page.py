@@ -70,9 +70,9 @@ def _planned(
     fullcov = tables.get("fullcov", pd.DataFrame(columns=["sensor", "model"]))
     curves, covariances = tables.get("curves"), tables.get("covariances")
     comparison = tables.get("comparison")
-    linearity = tables.get("linearity")
+    linearity, kernels = tables.get("linearity"), tables.get("bf_kernel")
     planned: list[tuple[str, Callable[[], Chart | None]]] = [
-        ("amp_map", lambda: amp_map(verdicts, sensor, linearity))
+        ("amp_map", lambda: amp_map(verdicts, sensor, linearity, kernels))
     ]
     if curves is not None:
         planned += [
@@ -101,7 +101,6 @@ def _planned(
     planned.append(("brighter_fatter", lambda: brighter_fatter_matrices(fullcov, sensor)))
     if linearity is not None:
         planned.append(("linearity", lambda: linearity_chart(linearity, sensor)))
-    kernels = tables.get("bf_kernel")
     if kernels is not None:
         planned.append(("bf_kernel", lambda: bf_kernel_chart(kernels, sensor)))
     return planned
