@@ -138,16 +138,21 @@ def _bootstrap(out: Path, draws: int = 200, seed: int = 3) -> None:
     print(f"\nall amps: {np.mean(within):.1%} of the lags within 2 spreads of zero")
 
 
-def _without_bf(args: argparse.Namespace) -> None:
+def _simulated(folder: Path, args: argparse.Namespace, **extra):
+    """The benchmark's sensor (the machine said first), with ``extra`` simulation options."""
     machine = f"{platform.node()}, {os.cpu_count()} cores"
-    print(f"# {machine}, {args.size} {args.vendor}, {args.pairs} pairs, no brighter-fatter")
+    effect = "" if extra.get("brighter_fatter", True) else ", no brighter-fatter"
+    print(f"# {machine}, {args.size} {args.vendor}, {args.pairs} pairs{effect}")
+    return gpuptc.simulate(
+        folder / "raw", vendor=args.vendor, size=args.size, pairs=args.pairs, biases=0,
+        seed=51, cosmic_rays=False, spacing="linear", workers=os.cpu_count(), **extra,
+    )  # fmt: skip
+
+
+def _without_bf(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        sim = gpuptc.simulate(
-            folder / "raw", vendor=args.vendor, size=args.size, pairs=args.pairs, biases=0,
-            seed=51, cosmic_rays=False, spacing="linear", brighter_fatter=False,
-            workers=os.cpu_count(),
-        )  # fmt: skip
+        sim = _simulated(folder, args, brighter_fatter=False)
         gpuptc.run(sim.directory, folder / "plain", backend="numpy", models=MODELS, report=False)
         _bootstrap(folder / "plain")
 
@@ -162,14 +167,9 @@ def main() -> None:
     if args.no_bf:
         _without_bf(args)
         return
-    machine = f"{platform.node()}, {os.cpu_count()} cores"
-    print(f"# {machine}, {args.size} {args.vendor}, {args.pairs} pairs")
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        sim = gpuptc.simulate(
-            folder / "raw", vendor=args.vendor, size=args.size, pairs=args.pairs, biases=0,
-            seed=51, cosmic_rays=False, spacing="linear", workers=os.cpu_count(),
-        )  # fmt: skip
+        sim = _simulated(folder, args)
         options = {"backend": "numpy", "models": MODELS, "report": False}
         gpuptc.run(sim.directory, folder / "plain", **options)
         kernels = _kernels(folder / "plain")
