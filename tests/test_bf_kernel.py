@@ -115,6 +115,19 @@ def test_cp_pipes_kernels_of_its_ptc(case):
     _assert_kernel(solved.kernels[0], _full(expected))
 
 
+def test_a_pair_without_a_mean_is_never_the_sampled_one():
+    """The model sample takes the pair nearest the flux asked for among those with a mean:
+    a NaN mean (a pair an amp lacks) is not nearest (numpy's argmin would pick it)."""
+    cov = _poisson_shortfall()
+    config = BrighterFatterConfig(use_cov_model_sample=True, cov_model_flux_sample=3e4)
+    means = MEANS.copy()
+    means[0] = np.nan  # argmin of a NaN distance would choose this pair
+    inputs = {"cov_model": cov, "noise_matrix": NOISE}
+    with_nan = solve_kernels(cov, means[None], np.ones(1), USED[None], config, **inputs)
+    plain = solve_kernels(cov, MEANS[None], np.ones(1), USED[None], config, **inputs)
+    _assert_kernel(with_nan.kernels[0], plain.kernels[0])
+
+
 def test_cp_pipes_quadratic_kernel():
     """With the zero sum, as that test asks; the transposed covariances."""
     variances = 9e-5 * MEANS**2

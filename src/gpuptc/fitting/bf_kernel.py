@@ -160,10 +160,10 @@ def _sampled_model(
 
     The covariance model there less its noise and Poisson terms, over its mean squared.
     """
-    nearest = xp.argmin((mean * gain[:, None] - flux) ** 2, axis=1)
-    rows = xp.arange(mean.shape[0], device=device_of(mean))
+    distance = (mean * gain[:, None] - flux) ** 2
+    nearest = xp.argmin(xp.where(xp.isnan(distance), math.inf, distance), axis=1)  # no NaN
     at = xp.take_along_axis(mean, nearest[:, None], axis=1)[:, 0]
-    sample = xp.stack([model[k, int(nearest[k])] for k in range(int(rows.shape[0]))])
+    sample = xp.stack([model[k, int(nearest[k])] for k in range(mean.shape[0])])
     tilde = (sample - noise / (gain * gain)[:, None, None]) / (at * at)[:, None, None]
     poisson = (at / gain) / (at * at)
     return _with_centre(tilde, tilde[:, 0, 0] - poisson, xp)
