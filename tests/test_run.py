@@ -321,6 +321,10 @@ def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
             assert getattr(row, column) == pytest.approx(fit.slope, rel=1e-9)
             assert getattr(row, f"{column}_err") == pytest.approx(fit.stderr, rel=1e-9)
         assert row.bf_xcorr == lag[(used.pair.iloc[0], 1, 0)] and row.bf_mean == x[0]
+        gains = used["rhl_gain"].to_numpy() / np.median(used["rhl_gain"])
+        fit = stats.linregress(x, gains)  # the per-pair gain's relative slope
+        assert row.gain_slope == pytest.approx(fit.slope, rel=1e-9)
+        assert row.gain_slope_err == pytest.approx(fit.stderr, rel=1e-9)
     for sensor, mine in kernels.groupby("sensor"):  # and as Rubin's ISR reads them
         written = read_bf_kernel(out / "cp_pipe" / f"{sensor}_bfk.fits")
         assert written.attrs["header"]["KERNEL_DX"] == 9 and len(written) == 16

@@ -5,7 +5,11 @@ serial and parallel covariances (``cov10``, ``cov01``; ``i`` serial, ``j`` paral
 at the first of them (``bf_mean``, ``bf_xcorr``, ``bf_ycorr``) and the slopes of straight
 lines of ``cov10`` and ``cov01`` against the mean (``bf_slope_x``, ``bf_slope_y`` with
 their standard errors; ``scipy.stats.linregress``). Beside them, the slopes of the three
-further covariances its figure draws over the mean (``cov20``, ``cov02``, ``cov11``).
+further covariances its figure draws over the mean (``cov20``, ``cov02``, ``cov11``), and
+the slope of the per-pair gain (``rhl_gain``: the second flat scaled to the first, which a
+level mismatch does not bias) against the mean over its median: the brighter-fatter
+effect's signature in the gain (about ``|a00| g`` per ADU), which a kernel that corrects
+the flats removes.
 """
 
 from __future__ import annotations
@@ -36,11 +40,17 @@ BF_STAT_COLUMNS: tuple[str, ...] = (
     "bf_slope_cov20",
     "bf_slope_cov02",
     "bf_slope_cov11",
+    "gain_slope",
+    "gain_slope_err",
 )
-"""eo_pipe's statistics of one amp (its ``bf_stats`` columns), and the three other slopes."""
+"""eo_pipe's statistics of one amp (its ``bf_stats`` columns), the three other slopes, and
+the per-pair gain's slope against the mean relative to its median (1/ADU; |a00| g where
+the brighter-fatter effect alone moves it) with its error."""
 
 
-def bf_statistics(mean: np.ndarray, used: np.ndarray, cov: np.ndarray) -> dict[str, float]:
+def bf_statistics(
+    mean: np.ndarray, used: np.ndarray, cov: np.ndarray, gain: np.ndarray | None = None
+) -> dict[str, float]:
     """One amp's eo_pipe brighter-fatter statistics.
 
     Parameters
@@ -51,6 +61,8 @@ def bf_statistics(mean: np.ndarray, used: np.ndarray, cov: np.ndarray) -> dict[s
         ``(pairs,)`` the PTC's selection.
     cov : numpy.ndarray
         ``(pairs, n, n)`` covariances (ADU^2), ``[pair, serial lag, parallel lag]``.
+    gain : numpy.ndarray, optional
+        ``(pairs,)`` per-pair gains (e-/ADU), for ``gain_slope``.
 
     Returns
     -------
@@ -65,7 +77,7 @@ def bf_statistics(mean: np.ndarray, used: np.ndarray, cov: np.ndarray) -> dict[s
     >>> round(stats["bf_xcorr"], 6), round(stats["bf_slope_x"], 6)
     (1.0, 0.005)
     """
-    out = dict.fromkeys(BF_STAT_COLUMNS, math.nan)
+    out = dict.fromkeys(BF_STAT_COLUMNS, math.nan) | _gain_slope(mean, used, gain)
     if cov.shape[-1] < 3:
         return out
     chosen = np.asarray(used, bool) & np.isfinite(mean) & np.isfinite(cov[:, 1, 0])
@@ -84,6 +96,18 @@ def bf_statistics(mean: np.ndarray, used: np.ndarray, cov: np.ndarray) -> dict[s
         if name in ("cov10", "cov01"):
             out[f"{key}_err"] = error
     return out
+
+
+def _gain_slope(mean: np.ndarray, used: np.ndarray, gain: np.ndarray | None) -> dict:
+    """The per-pair gain's slope against the mean over its median, and the error."""
+    if gain is None:
+        return {}
+    chosen = np.asarray(used, bool) & np.isfinite(mean) & np.isfinite(gain)
+    if chosen.sum() < 2:
+        return {}
+    typical = float(np.median(gain[chosen]))
+    slope, error = _line(mean[chosen], gain[chosen] / typical)
+    return {"gain_slope": slope, "gain_slope_err": error}
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -97,6 +97,11 @@ def sensor_bf_kernels(
     mean = pair_grid(pairs, "mean", amps, order, np.nan)
     used = pair_grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
     cov = covariance_cube(covariances, amps, order)
+    pair_gains = (
+        pair_grid(pairs, "rhl_gain", amps, order, np.nan)
+        if "rhl_gain" in pairs
+        else [None] * len(amps)
+    )
     gain = adopted_gains(ptc, model).reindex(amps).to_numpy(float)
     segments = pairs.drop_duplicates("amp").set_index("amp")["segment"].reindex(amps)
     sensor = str(pairs["sensor"].iloc[0])
@@ -111,7 +116,7 @@ def sensor_bf_kernels(
     method = kernel_method(config)
     rows = [
         _row(sensor, int(amp), str(segments[amp]), k, solved, gain[k], order, config.level, method)
-        | bf_statistics(mean[k], used[k].astype(bool), cov[k])
+        | bf_statistics(mean[k], used[k].astype(bool), cov[k], pair_gains[k])
         for k, amp in enumerate(amps)
     ]
     if solved.detector_kernel is not None:
