@@ -30,7 +30,11 @@ pairs drawn again with replacement 200 times, every amp's kernel solved again ea
 per amp, the centre and the four nearest lags in units of their bootstrap spread, and the
 fraction of all lags within two spreads of zero.
 
-Usage: ``python benchmarks/bf_correction.py [--size medium] [--pairs 20] [--no-bf]``.
+``--method amatrix``: the kernels of the full covariance fit's ``a`` matrix instead of the
+averaged correlations.
+
+Usage: ``python benchmarks/bf_correction.py [--size medium] [--pairs 20] [--no-bf]
+[--method amatrix]``.
 """
 
 from __future__ import annotations
@@ -163,6 +167,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--vendor", default="e2v")
     parser.add_argument("--no-bf", action="store_true")
+    parser.add_argument(
+        "--method", default="averaged", choices=["averaged", "amatrix"],
+        help="the kernels' pre-kernel: cp_pipe's default average, or the full fit's a matrix",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.no_bf:
         _without_bf(args)
@@ -171,6 +179,8 @@ def main() -> None:
         folder = Path(folder)
         sim = _simulated(folder, args)
         options = {"backend": "numpy", "models": MODELS, "report": False}
+        if args.method == "amatrix":
+            options |= {"models": [*MODELS, "fullcov"], "brighter_fatter__use_amatrix": True}
         gpuptc.run(sim.directory, folder / "plain", **options)
         kernels = _kernels(folder / "plain")
         corrected = folder / "corrected"
