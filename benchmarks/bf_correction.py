@@ -53,8 +53,8 @@ from scipy import stats
 
 import gpuptc
 from gpuptc.fitting.bf_kernel import solve_kernels
-from gpuptc.fitting.bf_sensor import covariance_cube, pair_grid
 from gpuptc.fitting.linearity_sensor import adopted_gains
+from gpuptc.fitting.pair_arrays import covariance_cube, pair_grid
 from gpuptc.formats.writer import write_raw
 from gpuptc.kernels.bf_correct import correct_brighter_fatter
 from gpuptc.raws.exposure import read_raw

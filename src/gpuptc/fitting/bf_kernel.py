@@ -163,7 +163,8 @@ def _sampled_model(
     distance = (mean * gain[:, None] - flux) ** 2
     nearest = xp.argmin(xp.where(xp.isnan(distance), math.inf, distance), axis=1)  # no NaN
     at = xp.take_along_axis(mean, nearest[:, None], axis=1)[:, 0]
-    sample = xp.stack([model[k, int(nearest[k])] for k in range(mean.shape[0])])
+    index = xp.broadcast_to(nearest[:, None, None, None], (model.shape[0], 1, *model.shape[2:]))
+    sample = xp.take_along_axis(model, index, axis=1)[:, 0]  # on the device, no host trip
     tilde = (sample - noise / (gain * gain)[:, None, None]) / (at * at)[:, None, None]
     poisson = (at / gain) / (at * at)
     return _with_centre(tilde, tilde[:, 0, 0] - poisson, xp)

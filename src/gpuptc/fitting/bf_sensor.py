@@ -20,13 +20,13 @@ from gpuptc.fitting.bf_kernel import BfKernels, solve_kernels
 from gpuptc.fitting.bf_metrics import BF_STAT_COLUMNS, bf_statistics
 from gpuptc.fitting.fullcov import evaluate
 from gpuptc.fitting.linearity_sensor import adopted_gains
+from gpuptc.fitting.pair_arrays import covariance_cube, pair_grid
 
 __all__ = [
     "BF_KERNEL_COLUMNS",
     "DETECTOR_SEGMENT",
-    "covariance_cube",
+    "kernel_centres",
     "kernel_method",
-    "pair_grid",
     "sensor_bf_kernels",
 ]
 
@@ -137,6 +137,22 @@ def _too_few_lags(sensor, amps, segments, gain, order, config) -> list[dict]:
     return rows
 
 
+def kernel_centres(kernels: pd.DataFrame) -> pd.Series:
+    """Each row's kernel centre K_00 (1/e-), on the table's index; NaN without a kernel.
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"size": [3, 0], "kernel": [[0.0, 0, 0, 0, -2e-6, 0, 0, 0, 0], []]})
+    >>> kernel_centres(table).tolist()
+    [-2e-06, nan]
+    """
+    centres = [
+        float(np.asarray(kernel, float)[(int(size) ** 2) // 2]) if size else np.nan
+        for kernel, size in zip(kernels["kernel"], kernels["size"], strict=True)
+    ]
+    return pd.Series(centres, index=kernels.index, dtype=float)
+
+
 def kernel_method(config: BrighterFatterConfig) -> str:
     """The pre-kernel a configuration asks for, by name.
 
@@ -152,25 +168,6 @@ def kernel_method(config: BrighterFatterConfig) -> str:
     if config.use_cov_model_sample:
         return "cov_model_sample"
     return "averaged"
-
-
-def pair_grid(table: pd.DataFrame, column: str, amps, order, fill) -> np.ndarray:
-    """``column`` of a sensor's pairs table as an (amps, pairs) array, ``fill`` where none."""
-    wide = table.pivot_table(index="amp", columns="pair", values=column, aggfunc="first")
-    return wide.reindex(index=amps, columns=order).fillna(fill).to_numpy()
-
-
-def covariance_cube(covariances: pd.DataFrame, amps, order) -> np.ndarray:
-    """(amps, pairs, n, n) covariances, NaN where missing."""
-    size = int(max(covariances["i"].max(), covariances["j"].max())) + 1
-    cube = np.full((len(amps), len(order), size, size), np.nan)
-    amp_index = {int(a): k for k, a in enumerate(amps)}
-    pair_index = {int(p): k for k, p in enumerate(order)}
-    rows = covariances[covariances["amp"].isin(amp_index) & covariances["pair"].isin(pair_index)]
-    a = rows["amp"].map(amp_index).to_numpy(int)
-    p = rows["pair"].map(pair_index).to_numpy(int)
-    cube[a, p, rows["i"].to_numpy(int), rows["j"].to_numpy(int)] = rows["cov"].to_numpy(float)
-    return cube
 
 
 def _fullcov_inputs(fullcov, config, amps, mean, gain, size) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from gpuptc.config import LinearityConfig
 from gpuptc.fitting._common import normal_mad
 from gpuptc.fitting.linearity import AmpLinearity, eo_pipe_linearity, solve_amps
 from gpuptc.fitting.linearity_groups import pair_groups
+from gpuptc.fitting.pair_arrays import pair_grid
 from gpuptc.schema import LINEARITY_COLUMNS
 
 __all__ = ["adopted_gains", "sensor_abscissa", "sensor_linearity"]
@@ -118,13 +119,11 @@ def _arrays(
     ordered: pd.DataFrame, order: pd.Index, column: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The pairs' abscissa, every amp's means and PTC selection (amps x pairs), the amps."""
-    means = ordered.pivot_table(index="amp", columns="pair", values="mean", dropna=False)
+    amps = np.sort(ordered["amp"].unique())
+    y = pair_grid(ordered, "mean", amps, order, np.nan).astype(float)
     used = ordered.assign(used=ordered["used"].fillna(False).astype(bool))
-    masks = used.pivot_table(index="amp", columns="pair", values="used", aggfunc="any")
-    amps = means.index.to_numpy()
+    ptc_masks = pair_grid(used, "used", amps, order, False).astype(bool)
     x = ordered.drop_duplicates("pair").set_index("pair")[column].reindex(order)
-    y = means.reindex(columns=order).to_numpy(float)
-    ptc_masks = masks.reindex(index=amps, columns=order).fillna(False).to_numpy(bool)
     return x.to_numpy(float), y, ptc_masks, amps
 
 

@@ -110,9 +110,10 @@ class _Model:
         top: Any,
         fit_offset: bool,
         xp: ModuleType,
+        groups: int,
     ) -> None:
         self.mu, self.flux, self.group, self.nodes, self.xp = mu, flux, group, nodes, xp
-        self.groups = int(np.max(np.asarray(to_host(group)))) + 1
+        self.groups = groups
         self.fit_offset = fit_offset
         safe = xp.clip(xp.where(xp.isfinite(mu), mu, 0.0), nodes[:, :1], nodes[:, -1:])
         self.at_data = hermite_weights(safe, nodes)
@@ -281,12 +282,13 @@ def _fit_splines(mu, flux, mask, groups, knots, top, fit_offset, rejection, wher
     fitted, arrays, group = _inputs(mu, flux, mask, groups, top, where)
     mu, flux, top = arrays
     nodes = _nodes(mu, fitted, knots, xp)
-    model = _Model(mu, flux, xp.asarray(group, device=device), nodes, top, fit_offset, xp)
+    on_device = xp.asarray(group, device=device)
+    model = _Model(mu, flux, on_device, nodes, top, fit_offset, xp, int(group.max()) + 1)
     params = _first_guess(model, fitted, top)
     amps = mu.shape[0]
     running = xp.ones((amps,), dtype=xp.bool, device=device)
     converged = xp.zeros((amps,), dtype=xp.bool, device=device)
-    rounds = np.zeros(amps, int)
+    rounds = xp.zeros((amps,), dtype=xp.int64, device=device)
     for iteration in range(1, max_iter + 1):
         model.weights = xp.astype(fitted, mu.dtype)
         solved, done = levenberg_marquardt(
@@ -297,7 +299,7 @@ def _fit_splines(mu, flux, mask, groups, knots, top, fit_offset, rejection, wher
         residual = model.residuals(params)[:, :-1]
         outliers = _rejected(residual, fitted, n_sigma, max_rejection, xp) & running[:, None]
         fitted = fitted & ~outliers
-        rounds[np.asarray(to_host(running))] = iteration
+        rounds = xp.where(running, iteration, rounds)
         if iteration >= min_iter:
             running = running & xp.any(outliers, axis=1)
         if not bool(xp.any(running)):
@@ -336,8 +338,8 @@ def _results(model, params, fitted, converged, rounds, group, fit_offset) -> lis
     """One :class:`SplineFit` per amp, on the host."""
     values, slopes, offset = (np.asarray(to_host(x)) for x in model.unpack(params))
     residual = np.asarray(to_host(model.ratio(params))) - 1.0
-    host = [np.asarray(to_host(x)) for x in (model.nodes, fitted, converged)]
-    nodes, fitted, converged = host
+    host = [np.asarray(to_host(x)) for x in (model.nodes, fitted, converged, rounds)]
+    nodes, fitted, converged, rounds = host
     fits = []
     for k in range(len(values)):
         dof = int(fitted[k].sum()) - model.groups - int(fit_offset)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from gpuptc._version import __version__
 from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT
+from gpuptc.fitting.pair_arrays import covariance_cube, pair_grid
 from gpuptc.formats.fits_tables import fits_column
 from gpuptc.formats.writer import atomic_path
 from gpuptc.products.cp_pipe_ptc import amplifier_name, detector_header
@@ -108,36 +109,29 @@ def _noises(ptc: pd.DataFrame, sensor: str) -> pd.Series:
 
 
 def _amp_rows(solved, pairs, covariances, noises, size) -> list[dict[str, Any]]:
-    """The amplifier table's rows, every vector over the same pairs."""
+    """The amplifier table's rows, every vector over the same pairs (the sensor's)."""
     order = np.sort(pairs["pair"].unique())
+    amps = solved["amp"].to_numpy()
     lags = (size - 1) // 2
-    rows = []
-    for row in solved.itertuples():
-        mine = pairs[pairs["amp"] == row.amp].set_index("pair").reindex(order)
-        cov = covariances[(covariances["amp"] == row.amp) & (covariances["i"] < lags)]
-        cov = cov[cov["j"] < lags]
-        cube = np.full((len(order), lags, lags), np.nan)
-        at = {int(p): k for k, p in enumerate(order)}
-        index = cov["pair"].map(at)
-        known = index.notna().to_numpy()
-        cube[
-            index[known].to_numpy(int), cov["i"].to_numpy(int)[known], cov["j"].to_numpy(int)[known]
-        ] = cov["cov"].to_numpy(float)[known]
-        rows.append(
-            {
-                "AMPLIFIER": amplifier_name(row.segment),
-                "EXP_ID_MASK": mine["used"].fillna(False).to_numpy(bool),
-                "RAW_MEANS": mine["mean"].to_numpy(float),
-                "RAW_VARIANCES": mine["var"].to_numpy(float),
-                "RAW_XCORRS": cube.reshape(-1),
-                "GAIN": float(row.gain),
-                "NOISE": float(noises.get(row.amp, math.nan)),
-                "MEAN_XCORRS": np.asarray(row.pre_kernel, float),
-                "KERNEL": np.asarray(row.kernel, float),
-                "VALID": int(bool(row.valid)),
-            }
-        )
-    return rows
+    means = pair_grid(pairs, "mean", amps, order, np.nan)
+    variances = pair_grid(pairs, "var", amps, order, np.nan)
+    used = pair_grid(pairs.assign(used=pairs["used"].fillna(False)), "used", amps, order, False)
+    cubes = covariance_cube(covariances, amps, order)[..., :lags, :lags]
+    return [
+        {
+            "AMPLIFIER": amplifier_name(row.segment),
+            "EXP_ID_MASK": used[k].astype(bool),
+            "RAW_MEANS": means[k].astype(float),
+            "RAW_VARIANCES": variances[k].astype(float),
+            "RAW_XCORRS": cubes[k].reshape(-1),
+            "GAIN": float(row.gain),
+            "NOISE": float(noises.get(row.amp, math.nan)),
+            "MEAN_XCORRS": np.asarray(row.pre_kernel, float),
+            "KERNEL": np.asarray(row.kernel, float),
+            "VALID": int(bool(row.valid)),
+        }
+        for k, row in enumerate(solved.itertuples())
+    ]
 
 
 def _header(sensor, pairs, manifest, level, size) -> dict[str, Any]:

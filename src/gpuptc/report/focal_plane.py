@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
+from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
 from gpuptc.raws.layout import amp_cell
 
 __all__ = [
@@ -237,18 +237,11 @@ def bf_maps(kernels: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | No
     matplotlib.figure.Figure or None
         None for fewer than two sensors.
     """
-    amps = kernels[kernels["segment"] != "DETECTOR"] if len(kernels) else kernels
+    amps = kernels[kernels["segment"] != DETECTOR_SEGMENT] if len(kernels) else kernels
     if amps.empty:
         return None
-    centre = [_centre(k, int(n)) for k, n in zip(amps["kernel"], amps["size"], strict=True)]
     method = ", ".join(sorted(amps["method"].astype(str).unique()))
-    return _maps(amps.assign(k00=centre), BF_QUANTITIES, manifest, method)
-
-
-def _centre(kernel: Any, size: int) -> float:
-    """A flattened kernel's centre value (NaN for none)."""
-    values = np.asarray(kernel, float)
-    return float(values[(size * size) // 2]) if size and len(values) == size * size else math.nan
+    return _maps(amps.assign(k00=kernel_centres(amps)), BF_QUANTITIES, manifest, method)
 
 
 def _maps(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
 from gpuptc.raws.layout import amp_cell
 from gpuptc.report.amp_table import full_covariance_model
 from gpuptc.report.charts.spec import CONFIG, SCHEMA, Chart, heatmap, rounded, tooltip
@@ -30,18 +31,12 @@ brighter-fatter kernel's centre), and their titles."""
 
 
 def _kernel_centres(kernels: pd.DataFrame | None, sensor: str) -> pd.Series | None:
-    """Each amp's kernel centre K_00 (1/e-), or None without a kernel."""
+    """Each amp's kernel centre K_00 (1/e-) of ``sensor``, or None without a kernel."""
     if kernels is None or "kernel" not in kernels:
         return None
-    mine = kernels[(kernels["sensor"] == sensor) & (kernels["size"] > 0)]
-    mine = mine[mine["segment"] != "DETECTOR"]
-    if mine.empty:
-        return None
-    centres = [
-        float(np.asarray(k, float)[(int(n) * int(n)) // 2])
-        for k, n in zip(mine["kernel"], mine["size"], strict=True)
-    ]
-    return pd.Series(centres, index=mine["amp"].to_numpy())
+    mine = kernels[(kernels["sensor"] == sensor) & (kernels["segment"] != DETECTOR_SEGMENT)]
+    centres = pd.Series(kernel_centres(mine).to_numpy(), index=mine["amp"].to_numpy()).dropna()
+    return centres if len(centres) else None
 
 
 def amp_map(

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
 from gpuptc.report.charts.spec import Chart, grid, rounded, tooltip
 from gpuptc.schema import file_stem
 
@@ -71,16 +72,17 @@ def bf_kernel_chart(kernels: pd.DataFrame, sensor: str) -> Chart | None:
         None where the sensor has no kernel.
     """
     mine = kernels[(kernels["sensor"] == sensor) & (kernels["size"] > 0)]
-    mine = mine[mine["segment"] != "DETECTOR"]
+    mine = mine[mine["segment"] != DETECTOR_SEGMENT]
     if mine.empty:
         return None
     rows = list(mine.itertuples())
+    centres = kernel_centres(mine).to_numpy()
     cells = pd.concat([_cells(r) for r in rows], ignore_index=True)
     off_centre = cells.loc[(cells["i"] != 0) | (cells["j"] != 0), "value"].abs()
     top = rounded(float(off_centre.max())) if off_centre.gt(0).any() else 1.0
     labels = [
-        f"{r.method}, {'valid' if r.valid else 'not valid'} ({r.status}), K00 {_centre(r):.2e}"
-        for r in rows
+        f"{r.method}, {'valid' if r.valid else 'not valid'} ({r.status}), K00 {k00:.2e}"
+        for r, k00 in zip(rows, centres, strict=True)
     ]
     summary = pd.DataFrame({"amp": [int(r.amp) for r in rows], "label": labels})
     spec, data = grid({"kernel": cells, "summary": summary}, _layers(top))
@@ -93,8 +95,3 @@ def bf_kernel_chart(kernels: pd.DataFrame, sensor: str) -> Chart | None:
         "has its minimum at the centre and falls to zero at its edge."
     )
     return Chart(f"bf_kernel_{file_stem(sensor)}", caption, spec, data)
-
-
-def _centre(row: Any) -> float:
-    size = int(row.size)
-    return float(np.asarray(row.kernel, float)[(size * size) // 2])
