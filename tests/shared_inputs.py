@@ -72,7 +72,7 @@ def reported_run_arguments(folder: Path) -> list[str]:
     into ``folder``), for a test that runs the same job again."""
     config = folder / "config.toml"
     config.write_text(REPORTED_RUN_CONFIG)
-    return ["--backend", "numpy", "--config", str(config), "-q"]
+    return ["--backend", "numpy", "--config", str(config), "--bf-check", "amp", "-q"]
 
 
 _SIMULATOR = Path(simulator.__file__).parent

@@ -58,7 +58,8 @@ def test_run_writes_every_table(reported_run, small_e2v, small_itl):
     assert provenance["configuration"]["extract"]["cov_size"] == 4
     stages = provenance["seconds_by_stage"]
     expected = {"ingest", "sensors", "tables and comparison", "write tables", "report"}
-    in_sensors = ("measure", "fit", "linearity", "bf kernel", "display images", "figures")
+    in_sensors = ("measure", "fit", "linearity", "bf kernel", "bf check", "display images")
+    in_sensors = (*in_sensors, "figures")
     expected |= {f"{s} (sensors)" for s in in_sensors}
     assert set(stages) == expected and all(v >= 0 for v in stages.values())
     inside = sum(stages[f"{s} (sensors)"] for s in in_sensors)
@@ -325,6 +326,11 @@ def test_each_amp_has_a_brighter_fatter_kernel(reported_run):
         fit = stats.linregress(x, gains)  # the per-pair gain's relative slope
         assert row.gain_slope == pytest.approx(fit.slope, rel=1e-9)
         assert row.gain_slope_err == pytest.approx(fit.stderr, rel=1e-9)
+    checked = kernels.status == "ok"  # --bf-check amp: each solved amp by its own kernel
+    assert (kernels.check_kernel == np.where(checked, "amp", "none")).all()
+    moved = kernels[checked & kernels.gain_slope.notna()]
+    assert moved.gain_slope_corrected.notna().all() and len(moved) >= 30
+    assert (moved.gain_slope_corrected != moved.gain_slope).all()
     for sensor, mine in kernels.groupby("sensor"):  # and as Rubin's ISR reads them
         written = read_bf_kernel(out / "cp_pipe" / f"{sensor}_bfk.fits")
         assert written.attrs["header"]["KERNEL_DX"] == 9 and len(written) == 16

@@ -14,6 +14,7 @@ import pandas as pd
 
 from gpuptc._version import __version__
 from gpuptc.errors import GpuptcError
+from gpuptc.fitting.bf_check import CHECK_MODES
 from gpuptc.schema import (
     CHARTS_DIR,
     EXIT_FATAL,
@@ -378,6 +379,7 @@ def _run_options(args: argparse.Namespace) -> dict[str, Any]:
         "scheduler": args.scheduler,
         "force": args.force,
         "linearizer": "first" if args.linearize_first else args.linearizer,
+        "bf_check": args.bf_check,
     }
 
 
@@ -602,6 +604,16 @@ def _add_run(sub: Any) -> None:
         action="store_true",
         help="solve each sensor's linearity first, then measure its PTC on linearized pixels "
         "(reads each raw twice)",
+    )
+    run.add_argument(
+        "--bf-check",
+        nargs="?",
+        const="detector",
+        choices=CHECK_MODES,
+        help="correct each sensor's flats by its own brighter-fatter kernels (the detector's, "
+        "as Rubin's ISR applies them, or 'amp': each amp's) and measure them again: the "
+        "per-pair gain's slope against the mean, before and after, in bfk.parquet and the "
+        "report (one more pass over the raws)",
     )
     run.add_argument(
         "--eotest", nargs="+", default=[], metavar="FILE", help="EOTEST results to compare with"

@@ -123,8 +123,8 @@ def _pad(grid: Any, xp: ModuleType) -> Any:
     return xp.concat([row, wide, row], axis=-2)
 
 
-def _clipped_mean(grids: Any, kept: Any, n_sigma: float, backend: Backend) -> Any:
-    """The sigma-clipped mean (afw's) over the pairs (axis -3) of each lag, kept ones only.
+def clipped_mean(grids: Any, kept: Any, n_sigma: float, backend: Backend) -> Any:
+    """The sigma-clipped mean (afw's) over axis -3 (the pairs) of each lag, kept ones only.
 
     A lag with a single pair (nothing to clip by) takes that pair's value.
     """
@@ -401,7 +401,7 @@ def _pre_kernels(config, grids, where, a_matrix, cov_model, noise_matrix, mean, 
         )
         tilde = _sampled_model(model, mean, gain, noise, config.cov_model_flux_sample, xp)
         return _pad(tile_quadrant(-tilde, xp), xp)
-    return _pad(_clipped_mean(grids.scaled, grids.kept, config.n_sigma_clip, where), xp)
+    return _pad(clipped_mean(grids.scaled, grids.kept, config.n_sigma_clip, where), xp)
 
 
 def _detector_kernel(config, grids: _Grids, where: Backend, amp_names) -> tuple:
@@ -428,7 +428,7 @@ def _detector_kernel(config, grids: _Grids, where: Backend, amp_names) -> tuple:
     if config.correlation_quadratic_fit:
         pre = _pad(_quadratic_slopes(together, together.kept, xp), xp)
     else:
-        pre = _pad(_clipped_mean(together.scaled, together.kept, config.n_sigma_clip, where), xp)
+        pre = _pad(clipped_mean(together.scaled, together.kept, config.n_sigma_clip, where), xp)
     kernel, converged = successive_over_relaxation(pre, xp, config.max_iter_sor, config.e_level_sor)
     valid = _valid(kernel, config.fraction_k00_for_kernel_max, xp)
     return np.asarray(to_host(kernel))[0], bool(valid[0]), bool(converged[0])

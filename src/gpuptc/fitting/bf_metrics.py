@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-__all__ = ["BF_STAT_COLUMNS", "LAGS", "bf_statistics"]
+__all__ = ["BF_STAT_COLUMNS", "CHECK_COLUMNS", "LAGS", "bf_statistics", "gain_slope"]
 
 LAGS: dict[str, tuple[int, int]] = {
     "cov10": (1, 0),
@@ -46,6 +46,17 @@ BF_STAT_COLUMNS: tuple[str, ...] = (
 """eo_pipe's statistics of one amp (its ``bf_stats`` columns), the three other slopes, and
 the per-pair gain's slope against the mean relative to its median (1/ADU; |a00| g where
 the brighter-fatter effect alone moves it) with its error."""
+
+CHECK_COLUMNS: tuple[str, ...] = (
+    "check_kernel",
+    "gain_slope_corrected",
+    "gain_slope_corrected_err",
+)
+"""The ``--bf-check`` of one amp (:mod:`gpuptc.fitting.bf_check`): which kernel corrected
+its flats (``amp``: its own; ``detector``: the detector's; ``none``: no kernel could; empty:
+no check asked for) and the
+per-pair gain's slope over the same pairs measured again on the corrected flats, with its
+error (NaN where not checked)."""
 
 
 def bf_statistics(
@@ -77,7 +88,7 @@ def bf_statistics(
     >>> round(stats["bf_xcorr"], 6), round(stats["bf_slope_x"], 6)
     (1.0, 0.005)
     """
-    out = dict.fromkeys(BF_STAT_COLUMNS, math.nan) | _gain_slope(mean, used, gain)
+    out = dict.fromkeys(BF_STAT_COLUMNS, math.nan) | gain_slope(mean, used, gain)
     if cov.shape[-1] < 3:
         return out
     chosen = np.asarray(used, bool) & np.isfinite(mean) & np.isfinite(cov[:, 1, 0])
@@ -98,8 +109,19 @@ def bf_statistics(
     return out
 
 
-def _gain_slope(mean: np.ndarray, used: np.ndarray, gain: np.ndarray | None) -> dict:
-    """The per-pair gain's slope against the mean over its median, and the error."""
+def gain_slope(mean: np.ndarray, used: np.ndarray, gain: np.ndarray | None) -> dict:
+    """The per-pair gain's slope against the mean over its median, and the error.
+
+    ``{"gain_slope": ..., "gain_slope_err": ...}`` over the ``used`` pairs with finite
+    numbers; empty without two of them or without ``gain``.
+
+    Examples
+    --------
+    >>> mean = np.array([1e4, 2e4, 3e4])
+    >>> fitted = gain_slope(mean, np.ones(3, bool), 1.5 * (1 + 1e-7 * mean))
+    >>> round(fitted["gain_slope"] * 1e7, 3)
+    0.998
+    """
     if gain is None:
         return {}
     chosen = np.asarray(used, bool) & np.isfinite(mean) & np.isfinite(gain)

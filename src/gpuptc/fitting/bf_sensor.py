@@ -17,7 +17,7 @@ import pandas as pd
 from gpuptc.backend import Backend
 from gpuptc.config import BrighterFatterConfig
 from gpuptc.fitting.bf_kernel import BfKernels, solve_kernels
-from gpuptc.fitting.bf_metrics import BF_STAT_COLUMNS, bf_statistics
+from gpuptc.fitting.bf_metrics import BF_STAT_COLUMNS, CHECK_COLUMNS, bf_statistics
 from gpuptc.fitting.fullcov import evaluate
 from gpuptc.fitting.linearity_sensor import adopted_gains
 from gpuptc.fitting.pair_arrays import covariance_cube, pair_grid
@@ -47,14 +47,16 @@ BF_KERNEL_COLUMNS: tuple[str, ...] = (
     "input_pairs",
     "input_mask",
     *BF_STAT_COLUMNS,
+    *CHECK_COLUMNS,
 )
 """One row per amp of ``bfk.parquet``: the method (:func:`kernel_method`), the gain
 (e-/ADU), the pairs that entered the kernel, status and validity, the kernel's side
 ``size`` and the kernel and pre-kernel (cp_pipe's MEAN_XCORRS) flattened row by row
 (``size x size``, lag 0 at the centre, rows the covariances' first lag index), and per pair
 in the PTC's order its number and whether it entered; eo_pipe's statistics of the amp's
-covariances (:data:`gpuptc.fitting.bf_metrics.BF_STAT_COLUMNS`). The detector kernel, where
-solved, is a row of amp 0, segment ``DETECTOR``."""
+covariances (:data:`gpuptc.fitting.bf_metrics.BF_STAT_COLUMNS`) and the ``--bf-check``
+(:data:`gpuptc.fitting.bf_metrics.CHECK_COLUMNS`, empty and NaN until it runs). The
+detector kernel, where solved, is a row of amp 0, segment ``DETECTOR``."""
 
 DETECTOR_SEGMENT = "DETECTOR"
 """The segment name of a detector kernel's row."""
@@ -107,7 +109,7 @@ def sensor_bf_kernels(
     sensor = str(pairs["sensor"].iloc[0])
     if cov.shape[-1] < MIN_LAGS:
         rows = _too_few_lags(sensor, amps, segments, gain, order, config)
-        return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+        return _table(rows)
     extra = _fullcov_inputs(fullcov, config, amps, mean, gain, cov.shape[-1])
     solved = solve_kernels(
         cov, mean, gain, used.astype(bool), config, amp_names=list(segments), backend=backend,
@@ -121,7 +123,14 @@ def sensor_bf_kernels(
     ]
     if solved.detector_kernel is not None:
         rows.append(_detector_row(sensor, solved, order, method))
-    return pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+    return _table(rows)
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    """The rows as :data:`BF_KERNEL_COLUMNS`, not checked yet."""
+    table = pd.DataFrame(rows, columns=list(BF_KERNEL_COLUMNS))
+    table["check_kernel"] = ""
+    return table
 
 
 def _too_few_lags(sensor, amps, segments, gain, order, config) -> list[dict]:

@@ -8,8 +8,9 @@ correction recomputed on the corrected image) until the summed absolute change f
 ``threshold`` electrons or ``max_iter`` rounds. The kernel's half width at the edges is
 left as it is (the convolution is not valid there), one pixel more for the derivatives.
 
-Batched: a stack of images ``(..., ny, nx)``, each with its own kernel and gain, on any
-array library (the convolution by FFT).
+Batched: a stack of images ``(..., ny, nx)``, each with its own kernel and gain (or
+kernels and gains that broadcast against the stack's leading axes: one per amp of a
+``(pairs, 2, amps, ny, nx)`` stack), on any array library (the convolution by FFT).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ def correct_brighter_fatter(
     Parameters
     ----------
     images : array
-        ``(n, ny, nx)`` images in ADU (NaN pixels take no part and stay NaN).
+        ``(..., ny, nx)`` images in ADU (NaN pixels take no part and stay NaN).
     kernels : array
-        ``(n, k, k)`` kernels (1/e-), ``k`` odd, each symmetric.
+        ``(..., k, k)`` kernels (1/e-), ``k`` odd, each symmetric, in the images'
+        orientation; their leading axes broadcast against the images'.
     gains : array
-        ``(n,)`` e-/ADU: each image is corrected in electrons.
+        ``(...)`` e-/ADU, broadcasting likewise: each image is corrected in electrons.
     max_iter : int
         Rounds at most (Rubin's ISR: 10).
     threshold : float
@@ -43,9 +45,9 @@ def correct_brighter_fatter(
     Returns
     -------
     corrected : array
-        ``(n, ny, nx)`` ADU, on the images' array library.
+        ``(..., ny, nx)`` ADU in the images' dtype, on the images' array library.
     rounds : array
-        ``(n,)`` the rounds each image took.
+        ``(...)`` the rounds each image took.
 
     Examples
     --------
@@ -59,23 +61,25 @@ def correct_brighter_fatter(
     True
     """
     xp = array_namespace(images)
-    gain = gains[:, None, None]
+    gain = xp.astype(gains, images.dtype)[..., None, None]
     unknown = xp.isnan(images)
     electrons = xp.where(unknown, 0.0, images * gain)
+    kernels = xp.astype(kernels, images.dtype)
     size = kernels.shape[-1]
     start, end = size // 2, -size // 2
-    inner = (slice(None), slice(start, end), slice(start, end))
-    core = (slice(None), slice(start + 1, end - 1), slice(start + 1, end - 1))
+    inner = (..., slice(start, end), slice(start, end))
+    core = (..., slice(start + 1, end - 1), slice(start + 1, end - 1))
     correction = xp.zeros_like(electrons)
     current = electrons
     previous = xp.zeros_like(electrons)
-    running = xp.ones((images.shape[0],), dtype=xp.bool, device=getattr(images, "device", None))
-    rounds = xp.zeros((images.shape[0],), dtype=xp.int64, device=getattr(images, "device", None))
+    device = getattr(images, "device", None)
+    running = xp.ones(electrons.shape[:-2], dtype=xp.bool, device=device)
+    rounds = xp.zeros(electrons.shape[:-2], dtype=xp.int64, device=device)
     for iteration in range(max_iter):
         step = _correction(current, _convolve(current, kernels, xp), inner, xp)
-        correction = xp.where(running[:, None, None], step, correction)
+        correction = xp.where(running[..., None, None], step, correction)
         updated = _with(electrons, correction, inner, xp)
-        current = xp.where(running[:, None, None], updated, current)
+        current = xp.where(running[..., None, None], updated, current)
         rounds = xp.where(running, iteration, rounds)
         if iteration > 0:  # Rubin's compares with zeros the first time, as here
             change = xp.sum(xp.abs(previous - current), axis=(-2, -1))
@@ -102,7 +106,7 @@ def _correction(image: Any, convolved: Any, inner: tuple, xp: Any) -> Any:
 def _placed(value: Any, shape: tuple, inner: tuple, xp: Any) -> Any:
     """``value`` (the inner region less a ring of one) in a zero array of ``shape``."""
     ny, nx = shape[-2], shape[-1]
-    top, left = inner[1].start + 1, inner[2].start + 1
+    top, left = inner[-2].start + 1, inner[-1].start + 1
     bottom = ny - top - value.shape[-2]
     right = nx - left - value.shape[-1]
     device = getattr(value, "device", None)
@@ -127,8 +131,8 @@ def _with(electrons: Any, correction: Any, region: tuple, xp: Any) -> Any:
     device = getattr(electrons, "device", None)
     rows = xp.arange(ny, device=device)
     columns = xp.arange(nx, device=device)
-    inside_rows = (rows >= region[1].start) & (rows < ny + region[1].stop)
-    inside_columns = (columns >= region[2].start) & (columns < nx + region[2].stop)
+    inside_rows = (rows >= region[-2].start) & (rows < ny + region[-2].stop)
+    inside_columns = (columns >= region[-1].start) & (columns < nx + region[-1].stop)
     inside = inside_rows[:, None] & inside_columns[None, :]
     return electrons + xp.where(inside, correction, 0.0)
 

@@ -68,6 +68,7 @@ def _isr(
         preset.isr,
         bias=calibrations.bias,
         linearizers=calibrations.linearizers,
+        brighter_fatter=calibrations.brighter_fatter,
         backend=backend,
     )
 

@@ -15,9 +15,11 @@ from typing import Any
 from gpuptc.backend import Backend
 from gpuptc.config import IsrConfig
 from gpuptc.kernels import ArrayApiKernels
+from gpuptc.kernels.bf_correct import correct_brighter_fatter
 from gpuptc.kernels.linearize import AmpLinearizer, linearize
 
 __all__ = [
+    "BfCorrection",
     "Calibrations",
     "IsrResult",
     "SegmentRegions",
@@ -185,6 +187,31 @@ class IsrResult:
 
 
 @dataclass(frozen=True)
+class BfCorrection:
+    """Brighter-fatter kernels the ISR corrects each amp's pixels by, and their gains.
+
+    Attributes
+    ----------
+    kernels : array
+        ``(amps, k, k)`` kernels (1/e-) in the images' orientation (parallel, serial), on
+        the stack's device; an amp left alone has a zero kernel.
+    gains : array
+        ``(amps,)`` e-/ADU, each amp corrected in electrons.
+    """
+
+    kernels: Any
+    gains: Any
+
+    def amps(self, first: int, last: int) -> BfCorrection:
+        """Those of amps ``first`` to ``last - 1``."""
+        return BfCorrection(self.kernels[first:last], self.gains[first:last])
+
+    def corrected(self, images: Any) -> Any:
+        """``(..., amps, ny, nx)`` images corrected, each amp by its own kernel."""
+        return correct_brighter_fatter(images, self.kernels, self.gains)[0]
+
+
+@dataclass(frozen=True)
 class Calibrations:
     """What the ISR corrects a stack with besides its own overscans, per amp in stack order.
 
@@ -195,16 +222,20 @@ class Calibrations:
         subtracted when the preset says so.
     linearizers : tuple of AmpLinearizer or None
         One per amp, applied after the bias.
+    brighter_fatter : BfCorrection or None
+        Kernels the pixels are corrected by after the linearity.
     """
 
     bias: Any = None
     linearizers: tuple[AmpLinearizer, ...] | None = None
+    brighter_fatter: BfCorrection | None = None
 
     def amps(self, first: int, last: int) -> Calibrations:
         """Those of amps ``first`` to ``last - 1``."""
         return Calibrations(
             None if self.bias is None else self.bias[first:last],
             None if self.linearizers is None else self.linearizers[first:last],
+            None if self.brighter_fatter is None else self.brighter_fatter.amps(first, last),
         )
 
 
@@ -243,9 +274,10 @@ def run_isr(
     bias: Any | None = None,
     defects: Any | None = None,
     linearizers: tuple[AmpLinearizer, ...] | None = None,
+    brighter_fatter: BfCorrection | None = None,
     backend: Backend,
 ) -> IsrResult:
-    """Overscan, bias, trim, linearity and masks for a whole stack in one batched pass.
+    """Overscan, bias, trim, linearity, brighter-fatter and masks for a stack in one pass.
 
     Parameters
     ----------
@@ -263,6 +295,10 @@ def run_isr(
     linearizers : tuple of AmpLinearizer, optional
         One per amp: each amp's imaging pixels corrected by its own after the bias
         (saturation is judged on the raw values, as before).
+    brighter_fatter : BfCorrection, optional
+        Each amp's imaging pixels corrected by its kernel after the linearity, as Rubin's
+        ISR corrects them (:func:`gpuptc.kernels.bf_correct.correct_brighter_fatter`;
+        each amp alone, so the kernel's half width at its edges is left as it is).
     backend : Backend
         Where ``raw`` lives.
 
@@ -299,6 +335,8 @@ def run_isr(
     )
     if linearizers is not None:
         images = linearize(images, list(linearizers))
+    if brighter_fatter is not None:
+        images = brighter_fatter.corrected(images)
     if config.edge_mask > 0 or defects is not None:
         good = good & _edge_and_defects(
             images.shape, config.edge_mask, defects, device=images.device, xp=xp

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from gpuptc.inputs.remote import InputFiles
 from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.batches import read_batches
 from gpuptc.measuring.compute import BatchResult, display_images, isr_regions, measure_batch
-from gpuptc.measuring.isr import Calibrations
+from gpuptc.measuring.isr import BfCorrection, Calibrations
 from gpuptc.measuring.isr_noise import IsrNoise, isr_noise
 from gpuptc.measuring.masterbias import MasterBias, make_master_bias, resolve_biases
 from gpuptc.raws.exposure import RawReadError, read_segment_headers
@@ -343,6 +343,25 @@ def _amp_linearizers(
     return tuple(linearizers[amp.segment] for amp in geometry.amps)
 
 
+def _bf_correction(
+    bf_kernels: Mapping[str, tuple[np.ndarray, float]] | None,
+    geometry: SensorGeometry,
+    backend: Backend,
+) -> BfCorrection | None:
+    """The kernels and gains on the device in the order of the sensor's amps.
+
+    An amp without a kernel gets a zero one (its pixels are left as they are).
+    """
+    if not bf_kernels:
+        return None
+    size = next(iter(bf_kernels.values()))[0].shape
+    zero = (np.zeros(size), 1.0)
+    chosen = [bf_kernels.get(amp.segment, zero) for amp in geometry.amps]
+    kernels = np.stack([np.asarray(kernel, float) for kernel, _ in chosen])
+    gains = np.array([gain for _, gain in chosen], float)
+    return BfCorrection(backend.asarray(kernels), backend.asarray(gains))
+
+
 def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
     rejected = [
         rejected_row("unreadable", stage=Stage.READ, path=p.file1, sensor=sensor, pair=p.pair)
@@ -398,6 +417,7 @@ def measure_sensor(
     files: InputFiles | None = None,
     display: PairFiles | None = None,
     linearizers: dict[str, AmpLinearizer] | None = None,
+    bf_kernels: Mapping[str, tuple[np.ndarray, float]] | None = None,
 ) -> SensorMeasurement:
     """Measure every pair of one sensor, reading the next batch while this one computes.
 
@@ -405,7 +425,9 @@ def measure_sensor(
     With ``display``, that pair's display images are made from its batch as it passes
     (when it cannot be read, from the first pair measured after it). With
     ``linearizers`` (by segment name, every amp of the sensor), each amp's pixels are
-    linearized after the bias.
+    linearized after the bias. With ``bf_kernels`` (by segment name: the kernel in the
+    images' orientation, parallel then serial, and the gain), those amps' pixels are
+    corrected for the brighter-fatter effect after that.
 
     Returns
     -------
@@ -421,6 +443,7 @@ def measure_sensor(
     calibrations = Calibrations(
         _device_bias(sensor, bias, geometry, preset, backend),
         _amp_linearizers(sensor, linearizers, geometry),
+        _bf_correction(bf_kernels, geometry, backend),
     )
     tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)))
     order = {pair.pair: index for index, pair in enumerate(pairs)}

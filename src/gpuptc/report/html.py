@@ -28,7 +28,7 @@ from gpuptc.report.charts import (
     write_library,
 )
 from gpuptc.report.focal_plane import bf_maps, focal_plane_maps, linearity_maps
-from gpuptc.report.numbers import sensor_numbers
+from gpuptc.report.numbers import bf_check_line, sensor_numbers
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
 from gpuptc.schema import (
@@ -221,6 +221,7 @@ def _write_pages(
     def sensor_page(sensor: str) -> dict[str, Any]:
         charts = [_shown_chart(c) for c in sensor_charts(sensor, tables, verdicts, column)]
         shown = [_figure(figure, figs, root) for figure in drawn[sensor]]
+        numbers = sensor_numbers(tables, sensor, column)
         return {
             "sensor": sensor,
             "verdict": lines.loc[sensor] if sensor in lines.index else None,
@@ -230,7 +231,8 @@ def _write_pages(
             "index": _index(sensor, [*charts, *shown]),
             "per_amp": amp_numbers(sensor, tables),
             "figures": shown,
-            "numbers": sensor_numbers(tables, sensor, column),
+            "numbers": numbers,
+            "bf_check_line": bf_check_line(numbers["bf_check"]),
             "table_links": [],
         }
 

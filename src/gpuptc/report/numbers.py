@@ -11,7 +11,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-__all__ = ["comparison_ratios", "pair_summary", "sensor_numbers"]
+from gpuptc.fitting.bf_check import CHECK_MODES, MET_REDUCTION, MET_SIGMA, check_met
+
+__all__ = ["bf_check_line", "bf_check_table", "comparison_ratios", "pair_summary", "sensor_numbers"]
 
 _UNITS = {
     "gain": "gain (e-/ADU)",
@@ -108,6 +110,77 @@ def comparison_ratios(comparison: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     return ratios.reset_index(), definitions.drop_duplicates().reset_index(drop=True)
 
 
+def bf_check_table(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The brighter-fatter check of one sensor's amps, a row per amp checked.
+
+    Parameters
+    ----------
+    kernels : pandas.DataFrame
+        One sensor's ``bf_kernel`` rows.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``amp``, the kernel that corrected it, the amp kernel's validity, the per-pair
+        gain's slope against the mean before and after (1/ADU, with errors), the fraction
+        removed and whether the check is met; empty where nothing was checked.
+
+    Examples
+    --------
+    >>> kernels = pd.DataFrame({"amp": [1], "check_kernel": ["amp"], "valid": [True],
+    ...     "gain_slope": [2e-6], "gain_slope_err": [1e-7], "gain_slope_corrected": [1e-7],
+    ...     "gain_slope_corrected_err": [1e-7]})
+    >>> round(float(bf_check_table(kernels).iloc[0]["removed"]), 3)
+    0.95
+    """
+    if "check_kernel" not in kernels:
+        return pd.DataFrame()
+    checked = kernels[kernels["check_kernel"].isin([*CHECK_MODES, "none"])]
+    if checked.empty:
+        return pd.DataFrame()
+    return pd.DataFrame(
+        {
+            "amp": checked["amp"].to_numpy(),
+            "corrected by": checked["check_kernel"].to_numpy(),
+            "amp kernel valid": checked["valid"].astype(bool).to_numpy(),
+            "gain slope (1/ADU)": checked["gain_slope"].to_numpy(),
+            "gain slope err": checked["gain_slope_err"].to_numpy(),
+            "corrected slope (1/ADU)": checked["gain_slope_corrected"].to_numpy(),
+            "corrected slope err": checked["gain_slope_corrected_err"].to_numpy(),
+            "removed": (1.0 - checked["gain_slope_corrected"] / checked["gain_slope"]).to_numpy(),
+            "met": check_met(checked).to_numpy(),
+        }
+    )
+
+
+def bf_check_line(table: pd.DataFrame) -> str:
+    """The check of one sensor in a sentence (:func:`bf_check_table`'s rows).
+
+    Examples
+    --------
+    >>> table = pd.DataFrame({"corrected by": ["detector"] * 2, "removed": [0.9, 0.5],
+    ...                       "met": [True, False]})
+    >>> bf_check_line(table)[:60]
+    "Each amp's flats corrected by the detector's kernel: the per"
+    """
+    if table.empty:
+        return ""
+    corrected = table[table["corrected by"] != "none"]
+    if corrected.empty:
+        return "Not checked: no valid kernel to correct the flats by."
+    by = corrected["corrected by"].iloc[0]
+    kernel = "the detector's kernel" if by == "detector" else "its own kernel"
+    met = int(table["met"].fillna(False).astype(bool).sum())
+    left = len(table) - len(corrected)
+    unchecked = f" ({left} amps without a kernel left uncorrected)" if left else ""
+    return (
+        f"Each amp's flats corrected by {kernel}{unchecked}: the per-pair gain's slope "
+        f"against the mean falls by a median {corrected['removed'].median():.0%}; the check "
+        f"is met on {met} of {len(table)} amps (at least {MET_REDUCTION:.0%} of the slope "
+        f"removed, or what is left within {MET_SIGMA:g} standard errors of zero)."
+    )
+
+
 def sensor_numbers(
     tables: Mapping[str, pd.DataFrame], sensor: str, gain_column: str
 ) -> dict[str, pd.DataFrame]:
@@ -127,7 +200,8 @@ def sensor_numbers(
     Returns
     -------
     dict of str to pandas.DataFrame
-        ``ptc``, ``comparison``, ``definitions``, ``pairs``, ``rejected``.
+        ``ptc``, ``comparison``, ``definitions``, ``pairs``, ``rejected`` and
+        ``bf_check`` (:func:`bf_check_table`; empty without ``bf_kernel`` or its check).
     """
 
     def mine(frame: pd.DataFrame) -> pd.DataFrame:
@@ -143,4 +217,5 @@ def sensor_numbers(
         "definitions": definitions,
         "pairs": pair_summary(mine(tables["pairs"]), gain_column),
         "rejected": rejected[rejected["sensor"] == sensor] if "sensor" in rejected else rejected,
+        "bf_check": bf_check_table(mine(tables.get("bf_kernel", empty))),
     }

@@ -26,6 +26,7 @@ from gpuptc._shared.timing import Stopwatch, summed
 from gpuptc._version import __version__
 from gpuptc.backend import get_backend
 from gpuptc.config import Preset, get_preset
+from gpuptc.fitting.bf_check import CHECK_MODES
 from gpuptc.fitting.ptc import MODELS
 from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
@@ -137,6 +138,7 @@ def _tasks(selection: _Selection, job: _Job, report: bool) -> list[SensorTask]:
             figures=report,
             linearizer=job.linearizer,
             linearize_first=job.linearize_first,
+            bf_check=job.bf_check,
         )
         for sensor in selection.sensors
     ]
@@ -270,6 +272,7 @@ def run(
     publish: ButlerOutput | None = None,
     thresholds: Thresholds | None = None,
     linearizer: str | os.PathLike[str] | None = None,
+    bf_check: str | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Run the whole analysis and write every output.
@@ -278,7 +281,7 @@ def run(
     ----------
     inputs, out : path-like
         Files, directories (searched recursively) and globs (one or an iterable); the
-        output directory (never searched for inputs, foreign files in it left alone).
+        output directory (never searched for inputs; foreign files in it left alone).
     preset, backend : str (or Preset), str
         ``cp_pipe`` (default), ``cp_pipe_lsstcam``, ``eotest``, ``seed``; the array
         backend (``auto``, ``numpy``, ``cupy``, ...).
@@ -289,21 +292,20 @@ def run(
     models, sensors : sequence of str, optional
         PTC models to fit (default all); only these sensors (default all).
     report, force : bool
-        Draw the HTML report; recompute the sensors stored complete and valid in
-        ``DIR/sensors/``.
+        Draw the HTML report; recompute sensors stored complete and valid in ``DIR/sensors/``.
     progress, on_sensor : callable, optional
         ``progress(sensor, pairs_done, pairs_total)`` while measuring in process;
         ``on_sensor(sensor, sensors_done, sensors_total, pairs_done, pairs_total)``.
     workers, scheduler, client : optional
         A local Dask cluster of ``workers`` processes (-1: one per GPU, dask-cuda), an
         existing scheduler's address, or a ``distributed.Client`` you have.
-    publish : ButlerOutput, optional
-        A repository's RUN collection for the PTC datasets (checked first).
-    thresholds : Thresholds, optional
-        The verdict's limits (``verdict.parquet``); stored sensors stay valid when they change.
-    linearizer : path-like or 'first', optional
-        Linearize the pixels after the bias: by a linearizer file (gpuptc's or cp_pipe's;
-        in a folder, each sensor's by its serial), or by each sensor's, solved ``first``.
+    publish, thresholds : ButlerOutput, Thresholds, optional
+        A repository's RUN collection for the products (checked first); the verdict's
+        limits (``verdict.parquet``; stored sensors stay valid when they change).
+    linearizer, bf_check : path-like or 'first', {'detector', 'amp'}, optional
+        Linearize the pixels after the bias by a linearizer file (in a folder, each sensor's
+        by its serial) or by each sensor's, solved ``first``; check the brighter-fatter
+        kernels on the flats they come from (:mod:`gpuptc.fitting.bf_check`).
     **overrides
         Preset field overrides (``cov_size=5``, ``isr__edge_mask=10``, ...).
 
@@ -326,7 +328,7 @@ def run(
     started = time.monotonic()
     config = get_preset(preset, **overrides)
     job = _Job.checked(config, backend, inputs, eotest, out, publish, models, bias, thresholds)
-    job.linearizer, job.linearize_first = _checked_linearity(linearizer)
+    job.add_pixel_passes(linearizer, bf_check)
     execution = {"client": client, "workers": workers, "scheduler": scheduler, "force": force}
     execution |= {"progress": progress, "on_sensor": on_sensor}
     return _run_staged(job, sensors, report, execution, started)
@@ -371,6 +373,7 @@ class _Job:
     thresholds: Thresholds
     linearizer: str | None = None
     linearize_first: bool = False
+    bf_check: str | None = None
 
     @classmethod
     def checked(
@@ -400,12 +403,24 @@ class _Job:
         found = [*_listed(inputs), *eotest]
         return cls(config, backend, chosen.name, found, out, publish, chosen_models, bias, limits)
 
+    def add_pixel_passes(self, linearizer: Any, bf_check: str | None) -> None:
+        """The linearizer and the brighter-fatter check, checked before anything is written."""
+        self.linearizer, self.linearize_first = _checked_linearity(linearizer)
+        self.bf_check = _checked_bf_check(bf_check)
+
 
 def _linearized_by(job: _Job) -> str | None:
     """What linearized the measured pixels, in words (None: nothing did)."""
     if job.linearizer is not None:
         return job.linearizer
     return "each sensor's linearity, solved from a first pass" if job.linearize_first else None
+
+
+def _checked_bf_check(mode: str | None) -> str | None:
+    """The brighter-fatter check asked for (None: none), known before anything is written."""
+    if mode is not None and mode not in CHECK_MODES:
+        raise ValueError(f"unknown brighter-fatter check {mode!r}: one of {CHECK_MODES}")
+    return mode
 
 
 def _checked_linearity(linearizer: str | os.PathLike[str] | None) -> tuple[str | None, bool]:

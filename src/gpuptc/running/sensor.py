@@ -10,6 +10,7 @@ display images and, when asked, its figures; never device arrays. The schedulers
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from gpuptc import settings
 from gpuptc._shared.timing import Stopwatch
 from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset
+from gpuptc.fitting.bf_check import checked, correction_kernels
 from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS, sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
@@ -102,6 +104,9 @@ class SensorTask:
     """A linearizer file, or a folder of them, applied in the ISR (see :func:`run`)."""
     linearize_first: bool = False
     """Solve the linearity from a first pass, then measure the PTC on linearized pixels."""
+    bf_check: str | None = None
+    """Correct the flats by the sensor's own brighter-fatter kernels and measure them again
+    (``detector`` or ``amp``; :mod:`gpuptc.fitting.bf_check`)."""
 
     @property
     def n_pairs(self) -> int:
@@ -134,6 +139,7 @@ class SensorTask:
             "bias": str(self.bias),
             "linearizer": _stamped(_linearizer_files(self.linearizer)),
             "linearize_first": self.linearize_first,
+            "bf_check": self.bf_check,
             "settings": settings.fingerprint(),
             "files": files,
         }
@@ -228,11 +234,14 @@ def _measure(
     progress: Progress | None,
     linearizers: dict[str, AmpLinearizer] | None,
     master: MasterBias | None = None,
+    bf_kernels: dict[str, tuple[Any, float]] | None = None,
 ) -> tuple[SensorMeasurement, MasterBias | None]:
     """The sensor's pairs through ISR and statistics, its display pair's images on the way.
 
     Also the master bias it subtracted: ``master`` where given (a second pass), else the
-    given one or one made from ``inputs``' bias frames.
+    given one or one made from ``inputs``' bias frames. With ``bf_kernels`` (the check's
+    pass) the flats are corrected by them (:func:`measure_sensor`), and no display images
+    are made.
     """
     with input_files([inputs]) as files:
         if master is None:
@@ -246,8 +255,9 @@ def _measure(
             bias=master,
             progress=(lambda done, total: progress(task.sensor, done, total)) if progress else None,
             files=files,
-            display=display_pair(inputs.pairs),
+            display=None if bf_kernels else display_pair(inputs.pairs),
             linearizers=linearizers,
+            bf_kernels=bf_kernels,
         )
     return measured, master
 
@@ -351,6 +361,34 @@ def _bf_kernels(
         return pd.DataFrame(columns=list(BF_KERNEL_COLUMNS)), rejected_frame([row])
 
 
+def _bf_check(
+    task: SensorTask,
+    measure_again: Callable[..., tuple[SensorMeasurement, Any]],
+    master: MasterBias | None,
+    pairs: pd.DataFrame,
+    kernels: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kernels with their check (:mod:`gpuptc.fitting.bf_check`), or why it failed.
+
+    The flats measured once more (``measure_again``: as the run measured them last, with
+    the same linearizers) with the same master bias, corrected by the kernels; a failure
+    costs the check only.
+    """
+    try:
+        corrections = correction_kernels(kernels, task.bf_check)
+        if not corrections:
+            log.warning(
+                "%s: no valid kernel to check the brighter-fatter correction by", task.sensor
+            )
+        after = measure_again(master, corrections)[0].pairs if corrections else pairs.iloc[0:0]
+        return checked(kernels, pairs, after, corrections, task.bf_check), rejected_frame([])
+    except Exception as exc:
+        log.error("%s: brighter-fatter check failed:\n%s", task.sensor, traceback.format_exc())
+        reason = f"brighter-fatter check failed: {type(exc).__name__}: {exc}"
+        row = rejected_row(reason, stage=Stage.BF_KERNEL, sensor=task.sensor)
+        return kernels, rejected_frame([row])
+
+
 def process_sensor(task: SensorTask, progress: Progress | None = None) -> SensorResult:
     """Run one sensor's stages: its files, measuring, fitting and, if asked, its figures.
 
@@ -375,25 +413,30 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
     """
     backend = get_backend(task.backend)
     inputs = sensor_inputs(task.manifest, task.sensor, task.preset, task.bias)
-    given = None if task.linearizer is None else sensor_linearizers(task.linearizer, task.sensor)
+    linearizers = sensor_linearizers(task.linearizer, task.sensor) if task.linearizer else None
     watch = Stopwatch()
     with watch.stage("measure"):
-        measured, master = _measure(task, inputs, backend, progress, given)
+        measured, master = _measure(task, inputs, backend, progress, linearizers)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
     with watch.stage("linearity"):
         linearity, failed = _linearity(task, pairs, ptc, backend)
     measuring = "measure"
+    flats_only = dataclasses.replace(inputs, bias_frames=())  # later passes: the bias is made
     if task.linearize_first and len(linearity):
         linearizers = linearity_linearizers(linearity, task.preset.linearity.max_lookup_table_adu)
         measuring = "measure linearized"
-        flats_only = dataclasses.replace(inputs, bias_frames=())  # the master bias is made
         with watch.stage(measuring):
             measured, _ = _measure(task, flats_only, backend, progress, linearizers, master)
         with watch.stage("fit linearized"):
             ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
     with watch.stage("bf kernel"):
         bf_kernel, bf_failed = _bf_kernels(task, pairs, measured.covariances, ptc, fullcov, backend)
+    if task.bf_check and len(bf_kernel):
+        with watch.stage("bf check"):
+            again = functools.partial(_measure, task, flats_only, backend, progress, linearizers)
+            bf_kernel, check_failed = _bf_check(task, again, master, pairs, bf_kernel)
+        bf_failed = joined_rejections([bf_failed, check_failed])
     rejected = joined_rejections([rejected, failed, bf_failed])
     with watch.stage("fit"):
         curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
