@@ -370,16 +370,25 @@ def test_rolloff_point_is_dropped_and_nothing_used_above_the_turnoff(measured):
     _, pairs, covs = measured
     origin = covs[(covs.i == 0) & (covs.j == 0)].set_index(["amp", "pair"])["npix"]
     modelled = 0
+    ptc, _, _ = gpuptc.fit(pairs, covs, preset="cp_pipe_lsstcam", models=["expapprox"])
+    table = ptc.set_index("amp")
     for amp, rows in pairs.groupby("amp"):
         rows = rows.sort_values("pair")
         mean = rows["mean"].to_numpy()
         npix = origin.loc[amp].loc[rows.pair].to_numpy()
         result = gpuptc.fit_ptc(mean, rows["var"].to_numpy(), preset="cp_pipe_lsstcam", npix=npix)
         assert mean[result.mask].max() <= result.turnoff
-        if "rolloff_tau" in result.extra:  # the rolloff model ran for this amp
+        if np.isfinite(result.extra["rolloff_tau"]):  # the rolloff model ran for this amp
             modelled += 1
             assert mean[result.mask].max() < result.extra["rolloff"]
+            assert result.extra["rolloff_err"] > 0 and result.extra["rolloff_tau_err"] > 0
+        else:  # nothing past the turnoff to fit: the rolloff is the turnoff
+            assert result.extra["rolloff"] == result.turnoff
+        for key in ("rolloff", "rolloff_err", "rolloff_tau", "rolloff_tau_err"):
+            assert table.loc[amp, key] == pytest.approx(result.extra[key], rel=1e-9, nan_ok=True)
     assert modelled >= 1  # measured: 1 amp of the e2v sensor, 3 of the ITL sensor
+    plain, _, _ = gpuptc.fit(pairs, covs, preset="cp_pipe", models=["expapprox"])
+    assert plain[["rolloff", "rolloff_tau"]].isna().all().all()  # no model, no values
 
 
 def test_error_estimates_match_the_scatter_about_truth(measured):

@@ -78,7 +78,7 @@ EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the tables' layout; stored per-sensor results of another version are redone."""
 
 # -- statuses ---------------------------------------------------------------------------
@@ -267,6 +267,10 @@ PTC_COLUMNS: tuple[str, ...] = (
     "status",
     "powerlaw_amplitude",
     "powerlaw_index",
+    "rolloff",
+    "rolloff_err",
+    "rolloff_tau",
+    "rolloff_tau_err",
 )
 FULLCOV_COLUMNS: tuple[str, ...] = (
     "sensor",

@@ -33,6 +33,7 @@ from gpuptc.schema import FitStatus
 
 __all__ = [
     "MODELS",
+    "ROLLOFF_KEYS",
     "PtcFit",
     "eq16",
     "fit_expapprox_cp_pipe",
@@ -472,6 +473,11 @@ def _held_at_zero(
     return cov, FitStatus.NOISE_AT_ZERO if 2 in held else FitStatus.A00_AT_ZERO
 
 
+ROLLOFF_KEYS = ("rolloff", "rolloff_err", "rolloff_tau", "rolloff_tau_err")
+"""What the rolloff model gives (``PtcFit.extra``): the rolloff point (ADU) and the
+model's decay length tau (ADU, negative), with their errors."""
+
+
 def _rolloff(
     mean: np.ndarray,
     var: np.ndarray,
@@ -480,14 +486,19 @@ def _rolloff(
     turnoff: float,
     settings: SolveConfig,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """cp_pipe's rolloff model: extend past the turnoff, fit, cut where it deviates."""
+    """cp_pipe's rolloff model: extend past the turnoff, fit, cut where it deviates.
+
+    Returns the new mask and :data:`ROLLOFF_KEYS`: with no point past the turnoff to fit,
+    the rolloff is the turnoff (its error, tau and tau's error NaN); a fit that fails
+    changes nothing and gives NaN (as cp_pipe, which leaves them unset).
+    """
     var_at_turnoff = var[np.argmax(np.where(mask, mean, -np.inf))]
     extra = (
         (mean >= turnoff) & (mean < turnoff + settings.rolloff_search_adu) & (var <= var_at_turnoff)
     )
     candidates = mask | extra
     if not np.any(extra & ~mask):
-        return mask, {"rolloff": turnoff}
+        return mask, dict.fromkeys(ROLLOFF_KEYS, math.nan) | {"rolloff": turnoff}
 
     def model(p: np.ndarray, m: np.ndarray) -> np.ndarray:
         base = _astier(p[:3], m)
@@ -501,11 +512,24 @@ def _rolloff(
     result = optimize.least_squares(
         lambda p: model(p, mean[candidates]) - var[candidates], start, bounds=(lower, upper)
     )
+    if not result.success:
+        return mask, dict.fromkeys(ROLLOFF_KEYS, math.nan)
+    errors = _jacobian_errors(result.jac)
     with np.errstate(divide="ignore", invalid="ignore"):
         deviation = np.abs(model(result.x, mean) / _astier(result.x[:3], mean) - 1.0)
     ok = candidates & (deviation <= settings.max_rolloff_deviation)
     rolloff = min(float(np.max(mean[ok])) if np.any(ok) else turnoff, turnoff)
-    return candidates & (mean < rolloff), {"rolloff": rolloff, "rolloff_tau": float(result.x[4])}
+    values = (rolloff, errors[3], float(result.x[4]), errors[4])
+    return candidates & (mean < rolloff), dict(zip(ROLLOFF_KEYS, values, strict=True))
+
+
+def _jacobian_errors(jacobian: np.ndarray) -> np.ndarray:
+    """The parameters' errors from a Jacobian: cp_pipe's inv(J^T J), NaN if singular."""
+    try:
+        covariance = np.linalg.inv(jacobian.T @ jacobian)
+    except np.linalg.LinAlgError:
+        return np.full(jacobian.shape[1], math.nan)
+    return np.sqrt(np.diag(covariance))
 
 
 def fit_expapprox_cp_pipe(
@@ -533,7 +557,7 @@ def fit_expapprox_cp_pipe(
     -------
     PtcFit
         ``turnoff`` from pass 1, ``extra`` has ``turnoff_sampling_error`` and, with
-        rolloff, ``rolloff``.
+        rolloff, :data:`ROLLOFF_KEYS`.
     """
     settings = settings or SolveConfig()
     mean = np.asarray(mean, dtype=np.float64)

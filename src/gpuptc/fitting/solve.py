@@ -25,6 +25,7 @@ from gpuptc.fitting._common import variance_weights
 from gpuptc.fitting.fullcov import FullCovFit, evaluate, fit_fullcov, fit_fullcov_batch
 from gpuptc.fitting.ptc import (
     MODELS,
+    ROLLOFF_KEYS,
     PtcFit,
     fit_expapprox_cp_pipe,
     fit_expapprox_eotest,
@@ -374,13 +375,17 @@ def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]
 
 _RESPONSE_COLUMNS = ("turnoff_err", "turnoff_electrons", "full_well")
 """``ptc`` columns derived from a fit and the amp's pairs (:func:`_response`)."""
+_DERIVED_COLUMNS = (*_RESPONSE_COLUMNS, *ROLLOFF_KEYS)
+"""``ptc`` columns that are not a fit's attributes: its response and its rolloff model
+(cp_pipe's, where it ran: NaN otherwise)."""
 
 
 def _row(sensor: str, amp: int, segment: str, result: PtcFit, data: AmpData) -> dict[str, Any]:
     values = {
-        name: getattr(result, name) for name in PTC_COLUMNS[4:] if name not in _RESPONSE_COLUMNS
+        name: getattr(result, name) for name in PTC_COLUMNS[4:] if name not in _DERIVED_COLUMNS
     }
     values.update(_response(result, data))
+    values.update({key: float(result.extra.get(key, math.nan)) for key in ROLLOFF_KEYS})
     return {"sensor": sensor, "amp": amp, "segment": segment, "model": result.model, **values}
 
 

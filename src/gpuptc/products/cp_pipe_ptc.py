@@ -167,10 +167,7 @@ def _amp_row(
         "PTC_FIT_CHI_SQ": fit.chi2_dof,
         "PTC_TURNOFF": fit.turnoff,
         "PTC_TURNOFF_SAMPLING_ERROR": fit.turnoff_err,
-        "PTC_ROLLOFF": math.nan,
-        "PTC_ROLLOFF_ERROR": math.nan,
-        "PTC_ROLLOFF_TAU": math.nan,
-        "PTC_ROLLOFF_TAU_ERROR": math.nan,
+        **{name: getattr(fit, key, math.nan) for key, name in _ROLLOFF_COLUMNS.items()},
         "A_MATRIX": matrices["a"].ravel(),
         "B_MATRIX": matrices["b"].ravel(),
         "NOISE_MATRIX": matrices["noise"].ravel(),
@@ -373,7 +370,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 29), 'covariances': (9600, 7), 'ptc': (16, 20), 'fullcov': (0, 10)}
+    {'pairs': (96, 29), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -501,7 +498,23 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "status": "bad_amp" if bad else FitStatus.OK,
         "powerlaw_amplitude": math.nan,
         "powerlaw_index": math.nan,
+        **{key: _float(row, name) for key, name in _ROLLOFF_COLUMNS.items()},
     }
+
+
+_ROLLOFF_COLUMNS = {
+    "rolloff": "PTC_ROLLOFF",
+    "rolloff_err": "PTC_ROLLOFF_ERROR",
+    "rolloff_tau": "PTC_ROLLOFF_TAU",
+    "rolloff_tau_err": "PTC_ROLLOFF_TAU_ERROR",
+}
+"""The ``ptc`` table's rolloff columns and the dataset's (PTC_VERSION 2.6 on)."""
+
+
+def _float(row: dict, name: str) -> float:
+    """A number of the row, NaN where its version has no such column."""
+    value = row.get(name)
+    return math.nan if value is None else float(value)
 
 
 def _fullcov_of(row: dict, sensor: str, amp: int, model: str) -> pd.DataFrame:
