@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 
@@ -6,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gpuptc.inputs.manifest import MANIFEST_COLUMNS, ingest, inventory, pair_flats, summarize
+from gpuptc.inputs.manifest import (
+    MANIFEST_COLUMNS,
+    PairingRule,
+    ingest,
+    inventory,
+    pair_flats,
+    summarize,
+)
 
 
 def _by_obsid(manifest):
@@ -64,11 +72,13 @@ def test_third_exposure_single_flat_and_mismatch(small_e2v, copy_of):
     directory = copy_of(small_e2v)
     manifest0 = _flat_rows(ingest([directory]))
     paths = list(manifest0.path)
-    # third flat at the exposure time of pair 2, taken right after it
+    # third flat at the exposure time of pair 2, taken right after it (its sequence number
+    # the same, its name sorting after: the camera's order puts it next)
     extra = directory / "extra.fits"
     shutil.copy(paths[5], extra)
     mjd = manifest0.loc[5, "mjd"] + 1e-5
-    _set_keys(extra, **{"OBSID": "MC_C_EXTRA", "MJD-OBS": mjd, "SEQNUM": 999})
+    seqnum = int(manifest0.loc[5, "seqnum"])
+    _set_keys(extra, **{"OBSID": "MC_C_EXTRA", "MJD-OBS": mjd, "SEQNUM": seqnum})
     # pair 5 loses one flat: its partner is single
     os.remove(paths[10])
     # pair 6: the second flat gets another exposure time
@@ -205,7 +215,8 @@ def test_exptime_tolerance_is_five_ms_or_half_a_percent():
     paired = pair_flats(frame).status.eq("paired").to_numpy().reshape(4, 2)
     assert paired.all(axis=1).tolist() == [True, False, True, False]
     assert not paired.any(axis=1)[[1, 3]].any()
-    looser = pair_flats(frame, exptime_tolerance=0.02).status.eq("paired").to_numpy()
+    looser = pair_flats(frame, pairing=PairingRule(exptime_tolerance=0.02))
+    looser = looser.status.eq("paired").to_numpy()
     assert looser.reshape(4, 2).all(axis=1).tolist() == [True, True, True, True]
 
 
@@ -217,3 +228,68 @@ def test_glob_and_explicit_files(small_itl, pattern_kind):
         inputs = [str(p) for p in small_itl.flats]
     manifest = ingest(inputs)
     assert (manifest.status == "paired").sum() == 8
+
+
+def _frame(rows):
+    frame = pd.DataFrame([dict.fromkeys(MANIFEST_COLUMNS) | row for row in rows])
+    return frame.astype({"exptime": float, "mjd": float})
+
+
+def test_pairs_follow_the_exposure_order_not_the_clock():
+    """Two 14.446 s flats, SEQNUM 61 and 62, whose DATE-OBS say 01:59 and 01:00 with other
+    flats between: in the camera's exposure order (DAYOBS, SEQNUM), as cp_pipe pairs by
+    exposure id, they are neighbours and pair; pair numbers follow the sequence."""
+    times = {60: 5.0, 61: 14.446, 62: 14.446, 63: 20.0, 64: 20.0, 59: 5.0}
+    clock = {59: 0.01, 60: 0.02, 61: 0.0825, 62: 0.0417, 63: 0.09, 64: 0.1}  # 62 at 01:00
+    rows = [
+        {"path": f"s{n}", "sensor": "S", "imgtype": "FLAT", "dayobs": 20261207, "seqnum": n,
+         "mjd": 61381.0 + clock[n], "exptime": t}
+        for n, t in times.items()
+    ]  # fmt: skip
+    paired = pair_flats(_frame(rows)).set_index("seqnum")
+    assert (paired.status == "paired").all()
+    assert paired.pair.to_dict() == {59: 0, 60: 0, 61: 1, 62: 1, 63: 2, 64: 2}
+    assert paired.loc[[61, 62], "member"].tolist() == [1, 2]
+
+
+def test_pairing_by_exposure_id_and_by_flux_keyword():
+    """EXPID: two by two in exposure order whatever the exposure times (the odd last one
+    left, saying why); FLUX: consecutive flats of one value of the keyword, exactly, a flat
+    without it unpaired (cp_pipe's matchExposuresType EXPID and FLUX)."""
+    flux = [100.0, 100.0, 250.0, 250.0, 250.0, None, 400.0]
+    rows = []
+    for n, value in enumerate(flux):
+        values = json.dumps({} if value is None else {"CCOBFLUX": value})
+        rows.append({"path": f"f{n}", "sensor": "S", "imgtype": "FLAT", "dayobs": 1,
+                     "seqnum": n, "exptime": 1.0 + n, "header_values": values})  # fmt: skip
+    frame = _frame(rows)
+    by_id = pair_flats(frame, pairing=PairingRule(match="EXPID")).set_index("seqnum")
+    assert by_id.pair.tolist()[:6] == [0, 0, 1, 1, 2, 2]
+    assert by_id.loc[6, "status"] == "unpaired" and "odd number" in by_id.loc[6, "reason"]
+    by_flux = pair_flats(frame, pairing=PairingRule(match="FLUX")).set_index("seqnum")
+    assert by_flux.loc[[0, 1, 2, 3], "pair"].tolist() == [0, 0, 1, 1]
+    assert by_flux.loc[4, "reason"].startswith("extra flat at CCOBFLUX 250")
+    assert "without the CCOBFLUX keyword" in by_flux.loc[5, "reason"]
+    assert by_flux.loc[6, "reason"].startswith("single flat at CCOBFLUX 400")
+    by_time = pair_flats(frame).set_index("seqnum")  # every exposure time differs
+    assert (by_time.status == "unpaired").all()
+    with pytest.raises(ValueError, match="unknown exposure matching 'SEQ'"):
+        PairingRule(match="SEQ")
+
+
+def test_header_values_and_flux_pairing_from_real_files(small_e2v, copy_of):
+    """The flats' own headers: a CCOBFLUX written into each (its pair's exposure time
+    times 1000) pairs them as their exposure times do; the values of the keywords asked
+    for are kept per file, those a file lacks left out."""
+    directory = copy_of(small_e2v)
+    plain = _flat_rows(ingest([directory]))
+    for row in plain.itertuples():
+        _set_keys(row.path, CCOBFLUX=round(row.exptime * 1000.0, 3), TEMP6=-101.5)
+    _set_keys(plain.path[3], TEMP6=None)
+    rule = PairingRule(match="FLUX", header_keys=("TEMP6", "NOSUCHKEY"))
+    manifest = _flat_rows(ingest([directory], pairing=rule))
+    assert manifest.pair.tolist() == plain.pair.tolist()
+    values = manifest.set_index("path").header_values.map(json.loads)
+    assert values[plain.path[0]] == {"CCOBFLUX": round(plain.exptime[0] * 1000.0, 3),
+                                     "TEMP6": -101.5}  # fmt: skip
+    assert "TEMP6" not in values[plain.path[3]]

@@ -375,3 +375,34 @@ def test_a_run_compares_with_a_cp_pipe_product_among_its_inputs(run_out, small_e
     for quantity in ("gain", "noise", "turnoff", "a00"):
         ratios = mine[mine.quantity == quantity].ratio
         np.testing.assert_allclose(ratios, 1, rtol=1e-12, err_msg=quantity)  # the same fit
+
+
+def test_auxiliary_header_values_reach_the_pairs_and_the_dataset(small_e2v, copy_of, tmp_path):
+    """``auxiliary_header_keys`` (cp_pipe's auxiliaryHeaderKeys; LSSTCam: TEMP6): each
+    pair keeps its first flat's value (NaN where that flat has none), in ``pairs.parquet``
+    as ``aux_TEMP6`` and in the PTC dataset as ip_isr's ``PTCAUX_TEMP6`` per amp."""
+    import fitsio
+
+    directory = copy_of(small_e2v)
+    flats = ingest([directory])
+    flats = flats[flats.status == "paired"].sort_values(["pair", "member"])
+    temperature = {}
+    for k, row in enumerate(flats.itertuples()):
+        with fitsio.FITS(row.path, "rw") as f:
+            if (row.pair, row.member) == (3, 1):
+                continue  # this pair's first flat says nothing
+            temperature[(row.pair, row.member)] = -101.0 - 0.25 * k
+            f[0].write_key("TEMP6", temperature[(row.pair, row.member)])
+    out = tmp_path / "out"
+    options = {**SMALL, "extract__auxiliary_header_keys": ("TEMP6",)}
+    result = gpuptc.run(directory, out, backend="numpy", models=["expapprox"], report=False,
+                        **options)  # fmt: skip
+    assert result.exit_code == 0
+    pairs = pd.read_parquet(out / "pairs.parquet")
+    expected = [temperature.get((p, 1), np.nan) for p in range(8)]
+    for _, mine in pairs.groupby("amp"):
+        np.testing.assert_array_equal(mine.sort_values("pair").aux_TEMP6, expected)
+    with fits.open(out / ptc_dataset_name(small_e2v.sensor)) as hdus:
+        written = np.asarray(hdus[1].data["PTCAUX_TEMP6"])
+    assert written.shape == (16, 8)
+    np.testing.assert_array_equal(written, np.tile(expected, (16, 1)))

@@ -188,6 +188,15 @@ class ExtractConfig:
         Multiplies the readings' current: 1 for the camera's two-column files, whose
         current is positive (cp_pipe's default -1 is for meters that read it negative,
         and makes ``TRIMMED_SUM`` of such a file a third of its charge).
+    match_exposures : {'TIME', 'FLUX', 'EXPID'}
+        How flats pair, in the camera's exposure order (DAYOBS, SEQNUM): consecutive flats
+        of one exposure time, of one value of ``match_flux_keyword``, or two by two
+        (:class:`gpuptc.inputs.manifest.PairingRule`).
+    match_flux_keyword : str
+        The primary-header keyword ``FLUX`` pairs by.
+    auxiliary_header_keys : tuple of str
+        Primary-header keywords whose values each pair keeps (the mean of its flats'), as
+        the PTC dataset's AUX_VALUES (LSSTCam: the temperature TEMP6).
     """
 
     method: str = setting("cp_pipe")
@@ -218,8 +227,22 @@ class ExtractConfig:
     photodiode_current_scale: float = setting(
         1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.photodiodeCurrentScale (-1)"
     )
+    match_exposures: str = setting(
+        "TIME",
+        cp_pipe="PhotonTransferCurveExtractConfig.matchExposuresType",
+        eotest="flat pairs by file name (flat1, flat2)",
+    )
+    match_flux_keyword: str = setting(
+        "CCOBFLUX", cp_pipe="PhotonTransferCurveExtractConfig.matchExposuresByFluxKeyword"
+    )
+    auxiliary_header_keys: tuple[str, ...] = setting(
+        (), cp_pipe="PhotonTransferCurveExtractPairConfig.auxiliaryHeaderKeys"
+    )
 
     def __post_init__(self) -> None:
+        if self.match_exposures not in ("TIME", "FLUX", "EXPID"):
+            raise ValueError(f"match_exposures {self.match_exposures!r} not TIME, FLUX or EXPID")
+        object.__setattr__(self, "auxiliary_header_keys", tuple(self.auxiliary_header_keys))
         if self.photodiode_integration not in INTEGRATION_METHODS:
             raise ValueError(
                 f"photodiode_integration {self.photodiode_integration!r} not in "
@@ -600,7 +623,7 @@ PRESETS: dict[str, Preset] = {
     "cp_pipe_lsstcam": Preset(
         "cp_pipe_lsstcam",
         IsrConfig(edge_mask=20),
-        ExtractConfig(),
+        ExtractConfig(auxiliary_header_keys=("TEMP6",)),
         SolveConfig(
             max_signal_initial=20000.0,
             max_delta_initial=1000.0,

@@ -138,6 +138,20 @@ class PtcTable:
         return float(self.header["PTC_VERSION"])
 
 
+AUX_COLUMN_PREFIX = "PTCAUX_"
+"""The columns of auxiliary header values per pair (ip_isr's ``auxValues``, version 1.4 on)."""
+
+
+def _aux(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The rows' auxiliary columns and their kinds: numbers per pair, or texts per pair."""
+    names = sorted({name for row in rows for name in row if name.startswith(AUX_COLUMN_PREFIX)})
+    kinds = []
+    for name in names:
+        values = np.asarray(rows[0][name])
+        kinds.append((name, "names" if values.dtype.kind in "USO" else "pairs"))
+    return kinds
+
+
 def write_ptc_table(
     path: str | os.PathLike[str],
     rows: Sequence[Mapping[str, Any]],
@@ -151,7 +165,8 @@ def write_ptc_table(
     path : path-like
         Destination.
     rows : sequence of mapping
-        One per amplifier, every column of :func:`columns_by_kind`; vectors of the same
+        One per amplifier, every column of :func:`columns_by_kind` and any auxiliary
+        columns (``PTCAUX_<KEYWORD>``, numbers or texts per pair); vectors of the same
         length in every row.
     header : mapping
         Metadata: PTC_FIT_TYPE and the keys of ``_HEADER_KEYS`` that are known.
@@ -169,6 +184,7 @@ def write_ptc_table(
     if missing or not rows:
         raise ValueError(f"{path}: rows lack {', '.join(missing) or 'every column'}")
     columns = [fits_column(name, kind, [row[name] for row in rows]) for name, kind in kinds.items()]
+    columns += [fits_column(name, kind, [row[name] for row in rows]) for name, kind in _aux(rows)]
     table = fits.BinTableHDU.from_columns(columns)
     metadata = {
         "OBSTYPE": "PTC",

@@ -31,9 +31,10 @@ import pandas as pd
 
 from gpuptc.errors import GpuptcError
 from gpuptc.inputs.manifest import (
-    EXPTIME_RELATIVE_TOLERANCE,
+    DEFAULT_PAIRING,
     EXPTIME_TOLERANCE,
     Inventory,
+    PairingRule,
     classify_file,
     manifest_of,
 )
@@ -290,26 +291,29 @@ def _path(uri: Any) -> str:
     return uri.ospath if uri.isLocal else str(uri)
 
 
-def _row(record: Mapping[str, Any], uri: Any) -> dict[str, Any]:
+def _row(record: Mapping[str, Any], uri: Any, header_keys: Sequence[str] = ()) -> dict[str, Any]:
     """The manifest row of one dataset: its file classified by header, checked by records."""
     path = _path(uri)
     extra = {name: record[name] for name in ("dataset_id", "detector", "exposure")}
     extra["uri"] = str(uri)
     if uri.isLocal and not os.path.exists(path):
         return {"path": path, "status": FileStatus.REJECTED, "reason": "file missing", **extra}
-    row = classify_file(path)
+    row = classify_file(path, header_keys)
     problem = _disagreement(row, record) if row["status"] != FileStatus.REJECTED else None
     if problem is not None:
         row.update(status=FileStatus.REJECTED, reason=problem)
     return {**row, **extra}
 
 
-def _rows(refs: Sequence[Any], repository: Any, threads: int) -> list[dict[str, Any]]:
+def _rows(
+    refs: Sequence[Any], repository: Any, threads: int, header_keys: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """Every dataset's manifest row, the headers read in ``threads`` threads."""
     records = [_records(ref) for ref in refs]
     uris = [repository.getURI(ref) for ref in refs]
+    keys = [header_keys] * len(refs)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gpuptc-header") as pool:
-        return list(pool.map(_row, records, uris))
+        return list(pool.map(_row, records, uris, keys))
 
 
 def ingest_butler(
@@ -377,16 +381,16 @@ def ingest_butler(
 
 
 def butler_inventory(
-    query: ButlerQuery, *, threads: int = 8, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+    query: ButlerQuery, *, threads: int = 8, pairing: PairingRule = DEFAULT_PAIRING
 ) -> Inventory:
     """:func:`ingest_butler`'s manifest with the query's provenance and its dataset ids.
 
-    ``exptime_tolerance`` is :func:`gpuptc.inputs.manifest.pair_flats`'s.
+    ``pairing`` is :func:`gpuptc.inputs.manifest.pair_flats`'s.
     """
     repository = _open(query)
     refs = _refs(query, repository)
     log.info("%s: %d raws selected in %s", query.repo, len(refs), ", ".join(query.collections))
-    frame = manifest_of(_rows(refs, repository, threads), exptime_tolerance=exptime_tolerance)
+    frame = manifest_of(_rows(refs, repository, threads, pairing.keys), pairing=pairing)
     readings = _photodiodes(query, repository)
     frame["photodiode"] = frame["exposure"].map(readings).astype(object)
     log.info("%s: photodiode readings for %d exposures", query.repo, len(readings))

@@ -18,8 +18,10 @@ Statuses
 from __future__ import annotations
 
 import glob
+import json
+import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,17 @@ from gpuptc.raws.names import c_name, on_disk, printable
 from gpuptc.schema import FileStatus
 
 __all__ = [
+    "AUX_PREFIX",
+    "DEFAULT_PAIRING",
     "EXPTIME_RELATIVE_TOLERANCE",
     "EXPTIME_TOLERANCE",
     "FITS_SUFFIXES",
     "MANIFEST_COLUMNS",
+    "MATCH_TYPES",
     "STATUSES",
     "Inventory",
     "PairFiles",
+    "PairingRule",
     "exposure_times_match",
     "find_inputs",
     "flat_pairs",
@@ -56,6 +62,7 @@ __all__ = [
     "inventory",
     "manifest_of",
     "pair_flats",
+    "pair_header_values",
     "summarize",
 ]
 
@@ -87,6 +94,62 @@ def exposure_times_match(
     """
     return abs(first - second) <= max(EXPTIME_TOLERANCE, relative * max(first, second))
 
+
+MATCH_TYPES: tuple[str, ...] = ("TIME", "FLUX", "EXPID")
+"""How flats are matched into pairs (cp_pipe's ``matchExposuresType``)."""
+
+
+@dataclass(frozen=True)
+class PairingRule:
+    """How flats are matched into pairs, and which header values each file keeps.
+
+    Attributes
+    ----------
+    match : {'TIME', 'FLUX', 'EXPID'}
+        In the camera's exposure order, per sensor and filter: consecutive flats of one
+        exposure time (:func:`exposure_times_match`), of one value of ``flux_keyword``
+        (exactly, as cp_pipe), or simply two by two.
+    exptime_tolerance : float
+        Fraction of the longer exposure time within which two flats pair (``TIME``).
+    flux_keyword : str
+        The primary-header keyword ``FLUX`` pairs by.
+    header_keys : tuple of str
+        Primary-header keywords whose values each file keeps (``header_values``).
+
+    Examples
+    --------
+    >>> PairingRule(match="FLUX").keys
+    ('CCOBFLUX',)
+    """
+
+    match: str = "TIME"
+    exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+    flux_keyword: str = "CCOBFLUX"
+    header_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.match not in MATCH_TYPES:
+            raise ValueError(f"unknown exposure matching {self.match!r}: one of {MATCH_TYPES}")
+
+    @classmethod
+    def of(cls, extract: ExtractConfig) -> PairingRule:
+        """The rule a preset's ``[extract]`` section sets."""
+        return cls(
+            extract.match_exposures,
+            extract.exptime_tolerance,
+            extract.match_flux_keyword,
+            tuple(extract.auxiliary_header_keys),
+        )
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The header keywords read from each file: the flux's (``FLUX``) and the others."""
+        flux = (self.flux_keyword,) if self.match == "FLUX" else ()
+        return tuple(dict.fromkeys((*flux, *self.header_keys)))
+
+
+DEFAULT_PAIRING = PairingRule()
+"""cp_pipe's pairing: by exposure time."""
 
 STATUSES: tuple[str, ...] = FileStatus.ALL
 
@@ -230,6 +293,18 @@ class _Finder:
             self.candidates.append(path)
 
 
+def _kept_values(primary: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """The numbers and texts of ``keys`` in a primary header, as JSON."""
+    kept = {
+        key: primary[key]
+        for key in keys
+        if key in primary
+        and isinstance(primary[key], int | float | str)
+        and not isinstance(primary[key], bool)
+    }
+    return json.dumps(kept, sort_keys=True)
+
+
 def _row(path: Path | str, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS)
     row["path"] = printable(path)  # a name that is not UTF-8 as \xNN escapes
@@ -289,7 +364,7 @@ def _vendor_from_segments(path: Path | str) -> str:
         return read_segment_headers(files.local(str(path)))[1].vendor
 
 
-def classify_file(path: Path | str) -> dict[str, Any]:
+def classify_file(path: Path | str, header_keys: Sequence[str] = ()) -> dict[str, Any]:
     """One manifest row for one FITS file, from its headers only.
 
     Parameters
@@ -297,6 +372,9 @@ def classify_file(path: Path | str) -> dict[str, Any]:
     path : pathlib.Path or str
         The file, or the URI of a remote one (``s3://...``: its primary header is read
         with ranged reads, see :mod:`gpuptc.inputs.remote`).
+    header_keys : sequence of str
+        Primary-header keywords whose values the row keeps (``header_values``: JSON of
+        those present with a number or text).
 
     Returns
     -------
@@ -310,6 +388,8 @@ def classify_file(path: Path | str) -> dict[str, Any]:
         return _row(path, status=FileStatus.REJECTED, reason=exc.reason)
     info = exposure_info(primary)
     values = _info_values(info)
+    if header_keys:
+        values["header_values"] = _kept_values(primary, header_keys)
     if (info.origin or "").lower() == "gpuptc":
         return _row(
             path,
@@ -365,36 +445,139 @@ def classify_file(path: Path | str) -> dict[str, Any]:
     return _row(path, **values, status=status, reason=None)
 
 
-def _time_order(flats: pd.DataFrame) -> pd.DataFrame:
-    """Sort flats by observation time: MJD, else DAYOBS then SEQNUM, else path."""
-    if flats["mjd"].notna().all():
-        keys = ["mjd", "path"]
-    elif flats["dayobs"].notna().all() and flats["seqnum"].notna().all():
+def _exposure_order(flats: pd.DataFrame) -> pd.DataFrame:
+    """Flats in the camera's exposure order: DAYOBS, SEQNUM; else MJD; else path.
+
+    DAYOBS and SEQNUM make cp_pipe's exposure ids. The sequence number, not the clock: a
+    flat whose DATE-OBS is wrong still sits between the exposures taken before and after
+    it.
+    """
+    if flats["dayobs"].notna().all() and flats["seqnum"].notna().all():
         keys = ["dayobs", "seqnum", "path"]
+    elif flats["mjd"].notna().all():
+        keys = ["mjd", "path"]
     else:
-        keys = ["mjd", "dayobs", "seqnum", "path"]
+        keys = ["dayobs", "seqnum", "mjd", "path"]
     return flats.sort_values(keys, na_position="last", kind="stable")
 
 
-def pair_flats(
-    manifest: pd.DataFrame, *, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
-) -> pd.DataFrame:
-    """Pair consecutive flats of equal exposure time, per sensor and filter.
+def _header_value(row: pd.Series, key: str) -> Any:
+    """A flat's value of a primary-header keyword (None where it has none)."""
+    values = row.get("header_values")
+    return json.loads(values).get(key) if isinstance(values, str) else None
 
-    Flats with ``status`` None are considered. Within a sensor and filter, in time
-    order, runs of consecutive flats whose EXPTIME agree (:func:`exposure_times_match`
-    with ``exptime_tolerance``) are cut into
-    pairs; a run of one (a single flat, or mismatched exposure times) or the odd
-    flat of a longer run (a third exposure at one time) is left ``unpaired`` with the
-    reason. ``pair`` numbers pairs within each sensor in time order.
+
+AUX_PREFIX = "aux_"
+"""The pairs table's columns of auxiliary header values: ``aux_<KEYWORD>``."""
+
+
+def pair_header_values(
+    pairs: pd.DataFrame, manifest: pd.DataFrame, keys: Sequence[str]
+) -> pd.DataFrame:
+    """Each pair's values of primary-header keywords: its first flat's, as cp_pipe keeps them.
+
+    Parameters
+    ----------
+    pairs : pandas.DataFrame
+        One sensor's pairs (``pair``, ``file1``).
+    manifest : pandas.DataFrame
+        The manifest of its files, with ``header_values`` (:class:`PairingRule`'s
+        ``header_keys``).
+    keys : sequence of str
+        The keywords.
+
+    Returns
+    -------
+    pandas.DataFrame
+        By pair, a column ``aux_<KEYWORD>`` per keyword: floats (NaN where the flat has
+        none) where every value found is a number, else text (empty where none).
+
+    Examples
+    --------
+    >>> manifest = pd.DataFrame({"path": ["a", "b"],
+    ...     "header_values": ['{"TEMP6": -101.5}', '{}']})
+    >>> pairs = pd.DataFrame({"pair": [0, 1], "file1": ["a", "b"]})
+    >>> pair_header_values(pairs, manifest, ["TEMP6"])["aux_TEMP6"].tolist()
+    [-101.5, nan]
+    """
+    first = pairs.drop_duplicates("pair").set_index("pair")["file1"]
+    rows = manifest.drop_duplicates("path").set_index("path")
+    found = {}
+    for key in keys:
+        values = [
+            _header_value(rows.loc[path], key) if path in rows.index else None for path in first
+        ]
+        numbers = all(isinstance(v, int | float) for v in values if v is not None)
+        found[f"{AUX_PREFIX}{key}"] = (
+            [math.nan if v is None else float(v) for v in values]
+            if numbers
+            else ["" if v is None else str(v) for v in values]
+        )
+    return pd.DataFrame(found, index=first.index)
+
+
+def _matcher(ordered: pd.DataFrame, rule: PairingRule) -> tuple[Callable[[int, int], bool], Any]:
+    """Whether the ``i``-th and ``j``-th flats match, and what each is matched by."""
+    if rule.match == "EXPID":
+        numbers = np.arange(len(ordered))
+        return (lambda i, j: True), numbers
+    if rule.match == "FLUX":
+        flux = [_header_value(row, rule.flux_keyword) for _, row in ordered.iterrows()]
+        return (lambda i, j: flux[i] is not None and flux[i] == flux[j]), flux
+    exptimes = ordered["exptime"].to_numpy(dtype=float)
+
+    def same(i: int, j: int) -> bool:
+        return exposure_times_match(exptimes[i], exptimes[j], rule.exptime_tolerance)
+
+    return same, exptimes
+
+
+def _runs(count: int, same: Callable[[int, int], bool]) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each run of consecutive flats that match the run's first."""
+    start = 0
+    while start < count:
+        stop = start + 1
+        while stop < count and same(start, stop):
+            stop += 1
+        yield start, stop
+        start = stop
+
+
+def _unpaired_reason(rule: PairingRule, values: Any, start: int, stop: int, length: int) -> str:
+    """Why the odd flat of the run ``start:stop`` (of ``length`` flats) has no partner."""
+    name, unit = {"TIME": ("EXPTIME", " s"), "FLUX": (rule.flux_keyword, "")}.get(
+        rule.match, ("exposure", "")
+    )
+    if rule.match == "EXPID":
+        return "the last of an odd number of flats (pairs by exposure id, two by two)"
+    shown = [f"{values[i]:g}{unit}" if values[i] is not None else "none" for i in range(length)]
+    if rule.match == "FLUX" and values[start] is None:
+        return f"flat without the {name} keyword that pairs by it"
+    if stop - start > 1:
+        return (
+            f"extra flat at {name} {shown[start]}: {stop - start} consecutive flats at this "
+            "value, pairs are taken in exposure order"
+        )
+    around = [shown[i] for i in (start - 1, stop) if 0 <= i < length]
+    detail = f"; neighbouring flats have {name} {' and '.join(around)}" if around else ""
+    return f"single flat at {name} {shown[start]}, no partner{detail}"
+
+
+def pair_flats(manifest: pd.DataFrame, *, pairing: PairingRule = DEFAULT_PAIRING) -> pd.DataFrame:
+    """Pair consecutive matching flats, per sensor and filter.
+
+    Flats with ``status`` None are considered. Within a sensor and filter, in the camera's
+    exposure order, runs of consecutive flats that match (``pairing``: one exposure time,
+    one flux keyword value, or any two) are cut into pairs; a run of one or the odd flat
+    of a longer run (a third exposure at one time) is left ``unpaired`` with the reason.
+    ``pair`` numbers pairs within each sensor in exposure order.
 
     Parameters
     ----------
     manifest : pandas.DataFrame
         Rows from :func:`classify_file`.
-    exptime_tolerance : float
-        Fraction of the longer exposure time within which two flats pair (always within
-        5 ms).
+    pairing : PairingRule
+        How flats match (cp_pipe's TIME matching by default).
 
     Returns
     -------
@@ -405,51 +588,32 @@ def pair_flats(
     pending = out["status"].isna() & (out["imgtype"] == "FLAT")
     pairs: list[tuple[str, Any, Any]] = []  # (sensor, first row index, second row index)
     for (sensor, _), group in out[pending].groupby(["sensor", "filter"], dropna=False, sort=True):
-        ordered = _time_order(group)
+        ordered = _exposure_order(group)
         index = list(ordered.index)
-        exptimes = ordered["exptime"].to_numpy(dtype=float)
-        start = 0
-        while start < len(index):
-            stop = start + 1
-            while stop < len(index) and exposure_times_match(
-                exptimes[start], exptimes[stop], exptime_tolerance
-            ):
-                stop += 1
+        same, values = _matcher(ordered, pairing)
+        for start, stop in _runs(len(index), same):
             run = index[start:stop]
-            for k in range(0, len(run) - 1, 2):
-                pairs.append((str(sensor), run[k], run[k + 1]))
+            pairs.extend((str(sensor), run[k], run[k + 1]) for k in range(0, len(run) - 1, 2))
             if len(run) % 2:
-                odd = run[-1]
-                out.loc[odd, "status"] = FileStatus.UNPAIRED
-                if len(run) == 1:
-                    neighbours = [
-                        f"{exptimes[i]:g} s" for i in (start - 1, stop) if 0 <= i < len(index)
-                    ]
-                    detail = (
-                        f"; neighbouring flats have EXPTIME {' and '.join(neighbours)}"
-                        if neighbours
-                        else ""
-                    )
-                    out.loc[odd, "reason"] = (
-                        f"single flat at EXPTIME {exptimes[start]:g} s, no partner{detail}"
-                    )
-                else:
-                    out.loc[odd, "reason"] = (
-                        f"extra flat at EXPTIME {exptimes[start]:g} s: {len(run)} consecutive "
-                        "flats at this exposure time, pairs are taken in time order"
-                    )
-            start = stop
+                out.loc[run[-1], "status"] = FileStatus.UNPAIRED
+                out.loc[run[-1], "reason"] = _unpaired_reason(
+                    pairing, values, start, stop, len(index)
+                )
+    _number_pairs(out, pairs)
+    return out
+
+
+def _number_pairs(out: pd.DataFrame, pairs: list[tuple[str, Any, Any]]) -> None:
+    """Mark the pairs' flats ``paired`` and number each sensor's pairs in exposure order."""
     for sensor in sorted({p[0] for p in pairs}):
         mine = [p for p in pairs if p[0] == sensor]
-        order = _time_order(out.loc[[p[1] for p in mine]])
+        order = _exposure_order(out.loc[[p[1] for p in mine]])
         rank = {idx: n for n, idx in enumerate(order.index)}
         for _, first, second in mine:
-            number = rank[first]
             out.loc[[first, second], "status"] = FileStatus.PAIRED
-            out.loc[[first, second], "pair"] = number
+            out.loc[[first, second], "pair"] = rank[first]
             out.loc[first, "member"] = 1
             out.loc[second, "member"] = 2
-    return out
 
 
 def _mark_duplicates(frame: pd.DataFrame) -> None:
@@ -515,7 +679,7 @@ def ingest(
     *,
     exclude: Iterable[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
-    exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE,
+    pairing: PairingRule = DEFAULT_PAIRING,
 ) -> pd.DataFrame:
     """Build the manifest of a set of inputs, reading primary headers only.
 
@@ -528,9 +692,10 @@ def ingest(
         Directories never searched, such as the output directory.
     progress : callable, optional
         Called as ``progress(done, total)`` while headers are read.
-    exptime_tolerance : float
-        Fraction of the longer exposure time within which two flats pair (always within
-        5 ms; :data:`EXPTIME_RELATIVE_TOLERANCE` by default).
+    pairing : PairingRule
+        How flats pair (by exposure time within 5 ms or
+        :data:`EXPTIME_RELATIVE_TOLERANCE` of the longer, by default) and which header
+        values each file keeps (``header_values``, JSON).
 
     Returns
     -------
@@ -552,10 +717,7 @@ def ingest(
     >>> len(inventory(raw_dir).skipped)  # the Parquet tables: not FITS, never opened
     2
     """
-    found = inventory(
-        inputs, exclude=exclude, progress=progress, exptime_tolerance=exptime_tolerance
-    )
-    return found.manifest
+    return inventory(inputs, exclude=exclude, progress=progress, pairing=pairing).manifest
 
 
 @dataclass(frozen=True)
@@ -591,7 +753,7 @@ def inventory(
     *,
     exclude: Iterable[str | os.PathLike[str]] = (),
     progress: Callable[[int, int], None] | None = None,
-    exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE,
+    pairing: PairingRule = DEFAULT_PAIRING,
 ) -> Inventory:
     """:func:`ingest`'s manifest with the non-FITS files it skipped (same parameters)."""
     if isinstance(inputs, str | os.PathLike):
@@ -599,14 +761,14 @@ def inventory(
     candidates, skipped, missing = find_inputs(inputs, exclude=exclude)
     rows = [_row(text, status=FileStatus.REJECTED, reason=reason) for text, reason in missing]
     for done, path in enumerate(candidates, 1):
-        rows.append(classify_file(path))
+        rows.append(classify_file(path, pairing.keys))
         if progress:
             progress(done, len(candidates))
-    return Inventory(manifest_of(rows, exptime_tolerance=exptime_tolerance), tuple(skipped))
+    return Inventory(manifest_of(rows, pairing=pairing), tuple(skipped))
 
 
 def manifest_of(
-    rows: Iterable[Mapping[str, Any]], *, exptime_tolerance: float = EXPTIME_RELATIVE_TOLERANCE
+    rows: Iterable[Mapping[str, Any]], *, pairing: PairingRule = DEFAULT_PAIRING
 ) -> pd.DataFrame:
     """The manifest of classified files (:func:`classify_file` rows), as :func:`ingest` gives it.
 
@@ -618,7 +780,7 @@ def manifest_of(
     frame = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, *extra])
     frame = frame.astype({"exptime": float, "mondiode": float, "mjd": float})
     _mark_duplicates(frame)
-    frame = pair_flats(frame, exptime_tolerance=exptime_tolerance)
+    frame = pair_flats(frame, pairing=pairing)
     _resolve_eotest_sensors(frame)
     frame["seqnum"] = frame["seqnum"].astype("Int64")
     frame["pair"] = frame["pair"].astype("Int64")

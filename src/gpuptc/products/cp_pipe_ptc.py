@@ -26,7 +26,14 @@ from gpuptc.config import PTC_FIT_MODELS
 from gpuptc.fitting._common import covariance_weights, normal_mad
 from gpuptc.fitting.ptc import eq16
 from gpuptc.fitting.solve import covariance_cubes, fit_matrices, model_covariances
-from gpuptc.formats.ptc_dataset import PtcDatasetError, PtcTable, read_ptc_table, write_ptc_table
+from gpuptc.formats.ptc_dataset import (
+    AUX_COLUMN_PREFIX,
+    PtcDatasetError,
+    PtcTable,
+    read_ptc_table,
+    write_ptc_table,
+)
+from gpuptc.inputs.manifest import AUX_PREFIX
 from gpuptc.raws.layout import segment_name
 from gpuptc.schema import MISMATCH_THRESHOLD, PAIR_COLUMNS, FitStatus, PairStatus, typed
 
@@ -168,6 +175,7 @@ def _amp_row(
         "PTC_TURNOFF": fit.turnoff,
         "PTC_TURNOFF_SAMPLING_ERROR": fit.turnoff_err,
         **{name: getattr(fit, key, math.nan) for key, name in _ROLLOFF_COLUMNS.items()},
+        **_aux_values(amp_pairs),
         "A_MATRIX": matrices["a"].ravel(),
         "B_MATRIX": matrices["b"].ravel(),
         "NOISE_MATRIX": matrices["noise"].ravel(),
@@ -499,6 +507,15 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "powerlaw_amplitude": math.nan,
         "powerlaw_index": math.nan,
         **{key: _float(row, name) for key, name in _ROLLOFF_COLUMNS.items()},
+    }
+
+
+def _aux_values(amp_pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The pairs' auxiliary header values (``aux_<KEYWORD>``) as ``PTCAUX_<KEYWORD>``."""
+    return {
+        AUX_COLUMN_PREFIX + name[len(AUX_PREFIX) :]: amp_pairs[name].to_numpy()
+        for name in amp_pairs.columns
+        if name.startswith(AUX_PREFIX)
     }
 
 

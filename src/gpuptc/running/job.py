@@ -31,7 +31,7 @@ from gpuptc.fitting.ptc import MODELS
 from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
 from gpuptc.inputs.butler import ButlerQuery, butler_inventory
-from gpuptc.inputs.manifest import Inventory, inventory
+from gpuptc.inputs.manifest import Inventory, PairingRule, inventory
 from gpuptc.products.bf_kernel_file import write_bf_kernel
 from gpuptc.products.butler_output import (
     BF_KERNEL_DATASET_TYPE,
@@ -108,14 +108,14 @@ class _Selection:
 
 
 def _select(
-    inputs: list[Any], out: Any, sensors: Sequence[str] | None, exptime_tolerance: float
+    inputs: list[Any], out: Any, sensors: Sequence[str] | None, pairing: PairingRule
 ) -> _Selection:
     """Ingest the inputs (repository queries among them); the sensors with flat pairs."""
     queries = [item for item in inputs if isinstance(item, ButlerQuery)]
     paths = [item for item in inputs if not isinstance(item, ButlerQuery)]
-    parts = [butler_inventory(query, exptime_tolerance=exptime_tolerance) for query in queries]
+    parts = [butler_inventory(query, pairing=pairing) for query in queries]
     if paths or not parts:
-        parts.append(inventory(paths, exclude=[out], exptime_tolerance=exptime_tolerance))
+        parts.append(inventory(paths, exclude=[out], pairing=pairing))
     found = Inventory.joined(parts)
     paired = found.manifest[found.manifest["status"] == FileStatus.PAIRED]
     if sensors:
@@ -452,7 +452,7 @@ def _stages(
     """Select, make tasks, execute, collect, write: the exit code, the tables, the inputs."""
     watch = Stopwatch()
     with watch.stage("ingest"):
-        selection = _select(job.inputs, job.out, sensors, job.config.extract.exptime_tolerance)
+        selection = _select(job.inputs, job.out, sensors, PairingRule.of(job.config.extract))
     tasks = _tasks(selection, job, report)
     with watch.stage("sensors"):
         results = execute(tasks, job.out, **execution) if tasks else {}

@@ -32,6 +32,7 @@ from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS, sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
+from gpuptc.inputs.manifest import pair_header_values
 from gpuptc.inputs.photodiode import (
     exposure_keys,
     pair_charges,
@@ -282,9 +283,11 @@ def _fit(
 
 
 def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
-    """The pairs with their photodiode charges and monitoring-diode currents.
+    """The pairs with their photodiode charges, monitor currents and header values.
 
-    NaN where a pair's flats have no readings, or a header no ``MONDIODE``.
+    The header values are those of the preset's auxiliary keywords (``aux_<KEYWORD>``,
+    :func:`gpuptc.inputs.manifest.pair_header_values`). NaN where a pair's flats have no
+    readings, or a header no ``MONDIODE``.
     """
     if pairs.empty:
         return pairs
@@ -306,9 +309,11 @@ def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFram
             next(iter(missing.values())),
         )
     currents = pair_monitor_currents(pairs, task.manifest)
+    header = pair_header_values(pairs, task.manifest, extract.auxiliary_header_keys)
     return pairs.assign(
         photo_charge=pairs["pair"].map(charges).to_numpy(float),
         mondiode=pairs["pair"].map(currents).to_numpy(float),
+        **{name: pairs["pair"].map(header[name]).to_numpy() for name in header},
     )
 
 
