@@ -195,8 +195,13 @@ class ExtractConfig:
     match_flux_keyword : str
         The primary-header keyword ``FLUX`` pairs by.
     auxiliary_header_keys : tuple of str
-        Primary-header keywords whose values each pair keeps (the mean of its flats'), as
-        the PTC dataset's AUX_VALUES (LSSTCam: the temperature TEMP6).
+        Primary-header keywords whose values each pair keeps (its first flat's), as the
+        PTC dataset's ``PTCAUX_<KEYWORD>`` columns (LSSTCam: the temperature TEMP6).
+    ks_test : bool
+        Test each pair's difference image for Gaussianity (a histogram fit and a KS test:
+        :mod:`gpuptc.measuring.gaussianity`); off, every p-value is 1 (cp_pipe's default).
+    ks_bins, ks_limit_multiplier, ks_min_values : int, float, int
+        The test's histogram: bins, half range in ``sqrt(mean)`` (ADU), fewest pixels.
     """
 
     method: str = setting("cp_pipe")
@@ -237,6 +242,16 @@ class ExtractConfig:
     )
     auxiliary_header_keys: tuple[str, ...] = setting(
         (), cp_pipe="PhotonTransferCurveExtractPairConfig.auxiliaryHeaderKeys"
+    )
+    ks_test: bool = setting(
+        False, cp_pipe="PhotonTransferCurveExtractPairConfig.doKsHistMeasurement"
+    )
+    ks_bins: int = setting(100, cp_pipe="PhotonTransferCurveExtractPairConfig.ksHistNBins")
+    ks_limit_multiplier: float = setting(
+        8.0, cp_pipe="PhotonTransferCurveExtractPairConfig.ksHistLimitMultiplier"
+    )
+    ks_min_values: int = setting(
+        100, cp_pipe="PhotonTransferCurveExtractPairConfig.ksHistMinDataValues"
     )
 
     def __post_init__(self) -> None:
@@ -284,6 +299,9 @@ class SolveConfig:
         Largest relative deviation of the rolloff model kept.
     rolloff_search_adu : float
         How far past the turnoff (ADU) the rolloff search extends.
+    ks_min_pvalue : float
+        Pairs whose difference image's Gaussianity p-value is lower are not fitted
+        (status ``not_gaussian``; every p-value is 1 unless ``extract.ks_test``).
     eotest_initial_max_mean : float
         Mean cut of EOTEST's first fit (4e4 ADU).
     fullcov_size : int
@@ -340,6 +358,7 @@ class SolveConfig:
         cp_pipe="PhotonTransferCurveSolveConfig.maxPtcRolloffDeviation",
     )
     rolloff_search_adu: float = setting(5000.0)
+    ks_min_pvalue: float = setting(0.01, cp_pipe="PhotonTransferCurveSolveConfig.ksTestMinPvalue")
     eotest_initial_max_mean: float = setting(4e4, eotest="ptcTask: first fit below 4e4 ADU")
     fullcov_size: int = setting(
         10,

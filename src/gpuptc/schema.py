@@ -109,6 +109,9 @@ class PairStatus:
     ZERO_VARIANCE = "zero_variance"
     MEASURE_FAILED = "measure_failed"
     TOO_FEW_PIXELS_FOR_COVARIANCE = "too_few_pixels_for_covariance"
+    NOT_GAUSSIAN = "not_gaussian"
+    """The pair's difference image failed the Gaussianity test (KS p-value below the
+    solve's ``ks_min_pvalue``): measured, not fitted."""
     FLATS_DISAGREE = "flats_disagree"
     """The two flats' levels differ beyond :data:`GROSS_MISMATCH` (a shutter that stayed
     shut, a lamp that failed): not a pair of one illumination, never fitted."""
@@ -176,6 +179,9 @@ STAT_NAMES: tuple[str, ...] = (
     "notebook_gain",
     "cp_pipe_gain",
     "read_noise_adu",
+    "hist_var",
+    "hist_chi2_dof",
+    "ks_pvalue",
     "cov_pixels",
 )
 """Per pair and amp results of :func:`gpuptc.measuring.stats.pair_statistics` kept in ``pairs``."""

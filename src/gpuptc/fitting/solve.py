@@ -636,6 +636,19 @@ def fit(
     return _fitted(pairs, lookup, config.solve, wanted, with_cov, get_backend(backend))
 
 
+def _gaussianity_cut(pairs: pd.DataFrame, min_pvalue: float) -> pd.DataFrame:
+    """The pairs with those whose difference image fails the Gaussianity test cut.
+
+    Measured pairs with a KS p-value below ``min_pvalue`` (cp_pipe's ``ksTestMinPvalue``)
+    become ``not_gaussian``; a table without p-values is left as it is.
+    """
+    if "ks_pvalue" not in pairs:
+        return pairs
+    failed = pairs["status"].isin(PairStatus.MEASURED) & (pairs["ks_pvalue"] < min_pvalue)
+    pairs.loc[failed, "status"] = PairStatus.NOT_GAUSSIAN
+    return pairs
+
+
 def _fitted(
     pairs: pd.DataFrame,
     lookup: _CovarianceLookup,
@@ -645,7 +658,7 @@ def _fitted(
     backend: Backend,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """:func:`fit`'s tables, sensor by sensor, once its arguments are checked."""
-    out = pairs.copy()
+    out = _gaussianity_cut(pairs.copy(), solve.ks_min_pvalue)
     out["used"] = pd.array([False] * len(out), dtype="boolean")
     rows: list[dict[str, Any]] = []
     cov_rows: list[dict[str, Any]] = []
@@ -663,11 +676,19 @@ def _fitted(
     return ptc, fullcov, out
 
 
+def _pair_reason(row: Any) -> str:
+    """Why a pair of an amp was not fitted, in words."""
+    if row.status == PairStatus.NOT_GAUSSIAN:
+        pvalue = f"KS p-value {row.ks_pvalue:.2g}"
+        return f"pair not fitted: its difference image is not Gaussian ({pvalue})"
+    return f"pair not measurable: {words(row.status)}"
+
+
 def amp_rejections(pairs: pd.DataFrame, ptc: pd.DataFrame) -> pd.DataFrame:
     """Rejected rows of pair-amps not measurable and amps whose EXPAPPROXIMATION fit failed."""
     rows = [
         rejected_row(
-            f"pair not measurable: {words(row.status)}",
+            _pair_reason(row),
             stage=Stage.MEASURE,
             path=row.file1,
             sensor=row.sensor,

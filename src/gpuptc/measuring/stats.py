@@ -19,6 +19,7 @@ from gpuptc.backend import Backend
 from gpuptc.config import ExtractConfig
 from gpuptc.kernels import ArrayApiKernels
 from gpuptc.kernels.fft import fft_shape
+from gpuptc.measuring.gaussianity import gaussianity, no_gaussianity
 
 __all__ = ["PairStatistics", "clip_correction", "covariances_fft", "fft_shape", "pair_statistics"]
 
@@ -43,6 +44,9 @@ class PairStatistics:
         is 0.
     cov_pixels : array
         ``(pairs, amps)`` pixels given weight 1 in the covariance computation.
+    hist_var, hist_chi2_dof, ks_pvalue : array
+        ``(pairs, amps)`` the Gaussianity test of the difference image
+        (:mod:`gpuptc.measuring.gaussianity`; NaN, NaN and 1 when not asked for).
     """
 
     mean1: Any
@@ -58,6 +62,9 @@ class PairStatistics:
     cov: Any | None
     cov_npix: Any | None
     cov_pixels: Any
+    hist_var: Any = None
+    hist_chi2_dof: Any = None
+    ks_pvalue: Any = None
 
 
 def clip_correction(nsigma: float) -> float:
@@ -385,6 +392,11 @@ def pair_statistics(
     if config.cov_size > 0:
         shape = (images.shape[-2], images.shape[-1])
         cov, cov_npix = _covariances(measured, cov_pixels, shape, config, backend, fft_chunk)
+    tested = (
+        gaussianity(pair.f1, pair.f2, pair.both, measured.mean1, measured.mean2, config, backend)
+        if config.ks_test
+        else no_gaussianity(measured.mean.shape, backend, images.device)
+    )
     return PairStatistics(
         mean1=measured.mean1,
         mean2=measured.mean2,
@@ -396,4 +408,5 @@ def pair_statistics(
         cov=cov,
         cov_npix=cov_npix,
         cov_pixels=cov_pixels,
+        **tested,
     )

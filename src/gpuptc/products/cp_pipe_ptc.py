@@ -166,9 +166,9 @@ def _amp_row(
         "NOISE_LIST": amp_pairs["read_noise_adu"].to_numpy(float),
         "NOISE": fit.noise,
         "NOISE_ERR": fit.noise_err,
-        "HIST_VARS": nan,
-        "HIST_CHI2_DOFS": nan,
-        "KS_PVALUES": nan,
+        "HIST_VARS": _column(amp_pairs, "hist_var", math.nan),
+        "HIST_CHI2_DOFS": _column(amp_pairs, "hist_chi2_dof", math.nan),
+        "KS_PVALUES": _column(amp_pairs, "ks_pvalue", 1.0),
         "PTC_FIT_PARS": np.array(pars, float),
         "PTC_FIT_PARS_ERROR": np.array(errors, float),
         "PTC_FIT_CHI_SQ": fit.chi2_dof,
@@ -446,6 +446,9 @@ def _pairs_of(row: dict, sensor: str, amp: int, segment: str, path: Path) -> pd.
             "read_noise_adu": np.asarray(row["NOISE_LIST"], float),
             "overscan_level": np.asarray(row["OVERSCAN_MEDIAN_LIST"], float),
             "level_mismatch": delta / (mean - delta / 2),
+            "hist_var": np.asarray(row["HIST_VARS"], float),
+            "hist_chi2_dof": np.asarray(row["HIST_CHI2_DOFS"], float),
+            "ks_pvalue": np.asarray(row["KS_PVALUES"], float),
             "cov_pixels": row["NPIXEL_COVARIANCES"],
             "pixels": row["NPIXEL_COVARIANCES"],
             "used": np.asarray(row["EXP_ID_MASK"], bool),
@@ -508,6 +511,13 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "powerlaw_index": math.nan,
         **{key: _float(row, name) for key, name in _ROLLOFF_COLUMNS.items()},
     }
+
+
+def _column(amp_pairs: pd.DataFrame, name: str, missing: float) -> np.ndarray:
+    """A pairs column as floats, ``missing`` where the table has none (an older one)."""
+    if name not in amp_pairs:
+        return np.full(len(amp_pairs), missing)
+    return amp_pairs[name].to_numpy(float)
 
 
 def _aux_values(amp_pairs: pd.DataFrame) -> dict[str, np.ndarray]:

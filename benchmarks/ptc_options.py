@@ -1,0 +1,74 @@
+"""What cp_pipe's further PTC options cost when measuring (issue 34).
+
+A full-size e2v sensor of 8 pairs: the seconds to measure its pairs (``gpuptc.measure`` on
+NumPy, the second of two, each in a subprocess) by a baseline commit (default
+``5f56396``, the one before issue 34), by this checkout with the presets' defaults, and by
+this checkout with every new option of the measuring pass on (the Gaussianity test,
+``extract.ks_test``; the auxiliary header values cost nothing here, they are read with the
+headers).
+
+Usage: ``python benchmarks/ptc_options.py [--baseline COMMIT] [--pairs 8]``; prints a
+Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import gpuptc
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _measure_seconds(source: Path, raws: Path, options: str = "") -> float:
+    """Seconds of ``gpuptc.measure`` on NumPy by the package of ``source`` (the second run)."""
+    run = f"gpuptc.measure(inventory, backend='numpy'{options})"
+    code = (
+        f"import time, gpuptc; inventory = gpuptc.ingest([{str(raws)!r}]); {run}; "
+        f"t = time.perf_counter(); {run}; print(time.perf_counter() - t)"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(source / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
+    )
+    return float(done.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline", default="5f56396")
+    parser.add_argument("--pairs", type=int, default=8)
+    args = parser.parse_args()
+    print(f"# {platform.node()}, {os.cpu_count()} cores, full-size e2v, {args.pairs} pairs")
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        raws = folder / "raws"
+        gpuptc.simulate(raws, vendor="e2v", pairs=args.pairs, biases=0, seed=5,
+                        workers=os.cpu_count())  # fmt: skip
+        worktree = folder / "baseline"
+        git = ["git", "-C", str(_ROOT), "worktree"]
+        subprocess.run([*git, "add", "-q", "--detach", str(worktree), args.baseline], check=True)
+        try:
+            before = _measure_seconds(worktree, raws)
+        finally:
+            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
+        now = _measure_seconds(_ROOT, raws)
+        tested = _measure_seconds(_ROOT, raws, ", extract__ks_test=True")
+    print("| measuring | seconds | per pair | over the baseline |")
+    print("|---|---|---|---|")
+    for name, seconds in (
+        (f"baseline {args.baseline}", before),
+        ("this checkout, defaults", now),
+        ("this checkout, ks_test on", tested),
+    ):
+        print(f"| {name} | {seconds:.2f} | {seconds / args.pairs:.3f} | {seconds / before:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
