@@ -14,7 +14,8 @@ from scipy import special, stats
 import gpuptc
 from backends import host
 from gpuptc.config import ExtractConfig
-from gpuptc.measuring.gaussianity import gaussianity, normal_cdf
+from gpuptc.kernels.generic import normal_cdf
+from gpuptc.measuring.gaussianity import gaussianity
 
 
 def _reference(diff: np.ndarray, mu1: float, mu2: float, config: ExtractConfig):
@@ -88,8 +89,8 @@ def test_a_burst_of_cosmic_rays_is_cut_by_the_test_and_nothing_else(small_e2v, c
     amp (60 sqrt(mean) ADU each): with the test on, that pair, and only it, is
     ``not_gaussian`` on every amp and left out of the fits, beside the saturated pair 7
     (above full well, never fitted anyway); every other pair passes, those below it keeping
-    their place in the fits; with the test off, pair 4 is measured and fitted like its neighbours (the
-    clipped statistics shrug the hits off)."""
+    their place in the fits; with the test off, pair 4 is measured and fitted like its
+    neighbours (the clipped statistics shrug the hits off)."""
     import fitsio
 
     directory = copy_of(small_e2v)

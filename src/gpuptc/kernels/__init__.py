@@ -101,6 +101,12 @@ class FusedCpuKernels(NumpyKernels):
             x, good, nsigma=nsigma, niter=niter, iqr_to_sigma=AFW_IQR_TO_SIGMA
         )
 
+    def ks_statistic(self, rows: Any, count: Any, centre: Any, width: Any) -> Any:
+        """One pass per row with an exact erfc (:func:`numba_cpu.ks_statistic`)."""
+        if not _float(rows):
+            return super().ks_statistic(rows, count, centre, width)
+        return numba_cpu.ks_statistic(rows, count, centre, width)
+
     def masked_mean(self, x: Any, good: Any) -> Any:
         """One-pass masked mean (:func:`numba_cpu.masked_mean`)."""
         if not _float(x):
