@@ -91,6 +91,7 @@ def pair_amp(i1, i2, preset):
     keep = weights & (expected > 0)
     out["rhl_gain"] = 1 / np.mean(((i1 - s * i2) ** 2 / expected)[keep])
     out["d"], out["weights"] = d, weights
+    out["row_mean_variance"] = afw_clip(d[:-1].mean(axis=1))[1]  # every row but the last
     return out
 
 

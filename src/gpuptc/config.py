@@ -197,6 +197,9 @@ class ExtractConfig:
     auxiliary_header_keys : tuple of str
         Primary-header keywords whose values each pair keeps (its first flat's), as the
         PTC dataset's ``PTCAUX_<KEYWORD>`` columns (LSSTCam: the temperature TEMP6).
+    var_cov00_threshold : float
+        A warning names the sensors where a pair's clipped variance and its Cov[0,0]
+        differ by this many per cent or more.
     ks_test : bool
         Test each pair's difference image for Gaussianity (a histogram fit and a KS test:
         :mod:`gpuptc.measuring.gaussianity`); off, every p-value is 1 (cp_pipe's default).
@@ -242,6 +245,9 @@ class ExtractConfig:
     )
     auxiliary_header_keys: tuple[str, ...] = setting(
         (), cp_pipe="PhotonTransferCurveExtractPairConfig.auxiliaryHeaderKeys"
+    )
+    var_cov00_threshold: float = setting(
+        1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.thresholdDiffAfwVarVsCov00"
     )
     ks_test: bool = setting(
         False, cp_pipe="PhotonTransferCurveExtractPairConfig.doKsHistMeasurement"

@@ -182,6 +182,7 @@ STAT_NAMES: tuple[str, ...] = (
     "hist_var",
     "hist_chi2_dof",
     "ks_pvalue",
+    "row_mean_variance",
     "cov_pixels",
 )
 """Per pair and amp results of :func:`gpuptc.measuring.stats.pair_statistics` kept in ``pairs``."""

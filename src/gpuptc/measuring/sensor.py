@@ -399,6 +399,31 @@ class _Tables:
         return SensorMeasurement(pairs, typed(covariances), rejected, images, seconds)
 
 
+def _warn_variance_disagreement(
+    sensor: str, measured: SensorMeasurement, threshold_percent: float
+) -> None:
+    """A warning where a pair's variance and its Cov[0,0] differ by ``threshold_percent``.
+
+    cp_pipe's ``thresholdDiffAfwVarVsCov00``: the clipped variance of the difference image
+    and the covariance at lag 0 of its unclipped pixels should agree; one warning per
+    sensor, with how many pair-amps disagree and the largest difference.
+    """
+    origin = measured.covariances
+    if origin.empty:
+        return
+    origin = origin[(origin["i"] == 0) & (origin["j"] == 0)].set_index(["pair", "amp"])["cov"]
+    var = measured.pairs.set_index(["pair", "amp"])["var"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        percent = (100.0 * (1.0 - var / origin.reindex(var.index)).abs()).dropna()
+    off = percent[percent >= threshold_percent]
+    if len(off):
+        log.warning(
+            "%s: the clipped variance and Cov[0,0] differ by %g %% or more on %d pair-amps "
+            "(at most %.2f %%, pair %s amp %s)",
+            sensor, threshold_percent, len(off), off.max(), *off.idxmax(),
+        )  # fmt: skip
+
+
 def _shown(batch: Sequence[PairFiles], display: PairFiles, order: dict[int, int]) -> int | None:
     """Which pair of a batch shows the sensor: the display pair, else the first after it."""
     after = (k for k, pair in enumerate(batch) if order[pair.pair] >= order[display.pair])
@@ -465,7 +490,9 @@ def measure_sensor(
         done += len(chunk.pairs)
         if progress:
             progress(done, len(pairs))
-    return tables.measurement(images, seconds)
+    measured = tables.measurement(images, seconds)
+    _warn_variance_disagreement(sensor, measured, preset.extract.var_cov00_threshold)
+    return measured
 
 
 def _measured(

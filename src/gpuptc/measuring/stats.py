@@ -21,7 +21,14 @@ from gpuptc.kernels import ArrayApiKernels
 from gpuptc.kernels.fft import fft_shape
 from gpuptc.measuring.gaussianity import gaussianity, no_gaussianity
 
-__all__ = ["PairStatistics", "clip_correction", "covariances_fft", "fft_shape", "pair_statistics"]
+__all__ = [
+    "PairStatistics",
+    "clip_correction",
+    "covariances_fft",
+    "fft_shape",
+    "pair_statistics",
+    "row_mean_variance",
+]
 
 MAD_TO_SIGMA = 1.482602218505602
 """Gaussian sigma per unit of median absolute deviation (astropy's mad_std)."""
@@ -47,6 +54,9 @@ class PairStatistics:
     hist_var, hist_chi2_dof, ks_pvalue : array
         ``(pairs, amps)`` the Gaussianity test of the difference image
         (:mod:`gpuptc.measuring.gaussianity`; NaN, NaN and 1 when not asked for).
+    row_mean_variance : array
+        ``(pairs, amps)`` the clipped variance of the difference image's row means
+        (:func:`row_mean_variance`), ADU^2.
     """
 
     mean1: Any
@@ -65,6 +75,7 @@ class PairStatistics:
     hist_var: Any = None
     hist_chi2_dof: Any = None
     ks_pvalue: Any = None
+    row_mean_variance: Any = None
 
 
 def clip_correction(nsigma: float) -> float:
@@ -334,6 +345,43 @@ def _covariances(
     return xp.where(enough[..., None, None], cov, xp.nan), cov_npix
 
 
+def row_mean_variance(
+    difference: Any, good: Any, shape: tuple[int, int], config: ExtractConfig, kernels: Any
+) -> Any:
+    """The clipped variance of the difference image's row means (``rowMeanVariance``).
+
+    eo_pipe's and cp_pipe's: each row's mean over its good pixels, every row but the last
+    (cp_pipe's loop stops one row short), then afw's clipped variance of those means
+    (``nsigma``, ``niter``; rows without a good pixel left out). Noise correlated along
+    rows (the serial direction) raises it above the variance over the row length.
+
+    Parameters
+    ----------
+    difference, good : array
+        ``(pairs, amps, ny * nx)`` the difference image and its good pixels.
+    shape : (int, int)
+        ``(ny, nx)``.
+    config : ExtractConfig
+        The clipping.
+    kernels : ArrayApiKernels
+        The backend's kernels.
+
+    Returns
+    -------
+    array
+        ``(pairs, amps)`` ADU^2.
+    """
+    xp = kernels.xp
+    lead = difference.shape[:-1]
+    rows = xp.reshape(difference, (*lead, *shape))[..., :-1, :]
+    kept = xp.reshape(good, (*lead, *shape))[..., :-1, :]
+    means = kernels.masked_mean(rows, kept)
+    _, variance, _ = kernels.clipped_stats(
+        means, xp.isfinite(means), nsigma=config.nsigma, niter=config.niter
+    )
+    return variance
+
+
 def pair_statistics(
     images: Any,
     good: Any,
@@ -392,6 +440,8 @@ def pair_statistics(
     if config.cov_size > 0:
         shape = (images.shape[-2], images.shape[-1])
         cov, cov_npix = _covariances(measured, cov_pixels, shape, config, backend, fft_chunk)
+    shape = (images.shape[-2], images.shape[-1])
+    rows = row_mean_variance(measured.difference, pair.both, shape, config, kernels)
     tested = (
         gaussianity(pair.f1, pair.f2, pair.both, measured.mean1, measured.mean2, config, backend)
         if config.ks_test
@@ -408,5 +458,6 @@ def pair_statistics(
         cov=cov,
         cov_npix=cov_npix,
         cov_pixels=cov_pixels,
+        row_mean_variance=rows,
         **tested,
     )

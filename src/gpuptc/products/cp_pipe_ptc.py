@@ -155,7 +155,7 @@ def _amp_row(
         "RAW_MEANS": mean,
         "RAW_VARS": var,
         "RAW_DELTAS": (amp_pairs["mean2"] - amp_pairs["mean1"]).to_numpy(float),
-        "ROW_MEAN_VARIANCE": nan,
+        "ROW_MEAN_VARIANCE": _column(amp_pairs, "row_mean_variance", math.nan),
         "GAIN": fit.gain,
         "GAIN_ERR": fit.gain_err,
         "GAIN_UNADJUSTED": fit.gain,
@@ -378,7 +378,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 32), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
+    {'pairs': (96, 33), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -449,6 +449,7 @@ def _pairs_of(row: dict, sensor: str, amp: int, segment: str, path: Path) -> pd.
             "hist_var": np.asarray(row["HIST_VARS"], float),
             "hist_chi2_dof": np.asarray(row["HIST_CHI2_DOFS"], float),
             "ks_pvalue": np.asarray(row["KS_PVALUES"], float),
+            "row_mean_variance": np.asarray(row["ROW_MEAN_VARIANCE"], float),
             "cov_pixels": row["NPIXEL_COVARIANCES"],
             "pixels": row["NPIXEL_COVARIANCES"],
             "used": np.asarray(row["EXP_ID_MASK"], bool),
