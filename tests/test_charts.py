@@ -498,3 +498,25 @@ def test_the_kernel_chart_draws_each_amps_kernel_at_its_lags(tables):
     centre = np.reshape(kernels.kernel[1], (9, 9))[4, 4]
     assert notes[1].endswith(f"K00 {centre:.2e}")
     assert bf_kernel_chart(tables_["bf_kernel"].assign(size=0), sensor) is None
+
+
+def test_the_ptc_chart_marks_the_gaussianity_cuts_and_the_rolloff(tables):
+    """Pairs cut by the Gaussianity test as their own kind (triangles), apart from the
+    pairs left out for other reasons; each amp's rolloff where the model ran (dotted)."""
+    sensor, tables_, _ = tables
+    pairs = tables_["pairs"].copy()
+    cut = (pairs.sensor == sensor) & (pairs.pair == 2) & pairs.amp.isin([1, 4])
+    pairs.loc[cut, ["status", "used"]] = ["not_gaussian", False]
+    rolloffs = pd.DataFrame({"rolloff": [8.1e4, 7.7e4], "rolloff_tau": [-1.5e3, -2.2e3]},
+                            index=pd.Index([3, 9], name="amp"))  # fmt: skip
+    chart = ptc_chart(pairs, tables_["curves"], sensor, rolloffs=rolloffs)
+    points = _rows(chart, "pair").set_index(["amp", "pair"])
+    marked = points[points.use == "not Gaussian (KS test)"].index
+    assert sorted(marked) == [(1, 2), (4, 2)]
+    assert (points.loc[points.used == 1, "use"] == "used by the fits").all()
+    others = points[(points.used == 0) & ~points.index.isin(marked)]
+    assert (others.use == "left out").all() and len(others) > 0
+    rules = _rows(chart, "rolloff").set_index("amp")
+    np.testing.assert_allclose(rules.loc[[3, 9], "rolloff"], [8.1e4, 7.7e4])
+    shapes = _layer(chart.spec, "pair")["encoding"]["shape"]["scale"]
+    assert shapes["range"][shapes["domain"].index("not Gaussian (KS test)")] == "triangle-up"

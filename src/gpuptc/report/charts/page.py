@@ -61,6 +61,15 @@ def sensor_charts(
     return [chart for chart in built if chart is not None]
 
 
+def _rolloffs(ptc: pd.DataFrame, sensor: str) -> pd.DataFrame:
+    """Each amp's rolloff and tau where cp_pipe's rolloff model was fitted, by amp."""
+    if "rolloff_tau" not in ptc:
+        return pd.DataFrame(columns=["rolloff", "rolloff_tau"])
+    mine = ptc[(ptc["sensor"] == sensor) & (ptc["model"] == "expapprox")]
+    fitted = mine[mine["rolloff_tau"].notna() & mine["rolloff"].notna()]
+    return fitted.set_index("amp")[["rolloff", "rolloff_tau"]]
+
+
 def _planned(
     sensor: str, tables: Mapping[str, pd.DataFrame], verdicts: pd.DataFrame, gain_column: str
 ) -> list[tuple[str, Callable[[], Chart | None]]]:
@@ -76,7 +85,17 @@ def _planned(
     ]
     if curves is not None:
         planned += [
-            ("ptc", lambda: ptc_chart(pairs, curves, sensor, adopted["gain"], adopted["turnoff"])),
+            (
+                "ptc",
+                lambda: ptc_chart(
+                    pairs,
+                    curves,
+                    sensor,
+                    adopted["gain"],
+                    adopted["turnoff"],
+                    _rolloffs(ptc, sensor),
+                ),
+            ),
             ("residuals", lambda: residuals_chart(pairs, curves, ptc, sensor)),
         ]
     if comparison is not None:

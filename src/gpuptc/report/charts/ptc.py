@@ -9,11 +9,12 @@ import pandas as pd
 
 from gpuptc.report.amp_table import full_covariance_model
 from gpuptc.report.charts.spec import EXPOSURES_LOOKUP, Chart, exposures, grid, tooltip
-from gpuptc.schema import file_stem
+from gpuptc.schema import PairStatus, file_stem
 
 __all__ = ["covariance_chart", "in_bins", "model_residuals", "ptc_chart", "residuals_chart"]
 
-_USES = ("used by the fits", "left out")
+_USES = ("used by the fits", "left out", "not Gaussian (KS test)")
+"""How each pair of the PTC chart was used: dots, crosses, triangles."""
 
 _ZOOM = {"name": "zoom", "select": "interval", "bind": "scales"}
 """Drag to pan, scroll to zoom, double-click to reset (shared by the panels of a grid)."""
@@ -71,10 +72,7 @@ def _ptc_layers() -> list[dict[str, Any]]:
     }
     points = {
         "kind": "pair",
-        "transform": [
-            *_IN_UNITS,
-            {"calculate": f"datum.used ? '{_USES[0]}' : '{_USES[1]}'", "as": "use"},
-        ],
+        "transform": _IN_UNITS,
         "mark": {"type": "point", "filled": True, "size": 25, "clip": True},
         "params": [_ZOOM],
         "encoding": {
@@ -83,7 +81,7 @@ def _ptc_layers() -> list[dict[str, Any]]:
             "shape": {
                 "field": "use",
                 "type": "nominal",
-                "scale": {"domain": list(_USES), "range": ["circle", "cross"]},
+                "scale": {"domain": list(_USES), "range": ["circle", "cross", "triangle-up"]},
                 "title": None,
                 "legend": {"orient": "top"},
             },
@@ -118,7 +116,20 @@ def _ptc_layers() -> list[dict[str, Any]]:
         "mark": {"type": "rule", "strokeDash": [4, 3], "color": "black"},
         "encoding": {"x": x, "tooltip": tooltip("amp", "turnoff")},
     }
-    return [points, models, turnoff]
+    rolloff = {
+        "kind": "rolloff",
+        "transform": [{"calculate": "datum.rolloff * (units == 'e-' ? datum.g : 1)", "as": "x"}],
+        "mark": {"type": "rule", "strokeDash": [1, 2], "color": "#b05000"},
+        "encoding": {"x": x, "tooltip": tooltip("amp", "rolloff", "rolloff_tau")},
+    }
+    return [points, models, turnoff, rolloff]
+
+
+def _uses(pairs: pd.DataFrame) -> pd.Series:
+    """How each pair was used (:data:`_USES`)."""
+    cut = pairs["status"].eq(PairStatus.NOT_GAUSSIAN) if "status" in pairs else False
+    use = np.where(pairs["used"], _USES[0], np.where(cut, _USES[2], _USES[1]))
+    return pd.Series(use, index=pairs.index)
 
 
 def ptc_chart(
@@ -127,6 +138,7 @@ def ptc_chart(
     sensor: str,
     gains: pd.Series | None = None,
     turnoffs: pd.Series | None = None,
+    rolloffs: pd.DataFrame | None = None,
 ) -> Chart:
     """Variance against mean per amp on log axes, every model's curve, models toggled.
 
@@ -144,6 +156,9 @@ def ptc_chart(
         Each amp's gain (e-/ADU), by amp: the adopted model's.
     turnoffs : pandas.Series, optional
         Each amp's turnoff (ADU), by amp, drawn as a dashed line.
+    rolloffs : pandas.DataFrame, optional
+        ``rolloff`` (ADU) and ``rolloff_tau`` by amp where cp_pipe's rolloff model ran,
+        drawn as a dotted line.
 
     Returns
     -------
@@ -152,7 +167,8 @@ def ptc_chart(
     """
     mine = pairs[(pairs["sensor"] == sensor) & np.isfinite(pairs["var"].to_numpy(float))].copy()
     mine["used"] = mine["used"].fillna(False).astype(bool)
-    points = mine[["amp", "pair", "mean", "var", "used"]]
+    mine["use"] = _uses(mine)
+    points = mine[["amp", "pair", "mean", "var", "used", "use"]]
     models = curves[(curves["sensor"] == sensor) & (curves["lag"] == "00")]
     lines = _thinned(models, ["amp", "model"])[["amp", "model", "mean", "value"]]
     lines = lines.rename(columns={"value": "var"})
@@ -160,7 +176,9 @@ def ptc_chart(
     scale = gains if gains is not None else pd.Series(dtype=float)
     limits = turnoffs if turnoffs is not None else pd.Series(dtype=float)
     rules = pd.DataFrame({"amp": limits.index, "turnoff": limits.to_numpy(float)})
-    frames = {"pair": points, "model": lines, "turnoff": rules}
+    rolled = pd.DataFrame(columns=["rolloff", "rolloff_tau"]) if rolloffs is None else rolloffs
+    rolled = rolled.rename_axis("amp").reset_index()[["amp", "rolloff", "rolloff_tau"]]
+    frames = {"pair": points, "model": lines, "turnoff": rules, "rolloff": rolled}
     frames = {k: f.assign(g=f["amp"].map(scale).fillna(1.0)) for k, f in frames.items()}
     spec, data = grid(frames, _ptc_layers())
     spec["transform"] = [EXPOSURES_LOOKUP]
@@ -171,9 +189,11 @@ def ptc_chart(
         "Variance against mean per amp on log axes (with the switches below the chart: "
         "variance over mean, which is 1 / gain where the PTC is straight and falls as the "
         "brighter-fatter effect grows; in electrons, x the adopted gain): the pairs (dots "
-        "used by the fits, crosses left out: saturated or outliers; hover for the pair, "
-        "its files and values in ADU), each model's curve at the pairs' means (click a "
-        "model in the legend to show it alone) and the turnoff (dashed). Drag to pan, "
+        "used by the fits, crosses left out: saturated or outliers, triangles cut by the "
+        "Gaussianity test of their difference image; hover for the pair, its files and "
+        "values in ADU), each model's curve at the pairs' means (click a model in the "
+        "legend to show it alone), the turnoff (dashed) and, where cp_pipe's rolloff "
+        "model ran, the rolloff (dotted). Drag to pan, "
         "scroll to zoom, double-click to reset."
     )
     return Chart(f"ptc_{file_stem(sensor)}", caption, spec, {**data, "exposures": exposures(mine)})
