@@ -293,3 +293,33 @@ def test_header_values_and_flux_pairing_from_real_files(small_e2v, copy_of):
     assert values[plain.path[0]] == {"CCOBFLUX": round(plain.exptime[0] * 1000.0, 3),
                                      "TEMP6": -101.5}  # fmt: skip
     assert "TEMP6" not in values[plain.path[3]]
+
+
+def test_a_sequencer_change_is_a_warning_in_the_provenance(small_e2v, copy_of, tmp_path, caplog):
+    """Flats of one PTC taken with two sequencer files (SEQFILE changes after the fourth
+    pair; SEQNAME the same throughout): the run warns, naming the sensor and both files in
+    order, and ``run.json`` records them; a run whose flats agree records nothing."""
+    import logging
+
+    import gpuptc
+
+    directory = copy_of(small_e2v)
+    flats = ingest([directory])
+    flats = flats[flats.status == "paired"].sort_values(["pair", "member"])
+    for row in flats.itertuples():
+        seqfile = "FP_E2V_2s_v26.seq" if row.pair < 4 else "FP_E2V_2s_v27.seq"
+        _set_keys(row.path, SEQFILE=seqfile, SEQNAME="ptc")
+    caplog.set_level(logging.WARNING)
+    options = {"backend": "numpy", "models": ["expapprox"], "report": False}
+    gpuptc.run(directory, tmp_path / "out", **options)
+    provenance = json.loads((tmp_path / "out" / "run.json").read_text())
+    expected = {"SEQFILE": ["FP_E2V_2s_v26.seq", "FP_E2V_2s_v27.seq"]}
+    assert provenance["sequencer_changes"] == {small_e2v.sensor: expected}
+    said = [r.getMessage() for r in caplog.records if "sequencer" in r.getMessage()]
+    assert said == [
+        f"{small_e2v.sensor}: the flats' sequencer changes during the PTC: "
+        "SEQFILE FP_E2V_2s_v26.seq then FP_E2V_2s_v27.seq"
+    ]
+    gpuptc.run(small_e2v.directory, tmp_path / "plain", **options)
+    plain = json.loads((tmp_path / "plain" / "run.json").read_text())
+    assert plain["sequencer_changes"] == {}

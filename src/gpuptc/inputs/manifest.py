@@ -51,6 +51,7 @@ __all__ = [
     "FITS_SUFFIXES",
     "MANIFEST_COLUMNS",
     "MATCH_TYPES",
+    "SEQUENCER_KEYS",
     "STATUSES",
     "Inventory",
     "PairFiles",
@@ -63,6 +64,7 @@ __all__ = [
     "manifest_of",
     "pair_flats",
     "pair_header_values",
+    "sequencer_changes",
     "summarize",
 ]
 
@@ -95,6 +97,10 @@ def exposure_times_match(
     return abs(first - second) <= max(EXPTIME_TOLERANCE, relative * max(first, second))
 
 
+SEQUENCER_KEYS: tuple[str, ...] = ("SEQNAME", "SEQFILE", "SEQCKSUM")
+"""The camera's sequencer, which every exposure of a PTC should share: read from each
+file, compared across a sensor's flats (:func:`sequencer_changes`)."""
+
 MATCH_TYPES: tuple[str, ...] = ("TIME", "FLUX", "EXPID")
 """How flats are matched into pairs (cp_pipe's ``matchExposuresType``)."""
 
@@ -119,7 +125,7 @@ class PairingRule:
     Examples
     --------
     >>> PairingRule(match="FLUX").keys
-    ('CCOBFLUX',)
+    ('CCOBFLUX', 'SEQNAME', 'SEQFILE', 'SEQCKSUM')
     """
 
     match: str = "TIME"
@@ -143,9 +149,13 @@ class PairingRule:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        """The header keywords read from each file: the flux's (``FLUX``) and the others."""
+        """The header keywords read from each file.
+
+        The flux's (``FLUX``), the auxiliary ones and the sequencer's
+        (:data:`SEQUENCER_KEYS`).
+        """
         flux = (self.flux_keyword,) if self.match == "FLUX" else ()
-        return tuple(dict.fromkeys((*flux, *self.header_keys)))
+        return tuple(dict.fromkeys((*flux, *self.header_keys, *SEQUENCER_KEYS)))
 
 
 DEFAULT_PAIRING = PairingRule()
@@ -172,6 +182,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "member",
     "status",
     "reason",
+    "header_values",
 )
 
 _PTC_TESTTYPES = ("FLAT", "PTC")
@@ -465,6 +476,42 @@ def _header_value(row: pd.Series, key: str) -> Any:
     """A flat's value of a primary-header keyword (None where it has none)."""
     values = row.get("header_values")
     return json.loads(values).get(key) if isinstance(values, str) else None
+
+
+def sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]:
+    """Per sensor, the sequencer keywords whose value changes between its paired flats.
+
+    Parameters
+    ----------
+    manifest : pandas.DataFrame
+        A run's manifest (``header_values`` holds :data:`SEQUENCER_KEYS`).
+
+    Returns
+    -------
+    dict
+        ``{sensor: {keyword: [values in exposure order, each once]}}`` for the sensors
+        whose flats disagree; empty when all agree (or none says).
+
+    Examples
+    --------
+    >>> manifest = pd.DataFrame({"sensor": "S", "status": "paired", "dayobs": 1,
+    ...     "seqnum": [1, 2], "mjd": 0.0, "path": ["a", "b"],
+    ...     "header_values": ['{"SEQFILE": "v1.seq"}', '{"SEQFILE": "v2.seq"}']})
+    >>> sequencer_changes(manifest)
+    {'S': {'SEQFILE': ['v1.seq', 'v2.seq']}}
+    """
+    if "header_values" not in manifest:
+        return {}
+    flats = manifest[manifest["status"] == FileStatus.PAIRED]
+    changes: dict[str, dict[str, list[Any]]] = {}
+    for sensor, mine in flats.groupby("sensor", sort=True):
+        ordered = _exposure_order(mine)
+        for key in SEQUENCER_KEYS:
+            values = [_header_value(row, key) for _, row in ordered.iterrows()]
+            seen = list(dict.fromkeys(v for v in values if v is not None))
+            if len(seen) > 1:
+                changes.setdefault(str(sensor), {})[key] = seen
+    return changes
 
 
 AUX_PREFIX = "aux_"

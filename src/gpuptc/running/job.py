@@ -31,7 +31,7 @@ from gpuptc.fitting.ptc import MODELS
 from gpuptc.formats.outputs import StagedOutputs
 from gpuptc.formats.writer import atomic_path
 from gpuptc.inputs.butler import ButlerQuery, butler_inventory
-from gpuptc.inputs.manifest import Inventory, PairingRule, inventory
+from gpuptc.inputs.manifest import Inventory, PairingRule, inventory, sequencer_changes
 from gpuptc.products.bf_kernel_file import write_bf_kernel
 from gpuptc.products.butler_output import (
     BF_KERNEL_DATASET_TYPE,
@@ -409,6 +409,15 @@ class _Job:
         self.bf_check = _checked_bf_check(bf_check)
 
 
+def _sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]:
+    """The sensors whose flats were not all taken with one sequencer, each named in a warning."""
+    changes = sequencer_changes(manifest)
+    for sensor, keys in changes.items():
+        said = "; ".join(f"{key} {' then '.join(map(str, values))}" for key, values in keys.items())
+        log.warning("%s: the flats' sequencer changes during the PTC: %s", sensor, said)
+    return changes
+
+
 def _linearized_by(job: _Job) -> str | None:
     """What linearized the measured pixels, in words (None: nothing did)."""
     if job.linearizer is not None:
@@ -467,6 +476,7 @@ def _stages(
     provenance = run_provenance(job.config, job.resolved, job.inputs, tables, exit_code, started)
     provenance["thresholds"] = dataclasses.asdict(job.thresholds)
     provenance["linearized_by"] = _linearized_by(job)
+    provenance["sequencer_changes"] = _sequencer_changes(selection.manifest)
     if selection.found.queries:
         provenance["butler"] = list(selection.found.queries)
     write_outputs(
