@@ -308,6 +308,10 @@ class SolveConfig:
     ks_min_pvalue : float
         Pairs whose difference image's Gaussianity p-value is lower are not fitted
         (status ``not_gaussian``; every p-value is 1 unless ``extract.ks_test``).
+    subtract_long_range, long_range_start, long_range_degree : bool, int, int
+        Subtract each pair's long-range covariance background (a polynomial of this degree
+        in the lags, fitted beyond this lag) before the full-covariance fit
+        (:mod:`gpuptc.fitting.long_range`).
     eotest_initial_max_mean : float
         Mean cut of EOTEST's first fit (4e4 ADU).
     fullcov_size : int
@@ -365,6 +369,15 @@ class SolveConfig:
     )
     rolloff_search_adu: float = setting(5000.0)
     ks_min_pvalue: float = setting(0.01, cp_pipe="PhotonTransferCurveSolveConfig.ksTestMinPvalue")
+    subtract_long_range: bool = setting(
+        False, cp_pipe="PhotonTransferCurveSolveConfig.doSubtractLongRangeCovariances"
+    )
+    long_range_start: int = setting(
+        4, cp_pipe="PhotonTransferCurveSolveConfig.startLongRangeCovariances"
+    )
+    long_range_degree: int = setting(
+        1, cp_pipe="PhotonTransferCurveSolveConfig.polyDegLongRangeCovariances"
+    )
     eotest_initial_max_mean: float = setting(4e4, eotest="ptcTask: first fit below 4e4 ADU")
     fullcov_size: int = setting(
         10,

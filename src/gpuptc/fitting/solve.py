@@ -23,6 +23,7 @@ from gpuptc.backend import Backend, get_backend
 from gpuptc.config import Preset, SolveConfig, get_preset
 from gpuptc.fitting._common import variance_weights
 from gpuptc.fitting.fullcov import FullCovFit, evaluate, fit_fullcov, fit_fullcov_batch
+from gpuptc.fitting.long_range import subtract_long_range
 from gpuptc.fitting.ptc import (
     MODELS,
     ROLLOFF_KEYS,
@@ -145,12 +146,25 @@ def _as_ptc_fit(result: FullCovFit, used: np.ndarray) -> PtcFit:
     )
 
 
+def _fit_covariances(
+    cov: np.ndarray, npix: np.ndarray, var: np.ndarray, solve: SolveConfig
+) -> np.ndarray:
+    """The covariances the full model is fitted to.
+
+    Less their long-range background where the preset asks
+    (:func:`gpuptc.fitting.long_range.subtract_long_range`).
+    """
+    if not solve.subtract_long_range:
+        return cov
+    return subtract_long_range(cov, npix, var, solve.long_range_start, solve.long_range_degree)
+
+
 def _fullcov(data: AmpData, *, with_b: bool) -> PtcFit:
     assert data.cov is not None and data.npix is not None
     mask = _fullcov_mask(data)
     result = fit_fullcov(
         data.mean[mask],
-        data.cov[mask],
+        _fit_covariances(data.cov[mask], data.npix[mask], data.var[mask], data.solve),
         data.npix[mask],
         data.var[mask],
         with_b=with_b,
@@ -189,7 +203,9 @@ def _fullcov_batch(batch: Sequence[AmpData], backend: Backend, *, with_b: bool) 
         for field, fill in (("mean", np.nan), ("cov", np.nan), ("npix", 0.0), ("var", np.nan))
     ]
     used = np.stack([padded(masks[k], False).astype(bool) for k in fitted])
-    size = min(batch[fitted[0]].solve.fullcov_size or size, size)
+    solve = batch[fitted[0]].solve
+    arrays[1] = _fit_covariances(*arrays[1:], solve)
+    size = min(solve.fullcov_size or size, size)
     fits = fit_fullcov_batch(*arrays, used, with_b=with_b, size=size, backend=backend)
     for k, result in zip(fitted, fits, strict=True):
         results[k] = _as_ptc_fit(result, masks[k])
