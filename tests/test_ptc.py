@@ -370,7 +370,7 @@ def test_rolloff_point_is_dropped_and_nothing_used_above_the_turnoff(measured):
     _, pairs, covs = measured
     origin = covs[(covs.i == 0) & (covs.j == 0)].set_index(["amp", "pair"])["npix"]
     modelled = 0
-    ptc, _, _ = gpuptc.fit(pairs, covs, preset="cp_pipe_lsstcam", models=["expapprox"])
+    ptc, _, fitted = gpuptc.fit(pairs, covs, preset="cp_pipe_lsstcam", models=["expapprox"])
     table = ptc.set_index("amp")
     for amp, rows in pairs.groupby("amp"):
         rows = rows.sort_values("pair")
@@ -386,9 +386,13 @@ def test_rolloff_point_is_dropped_and_nothing_used_above_the_turnoff(measured):
             assert result.extra["rolloff"] == result.turnoff
         for key in ("rolloff", "rolloff_err", "rolloff_tau", "rolloff_tau_err"):
             assert table.loc[amp, key] == pytest.approx(result.extra[key], rel=1e-9, nan_ok=True)
+        points = fitted[fitted.amp == amp].sort_values("pair").rolloff_fit.to_numpy(bool)
+        np.testing.assert_array_equal(points, result.extra["rolloff_points"])  # the model's
+        assert (points | ~result.mask).all()  # every pair kept was among them
     assert modelled >= 1  # measured: 1 amp of the e2v sensor, 3 of the ITL sensor
-    plain, _, _ = gpuptc.fit(pairs, covs, preset="cp_pipe", models=["expapprox"])
+    plain, _, unfitted = gpuptc.fit(pairs, covs, preset="cp_pipe", models=["expapprox"])
     assert plain[["rolloff", "rolloff_tau"]].isna().all().all()  # no model, no values
+    assert not unfitted.rolloff_fit.any()
 
 
 def test_error_estimates_match_the_scatter_about_truth(measured):

@@ -406,3 +406,6 @@ def test_auxiliary_header_values_reach_the_pairs_and_the_dataset(small_e2v, copy
         written = np.asarray(hdus[1].data["PTCAUX_TEMP6"])
     assert written.shape == (16, 8)
     np.testing.assert_array_equal(written, np.tile(expected, (16, 1)))
+    back = read_ptc_dataset(out / ptc_dataset_name(small_e2v.sensor))["pairs"]
+    for _, mine in back.groupby("amp"):  # and read back as the pairs' aux_TEMP6
+        np.testing.assert_array_equal(mine.sort_values("pair").aux_TEMP6, expected)

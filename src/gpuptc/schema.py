@@ -207,6 +207,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "cov_pixels",
     "pixels",
     "used",
+    "rolloff_fit",
     "status",
 )
 MISMATCH_THRESHOLD = 0.03
@@ -312,13 +313,13 @@ _TEXT_COLUMNS = frozenset({"sensor", "segment", "file1", "file2", "status"})
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     """``pairs`` or ``covariances`` with fixed column types, whatever the rows.
 
-    Counts are int64, ``used`` boolean, every other number float64.
+    Counts are int64, ``used`` and ``rolloff_fit`` boolean, every other number float64.
     """
     types: dict[str, str] = {}
     for column in frame.columns:
         if column in _INTEGER_COLUMNS:
             types[column] = "int64"
-        elif column == "used":
+        elif column in ("used", "rolloff_fit"):
             types[column] = "boolean"
         elif column == "mismatched":
             types[column] = "bool"

@@ -488,7 +488,8 @@ def _rolloff(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """cp_pipe's rolloff model: extend past the turnoff, fit, cut where it deviates.
 
-    Returns the new mask and :data:`ROLLOFF_KEYS`: with no point past the turnoff to fit,
+    Returns the new mask and :data:`ROLLOFF_KEYS` with ``rolloff_points``, the pairs the
+    model is fitted to (cp_pipe's ``expIdRolloffMask``): with no point past the turnoff to fit,
     the rolloff is the turnoff (its error, tau and tau's error NaN); a fit that fails
     changes nothing and gives NaN (as cp_pipe, which leaves them unset).
     """
@@ -498,7 +499,8 @@ def _rolloff(
     )
     candidates = mask | extra
     if not np.any(extra & ~mask):
-        return mask, dict.fromkeys(ROLLOFF_KEYS, math.nan) | {"rolloff": turnoff}
+        unchanged = dict.fromkeys(ROLLOFF_KEYS, math.nan) | {"rolloff": turnoff}
+        return mask, unchanged | {"rolloff_points": candidates}
 
     def model(p: np.ndarray, m: np.ndarray) -> np.ndarray:
         base = _astier(p[:3], m)
@@ -520,7 +522,8 @@ def _rolloff(
     ok = candidates & (deviation <= settings.max_rolloff_deviation)
     rolloff = min(float(np.max(mean[ok])) if np.any(ok) else turnoff, turnoff)
     values = (rolloff, errors[3], float(result.x[4]), errors[4])
-    return candidates & (mean < rolloff), dict(zip(ROLLOFF_KEYS, values, strict=True))
+    found = dict(zip(ROLLOFF_KEYS, values, strict=True)) | {"rolloff_points": candidates}
+    return candidates & (mean < rolloff), found
 
 
 def _jacobian_errors(jacobian: np.ndarray) -> np.ndarray:
@@ -582,6 +585,8 @@ def fit_expapprox_cp_pipe(
     extra: dict[str, Any] = {"turnoff_sampling_error": sampling}
     if settings.rolloff:
         pass1_mask, rolled = _rolloff(m, v, pass1_mask, pass1_params, turnoff, settings)
+        if "rolloff_points" in rolled:  # in the caller's order
+            rolled["rolloff_points"] = rolled["rolloff_points"][inverse]
         extra.update(rolled)
     second = _outlier_loop(m, v, pass1_mask, settings)
     if second is None:

@@ -554,6 +554,9 @@ def _sensor_amps(
         used = _guarded(lambda d: d.used, data, f"{sensor} amp {amp}: pair selection", None)
         if used is not None and len(used) == len(measured):
             out.loc[measured.index, "used"] = used
+        points = data.expapprox.extra.get("rolloff_points") if used is not None else None
+        if points is not None and len(points) == len(measured):
+            out.loc[measured.index, "rolloff_fit"] = points
         amps.append((int(amp), str(group["segment"].iloc[0]), data))
     return amps
 
@@ -676,6 +679,7 @@ def _fitted(
     """:func:`fit`'s tables, sensor by sensor, once its arguments are checked."""
     out = _gaussianity_cut(pairs.copy(), solve.ks_min_pvalue)
     out["used"] = pd.array([False] * len(out), dtype="boolean")
+    out["rolloff_fit"] = pd.array([False] * len(out), dtype="boolean")
     rows: list[dict[str, Any]] = []
     cov_rows: list[dict[str, Any]] = []
     for sensor, members in out.groupby("sensor", sort=True):

@@ -105,6 +105,7 @@ def _pair_rows(
             **{name: values[k, a] for name, values in result.values.items()},
             "pixels": geometry.imaging.shape[0] * geometry.imaging.shape[1],
             "used": pd.NA,
+            "rolloff_fit": pd.NA,
         }
         with np.errstate(divide="ignore", invalid="ignore"):
             row["level_mismatch"] = row["mean2"] / row["mean1"] - 1.0

@@ -150,7 +150,7 @@ def _amp_row(
         "INPUT_EXP_ID_PAIRS": context["ids"],
         "INPUT_EXP_PAIR_MJD_START": amp_pairs["mjd"].to_numpy(float),
         "EXP_ID_MASK": used,
-        "EXP_ID_ROLLOFF_MASK": np.zeros(n, dtype=bool),
+        "EXP_ID_ROLLOFF_MASK": _rolloff_mask(amp_pairs),
         "RAW_EXP_TIMES": amp_pairs["exptime"].to_numpy(float),
         "RAW_MEANS": mean,
         "RAW_VARS": var,
@@ -378,7 +378,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 33), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
+    {'pairs': (96, 34), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -453,11 +453,24 @@ def _pairs_of(row: dict, sensor: str, amp: int, segment: str, path: Path) -> pd.
             "cov_pixels": row["NPIXEL_COVARIANCES"],
             "pixels": row["NPIXEL_COVARIANCES"],
             "used": np.asarray(row["EXP_ID_MASK"], bool),
+            "rolloff_fit": np.asarray(row["EXP_ID_ROLLOFF_MASK"], bool),
             "status": status,
         }
     )
     frame["mismatched"] = frame["level_mismatch"].abs() > MISMATCH_THRESHOLD
-    return typed(frame.reindex(columns=list(PAIR_COLUMNS)))
+    return typed(frame.reindex(columns=list(PAIR_COLUMNS))).assign(**_aux_columns(row, n))
+
+
+def _aux_columns(row: dict, n: int) -> dict[str, np.ndarray]:
+    """A dataset row's auxiliary values per pair (``PTCAUX_<KEYWORD>``) as ``aux_`` columns."""
+    found = {}
+    for name, values in row.items():
+        if name.startswith(AUX_COLUMN_PREFIX):
+            array = np.asarray(values).reshape(n)
+            text = array.dtype.kind in "USO"
+            key = AUX_PREFIX + name[len(AUX_COLUMN_PREFIX) :]
+            found[key] = array.astype(str) if text else array.astype(float)
+    return found
 
 
 def _covariances_of(row: dict, sensor: str, amp: int) -> pd.DataFrame:
@@ -512,6 +525,13 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "powerlaw_index": math.nan,
         **{key: _float(row, name) for key, name in _ROLLOFF_COLUMNS.items()},
     }
+
+
+def _rolloff_mask(amp_pairs: pd.DataFrame) -> np.ndarray:
+    """The pairs cp_pipe's rolloff model was fitted to (none where it did not run)."""
+    if "rolloff_fit" not in amp_pairs:
+        return np.zeros(len(amp_pairs), dtype=bool)
+    return amp_pairs["rolloff_fit"].fillna(False).to_numpy(bool)
 
 
 def _column(amp_pairs: pd.DataFrame, name: str, missing: float) -> np.ndarray:
