@@ -105,10 +105,12 @@ def _statistics(backend, raw, geometry, preset):
     return {k: host(getattr(stats, k)) for k in names}
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", [*PRESETS, "cp_pipe binned"])
 def test_backends_agree_with_float64_numpy(small_e2v, backend, preset):
     raw, geometry = _stack(small_e2v, [2, 5])
-    config = get_preset(preset, extract__min_pixels_covariance=100, cov_size=4)
+    binned = {"extract__bin_size": 2} if preset.endswith("binned") else {}
+    preset = preset.split()[0]
+    config = get_preset(preset, extract__min_pixels_covariance=100, cov_size=4, **binned)
     reference64 = _statistics(
         get_backend("numpy"), raw, geometry, config.replace(isr__dtype="float64")
     )
@@ -372,3 +374,42 @@ def test_a_variance_that_disagrees_with_cov00_is_named(small_e2v, manifest, capl
     )
     (record,) = caplog.records
     assert "on 2 pair-amps" in record.getMessage() and "pair 2 amp 5" in record.getMessage()
+
+
+def test_binned_differences_as_cp_pipe_bins_them(small_e2v, manifest):
+    """``extract.bin_size`` (cp_pipe's binSize): the flux-matched difference binned 2 x 2
+    (each bin the mean of its pixels, the odd last column dropped) before its clipped
+    variance, covariances and row-mean variance, against the reference's unbinned
+    difference binned by hand; the means and per-pair gains are the unbinned ones."""
+    options = {"backend": "numpy", "isr__dtype": "float64", "cov_size": 3}
+    options |= {"extract__min_pixels_covariance": 100}
+    plain, _ = measure(manifest, preset="cp_pipe", **options)
+    pairs, covs = measure(manifest, preset="cp_pipe", extract__bin_size=2, **options)
+    pair, amp = 4, 9
+    raws = [read_raw(p) for p in small_e2v.flats[2 * pair : 2 * pair + 2]]
+    box = raws[0].geometry.imaging
+    datasec = (box.y0, box.y1, box.x0, box.x1)
+    images = [reference.isr_amp(r.pixels[amp - 1], datasec, "cp_pipe") for r in raws]
+    d = reference.pair_amp(*images, preset="cp_pipe")["d"]
+    ny, nx = d.shape[0] // 2, d.shape[1] // 2
+    binned = d[: 2 * ny, : 2 * nx].reshape(ny, 2, nx, 2).mean(axis=(1, 3))
+    d_mean, d_var, kept = reference.afw_clip(binned.ravel())
+    factor = reference.clip_factor(5.5)
+    row = pairs[(pairs.pair == pair) & (pairs.amp == amp)].iloc[0]
+    unbinned = plain[(plain.pair == pair) & (plain.amp == amp)].iloc[0]
+    assert row["var"] == pytest.approx(0.5 * d_var * factor, rel=1e-9)
+    assert row["npix"] == kept
+    assert row["row_mean_variance"] == pytest.approx(
+        reference.afw_clip(binned[:-1].mean(axis=1))[1], rel=1e-9
+    )
+    for name in ("mean1", "mean2", "mean", "rhl_gain"):
+        assert row[name] == unbinned[name]
+    weights = np.abs(binned) <= d_mean + 5.5 * np.sqrt(d_var)
+    cov = covs[(covs.pair == pair) & (covs.amp == amp)].set_index(["i", "j"])["cov"]
+    for dx, dy in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+        expected = reference.direct_cov(binned, weights, dx, dy) * (
+            factor if (dx, dy) == (0, 0) else factor**2
+        )
+        assert cov[(dx, dy)] == pytest.approx(expected, rel=1e-8), (dx, dy)
+    with pytest.raises(ValueError, match="bin_size 2: 1, or more with the cp_pipe method"):
+        get_preset("eotest", extract__bin_size=2)

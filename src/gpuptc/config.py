@@ -197,6 +197,11 @@ class ExtractConfig:
     auxiliary_header_keys : tuple of str
         Primary-header keywords whose values each pair keeps (its first flat's), as the
         PTC dataset's ``PTCAUX_<KEYWORD>`` columns (LSSTCam: the temperature TEMP6).
+    bin_size : int
+        ``cp_pipe`` method: the difference image binned by this factor before its variance,
+        covariances and row-mean variance (a bin the mean of its pixels, bad where any is;
+        the means and per-pair gains stay unbinned); the covariance pixel minimum is
+        divided by its square.
     var_cov00_threshold : float
         A warning names the sensors where a pair's clipped variance and its Cov[0,0]
         differ by this many per cent or more.
@@ -246,6 +251,7 @@ class ExtractConfig:
     auxiliary_header_keys: tuple[str, ...] = setting(
         (), cp_pipe="PhotonTransferCurveExtractPairConfig.auxiliaryHeaderKeys"
     )
+    bin_size: int = setting(1, cp_pipe="PhotonTransferCurveExtractPairConfig.binSize")
     var_cov00_threshold: float = setting(
         1.0, cp_pipe="PhotonTransferCurveExtractPairConfig.thresholdDiffAfwVarVsCov00"
     )
@@ -261,6 +267,8 @@ class ExtractConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.bin_size < 1 or (self.bin_size > 1 and self.method != "cp_pipe"):
+            raise ValueError(f"bin_size {self.bin_size}: 1, or more with the cp_pipe method")
         if self.match_exposures not in ("TIME", "FLUX", "EXPID"):
             raise ValueError(f"match_exposures {self.match_exposures!r} not TIME, FLUX or EXPID")
         object.__setattr__(self, "auxiliary_header_keys", tuple(self.auxiliary_header_keys))

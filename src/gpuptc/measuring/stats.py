@@ -257,13 +257,53 @@ def _cp_pipe(pair: _PairImages, config: ExtractConfig, kernels: ArrayApiKernels)
     mean1, mean2 = means[:, 0, ...], means[:, 1, ...]
     mean = 0.5 * (mean1 + mean2)
     d = kernels.flux_matched_difference(pair.f1, pair.f2, mean1, mean2, mean)
-    d_mean, d_var, npix = kernels.clipped_stats(
-        d, pair.both, nsigma=config.nsigma, niter=config.niter
-    )
+    return _Measured(mean1, mean2, mean, *_clipped_difference(d, pair.both, config, kernels))
+
+
+def _clipped_difference(
+    d: Any, good: Any, config: ExtractConfig, kernels: ArrayApiKernels
+) -> tuple[Any, Any, Any, Any]:
+    """cp_pipe's variance of a difference image, its pixels, and its covariance weights.
+
+    The clipped variance halved and clip-corrected, the pixels the clipping kept, the
+    difference, and its good pixels within ``nsigma`` of the clipped mean.
+    """
+    xp = kernels.xp
+    d_mean, d_var, npix = kernels.clipped_stats(d, good, nsigma=config.nsigma, niter=config.niter)
     var = 0.5 * d_var * clip_correction(config.nsigma)
     cut = d_mean + config.nsigma * xp.sqrt(d_var)
-    weights = pair.both & kernels.at_most(xp.abs(d), cut)
-    return _Measured(mean1, mean2, mean, var, npix, d, weights)
+    return var, npix, d, good & kernels.at_most(xp.abs(d), cut)
+
+
+def _binned(
+    measured: _Measured,
+    good: Any,
+    shape: tuple[int, int],
+    config: ExtractConfig,
+    kernels: ArrayApiKernels,
+) -> tuple[_Measured, Any, tuple[int, int]]:
+    """cp_pipe's ``binSize``: the difference image binned before its variance and covariances.
+
+    Each ``bin_size`` square the mean of its pixels (a partial square at the far edges
+    dropped), bad where any of its pixels is bad (afw's ``binImage``); the means are the
+    unbinned images'. Returns the measurement on the binned image, its good bins and shape.
+    """
+    xp = kernels.xp
+    b = config.bin_size
+    ny, nx = shape[0] // b, shape[1] // b
+    lead = measured.difference.shape[:-1]
+
+    def blocks(x: Any) -> Any:
+        image = xp.reshape(x, (*lead, *shape))[..., : ny * b, : nx * b]
+        return xp.reshape(image, (*lead, ny, b, nx, b))
+
+    d = xp.mean(xp.astype(blocks(measured.difference), xp.float64), axis=(-3, -1))
+    kept = xp.all(blocks(good), axis=(-3, -1))
+    flat_d = xp.reshape(xp.astype(d, measured.difference.dtype), (*lead, ny * nx))
+    flat_good = xp.reshape(kept, (*lead, ny * nx))
+    var, npix, d, weights = _clipped_difference(flat_d, flat_good, config, kernels)
+    binned = _Measured(measured.mean1, measured.mean2, measured.mean, var, npix, d, weights)
+    return binned, flat_good, (ny, nx)
 
 
 def _mad_std(x: Any, good: Any, *, kernels: ArrayApiKernels) -> Any:
@@ -341,7 +381,7 @@ def _covariances(
         origin = (lags[:, None] == 0) & (lags[None, :] == 0)
         scale = xp.full(origin.shape, factor * factor, dtype=cov.dtype, device=cov.device)
         cov = cov * xp.where(origin, factor, scale)
-    enough = weight_count >= config.min_pixels_covariance
+    enough = weight_count * config.bin_size**2 >= config.min_pixels_covariance  # min / b^2
     return xp.where(enough[..., None, None], cov, xp.nan), cov_npix
 
 
@@ -435,13 +475,14 @@ def pair_statistics(
     measured = _METHODS[config.method](pair, config, kernels)
     read_noise = 0.5 * (read_noise_adu[:, 0, ...] + read_noise_adu[:, 1, ...])
     gains = _per_pair_gains(pair, measured, read_noise, config, kernels)
+    shape, both = (images.shape[-2], images.shape[-1]), pair.both
+    if config.bin_size > 1:
+        measured, both, shape = _binned(measured, both, shape, config, kernels)
     cov_pixels = kernels.count_true(measured.weights)
     cov = cov_npix = None
     if config.cov_size > 0:
-        shape = (images.shape[-2], images.shape[-1])
         cov, cov_npix = _covariances(measured, cov_pixels, shape, config, backend, fft_chunk)
-    shape = (images.shape[-2], images.shape[-1])
-    rows = row_mean_variance(measured.difference, pair.both, shape, config, kernels)
+    rows = row_mean_variance(measured.difference, both, shape, config, kernels)
     tested = (
         gaussianity(pair.f1, pair.f2, pair.both, measured.mean1, measured.mean2, config, backend)
         if config.ks_test
