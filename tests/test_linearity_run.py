@@ -47,7 +47,8 @@ def lsstcam_run(photodiode_sensor, tmp_path_factory):
 
 
 def test_each_pair_has_the_mean_charge_of_its_flats_readings(photodiode_sensor, lsstcam_run):
-    """And the mean of its flats' monitoring-diode currents, as their headers give them."""
+    """And the difference of its flats' charges, and the mean of their monitoring-diode
+    currents, as their headers give them."""
     first = lsstcam_run["pairs"].drop_duplicates("pair").set_index("pair")
     for pair, row in first.iterrows():
         charges, currents = [], []
@@ -58,6 +59,8 @@ def test_each_pair_has_the_mean_charge_of_its_flats_readings(photodiode_sensor, 
             charges.append(integrate(readings, "TRIMMED_SUM", 1.0))  # the preset's
             currents.append(float(read_primary_header(path)["MONDIODE"]))
         assert row.photo_charge == pytest.approx(np.mean(charges), rel=1e-12), pair
+        delta = charges[1] - charges[0]  # cp_pipe's photoChargeDelta: second less first
+        assert row.photo_charge_delta == pytest.approx(delta, rel=1e-9, abs=1e-12 * charges[0])
         assert row.mondiode == pytest.approx(np.mean(currents), rel=1e-12), pair
         assert row.mondiode < 0  # the meter's sign, as the headers carry it
     linearity = lsstcam_run["linearity"]

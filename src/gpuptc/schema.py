@@ -194,6 +194,7 @@ PAIR_COLUMNS: tuple[str, ...] = (
     "segment",
     "exptime",
     "photo_charge",
+    "photo_charge_delta",
     "mondiode",
     "mjd",
     "file1",

@@ -44,6 +44,7 @@ __all__ = [
     "INTEGRATION_METHODS",
     "PhotodiodeReadings",
     "exposure_charge",
+    "flat_charges",
     "integrate",
     "pair_charges",
     "pair_monitor_currents",
@@ -382,13 +383,10 @@ def _local(location: str) -> Iterator[str]:
         raise ValueError(f"{location}: photodiode readings not fetched ({exc})") from exc
 
 
-def pair_charges(
+def flat_charges(
     pairs: pd.DataFrame, manifest: pd.DataFrame, method: str, current_scale: float
-) -> tuple[pd.Series, dict[str, str]]:
-    """Each pair's photodiode charge: the mean of its two flats', NaN unless both have one.
-
-    (cp_pipe averages whichever it has; a pair with one flat's charge would carry that
-    flat's illumination mismatch, and a sensor is fitted against one abscissa only.)
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Each pair's two flats' photodiode charges (``charge1``, ``charge2``; NaN where none).
 
     Parameters
     ----------
@@ -402,14 +400,14 @@ def pair_charges(
 
     Returns
     -------
-    charges : pandas.Series
-        By pair.
+    charges : pandas.DataFrame
+        By pair, ``charge1`` and ``charge2`` (C).
     missing : dict of str to str
         Each flat without a charge, and why.
     """
     headers = manifest.drop_duplicates("path").set_index("path")
     per_pair = pairs.drop_duplicates("pair").set_index("pair")
-    charges, missing = {}, {}
+    rows, missing = {}, {}
     for pair, row in per_pair.iterrows():
         found = []
         for path in (row["file1"], row["file2"]):
@@ -420,8 +418,23 @@ def pair_charges(
             found.append(charge)
             if reason is not None:
                 missing[str(path)] = reason
-        charges[pair] = float(np.mean(found)) if all(map(math.isfinite, found)) else math.nan
-    return pd.Series(charges, dtype=float), missing
+        rows[pair] = found
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["charge1", "charge2"])
+    return frame.astype(float), missing
+
+
+def pair_charges(
+    pairs: pd.DataFrame, manifest: pd.DataFrame, method: str, current_scale: float
+) -> tuple[pd.Series, dict[str, str]]:
+    """Each pair's photodiode charge: the mean of its two flats', NaN unless both have one.
+
+    (cp_pipe averages whichever it has; a pair with one flat's charge would carry that
+    flat's illumination mismatch, and a sensor is fitted against one abscissa only.)
+    Parameters as :func:`flat_charges`; returns the charges by pair and the flats without
+    one (with why).
+    """
+    flats, missing = flat_charges(pairs, manifest, method, current_scale)
+    return (flats["charge1"] + flats["charge2"]) / 2.0, missing
 
 
 def exposure_keys(headers: pd.DataFrame, path: str) -> tuple[object, object, str | None]:

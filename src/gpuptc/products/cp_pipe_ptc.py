@@ -181,7 +181,7 @@ def _amp_row(
         "NOISE_MATRIX": matrices["noise"].ravel(),
         "BAD_AMPS": context["bad_amps"],
         "PHOTO_CHARGE": amp_pairs.get("photo_charge", amp_pairs["mean"] * math.nan).to_numpy(float),
-        "PHOTO_CHARGE_DELTAS": nan,
+        "PHOTO_CHARGE_DELTAS": _column(amp_pairs, "photo_charge_delta", math.nan),
         "AMP_OFFSETS": nan,
         "NPIXEL_COVARIANCES": context["npixel"],
         "COVARIANCES": covariances.ravel(),
@@ -378,7 +378,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 34), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
+    {'pairs': (96, 35), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -434,6 +434,9 @@ def _pairs_of(row: dict, sensor: str, amp: int, segment: str, path: Path) -> pd.
             "segment": segment,
             "exptime": np.asarray(row["RAW_EXP_TIMES"], float),
             "photo_charge": np.broadcast_to(np.asarray(row["PHOTO_CHARGE"], float), (n,)),
+            "photo_charge_delta": np.broadcast_to(
+                np.asarray(row["PHOTO_CHARGE_DELTAS"], float), (n,)
+            ),
             "mjd": np.asarray(row["INPUT_EXP_PAIR_MJD_START"], float),
             "file1": [f"{path}#{i}" for i in ids[:, 0]],
             "file2": [f"{path}#{i}" for i in ids[:, 1]],

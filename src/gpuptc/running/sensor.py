@@ -35,7 +35,7 @@ from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.inputs.manifest import pair_header_values
 from gpuptc.inputs.photodiode import (
     exposure_keys,
-    pair_charges,
+    flat_charges,
     pair_monitor_currents,
     readings_location,
 )
@@ -292,13 +292,28 @@ def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFram
     if pairs.empty:
         return pairs
     extract = task.preset.extract
-    charges, missing = pair_charges(
+    charges, missing = flat_charges(
         pairs,
         task.manifest,
         extract.photodiode_integration,
         extract.photodiode_current_scale,
     )
-    flats = 2 * pairs["pair"].nunique()
+    _warn_missing_readings(task, missing, 2 * pairs["pair"].nunique())
+    currents = pair_monitor_currents(pairs, task.manifest)
+    header = pair_header_values(pairs, task.manifest, extract.auxiliary_header_keys)
+    both = (charges["charge1"] + charges["charge2"]) / 2.0
+    return pairs.assign(
+        photo_charge=pairs["pair"].map(both).to_numpy(float),
+        photo_charge_delta=pairs["pair"]
+        .map(charges["charge2"] - charges["charge1"])
+        .to_numpy(float),
+        mondiode=pairs["pair"].map(currents).to_numpy(float),
+        **{name: pairs["pair"].map(header[name]).to_numpy() for name in header},
+    )
+
+
+def _warn_missing_readings(task: SensorTask, missing: dict[str, str], flats: int) -> None:
+    """Name the flats without photodiode readings (the first five), or say none has any."""
     if missing and len(missing) < flats:  # some, not all: say which (the first five)
         for path, reason in sorted(missing.items())[:5]:
             log.warning("%s: %s: %s", task.sensor, path, reason)
@@ -308,13 +323,6 @@ def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFram
             task.sensor,
             next(iter(missing.values())),
         )
-    currents = pair_monitor_currents(pairs, task.manifest)
-    header = pair_header_values(pairs, task.manifest, extract.auxiliary_header_keys)
-    return pairs.assign(
-        photo_charge=pairs["pair"].map(charges).to_numpy(float),
-        mondiode=pairs["pair"].map(currents).to_numpy(float),
-        **{name: pairs["pair"].map(header[name]).to_numpy() for name in header},
-    )
 
 
 def _linearity(
