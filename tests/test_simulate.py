@@ -330,3 +330,36 @@ def test_photodiode_readings_follow_each_flats_light(tmp_path):
         charge = integrate(readings, "TRIMMED_SUM")
         expected = flat.signal * flat.illumination * AMPERES_PER_ELECTRON_RATE
         assert charge == pytest.approx(expected, rel=2e-3)
+
+
+def test_the_planted_rolloff_compresses_charge_above_its_knee(tmp_path):
+    """``rolloff=True``: charge below the knee untouched, above it ``K + tau (1 - e^-x/tau)``
+    (continuous, slope 1 at the knee, never past ``K + tau``); the truth names the knee in
+    ADU; a pair above its amp's knee has a variance far below Poisson's, one well below
+    the knee has Poisson's."""
+    from gpuptc.simulation.simulate import ROLLOFF_KNEE, ROLLOFF_TAU, _rolled_off
+
+    full_well = 1.5e5
+    knee, tau = ROLLOFF_KNEE * full_well, ROLLOFF_TAU * full_well
+    charge = np.array([1e3, knee - 1.0, knee, knee + 10.0, knee + tau, knee + 20 * tau])
+    out = _rolled_off(charge.astype(np.float32), full_well)
+    np.testing.assert_allclose(out[:3], charge[:3].astype(np.float32))
+    np.testing.assert_allclose(out[3], knee + tau * (1 - np.exp(-10.0 / tau)), rtol=1e-6)
+    assert out[4] == pytest.approx(knee + tau * (1 - np.exp(-1.0)), rel=1e-6)
+    assert out[-1] <= knee + tau
+    sim = simulate(tmp_path, vendor="e2v", size="small", pairs=2, biases=0, seed=3,
+                   rolloff=True, brighter_fatter=False, cosmic_rays=False,
+                   min_signal=2e4, max_signal_over_full_well=0.85)  # fmt: skip
+    truth = sim.truth.set_index("amp")
+    np.testing.assert_allclose(truth.rolloff_adu, ROLLOFF_KNEE * truth.full_well / truth.gain)
+    onset = truth.rolloff_onset_adu / truth.rolloff_adu  # the brightest pixels reach it first
+    assert onset.between(0.9, 0.999).all()
+    import gpuptc
+
+    pairs, _ = gpuptc.measure(gpuptc.ingest([sim.directory]), backend="numpy", cov_size=0)
+    pairs = pairs.join(truth[["gain", "rolloff_adu"]], on="amp")
+    poisson = pairs["var"] * pairs["gain"] / pairs["mean"]  # 1 for a Poisson flat
+    below = pairs["mean"] < 0.5 * pairs["rolloff_adu"]
+    above = pairs["mean"] > pairs["rolloff_adu"]  # the amps whose knee the bright pair passed
+    assert poisson[below].between(0.9, 1.1).all()  # the faint pair: untouched
+    assert above.sum() >= 8 and (poisson[above] < 0.5).all()  # squeezed

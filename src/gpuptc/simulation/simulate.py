@@ -132,6 +132,13 @@ class SimulationConfig:
     photodiode : bool
         Write each flat's photodiode readings beside it
         (``Photodiode_Readings_<DAYOBS>_<SEQNUM>.txt``, :mod:`gpuptc.simulation.photodiode`).
+    rolloff : bool
+        A soft saturation below full well (a PTC rolloff): each pixel's charge above a
+        knee at :data:`ROLLOFF_KNEE` of its amp's full well is compressed as
+        ``K + tau (1 - exp(-(q - K) / tau))``, ``tau`` :data:`ROLLOFF_TAU` of the full well,
+        so its variance falls by ``exp(-2 (q - K) / tau)``; the knee is the truth's
+        ``rolloff_adu``, and ``rolloff_onset_adu`` the pair mean at which the brightest
+        pixels (:data:`ROLLOFF_ONSET_QUANTILE` of the illumination) reach it.
 
     Examples
     --------
@@ -164,6 +171,7 @@ class SimulationConfig:
     filter: str = "SDSSi"
     nonlinearity: bool = False
     photodiode: bool = False
+    rolloff: bool = False
 
     def __post_init__(self) -> None:
         if self.vendor not in LAYOUTS:
@@ -223,7 +231,8 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
         One row per amp: sensor, vendor, amp, segment, gain (e-/ADU), read_noise (e-),
         read_noise_adu, a00 (1/e-, negative), full_well (e-), full_well_adu,
         bias_level (ADU), and the non-linearity's parameters
-        (:data:`gpuptc.simulation.nonlinearity.NONLINEARITY_COLUMNS`, zero when linear).
+        (:data:`gpuptc.simulation.nonlinearity.NONLINEARITY_COLUMNS`, zero when linear);
+        with ``rolloff``, ``rolloff_adu`` (the soft saturation's knee).
     """
     rng = _rng(config.seed, 1)
     namps = config.layout.namps
@@ -238,6 +247,7 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
     bias = rng.uniform(15000.0, 25000.0, namps).round(1)
     amps = np.arange(1, namps + 1)
     response = nonlinearity_truth(_rng(config.seed, 7), namps, config.nonlinearity)
+    rolloff = {"rolloff_adu": ROLLOFF_KNEE * full_well / gain} if config.rolloff else {}
     linear = pd.DataFrame(
         {
             "sensor": config.sensor,
@@ -251,9 +261,41 @@ def sensor_truth(config: SimulationConfig) -> pd.DataFrame:
             "full_well": full_well,
             "full_well_adu": full_well / gain,
             "bias_level": bias,
+            **rolloff,
         }
     )
     return pd.concat([linear, response], axis=1)
+
+
+ROLLOFF_ONSET_QUANTILE = 0.99
+"""The planted rolloff's onset in a pair's mean signal: where this quantile of an amp's
+illumination pattern reaches the knee (its brightest pixels, by vignetting and tilt a few
+per cent above its mean, are compressed first)."""
+
+
+def _with_rolloff_onset(truth: pd.DataFrame, config: SimulationConfig) -> pd.DataFrame:
+    """The truth with ``rolloff_onset_adu`` per amp where a rolloff is planted."""
+    if not config.rolloff:
+        return truth
+    illumination = _fixed_patterns(config).illumination.reshape(config.layout.namps, -1)
+    brightest = np.quantile(illumination, ROLLOFF_ONSET_QUANTILE, axis=1)
+    scale = illumination.mean(axis=1) / brightest
+    return truth.assign(rolloff_onset_adu=truth["rolloff_adu"].to_numpy() * scale)
+
+
+ROLLOFF_KNEE = 0.8
+"""Where the simulated soft saturation starts (``rolloff``), in units of the full well."""
+ROLLOFF_TAU = 0.02
+"""Its compression length, in units of the full well."""
+
+
+def _rolled_off(charge: np.ndarray, full_well: float) -> np.ndarray:
+    """Charge compressed above the knee (``SimulationConfig.rolloff``)."""
+    knee, tau = ROLLOFF_KNEE * full_well, ROLLOFF_TAU * full_well
+    above = charge > knee
+    excess = np.where(above, charge - knee, 0.0)
+    squeezed = knee + tau * (1.0 - np.exp(-excess / tau))
+    return np.where(above, squeezed, charge).astype(charge.dtype)
 
 
 def eq16_variance(signal: np.ndarray | float, a00: np.ndarray | float) -> np.ndarray:
@@ -496,6 +538,8 @@ def render_exposure(
                     plan.exptime + READOUT_S,
                     CosmicRayRates().scaled_to(config.cosmic_ray_rate),
                 )
+            if config.rolloff:
+                charge = _rolled_off(charge, float(row["full_well"]))
             np.minimum(charge, np.float32(row["full_well"]), out=charge)
             signal_adu = charge / np.float32(gain)
             if config.nonlinearity:
@@ -708,7 +752,7 @@ def simulate(
     config = replace(config or SimulationConfig(), **options)  # type: ignore[arg-type]
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    truth = sensor_truth(config)
+    truth = _with_rolloff_onset(sensor_truth(config), config)
     plans = exposure_plan(config, truth)
     result = SimulatedSensor(config, out, truth)
     stamp = out / f".{config.sensor}.simulation.json"
