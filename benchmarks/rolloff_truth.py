@@ -7,8 +7,9 @@ so the variance falls away from Astier's eq. 16 there. The knee in ADU is the tr
 1 % of the amp's pixels reach it. The pairs are spaced evenly in signal up to 0.95 of the
 median full well (steps of about 1.3 % of the knee). Measured once; the EXPAPPROXIMATION
 fit with the rolloff model under ``cp_pipe`` with ``solve.rolloff`` (maximum deviation
-1 %) and under ``cp_pipe_lsstcam`` (0.5 %). Per amp: the knee and the onset, the rolloff
-found and its distance from the onset.
+1 %) and under ``cp_pipe_lsstcam`` (0.5 %). Per amp: the knee and the onset, the first
+pass's turnoff (the same in both) and each rolloff found, with their distances from the
+onset.
 
 Predicted before the first run: the variance leaves eq. 16 a little before the knee (a
 pair's pixels spread by about sqrt(K) = 340 e- around its mean): 0.5 % of it lost some
@@ -56,11 +57,13 @@ def main() -> None:
         ptc, _, _ = gpuptc.fit(pairs, covariances, preset=preset, models=["expapprox"], **options)
         found[name] = ptc.set_index("amp")
     header = " | ".join(f"{n}: rolloff, from the onset" for n in found)
-    print(f"| amp | knee, onset (ADU) | {header} |")
-    print("|---|---|" + "---|" * len(found))
-    summary = {n: [] for n in found}
+    print(f"| amp | knee, onset (ADU) | turnoff, from the onset | {header} |")
+    print("|---|---|---|" + "---|" * len(found))
+    summary = {n: [] for n in ["turnoff", *found]}
     for amp, row in truth.iterrows():
-        cells = []
+        turnoff = next(iter(found.values())).loc[amp, "turnoff"]
+        summary["turnoff"].append(turnoff / row["rolloff_onset_adu"] - 1.0)
+        cells = [f"{turnoff:.0f}, {summary['turnoff'][-1]:+.2%}"]
         for name, fits in found.items():
             off = fits.loc[amp, "rolloff"] / row["rolloff_onset_adu"] - 1.0
             summary[name].append(off)
