@@ -102,6 +102,7 @@ def _simulation_options(args: argparse.Namespace) -> dict[str, object]:
         "pair_mismatch": args.pair_mismatch,
         "nonlinearity": args.nonlinearity,
         "photodiode": args.photodiode,
+        "rolloff": args.rolloff,
         "spacing": args.spacing,
     }
 
@@ -484,6 +485,12 @@ def _add_simulation_arguments(parser: argparse.ArgumentParser) -> None:
         "--photodiode",
         action="store_true",
         help="write each flat's photodiode readings beside it, as the camera does",
+    )
+    parser.add_argument(
+        "--rolloff",
+        action="store_true",
+        help="a soft saturation from 0.8 of each amp's full well: a PTC rolloff (its knee "
+        "and onset in the truth table)",
     )
     parser.add_argument(
         "--spacing",
