@@ -503,12 +503,13 @@ def sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]
     if "header_values" not in manifest:
         return {}
     flats = manifest[manifest["status"] == FileStatus.PAIRED]
+    parsed = flats["header_values"].map(lambda text: json.loads(text) if isinstance(text, str) else {})
     changes: dict[str, dict[str, list[Any]]] = {}
     for sensor, mine in flats.groupby("sensor", sort=True):
-        ordered = _exposure_order(mine)
+        ordered = parsed[_exposure_order(mine).index]
         for key in SEQUENCER_KEYS:
-            values = [_header_value(row, key) for _, row in ordered.iterrows()]
-            seen = list(dict.fromkeys(v for v in values if v is not None))
+            values = ordered.map(lambda found, key=key: found.get(key)).dropna()
+            seen = list(dict.fromkeys(values))
             if len(seen) > 1:
                 changes.setdefault(str(sensor), {})[key] = seen
     return changes
