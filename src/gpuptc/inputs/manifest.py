@@ -503,7 +503,7 @@ def sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]
     if "header_values" not in manifest:
         return {}
     flats = manifest[manifest["status"] == FileStatus.PAIRED]
-    parsed = flats["header_values"].map(lambda text: json.loads(text) if isinstance(text, str) else {})
+    parsed = flats["header_values"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
     changes: dict[str, dict[str, list[Any]]] = {}
     for sensor, mine in flats.groupby("sensor", sort=True):
         ordered = parsed[_exposure_order(mine).index]
