@@ -150,3 +150,25 @@ def test_a_term_held_at_zero_is_flagged_but_neither_rejected_nor_a_bad_amp():
     verdicts = amp_verdicts({"ptc": ptc}).set_index("amp")
     assert verdicts.at[2, "flags"] == "fit noise_at_zero" and verdicts.at[1, "flags"] == ""
     assert verdicts.verdict.tolist() == ["pass", "check", "fail"]
+
+
+def test_bootstrap_errors_are_those_of_the_scatter():
+    """cp_pipe's ``doFitBootstrap`` (seeded here): on an eq. 16 PTC with Gaussian noise of
+    known size (sigma = var / sqrt(npix / 2)), the bootstrap's gain and a00 are the least
+    squares' within one error and its errors within a factor of 1.6 of theirs (100
+    refits; the deviates are each residual's size, whose mean is 0.8 sigma); the same PTC
+    gives the same numbers twice."""
+    rng = np.random.default_rng(9)
+    mean = np.linspace(1000.0, 90_000.0, 40)
+    npix = np.full(mean.size, 2.0e5)
+    exact = eq16(mean, -2.5e-6, 1.2, 30.0)
+    var = exact + rng.normal(0.0, exact / np.sqrt(npix / 2))
+    plain = gpuptc.fit_ptc(mean, var, preset="cp_pipe", npix=npix)
+    booted = gpuptc.fit_ptc(mean, var, preset="cp_pipe", npix=npix, fit_bootstrap=True)
+    again = gpuptc.fit_ptc(mean, var, preset="cp_pipe", npix=npix, fit_bootstrap=True)
+    assert booted.gain == again.gain and booted.gain_err == again.gain_err
+    assert booted.gain != plain.gain and booted.gain_err != plain.gain_err  # refitted
+    for name in ("gain", "a00"):
+        value, error = getattr(booted, name), getattr(booted, f"{name}_err")
+        assert abs(value - getattr(plain, name)) < getattr(plain, f"{name}_err"), name
+        assert 1 / 1.6 < error / getattr(plain, f"{name}_err") < 1.6, name

@@ -316,6 +316,9 @@ class SolveConfig:
     ks_min_pvalue : float
         Pairs whose difference image's Gaussianity p-value is lower are not fitted
         (status ``not_gaussian``; every p-value is 1 unless ``extract.ks_test``).
+    fit_bootstrap : bool
+        The EXPAPPROXIMATION fit's parameters and errors from 100 refits of perturbed
+        variances (cp_pipe's ``fitBootstrap``, seeded; ``gpuptc.fitting.ptc._bootstrapped``).
     subtract_long_range, long_range_start, long_range_degree : bool, int, int
         Subtract each pair's long-range covariance background (a polynomial of this degree
         in the lags, fitted beyond this lag) before the full-covariance fit
@@ -377,6 +380,7 @@ class SolveConfig:
     )
     rolloff_search_adu: float = setting(5000.0)
     ks_min_pvalue: float = setting(0.01, cp_pipe="PhotonTransferCurveSolveConfig.ksTestMinPvalue")
+    fit_bootstrap: bool = setting(False, cp_pipe="PhotonTransferCurveSolveConfig.doFitBootstrap")
     subtract_long_range: bool = setting(
         False, cp_pipe="PhotonTransferCurveSolveConfig.doSubtractLongRangeCovariances"
     )

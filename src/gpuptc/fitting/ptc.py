@@ -444,6 +444,45 @@ def _weighted_final(
     return params, cov_x * scale, chi2, FitStatus.OK
 
 
+BOOTSTRAP_DRAWS = 100
+"""Refits of cp_pipe's bootstrap (``doFitBootstrap``)."""
+BOOTSTRAP_SEED = 12345
+"""Its random numbers' seed (cp_pipe's are unseeded): the same PTC, the same errors."""
+
+
+def _bootstrapped(
+    mean: np.ndarray, var: np.ndarray, weights: np.ndarray, final: tuple
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """cp_pipe's bootstrap of the weighted fit: parameters and errors from refits.
+
+    Each of :data:`BOOTSTRAP_DRAWS` refits adds to every variance a normal deviate of the
+    size of its residual; the parameters are the refits' mean, their errors the refits'
+    standard deviations (a diagonal covariance), the chi^2/dof that of the mean. cp_pipe
+    scales the deviates by the weighted residuals, which are in units of sigma, not of the
+    variance (deviates some 10^4 times too small, errors near zero); here the residuals in
+    the variance's own units, so that the errors mean what they say.
+    """
+    params, _, _, status = final
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    residuals = np.abs(var - _astier(params, mean))
+
+    def refit(values: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fitted, _ = optimize.leastsq(
+                lambda p: (values - _astier(p, mean)) * weights, params, epsfcn=1e-4
+            )
+        return fitted
+
+    draws = np.array([refit(var + rng.normal(0.0, residuals)) for _ in range(BOOTSTRAP_DRAWS)])
+    centre = draws.mean(axis=0)
+    dof = len(mean) - 3
+    chi2 = (
+        float(np.sum(((var - _astier(centre, mean)) * weights) ** 2) / dof) if dof > 0 else math.nan
+    )
+    return centre, np.diag(draws.std(axis=0) ** 2), chi2, status
+
+
 _NEGLIGIBLE = 1e-9
 """A term of eq. 16 below this fraction of the variance it is fitted to counts as zero."""
 
@@ -597,6 +636,8 @@ def fit_expapprox_cp_pipe(
     final = _weighted_final(m, v, w, final_mask, params)
     if final is None:
         return _failed("expapprox", n, FitStatus.NO_CONVERGENCE)
+    if settings.fit_bootstrap:
+        final = _bootstrapped(m[final_mask], v[final_mask], w[final_mask], final)
     return _cp_pipe_result(*final, turnoff, final_mask[inverse], extra)
 
 
