@@ -172,3 +172,23 @@ def test_bootstrap_errors_are_those_of_the_scatter():
         value, error = getattr(booted, name), getattr(booted, f"{name}_err")
         assert abs(value - getattr(plain, name)) < getattr(plain, f"{name}_err"), name
         assert 1 / 1.6 < error / getattr(plain, f"{name}_err") < 1.6, name
+
+
+def test_binned_variances_are_fitted_without_the_bounds():
+    """cp_pipe's solve with ``binSize > 1`` drops its first passes' bounds (gain 0.1-10):
+    variances of 4 x 4 bins (a sixteenth of the pixels', gain 19.2) keep all 30 pairs
+    under ``bin_size = 4``, where the bounded passes, unable to reach the gain, cut all but
+    6 (the weighted fit that follows is unbounded in both); the two sections' bin sizes
+    must agree, as cp_pipe's pipelines require. (The initial cut in ADU: a cut in
+    electrons scaled by the binned gain would leave one pair.)"""
+    mean = np.linspace(1000.0, 80_000.0, 30)
+    var = eq16(mean, -2.0e-6 / 16, 1.2 * 16, 30.0 / 256)
+    options = {"npix": np.full(mean.size, 2.0e4), "solve__scale_initial_by_gain": False}
+    binned = gpuptc.fit_ptc(mean, var, preset="cp_pipe", extract__bin_size=4,
+                            solve__bin_size=4, **options)  # fmt: skip
+    assert binned.status == "ok" and binned.n_used == 30
+    assert binned.gain == pytest.approx(19.2, rel=1e-6)
+    bounded = gpuptc.fit_ptc(mean, var, preset="cp_pipe", **options)
+    assert bounded.n_used < 10
+    with pytest.raises(ValueError, match=r"extract\.bin_size 4 and solve\.bin_size 1 differ"):
+        gpuptc.fit_ptc(mean, var, preset="cp_pipe", extract__bin_size=4)

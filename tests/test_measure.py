@@ -108,7 +108,7 @@ def _statistics(backend, raw, geometry, preset):
 @pytest.mark.parametrize("preset", [*PRESETS, "cp_pipe binned"])
 def test_backends_agree_with_float64_numpy(small_e2v, backend, preset):
     raw, geometry = _stack(small_e2v, [2, 5])
-    binned = {"extract__bin_size": 2} if preset.endswith("binned") else {}
+    binned = {"extract__bin_size": 2, "solve__bin_size": 2} if preset.endswith("binned") else {}
     preset = preset.split()[0]
     config = get_preset(preset, extract__min_pixels_covariance=100, cov_size=4, **binned)
     reference64 = _statistics(
@@ -384,7 +384,8 @@ def test_binned_differences_as_cp_pipe_bins_them(small_e2v, manifest):
     options = {"backend": "numpy", "isr__dtype": "float64", "cov_size": 3}
     options |= {"extract__min_pixels_covariance": 100}
     plain, _ = measure(manifest, preset="cp_pipe", **options)
-    pairs, covs = measure(manifest, preset="cp_pipe", extract__bin_size=2, **options)
+    binned = {"extract__bin_size": 2, "solve__bin_size": 2}  # cp_pipe's contract: both
+    pairs, covs = measure(manifest, preset="cp_pipe", **binned, **options)
     pair, amp = 4, 9
     raws = [read_raw(p) for p in small_e2v.flats[2 * pair : 2 * pair + 2]]
     box = raws[0].geometry.imaging

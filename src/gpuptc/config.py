@@ -316,6 +316,10 @@ class SolveConfig:
     ks_min_pvalue : float
         Pairs whose difference image's Gaussianity p-value is lower are not fitted
         (status ``not_gaussian``; every p-value is 1 unless ``extract.ks_test``).
+    bin_size : int
+        The extract's ``bin_size`` (the two must agree): with binned variances the
+        EXPAPPROXIMATION fit's first passes run without their parameter bounds, as
+        cp_pipe's.
     fit_bootstrap : bool
         The EXPAPPROXIMATION fit's parameters and errors from 100 refits of perturbed
         variances (cp_pipe's ``fitBootstrap``, seeded; ``gpuptc.fitting.ptc._bootstrapped``).
@@ -381,6 +385,7 @@ class SolveConfig:
     rolloff_search_adu: float = setting(5000.0)
     ks_min_pvalue: float = setting(0.01, cp_pipe="PhotonTransferCurveSolveConfig.ksTestMinPvalue")
     fit_bootstrap: bool = setting(False, cp_pipe="PhotonTransferCurveSolveConfig.doFitBootstrap")
+    bin_size: int = setting(1, cp_pipe="PhotonTransferCurveSolveConfig.binSize")
     subtract_long_range: bool = setting(
         False, cp_pipe="PhotonTransferCurveSolveConfig.doSubtractLongRangeCovariances"
     )
@@ -645,6 +650,13 @@ class Preset:
     solve: SolveConfig = field(default_factory=SolveConfig)
     linearity: LinearityConfig = field(default_factory=LinearityConfig)
     brighter_fatter: BrighterFatterConfig = field(default_factory=BrighterFatterConfig)
+
+    def __post_init__(self) -> None:
+        if self.extract.bin_size != self.solve.bin_size:
+            raise ValueError(
+                f"extract.bin_size {self.extract.bin_size} and solve.bin_size "
+                f"{self.solve.bin_size} differ: set both (cp_pipe's pipelines require them equal)"
+            )
 
     def replace(self, **overrides: Any) -> Preset:
         """A copy with fields overridden, given as ``section__field=value`` or ``field=value``.

@@ -380,10 +380,11 @@ def _outlier_loop(
         if np.count_nonzero(mask) < 3:
             return None
         selected_mean, selected_var = mean[mask], var[mask]
+        bounds = (_LOWER, _UPPER) if settings.bin_size == 1 else (-np.inf, np.inf)
         result = optimize.least_squares(
             lambda p, m=selected_mean, v=selected_var: _astier(p, m) - v,
             _P0,
-            bounds=(_LOWER, _UPPER),
+            bounds=bounds,
             method="trf",
         )
         params = result.x
