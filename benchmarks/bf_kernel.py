@@ -16,17 +16,15 @@ import argparse
 import dataclasses
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import gpuptc
+from baseline import measure_against
 from gpuptc.config import BrighterFatterConfig
 from gpuptc.fitting.bf_sensor import sensor_bf_kernels
-from linearity import _measure_seconds
 
-_ROOT = Path(__file__).resolve().parents[1]
 METHODS = {
     "averaged": {},
     "quadratic": {"correlation_quadratic_fit": True},
@@ -53,14 +51,7 @@ def main() -> None:
         folder = Path(folder)
         raws = folder / "raws"
         gpuptc.simulate(raws, vendor="e2v", pairs=16, biases=0, seed=5, workers=os.cpu_count())
-        worktree = folder / "baseline"
-        git = ["git", "-C", str(_ROOT), "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(worktree), args.baseline], check=True)
-        try:
-            before = _measure_seconds(worktree, raws)
-        finally:
-            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
-        now = _measure_seconds(_ROOT, raws)
+        before, now = measure_against(args.baseline, raws, folder)
         pairs, covariances = gpuptc.measure(gpuptc.ingest([raws]), backend="numpy")
         ptc, fullcov, fitted = gpuptc.fit(pairs, covariances, models=["expapprox", "fullcov"])
     print("| step | seconds | over measuring |")

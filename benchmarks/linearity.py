@@ -48,13 +48,13 @@ import numpy as np
 import pandas as pd
 
 import gpuptc
+from baseline import ROOT, baseline_tree, measure_against
 from gpuptc.config import get_preset
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.kernels.linearize import apply_linearizer
 from gpuptc.products.linearizer import linearity_linearizers
 from gpuptc.simulation.nonlinearity import response
 
-_ROOT = Path(__file__).resolve().parents[1]
 SPLINE = {"linearity__linearity_type": "Spline"}
 LOWEST = 5000.0
 """The faintest signal (ADU) at which the residual is taken (as the suite's test)."""
@@ -145,24 +145,6 @@ def truth(size: str, pairs: int) -> None:
             )
 
 
-def _measure_seconds(source: Path, raws: Path) -> float:
-    """Seconds of ``gpuptc.measure`` on NumPy, by the package of ``source``, in a subprocess.
-
-    The second of two measurements: the first compiles numba's kernels for that source
-    tree and reads the raws into the page cache.
-    """
-    code = (
-        f"import time, gpuptc; inventory = gpuptc.ingest([{str(raws)!r}]); "
-        "gpuptc.measure(inventory, backend='numpy'); t = time.perf_counter(); "
-        "gpuptc.measure(inventory, backend='numpy'); print(time.perf_counter() - t)"
-    )
-    environment = {**os.environ, "PYTHONPATH": str(source / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
-    )
-    return float(done.stdout.split()[-1])
-
-
 def cost(baseline: str) -> None:
     print(f"# {platform.node()}, {os.cpu_count()} cores, full-size e2v, 16 pairs")
     with tempfile.TemporaryDirectory() as folder:
@@ -172,14 +154,7 @@ def cost(baseline: str) -> None:
             raws, vendor="e2v", pairs=16, biases=0, seed=5, nonlinearity=True, photodiode=True,
             spacing="linear", workers=os.cpu_count(),
         )  # fmt: skip
-        worktree = folder / "baseline"
-        git = ["git", "-C", str(_ROOT), "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(worktree), baseline], check=True)
-        try:
-            before = _measure_seconds(worktree, raws)
-        finally:
-            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
-        now = _measure_seconds(_ROOT, raws)
+        before, now = measure_against(baseline, raws, folder)
         measured = gpuptc.measure(gpuptc.ingest([raws]), preset="cp_pipe_lsstcam", backend="numpy")
         ptc, _, fitted = gpuptc.fit(measured.pairs, measured.covariances, models=["expapprox"])
         print("| step | seconds | over measuring |")
@@ -249,14 +224,9 @@ def solve(baseline: str, size: str, pairs: int) -> None:
         fitted.to_parquet(folder / "pairs.parquet")
         ptc.to_parquet(folder / "ptc.parquet")
         tables = folder / "pairs.parquet", folder / "ptc.parquet"
-        worktree = folder / "baseline"
-        git = ["git", "-C", str(_ROOT), "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(worktree), baseline], check=True)
-        try:
+        with baseline_tree(baseline, folder) as worktree:
             before = _solve_seconds(worktree, *tables)
-        finally:
-            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
-        now = _solve_seconds(_ROOT, *tables)
+        now = _solve_seconds(ROOT, *tables)
     print(f"| type | per amp ({baseline}), s | all amps at once, s | ratio | amps solved |")
     print("|---|---|---|---|---|")
     for kind, (seconds, ok) in now.items():

@@ -16,28 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import gpuptc
-
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _measure_seconds(source: Path, raws: Path, options: str = "") -> float:
-    """Seconds of ``gpuptc.measure`` on NumPy by the package of ``source`` (the second run)."""
-    run = f"gpuptc.measure(inventory, backend='numpy'{options})"
-    code = (
-        f"import time, gpuptc; inventory = gpuptc.ingest([{str(raws)!r}]); {run}; "
-        f"t = time.perf_counter(); {run}; print(time.perf_counter() - t)"
-    )
-    environment = {**os.environ, "PYTHONPATH": str(source / "src")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=environment, check=True, capture_output=True, text=True
-    )
-    return float(done.stdout.split()[-1])
+from baseline import ROOT, measure_against, measure_seconds
 
 
 def main() -> None:
@@ -51,15 +34,8 @@ def main() -> None:
         raws = folder / "raws"
         gpuptc.simulate(raws, vendor="e2v", pairs=args.pairs, biases=0, seed=5,
                         workers=os.cpu_count())  # fmt: skip
-        worktree = folder / "baseline"
-        git = ["git", "-C", str(_ROOT), "worktree"]
-        subprocess.run([*git, "add", "-q", "--detach", str(worktree), args.baseline], check=True)
-        try:
-            before = _measure_seconds(worktree, raws)
-        finally:
-            subprocess.run([*git, "remove", "--force", str(worktree)], check=True)
-        now = _measure_seconds(_ROOT, raws)
-        tested = _measure_seconds(_ROOT, raws, ", extract__ks_test=True")
+        before, now = measure_against(args.baseline, raws, folder)
+        tested = measure_seconds(ROOT, raws, ", extract__ks_test=True")
     print("| measuring | seconds | per pair | over the baseline |")
     print("|---|---|---|---|")
     for name, seconds in (

@@ -472,10 +472,12 @@ def _exposure_order(flats: pd.DataFrame) -> pd.DataFrame:
     return flats.sort_values(keys, na_position="last", kind="stable")
 
 
-def _header_value(row: pd.Series, key: str) -> Any:
-    """A flat's value of a primary-header keyword (None where it has none)."""
-    values = row.get("header_values")
-    return json.loads(values).get(key) if isinstance(values, str) else None
+def _header_values(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Each row's values of primary-header keywords (None where it has none), parsed once."""
+    texts = frame["header_values"] if "header_values" in frame else [None] * len(frame)
+    parsed = [json.loads(t) if isinstance(t, str) else {} for t in texts]
+    columns = {key: [found.get(key) for found in parsed] for key in keys}
+    return pd.DataFrame(columns, index=frame.index, dtype=object)
 
 
 def sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]:
@@ -503,13 +505,12 @@ def sequencer_changes(manifest: pd.DataFrame) -> dict[str, dict[str, list[Any]]]
     if "header_values" not in manifest:
         return {}
     flats = manifest[manifest["status"] == FileStatus.PAIRED]
-    parsed = flats["header_values"].map(lambda t: json.loads(t) if isinstance(t, str) else {})
+    values = _header_values(flats, SEQUENCER_KEYS)
     changes: dict[str, dict[str, list[Any]]] = {}
     for sensor, mine in flats.groupby("sensor", sort=True):
-        ordered = parsed[_exposure_order(mine).index]
+        order = _exposure_order(mine).index
         for key in SEQUENCER_KEYS:
-            values = ordered.map(lambda found, key=key: found.get(key)).dropna()
-            seen = list(dict.fromkeys(values))
+            seen = list(dict.fromkeys(values[key][order].dropna()))
             if len(seen) > 1:
                 changes.setdefault(str(sensor), {})[key] = seen
     return changes
@@ -550,11 +551,11 @@ def pair_header_values(
     """
     first = pairs.drop_duplicates("pair").set_index("pair")["file1"]
     rows = manifest.drop_duplicates("path").set_index("path")
+    by_key = _header_values(rows, keys)
     found = {}
     for key in keys:
-        values = [
-            _header_value(rows.loc[path], key) if path in rows.index else None for path in first
-        ]
+        by_path = by_key[key]
+        values = [by_path.get(path) for path in first]
         numbers = all(isinstance(v, int | float) for v in values if v is not None)
         found[f"{AUX_PREFIX}{key}"] = (
             [math.nan if v is None else float(v) for v in values]
@@ -570,7 +571,7 @@ def _matcher(ordered: pd.DataFrame, rule: PairingRule) -> tuple[Callable[[int, i
         numbers = np.arange(len(ordered))
         return (lambda i, j: True), numbers
     if rule.match == "FLUX":
-        flux = [_header_value(row, rule.flux_keyword) for _, row in ordered.iterrows()]
+        flux = list(_header_values(ordered, [rule.flux_keyword])[rule.flux_keyword])
         return (lambda i, j: flux[i] is not None and flux[i] == flux[j]), flux
     exptimes = ordered["exptime"].to_numpy(dtype=float)
 

@@ -46,6 +46,7 @@ __all__ = [
     "exposure_charge",
     "flat_charges",
     "integrate",
+    "mean_charges",
     "pair_charges",
     "pair_monitor_currents",
     "photodiode_file_name",
@@ -434,7 +435,19 @@ def pair_charges(
     one (with why).
     """
     flats, missing = flat_charges(pairs, manifest, method, current_scale)
-    return (flats["charge1"] + flats["charge2"]) / 2.0, missing
+    return mean_charges(flats), missing
+
+
+def mean_charges(flats: pd.DataFrame) -> pd.Series:
+    """Each pair's charge from :func:`flat_charges`: the mean of both, NaN unless both.
+
+    Examples
+    --------
+    >>> flats = pd.DataFrame({"charge1": [1.0, 2.0], "charge2": [3.0, np.nan]})
+    >>> mean_charges(flats).tolist()
+    [2.0, nan]
+    """
+    return (flats["charge1"] + flats["charge2"]) / 2.0
 
 
 def exposure_keys(headers: pd.DataFrame, path: str) -> tuple[object, object, str | None]:

@@ -36,6 +36,7 @@ from gpuptc.inputs.manifest import pair_header_values
 from gpuptc.inputs.photodiode import (
     exposure_keys,
     flat_charges,
+    mean_charges,
     pair_monitor_currents,
     readings_location,
 )
@@ -301,9 +302,8 @@ def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFram
     _warn_missing_readings(task, missing, 2 * pairs["pair"].nunique())
     currents = pair_monitor_currents(pairs, task.manifest)
     header = pair_header_values(pairs, task.manifest, extract.auxiliary_header_keys)
-    both = (charges["charge1"] + charges["charge2"]) / 2.0
     return pairs.assign(
-        photo_charge=pairs["pair"].map(both).to_numpy(float),
+        photo_charge=pairs["pair"].map(mean_charges(charges)).to_numpy(float),
         photo_charge_delta=pairs["pair"]
         .map(charges["charge2"] - charges["charge1"])
         .to_numpy(float),
