@@ -129,7 +129,12 @@ def test_bias_saturation_edges_and_nans(backend):
     raw[0, 5, 5] = 70000.0  # saturated
     raw[1, 6, 6] = np.nan
     config = IsrConfig(
-        parallel_overscan="NONE", use_bias=True, saturation=65000.0, edge_mask=2, dtype="float64"
+        parallel_overscan="NONE",
+        use_bias=True,
+        saturation=65000.0,
+        edge_mask=2,
+        edge_mask_level="AMP",
+        dtype="float64",
     )
     result = run_isr(
         backend.asarray(raw),
@@ -177,6 +182,7 @@ def test_fused_isr_is_the_generic_isr(serial, parallel, dtype):
         use_bias=True,
         saturation=65000.3,
         edge_mask=1,
+        edge_mask_level="AMP",
         dtype=dtype,
     )
     results = {

@@ -197,7 +197,8 @@ def _isr(raw, geometry, config, defects):
 
 
 def test_fully_masked_amp_has_a_status(small_e2v, manifest):
-    pairs, _ = measure(manifest, preset="cp_pipe", backend="numpy", isr__edge_mask=48)
+    amp_level = {"isr__edge_mask": 48, "isr__edge_mask_level": "AMP"}
+    pairs, _ = measure(manifest, preset="cp_pipe", backend="numpy", **amp_level)
     assert set(pairs.status) == {"no_good_pixels"}
     assert pairs["var"].isna().all()
 

@@ -65,3 +65,34 @@ def test_lsstcam_samples(run, shape, rolloff):
     (k,) = np.flatnonzero(mean == result.turnoff)
     expected = (mean[k + 1] - mean[k - 1]) / 2.0
     assert result.extra["turnoff_sampling_error"] == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("preset", "deviation"), [("cp_pipe", 0.01), ("cp_pipe_lsstcam", 0.005)])
+def test_planted_exponential_rolloff_is_found_where_it_was_put(preset, deviation):
+    """Truth: a PTC of eq. 16 less cp_pipe's own rolloff term, ``exp((m - m0) / |tau|) - 1``
+    from ``m0`` = 90 000 ADU with tau -1500 ADU, 200 pairs, 0.05 % noise on the variances.
+
+    Where it was put, by the model's definition: the signal at which the term reaches
+    ``deviation`` of eq. 16 (solved here by Brent's method). The rolloff is found within 2 %
+    of it and tau within 1 % of the planted one. (The simulator's pixel-level soft
+    saturation is another shape: ``benchmarks/rolloff_truth.py``.)
+    """
+    from scipy.optimize import brentq
+
+    from gpuptc.fitting.ptc import eq16
+
+    rng = np.random.default_rng(3)
+    mean = np.linspace(1000.0, 110000.0, 200)
+    a00, gain, noise2, m0, tau = -1.2e-6, 1.4, 30.0, 90000.0, -1500.0
+    term = np.where(mean < m0, 0.0, np.exp(-(mean - m0) / tau) - 1.0)
+    var = (eq16(mean, a00, gain, noise2) - term) * (1 + 5e-4 * rng.standard_normal(len(mean)))
+    result = gpuptc.fit_ptc(mean, var, preset=preset, npix=2 * var**3, rolloff=True)
+    assert result.status == "ok"
+
+    def excess(m: float) -> float:
+        return (np.exp(-(m - m0) / tau) - 1.0) / eq16(m, a00, gain, noise2) - deviation
+
+    planted = brentq(excess, m0, 2 * m0)
+    assert abs(result.extra["rolloff"] / planted - 1) < 0.02
+    assert abs(result.extra["rolloff_tau"] / tau - 1) < 0.01
+    assert result.extra["rolloff"] <= result.turnoff

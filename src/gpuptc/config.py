@@ -13,7 +13,9 @@ tool it is named after:
     columns/rows; afw clipped means and variance (5.5 sigma, 3 passes); flux-matched
     difference; FFT covariances, cov_size 10; read-noise-corrected per-pair gain.
 ``cp_pipe_lsstcam``
-    cp_pipe with the LSSTCam production overrides (20-pixel amplifier borders masked).
+    cp_pipe with the LSSTCam production overrides (20-pixel amplifier borders masked, the
+    vignetting function's region selection, the roll-off model, the full-covariance fit,
+    the gain ratio adjustment).
 ``seed``
     The original notebook: constant median overscan and master bias, plain means,
     ``mean = mean(I1)``, ``var = var(I1 - I2 m1/m2) / 2``.
@@ -29,9 +31,11 @@ __all__ = [
     "BF_LEVELS",
     "INTEGRATION_METHODS",
     "LINEARITY_TYPES",
+    "LSSTCAM_VIGNETTING",
     "PRESETS",
     "BrighterFatterConfig",
     "ExtractConfig",
+    "GainRatiosConfig",
     "IsrConfig",
     "LinearityConfig",
     "Preset",
@@ -110,7 +114,11 @@ class IsrConfig:
     saturation : float or None
         Raw level (ADU) at or above which pixels are masked; None: no saturation mask.
     edge_mask : int
-        Pixels masked along every border of each amplifier's imaging area.
+        Pixels masked along the borders: of each amplifier's imaging area
+        (``edge_mask_level`` ``AMP``), or only those on the detector's outer edges
+        (``DETECTOR``, cp_pipe's default level).
+    edge_mask_level : {'DETECTOR', 'AMP'}
+        Where ``edge_mask`` applies.
     dtype : {'float32', 'float64'}
         Floating type of the corrected pixels (sums are always float64).
     """
@@ -141,6 +149,9 @@ class IsrConfig:
     )
     saturation: float | None = setting(None, cp_pipe="ip_isr IsrTaskConfig.doSaturation")
     edge_mask: int = setting(0, cp_pipe="PhotonTransferCurveExtractPairConfig.numEdgeSuspect")
+    edge_mask_level: str = setting(
+        "DETECTOR", cp_pipe="PhotonTransferCurveExtractPairConfig.edgeMaskLevel"
+    )
     dtype: str = setting("float32")
 
     def __post_init__(self) -> None:
@@ -156,6 +167,8 @@ class IsrConfig:
             raise ValueError(f"dtype {self.dtype!r} must be 'float32' or 'float64'")
         if self.edge_mask < 0 or self.poly_order < 0:
             raise ValueError("edge_mask and poly_order must be non-negative")
+        if self.edge_mask_level not in ("DETECTOR", "AMP"):
+            raise ValueError(f"edge_mask_level {self.edge_mask_level!r} not DETECTOR or AMP")
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,14 @@ class ExtractConfig:
         :mod:`gpuptc.measuring.gaussianity`); off, every p-value is 1 (cp_pipe's default).
     ks_bins, ks_limit_multiplier, ks_min_values : int, float, int
         The test's histogram: bins, half range in ``sqrt(mean)`` (ADU), fewest pixels.
+    vignette_selection : bool
+        Measure only each amp's pixels where the camera's vignetting function is within
+        ``vignette_percent`` of the amp's highest (:mod:`gpuptc.measuring.selection`).
+    vignette_coefficients : tuple of float
+        The vignetting function, a polynomial in the focal-plane radius in metres
+        (``numpy.polyval`` order).
+    vignette_min_pixels, vignette_percent : int, float
+        The percentage is raised by 1 at a time until the selection holds this many pixels.
     """
 
     method: str = setting("cp_pipe")
@@ -265,6 +286,19 @@ class ExtractConfig:
     ks_min_values: int = setting(
         100, cp_pipe="PhotonTransferCurveExtractPairConfig.ksHistMinDataValues"
     )
+    vignette_selection: bool = setting(
+        False, cp_pipe="PhotonTransferCurveExtractPairConfig.doVignetteFunctionRegionSelection"
+    )
+    vignette_coefficients: tuple[float, ...] = setting(
+        (), cp_pipe="PhotonTransferCurveExtractPairConfig.vignetteFunctionPolynomialCoeffs"
+    )
+    vignette_min_pixels: int = setting(
+        250_000,
+        cp_pipe="PhotonTransferCurveExtractPairConfig.vignetteFunctionRegionSelectionMinimumPixels",
+    )
+    vignette_percent: float = setting(
+        2.0, cp_pipe="PhotonTransferCurveExtractPairConfig.vignetteFunctionRegionSelectionPercent"
+    )
 
     def __post_init__(self) -> None:
         if self.bin_size < 1 or (self.bin_size > 1 and self.method != "cp_pipe"):
@@ -272,6 +306,9 @@ class ExtractConfig:
         if self.match_exposures not in ("TIME", "FLUX", "EXPID"):
             raise ValueError(f"match_exposures {self.match_exposures!r} not TIME, FLUX or EXPID")
         object.__setattr__(self, "auxiliary_header_keys", tuple(self.auxiliary_header_keys))
+        object.__setattr__(self, "vignette_coefficients", tuple(self.vignette_coefficients))
+        if self.vignette_selection and not self.vignette_coefficients:
+            raise ValueError("vignette_selection needs vignette_coefficients")
         if self.photodiode_integration not in INTEGRATION_METHODS:
             raise ValueError(
                 f"photodiode_integration {self.photodiode_integration!r} not in "
@@ -626,12 +663,93 @@ class BrighterFatterConfig:
             )
 
 
+@dataclass(frozen=True)
+class GainRatiosConfig:
+    """The PTC's gains adjusted so that the flats are seamless across amplifier boundaries.
+
+    cp_pipe's ``PhotonTransferCurveAdjustGainRatiosTask`` (run by the LSSTCam pipeline
+    after the PTC solve); :mod:`gpuptc.fitting.gain_ratios`. The first flat of each of
+    up to ``n_flat`` pairs between ``min_adu`` and ``max_adu`` is binned (in the measuring
+    pass), put in electrons by the PTC's gains, cleared of a radial gradient (about the
+    focal plane's centre) and a Chebyshev gradient; each amp's ratio to a reference amp is
+    the median over the flats, and the gains are divided by those ratios (normalised so
+    that their median is 1). The PTC's own gains are kept as ``gain_unadjusted``.
+
+    Parameters
+    ----------
+    adjust : bool
+        Adjust the gains (off in ``cp_pipe``, whose default pipeline does not run the task).
+    remove_radial_gradient : bool
+        Fit and divide out a radial spline before the amp ratios.
+    radial_nodes : int
+        Nodes of the radial (Akima) spline, evenly spaced over the sensor's radii.
+    chebyshev_order : int
+        Order in x and in y of the Chebyshev gradient fitted with the amp ratios.
+    min_adu, max_adu : float
+        The pairs whose mean signal (averaged over the good amps) is between these.
+    max_noise_reference : float
+        A reference amp has a PTC read noise (e-) at most this.
+    turnoff_percentile_reference : float
+        ... and a turnoff at or above this percentile of the sensor's amps'.
+    n_flat : int
+        At most this many flats, drawn at random (seeded by ``random_seed``).
+    random_seed : int
+        The draw's seed.
+    bin_factor : int
+        Pixels per side of a bin.
+    amp_boundary : int
+        Pixels at each amp's edges left out of the bins.
+    max_fractional_gain_ratio : float
+        An amp whose ratio is further than this from 1 is left out of the gradient fits,
+        one at a time, and gets no adjustment.
+    """
+
+    adjust: bool = setting(False, cp_pipe="cpPtcAdjustGainRatios in the pipeline")
+    remove_radial_gradient: bool = setting(
+        True, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.do_remove_radial_gradient"
+    )
+    radial_nodes: int = setting(
+        20, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.radial_gradient_n_spline_nodes"
+    )
+    chebyshev_order: int = setting(
+        1, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.chebyshev_gradient_order"
+    )
+    min_adu: float = setting(1000.0, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.min_adu")
+    max_adu: float = setting(20000.0, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.max_adu")
+    max_noise_reference: float = setting(
+        12.0, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.max_noise_reference"
+    )
+    turnoff_percentile_reference: float = setting(
+        25.0, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.turnoff_percentile_reference"
+    )
+    n_flat: int = setting(50, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.n_flat")
+    random_seed: int = setting(
+        12345, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.random_seed"
+    )
+    bin_factor: int = setting(8, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.bin_factor")
+    amp_boundary: int = setting(
+        20, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.amp_boundary"
+    )
+    max_fractional_gain_ratio: float = setting(
+        0.05, cp_pipe="PhotonTransferCurveAdjustGainRatiosConfig.max_fractional_gain_ratio"
+    )
+
+    def __post_init__(self) -> None:
+        if self.bin_factor < 1 or self.amp_boundary < 0 or self.n_flat < 1:
+            raise ValueError("bin_factor and n_flat must be >= 1, amp_boundary >= 0")
+        if self.radial_nodes < 2 or self.chebyshev_order < 0:
+            raise ValueError("radial_nodes must be >= 2 and chebyshev_order >= 0")
+        if not self.min_adu < self.max_adu:
+            raise ValueError(f"min_adu {self.min_adu} not below max_adu {self.max_adu}")
+
+
 _SECTIONS: dict[str, type] = {
     "isr": IsrConfig,
     "extract": ExtractConfig,
     "solve": SolveConfig,
     "linearity": LinearityConfig,
     "brighter_fatter": BrighterFatterConfig,
+    "gain_ratios": GainRatiosConfig,
 }
 """A preset's sections, in the order of :class:`Preset`'s fields."""
 _FIELDS: dict[str, frozenset[str]] = {
@@ -650,6 +768,7 @@ class Preset:
     solve: SolveConfig = field(default_factory=SolveConfig)
     linearity: LinearityConfig = field(default_factory=LinearityConfig)
     brighter_fatter: BrighterFatterConfig = field(default_factory=BrighterFatterConfig)
+    gain_ratios: GainRatiosConfig = field(default_factory=GainRatiosConfig)
 
     def __post_init__(self) -> None:
         if self.extract.bin_size != self.solve.bin_size:
@@ -674,6 +793,28 @@ class Preset:
         return Preset(self.name, *changed)
 
 
+LSSTCAM_VIGNETTING: tuple[float, ...] = (
+    -2.04748298e12,
+    4.62036195e12,
+    -4.55318392e12,
+    2.55519946e12,
+    -8.86592878e11,
+    1.89254514e11,
+    -2.11087631e10,
+    -2.68228152e08,
+    4.87993883e08,
+    -8.03764403e07,
+    6.99808127e06,
+    -3.58577957e05,
+    1.05491604e04,
+    -1.60565953e02,
+    9.96009337e-01,
+    9.98941038e-01,
+)
+"""LSSTCam's vignetting function (relative throughput) as a polynomial in the focal-plane
+radius in metres, highest power first: cp_pipe's LSSTCam PTC pipeline's
+``vignetteFunctionPolynomialCoeffs``."""
+
 PRESETS: dict[str, Preset] = {
     "eotest": Preset(
         "eotest",
@@ -684,8 +825,12 @@ PRESETS: dict[str, Preset] = {
     "cp_pipe": Preset("cp_pipe"),
     "cp_pipe_lsstcam": Preset(
         "cp_pipe_lsstcam",
-        IsrConfig(edge_mask=20),
-        ExtractConfig(auxiliary_header_keys=("TEMP6",)),
+        IsrConfig(edge_mask=20, edge_mask_level="AMP"),
+        ExtractConfig(
+            auxiliary_header_keys=("TEMPAVG", "BSSVBS"),
+            vignette_selection=True,
+            vignette_coefficients=LSSTCAM_VIGNETTING,
+        ),
         SolveConfig(
             max_signal_initial=20000.0,
             max_delta_initial=1000.0,
@@ -695,6 +840,7 @@ PRESETS: dict[str, Preset] = {
             ptc_fit_type="fullcov",
         ),
         LinearityConfig(use_photodiode=True),
+        gain_ratios=GainRatiosConfig(adjust=True),
     ),
     "seed": Preset(
         "seed",

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "EXIT_REJECTED",
     "EXIT_USAGE",
     "FULLCOV_COLUMNS",
+    "GAIN_RATIO_COLUMNS",
     "GROSS_MISMATCH",
     "INTERRUPTED",
     "LINEARITY_COLUMNS",
@@ -45,6 +47,7 @@ __all__ = [
     "SENSORS_DIR",
     "STAT_NAMES",
     "TABLE_FILES",
+    "BinnedFlats",
     "DrawnFigure",
     "FileStatus",
     "FitStatus",
@@ -157,6 +160,8 @@ class Stage:
     """A sensor's linearity could not be solved (its PTC stands)."""
     BF_KERNEL = "bf_kernel"
     """A sensor's brighter-fatter kernels could not be solved (its PTC stands)."""
+    GAIN_RATIOS = "gain_ratios"
+    """A sensor's gains could not be adjusted to seamless flats (its PTC's gains stand)."""
     SENSOR = "sensor"
     """The whole sensor failed (the log holds the traceback)."""
 
@@ -280,6 +285,8 @@ PTC_COLUMNS: tuple[str, ...] = (
     "rolloff_err",
     "rolloff_tau",
     "rolloff_tau_err",
+    "gain_unadjusted",
+    "gain_adjustment",
 )
 FULLCOV_COLUMNS: tuple[str, ...] = (
     "sensor",
@@ -305,6 +312,18 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "ratio",
     "definition",
 )
+GAIN_RATIO_COLUMNS: tuple[str, ...] = (
+    "sensor",
+    "pair",
+    "amp",
+    "segment",
+    "mean_adu",
+    "ratio",
+    "reference",
+)
+"""One row per sensor, flat and amp of ``gain_ratios.parquet``: each amp's ratio to the
+reference amp on one binned flat (the first of the pair) in electrons, gradients removed
+(:mod:`gpuptc.fitting.gain_ratios`); ``mean_adu`` is the flat's signal."""
 REJECTED_COLUMNS: tuple[str, ...] = ("path", "sensor", "pair", "amp", "stage", "reason")
 
 _INTEGER_COLUMNS = frozenset({"pair", "amp", "npix", "cov_pixels", "pixels", "i", "j"})
@@ -377,6 +396,7 @@ TABLE_FILES: dict[str, str] = {
     "verdict": "verdict.parquet",
     "linearity": "linearity.parquet",
     "bf_kernel": "bfk.parquet",
+    "gain_ratios": "gain_ratios.parquet",
     "rejected": REJECTED_FILE,
 }
 """Each table of a run and the file it is written to."""
@@ -415,6 +435,34 @@ class DrawnFigure:
     """``ExceptionType: message`` when drawing failed."""
     order: int = 0
     """Its place among its sensor's figures (parts drawn apart are joined by it)."""
+
+
+@dataclass(frozen=True)
+class BinnedFlats:
+    """Flats of a sensor binned per amplifier, with where their bins lie.
+
+    Attributes
+    ----------
+    pairs : numpy.ndarray
+        ``(n,)`` the pairs the flats belong to.
+    amps : numpy.ndarray
+        ``(amps,)`` the amplifiers' numbers, in the order of the amp axis.
+    values : numpy.ndarray
+        ``(n, amps, by, bx)`` mean signal of each bin of each pair's first flat (ADU; NaN
+        without a good pixel).
+    x, y : numpy.ndarray
+        ``(amps, by, bx)`` each bin's centre on the assembled CCD (pixels, amp 1 at the
+        lower left).
+    ccd_shape : tuple of int
+        The assembled CCD's ``(ny, nx)``.
+    """
+
+    pairs: np.ndarray
+    amps: np.ndarray
+    values: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    ccd_shape: tuple[int, int]
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")

@@ -391,7 +391,10 @@ def _fullcov_rows(sensor: str, amp: int, result: PtcFit) -> list[dict[str, Any]]
 
 _RESPONSE_COLUMNS = ("turnoff_err", "turnoff_electrons", "full_well")
 """``ptc`` columns derived from a fit and the amp's pairs (:func:`_response`)."""
-_DERIVED_COLUMNS = (*_RESPONSE_COLUMNS, *ROLLOFF_KEYS)
+_ADJUSTMENT_COLUMNS = ("gain_unadjusted", "gain_adjustment")
+"""``ptc`` columns of the gain ratio adjustment (:mod:`gpuptc.fitting.gain_ratios`): the
+fit's own gain and the factor it was divided by (1 until adjusted)."""
+_DERIVED_COLUMNS = (*_RESPONSE_COLUMNS, *ROLLOFF_KEYS, *_ADJUSTMENT_COLUMNS)
 """``ptc`` columns that are not a fit's attributes: its response and its rolloff model
 (cp_pipe's, where it ran: NaN otherwise)."""
 
@@ -402,6 +405,7 @@ def _row(sensor: str, amp: int, segment: str, result: PtcFit, data: AmpData) -> 
     }
     values.update(_response(result, data))
     values.update({key: float(result.extra.get(key, math.nan)) for key in ROLLOFF_KEYS})
+    values.update(gain_unadjusted=result.gain, gain_adjustment=1.0)
     return {"sensor": sensor, "amp": amp, "segment": segment, "model": result.model, **values}
 
 

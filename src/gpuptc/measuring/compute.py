@@ -21,6 +21,7 @@ from gpuptc import settings
 from gpuptc.backend import Backend, to_host
 from gpuptc.config import Preset
 from gpuptc.kernels.fft import fft_shape
+from gpuptc.measuring.binning import bin_amps, bin_spec
 from gpuptc.measuring.isr import (
     NO_CALIBRATIONS,
     Calibrations,
@@ -67,6 +68,7 @@ def _isr(
         isr_regions(geometry),
         preset.isr,
         bias=calibrations.bias,
+        defects=calibrations.excluded,
         linearizers=calibrations.linearizers,
         brighter_fatter=calibrations.brighter_fatter,
         backend=backend,
@@ -111,12 +113,16 @@ class BatchResult:
         ``(pairs, amps, L, L)`` covariances and pixel pairs, None without covariances.
     failed : numpy.ndarray of bool
         ``(pairs, amps)``: the amplifier's measurement raised (its numbers are NaN).
+    binned : numpy.ndarray or None
+        ``(pairs, amps, by, bx)`` each pair's first flat binned
+        (:func:`gpuptc.measuring.binning.bin_amps`), None when the preset needs none.
     """
 
     values: dict[str, np.ndarray]
     cov: np.ndarray | None
     cov_npix: np.ndarray | None
     failed: np.ndarray
+    binned: np.ndarray | None = None
 
     @staticmethod
     def joined(parts: list[BatchResult]) -> BatchResult:
@@ -134,6 +140,7 @@ class BatchResult:
             join([p.cov for p in parts]),
             join([p.cov_npix for p in parts]),
             np.concatenate([p.failed for p in parts], axis=1),
+            join([p.binned for p in parts]),
         )
 
 
@@ -155,17 +162,26 @@ def _measure_amps(
     if stats.cov is not None and stats.cov_npix is not None:
         cov, cov_npix = to_host(xp.stack([stats.cov, stats.cov_npix]))
     failed = np.zeros(values["mean"].shape, bool)
-    return BatchResult(values, cov, cov_npix, failed)
+    spec = bin_spec(preset)
+    binned = None
+    if spec is not None:
+        binned = to_host(bin_amps(isr.images[:, 0], isr.good[:, 0], spec, xp))
+    return BatchResult(values, cov, cov_npix, failed, binned)
 
 
-def _failed_amp(pairs: int, cov_size: int) -> BatchResult:
+def _failed_amp(pairs: int, geometry: SensorGeometry, preset: Preset) -> BatchResult:
     """The numbers of an amplifier whose measurement raised: NaN, no pixels, ``failed``."""
     values = {name: np.full((pairs, 1), np.nan) for name in (*STAT_NAMES, "overscan_level")}
     values["npix"] = np.zeros((pairs, 1))
     values["cov_pixels"] = np.zeros((pairs, 1))
-    cov = np.full((pairs, 1, cov_size, cov_size), np.nan) if cov_size else None
+    size = preset.extract.cov_size
+    cov = np.full((pairs, 1, size, size), np.nan) if size else None
     failed = np.ones((pairs, 1), bool)
-    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov), failed)
+    spec = bin_spec(preset)
+    binned = None
+    if spec is not None:
+        binned = np.full((pairs, 1, *spec.grid(geometry.imaging.shape)), np.nan, np.float32)
+    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov), failed, binned)
 
 
 def _isolated(
@@ -182,7 +198,7 @@ def _isolated(
             amp = geometry.amps[0]
             log.warning("%s: measurement failed: %s: %s", amp.segment, type(exc).__name__, exc)
             log.debug("%s", amp.segment, exc_info=True)
-            return _failed_amp(raw.shape[0], preset.extract.cov_size)
+            return _failed_amp(raw.shape[0], geometry, preset)
     parts = [
         _isolated(
             raw[:, :, a : a + 1],

@@ -224,11 +224,15 @@ class Calibrations:
         One per amp, applied after the bias.
     brighter_fatter : BfCorrection or None
         Kernels the pixels are corrected by after the linearity.
+    excluded : array of bool or None
+        ``(amps, ny, nx)`` imaging pixels left out by their place (the detector's edges,
+        the vignetting selection: :func:`gpuptc.measuring.selection.excluded_pixels`).
     """
 
     bias: Any = None
     linearizers: tuple[AmpLinearizer, ...] | None = None
     brighter_fatter: BfCorrection | None = None
+    excluded: Any = None
 
     def amps(self, first: int, last: int) -> Calibrations:
         """Those of amps ``first`` to ``last - 1``."""
@@ -236,6 +240,7 @@ class Calibrations:
             None if self.bias is None else self.bias[first:last],
             None if self.linearizers is None else self.linearizers[first:last],
             None if self.brighter_fatter is None else self.brighter_fatter.amps(first, last),
+            None if self.excluded is None else self.excluded[first:last],
         )
 
 
@@ -291,7 +296,8 @@ def run_isr(
         ``(amps, naxis2, naxis1)`` master bias (overscan-corrected), subtracted when
         ``config.use_bias``.
     defects : array of bool, optional
-        ``(amps, ny, nx)`` user defect mask in trimmed coordinates, True = bad.
+        ``(amps, ny, nx)`` pixels left out, in trimmed coordinates, True = bad (defects,
+        the preset's selections by place).
     linearizers : tuple of AmpLinearizer, optional
         One per amp: each amp's imaging pixels corrected by its own after the bias
         (saturation is judged on the raw values, as before).
@@ -337,8 +343,7 @@ def run_isr(
         images = linearize(images, list(linearizers))
     if brighter_fatter is not None:
         images = brighter_fatter.corrected(images)
-    if config.edge_mask > 0 or defects is not None:
-        good = good & _edge_and_defects(
-            images.shape, config.edge_mask, defects, device=images.device, xp=xp
-        )
+    edge = config.edge_mask if config.edge_mask_level == "AMP" else 0
+    if edge > 0 or defects is not None:
+        good = good & _edge_and_defects(images.shape, edge, defects, device=images.device, xp=xp)
     return IsrResult(images, good, read_noise, level)

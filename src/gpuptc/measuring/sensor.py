@@ -27,17 +27,22 @@ from gpuptc.inputs.manifest import PairFiles, flat_pairs
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.batches import read_batches
+from gpuptc.measuring.binning import bin_centres, bin_spec
 from gpuptc.measuring.compute import BatchResult, display_images, isr_regions, measure_batch
 from gpuptc.measuring.isr import BfCorrection, Calibrations
 from gpuptc.measuring.isr_noise import IsrNoise, isr_noise
 from gpuptc.measuring.masterbias import MasterBias, make_master_bias, resolve_biases
+from gpuptc.measuring.selection import excluded_pixels
+from gpuptc.raws.camera import sensor_centre_mm
 from gpuptc.raws.exposure import RawReadError, read_segment_headers
-from gpuptc.raws.geometry import SensorGeometry
+from gpuptc.raws.geometry import GeometryError, SensorGeometry, ccd_shape
+from gpuptc.raws.header import ExposureInfo
 from gpuptc.schema import (
     COVARIANCE_COLUMNS,
     GROSS_MISMATCH,
     MISMATCH_THRESHOLD,
     PAIR_COLUMNS,
+    BinnedFlats,
     FileStatus,
     PairStatus,
     Stage,
@@ -162,6 +167,9 @@ class SensorMeasurement:
         with its ``pair`` and ``exptime``; None when none was asked for or it was not read.
     display_seconds : float
         The part of the measuring's wall time spent making the display images.
+    binned : BinnedFlats or None
+        The first flats of the pairs inside the gain ratio adjustment's signal window,
+        binned (:mod:`gpuptc.measuring.binning`); None when the preset adjusts no gains.
     """
 
     pairs: pd.DataFrame
@@ -169,6 +177,7 @@ class SensorMeasurement:
     rejected: pd.DataFrame
     images: dict[str, Any] | None = None
     display_seconds: float = 0.0
+    binned: BinnedFlats | None = None
 
 
 @dataclass
@@ -300,14 +309,25 @@ def display_pair(pairs: Sequence[PairFiles]) -> PairFiles | None:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def _first_geometry(pairs: Sequence[PairFiles], files: InputFiles) -> SensorGeometry | None:
-    """Geometry of the first readable flat of the sensor."""
+def _first_headers(
+    pairs: Sequence[PairFiles], files: InputFiles
+) -> tuple[ExposureInfo, SensorGeometry] | None:
+    """Primary-header metadata and geometry of the first readable flat of the sensor."""
     for pair in pairs:
         try:
-            return read_segment_headers(files.local(pair.file1))[1]
+            return read_segment_headers(files.local(pair.file1))
         except RawReadError:
             continue
     return None
+
+
+def _device_exclusions(
+    info: ExposureInfo, geometry: SensorGeometry, preset: Preset, backend: Backend
+) -> Any:
+    """The pixels left out by their place (:mod:`gpuptc.measuring.selection`) on the device."""
+    centre = sensor_centre_mm(info.raftbay, info.ccdslot)
+    excluded = excluded_pixels(geometry, preset, centre)
+    return None if excluded is None else backend.asarray(excluded)
 
 
 def _empty_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -375,11 +395,16 @@ def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
 class _Tables:
     """Rows of one sensor's tables, gathered batch by batch."""
 
-    def __init__(self, sensor: str, geometry: SensorGeometry, noise: IsrNoise) -> None:
+    def __init__(
+        self, sensor: str, geometry: SensorGeometry, noise: IsrNoise, preset: Preset
+    ) -> None:
         self.sensor, self.geometry, self.noise = sensor, geometry, noise
+        self.window = (preset.gain_ratios.min_adu, preset.gain_ratios.max_adu)
+        self.spec = bin_spec(preset)
         self.pair_rows: list[dict[str, Any]] = []
         self.cov_frames: list[pd.DataFrame] = []
         self.rejected: list[dict[str, Any]] = []
+        self.binned: dict[int, np.ndarray] = {}
 
     def add(self, pairs: Sequence[PairFiles], result: BatchResult) -> None:
         for k, pair in enumerate(pairs):
@@ -388,6 +413,28 @@ class _Tables:
                 self.cov_frames.append(
                     _covariance_frame(self.sensor, pair, k, self.geometry, result)
                 )
+            if result.binned is not None and self._inside(result.values["mean"][k]):
+                self.binned[pair.pair] = result.binned[k]
+
+    def _inside(self, means: np.ndarray) -> bool:
+        """Whether a pair's signal (its amps' median) may be in the gain ratios' window."""
+        finite = means[np.isfinite(means)]
+        return bool(len(finite)) and self.window[0] < np.median(finite) < self.window[1]
+
+    def binned_flats(self) -> BinnedFlats | None:
+        """The binned first flats kept, with their bins' places; None without any."""
+        if self.spec is None or not self.binned:
+            return None
+        try:
+            x, y = bin_centres(self.geometry.amps, self.spec)
+            shape = ccd_shape(self.geometry.amps)
+        except GeometryError as exc:
+            log.warning("%s: no gain ratio adjustment: %s", self.sensor, exc)
+            return None
+        pairs = np.array(sorted(self.binned), np.int64)
+        values = np.stack([self.binned[p] for p in pairs])
+        amps = np.array([amp.amp for amp in self.geometry.amps], np.int64)
+        return BinnedFlats(pairs, amps, values, x, y, shape)
 
     def measurement(self, images: dict[str, Any] | None, seconds: float) -> SensorMeasurement:
         pairs = pd.DataFrame(self.pair_rows, columns=list(PAIR_COLUMNS))
@@ -397,7 +444,9 @@ class _Tables:
         empty = _empty_tables()[1]
         covariances = pd.concat(self.cov_frames, ignore_index=True) if self.cov_frames else empty
         rejected = rejected_frame(self.rejected)
-        return SensorMeasurement(pairs, typed(covariances), rejected, images, seconds)
+        return SensorMeasurement(
+            pairs, typed(covariances), rejected, images, seconds, self.binned_flats()
+        )
 
 
 def _warn_variance_disagreement(
@@ -461,17 +510,19 @@ def measure_sensor(
         Rows for this sensor (see :func:`measure`) and the display images.
     """
     files = files or InputFiles(())
-    geometry = _first_geometry(pairs, files)
-    if geometry is None:
+    headers = _first_headers(pairs, files)
+    if headers is None:
         return _unreadable(sensor, pairs)
+    info, geometry = headers
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     calibrations = Calibrations(
         _device_bias(sensor, bias, geometry, preset, backend),
         _amp_linearizers(sensor, linearizers, geometry),
         _bf_correction(bf_kernels, geometry, backend),
+        _device_exclusions(info, geometry, preset, backend),
     )
-    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)))
+    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)), preset)
     order = {pair.pair: index for index, pair in enumerate(pairs)}
     images, seconds = None, 0.0
     done = 0

@@ -116,6 +116,12 @@ def _model_variances(fit: Any, model: str, mean: np.ndarray, cube: np.ndarray) -
     return cube[:, 0, 0]
 
 
+def _unadjusted_gain(fit: Any) -> float:
+    """The fit's own gain: ``gain_unadjusted`` where the row has a finite one, else ``gain``."""
+    unadjusted = getattr(fit, "gain_unadjusted", math.nan)
+    return float(unadjusted) if np.isfinite(unadjusted) else float(fit.gain)
+
+
 def _amp_row(
     amp_pairs: pd.DataFrame,
     amp_covariances: pd.DataFrame,
@@ -123,7 +129,12 @@ def _amp_row(
     matrices: dict[str, np.ndarray],
     context: dict[str, Any],
 ) -> dict[str, Any]:
-    """Every column of one amplifier's row."""
+    """Every column of one amplifier's row.
+
+    ``GAIN`` is the adjusted gain where the gain ratios were adjusted; the model's
+    parameters, covariances and variances are those of the fit (``GAIN_UNADJUSTED``).
+    """
+    adjusted, fit = fit.gain, fit._replace(gain=_unadjusted_gain(fit))
     model, sides, pair_ids = context["model"], context["sides"], context["pairs"]
     n = len(pair_ids)
     mean, var = amp_pairs["mean"].to_numpy(float), amp_pairs["var"].to_numpy(float)
@@ -156,7 +167,7 @@ def _amp_row(
         "RAW_VARS": var,
         "RAW_DELTAS": (amp_pairs["mean2"] - amp_pairs["mean1"]).to_numpy(float),
         "ROW_MEAN_VARIANCE": _column(amp_pairs, "row_mean_variance", math.nan),
-        "GAIN": fit.gain,
+        "GAIN": adjusted,
         "GAIN_ERR": fit.gain_err,
         "GAIN_UNADJUSTED": fit.gain,
         "GAIN_LIST": amp_pairs["cp_pipe_gain"].to_numpy(float),
@@ -378,7 +389,7 @@ def read_ptc_dataset(
     >>> path = write_ptc_dataset(tmp / "ptc.fits", tables, "E2V-CCD250-101")
     >>> dataset = read_ptc_dataset(path)
     >>> {name: table.shape for name, table in dataset.items()}
-    {'pairs': (96, 35), 'covariances': (9600, 7), 'ptc': (16, 24), 'fullcov': (0, 10)}
+    {'pairs': (96, 35), 'covariances': (9600, 7), 'ptc': (16, 25), 'fullcov': (0, 10)}
     >>> dataset["ptc"].attrs["det_ser"], dataset["ptc"].attrs["ptc_version"]
     ('E2V-CCD250-101', 2.6)
     >>> bool(abs(dataset["ptc"].gain - ptc.gain).max() < 1e-6)
@@ -512,6 +523,7 @@ def _fit_of(row: dict, sensor: str, amp: int, segment: str, model: str, bad: boo
         "model": model,
         "gain": float(row["GAIN"]),
         "gain_unadjusted": float(row["GAIN_UNADJUSTED"]),
+        "gain_adjustment": float(row["GAIN_UNADJUSTED"]) / float(row["GAIN"]),
         "gain_err": float(row["GAIN_ERR"]),
         "noise": float(row["NOISE"]),
         "noise_err": float(row["NOISE_ERR"]),

@@ -236,6 +236,8 @@ VERDICT_COLUMNS: tuple[str, ...] = (
     "status",
     "gain",
     "gain_err",
+    "gain_unadjusted",
+    "gain_adjustment",
     "noise",
     "noise_err",
     "read_noise",

@@ -328,6 +328,38 @@ class SensorGeometry:
         return tuple(g.segment for g in self.amps)
 
 
+def ccd_shape(amps: Sequence[AmpGeometry]) -> tuple[int, int]:
+    """``(rows, columns)`` of the CCD the amplifiers' DETSECs assemble."""
+    boxes = [amp.detsec.box() for amp in amps if amp.detsec is not None]
+    if len(boxes) != len(amps):
+        raise GeometryError("an amplifier has no DETSEC: the CCD cannot be assembled")
+    return max(b.y1 for b in boxes), max(b.x1 for b in boxes)
+
+
+def ccd_coordinates(
+    amp: AmpGeometry, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where positions in an amp's imaging region (its readout order) lie on the CCD.
+
+    ``rows`` and ``cols`` (pixel indices, fractions allowed) map as
+    :func:`assemble_ccd` places the amp's pixels: reversed along an axis its DETSEC runs
+    backwards on. Returns ``(x, y)`` on the assembled CCD.
+
+    Examples
+    --------
+    >>> amp = amp_geometry(1, "Segment10", 576, 2048, "[11:522,1:2002]", "[512:1,1:2002]")
+    >>> ccd_coordinates(amp, np.array([0.0]), np.array([0.0, 511.0]))
+    (array([511.,   0.]), array([0.]))
+    """
+    if amp.detsec is None:
+        raise GeometryError(f"{amp.segment} has no DETSEC: its pixels have no place on the CCD")
+    ny, nx = amp.imaging.shape
+    box = amp.detsec.box()
+    x = box.x0 + (nx - 1 - cols if amp.detsec.flip_x else cols)
+    y = box.y0 + (ny - 1 - rows if amp.detsec.flip_y else rows)
+    return x, y
+
+
 def assemble_ccd(trimmed: np.ndarray, amps: Sequence[AmpGeometry]) -> np.ndarray:
     """Assemble trimmed amplifier images into the full CCD, camera-team orientation.
 

@@ -10,7 +10,6 @@ same slot) are laid out in reading order instead, each labelled with its name.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +21,7 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
 from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
+from gpuptc.raws.camera import grid_place
 from gpuptc.raws.layout import amp_cell
 
 __all__ = [
@@ -70,8 +70,6 @@ BF_QUANTITIES: tuple[tuple[str, str], ...] = (
 )
 """The brighter-fatter quantities mapped (``bfk`` columns and each kernel's centre)."""
 
-_PLACE = re.compile(r"^R(\d)(\d)$"), re.compile(r"^S(\d)(\d)$")
-
 
 def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str, tuple[int, int]]:
     """Each sensor's ``(row, column)`` among the camera's 15 x 15 sensor slots.
@@ -95,14 +93,10 @@ def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str
     for sensor in sensors:
         if sensor not in known.index:
             return {}
-        raft = _PLACE[0].match(str(known.at[sensor, "raftbay"]).strip().upper())
-        slot = _PLACE[1].match(str(known.at[sensor, "ccdslot"]).strip().upper())
-        if raft is None or slot is None:
+        place = grid_place(known.at[sensor, "raftbay"], known.at[sensor, "ccdslot"])
+        if place is None:
             return {}
-        places[sensor] = (
-            3 * int(raft[1]) + int(slot[1]),
-            3 * int(raft[2]) + int(slot[2]),
-        )
+        places[sensor] = place
     return places if len(set(places.values())) == len(places) else {}
 
 

@@ -45,7 +45,7 @@ from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
 from gpuptc.products.linearizer import LinearizerError, write_linearizer
 from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.schedulers import execute
-from gpuptc.running.sensor import SensorResult, SensorTask
+from gpuptc.running.sensor import SENSOR_TABLES, SensorResult, SensorTask
 from gpuptc.running.store import SensorStore
 from gpuptc.schema import (
     EOTEST_DIR,
@@ -154,7 +154,8 @@ def _collect(
         return None
     tables = {
         name: pd.concat([getattr(r, name) for r in done], ignore_index=True)
-        for name in ("pairs", "covariances", "ptc", "fullcov", "curves", "linearity", "bf_kernel")
+        for name in SENSOR_TABLES
+        if name != "rejected"
     }
     tables["comparison"] = compare(tables["ptc"], selection.manifest)
     return {

@@ -30,6 +30,7 @@ from gpuptc.config import Preset
 from gpuptc.fitting.bf_check import checked, correction_kernels
 from gpuptc.fitting.bf_sensor import BF_KERNEL_COLUMNS, sensor_bf_kernels
 from gpuptc.fitting.curves import model_curves
+from gpuptc.fitting.gain_ratios import adjusted_ptc
 from gpuptc.fitting.linearity_sensor import sensor_linearity
 from gpuptc.fitting.solve import amp_rejections, fit
 from gpuptc.inputs.manifest import pair_header_values
@@ -53,7 +54,9 @@ from gpuptc.measuring.sensor import (
     sensor_inputs,
 )
 from gpuptc.products.linearizer import linearity_linearizers, sensor_linearizers
+from gpuptc.raws.camera import sensor_centre_mm
 from gpuptc.schema import (
+    GAIN_RATIO_COLUMNS,
     LINEARITY_COLUMNS,
     SCHEMA_VERSION,
     DrawnFigure,
@@ -83,6 +86,7 @@ SENSOR_TABLES: tuple[str, ...] = (
     "curves",
     "linearity",
     "bf_kernel",
+    "gain_ratios",
     "rejected",
 )
 """The tables of one sensor's results."""
@@ -189,6 +193,8 @@ class SensorResult:
         Each amp's linearity (:func:`gpuptc.fitting.linearity_sensor.sensor_linearity`).
     bf_kernel : pandas.DataFrame or None
         Each amp's brighter-fatter kernel (:func:`gpuptc.fitting.bf_sensor.sensor_bf_kernels`).
+    gain_ratios : pandas.DataFrame or None
+        Each flat's amp ratios of the gain adjustment (:data:`gpuptc.schema.GAIN_RATIO_COLUMNS`).
     images : dict or None
         The display images (see :func:`gpuptc.measuring.compute.display_images`).
     figures : list of DrawnFigure or None
@@ -206,6 +212,7 @@ class SensorResult:
     curves: pd.DataFrame | None = None
     linearity: pd.DataFrame | None = None
     bf_kernel: pd.DataFrame | None = None
+    gain_ratios: pd.DataFrame | None = None
     images: dict[str, Any] | None = None
     figures: list[DrawnFigure] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -281,6 +288,47 @@ def _fit(
     )
     rejected = joined_rejections([measured.rejected, amp_rejections(pairs, ptc)])
     return ptc, fullcov, pairs, rejected
+
+
+def _adjusted(
+    task: SensorTask,
+    measured: SensorMeasurement,
+    pairs: pd.DataFrame,
+    ptc: pd.DataFrame,
+    watch: Stopwatch,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``ptc`` with its gains adjusted to seamless flats when the preset asks.
+
+    Also the flats' ratios, and a rejected row if the adjustment failed (the fit's gains
+    then stand). Timed as the ``gain ratios`` stage where it runs.
+    """
+    empty = pd.DataFrame(columns=list(GAIN_RATIO_COLUMNS))
+    if measured.binned is None or ptc.empty:
+        return ptc, empty, rejected_frame([])
+    try:
+        with watch.stage("gain ratios"):
+            adjusted, ratios = adjusted_ptc(
+                ptc, pairs, measured.binned, task.preset.gain_ratios,
+                task.preset.solve.ptc_fit_type, _centre_mm(task),
+            )  # fmt: skip
+        return adjusted, ratios, rejected_frame([])
+    except Exception as exc:
+        log.error("%s: gains not adjusted:\n%s", task.sensor, traceback.format_exc())
+        reason = f"gains not adjusted: {type(exc).__name__}: {exc}"
+        row = rejected_row(reason, stage=Stage.GAIN_RATIOS, sensor=task.sensor)
+        return ptc, empty, rejected_frame([row])
+
+
+def _centre_mm(task: SensorTask) -> tuple[float, float] | None:
+    """The sensor's centre in the focal plane from its manifest rows' RAFTBAY and CCDSLOT."""
+    rows = task.manifest[task.manifest["sensor"] == task.sensor]
+    if not {"raftbay", "ccdslot"} <= set(rows.columns):
+        return None
+    known = rows.dropna(subset=["raftbay", "ccdslot"])
+    if known.empty:
+        log.warning("%s: no RAFTBAY/CCDSLOT: no radial gradient removed", task.sensor)
+        return None
+    return sensor_centre_mm(known["raftbay"].iloc[0], known["ccdslot"].iloc[0])
 
 
 def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:
@@ -432,6 +480,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         measured, master = _measure(task, inputs, backend, progress, linearizers)
     with watch.stage("fit"):
         ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
+    ptc, ratios, unadjusted = _adjusted(task, measured, pairs, ptc, watch)
     with watch.stage("linearity"):
         linearity, failed = _linearity(task, pairs, ptc, backend)
     measuring = "measure"
@@ -443,6 +492,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             measured, _ = _measure(task, flats_only, backend, progress, linearizers, master)
         with watch.stage("fit linearized"):
             ptc, fullcov, pairs, rejected = _fit(task, measured, backend)
+        ptc, ratios, unadjusted = _adjusted(task, measured, pairs, ptc, watch)
     with watch.stage("bf kernel"):
         bf_kernel, bf_failed = _bf_kernels(task, pairs, measured.covariances, ptc, fullcov, backend)
     if task.bf_check and len(bf_kernel):
@@ -450,7 +500,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
             again = functools.partial(_measure, task, flats_only, backend, progress, linearizers)
             bf_kernel, check_failed = _bf_check(task, again, master, pairs, bf_kernel)
         bf_failed = joined_rejections([bf_failed, check_failed])
-    rejected = joined_rejections([rejected, failed, bf_failed])
+    rejected = joined_rejections([rejected, unadjusted, failed, bf_failed])
     with watch.stage("fit"):
         curves = model_curves(pairs, ptc, fullcov, task.preset.solve)
     seconds = dict(watch.seconds)  # the display images were made while measuring
@@ -466,6 +516,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         curves,
         linearity,
         bf_kernel,
+        ratios,
         images=measured.images,
         seconds=seconds,
     )

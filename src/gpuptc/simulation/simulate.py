@@ -43,6 +43,8 @@ from gpuptc.fitting.ptc import eq16
 from gpuptc.formats.eotest import write_eotest_results
 from gpuptc.formats.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
 from gpuptc.inputs.photodiode import photodiode_file_name
+from gpuptc.raws.camera import focal_plane_mm, sensor_centre_mm
+from gpuptc.raws.geometry import ccd_coordinates, ccd_shape
 from gpuptc.raws.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.simulation.cosmic_rays import CosmicRayRates, add_cosmic_rays
 from gpuptc.simulation.nonlinearity import nonlinearity_truth, response
@@ -139,6 +141,12 @@ class SimulationConfig:
         so its variance falls by ``exp(-2 (q - K) / tau)``; the knee is the truth's
         ``rolloff_adu``, and ``rolloff_onset_adu`` the pair mean at which the brightest
         pixels (:data:`ROLLOFF_ONSET_QUANTILE` of the illumination) reach it.
+    illumination : {'amp', 'ccd'}
+        ``amp``: each amp its own vignetting and tilt (steps at the amps' boundaries);
+        ``ccd``: one smooth illumination over the assembled CCD, as a real flat's: a
+        radial fall-off about the focal plane's centre (:data:`RADIAL_FALLOFF` per mm^2,
+        the sensor placed by its RAFTBAY and CCDSLOT) and a tilt of :data:`CCD_TILT`
+        across the CCD, so that the flat in electrons is seamless.
 
     Examples
     --------
@@ -172,6 +180,7 @@ class SimulationConfig:
     nonlinearity: bool = False
     photodiode: bool = False
     rolloff: bool = False
+    illumination: str = "amp"
 
     def __post_init__(self) -> None:
         if self.vendor not in LAYOUTS:
@@ -188,6 +197,8 @@ class SimulationConfig:
             raise ValueError("cosmic_ray_rate must be non-negative")
         if self.spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {self.spacing!r}; use 'log' or 'linear'")
+        if self.illumination not in ("amp", "ccd"):
+            raise ValueError(f"unknown illumination {self.illumination!r}; use 'amp' or 'ccd'")
 
     @property
     def layout(self) -> RawLayout:
@@ -430,6 +441,32 @@ class _FixedPatterns:
     hot_columns: tuple[tuple[int, int, float], ...]  # (amp index, column, e-/s)
 
 
+RADIAL_FALLOFF = 2e-6
+"""The ``ccd`` illumination's fall-off: ``1 - RADIAL_FALLOFF (r^2 - r0^2)``, r in mm from
+the focal plane's centre, r0 the sensor centre's."""
+CCD_TILT = (0.01, -0.005)
+"""The ``ccd`` illumination's tilt: fractional change from the CCD's centre to its right
+and top edges."""
+
+
+def _ccd_illumination(config: SimulationConfig) -> np.ndarray:
+    """``(amps, ny, nx)`` the seamless illumination of each amp's imaging pixels."""
+    amps = config.layout.sensor_geometry().amps
+    shape = ccd_shape(amps)
+    centre = sensor_centre_mm(config.raftbay, config.ccdslot) or (0.0, 0.0)
+    patterns = []
+    for amp in amps:
+        ny, nx = amp.imaging.shape
+        x, y = ccd_coordinates(amp, np.arange(ny, dtype=float), np.arange(nx, dtype=float))
+        x, y = np.meshgrid(x, y)
+        fx, fy = focal_plane_mm(x, y, shape, centre)
+        u = 2 * x / (shape[1] - 1) - 1
+        v = 2 * y / (shape[0] - 1) - 1
+        radial = 1.0 - RADIAL_FALLOFF * (fx * fx + fy * fy - centre[0] ** 2 - centre[1] ** 2)
+        patterns.append(radial + CCD_TILT[0] * u + CCD_TILT[1] * v)
+    return np.stack(patterns).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=2)
 def _fixed_patterns(config: SimulationConfig) -> _FixedPatterns:
     rng = _rng(config.seed, 3)
@@ -440,9 +477,12 @@ def _fixed_patterns(config: SimulationConfig) -> _FixedPatterns:
     bias = np.empty_like(illumination)
     rows = np.arange(lay.ny, dtype=np.float32)[:, None]
     cols = np.arange(lay.nx, dtype=np.float32)[None, :]
+    seamless = _ccd_illumination(config) if config.illumination == "ccd" else None
     for amp in range(lay.namps):
         tilt_x, tilt_y = rng.uniform(-0.02, 0.02, 2)
         vignetting = 1.0 - 0.03 * (x * x + y * y) + tilt_x * x + tilt_y * y
+        if seamless is not None:
+            vignetting = seamless[amp]
         prnu = 1.0 + 0.005 * rng.standard_normal((lay.ny, lay.nx), dtype=np.float32)
         illumination[amp] = vignetting * prnu
         phase = rng.uniform(0, 2 * np.pi)

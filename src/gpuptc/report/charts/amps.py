@@ -20,6 +20,8 @@ __all__ = ["amp_map", "amp_summary", "brighter_fatter_matrices", "comparison_cha
 
 _MAPPED = (
     ("gain", "gain (e-/ADU)"),
+    ("gain_unadjusted", "gain before the gain ratio adjustment (e-/ADU)"),
+    ("gain_adjustment", "gain ratio adjustment (the PTC's gain over the adopted)"),
     ("read_noise", "read noise (e-)"),
     ("turnoff_electrons", "turnoff (e-)"),
     ("a00", "a00 (1/e-)"),
@@ -37,6 +39,14 @@ def _kernel_centres(kernels: pd.DataFrame | None, sensor: str) -> pd.Series | No
     mine = kernels[(kernels["sensor"] == sensor) & (kernels["segment"] != DETECTOR_SEGMENT)]
     centres = pd.Series(kernel_centres(mine).to_numpy(), index=mine["amp"].to_numpy()).dropna()
     return centres if len(centres) else None
+
+
+def _adjusted(verdicts: pd.DataFrame) -> bool:
+    """Whether some amp's gain was adjusted (a factor other than 1)."""
+    if "gain_adjustment" not in verdicts:
+        return False
+    factors = verdicts["gain_adjustment"].to_numpy(float)
+    return bool(np.any(np.isfinite(factors) & (factors != 1.0)))
 
 
 def amp_map(
@@ -70,6 +80,8 @@ def amp_map(
     centres = _kernel_centres(kernels, sensor)
     if centres is not None:
         mine["bf_k00"] = mine["amp"].map(centres)
+    if not _adjusted(mine):
+        mine = mine.drop(columns=["gain_unadjusted", "gain_adjustment"], errors="ignore")
     namps = 16 if len(mine) and int(mine["amp"].max()) > 8 else 8
     cells = [amp_cell(int(amp), namps) for amp in mine["amp"]]
     mine["row"] = [1 - r for r, _ in cells]  # amp 1 lower left: the top row is row 1
@@ -85,7 +97,8 @@ def amp_map(
             "x": {"field": "column", "type": "ordinal", "axis": None},
             "y": {"field": "row", "type": "ordinal", "axis": None},
         }
-        legend = {"a00": ".2e", "max_frac_dev": ".2%", "bf_k00": ".2e"}.get(column, ",.4~g")
+        legend = {"a00": ".2e", "max_frac_dev": ".2%", "bf_k00": ".2e", "gain_adjustment": ".4f"}
+        legend = legend.get(column, ",.4~g")
         hover = tooltip("amp", "segment", "value", "verdict")
         text = {"fontSize": 10, "color": "white", "field": "amp"}
         panel = heatmap(cell, {"scheme": "viridis"}, legend, hover, text)
@@ -101,7 +114,9 @@ def amp_map(
         "config": {**CONFIG, "view": {"stroke": None}},
     }
     caption = (
-        "The adopted model's gain, the per-pixel read noise, the turnoff in electrons and "
+        "The adopted model's gain (where the gain ratios were adjusted, also the PTC's own "
+        "gain and the factor it was divided by, so that a flat is seamless across the "
+        "amps), the per-pixel read noise, the turnoff in electrons and "
         "a00 of each amp at its place on the sensor (two rows of eight, amp 1 lower left, "
         "as the assembled image), where the run solved the linearity, eo_pipe's maximum "
         "fractional deviation from a line through the origin (1 000-90 000 e-), and where "

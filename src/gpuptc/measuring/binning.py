@@ -1,0 +1,101 @@
+"""Corrected flats binned per amplifier, in the measuring pass, and where their bins lie.
+
+Later steps that look at the flats' large-scale shape (the gain ratio adjustment,
+:mod:`gpuptc.fitting.gain_ratios`) need the pixels only binned: each amp's imaging
+region, less ``boundary`` pixels at its edges, in squares of ``factor`` pixels, each the
+mean of its good pixels. The binning runs on the compute device beside the pair
+statistics (one read of the pixels) and only the bins come back to the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpuptc.config import Preset
+from gpuptc.raws.geometry import AmpGeometry, ccd_coordinates
+
+__all__ = ["bin_amps", "bin_centres", "bin_spec"]
+
+
+@dataclass(frozen=True)
+class BinSpec:
+    """How flats are binned: ``factor`` pixels a side, ``boundary`` pixels of each edge out."""
+
+    factor: int
+    boundary: int
+
+    def grid(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """Bins ``(rows, columns)`` of an amp image of ``shape``."""
+        return tuple(max((n - 2 * self.boundary) // self.factor, 0) for n in shape)  # type: ignore[return-value]
+
+
+def bin_spec(preset: Preset) -> BinSpec | None:
+    """The binning the preset's later steps need, None when none does."""
+    ratios = preset.gain_ratios
+    return BinSpec(ratios.bin_factor, ratios.amp_boundary) if ratios.adjust else None
+
+
+def bin_amps(images: Any, good: Any, spec: BinSpec, xp: Any) -> Any:
+    """The mean of the good pixels of each bin of each amp image, on the images' device.
+
+    Parameters
+    ----------
+    images, good : array
+        ``(..., amps, ny, nx)`` corrected pixels and where they are good.
+    spec : BinSpec
+        The binning.
+    xp : module
+        The array namespace.
+
+    Returns
+    -------
+    array
+        ``(..., amps, by, bx)`` float32, NaN where a bin has no good pixel.
+
+    Examples
+    --------
+    >>> image = np.arange(36.0).reshape(1, 6, 6)
+    >>> good = np.ones_like(image, dtype=bool)
+    >>> good[0, 1, 1] = False  # the first bin is the mean of 8, 13 and 14
+    >>> bin_amps(image, good, BinSpec(2, 1), np)
+    array([[[11.666667, 12.5     ],
+            [22.5     , 24.5     ]]], dtype=float32)
+    """
+    by, bx = spec.grid(tuple(images.shape[-2:]))
+    f, b = spec.factor, spec.boundary
+    lead = tuple(images.shape[:-2])
+    window = (..., slice(b, b + by * f), slice(b, b + bx * f))
+    mask = xp.astype(good[window], xp.float64)
+    pixels = xp.where(good[window], xp.astype(images[window], xp.float64), 0.0)
+    shape = (*lead, by, f, bx, f)
+    total = xp.sum(xp.sum(xp.reshape(pixels, shape), axis=-1), axis=-2)
+    count = xp.sum(xp.sum(xp.reshape(mask, shape), axis=-1), axis=-2)
+    safe = xp.where(count > 0, count, 1.0)
+    return xp.astype(xp.where(count > 0, total / safe, xp.nan), xp.float32)
+
+
+def bin_centres(amps: tuple[AmpGeometry, ...], spec: BinSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Each bin's centre on the assembled CCD (pixels; amp 1 at the lower left).
+
+    Bins are made in each amp's readout orientation; an amp whose DETSEC runs backwards
+    along an axis has its bins' places reversed along it, as
+    :func:`gpuptc.raws.geometry.assemble_ccd` places its pixels.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``x`` and ``y``, each ``(amps, by, bx)``.
+    """
+    xs, ys = [], []
+    for amp in amps:
+        by, bx = spec.grid(amp.imaging.shape)
+        rows = spec.boundary + spec.factor * np.arange(by) + (spec.factor - 1) / 2
+        cols = spec.boundary + spec.factor * np.arange(bx) + (spec.factor - 1) / 2
+        x, y = ccd_coordinates(amp, rows, cols)
+        x, y = np.meshgrid(x, y)
+        xs.append(x)
+        ys.append(y)
+    return np.stack(xs), np.stack(ys)

@@ -1,0 +1,79 @@
+"""Where a sensor sits in LSSTCam's focal plane, from its raft and slot.
+
+LSSTCam's science rafts ``Rrc`` form a 5 x 5 grid 127 mm apart (the corner rafts hold the
+wavefront and guide sensors), each of 3 x 3 sensors ``Src`` 42.25 mm apart, row ``r``
+up and column ``c`` across, R22 S11 at the centre; pixels are 10 microns (the camera's
+nominal layout, as obs_lsst describes it, without the survey's measured offsets and
+rotations, which are fractions of a millimetre and a degree).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+__all__ = [
+    "PIXEL_MM",
+    "RAFT_PITCH_MM",
+    "SLOT_PITCH_MM",
+    "focal_plane_mm",
+    "grid_place",
+    "sensor_centre_mm",
+]
+
+PIXEL_MM = 0.010
+RAFT_PITCH_MM = 127.0
+SLOT_PITCH_MM = 42.25
+
+_RAFT = re.compile(r"^R(\d)(\d)$")
+_SLOT = re.compile(r"^S(\d)(\d)$")
+
+
+def grid_place(raftbay: object, ccdslot: object) -> tuple[int, int] | None:
+    """The sensor's ``(row, column)`` among the camera's 15 x 15 science slots, or None.
+
+    Examples
+    --------
+    >>> grid_place("R22", "S11"), grid_place("r01", "S20"), grid_place("R00", "SW0")
+    ((7, 7), (2, 3), None)
+    """
+    raft = _RAFT.match(str(raftbay).strip().upper())
+    slot = _SLOT.match(str(ccdslot).strip().upper())
+    if raft is None or slot is None:
+        return None
+    return 3 * int(raft[1]) + int(slot[1]), 3 * int(raft[2]) + int(slot[2])
+
+
+def sensor_centre_mm(raftbay: object, ccdslot: object) -> tuple[float, float] | None:
+    """The sensor's centre in the focal plane ``(x, y)`` in mm, or None if not known.
+
+    Examples
+    --------
+    >>> sensor_centre_mm("R22", "S11"), sensor_centre_mm("R01", "S00")
+    ((0.0, 0.0), (-169.25, -296.25))
+    """
+    raft = _RAFT.match(str(raftbay).strip().upper())
+    slot = _SLOT.match(str(ccdslot).strip().upper())
+    if raft is None or slot is None:
+        return None
+    x = (int(raft[2]) - 2) * RAFT_PITCH_MM + (int(slot[2]) - 1) * SLOT_PITCH_MM
+    y = (int(raft[1]) - 2) * RAFT_PITCH_MM + (int(slot[1]) - 1) * SLOT_PITCH_MM
+    return x, y
+
+
+def focal_plane_mm(
+    x: np.ndarray, y: np.ndarray, ccd_shape: tuple[int, int], centre: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Focal-plane ``(x, y)`` in mm of CCD pixel positions, the CCD centred on ``centre``.
+
+    Examples
+    --------
+    >>> focal_plane_mm(np.array([0.0]), np.array([4003.0]), (4004, 4096), (0.0, 0.0))
+    (array([-20.475]), array([20.015]))
+    """
+    ny, nx = ccd_shape
+    return (
+        centre[0] + (x - (nx - 1) / 2) * PIXEL_MM,
+        centre[1] + (y - (ny - 1) / 2) * PIXEL_MM,
+    )
