@@ -138,6 +138,34 @@ def _amp_medians(ratio: np.ndarray, amp: np.ndarray, n_amps: int) -> np.ndarray:
     return medians
 
 
+def _normal_equations(
+    terms: np.ndarray,
+    levelled: np.ndarray,
+    weight: np.ndarray,
+    starts: np.ndarray,
+    steps: np.ndarray,
+) -> np.ndarray:
+    """Least squares of ``levelled`` by the smooth terms and a step per amp of ``steps``.
+
+    The points are sorted by amp (each amp's run begins at ``starts``); the normal
+    equations are built from the terms' products and their sums per amp (a step's column
+    is 1 on its amp's points), so no design matrix of the steps is made. Returns the
+    smooth terms' coefficients.
+    """
+    weighted = terms * weight[:, None]
+    per_amp = np.add.reduceat(weighted, starts, axis=0)[steps]
+    counts = np.add.reduceat(weight, starts)[steps]
+    sums = np.add.reduceat(weight * levelled, starts)[steps]
+    n = terms.shape[1]
+    normal = np.zeros((n + len(counts), n + len(counts)))
+    normal[:n, :n] = weighted.T @ terms
+    normal[n:, :n] = per_amp
+    normal[:n, n:] = per_amp.T
+    normal[n:, n:] = np.diag(counts)
+    right = np.concatenate([weighted.T @ levelled, sums])
+    return np.linalg.lstsq(normal, right, rcond=None)[0][:n]
+
+
 def _gradient(
     terms: np.ndarray,
     value: np.ndarray,
@@ -154,24 +182,26 @@ def _gradient(
     points further than ``n_sigma`` normal-scaled MADs from their amp's ratio; the steps
     are dropped and the gradient is evaluated at every point.
     """
-    others = [a for a in np.unique(amp) if a != reference]
-    steps = np.stack([amp == a for a in others], axis=1) if others else np.zeros((len(amp), 0))
-    design = np.concatenate([terms, steps], axis=1)
+    order = np.argsort(amp, kind="stable")
+    terms, value, amp = terms[order], value[order], amp[order]
+    starts = np.flatnonzero(np.concatenate([[True], amp[1:] != amp[:-1]]))
+    steps = amp[starts] != reference
     n_amps = int(amp.max()) + 1
     ratios = np.ones(n_amps)
     kept = np.ones(len(value), bool)
     gradient = np.ones(len(value))
     for _ in range(n_rounds):
-        levelled = value / ratios[amp]
-        solution = np.linalg.lstsq(design[kept], levelled[kept], rcond=None)[0]
-        gradient = terms @ solution[: terms.shape[1]]
+        coefficients = _normal_equations(terms, value / ratios[amp], kept * 1.0, starts, steps)
+        gradient = terms @ coefficients
         ratio = value / gradient
         ratios = _amp_medians(ratio, amp, n_amps)
         residual = ratio / ratios[amp] - 1.0
         spread = 1.4826 * np.median(np.abs(residual[kept]))
         if spread > 0:
             kept = np.abs(residual) <= n_sigma * spread
-    return gradient
+    unsorted = np.empty_like(gradient)
+    unsorted[order] = gradient
+    return unsorted
 
 
 def amp_ratios(
