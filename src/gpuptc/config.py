@@ -231,6 +231,12 @@ class ExtractConfig:
         (``numpy.polyval`` order).
     vignette_min_pixels, vignette_percent : int, float
         The percentage is raised by 1 at a time until the selection holds this many pixels.
+    output_binned_images : bool
+        Keep both flats of every pair binned by ``binned_images_factor`` (each bin the mean
+        of its good pixels, ``isr.edge_mask`` pixels of each amp's edges out), written as
+        ``sensors/<sensor>/binned_pairs.parquet`` (:mod:`gpuptc.measuring.binning`).
+    binned_images_factor : int
+        Pixels per side of those bins.
     """
 
     method: str = setting("cp_pipe")
@@ -299,6 +305,12 @@ class ExtractConfig:
     vignette_percent: float = setting(
         2.0, cp_pipe="PhotonTransferCurveExtractPairConfig.vignetteFunctionRegionSelectionPercent"
     )
+    output_binned_images: bool = setting(
+        False, cp_pipe="PhotonTransferCurveExtractPairConfig.doOutputBinnedImages"
+    )
+    binned_images_factor: int = setting(
+        8, cp_pipe="PhotonTransferCurveExtractPairConfig.outputBinnedImagesBinFactor"
+    )
 
     def __post_init__(self) -> None:
         if self.bin_size < 1 or (self.bin_size > 1 and self.method != "cp_pipe"):
@@ -309,6 +321,8 @@ class ExtractConfig:
         object.__setattr__(self, "vignette_coefficients", tuple(self.vignette_coefficients))
         if self.vignette_selection and not self.vignette_coefficients:
             raise ValueError("vignette_selection needs vignette_coefficients")
+        if self.binned_images_factor < 1:
+            raise ValueError(f"binned_images_factor {self.binned_images_factor} below 1")
         if self.photodiode_integration not in INTEGRATION_METHODS:
             raise ValueError(
                 f"photodiode_integration {self.photodiode_integration!r} not in "

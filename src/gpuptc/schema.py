@@ -406,6 +406,9 @@ REPORT_DIR = "report"
 CHARTS_DIR = "charts"
 """Inside the report folder: the charts as PNG files (``gpuptc report DIR --png``)."""
 SENSORS_DIR = "sensors"
+BINNED_PAIRS_FILE = "binned_pairs.parquet"
+"""In a sensor's folder under ``sensors/``: both flats of every pair binned, when the
+preset writes them (``extract.output_binned_images``); one row per pair, amp and bin."""
 OUTPUT_NAMES: tuple[str, ...] = (
     *TABLE_FILES.values(),
     RUN_FILE,

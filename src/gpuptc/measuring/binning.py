@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gpuptc.config import Preset
 from gpuptc.raws.geometry import AmpGeometry, ccd_coordinates
 
-__all__ = ["bin_amps", "bin_centres", "bin_spec"]
+__all__ = [
+    "bin_amps",
+    "bin_centres",
+    "bin_spec",
+    "binned_pair_rows",
+    "output_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -33,9 +40,42 @@ class BinSpec:
 
 
 def bin_spec(preset: Preset) -> BinSpec | None:
-    """The binning the preset's later steps need, None when none does."""
+    """The binning of the gain ratio adjustment's flats, None when it is off."""
     ratios = preset.gain_ratios
     return BinSpec(ratios.bin_factor, ratios.amp_boundary) if ratios.adjust else None
+
+
+def output_spec(preset: Preset) -> BinSpec | None:
+    """The binning of the pair images written out, None when none are.
+
+    cp_pipe's ``doOutputBinnedImages``: its factor, and the edge mask as the boundary.
+    """
+    extract = preset.extract
+    if not extract.output_binned_images:
+        return None
+    return BinSpec(extract.binned_images_factor, preset.isr.edge_mask)
+
+
+def binned_pair_rows(
+    sensor: str, pair: int, values: np.ndarray, amps: np.ndarray, x: np.ndarray, y: np.ndarray
+) -> pd.DataFrame:
+    """One pair's binned flats as rows: ``sensor, pair, amp, x, y, value1, value2``.
+
+    ``values`` is ``(2, amps, by, bx)``; ``x`` and ``y`` (:func:`bin_centres`) each bin's
+    centre on the CCD.
+    """
+    per_amp = values.shape[2] * values.shape[3]
+    return pd.DataFrame(
+        {
+            "sensor": sensor,
+            "pair": np.int64(pair),
+            "amp": np.repeat(amps, per_amp),
+            "x": x.ravel().astype(np.float32),
+            "y": y.ravel().astype(np.float32),
+            "value1": values[0].ravel(),
+            "value2": values[1].ravel(),
+        }
+    )
 
 
 def bin_amps(images: Any, good: Any, spec: BinSpec, xp: Any) -> Any:

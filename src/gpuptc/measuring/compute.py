@@ -21,7 +21,7 @@ from gpuptc import settings
 from gpuptc.backend import Backend, to_host
 from gpuptc.config import Preset
 from gpuptc.kernels.fft import fft_shape
-from gpuptc.measuring.binning import bin_amps, bin_spec
+from gpuptc.measuring.binning import bin_amps, bin_spec, output_spec
 from gpuptc.measuring.isr import (
     NO_CALIBRATIONS,
     Calibrations,
@@ -116,6 +116,9 @@ class BatchResult:
     binned : numpy.ndarray or None
         ``(pairs, amps, by, bx)`` each pair's first flat binned
         (:func:`gpuptc.measuring.binning.bin_amps`), None when the preset needs none.
+    binned_pairs : numpy.ndarray or None
+        ``(pairs, 2, amps, by, bx)`` both flats binned for output
+        (:func:`gpuptc.measuring.binning.output_spec`), None when none are written.
     """
 
     values: dict[str, np.ndarray]
@@ -123,13 +126,17 @@ class BatchResult:
     cov_npix: np.ndarray | None
     failed: np.ndarray
     binned: np.ndarray | None = None
+    binned_pairs: np.ndarray | None = None
 
     @staticmethod
     def joined(parts: list[BatchResult]) -> BatchResult:
         """The results of amplifier groups side by side (along the amp axis)."""
 
-        def join(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-            return None if arrays[0] is None else np.concatenate(arrays, axis=1)
+        def join(arrays: list[np.ndarray | None], axis: int = 1) -> np.ndarray | None:
+            return None if arrays[0] is None else np.concatenate(arrays, axis=axis)
+
+        def join2(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+            return join(arrays, axis=2)
 
         values = {
             name: np.concatenate([part.values[name] for part in parts], axis=1)
@@ -141,6 +148,7 @@ class BatchResult:
             join([p.cov_npix for p in parts]),
             np.concatenate([p.failed for p in parts], axis=1),
             join([p.binned for p in parts]),
+            join2([p.binned_pairs for p in parts]),
         )
 
 
@@ -162,11 +170,13 @@ def _measure_amps(
     if stats.cov is not None and stats.cov_npix is not None:
         cov, cov_npix = to_host(xp.stack([stats.cov, stats.cov_npix]))
     failed = np.zeros(values["mean"].shape, bool)
-    spec = bin_spec(preset)
-    binned = None
+    spec, output = bin_spec(preset), output_spec(preset)
+    binned = binned_pairs = None
     if spec is not None:
         binned = to_host(bin_amps(isr.images[:, 0], isr.good[:, 0], spec, xp))
-    return BatchResult(values, cov, cov_npix, failed, binned)
+    if output is not None:
+        binned_pairs = to_host(bin_amps(isr.images, isr.good, output, xp))
+    return BatchResult(values, cov, cov_npix, failed, binned, binned_pairs)
 
 
 def _failed_amp(pairs: int, geometry: SensorGeometry, preset: Preset) -> BatchResult:
@@ -177,11 +187,15 @@ def _failed_amp(pairs: int, geometry: SensorGeometry, preset: Preset) -> BatchRe
     size = preset.extract.cov_size
     cov = np.full((pairs, 1, size, size), np.nan) if size else None
     failed = np.ones((pairs, 1), bool)
-    spec = bin_spec(preset)
-    binned = None
+    spec, output = bin_spec(preset), output_spec(preset)
+    shape = geometry.imaging.shape
+    binned = binned_pairs = None
     if spec is not None:
-        binned = np.full((pairs, 1, *spec.grid(geometry.imaging.shape)), np.nan, np.float32)
-    return BatchResult(values, cov, None if cov is None else np.zeros_like(cov), failed, binned)
+        binned = np.full((pairs, 1, *spec.grid(shape)), np.nan, np.float32)
+    if output is not None:
+        binned_pairs = np.full((pairs, 2, 1, *output.grid(shape)), np.nan, np.float32)
+    npix = None if cov is None else np.zeros_like(cov)
+    return BatchResult(values, cov, npix, failed, binned, binned_pairs)
 
 
 def _isolated(

@@ -27,7 +27,7 @@ from gpuptc.inputs.manifest import PairFiles, flat_pairs
 from gpuptc.inputs.remote import InputFiles
 from gpuptc.kernels.linearize import AmpLinearizer
 from gpuptc.measuring.batches import read_batches
-from gpuptc.measuring.binning import bin_centres, bin_spec
+from gpuptc.measuring.binning import bin_centres, bin_spec, binned_pair_rows, output_spec
 from gpuptc.measuring.compute import BatchResult, display_images, isr_regions, measure_batch
 from gpuptc.measuring.isr import BfCorrection, Calibrations
 from gpuptc.measuring.isr_noise import IsrNoise, isr_noise
@@ -170,6 +170,9 @@ class SensorMeasurement:
     binned : BinnedFlats or None
         The first flats of the pairs inside the gain ratio adjustment's signal window,
         binned (:mod:`gpuptc.measuring.binning`); None when the preset adjusts no gains.
+    binned_pairs : pandas.DataFrame or None
+        Both flats of every pair binned for output
+        (:func:`gpuptc.measuring.binning.binned_pair_rows`); None unless the preset asks.
     """
 
     pairs: pd.DataFrame
@@ -178,6 +181,7 @@ class SensorMeasurement:
     images: dict[str, Any] | None = None
     display_seconds: float = 0.0
     binned: BinnedFlats | None = None
+    binned_pairs: pd.DataFrame | None = None
 
 
 @dataclass
@@ -405,6 +409,9 @@ class _Tables:
         self.cov_frames: list[pd.DataFrame] = []
         self.rejected: list[dict[str, Any]] = []
         self.binned: dict[int, np.ndarray] = {}
+        self.output = output_spec(preset)
+        self.binned_pairs: list[pd.DataFrame] = []
+        self.places: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, pairs: Sequence[PairFiles], result: BatchResult) -> None:
         for k, pair in enumerate(pairs):
@@ -415,6 +422,16 @@ class _Tables:
                 )
             if result.binned is not None and self._inside(result.values["mean"][k]):
                 self.binned[pair.pair] = result.binned[k]
+            if result.binned_pairs is not None and self.output is not None:
+                self.binned_pairs.append(self._pair_rows(pair.pair, result.binned_pairs[k]))
+
+    def _pair_rows(self, pair: int, values: np.ndarray) -> pd.DataFrame:
+        """One pair's binned flats as rows (the bins' places made once per sensor)."""
+        assert self.output is not None
+        if self.places is None:
+            self.places = bin_centres(self.geometry.amps, self.output)
+        amps = np.array([amp.amp for amp in self.geometry.amps], np.int64)
+        return binned_pair_rows(self.sensor, pair, values, amps, *self.places)
 
     def _inside(self, means: np.ndarray) -> bool:
         """Whether a pair's signal (its amps' median) may be in the gain ratios' window."""
@@ -444,8 +461,11 @@ class _Tables:
         empty = _empty_tables()[1]
         covariances = pd.concat(self.cov_frames, ignore_index=True) if self.cov_frames else empty
         rejected = rejected_frame(self.rejected)
+        binned_pairs = (
+            pd.concat(self.binned_pairs, ignore_index=True) if self.binned_pairs else None
+        )
         return SensorMeasurement(
-            pairs, typed(covariances), rejected, images, seconds, self.binned_flats()
+            pairs, typed(covariances), rejected, images, seconds, self.binned_flats(), binned_pairs
         )
 
 

@@ -195,6 +195,9 @@ class SensorResult:
         Each amp's brighter-fatter kernel (:func:`gpuptc.fitting.bf_sensor.sensor_bf_kernels`).
     gain_ratios : pandas.DataFrame or None
         Each flat's amp ratios of the gain adjustment (:data:`gpuptc.schema.GAIN_RATIO_COLUMNS`).
+    binned_pairs : pandas.DataFrame or None
+        Both flats of every pair binned, when the preset writes them
+        (``extract.output_binned_images``); kept with the sensor's results only.
     images : dict or None
         The display images (see :func:`gpuptc.measuring.compute.display_images`).
     figures : list of DrawnFigure or None
@@ -213,6 +216,7 @@ class SensorResult:
     linearity: pd.DataFrame | None = None
     bf_kernel: pd.DataFrame | None = None
     gain_ratios: pd.DataFrame | None = None
+    binned_pairs: pd.DataFrame | None = None
     images: dict[str, Any] | None = None
     figures: list[DrawnFigure] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -517,6 +521,7 @@ def process_sensor(task: SensorTask, progress: Progress | None = None) -> Sensor
         linearity,
         bf_kernel,
         ratios,
+        binned_pairs=measured.binned_pairs,
         images=measured.images,
         seconds=seconds,
     )

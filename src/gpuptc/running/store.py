@@ -19,7 +19,7 @@ import pandas as pd
 
 from gpuptc.formats.writer import replace_folder
 from gpuptc.running.sensor import SENSOR_TABLES, SensorResult
-from gpuptc.schema import SENSORS_DIR, DrawnFigure, file_stem
+from gpuptc.schema import BINNED_PAIRS_FILE, SENSORS_DIR, DrawnFigure, file_stem
 
 __all__ = ["SensorStore"]
 
@@ -51,6 +51,9 @@ class SensorStore:
             if done.get("fingerprint") != fingerprint:
                 return None
             tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in SENSOR_TABLES}
+            binned = folder / BINNED_PAIRS_FILE
+            if binned.exists():
+                tables["binned_pairs"] = pd.read_parquet(binned)
             images = None
             if (folder / self._IMAGES).exists():
                 with np.load(folder / self._IMAGES) as arrays:
@@ -72,6 +75,8 @@ class SensorStore:
                 if name == "rejected":
                     frame = frame.astype({"pair": "Int64", "amp": "Int64"})
                 frame.to_parquet(staging / f"{name}.parquet", index=False)
+            if result.binned_pairs is not None:
+                result.binned_pairs.to_parquet(staging / BINNED_PAIRS_FILE, index=False)
             if result.images is not None:
                 np.savez_compressed(staging / self._IMAGES, **result.images)
             done: dict[str, Any] = {"sensor": sensor, "fingerprint": fingerprint}
