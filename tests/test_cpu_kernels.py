@@ -221,3 +221,58 @@ def test_a_numba_that_does_not_import_leaves_gpuptc_working(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "NumpyKernels"
+
+
+def _ks_rows(rng: np.random.Generator, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of differences as the Gaussianity test gives them: +inf where not in the sample.
+
+    A normal row, one with a bump of outliers, one of whole numbers (ties), one whose
+    normal is off in centre and width, one nearly empty; centres and widths as fitted.
+    """
+    n = 40_000
+    rows = rng.normal(3.0, 140.0, (5, n))
+    rows[1, :400] += 500.0
+    rows = rows.astype(dtype)
+    rows[2] = np.round(rows[2])
+    rows[rng.random(rows.shape) < 0.05] = np.inf
+    rows[4, 5:] = np.inf
+    centre = np.array([3.0, 5.0, 3.0, 30.0, 0.0])
+    width = np.array([140.0, 150.0, 140.0, 120.0, 140.0])
+    return rows, centre, width
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ks_statistic_without_sorting_is_the_sorted_ones(dtype):
+    """The counting kernel against SciPy's KS statistic of each row's sample (every value,
+    sorted, against SciPy's normal distribution function): the same to 1e-12."""
+    from scipy import stats
+
+    rows, centre, width = _ks_rows(np.random.default_rng(4), dtype)
+    count = np.isfinite(rows).sum(axis=1)
+    fused = FUSED.ks_statistic(FUSED.ks_prepare(rows), count, centre, width)
+    expected = [
+        stats.ks_1samp(row[np.isfinite(row)].astype(np.float64), stats.norm(c, w).cdf).statistic
+        for row, c, w in zip(rows, centre, width, strict=True)
+    ]
+    np.testing.assert_allclose(fused, expected, rtol=1e-12)
+    assert fused[1] > 3 * fused[0]  # the bump shows
+
+
+def test_ks_histogram_counts_as_the_bisection_does():
+    """Values on the edges included: the edges are values of the row."""
+    rows, _, _ = _ks_rows(np.random.default_rng(5), np.float64)
+    limit = np.full((5, 1), 700.0)
+    edges = -limit + np.arange(101)[None, :] * (2 * limit / 100)
+    rows[0, :101] = edges[0]  # every edge, the last one too (the last bin is closed)
+    fused, cells = FUSED.ks_histogram(FUSED.ks_prepare(rows), edges)
+    generic, _ = GENERIC.ks_histogram(GENERIC.ks_prepare(rows), edges)
+    np.testing.assert_array_equal(fused, generic)
+    assert fused[0].sum() == np.sum(np.abs(rows[0][np.isfinite(rows[0])]) <= 700.0)
+    # the same pass's fine cells give the statistic its own cells give
+    count = np.isfinite(rows).sum(axis=1)
+    np.testing.assert_array_equal(cells.counts.sum(axis=1), count)
+    centre, width = np.full(5, 3.0), np.full(5, 140.0)
+    np.testing.assert_array_equal(
+        FUSED.ks_statistic(rows, count, centre, width, cells),
+        FUSED.ks_statistic(rows, count, centre, width),
+    )

@@ -101,11 +101,25 @@ class FusedCpuKernels(NumpyKernels):
             x, good, nsigma=nsigma, niter=niter, iqr_to_sigma=AFW_IQR_TO_SIGMA
         )
 
-    def ks_statistic(self, rows: Any, count: Any, centre: Any, width: Any) -> Any:
-        """One pass per row with an exact erfc (:func:`numba_cpu.ks_statistic`)."""
+    def ks_prepare(self, rows: Any) -> Any:
+        """The rows as they are: the numba kernels need no order (float rows)."""
+        if not _float(rows):
+            return super().ks_prepare(rows)
+        return rows
+
+    def ks_histogram(self, prepared: Any, edges: Any) -> tuple[Any, Any]:
+        """One counting pass per row, fine cells too (:func:`numba_cpu.ks_histogram`)."""
+        if not _float(prepared):
+            return super().ks_histogram(prepared, edges)
+        return numba_cpu.ks_histogram(prepared, edges)
+
+    def ks_statistic(
+        self, rows: Any, count: Any, centre: Any, width: Any, cells: Any = None
+    ) -> Any:
+        """Exact, from counts and a few sorted cells (:func:`numba_cpu.ks_statistic`)."""
         if not _float(rows):
             return super().ks_statistic(rows, count, centre, width)
-        return numba_cpu.ks_statistic(rows, count, centre, width)
+        return numba_cpu.ks_statistic(rows, count, centre, width, cells)
 
     def masked_mean(self, x: Any, good: Any) -> Any:
         """One-pass masked mean (:func:`numba_cpu.masked_mean`)."""

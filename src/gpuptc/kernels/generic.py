@@ -321,16 +321,65 @@ class ArrayApiKernels:
             region -= self.xp.astype(bias[..., rows, cols], pixels.dtype)
         return region
 
-    def ks_statistic(self, rows: Any, count: Any, centre: Any, width: Any) -> Any:
-        """The two-sided Kolmogorov-Smirnov statistic of each sorted row against a normal.
+    def ks_prepare(self, rows: Any) -> Any:
+        """Rows of samples (+inf where a value is not in the sample) as the KS test reads them.
+
+        Here each row sorted ascending: :meth:`ks_histogram` and :meth:`ks_statistic` read
+        the sorted rows. A kernel set that needs no order returns the rows as they are.
+        """
+        return self.xp.sort(rows, axis=-1, stable=False)
+
+    def ks_histogram(self, prepared: Any, edges: Any) -> tuple[Any, Any]:
+        """Each row's count of sample values in each bin between its ``edges``.
+
+        Parameters
+        ----------
+        prepared : array
+            ``(r, n)`` from :meth:`ks_prepare`.
+        edges : array
+            ``(r, bins + 1)`` ascending; a bin holds ``[e_k, e_k+1)``, the last one closed.
+
+        Returns
+        -------
+        counts : array
+            ``(r, bins)`` int64, from a bisection of every edge at once in the sorted rows.
+        state : None
+            What :meth:`ks_statistic` may start from (a kernel set that counts finer cells
+            in the same pass returns them here).
+        """
+        xp = self.xp
+        rows = prepared
+        n = rows.shape[-1]
+        flat = xp.reshape(rows, (-1,))
+        offsets = xp.reshape(xp.arange(rows.shape[0], device=rows.device) * n, (-1, 1))
+        last = xp.reshape(
+            xp.arange(edges.shape[-1], device=rows.device) == edges.shape[-1] - 1, (1, -1)
+        )
+        low = xp.zeros(edges.shape, dtype=xp.int64, device=rows.device)
+        high = xp.full(edges.shape, n, dtype=xp.int64, device=rows.device)
+        for _ in range(max(1, math.ceil(math.log2(n + 1)))):
+            middle = (low + high) // 2
+            at = xp.reshape(offsets + xp.minimum(middle, n - 1), (-1,))
+            value = xp.reshape(xp.take(flat, at), edges.shape)
+            before = xp.where(last, value <= edges, value < edges) & (middle < n)
+            low = xp.where(before, middle + 1, low)
+            high = xp.where(before, high, middle)
+        return low[:, 1:] - low[:, :-1], None
+
+    def ks_statistic(
+        self, rows: Any, count: Any, centre: Any, width: Any, cells: Any = None
+    ) -> Any:
+        """The two-sided Kolmogorov-Smirnov statistic of each row against a normal.
 
         Parameters
         ----------
         rows : array
-            ``(r, n)`` each row's values sorted ascending, its first ``count`` the sample,
-            the rest +inf.
+            ``(r, n)`` from :meth:`ks_prepare` (here sorted ascending), its first
+            ``count`` the sample, the rest +inf.
         count, centre, width : array
             ``(r,)`` the sample sizes and each row's normal distribution.
+        cells : optional
+            :meth:`ks_histogram`'s state (unused here).
 
         Returns
         -------

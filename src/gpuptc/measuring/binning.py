@@ -57,23 +57,28 @@ def output_spec(preset: Preset) -> BinSpec | None:
 
 
 def binned_pair_rows(
-    sensor: str, pair: int, values: np.ndarray, amps: np.ndarray, x: np.ndarray, y: np.ndarray
+    sensor: str,
+    pairs: np.ndarray,
+    values: np.ndarray,
+    amps: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
 ) -> pd.DataFrame:
-    """One pair's binned flats as rows: ``sensor, pair, amp, x, y, value1, value2``.
+    """Pairs' binned flats as rows: ``sensor, pair, amp, x, y, value1, value2``.
 
-    ``values`` is ``(2, amps, by, bx)``; ``x`` and ``y`` (:func:`bin_centres`) each bin's
-    centre on the CCD.
+    ``values`` is ``(pairs, 2, amps, by, bx)``; ``x`` and ``y`` (:func:`bin_centres`) each
+    bin's centre on the CCD. The sensor is a categorical column (one name, many rows).
     """
-    per_amp = values.shape[2] * values.shape[3]
+    n, per_pair = len(pairs), x.size
     return pd.DataFrame(
         {
-            "sensor": sensor,
-            "pair": np.int64(pair),
-            "amp": np.repeat(amps, per_amp),
-            "x": x.ravel().astype(np.float32),
-            "y": y.ravel().astype(np.float32),
-            "value1": values[0].ravel(),
-            "value2": values[1].ravel(),
+            "sensor": pd.Categorical.from_codes(np.zeros(n * per_pair, np.int8), [sensor]),
+            "pair": np.repeat(np.asarray(pairs, np.int64), per_pair),
+            "amp": np.tile(np.repeat(amps, per_pair // len(amps)), n),
+            "x": np.tile(x.ravel().astype(np.float32), n),
+            "y": np.tile(y.ravel().astype(np.float32), n),
+            "value1": values[:, 0].reshape(-1),
+            "value2": values[:, 1].reshape(-1),
         }
     )
 
@@ -108,12 +113,14 @@ def bin_amps(images: Any, good: Any, spec: BinSpec, xp: Any) -> Any:
     f, b = spec.factor, spec.boundary
     lead = tuple(images.shape[:-2])
     window = (..., slice(b, b + by * f), slice(b, b + bx * f))
-    mask = xp.astype(good[window], xp.float64)
-    pixels = xp.where(good[window], xp.astype(images[window], xp.float64), 0.0)
+    kept = good[window]
+    pixels = xp.where(kept, images[window], xp.zeros((), dtype=images.dtype))
     shape = (*lead, by, f, bx, f)
-    total = xp.sum(xp.sum(xp.reshape(pixels, shape), axis=-1), axis=-2)
-    count = xp.sum(xp.sum(xp.reshape(mask, shape), axis=-1), axis=-2)
-    safe = xp.where(count > 0, count, 1.0)
+    # a bin's rows summed in the images' type (a few values), the rows in float64
+    rows = xp.sum(xp.reshape(pixels, shape), axis=-1)
+    total = xp.sum(xp.astype(rows, xp.float64), axis=-2)
+    count = xp.sum(xp.sum(xp.reshape(xp.astype(kept, xp.int32), shape), axis=-1), axis=-2)
+    safe = xp.where(count > 0, count, 1)
     return xp.astype(xp.where(count > 0, total / safe, xp.nan), xp.float32)
 
 

@@ -10,10 +10,11 @@ Kolmogorov-Smirnov test of every difference against that Gaussian (``ks_pvalue``
 exact distribution of the statistic, below 1e-15 taken as 0). A pair with fewer than
 ``ks_min_values`` good pixels, or without both means, has NaN and a p-value of 0.
 
-Batched over pairs and amps on the array API: the differences sorted once per amp (the
-histogram's counts and the KS statistic both come from the sorted rows, the counts by a
-bisection of every edge at once), only the counts and the statistic cross to the host,
-where the small fits and the p-values are made.
+Batched over pairs and amps on the array API through the kernels: the reference (and the
+GPU) sorts each amp's differences once, and the histogram's counts (a bisection of every
+edge at once) and the KS statistic come from the sorted rows; the numba kernels count and
+bound without a sort (:func:`gpuptc.kernels.numba_cpu.ks_statistic`). Only the counts
+and the statistic cross to the host, where the small fits and the p-values are made.
 """
 
 from __future__ import annotations
@@ -33,29 +34,6 @@ GAUSSIANITY_NAMES: tuple[str, ...] = ("hist_var", "hist_chi2_dof", "ks_pvalue")
 """What :func:`gaussianity` gives per pair and amp."""
 ZERO_PVALUE = 1e-15
 """P-values below this are 0, as cp_pipe writes them."""
-
-
-def _count_below(rows: Any, edges: Any, xp: Any) -> Any:
-    """Per row, how many sorted values lie below each edge (the last edge: at or below).
-
-    A bisection of every edge at once: ``rows`` ``(r, n)`` sorted, ``edges`` ``(r, e)``.
-    """
-    n = rows.shape[-1]
-    flat = xp.reshape(rows, (-1,))
-    offsets = xp.reshape(xp.arange(rows.shape[0], device=rows.device) * n, (-1, 1))
-    last = xp.reshape(
-        xp.arange(edges.shape[-1], device=rows.device) == edges.shape[-1] - 1, (1, -1)
-    )
-    low = xp.zeros(edges.shape, dtype=xp.int64, device=rows.device)
-    high = xp.full(edges.shape, n, dtype=xp.int64, device=rows.device)
-    for _ in range(max(1, math.ceil(math.log2(n + 1)))):
-        middle = (low + high) // 2
-        at = xp.reshape(offsets + xp.minimum(middle, n - 1), (-1,))
-        value = xp.reshape(xp.take(flat, at), edges.shape)
-        before = xp.where(last, value <= edges, value < edges) & (middle < n)
-        low = xp.where(before, middle + 1, low)
-        high = xp.where(before, high, middle)
-    return low
 
 
 def _guess(counts: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -133,21 +111,20 @@ def gaussianity(
     shape = mean1.shape
     rows = shape[0] * shape[1]
     difference = xp.reshape(xp.where(both, f1 - f2, xp.inf), (rows, -1))
-    ordered = xp.sort(difference, axis=-1, stable=False)
+    prepared = backend.kernels.ks_prepare(difference)
     count = xp.sum(xp.astype(xp.reshape(both, (rows, -1)), xp.int64), axis=-1)
     limit = config.ks_limit_multiplier * xp.sqrt(xp.reshape((mean1 + mean2) / 2.0, (rows, 1)))
     steps = xp.reshape(xp.arange(config.ks_bins + 1, dtype=xp.float64, device=f1.device), (1, -1))
     edges = -limit + steps * (2.0 * limit / config.ks_bins)
-    below = _count_below(ordered, edges, xp)
-    counts, n, limits = (
-        np.asarray(to_host(a)) for a in (below[:, 1:] - below[:, :-1], count, limit)
-    )
+    histogram, cells = backend.kernels.ks_histogram(prepared, edges)
+    counts, n, limits = (np.asarray(to_host(a)) for a in (histogram, count, limit))
     fitted = [_row_fit(counts[k], limits[k, 0], int(n[k]), config) for k in range(rows)]
     centre, width, chi2 = (np.array(v, float) for v in zip(*fitted, strict=True))
     checked = np.isfinite(width) & (width > 0)
     on_device = [xp.asarray(np.where(checked, a, b), device=f1.device)
                  for a, b in ((centre, 0.0), (width, 1.0))]  # fmt: skip
-    statistic = np.asarray(to_host(backend.kernels.ks_statistic(ordered, count, *on_device)))
+    statistic = backend.kernels.ks_statistic(prepared, count, *on_device, cells)
+    statistic = np.asarray(to_host(statistic))
     pvalue = np.where(checked, stats.kstwo.sf(statistic, np.maximum(n, 1)), 0.0)
     pvalue = np.where(pvalue < ZERO_PVALUE, 0.0, pvalue)
     found = {"hist_var": width**2, "hist_chi2_dof": chi2, "ks_pvalue": pvalue}

@@ -15,6 +15,7 @@ the calibrations to the device (:class:`gpuptc.measuring.isr.Calibrations` ``exc
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
@@ -55,6 +56,46 @@ def detector_edges(geometry: SensorGeometry, width: int) -> np.ndarray:
     return (x < width) | (x >= nx - width) | (y < width) | (y >= ny - width)
 
 
+def _polynomial(coefficients: tuple[float, ...], x: np.ndarray) -> np.ndarray:
+    """``numpy.polyval(coefficients, x)`` by Horner's rule in place (no array per term)."""
+    value = np.full_like(x, coefficients[0] if coefficients else 0.0)
+    for coefficient in coefficients[1:]:
+        value *= x
+        value += coefficient
+    return value
+
+
+def _selection_percent(values: np.ndarray, percent: float, min_pixels: int) -> float:
+    """The first of ``percent``, ``percent + 1``, ... (at most 100) that keeps ``min_pixels``.
+
+    cp_pipe's search, one threshold at a time, answered at once: a threshold keeps
+    ``min_pixels`` values when it lies below the ``min_pixels``-th largest, so the step is
+    computed from that value (a partition) and settled by counting around it.
+    """
+    if values.size < min_pixels:
+        return _settled(values, percent, min_pixels, math.ceil(100.0 - percent))
+    top = values.max()
+    wanted = np.partition(values, values.size - min_pixels)[values.size - min_pixels]
+    guess = max(0, math.ceil(100.0 * (1.0 - wanted / top) - percent)) if top > 0 else 0
+    return _settled(values, percent, min_pixels, guess)
+
+
+def _settled(values: np.ndarray, percent: float, min_pixels: int, guess: int) -> float:
+    """The search's answer near step ``guess``, by counting as the search counts."""
+    top = values.max()
+
+    def enough(steps: int) -> bool:
+        chosen = percent + steps
+        return chosen >= 100.0 or int(np.sum(values > top * (1 - chosen / 100))) >= min_pixels
+
+    steps = max(guess, 0)
+    while steps > 0 and enough(steps - 1):
+        steps -= 1
+    while not enough(steps):
+        steps += 1
+    return percent + steps
+
+
 def vignetting_selection(
     geometry: SensorGeometry,
     coefficients: tuple[float, ...],
@@ -71,17 +112,14 @@ def vignetting_selection(
     """
     x, y = _pixel_places(geometry)
     fx, fy = focal_plane_mm(x, y, ccd_shape(geometry.amps), centre_mm)
-    throughput = np.polyval(np.asarray(coefficients, float), np.hypot(fx, fy) / 1000.0)
+    throughput = _polynomial(coefficients, np.hypot(fx, fy) / 1000.0)
     excluded = np.ones(throughput.shape, bool)
     raised = {}
     for a, amp in enumerate(geometry.amps):
-        chosen, used = percent, throughput[a] > throughput[a].max() * (1 - percent / 100)
-        while used.sum() < min_pixels and chosen < 100.0:
-            chosen += 1.0
-            used = throughput[a] > throughput[a].max() * (1 - chosen / 100)
+        chosen = _selection_percent(throughput[a].ravel(), percent, min_pixels)
         if chosen > percent:
             raised[amp.segment] = chosen
-        excluded[a] = ~used
+        excluded[a] = ~(throughput[a] > throughput[a].max() * (1 - chosen / 100))
     if raised:
         log.warning(
             "the vignetting selection needed up to %.1f %% to keep %d pixels on %s",

@@ -410,8 +410,7 @@ class _Tables:
         self.rejected: list[dict[str, Any]] = []
         self.binned: dict[int, np.ndarray] = {}
         self.output = output_spec(preset)
-        self.binned_pairs: list[pd.DataFrame] = []
-        self.places: tuple[np.ndarray, np.ndarray] | None = None
+        self.binned_pairs: dict[int, np.ndarray] = {}
 
     def add(self, pairs: Sequence[PairFiles], result: BatchResult) -> None:
         for k, pair in enumerate(pairs):
@@ -422,16 +421,18 @@ class _Tables:
                 )
             if result.binned is not None and self._inside(result.values["mean"][k]):
                 self.binned[pair.pair] = result.binned[k]
-            if result.binned_pairs is not None and self.output is not None:
-                self.binned_pairs.append(self._pair_rows(pair.pair, result.binned_pairs[k]))
+            if result.binned_pairs is not None:
+                self.binned_pairs[pair.pair] = result.binned_pairs[k]
 
-    def _pair_rows(self, pair: int, values: np.ndarray) -> pd.DataFrame:
-        """One pair's binned flats as rows (the bins' places made once per sensor)."""
-        assert self.output is not None
-        if self.places is None:
-            self.places = bin_centres(self.geometry.amps, self.output)
+    def binned_pair_table(self) -> pd.DataFrame | None:
+        """Both flats of every pair binned, as rows; None unless the preset writes them."""
+        if self.output is None or not self.binned_pairs:
+            return None
+        pairs = np.array(sorted(self.binned_pairs), np.int64)
+        values = np.stack([self.binned_pairs[p] for p in pairs])
         amps = np.array([amp.amp for amp in self.geometry.amps], np.int64)
-        return binned_pair_rows(self.sensor, pair, values, amps, *self.places)
+        x, y = bin_centres(self.geometry.amps, self.output)
+        return binned_pair_rows(self.sensor, pairs, values, amps, x, y)
 
     def _inside(self, means: np.ndarray) -> bool:
         """Whether a pair's signal (its amps' median) may be in the gain ratios' window."""
@@ -461,12 +462,10 @@ class _Tables:
         empty = _empty_tables()[1]
         covariances = pd.concat(self.cov_frames, ignore_index=True) if self.cov_frames else empty
         rejected = rejected_frame(self.rejected)
-        binned_pairs = (
-            pd.concat(self.binned_pairs, ignore_index=True) if self.binned_pairs else None
-        )
         return SensorMeasurement(
-            pairs, typed(covariances), rejected, images, seconds, self.binned_flats(), binned_pairs
-        )
+            pairs, typed(covariances), rejected, images, seconds, self.binned_flats(),
+            self.binned_pair_table(),
+        )  # fmt: skip
 
 
 def _warn_variance_disagreement(
