@@ -81,7 +81,7 @@ EXIT_REJECTED = 3
 EXIT_INTERRUPTED = 130
 """Stopped by Ctrl-C."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of the tables' layout; stored per-sensor results of another version are redone."""
 
 # -- statuses ---------------------------------------------------------------------------

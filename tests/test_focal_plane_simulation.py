@@ -1,0 +1,59 @@
+"""The simulated focal plane: LSSTCam's layout, exposures shared, and a run over it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+import gpuptc
+from gpuptc.schema import FileStatus
+from gpuptc.simulation.focal_plane import (
+    EXPOSURE_KEYS,
+    ITL_RAFTS,
+    focal_plane_detectors,
+    simulate_focal_plane,
+)
+
+
+def test_the_camera_has_189_science_detectors_of_two_vendors() -> None:
+    detectors = focal_plane_detectors()
+    assert len(detectors) == 189 and not detectors.duplicated(["raftbay", "ccdslot"]).any()
+    assert set(detectors.raftbay) == {f"R{r}{c}" for r in range(5) for c in range(5)} - {
+        "R00", "R04", "R40", "R44"
+    }  # fmt: skip
+    by_vendor = detectors.groupby("vendor").raftbay.unique()
+    assert set(by_vendor["itl"]) == ITL_RAFTS and len(by_vendor["e2v"]) == 13
+
+
+def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
+    """Two rafts, both vendors: every exposure one identity in every detector's file, the
+    camera's file names and folders, and a run that measures every detector; detectors
+    copied from one source give that source's numbers."""
+    plane = simulate_focal_plane(tmp_path / "plane", 11, pairs=6, biases=0, sources_per_vendor=1)
+    assert set(plane.detectors.vendor) == {"e2v", "itl"}
+    assert plane.files == 11 * 12
+    identities: dict[str, set] = {}
+    for path in sorted(plane.directory.rglob("*.fits")):
+        header = fits.getheader(path, 0)
+        obsid = header["OBSID"]
+        assert path.parent.name == obsid and path.parent.parent.name == str(header["DAYOBS"])
+        assert path.name == f"{obsid}_{header['RAFTBAY']}_{header['CCDSLOT']}.fits"
+        identities.setdefault(obsid, set()).add(tuple(header.get(k) for k in EXPOSURE_KEYS))
+    assert len(identities) == 12 and all(len(values) == 1 for values in identities.values())
+
+    out = tmp_path / "out"
+    result = gpuptc.run(plane.directory, out, models=["expapprox"], report=False)
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    paired = manifest[manifest.status == FileStatus.PAIRED]
+    assert set(paired.sensor) == set(plane.detectors.sensor)
+    places = paired.groupby("sensor")[["raftbay", "ccdslot"]].first()
+    expected = plane.detectors.set_index("sensor")[["raftbay", "ccdslot"]]
+    pd.testing.assert_frame_equal(places.sort_index(), expected.sort_index())
+    ptc = pd.read_parquet(out / "ptc.parquet").set_index(["sensor", "amp"])["gain"]
+    same_source = plane.detectors.groupby("source").sensor.apply(list)
+    for sensors in same_source:
+        first = ptc.loc[sensors[0]].to_numpy()
+        for other in sensors[1:]:
+            np.testing.assert_array_equal(ptc.loc[other].to_numpy(), first)
+    assert result.exit_code == 0
