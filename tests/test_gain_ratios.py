@@ -216,8 +216,8 @@ def test_seamless_flats_recover_planted_gains(tmp_path) -> None:
     from gpuptc.simulation.simulate import simulate
 
     sim = simulate(
-        tmp_path / "raw", size="medium", pairs=10, illumination="ccd", seed=1,
-        max_signal_over_full_well=0.3, biases=0,
+        tmp_path / "raw", size="medium", pairs=7, illumination="ccd", seed=1,
+        max_signal_over_full_well=0.2, biases=0,
     )  # fmt: skip
     gpuptc.run(
         tmp_path / "raw", tmp_path / "out", preset="cp_pipe", models=["expapprox"],
