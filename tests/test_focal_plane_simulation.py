@@ -27,9 +27,9 @@ def test_the_camera_has_189_science_detectors_of_two_vendors() -> None:
 
 
 def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
-    """Ten detectors of two rafts, both vendors: every exposure one identity in every detector's file, the
-    camera's file names and folders, and a run that measures every detector; detectors
-    copied from one source give that source's numbers."""
+    """Ten detectors of two rafts, both vendors: every exposure one identity in every
+    detector's file, the camera's file names and folders, and a run that measures every
+    detector; detectors copied from one source give that source's numbers."""
     plane = simulate_focal_plane(tmp_path / "plane", 10, pairs=5, biases=0, sources_per_vendor=1)
     assert set(plane.detectors.vendor) == {"e2v", "itl"}
     assert plane.files == 10 * 10
@@ -57,3 +57,44 @@ def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
         for other in sensors[1:]:
             np.testing.assert_array_equal(ptc.loc[other].to_numpy(), first)
     assert result.exit_code == 0
+
+
+def _half_sensor(source, folder, slot: str) -> None:
+    """A wavefront half-sensor's files: an ITL sensor's first row of 8 amps (Segment10-17)
+    with its DETSIZE halved, in slot ``slot`` of corner raft R00 (obs_lsst's ITL_WF: 8
+    amps, 4072 x 2000 pixels at full size)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in source.flats:
+        with fits.open(path) as hdus:
+            kept = [hdus[0].copy()]
+            kept += [h.copy() for h in hdus[1:] if h.header["EXTNAME"].startswith("Segment1")]
+        header = kept[0].header
+        ny = int(str(header["DETSIZE"]).strip("[]").split(",")[1].split(":")[1]) // 2
+        header["DETSIZE"] = str(header["DETSIZE"]).replace(f":{2 * ny}]", f":{ny}]")
+        header["RAFTBAY"], header["CCDSLOT"] = "R00", slot
+        header["LSST_NUM"] = f"ITL-3800C-9{slot[-1]}0"
+        fits.HDUList(kept).writeto(folder / f"{header['OBSID']}_R00_{slot}.fits")
+
+
+def test_corner_raft_half_sensors_are_measured_and_placed(tmp_path) -> None:
+    """The wavefront half-sensors of a corner raft beside a science sensor: measured like
+    it (8 amps each) and placed in the slot they stand in, SW1 above SW0."""
+    from gpuptc.report.focal_plane import sensor_places
+    from gpuptc.simulation.simulate import simulate
+
+    source = simulate(tmp_path / "itl", vendor="itl", size="small", pairs=6, biases=0, seed=2)
+    for slot in ("SW0", "SW1"):
+        _half_sensor(source, tmp_path / "raw", slot)
+    out = tmp_path / "out"
+    result = gpuptc.run([tmp_path / "raw", source.directory], out, models=["expapprox"])
+    ptc = pd.read_parquet(out / "ptc.parquet")
+    amps = ptc.groupby("sensor")["amp"].nunique().to_dict()
+    assert amps == {"ITL-3800C-900": 8, "ITL-3800C-910": 8, source.sensor: 16}
+    half = ptc[ptc.sensor == "ITL-3800C-900"].set_index("segment")["gain"]
+    full = ptc[ptc.sensor == source.sensor].set_index("segment")["gain"]
+    np.testing.assert_array_equal(half.to_numpy(), full.loc[half.index].to_numpy())
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    places = sensor_places(sorted(amps), manifest)
+    assert places["ITL-3800C-900"] == (0, 0) and places["ITL-3800C-910"] == (0.5, 0)
+    assert result.exit_code == 0
+    assert (out / "report" / "figures" / "focal_plane.png").exists()

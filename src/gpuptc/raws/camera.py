@@ -14,6 +14,8 @@ import re
 import numpy as np
 
 __all__ = [
+    "CORNER_RAFTS",
+    "CORNER_SLOTS",
     "PIXEL_MM",
     "RAFT_PITCH_MM",
     "SLOT_PITCH_MM",
@@ -28,25 +30,49 @@ SLOT_PITCH_MM = 42.25
 
 _RAFT = re.compile(r"^R(\d)(\d)$")
 _SLOT = re.compile(r"^S(\d)(\d)$")
+CORNER_RAFTS = frozenset({"R00", "R04", "R40", "R44"})
+"""The rafts of the wavefront and guide sensors."""
+CORNER_SLOTS: dict[str, tuple[int, int, float]] = {
+    "SG0": (1, 0, 0.0),
+    "SG1": (0, 1, 0.0),
+    "SW0": (0, 0, 0.0),
+    "SW1": (0, 0, 0.5),
+}
+"""A corner raft's slots: the science slot (row, column) each stands in, as obs_lsst's
+camera describes them (SG0 for slot 10, SG1 for 01, the wavefront half-sensors SW0 and SW1
+for the lower and upper halves of 00), and how far up that slot a half-sensor starts (in
+slot heights)."""
 
 
-def grid_place(raftbay: object, ccdslot: object) -> tuple[int, int] | None:
-    """The sensor's ``(row, column)`` among the camera's 15 x 15 science slots, or None.
+def grid_place(raftbay: object, ccdslot: object) -> tuple[float, int] | None:
+    """The sensor's ``(row, column)`` among the camera's 15 x 15 slots, or None.
+
+    A corner raft's sensors take the slots they stand in (:data:`CORNER_SLOTS`); the upper
+    wavefront half-sensor's row is half a slot up.
 
     Examples
     --------
-    >>> grid_place("R22", "S11"), grid_place("r01", "S20"), grid_place("R00", "SW0")
-    ((7, 7), (2, 3), None)
+    >>> grid_place("R22", "S11"), grid_place("r01", "S20"), grid_place("R40", "SW1")
+    ((7, 7), (2, 3), (12.5, 0))
+    >>> grid_place("R22", "SW0"), grid_place("bay 3", "S11")
+    (None, None)
     """
-    raft = _RAFT.match(str(raftbay).strip().upper())
-    slot = _SLOT.match(str(ccdslot).strip().upper())
-    if raft is None or slot is None:
+    bay, name = str(raftbay).strip().upper(), str(ccdslot).strip().upper()
+    raft, slot = _RAFT.match(bay), _SLOT.match(name)
+    if raft is None:
+        return None
+    if bay in CORNER_RAFTS and name in CORNER_SLOTS:
+        row, column, lift = CORNER_SLOTS[name]
+        return 3 * int(raft[1]) + row + lift, 3 * int(raft[2]) + column
+    if slot is None or bay in CORNER_RAFTS:
         return None
     return 3 * int(raft[1]) + int(slot[1]), 3 * int(raft[2]) + int(slot[2])
 
 
 def sensor_centre_mm(raftbay: object, ccdslot: object) -> tuple[float, float] | None:
-    """The sensor's centre in the focal plane ``(x, y)`` in mm, or None if not known.
+    """A science sensor's centre in the focal plane ``(x, y)`` in mm, or None if not known.
+
+    The corner rafts' sensors (rotated, offset within their rafts) have none here.
 
     Examples
     --------
@@ -55,7 +81,7 @@ def sensor_centre_mm(raftbay: object, ccdslot: object) -> tuple[float, float] | 
     """
     raft = _RAFT.match(str(raftbay).strip().upper())
     slot = _SLOT.match(str(ccdslot).strip().upper())
-    if raft is None or slot is None:
+    if raft is None or slot is None or raft[0] in CORNER_RAFTS:
         return None
     x = (int(raft[2]) - 2) * RAFT_PITCH_MM + (int(slot[2]) - 1) * SLOT_PITCH_MM
     y = (int(raft[1]) - 2) * RAFT_PITCH_MM + (int(slot[1]) - 1) * SLOT_PITCH_MM

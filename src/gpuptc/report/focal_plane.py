@@ -3,8 +3,11 @@
 Each sensor is drawn as a square of its amplifiers (2 rows of 8, amp 1 lower left, as the
 assembled CCD of the report's images) at its place in the camera: raft ``Rrc`` and slot
 ``Src`` give the row (first digit) and column (second digit) of a 5 x 5 grid of rafts of
-3 x 3 sensors. Sensors whose place is not known (no RAFTBAY/CCDSLOT, or two sensors on the
-same slot) are laid out in reading order instead, each labelled with its name.
+3 x 3 sensors; a corner raft's sensors take the slots they stand in (its wavefront
+half-sensors, one row of 8 amps each, the lower and upper halves of its slot 00:
+:data:`gpuptc.raws.camera.CORNER_SLOTS`). Sensors whose place is not known (no
+RAFTBAY/CCDSLOT, or two sensors on the same slot) are laid out in reading order instead,
+each labelled with its name.
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ BF_QUANTITIES: tuple[tuple[str, str], ...] = (
 """The brighter-fatter quantities mapped (``bfk`` columns and each kernel's centre)."""
 
 
-def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str, tuple[int, int]]:
+def sensor_places(
+    sensors: list[str], manifest: pd.DataFrame | None
+) -> dict[str, tuple[float, int]]:
     """Each sensor's ``(row, column)`` among the camera's 15 x 15 sensor slots.
 
     Parameters
@@ -100,13 +105,19 @@ def sensor_places(sensors: list[str], manifest: pd.DataFrame | None) -> dict[str
     return places if len(set(places.values())) == len(places) else {}
 
 
-def _origins(sensors: list[str], places: Mapping[str, tuple[int, int]]) -> dict[str, tuple]:
-    """Lower-left corner of each sensor's square, in amp widths."""
+def _origins(sensors: list[str], places: Mapping[str, tuple[float, int]]) -> dict[str, tuple]:
+    """Lower-left corner of each sensor's square, in amp widths.
+
+    A wavefront half-sensor (8 amps: one row, half a square) placed half a slot up
+    starts half a square up.
+    """
     if places:
         return {
             s: (
                 col * (_SENSOR + _GAP) + (col // 3) * _RAFT_GAP,
-                row * (_SENSOR + _GAP) + (row // 3) * _RAFT_GAP,
+                int(row) * (_SENSOR + _GAP)
+                + (int(row) // 3) * _RAFT_GAP
+                + (row - int(row)) * _SENSOR,
             )
             for s, (row, col) in places.items()
         }
@@ -169,8 +180,9 @@ def _label_sensors(ax: Axes, origins: Mapping[str, tuple], places: Mapping) -> N
     ax.set_ylabel("raft row (r of Rrc)")
 
 
-def _slot_name(place: tuple[int, int]) -> str:
-    row, col = place
+def _slot_name(place: tuple[float, int]) -> str:
+    """``Rrc_Src`` of a science slot; a corner raft's sensor by the slot it stands in."""
+    row, col = int(place[0]), place[1]
     return f"R{row // 3}{col // 3}_S{row % 3}{col % 3}"
 
 
