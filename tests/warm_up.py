@@ -19,7 +19,7 @@ from gpuptc.config import PRESETS
 
 
 def warm_up() -> None:
-    """Simulate the session's sensors and measure them under every preset."""
+    """Simulate the session's sensors and measure them under every preset (and the KS test)."""
     sensors = [
         shared_inputs.simulated(**shared_inputs.SMALL_E2V),
         shared_inputs.simulated(**shared_inputs.SMALL_ITL),
@@ -27,6 +27,8 @@ def warm_up() -> None:
     inventory = gpuptc.ingest([sensor.directory for sensor in sensors])
     for preset in PRESETS:
         gpuptc.measure(inventory, preset=preset, backend="numpy")
+    # the Gaussianity test's kernels: off in every preset, on in some tests
+    gpuptc.measure(inventory, preset="cp_pipe", backend="numpy", extract__ks_test=True)
 
 
 def main() -> None:
