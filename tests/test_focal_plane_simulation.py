@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from astropy.io import fits
 
 import gpuptc
-from gpuptc.schema import FileStatus
+from gpuptc.raws.camera import grid_place
+from gpuptc.report.focal_plane import sensor_places
+from gpuptc.schema import SENSORS_DIR, FileStatus
 from gpuptc.simulation.focal_plane import (
     EXPOSURE_KEYS,
     ITL_RAFTS,
@@ -29,7 +36,8 @@ def test_the_camera_has_189_science_detectors_of_two_vendors() -> None:
 def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
     """Ten detectors of two rafts, both vendors: every exposure one identity in every
     detector's file, the camera's file names and folders, and a run that measures every
-    detector; detectors copied from one source give that source's numbers."""
+    detector; detectors copied from one source give that source's numbers; a run killed
+    halfway and run again gives the uninterrupted run's tables."""
     plane = simulate_focal_plane(tmp_path / "plane", 10, pairs=5, biases=0, sources_per_vendor=1)
     assert set(plane.detectors.vendor) == {"e2v", "itl"}
     assert plane.files == 10 * 10
@@ -50,6 +58,8 @@ def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
     places = paired.groupby("sensor")[["raftbay", "ccdslot"]].first()
     expected = plane.detectors.set_index("sensor")[["raftbay", "ccdslot"]]
     pd.testing.assert_frame_equal(places.sort_index(), expected.sort_index())
+    on_map = sensor_places(sorted(expected.index), manifest)  # the focal-plane maps' places
+    assert on_map == {s: grid_place(*expected.loc[s]) for s in expected.index}
     ptc = pd.read_parquet(out / "ptc.parquet").set_index(["sensor", "amp"])["gain"]
     same_source = plane.detectors.groupby("source").sensor.apply(list)
     for sensors in same_source:
@@ -57,6 +67,38 @@ def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
         for other in sensors[1:]:
             np.testing.assert_array_equal(ptc.loc[other].to_numpy(), first)
     assert result.exit_code == 0
+
+    # killed halfway (4 of 10 sensors stored), then run again: the same tables
+    killed = tmp_path / "killed"
+    _kill_after(plane.directory, killed, stored=4)
+    stored = {p: p.stat().st_mtime_ns for p in (killed / SENSORS_DIR).glob("*/done.json")}
+    assert 4 <= len(stored) < 10
+    gpuptc.run(plane.directory, killed, models=["expapprox"], report=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in stored.items())  # reused, not redone
+    for name in ("pairs", "covariances", "ptc"):
+        pd.testing.assert_frame_equal(_table(killed, name), _table(out, name))
+
+
+def _kill_after(inputs: Path, out: Path, stored: int) -> None:
+    """``gpuptc run`` in a process killed (SIGKILL) once ``stored`` sensors are stored."""
+    command = [sys.executable, "-m", "gpuptc", "run", str(inputs), "--out", str(out),
+               "--models", "expapprox", "--no-report", "-q"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if len(list((out / SENSORS_DIR).glob("*/done.json"))) >= stored:
+                break
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _table(out: Path, name: str) -> pd.DataFrame:
+    frame = pd.read_parquet(out / f"{name}.parquet")
+    keys = [c for c in ("sensor", "pair", "amp", "model", "i", "j") if c in frame]
+    return frame.sort_values(keys).reset_index(drop=True)
 
 
 def _half_sensor(source, folder, slot: str) -> None:
@@ -79,7 +121,7 @@ def _half_sensor(source, folder, slot: str) -> None:
 def test_corner_raft_half_sensors_are_measured_and_placed(tmp_path) -> None:
     """The wavefront half-sensors of a corner raft beside a science sensor: measured like
     it (8 amps each) and placed in the slot they stand in, SW1 above SW0."""
-    from gpuptc.report.focal_plane import focal_plane_maps, sensor_places
+    from gpuptc.report.focal_plane import focal_plane_maps
     from gpuptc.simulation.simulate import simulate
 
     source = simulate(tmp_path / "itl", vendor="itl", size="small", pairs=6, biases=0, seed=2)
