@@ -96,9 +96,9 @@ def spec_json(spec: Mapping[str, Any]) -> str:
     Examples
     --------
     >>> spec_json({"title": "</script><b>"})
-    '{"title": "\\u003c/script\\u003e\\u003cb\\u003e"}'
+    '{"title":"\\u003c/script\\u003e\\u003cb\\u003e"}'
     """
-    return _escaped(json.dumps(spec, allow_nan=False, default=_plain))
+    return _escaped(json.dumps(spec, allow_nan=False, default=_plain, separators=(",", ":")))
 
 
 def data_json(data: Mapping[str, pd.DataFrame]) -> str:
