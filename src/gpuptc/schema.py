@@ -458,6 +458,9 @@ class BinnedFlats:
         lower left).
     ccd_shape : tuple of int
         The assembled CCD's ``(ny, nx)``.
+    centre_mm : tuple of float or None
+        The CCD's centre in the focal plane (mm, from RAFTBAY and CCDSLOT); None when its
+        place is not known.
     """
 
     pairs: np.ndarray
@@ -466,6 +469,7 @@ class BinnedFlats:
     x: np.ndarray
     y: np.ndarray
     ccd_shape: tuple[int, int]
+    centre_mm: tuple[float, float] | None = None
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")

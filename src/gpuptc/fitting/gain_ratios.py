@@ -400,7 +400,6 @@ def adjusted_ptc(
     binned: BinnedFlats,
     config: GainRatiosConfig,
     model: str,
-    centre_mm: tuple[float, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One sensor's ``ptc`` with ``model``'s gains adjusted, and the flats' ratios.
 
@@ -409,15 +408,13 @@ def adjusted_ptc(
     ptc, pairs : pandas.DataFrame
         The sensor's rows of the ``ptc`` and ``pairs`` tables (``used`` filled).
     binned : BinnedFlats
-        Its binned flats (:func:`gpuptc.measure_sensor` with a preset that adjusts).
+        Its binned flats (:func:`gpuptc.measure_sensor` with a preset that adjusts); with
+        no place in the focal plane (``centre_mm`` None) no radial gradient is removed.
     config : GainRatiosConfig
         The adjustment's settings.
     model : str
         The PTC model whose gains are adjusted (the preset's ``ptc_fit_type``); its
         noise and turnoff choose the reference amp.
-    centre_mm : tuple of float, optional
-        The sensor's centre in the focal plane (:func:`gpuptc.raws.camera.sensor_centre_mm`);
-        without it no radial gradient is removed.
 
     Returns
     -------
@@ -431,8 +428,10 @@ def adjusted_ptc(
     gains = rows["gain_unadjusted"].to_numpy(float)
     good = binned.amps[np.isfinite(gains)]
     focal_plane = None
-    if centre_mm is not None:
-        focal_plane = focal_plane_mm(binned.x, binned.y, binned.ccd_shape, centre_mm)
+    if binned.centre_mm is not None:
+        focal_plane = focal_plane_mm(binned.x, binned.y, binned.ccd_shape, binned.centre_mm)
+    else:
+        log.warning("no place in the focal plane (RAFTBAY/CCDSLOT): no radial gradient removed")
     result = adjust_gain_ratios(
         binned,
         gains,

@@ -353,7 +353,6 @@ if numba is not None:
         """
         cells = counts.shape[0] - 2
         scale = width * math.sqrt(2.0)
-        n = 0
         below = np.zeros(cells + 3, np.int64)
         for k in range(cells + 2):
             below[k + 1] = below[k] + counts[k]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gpuptc.config import Preset
-from gpuptc.raws.geometry import AmpGeometry, ccd_coordinates
+from gpuptc.raws.geometry import AmpGeometry, ccd_places
 
 __all__ = [
     "bin_amps",
@@ -136,13 +136,7 @@ def bin_centres(amps: tuple[AmpGeometry, ...], spec: BinSpec) -> tuple[np.ndarra
     tuple of numpy.ndarray
         ``x`` and ``y``, each ``(amps, by, bx)``.
     """
-    xs, ys = [], []
-    for amp in amps:
-        by, bx = spec.grid(amp.imaging.shape)
-        rows = spec.boundary + spec.factor * np.arange(by) + (spec.factor - 1) / 2
-        cols = spec.boundary + spec.factor * np.arange(bx) + (spec.factor - 1) / 2
-        x, y = ccd_coordinates(amp, rows, cols)
-        x, y = np.meshgrid(x, y)
-        xs.append(x)
-        ys.append(y)
-    return np.stack(xs), np.stack(ys)
+    by, bx = spec.grid(amps[0].imaging.shape)
+    rows = spec.boundary + spec.factor * np.arange(by) + (spec.factor - 1) / 2
+    cols = spec.boundary + spec.factor * np.arange(bx) + (spec.factor - 1) / 2
+    return ccd_places(amps, rows, cols)

@@ -135,9 +135,6 @@ class BatchResult:
         def join(arrays: list[np.ndarray | None], axis: int = 1) -> np.ndarray | None:
             return None if arrays[0] is None else np.concatenate(arrays, axis=axis)
 
-        def join2(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-            return join(arrays, axis=2)
-
         values = {
             name: np.concatenate([part.values[name] for part in parts], axis=1)
             for name in parts[0].values
@@ -148,7 +145,7 @@ class BatchResult:
             join([p.cov_npix for p in parts]),
             np.concatenate([p.failed for p in parts], axis=1),
             join([p.binned for p in parts]),
-            join2([p.binned_pairs for p in parts]),
+            join([p.binned_pairs for p in parts], axis=2),
         )
 
 

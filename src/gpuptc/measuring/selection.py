@@ -21,23 +21,11 @@ import numpy as np
 
 from gpuptc.config import Preset
 from gpuptc.raws.camera import focal_plane_mm
-from gpuptc.raws.geometry import SensorGeometry, ccd_coordinates, ccd_shape
+from gpuptc.raws.geometry import SensorGeometry, ccd_places, ccd_shape
 
 __all__ = ["detector_edges", "excluded_pixels", "vignetting_selection"]
 
 log = logging.getLogger(__name__)
-
-
-def _pixel_places(geometry: SensorGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """``(amps, ny, nx)`` each imaging pixel's x and y on the assembled CCD."""
-    xs, ys = [], []
-    for amp in geometry.amps:
-        ny, nx = amp.imaging.shape
-        x, y = ccd_coordinates(amp, np.arange(ny, dtype=float), np.arange(nx, dtype=float))
-        x, y = np.meshgrid(x, y)
-        xs.append(x)
-        ys.append(y)
-    return np.stack(xs), np.stack(ys)
 
 
 def detector_edges(geometry: SensorGeometry, width: int) -> np.ndarray:
@@ -51,7 +39,7 @@ def detector_edges(geometry: SensorGeometry, width: int) -> np.ndarray:
     >>> edges.shape, int(edges[0].sum()), int(edges[1].sum())  # a corner amp, then the next
     ((16, 6, 8), 24, 16)
     """
-    x, y = _pixel_places(geometry)
+    x, y = ccd_places(geometry.amps)
     ny, nx = ccd_shape(geometry.amps)
     return (x < width) | (x >= nx - width) | (y < width) | (y >= ny - width)
 
@@ -70,25 +58,19 @@ def _selection_percent(values: np.ndarray, percent: float, min_pixels: int) -> f
 
     cp_pipe's search, one threshold at a time, answered at once: a threshold keeps
     ``min_pixels`` values when it lies below the ``min_pixels``-th largest, so the step is
-    computed from that value (a partition) and settled by counting around it.
+    guessed from that value (a partition) and settled by counting around it.
     """
-    if values.size < min_pixels:
-        return _settled(values, percent, min_pixels, math.ceil(100.0 - percent))
-    top = values.max()
-    wanted = np.partition(values, values.size - min_pixels)[values.size - min_pixels]
-    guess = max(0, math.ceil(100.0 * (1.0 - wanted / top) - percent)) if top > 0 else 0
-    return _settled(values, percent, min_pixels, guess)
-
-
-def _settled(values: np.ndarray, percent: float, min_pixels: int, guess: int) -> float:
-    """The search's answer near step ``guess``, by counting as the search counts."""
     top = values.max()
 
     def enough(steps: int) -> bool:
         chosen = percent + steps
         return chosen >= 100.0 or int(np.sum(values > top * (1 - chosen / 100))) >= min_pixels
 
-    steps = max(guess, 0)
+    if values.size < min_pixels:  # only the last step keeps them all
+        steps = math.ceil(100.0 - percent)
+    else:
+        wanted = np.partition(values, values.size - min_pixels)[values.size - min_pixels]
+        steps = max(0, math.ceil(100.0 * (1.0 - wanted / top) - percent)) if top > 0 else 0
     while steps > 0 and enough(steps - 1):
         steps -= 1
     while not enough(steps):
@@ -110,7 +92,7 @@ def vignetting_selection(
     percentage is raised by 1 until ``min_pixels`` are kept or it reaches 100 (one warning
     names the amps that needed more than ``percent``).
     """
-    x, y = _pixel_places(geometry)
+    x, y = ccd_places(geometry.amps)
     fx, fy = focal_plane_mm(x, y, ccd_shape(geometry.amps), centre_mm)
     throughput = _polynomial(coefficients, np.hypot(fx, fy) / 1000.0)
     excluded = np.ones(throughput.shape, bool)

@@ -326,11 +326,13 @@ def _first_headers(
 
 
 def _device_exclusions(
-    info: ExposureInfo, geometry: SensorGeometry, preset: Preset, backend: Backend
+    geometry: SensorGeometry,
+    preset: Preset,
+    centre_mm: tuple[float, float] | None,
+    backend: Backend,
 ) -> Any:
     """The pixels left out by their place (:mod:`gpuptc.measuring.selection`) on the device."""
-    centre = sensor_centre_mm(info.raftbay, info.ccdslot)
-    excluded = excluded_pixels(geometry, preset, centre)
+    excluded = excluded_pixels(geometry, preset, centre_mm)
     return None if excluded is None else backend.asarray(excluded)
 
 
@@ -396,13 +398,26 @@ def _unreadable(sensor: str, pairs: Sequence[PairFiles]) -> SensorMeasurement:
     return SensorMeasurement(empty[0], empty[1], rejected_frame(rejected))
 
 
+def _by_pair(arrays: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs in order and their arrays stacked along a first axis."""
+    pairs = np.array(sorted(arrays), np.int64)
+    return pairs, np.stack([arrays[p] for p in pairs])
+
+
 class _Tables:
     """Rows of one sensor's tables, gathered batch by batch."""
 
     def __init__(
-        self, sensor: str, geometry: SensorGeometry, noise: IsrNoise, preset: Preset
+        self,
+        sensor: str,
+        geometry: SensorGeometry,
+        noise: IsrNoise,
+        preset: Preset,
+        centre_mm: tuple[float, float] | None,
     ) -> None:
         self.sensor, self.geometry, self.noise = sensor, geometry, noise
+        self.centre_mm = centre_mm
+        self.amps = np.array([amp.amp for amp in geometry.amps], np.int64)
         self.window = (preset.gain_ratios.min_adu, preset.gain_ratios.max_adu)
         self.spec = bin_spec(preset)
         self.pair_rows: list[dict[str, Any]] = []
@@ -428,11 +443,8 @@ class _Tables:
         """Both flats of every pair binned, as rows; None unless the preset writes them."""
         if self.output is None or not self.binned_pairs:
             return None
-        pairs = np.array(sorted(self.binned_pairs), np.int64)
-        values = np.stack([self.binned_pairs[p] for p in pairs])
-        amps = np.array([amp.amp for amp in self.geometry.amps], np.int64)
         x, y = bin_centres(self.geometry.amps, self.output)
-        return binned_pair_rows(self.sensor, pairs, values, amps, x, y)
+        return binned_pair_rows(self.sensor, *_by_pair(self.binned_pairs), self.amps, x, y)
 
     def _inside(self, means: np.ndarray) -> bool:
         """Whether a pair's signal (its amps' median) may be in the gain ratios' window."""
@@ -449,10 +461,8 @@ class _Tables:
         except GeometryError as exc:
             log.warning("%s: no gain ratio adjustment: %s", self.sensor, exc)
             return None
-        pairs = np.array(sorted(self.binned), np.int64)
-        values = np.stack([self.binned[p] for p in pairs])
-        amps = np.array([amp.amp for amp in self.geometry.amps], np.int64)
-        return BinnedFlats(pairs, amps, values, x, y, shape)
+        pairs, values = _by_pair(self.binned)
+        return BinnedFlats(pairs, self.amps, values, x, y, shape, self.centre_mm)
 
     def measurement(self, images: dict[str, Any] | None, seconds: float) -> SensorMeasurement:
         pairs = pd.DataFrame(self.pair_rows, columns=list(PAIR_COLUMNS))
@@ -533,15 +543,17 @@ def measure_sensor(
     if headers is None:
         return _unreadable(sensor, pairs)
     info, geometry = headers
+    centre = sensor_centre_mm(info.raftbay, info.ccdslot)
     bytes_per_pair = 2 * geometry.namps * int(np.prod(geometry.segment_shape)) * 4
     batch = backend.batch_size(bytes_per_pair, batch_pairs, pairs=len(pairs))
     calibrations = Calibrations(
         _device_bias(sensor, bias, geometry, preset, backend),
         _amp_linearizers(sensor, linearizers, geometry),
         _bf_correction(bf_kernels, geometry, backend),
-        _device_exclusions(info, geometry, preset, backend),
+        _device_exclusions(geometry, preset, centre, backend),
     )
-    tables = _Tables(sensor, geometry, isr_noise(preset.isr, isr_regions(geometry)), preset)
+    noise = isr_noise(preset.isr, isr_regions(geometry))
+    tables = _Tables(sensor, geometry, noise, preset, centre)
     order = {pair.pair: index for index, pair in enumerate(pairs)}
     images, seconds = None, 0.0
     done = 0

@@ -58,15 +58,24 @@ def grid_place(raftbay: object, ccdslot: object) -> tuple[float, int] | None:
     (None, None)
     """
     bay, name = str(raftbay).strip().upper(), str(ccdslot).strip().upper()
-    raft, slot = _RAFT.match(bay), _SLOT.match(name)
-    if raft is None:
-        return None
-    if bay in CORNER_RAFTS and name in CORNER_SLOTS:
+    raft = _RAFT.match(bay)
+    if raft is not None and bay in CORNER_RAFTS and name in CORNER_SLOTS:
         row, column, lift = CORNER_SLOTS[name]
         return 3 * int(raft[1]) + row + lift, 3 * int(raft[2]) + column
-    if slot is None or bay in CORNER_RAFTS:
+    science = _science_slot(raftbay, ccdslot)
+    if science is None:
         return None
-    return 3 * int(raft[1]) + int(slot[1]), 3 * int(raft[2]) + int(slot[2])
+    raft_row, raft_column, slot_row, slot_column = science
+    return 3 * raft_row + slot_row, 3 * raft_column + slot_column
+
+
+def _science_slot(raftbay: object, ccdslot: object) -> tuple[int, int, int, int] | None:
+    """``(raft row, raft column, slot row, slot column)`` of a science sensor, or None."""
+    bay = str(raftbay).strip().upper()
+    raft, slot = _RAFT.match(bay), _SLOT.match(str(ccdslot).strip().upper())
+    if raft is None or slot is None or bay in CORNER_RAFTS:
+        return None
+    return int(raft[1]), int(raft[2]), int(slot[1]), int(slot[2])
 
 
 def sensor_centre_mm(raftbay: object, ccdslot: object) -> tuple[float, float] | None:
@@ -79,12 +88,12 @@ def sensor_centre_mm(raftbay: object, ccdslot: object) -> tuple[float, float] | 
     >>> sensor_centre_mm("R22", "S11"), sensor_centre_mm("R01", "S00")
     ((0.0, 0.0), (-169.25, -296.25))
     """
-    raft = _RAFT.match(str(raftbay).strip().upper())
-    slot = _SLOT.match(str(ccdslot).strip().upper())
-    if raft is None or slot is None or raft[0] in CORNER_RAFTS:
+    science = _science_slot(raftbay, ccdslot)
+    if science is None:
         return None
-    x = (int(raft[2]) - 2) * RAFT_PITCH_MM + (int(slot[2]) - 1) * SLOT_PITCH_MM
-    y = (int(raft[1]) - 2) * RAFT_PITCH_MM + (int(slot[1]) - 1) * SLOT_PITCH_MM
+    raft_row, raft_column, slot_row, slot_column = science
+    x = (raft_column - 2) * RAFT_PITCH_MM + (slot_column - 1) * SLOT_PITCH_MM
+    y = (raft_row - 2) * RAFT_PITCH_MM + (slot_row - 1) * SLOT_PITCH_MM
     return x, y
 
 

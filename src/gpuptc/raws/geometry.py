@@ -27,6 +27,9 @@ __all__ = [
     "SensorGeometry",
     "amp_geometry",
     "assemble_ccd",
+    "ccd_coordinates",
+    "ccd_places",
+    "ccd_shape",
     "parse_section",
     "vendor_from_detsec",
 ]
@@ -358,6 +361,21 @@ def ccd_coordinates(
     x = box.x0 + (nx - 1 - cols if amp.detsec.flip_x else cols)
     y = box.y0 + (ny - 1 - rows if amp.detsec.flip_y else rows)
     return x, y
+
+
+def ccd_places(
+    amps: Sequence[AmpGeometry], rows: np.ndarray | None = None, cols: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(amps, rows, cols)`` grids of where positions in each amp's imaging region lie.
+
+    :func:`ccd_coordinates` of every amp over the grid of ``rows`` and ``cols`` (imaging
+    indices in readout order; default: every pixel of the amps' shared imaging shape).
+    """
+    ny, nx = amps[0].imaging.shape
+    rows = np.arange(ny, dtype=float) if rows is None else rows
+    cols = np.arange(nx, dtype=float) if cols is None else cols
+    grids = [np.meshgrid(*ccd_coordinates(amp, rows, cols)) for amp in amps]
+    return np.stack([x for x, _ in grids]), np.stack([y for _, y in grids])
 
 
 def assemble_ccd(trimmed: np.ndarray, amps: Sequence[AmpGeometry]) -> np.ndarray:

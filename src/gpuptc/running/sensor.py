@@ -54,7 +54,6 @@ from gpuptc.measuring.sensor import (
     sensor_inputs,
 )
 from gpuptc.products.linearizer import linearity_linearizers, sensor_linearizers
-from gpuptc.raws.camera import sensor_centre_mm
 from gpuptc.schema import (
     GAIN_RATIO_COLUMNS,
     LINEARITY_COLUMNS,
@@ -313,7 +312,7 @@ def _adjusted(
         with watch.stage("gain ratios"):
             adjusted, ratios = adjusted_ptc(
                 ptc, pairs, measured.binned, task.preset.gain_ratios,
-                task.preset.solve.ptc_fit_type, _centre_mm(task),
+                task.preset.solve.ptc_fit_type,
             )  # fmt: skip
         return adjusted, ratios, rejected_frame([])
     except Exception as exc:
@@ -321,18 +320,6 @@ def _adjusted(
         reason = f"gains not adjusted: {type(exc).__name__}: {exc}"
         row = rejected_row(reason, stage=Stage.GAIN_RATIOS, sensor=task.sensor)
         return ptc, empty, rejected_frame([row])
-
-
-def _centre_mm(task: SensorTask) -> tuple[float, float] | None:
-    """The sensor's centre in the focal plane from its manifest rows' RAFTBAY and CCDSLOT."""
-    rows = task.manifest[task.manifest["sensor"] == task.sensor]
-    if not {"raftbay", "ccdslot"} <= set(rows.columns):
-        return None
-    known = rows.dropna(subset=["raftbay", "ccdslot"])
-    if known.empty:
-        log.warning("%s: no RAFTBAY/CCDSLOT: no radial gradient removed", task.sensor)
-        return None
-    return sensor_centre_mm(known["raftbay"].iloc[0], known["ccdslot"].iloc[0])
 
 
 def _with_monitor_readings(pairs: pd.DataFrame, task: SensorTask) -> pd.DataFrame:

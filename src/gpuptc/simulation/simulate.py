@@ -44,7 +44,7 @@ from gpuptc.formats.eotest import write_eotest_results
 from gpuptc.formats.writer import STORAGES, Storage, atomic_path, raw_suffix, write_raw
 from gpuptc.inputs.photodiode import photodiode_file_name
 from gpuptc.raws.camera import focal_plane_mm, sensor_centre_mm
-from gpuptc.raws.geometry import ccd_coordinates, ccd_shape
+from gpuptc.raws.geometry import ccd_places, ccd_shape
 from gpuptc.raws.layout import LAYOUTS, RawLayout, segment_name, small_layout
 from gpuptc.simulation.cosmic_rays import CosmicRayRates, add_cosmic_rays
 from gpuptc.simulation.nonlinearity import nonlinearity_truth, response
@@ -454,17 +454,12 @@ def _ccd_illumination(config: SimulationConfig) -> np.ndarray:
     amps = config.layout.sensor_geometry().amps
     shape = ccd_shape(amps)
     centre = sensor_centre_mm(config.raftbay, config.ccdslot) or (0.0, 0.0)
-    patterns = []
-    for amp in amps:
-        ny, nx = amp.imaging.shape
-        x, y = ccd_coordinates(amp, np.arange(ny, dtype=float), np.arange(nx, dtype=float))
-        x, y = np.meshgrid(x, y)
-        fx, fy = focal_plane_mm(x, y, shape, centre)
-        u = 2 * x / (shape[1] - 1) - 1
-        v = 2 * y / (shape[0] - 1) - 1
-        radial = 1.0 - RADIAL_FALLOFF * (fx * fx + fy * fy - centre[0] ** 2 - centre[1] ** 2)
-        patterns.append(radial + CCD_TILT[0] * u + CCD_TILT[1] * v)
-    return np.stack(patterns).astype(np.float32)
+    x, y = ccd_places(amps)
+    fx, fy = focal_plane_mm(x, y, shape, centre)
+    u = 2 * x / (shape[1] - 1) - 1
+    v = 2 * y / (shape[0] - 1) - 1
+    radial = 1.0 - RADIAL_FALLOFF * (fx * fx + fy * fy - centre[0] ** 2 - centre[1] ** 2)
+    return (radial + CCD_TILT[0] * u + CCD_TILT[1] * v).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=2)
