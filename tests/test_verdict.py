@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import gpuptc
 from gpuptc.cli import main
@@ -152,6 +153,36 @@ def test_outlying_amps_are_checks_but_a_spread_of_gains_is_not():
     assert _flagged(odd, "gain_outlier") == [16]
     assert _flagged(odd, "noise_outlier") == [3]
     assert _flagged(odd, "turnoff_outlier") == [4]
+
+
+def test_a_poor_fit_is_one_its_degrees_of_freedom_make_improbable():
+    """chi^2/dof 2.4 over 6 pairs (3 degrees of freedom: a chance of 6.6 %) is not flagged,
+    over 24 pairs (21: 3e-4) it is, as is a full-covariance fit's 2.4 (many points); an
+    EXPAPPROXIMATION table without its pairs' count judges the ratio alone."""
+    ptc = _ptc(chi2_dof={5: 2.4, 6: 2.4}).assign(n_used=24)
+    ptc.loc[ptc.amp == 5, "n_used"] = 6
+    fullcov = _ptc(chi2_dof={7: 2.4}).assign(model="fullcov", n_used=6)
+    verdicts = amp_verdicts({"ptc": pd.concat([ptc, fullcov])})
+    assert _flagged(verdicts, "chi2") == [6, 7]
+    assert stats.chi2.sf(2.4 * 3, 3) > stats.norm.sf(3) > stats.chi2.sf(2.4 * 21, 21)
+
+
+def test_a_noise_held_at_zero_and_a_sparsely_sampled_turnoff_are_not_outliers():
+    """On a sparse series (8 pairs): a quarter of the amps with their noise held at zero
+    are flagged ``held`` only (not a disagreement with the read noise, nor a lower median
+    that makes the others' noises outlying), and a turnoff one pair lower, within three of
+    its sampling errors, is not low; one beyond them is."""
+    held = {amp: FitStatus.NOISE_AT_ZERO for amp in (1, 2, 3, 4, 5, 6, 7, 8)}
+    zero = dict.fromkeys(held, 0.0)
+    ptc = _ptc(status=held, noise=zero, noise_err=dict.fromkeys(held, np.nan))
+    ptc.loc[ptc.amp == 9, "noise"] = 6.2  # 3 % from the read noise, like the others
+    ptc.loc[ptc.amp.isin([10, 11]), ["turnoff", "turnoff_err"]] = [4e4, 2e4]
+    ptc.loc[ptc.amp == 12, ["turnoff", "turnoff_err"]] = [4e4, 1e4]
+    verdicts = amp_verdicts({"ptc": ptc, "pairs": _pairs(ptc, {})})
+    assert _flagged(verdicts, "held") == list(held)
+    assert _flagged(verdicts, "noise_agreement") == []
+    assert _flagged(verdicts, "noise_outlier") == []
+    assert _flagged(verdicts, "turnoff_outlier") == [12]
 
 
 def test_one_line_per_sensor_names_the_gravest_amps_first():

@@ -72,10 +72,12 @@ class Thresholds:
         PTC noise further than this fraction from the one the read noise and the ISR's
         added noise make, and beyond ``significance`` errors: check (cp_pipe warns at 5 %
         against the overscan noise alone, which the ISR's own noise puts 3-15 % below
-        the PTC noise; ``cp_pipe_noise_warning`` says where it would).
+        the PTC noise; ``cp_pipe_noise_warning`` says where it would). A noise held at
+        zero is not judged here: the ``held`` flag says so.
     chi2_max : float
         chi^2 per degree of freedom of a PTC model (EXPAPPROXIMATION, full covariance)
-        above this: check. The notebook fits' chi^2 weigh every point alike, so they are
+        above this, and less probable for its degrees of freedom than ``significance``
+        standard deviations: check. The notebook fits' chi^2 weigh every point alike, so they are
         shown, not judged.
     model_spread : float
         Gain of the full-covariance fits further than this fraction from the adopted
@@ -87,9 +89,11 @@ class Thresholds:
         Gain further from the sensor's median than this many robust standard deviations
         (1.4826 x the median absolute deviation) of its amps: check.
     noise_factor : float
-        PTC noise above this multiple of the sensor's median: check.
+        PTC noise above this multiple of the sensor's median (of the noises the fits
+        measured; one held at zero is the ``held`` flag's): check.
     turnoff_factor : float
-        Turnoff below this fraction of the sensor's median: check.
+        Turnoff below this fraction of the sensor's median, and by more than
+        ``significance`` of its sampling error: check.
     significance : float
         How many of its own errors a difference must also exceed to be flagged, so that
         a small amp's noisy numbers do not flag every amp.
@@ -182,7 +186,11 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
             "cp_pipe PTC solve warning",
         ),
         AmpFlag(
-            "chi2", Verdict.CHECK, f"a PTC model's chi^2/dof above {limits.chi2_max:g}", "gpuptc"
+            "chi2",
+            Verdict.CHECK,
+            f"a PTC model's chi^2/dof above {limits.chi2_max:g}, improbable for its degrees "
+            "of freedom",
+            "gpuptc",
         ),
         AmpFlag(
             "models",
@@ -211,7 +219,8 @@ def verdict_tests(thresholds: Thresholds | None = None) -> tuple[AmpFlag, ...]:
         AmpFlag(
             "turnoff_outlier",
             Verdict.CHECK,
-            f"turnoff below {limits.turnoff_factor:g} x the sensor's median",
+            f"turnoff below {limits.turnoff_factor:g} x the sensor's median, beyond its "
+            "sampling error",
             "gpuptc",
         ),
     )
@@ -399,6 +408,7 @@ def _fit_quality(out: pd.DataFrame, ptc: pd.DataFrame, keys: pd.Index) -> None:
     worst = worst.set_index(["sensor", "amp"]).reindex(keys)
     out["worst_chi2_model"] = worst["model"].fillna("").to_numpy(str)
     out["worst_chi2_dof"] = worst["chi2_dof"].to_numpy(float)
+    out["worst_chi2_n_used"] = worst["n_used"].to_numpy(float) if "n_used" in worst else math.nan
     gains = fitted.pivot_table(index=["sensor", "amp"], columns="model", values="gain")
     gains = gains.reindex(keys)
     adopted = out["gain"].to_numpy(float)
@@ -442,8 +452,53 @@ def _beyond(difference: pd.Series, limit: pd.Series, noise: pd.Series) -> pd.Ser
     return (size > limit) & ~(size <= noise.fillna(0.0))
 
 
+_EXPAPPROX_PARAMETERS = 3
+"""Gain, a00 and noise: the EXPAPPROXIMATION fit's degrees of freedom are its pairs less these."""
+
+
+def _poor_fit(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
+    """A PTC fit's chi^2/dof above ``chi2_max`` and improbable for its degrees of freedom.
+
+    Improbable: below the one-sided normal tail of ``significance`` (1.3e-3 at 3). A fit
+    of few pairs exceeds 2 by chance one time in ten; a full-covariance fit's many points
+    make any such excess improbable, so only the EXPAPPROXIMATION fit's degrees of freedom
+    are counted (where its pairs are known).
+    """
+    from scipy import stats
+
+    ratio = out["worst_chi2_dof"]
+    dof = (out["worst_chi2_n_used"] - _EXPAPPROX_PARAMETERS).clip(lower=1)
+    expapprox = (out["worst_chi2_model"] == "expapprox") & dof.notna()
+    chance = pd.Series(0.0, index=out.index)
+    chance[expapprox] = stats.chi2.sf(ratio[expapprox] * dof[expapprox], dof[expapprox])
+    return (ratio > limits.chi2_max) & (chance < stats.norm.sf(limits.significance))
+
+
 def _sensor_median(out: pd.DataFrame, column: str) -> pd.Series:
     return out.groupby("sensor")[column].transform("median")
+
+
+def _fitted_noise(out: pd.DataFrame) -> pd.Series:
+    """The PTC noise where the fit measured it: NaN where it was held at zero.
+
+    The ``held`` flag says so; it is neither a disagreement nor a low value of its
+    sensor's median.
+    """
+    return out["noise"].where(out["status"] != FitStatus.NOISE_AT_ZERO)
+
+
+def _low_turnoff(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
+    """Turnoff below ``turnoff_factor`` of its sensor's median, beyond its sampling error.
+
+    By more than ``significance`` of its sampling error: a sparse series puts a healthy
+    amp's turnoff one pair lower.
+    """
+    median = _sensor_median(out, "turnoff")
+    return _beyond(
+        (out["turnoff"] - median).clip(upper=0.0),
+        (1.0 - limits.turnoff_factor) * median,
+        limits.significance * out["turnoff_err"],
+    )
 
 
 _FLAG_TESTS = {
@@ -452,11 +507,11 @@ _FLAG_TESTS = {
     "read_noise": lambda out, t: _best_read_noise(out) >= t.read_noise_max,
     "full_well": lambda out, t: out["full_well"] >= t.full_well_max,
     "noise_agreement": lambda out, t: _beyond(
-        out["noise"] - out["expected_noise"],
+        _fitted_noise(out) - out["expected_noise"],
         t.noise_agreement * out["expected_noise"],
         t.significance * out["noise_err"],
     ),
-    "chi2": lambda out, t: out["worst_chi2_dof"] > t.chi2_max,
+    "chi2": _poor_fit,
     "models": lambda out, t: out["model_spread"] > t.model_spread,
     "reference": lambda out, t: _beyond(
         out["reference_ratio"] - 1,
@@ -464,10 +519,11 @@ _FLAG_TESTS = {
         t.significance * out["gain_err"] / out["gain"],
     ),
     "gain_outlier": lambda out, t: _robust_deviation(out) > t.outlier_sigma,
-    "noise_outlier": lambda out, t: out["noise"] > t.noise_factor * _sensor_median(out, "noise"),
-    "turnoff_outlier": lambda out, t: (
-        out["turnoff"] < t.turnoff_factor * _sensor_median(out, "turnoff")
+    "noise_outlier": lambda out, t: (
+        _fitted_noise(out)
+        > t.noise_factor * _fitted_noise(out).groupby(out["sensor"]).transform("median")
     ),
+    "turnoff_outlier": _low_turnoff,
 }
 """Each flag's test on the verdict table (True: the amp fails it); NaN never fails."""
 
