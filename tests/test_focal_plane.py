@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gpuptc.products.focal_plane import focal_plane_table
 from gpuptc.raws.geometry import parse_section
 from gpuptc.raws.layout import LAYOUTS
 from gpuptc.report.focal_plane import (
@@ -70,7 +71,8 @@ def test_maps_colour_each_amp_by_its_value():
     places = {"S": ("R22", "S11"), "T": ("R22", "S12")}
     gains = np.linspace(1.0, 1.3, 16)
     verdicts = pd.concat([_verdicts(list(gains)), _verdicts([1.5] * 16, sensor="T")])
-    fig = focal_plane_maps(verdicts, _manifest(places))
+    summary = focal_plane_table({"verdict": verdicts, "manifest": _manifest(places)})
+    fig = focal_plane_maps(summary, _manifest(places))
     cells = fig.axes[0].collections[0]
     corners = np.array([path.vertices.min(axis=0) for path in cells.get_paths()])
     values = np.asarray(cells.get_array())
@@ -78,7 +80,37 @@ def test_maps_colour_each_amp_by_its_value():
     first, sixteenth, other = corners[0], corners[15], corners[16]
     assert first[0] == sixteenth[0] and sixteenth[1] > first[1] and other[0] > first[0]
     assert values[:16] == pytest.approx(gains) and values[16:] == pytest.approx(1.5)
-    assert focal_plane_maps(_verdicts([1.0] * 16), None) is None  # one sensor: no map
+    one = focal_plane_table({"verdict": _verdicts([1.0] * 16)})
+    assert focal_plane_maps(one, None) is None  # one sensor: no map
+
+
+def test_the_focal_plane_table_joins_each_amps_numbers_by_amp():
+    """Linearity and kernels joined by sensor and amp (not by row order), the detector's
+    kernel left out, a noise held at zero not a value to map, and the sensor's place."""
+    places = {"S": ("R22", "S11"), "T": ("R22", "S12")}
+    verdicts = pd.concat([_verdicts([1.0] * 16), _verdicts([1.5] * 16, sensor="T")])
+    verdicts = verdicts.assign(status="ok", overscan_noise=5.0, flag_chi2=False)
+    verdicts.loc[(verdicts.sensor == "T") & (verdicts.amp == 3), "status"] = "noise_at_zero"
+    amps = [(s, a) for s in ("T", "S") for a in range(16, 0, -1)]  # another order
+    linearity = pd.DataFrame(
+        {"sensor": [s for s, _ in amps], "amp": [a for _, a in amps],
+         "max_frac_dev": [a * 1e-3 for _, a in amps], "eo_linearity_turnoff": 1e5,
+         "turnoff": [9e4 + a for _, a in amps]}
+    )  # fmt: skip
+    kernels = pd.DataFrame(
+        {"sensor": ["S", "S"], "amp": [2, -1], "segment": ["Segment11", "detector"],
+         "size": [3, 3], "kernel": [[0, 0, 0, 0, -1e-6, 0, 0, 0, 0]] * 2,
+         "bf_slope_x": [1e-7, 9.0], "bf_slope_y": [2e-7, 9.0]}
+    )  # fmt: skip
+    tables = {"verdict": verdicts, "manifest": _manifest(places), "linearity": linearity}
+    table = focal_plane_table({**tables, "bf_kernel": kernels}).set_index(["sensor", "amp"])
+    assert table.loc[("T", 7), "max_frac_dev"] == pytest.approx(7e-3)
+    assert table.loc[("S", 16), "linearity_turnoff"] == 9e4 + 16
+    assert table.loc[("S", 2), ["k00", "bf_slope_x"]].tolist() == [-1e-6, 1e-7]
+    assert table.k00.notna().sum() == 1 and table.bf_slope_y.notna().sum() == 1
+    assert np.isnan(table.loc[("T", 3), "noise"]) and table.noise.notna().sum() == 31
+    assert table.noise_over_overscan.dropna().eq(6.0 / 5.0).all()
+    assert table.loc["T", "ccdslot"].eq("S12").all() and table.loc["S", "raftbay"].eq("R22").all()
 
 
 def test_linearity_maps_colour_each_amp_by_its_linearity():

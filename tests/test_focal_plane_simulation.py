@@ -60,7 +60,15 @@ def test_a_reduced_focal_plane_shares_its_exposures_and_runs(tmp_path) -> None:
     pd.testing.assert_frame_equal(places.sort_index(), expected.sort_index())
     on_map = sensor_places(sorted(expected.index), manifest)  # the focal-plane maps' places
     assert on_map == {s: grid_place(*expected.loc[s]) for s in expected.index}
+    summary = pd.read_parquet(out / "focal_plane.parquet").set_index(["sensor", "amp"])
     ptc = pd.read_parquet(out / "ptc.parquet").set_index(["sensor", "amp"])["gain"]
+    pd.testing.assert_series_equal(summary.gain.sort_index(), ptc.sort_index())
+    verdicts = pd.read_parquet(out / "verdict.parquet").set_index(["sensor", "amp"])
+    flags = [column for column in verdicts if column.startswith("flag_")]
+    pd.testing.assert_frame_equal(summary[flags].sort_index(), verdicts[flags].sort_index())
+    by_sensor = summary.groupby("sensor")[["vendor", "raftbay", "ccdslot"]].first()
+    truth = plane.detectors.set_index("sensor")[["vendor", "raftbay", "ccdslot"]]
+    pd.testing.assert_frame_equal(by_sensor.sort_index(), truth.sort_index())
     same_source = plane.detectors.groupby("source").sensor.apply(list)
     for sensors in same_source:
         first = ptc.loc[sensors[0]].to_numpy()
@@ -118,15 +126,37 @@ def _half_sensor(source, folder, slot: str) -> None:
         fits.HDUList(kept).writeto(folder / f"{header['OBSID']}_R00_{slot}.fits")
 
 
+def _guider_mode_file(path: Path, imgtype: str, sequence: int) -> None:
+    """A guider's file as the camera writes it in guider mode (laid out as the guider files
+    of obs_lsst's test data): its primary header names the region of interest (ROICOL,
+    ROIROW, ROICOLS, ROIROWS, ROISEG) and N_STAMPS, and each stamp is an IMAGE extension
+    of ROIROWS x ROICOLS int32 pixels."""
+    primary = fits.PrimaryHDU()
+    primary.header.update(
+        IMGTYPE=imgtype, OBSID=f"MC_C_20240918_{sequence:06d}", DAYOBS=20240918,
+        SEQNUM=sequence, RAFTBAY="R00", CCDSLOT="SG0", LSST_NUM="ITL-3800C-397",
+        CCD_MANU="ITL", INSTRUME="lsstCam", ROICOL=100, ROIROW=200, ROICOLS=50,
+        ROIROWS=100, ROISEG="Segment03", N_STAMPS=3,
+    )  # fmt: skip
+    if imgtype == "FLAT":
+        primary.header["EXPTIME"] = 15.0
+    stamps = [fits.ImageHDU(np.full((100, 50), 20_000, np.int32), name="IMAGE") for _ in range(3)]
+    fits.HDUList([primary, *stamps]).writeto(path)
+
+
 def test_corner_raft_half_sensors_are_measured_and_placed(tmp_path) -> None:
     """The wavefront half-sensors of a corner raft beside a science sensor: measured like
-    it (8 amps each) and placed in the slot they stand in, SW1 above SW0."""
+    it (8 amps each) and placed in the slot they stand in, SW1 above SW0; a guider's files
+    in guider mode (stamps, not segments) are passed over with the reason."""
     from gpuptc.report.focal_plane import focal_plane_maps
     from gpuptc.simulation.simulate import simulate
 
     source = simulate(tmp_path / "itl", vendor="itl", size="small", pairs=6, biases=0, seed=2)
     for slot in ("SW0", "SW1"):
         _half_sensor(source, tmp_path / "raw", slot)
+    guiders = [tmp_path / "raw" / f"MC_C_20240918_00001{k}_R00_SG0_guider.fits" for k in (3, 4)]
+    _guider_mode_file(guiders[0], "UNKNOWN", 13)
+    _guider_mode_file(guiders[1], "FLAT", 14)  # even one that calls itself a flat
     out = tmp_path / "out"
     result = gpuptc.run(
         [tmp_path / "raw", source.directory], out, models=["expapprox"], report=False
@@ -138,8 +168,11 @@ def test_corner_raft_half_sensors_are_measured_and_placed(tmp_path) -> None:
     full = ptc[ptc.sensor == source.sensor].set_index("segment")["gain"]
     np.testing.assert_array_equal(half.to_numpy(), full.loc[half.index].to_numpy())
     manifest = pd.read_parquet(out / "manifest.parquet")
+    passed_over = manifest[manifest.path.isin([str(g) for g in guiders])]
+    assert len(passed_over) == 2 and (passed_over.status == FileStatus.IGNORED).all()
+    assert passed_over.reason.str.startswith("a guider-mode file (3 stamps of 50 x 100").all()
     places = sensor_places(sorted(amps), manifest)
     assert places["ITL-3800C-900"] == (0, 0) and places["ITL-3800C-910"] == (0.5, 0)
     assert result.exit_code == 0
-    verdicts = pd.read_parquet(out / "verdict.parquet")
-    assert focal_plane_maps(verdicts, manifest) is not None
+    summary = pd.read_parquet(out / "focal_plane.parquet")
+    assert focal_plane_maps(summary, manifest) is not None

@@ -17,7 +17,12 @@ from gpuptc.config import get_preset
 from gpuptc.formats.eotest import read_eotest_results
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
-from gpuptc.report.focal_plane import bf_maps, focal_plane_maps, linearity_maps
+from gpuptc.report.focal_plane import (
+    bf_maps,
+    focal_plane_maps,
+    linearity_maps,
+    vendor_histograms,
+)
 from gpuptc.report.sensor import draw
 from gpuptc.running import schedulers as distributed
 from gpuptc.running import sensor as sensor_pipeline
@@ -72,7 +77,7 @@ def test_figures_drawn_beside_the_run_equal_a_redraw(two_sensor_run, tmp_path):
     shutil.copytree(two_sensor_run / "report" / "data", copy / "report" / "data")
     assert main(["report", str(copy), "-q", "--png"]) == 0  # two drawing processes
     drawn, redrawn = _figures(two_sensor_run), _figures(copy)
-    assert len(drawn) == 2 * FIGURES_PER_SENSOR + 3  # and the focal plane's three
+    assert len(drawn) == 2 * FIGURES_PER_SENSOR + 4  # and the focal plane's four
     assert drawn == redrawn
     pages = "".join(page.read_text() for page in _pages(copy))
     assert all(f"figures/{name}" in pages for name in drawn)
@@ -271,23 +276,24 @@ def test_every_figure_is_labelled(two_sensor_run, small_itl, monkeypatch, tmp_pa
     provenance = json.loads((two_sensor_run / "run.json").read_text())
     shutil.copytree(two_sensor_run / "report" / "data", tmp_path / "report" / "data")
     draw_report(tmp_path / "report", itl, provenance, workers=1)
-    checked(focal_plane_maps(tables["ptc"], tables["manifest"]))
+    checked(focal_plane_maps(tables["focal_plane"], tables["manifest"]))
+    checked(vendor_histograms(tables["focal_plane"]))
     checked(linearity_maps(tables["linearity"], tables["manifest"]))
     checked(bf_maps(tables["bf_kernel"], tables["manifest"]))
     assert unlabelled == []
     run = [path.name for path in _figure_files(two_sensor_run, small_itl.sensor)]
     assert [path.name for path in _figure_files(tmp_path)] == run  # every figure checked
-    assert len(checked_figures) == len(run) + 3
+    assert len(checked_figures) == len(run) + 4
 
 
 def test_header_values_in_figures_draw_as_written_escapes(two_sensor_run):
     """Sensor ids that hold ``$``, a control character or a glyph the font lacks: every
     figure still draws (a warning is an error here), and shows them as escapes."""
-    ptc = read_outputs(two_sensor_run)["ptc"]
-    odd = {name: f"{name}$x$\r\U00046945" for name in ptc["sensor"].unique()}
-    ptc = ptc.assign(sensor=ptc["sensor"].map(odd))
+    summary = read_outputs(two_sensor_run)["focal_plane"]
+    odd = {name: f"{name}$x$\r\U00046945" for name in summary["sensor"].unique()}
+    summary = summary.assign(sensor=summary["sensor"].map(odd))
     shown = []
-    fig = focal_plane_maps(ptc, None)
+    fig = focal_plane_maps(summary, None)
     figures.png(fig)
     shown += [text.get_text() for text in fig.findobj(Text)]
     shown += [label.get_text() for ax in fig.axes for label in ax.get_yticklabels()]

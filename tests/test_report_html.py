@@ -153,6 +153,7 @@ def test_a_hostile_sensor_name_is_text_on_its_page(tmp_path):
 
 def test_hostile_names_are_text_on_the_focal_plane_summary(tmp_path, monkeypatch):
     monkeypatch.setattr(report_html, "focal_plane_maps", lambda ptc, manifest: None)
+    monkeypatch.setattr(report_html, "vendor_histograms", lambda summary: None)
     root = tmp_path / "report"
     (root / "figures").mkdir(parents=True)
     sensors = [ALSO_HOSTILE, "R22_S11"]
@@ -182,6 +183,7 @@ def test_hostile_names_are_text_on_the_focal_plane_summary(tmp_path, monkeypatch
 @pytest.mark.parametrize("sensors", [[HOSTILE], ["A", "B"]])
 def test_the_pages_have_their_sections(sensors, tmp_path, monkeypatch):
     monkeypatch.setattr(report_html, "focal_plane_maps", lambda ptc, manifest: None)
+    monkeypatch.setattr(report_html, "vendor_histograms", lambda summary: None)
     root = tmp_path / "report"
     (root / "figures").mkdir(parents=True)
     (tmp_path / "ptc.parquet").touch()

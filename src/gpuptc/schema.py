@@ -394,6 +394,7 @@ TABLE_FILES: dict[str, str] = {
     "curves": "curves.parquet",
     "comparison": "comparison.parquet",
     "verdict": "verdict.parquet",
+    "focal_plane": "focal_plane.parquet",
     "linearity": "linearity.parquet",
     "bf_kernel": "bfk.parquet",
     "gain_ratios": "gain_ratios.parquet",

@@ -363,6 +363,33 @@ def _has_amplifier_results(path: Path) -> bool:
         return False
 
 
+_GUIDER_KEYS = ("N_STAMPS", "ROICOLS", "ROIROWS", "ROISEG")
+"""Keywords of a guider-mode file's primary header: the camera's guiders read stamps of a
+region of interest, not whole segments."""
+
+
+def _guider_mode(primary: Mapping[str, Any]) -> str | None:
+    """Why a guider-mode file is not measured; None for any other file."""
+    if not any(key in primary for key in _GUIDER_KEYS):
+        return None
+    stamps, segment = primary.get("N_STAMPS", "?"), primary.get("ROISEG", "?")
+    size = f"{primary.get('ROICOLS', '?')} x {primary.get('ROIROWS', '?')}"
+    return (
+        f"a guider-mode file ({stamps} stamps of {size} pixels of {segment}, ROISEG and "
+        "N_STAMPS in its header): no whole segments to measure"
+    )
+
+
+def _not_camera_segments(primary: Mapping[str, Any], info: ExposureInfo) -> str | None:
+    """Why a file holds no camera segments to measure; None for any other file.
+
+    Written by gpuptc, or a guider's stamps.
+    """
+    if (info.origin or "").lower() == "gpuptc":
+        return "written by gpuptc (ORIGIN = 'gpuptc')"
+    return _guider_mode(primary)
+
+
 def _primary_header(path: Path | str) -> dict[str, Any]:
     if is_remote(path):
         return read_remote_header(str(path))
@@ -401,13 +428,9 @@ def classify_file(path: Path | str, header_keys: Sequence[str] = ()) -> dict[str
     values = _info_values(info)
     if header_keys:
         values["header_values"] = _kept_values(primary, header_keys)
-    if (info.origin or "").lower() == "gpuptc":
-        return _row(
-            path,
-            **values,
-            status=FileStatus.IGNORED,
-            reason="written by gpuptc (ORIGIN = 'gpuptc')",
-        )
+    passed_over = _not_camera_segments(primary, info)
+    if passed_over:
+        return _row(path, **values, status=FileStatus.IGNORED, reason=passed_over)
     if info.imgtype is None:
         if _has_amplifier_results(path):
             values["sensor"] = _eotest_sensor(path, primary)

@@ -44,6 +44,7 @@ __all__ = [
     "adopted_model",
     "amp_verdicts",
     "amps_to_look_at",
+    "fitted_noise",
     "sensor_verdicts",
     "verdict_tests",
 ]
@@ -478,13 +479,20 @@ def _sensor_median(out: pd.DataFrame, column: str) -> pd.Series:
     return out.groupby("sensor")[column].transform("median")
 
 
-def _fitted_noise(out: pd.DataFrame) -> pd.Series:
+def fitted_noise(table: pd.DataFrame) -> pd.Series:
     """The PTC noise where the fit measured it: NaN where it was held at zero.
 
-    The ``held`` flag says so; it is neither a disagreement nor a low value of its
-    sensor's median.
+    The ``held`` flag says so; such a noise is neither a disagreement with the read noise
+    nor a low value of its sensor's median, nor a value to map.
+
+    Examples
+    --------
+    >>> fitted_noise(pd.DataFrame({"noise": [6.1, 0.0], "status": ["ok", "noise_at_zero"]}))
+    0    6.1
+    1    NaN
+    Name: noise, dtype: float64
     """
-    return out["noise"].where(out["status"] != FitStatus.NOISE_AT_ZERO)
+    return table["noise"].where(table["status"] != FitStatus.NOISE_AT_ZERO)
 
 
 def _low_turnoff(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
@@ -507,7 +515,7 @@ _FLAG_TESTS = {
     "read_noise": lambda out, t: _best_read_noise(out) >= t.read_noise_max,
     "full_well": lambda out, t: out["full_well"] >= t.full_well_max,
     "noise_agreement": lambda out, t: _beyond(
-        _fitted_noise(out) - out["expected_noise"],
+        fitted_noise(out) - out["expected_noise"],
         t.noise_agreement * out["expected_noise"],
         t.significance * out["noise_err"],
     ),
@@ -520,8 +528,8 @@ _FLAG_TESTS = {
     ),
     "gain_outlier": lambda out, t: _robust_deviation(out) > t.outlier_sigma,
     "noise_outlier": lambda out, t: (
-        _fitted_noise(out)
-        > t.noise_factor * _fitted_noise(out).groupby(out["sensor"]).transform("median")
+        fitted_noise(out)
+        > t.noise_factor * fitted_noise(out).groupby(out["sensor"]).transform("median")
     ),
     "turnoff_outlier": _low_turnoff,
 }

@@ -36,6 +36,7 @@ __all__ = [
     "focal_plane_maps",
     "linearity_maps",
     "sensor_places",
+    "vendor_histograms",
 ]
 
 AMP_HEIGHT = 4
@@ -54,8 +55,13 @@ MAP_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("noise", "PTC noise (e-)"),
     ("turnoff", "turnoff (ADU)"),
     ("a00", "a00 (1/e-)"),
+    ("full_well", "full well (e-)"),
+    ("noise_over_overscan", "PTC noise / overscan noise"),
 )
-"""The ``verdict`` columns mapped (the adopted model's), with their labels."""
+"""The ``focal_plane`` columns mapped (the adopted model's), with their labels."""
+
+_VENDOR_COLOURS = {"e2v": "tab:blue", "itl": "tab:orange"}
+"""Each vendor's colour in the histograms (others: matplotlib's cycle)."""
 
 LINEARITY_QUANTITIES: tuple[tuple[str, str], ...] = (
     ("max_frac_dev", "max. fractional deviation (eo_pipe)"),
@@ -186,13 +192,14 @@ def _slot_name(place: tuple[float, int]) -> str:
     return f"R{row // 3}{col // 3}_S{row % 3}{col % 3}"
 
 
-def focal_plane_maps(verdicts: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
-    """Gain, read noise, turnoff and a00 of every amp, at its place on the focal plane.
+def focal_plane_maps(summary: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
+    """Each amp's :data:`MAP_QUANTITIES` at its place on the focal plane.
 
     Parameters
     ----------
-    verdicts : pandas.DataFrame
-        The run's ``verdict`` table: each amp's adopted model's numbers.
+    summary : pandas.DataFrame
+        The run's ``focal_plane`` table (:func:`gpuptc.products.focal_plane.focal_plane_table`):
+        each amp's adopted model's numbers.
     manifest : pandas.DataFrame or None
         The run's manifest, for each sensor's raft and slot.
 
@@ -201,10 +208,72 @@ def focal_plane_maps(verdicts: pd.DataFrame, manifest: pd.DataFrame | None) -> F
     matplotlib.figure.Figure or None
         None for fewer than two sensors.
     """
-    if verdicts.empty:
+    if summary.empty:
         return None
-    model = str(verdicts["model"].iloc[0])
-    return _maps(verdicts, MAP_QUANTITIES, manifest, model)
+    model = str(summary["model"].iloc[0])
+    return _maps(summary, MAP_QUANTITIES, manifest, model)
+
+
+def vendor_histograms(summary: pd.DataFrame) -> Figure | None:
+    """Histograms of each amp's :data:`MAP_QUANTITIES`, one colour per vendor.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        The run's ``focal_plane`` table (``vendor`` and the quantities).
+
+    Returns
+    -------
+    matplotlib.figure.Figure or None
+        None for fewer than two sensors.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> summary = pd.DataFrame({"sensor": np.repeat(["E", "I"], 16), "amp": 1,
+    ...     "vendor": np.repeat(["e2v", "itl"], 16),
+    ...     **{q: rng.normal(1, 0.1, 32) for q, _ in MAP_QUANTITIES}})
+    >>> fig = vendor_histograms(summary)
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['e2v: 16 amps, median 1.03', 'itl: 16 amps, median 0.978']
+    """
+    if summary["sensor"].nunique() < 2:
+        return None
+    vendors = summary["vendor"].fillna("unknown").astype(str)
+    fig = Figure(figsize=(13, 4.2 * math.ceil(len(MAP_QUANTITIES) / 3)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(MAP_QUANTITIES) / 3), 3, squeeze=False)
+    for ax, (column, label) in zip(axes.ravel(), MAP_QUANTITIES, strict=False):
+        values = pd.to_numeric(summary[column], errors="coerce")
+        edges = _bin_edges(values)
+        for vendor in sorted(vendors.unique()):
+            mine = values[(vendors == vendor) & np.isfinite(values)]
+            if not len(mine):
+                continue
+            colour = _VENDOR_COLOURS.get(vendor.lower())
+            described = f"{vendor}: {len(mine)} amps, median {float(mine.median()):.3g}"
+            ax.hist(mine.clip(edges[0], edges[-1]), edges, histtype="step", linewidth=1.5,
+                    color=colour, label=described)  # fmt: skip
+        ax.set_xlabel(label)
+        ax.set_ylabel("amps")
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        "Every amp's numbers by vendor (values beyond the 1st and 99th percentiles are "
+        "counted in the end bins)",
+        fontsize=10,
+    )
+    return fig
+
+
+def _bin_edges(values: pd.Series, bins: int = 40) -> np.ndarray:
+    """Edges over the 1st to 99th percentiles of the finite values.
+
+    A dead amp's number would squeeze the others into one bin.
+    """
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return np.linspace(0.0, 1.0, bins + 1)
+    low, high = np.percentile(finite, [1, 99])
+    return np.linspace(low, high if high > low else low + abs(low) * 1e-3 + 1e-12, bins + 1)
 
 
 def linearity_maps(linearity: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
@@ -262,8 +331,9 @@ def _maps(
         return None
     places = sensor_places(sensors, manifest)
     origins = _origins(sensors, places)
-    fig = Figure(figsize=(13, 11.5), layout="constrained")
-    axes = fig.subplots(2, 2)
+    rows = math.ceil(len(quantities) / 2)
+    fig = Figure(figsize=(13, 5.75 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2)
     for ax, (column, label) in zip(axes.ravel(), quantities, strict=True):
         values = table[["sensor", "amp", column]].rename(columns={column: "value"})
         polygons, shown = _cells(values, origins)

@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 
 from gpuptc.fitting.solve import per_pair_gain_column as gain_column
 from gpuptc.formats.outputs import read_outputs
+from gpuptc.products.focal_plane import focal_plane_table
 from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts, verdict_tests
 from gpuptc.report.amp_table import amp_numbers, verdict_table
 from gpuptc.report.charts import (
@@ -28,7 +29,12 @@ from gpuptc.report.charts import (
     spec_json,
     write_library,
 )
-from gpuptc.report.focal_plane import bf_maps, focal_plane_maps, linearity_maps
+from gpuptc.report.focal_plane import (
+    bf_maps,
+    focal_plane_maps,
+    linearity_maps,
+    vendor_histograms,
+)
 from gpuptc.report.numbers import bf_check_line, sensor_numbers
 from gpuptc.report.sensor import draw, draw_sensors, joined
 from gpuptc.report.sensor_table import sensor_summary
@@ -260,9 +266,14 @@ def _write_pages(
 
 
 _MAPS_CAPTION = (
-    "Gain, read noise, turnoff and a00 of every amp at its sensor's place (raft and slot); "
-    "the colours saturate beyond the 2nd and 98th percentiles (red above, magenta below), "
-    "so that one bad amp stands out without flattening the others."
+    "Gain, PTC noise, turnoff, a00, full well and the PTC noise over the overscan's (cp_pipe "
+    "warns beyond 5 %) of every amp at its sensor's place (raft and slot); the colours "
+    "saturate beyond the 2nd and 98th percentiles (red above, magenta below), so that one "
+    "bad amp stands out without flattening the others. The numbers are focal_plane.parquet's."
+)
+_HISTOGRAMS_CAPTION = (
+    "The same numbers for every amp, one histogram per vendor: e2v and ITL sensors differ "
+    "by design (gain, full well, brighter-fatter), so each is judged against its own kind."
 )
 _BF_CAPTION = (
     "Each amp's brighter-fatter kernel: its centre K_00 (negative where the kernel is "
@@ -288,7 +299,13 @@ def _summary_page(
     root = index.parent
     figs, manifest = root / "figures", tables.get("manifest")
     linearity = tables.get("linearity", pd.DataFrame())
-    maps = draw("focal_plane.png", _MAPS_CAPTION, lambda: focal_plane_maps(verdicts, manifest))
+    summary = tables.get("focal_plane")
+    if summary is None:  # an output written before the table was
+        summary = focal_plane_table({**tables, "verdict": verdicts})
+    maps = draw("focal_plane.png", _MAPS_CAPTION, lambda: focal_plane_maps(summary, manifest))
+    histograms = draw(
+        "focal_plane_vendors.png", _HISTOGRAMS_CAPTION, lambda: vendor_histograms(summary)
+    )
     linear = draw(
         "focal_plane_linearity.png",
         _LINEARITY_CAPTION,
@@ -296,7 +313,8 @@ def _summary_page(
     )
     kernels = tables.get("bf_kernel", pd.DataFrame())
     bf = draw("focal_plane_bf.png", _BF_CAPTION, lambda: bf_maps(kernels, manifest))
-    keys = ["focal-plane", *(["linearity"] if linear is not None else [])]
+    keys = ["focal-plane", *(["vendors"] if histograms is not None else [])]
+    keys += ["linearity"] if linear is not None else []
     keys += [*(["brighter-fatter"] if bf is not None else []), "sensors"]
     keys += ["tables", "rejected", "provenance"]
     nav = [(f"#{k}", k.replace("-", " ")) for k in keys]
@@ -308,6 +326,7 @@ def _summary_page(
         "gpuptc report",
         **header,
         focal_plane=None if maps is None else _figure(maps, figs, root),
+        vendors=None if histograms is None else _figure(histograms, figs, root),
         linearity_plane=None if linear is None else _figure(linear, figs, root),
         bf_plane=None if bf is None else _figure(bf, figs, root),
         tests=tests,

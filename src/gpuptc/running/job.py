@@ -42,6 +42,7 @@ from gpuptc.products.butler_output import (
 )
 from gpuptc.products.compare import compare, write_eotest_files
 from gpuptc.products.cp_pipe_ptc import write_ptc_dataset
+from gpuptc.products.focal_plane import focal_plane_table
 from gpuptc.products.linearizer import LinearizerError, write_linearizer
 from gpuptc.products.verdict import Thresholds, amp_verdicts
 from gpuptc.running.schedulers import execute
@@ -158,10 +159,11 @@ def _collect(
         if name != "rejected"
     }
     tables["comparison"] = compare(tables["ptc"], selection.manifest)
+    tables["manifest"] = selection.manifest
+    tables["verdict"] = amp_verdicts(tables, job.thresholds, job.config.solve.ptc_fit_type)
     return {
-        "manifest": selection.manifest,
         **tables,
-        "verdict": amp_verdicts(tables, job.thresholds, job.config.solve.ptc_fit_type),
+        "focal_plane": focal_plane_table(tables),
         "rejected": joined_rejections(rejected),
     }
 
