@@ -86,11 +86,12 @@ def test_maps_colour_each_amp_by_its_value():
 
 def test_the_focal_plane_table_joins_each_amps_numbers_by_amp():
     """Linearity and kernels joined by sensor and amp (not by row order), the detector's
-    kernel left out, a noise held at zero not a value to map, and the sensor's place."""
+    kernel left out, a noise or a00 held at zero not a value to map, and the sensor's place."""
     places = {"S": ("R22", "S11"), "T": ("R22", "S12")}
     verdicts = pd.concat([_verdicts([1.0] * 16), _verdicts([1.5] * 16, sensor="T")])
     verdicts = verdicts.assign(status="ok", overscan_noise=5.0, flag_chi2=False)
     verdicts.loc[(verdicts.sensor == "T") & (verdicts.amp == 3), "status"] = "noise_at_zero"
+    verdicts.loc[(verdicts.sensor == "S") & (verdicts.amp == 5), "status"] = "a00_at_zero"
     amps = [(s, a) for s in ("T", "S") for a in range(16, 0, -1)]  # another order
     linearity = pd.DataFrame(
         {"sensor": [s for s, _ in amps], "amp": [a for _, a in amps],
@@ -109,6 +110,7 @@ def test_the_focal_plane_table_joins_each_amps_numbers_by_amp():
     assert table.loc[("S", 2), ["k00", "bf_slope_x"]].tolist() == [-1e-6, 1e-7]
     assert table.k00.notna().sum() == 1 and table.bf_slope_y.notna().sum() == 1
     assert np.isnan(table.loc[("T", 3), "noise"]) and table.noise.notna().sum() == 31
+    assert np.isnan(table.loc[("S", 5), "a00"]) and table.a00.notna().sum() == 31
     assert table.noise_over_overscan.dropna().eq(6.0 / 5.0).all()
     assert table.loc["T", "ccdslot"].eq("S12").all() and table.loc["S", "raftbay"].eq("R22").all()
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
-from gpuptc.products.verdict import fitted_noise
+from gpuptc.products.verdict import HELD_AT_ZERO, fitted_value
 
 __all__ = ["FOCAL_PLANE_COLUMNS", "focal_plane_table"]
 
@@ -71,8 +71,8 @@ def focal_plane_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     pandas.DataFrame
         One row per row of ``verdict``, in its order: :data:`FOCAL_PLANE_COLUMNS` and
         the verdict's ``flag_*`` columns. Places are empty and numbers NaN where the
-        run lacks them; the PTC noise is NaN where its fit held it at zero (``status``
-        and the ``held`` flag say so).
+        run lacks them; the PTC noise and a00 are NaN where the fit held them at zero
+        (``status`` and the ``held`` flag say so).
 
     Examples
     --------
@@ -92,7 +92,9 @@ def focal_plane_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     out = keys.merge(_places(tables.get("manifest")), on="sensor", how="left")
     for column in _VERDICT_COLUMNS:
         out[column] = verdict[column].to_numpy() if column in verdict else np.nan
-    out["noise"] = fitted_noise(out) if "status" in verdict else out["noise"]
+    if "status" in verdict:
+        for column in HELD_AT_ZERO:
+            out[column] = fitted_value(out, column)
     out["noise_over_overscan"] = out["noise"] / out["overscan_noise"]
     for numbers in (_linearity(tables.get("linearity")), _brighter_fatter(tables.get("bf_kernel"))):
         out = _joined(out, numbers)

@@ -36,6 +36,7 @@ from gpuptc.schema import PTC_COLUMNS, FitStatus, PairStatus
 __all__ = [
     "AMP_FLAGS",
     "CP_PIPE_NOISE_TOLERANCE",
+    "HELD_AT_ZERO",
     "JUDGED_CHI2_MODELS",
     "VERDICT_COLUMNS",
     "AmpFlag",
@@ -44,7 +45,7 @@ __all__ = [
     "adopted_model",
     "amp_verdicts",
     "amps_to_look_at",
-    "fitted_noise",
+    "fitted_value",
     "sensor_verdicts",
     "verdict_tests",
 ]
@@ -479,20 +480,26 @@ def _sensor_median(out: pd.DataFrame, column: str) -> pd.Series:
     return out.groupby("sensor")[column].transform("median")
 
 
-def fitted_noise(table: pd.DataFrame) -> pd.Series:
-    """The PTC noise where the fit measured it: NaN where it was held at zero.
+HELD_AT_ZERO: dict[str, str] = {"noise": FitStatus.NOISE_AT_ZERO, "a00": FitStatus.A00_AT_ZERO}
+"""The parameters a PTC fit may hold at zero, and the status that says it did."""
 
-    The ``held`` flag says so; such a noise is neither a disagreement with the read noise
-    nor a low value of its sensor's median, nor a value to map.
+
+def fitted_value(table: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` where the fit measured it: NaN where it was held at zero.
+
+    The ``held`` flag says so; such a value is neither a disagreement (with the read
+    noise), nor a low value of its sensor's median, nor a value to map.
 
     Examples
     --------
-    >>> fitted_noise(pd.DataFrame({"noise": [6.1, 0.0], "status": ["ok", "noise_at_zero"]}))
+    >>> table = pd.DataFrame({"noise": [6.1, 0.0], "status": ["ok", "noise_at_zero"]})
+    >>> fitted_value(table, "noise")
     0    6.1
     1    NaN
     Name: noise, dtype: float64
     """
-    return table["noise"].where(table["status"] != FitStatus.NOISE_AT_ZERO)
+    held = HELD_AT_ZERO.get(column)
+    return table[column] if held is None else table[column].where(table["status"] != held)
 
 
 def _low_turnoff(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
@@ -515,7 +522,7 @@ _FLAG_TESTS = {
     "read_noise": lambda out, t: _best_read_noise(out) >= t.read_noise_max,
     "full_well": lambda out, t: out["full_well"] >= t.full_well_max,
     "noise_agreement": lambda out, t: _beyond(
-        fitted_noise(out) - out["expected_noise"],
+        fitted_value(out, "noise") - out["expected_noise"],
         t.noise_agreement * out["expected_noise"],
         t.significance * out["noise_err"],
     ),
@@ -528,8 +535,8 @@ _FLAG_TESTS = {
     ),
     "gain_outlier": lambda out, t: _robust_deviation(out) > t.outlier_sigma,
     "noise_outlier": lambda out, t: (
-        fitted_noise(out)
-        > t.noise_factor * fitted_noise(out).groupby(out["sensor"]).transform("median")
+        fitted_value(out, "noise")
+        > t.noise_factor * fitted_value(out, "noise").groupby(out["sensor"]).transform("median")
     ),
     "turnoff_outlier": _low_turnoff,
 }
