@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench study clean profile-tests kernels
+.PHONY: demo test lint bench study clean profile-tests kernels docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,18 @@ profile-tests: $(VENV)/.installed-test
 	SUITE_PROFILE_DIR=.suite-profile PYTHONPATH=benchmarks $(BIN)/python -m pytest -q $(XDIST) -p suite_profile
 	$(BIN)/python benchmarks/suite_profile.py .suite-profile
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[docs]'
+	touch $@
+
+# the site into docs/_build/html, every warning an error; the tutorial is executed
+docs: $(VENV)/.installed-docs
+	rm -rf docs/_build docs/generated docs/jupyter_execute
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks conftest.py
-	$(BIN)/ruff format --check src tests benchmarks conftest.py
+	$(BIN)/ruff check src tests benchmarks conftest.py docs/conf.py
+	$(BIN)/ruff format --check src tests benchmarks conftest.py docs/conf.py
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/io_readers.py
@@ -51,4 +60,4 @@ study: $(VENV)/.installed
 	$(BIN)/python benchmarks/gain_methods.py
 
 clean:
-	rm -rf $(VENV) gpuptc-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) gpuptc-demo .pytest_cache .ruff_cache docs/_build docs/generated docs/_generated

@@ -1,4 +1,4 @@
-"""The GPUPTC_* settings: one registry, read in one module, documented in the README."""
+"""The GPUPTC_* settings: one registry, read in one module, documented in the guide."""
 
 import ast
 import re
@@ -22,10 +22,9 @@ def clean_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def readme_table() -> dict[str, str]:
-    """``variable -> changes numbers`` from README.md's table of environment settings."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Environment settings\n", 1)[1].split("\n#", 1)[0]
+def guide_table() -> dict[str, str]:
+    """``variable -> changes numbers`` from the guide's table of environment settings."""
+    section = (ROOT / "docs" / "guide" / "environment.md").read_text()
     rows = re.findall(r"^\| `(GPUPTC_\w+)` \|.*\| (yes|no) \|$", section, flags=re.M)
     return dict(rows)
 
@@ -39,8 +38,8 @@ def other_value(entry: settings.Setting) -> str:
     return str((entry.default or 0) + entry.minimum + 3)
 
 
-def test_readme_lists_exactly_the_registered_settings():
-    table = readme_table()
+def test_the_guide_lists_exactly_the_registered_settings():
+    table = guide_table()
     assert sorted(table) == sorted(NAMES)
     for entry in settings.SETTINGS:
         assert table[entry.name] == ("yes" if entry.changes_numbers else "no"), entry.name

@@ -152,7 +152,7 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
     ),
 )
-"""Every ``GPUPTC_*`` setting; README.md's table of environment settings lists the same."""
+"""Every ``GPUPTC_*`` setting; docs/guide/environment.md's table lists the same."""
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
