@@ -191,20 +191,22 @@ def _write_tables(
     fitted = tables["ptc"][tables["ptc"]["model"] == ptc_model]
     if fitted.empty:
         log.info("no %s fit: no cp_pipe PTC dataset written", ptc_model)
+    of = _per_sensor(tables)
     written = {}
     for sensor in sorted(fitted["sensor"].unique()):
         path = written[sensor] = staged.path(ptc_dataset_name(sensor))
-        write_ptc_dataset(path, tables, sensor, ptc_model, manifest=tables["manifest"])
+        write_ptc_dataset(path, of(sensor), sensor, ptc_model, manifest=tables["manifest"])
     linearity = tables.get("linearity", pd.DataFrame(columns=["sensor"]))
     linearizers = {}
     for sensor in sorted(linearity["sensor"].unique()):
         path = linearizers[sensor] = staged.path(linearizer_name(sensor))
+        mine = of(sensor)
         write_linearizer(
             path,
-            linearity,
-            tables["ptc"],
+            mine["linearity"],
+            mine["ptc"],
             sensor,
-            tables["pairs"],
+            mine["pairs"],
             tables["manifest"],
             table_length,
             ptc_model,
@@ -213,12 +215,33 @@ def _write_tables(
     solved = tables.get("bf_kernel", pd.DataFrame(columns=["sensor", "size"]))
     for sensor in sorted(solved.loc[solved["size"] > 0, "sensor"].unique()):
         path = kernels[sensor] = staged.path(bf_kernel_name(sensor))
-        write_bf_kernel(path, tables, sensor, tables["manifest"])
+        write_bf_kernel(path, of(sensor), sensor, tables["manifest"])
     return {
         PTC_DATASET_TYPE: written,
         LINEARIZER_DATASET_TYPE: linearizers,
         BF_KERNEL_DATASET_TYPE: kernels,
     }
+
+
+def _per_sensor(tables: dict[str, pd.DataFrame]) -> Callable[[str], dict[str, pd.DataFrame]]:
+    """One sensor's rows of every table with a ``sensor`` column (the others whole).
+
+    The tables are split once, so that writing every sensor's files reads each table once
+    rather than once per sensor (189 scans of the focal plane's covariances before).
+    """
+    groups = {
+        name: dict(tuple(frame.groupby("sensor", sort=False)))
+        for name, frame in tables.items()
+        if name != "manifest" and "sensor" in frame
+    }
+
+    def of(sensor: str) -> dict[str, pd.DataFrame]:
+        return {
+            name: groups[name].get(sensor, frame.iloc[0:0]) if name in groups else frame
+            for name, frame in tables.items()
+        }
+
+    return of
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
