@@ -99,7 +99,7 @@ def test_the_focal_plane_table_joins_each_amps_numbers_by_amp():
          "turnoff": [9e4 + a for _, a in amps]}
     )  # fmt: skip
     kernels = pd.DataFrame(
-        {"sensor": ["S", "S"], "amp": [2, -1], "segment": ["Segment11", "detector"],
+        {"sensor": ["S", "S"], "amp": [2, -1], "segment": ["Segment11", "DETECTOR"],
          "size": [3, 3], "kernel": [[0, 0, 0, 0, -1e-6, 0, 0, 0, 0]] * 2,
          "bf_slope_x": [1e-7, 9.0], "bf_slope_y": [2e-7, 9.0]}
     )  # fmt: skip

@@ -32,6 +32,7 @@ from gpuptc.fitting.turnoff import turnoff_with_sampling_error
 from gpuptc.schema import FitStatus
 
 __all__ = [
+    "EXPAPPROX_PARAMETERS",
     "MODELS",
     "ROLLOFF_KEYS",
     "PtcFit",
@@ -45,6 +46,9 @@ __all__ = [
     "notebook_selection",
     "point_errors",
 ]
+
+EXPAPPROX_PARAMETERS = 3
+"""Gain, a00 and noise: an EXPAPPROXIMATION fit's degrees of freedom are its points less these."""
 
 MODELS: tuple[str, ...] = (
     "expapprox",
@@ -343,7 +347,7 @@ def _eotest_result(
         a00_err=float(math.sqrt(cov_x[0, 0])),
         turnoff=float(np.max(mean[used])),
         mask=np.asarray(used, bool),
-        chi2_dof=chi2 / max(int(np.count_nonzero(used)) - 3, 1),
+        chi2_dof=chi2 / max(int(np.count_nonzero(used)) - EXPAPPROX_PARAMETERS, 1),
         extra={"a00_eotest": float(a00), "fits": fits},
     )
 
@@ -434,7 +438,7 @@ def _weighted_final(
         params, cov_x, _, _, ier = optimize.leastsq(residuals, start, full_output=True, epsfcn=1e-4)
     if not leastsq_converged(ier):
         return None
-    dof = len(m) - 3
+    dof = len(m) - EXPAPPROX_PARAMETERS
     chi2 = float(np.sum(residuals(params) ** 2) / dof) if dof > 0 else math.nan
     # scaled by chi^2/dof as cp_pipe does; with no degree of freedom left (3 points), the
     # weights' own errors (they are 1/sigma of each variance) instead of NaN
@@ -477,7 +481,7 @@ def _bootstrapped(
 
     draws = np.array([refit(var + rng.normal(0.0, residuals)) for _ in range(BOOTSTRAP_DRAWS)])
     centre = draws.mean(axis=0)
-    dof = len(mean) - 3
+    dof = len(mean) - EXPAPPROX_PARAMETERS
     chi2 = (
         float(np.sum(((var - _astier(centre, mean)) * weights) ** 2) / dof) if dof > 0 else math.nan
     )

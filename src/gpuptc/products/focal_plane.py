@@ -17,7 +17,7 @@ import pandas as pd
 from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
 from gpuptc.products.verdict import HELD_AT_ZERO, fitted_value
 
-__all__ = ["FOCAL_PLANE_COLUMNS", "focal_plane_table"]
+__all__ = ["FOCAL_PLANE_COLUMNS", "amp_kernels", "focal_plane_table"]
 
 _PLACE_COLUMNS = ("vendor", "raftbay", "ccdslot")
 _VERDICT_COLUMNS = (
@@ -128,9 +128,28 @@ def _linearity(linearity: pd.DataFrame | None) -> pd.DataFrame:
     return linearity.reindex(columns=columns).rename(columns=_LINEARITY_COLUMNS)
 
 
+def amp_kernels(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The amps' rows of a ``bf_kernel`` table with each kernel's centre ``k00``.
+
+    The detectors' rows are left out; ``k00`` is in 1/e-, NaN without a kernel. An empty
+    table comes back as it is.
+
+    Examples
+    --------
+    >>> kernels = pd.DataFrame({"segment": ["Segment10", "DETECTOR"], "size": [3, 3],
+    ...                         "kernel": [[0, 0, 0, 0, -2e-6, 0, 0, 0, 0]] * 2})
+    >>> amp_kernels(kernels)[["segment", "k00"]]
+         segment       k00
+    0  Segment10 -0.000002
+    """
+    if kernels.empty:
+        return kernels
+    amps = kernels[kernels["segment"] != DETECTOR_SEGMENT]
+    return amps.assign(k00=kernel_centres(amps))
+
+
 def _brighter_fatter(kernels: pd.DataFrame | None) -> pd.DataFrame:
     columns = ["sensor", "amp", *_BF_COLUMNS]
     if kernels is None or kernels.empty:
         return pd.DataFrame(columns=columns)
-    amps = kernels[kernels["segment"] != DETECTOR_SEGMENT]
-    return amps.assign(k00=kernel_centres(amps)).reindex(columns=columns)
+    return amp_kernels(kernels).reindex(columns=columns)

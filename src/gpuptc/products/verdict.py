@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
+from gpuptc.fitting.ptc import EXPAPPROX_PARAMETERS
 from gpuptc.schema import PTC_COLUMNS, FitStatus, PairStatus
 
 __all__ = [
@@ -454,10 +455,6 @@ def _beyond(difference: pd.Series, limit: pd.Series, noise: pd.Series) -> pd.Ser
     return (size > limit) & ~(size <= noise.fillna(0.0))
 
 
-_EXPAPPROX_PARAMETERS = 3
-"""Gain, a00 and noise: the EXPAPPROXIMATION fit's degrees of freedom are its pairs less these."""
-
-
 def _poor_fit(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
     """A PTC fit's chi^2/dof above ``chi2_max`` and improbable for its degrees of freedom.
 
@@ -469,15 +466,16 @@ def _poor_fit(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
     from scipy import stats
 
     ratio = out["worst_chi2_dof"]
-    dof = (out["worst_chi2_n_used"] - _EXPAPPROX_PARAMETERS).clip(lower=1)
+    dof = (out["worst_chi2_n_used"] - EXPAPPROX_PARAMETERS).clip(lower=1)
     expapprox = (out["worst_chi2_model"] == "expapprox") & dof.notna()
     chance = pd.Series(0.0, index=out.index)
     chance[expapprox] = stats.chi2.sf(ratio[expapprox] * dof[expapprox], dof[expapprox])
     return (ratio > limits.chi2_max) & (chance < stats.norm.sf(limits.significance))
 
 
-def _sensor_median(out: pd.DataFrame, column: str) -> pd.Series:
-    return out.groupby("sensor")[column].transform("median")
+def _sensor_median(out: pd.DataFrame, values: pd.Series) -> pd.Series:
+    """Each amp's sensor's median of ``values`` (one per row of ``out``)."""
+    return values.groupby(out["sensor"]).transform("median")
 
 
 HELD_AT_ZERO: dict[str, str] = {"noise": FitStatus.NOISE_AT_ZERO, "a00": FitStatus.A00_AT_ZERO}
@@ -502,13 +500,18 @@ def fitted_value(table: pd.DataFrame, column: str) -> pd.Series:
     return table[column] if held is None else table[column].where(table["status"] != held)
 
 
+def _high_noise(noise: pd.Series, out: pd.DataFrame, limits: Thresholds) -> pd.Series:
+    """A fitted PTC noise above ``noise_factor`` of its sensor's median fitted noise."""
+    return noise > limits.noise_factor * _sensor_median(out, noise)
+
+
 def _low_turnoff(out: pd.DataFrame, limits: Thresholds) -> pd.Series:
     """Turnoff below ``turnoff_factor`` of its sensor's median, beyond its sampling error.
 
     By more than ``significance`` of its sampling error: a sparse series puts a healthy
     amp's turnoff one pair lower.
     """
-    median = _sensor_median(out, "turnoff")
+    median = _sensor_median(out, out["turnoff"])
     return _beyond(
         (out["turnoff"] - median).clip(upper=0.0),
         (1.0 - limits.turnoff_factor) * median,
@@ -534,10 +537,7 @@ _FLAG_TESTS = {
         t.significance * out["gain_err"] / out["gain"],
     ),
     "gain_outlier": lambda out, t: _robust_deviation(out) > t.outlier_sigma,
-    "noise_outlier": lambda out, t: (
-        fitted_value(out, "noise")
-        > t.noise_factor * fitted_value(out, "noise").groupby(out["sensor"]).transform("median")
-    ),
+    "noise_outlier": lambda out, t: _high_noise(fitted_value(out, "noise"), out, t),
     "turnoff_outlier": _low_turnoff,
 }
 """Each flag's test on the verdict table (True: the amp fails it); NaN never fails."""

@@ -23,7 +23,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 
-from gpuptc.fitting.bf_sensor import DETECTOR_SEGMENT, kernel_centres
+from gpuptc.products.focal_plane import amp_kernels
 from gpuptc.raws.camera import grid_place
 from gpuptc.raws.layout import amp_cell
 
@@ -152,13 +152,22 @@ def _cells(
     return polygons, np.ma.masked_invalid(np.asarray(shown, float))
 
 
-def _robust_norm(values: np.ndarray) -> Normalize:
-    """A colour scale over the 2nd-98th percentiles, so one dead amp does not flatten it."""
+def _percentile_range(values: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """The ``low`` to ``high`` percentiles of the finite (unmasked) values.
+
+    So that one dead amp does not squeeze the others; (0, 1) without any, widened where
+    they are one value.
+    """
     finite = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
     if not len(finite):
-        return Normalize(0, 1)
-    low, high = np.percentile(finite, [2, 98])
-    return Normalize(low, high if high > low else low + abs(low) * 1e-3 + 1e-12)
+        return 0.0, 1.0
+    bottom, top = np.percentile(finite, [low, high])
+    return float(bottom), float(top if top > bottom else bottom + abs(bottom) * 1e-3 + 1e-12)
+
+
+def _robust_norm(values: np.ndarray) -> Normalize:
+    """A colour scale over the 2nd-98th percentiles."""
+    return Normalize(*_percentile_range(values, 2, 98))
 
 
 def _label_sensors(ax: Axes, origins: Mapping[str, tuple], places: Mapping) -> None:
@@ -240,8 +249,9 @@ def vendor_histograms(summary: pd.DataFrame) -> Figure | None:
     if summary["sensor"].nunique() < 2:
         return None
     vendors = summary["vendor"].fillna("unknown").astype(str)
-    fig = Figure(figsize=(13, 4.2 * math.ceil(len(MAP_QUANTITIES) / 3)), layout="constrained")
-    axes = fig.subplots(math.ceil(len(MAP_QUANTITIES) / 3), 3, squeeze=False)
+    rows = math.ceil(len(MAP_QUANTITIES) / 3)
+    fig = Figure(figsize=(13, 4.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, 3, squeeze=False)
     for ax, (column, label) in zip(axes.ravel(), MAP_QUANTITIES, strict=False):
         values = pd.to_numeric(summary[column], errors="coerce")
         edges = _bin_edges(values)
@@ -265,15 +275,8 @@ def vendor_histograms(summary: pd.DataFrame) -> Figure | None:
 
 
 def _bin_edges(values: pd.Series, bins: int = 40) -> np.ndarray:
-    """Edges over the 1st to 99th percentiles of the finite values.
-
-    A dead amp's number would squeeze the others into one bin.
-    """
-    finite = values[np.isfinite(values)]
-    if not len(finite):
-        return np.linspace(0.0, 1.0, bins + 1)
-    low, high = np.percentile(finite, [1, 99])
-    return np.linspace(low, high if high > low else low + abs(low) * 1e-3 + 1e-12, bins + 1)
+    """Edges over the 1st to 99th percentiles of the finite values."""
+    return np.linspace(*_percentile_range(values.to_numpy(float), 1, 99), bins + 1)
 
 
 def linearity_maps(linearity: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | None:
@@ -312,11 +315,11 @@ def bf_maps(kernels: pd.DataFrame, manifest: pd.DataFrame | None) -> Figure | No
     matplotlib.figure.Figure or None
         None for fewer than two sensors.
     """
-    amps = kernels[kernels["segment"] != DETECTOR_SEGMENT] if len(kernels) else kernels
+    amps = amp_kernels(kernels)
     if amps.empty:
         return None
     method = ", ".join(sorted(amps["method"].astype(str).unique()))
-    return _maps(amps.assign(k00=kernel_centres(amps)), BF_QUANTITIES, manifest, method)
+    return _maps(amps, BF_QUANTITIES, manifest, method)
 
 
 def _maps(
