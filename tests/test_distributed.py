@@ -68,13 +68,22 @@ def test_local_cluster_matches_serial(three_sensors, serial, tmp_path):
     )
 
 
-def test_existing_client_is_reused(three_sensors, serial, tmp_path):
-    from distributed import Client, LocalCluster
+@pytest.fixture(scope="module")
+def one_worker_cluster():
+    """A cluster of one worker, started once for the tests that bring their own cluster
+    and leave its worker alive (a start costs about 3 s: the worker imports gpuptc)."""
+    from distributed import LocalCluster
 
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
+    # its HTTP server on a port of its own: the clusters the other tests start meanwhile
+    # take the default one
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        yield cluster
+
+
+def test_existing_client_is_reused(three_sensors, serial, one_worker_cluster, tmp_path):
+    from distributed import Client
+
+    with Client(one_worker_cluster) as client:
         result = _run_on(client, three_sensors, tmp_path / "out")
     assert result.exit_code == 0
     _same(_tables(serial), _tables(tmp_path / "out"))
@@ -302,25 +311,10 @@ def test_ctrl_c_marks_partial_results_and_resumes(
     _same(_tables(serial), _tables(out))
 
 
-def test_existing_scheduler_address(three_sensors, serial, tmp_path):
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
-        out = tmp_path / "out"
-        assert (
-            main(
-                [
-                    "run",
-                    str(three_sensors),
-                    "--out",
-                    str(out),
-                    "--scheduler",
-                    cluster.scheduler_address,
-                    *RUN,
-                ]
-            )
-            == 0
-        )
+def test_existing_scheduler_address(three_sensors, serial, one_worker_cluster, tmp_path):
+    out = tmp_path / "out"
+    address = one_worker_cluster.scheduler_address
+    assert main(["run", str(three_sensors), "--out", str(out), "--scheduler", address, *RUN]) == 0
     _same(_tables(serial), _tables(out))
 
 
