@@ -176,8 +176,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "fit: expapprox",
         "the rolloff point kept instead of dropped",
         "src/gpuptc/fitting/ptc.py",
-        "return candidates & (mean < rolloff), {",
-        "return candidates & (mean <= rolloff), {",
+        "return candidates & (mean < rolloff), found",
+        "return candidates & (mean <= rolloff), found",
         ("tests/test_ptc.py",),
     ),
     Mutation(
@@ -230,8 +230,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "presets",
         "cp_pipe_lsstcam masks 10 border pixels instead of 20",
         "src/gpuptc/config.py",
-        "IsrConfig(edge_mask=20),",
-        "IsrConfig(edge_mask=10),",
+        'IsrConfig(edge_mask=20, edge_mask_level="AMP"),',
+        'IsrConfig(edge_mask=10, edge_mask_level="AMP"),',
         ("tests/test_measure.py", "tests/test_ptc.py"),
     ),
     Mutation(

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from gpuptc.backend import get_backend
 from gpuptc.config import IsrConfig
@@ -77,9 +77,8 @@ def median_variance_factor(n: int) -> float:
         return math.pi / 2
     grid = np.linspace(-9.0, 9.0, 36001)
     step = grid[1] - grid[0]
-    logpdf, log_cdf, log_sf = (
-        f(grid) for f in (stats.norm.logpdf, stats.norm.logcdf, stats.norm.logsf)
-    )
+    logpdf = -0.5 * grid**2 - 0.5 * math.log(2.0 * math.pi)  # the standard normal's
+    log_cdf, log_sf = special.log_ndtr(grid), special.log_ndtr(-grid)
     if n % 2:
         k = n // 2  # values below the median
         log_norm = special.gammaln(n + 1) - 2 * special.gammaln(k + 1)

@@ -51,11 +51,14 @@ EXPOSURE_KEYS = ("OBSID", "SEQNUM", "DAYOBS", "DATE", "DATE-OBS", "MJD", "MJD-OB
 """Primary-header keywords an exposure shares across the focal plane."""
 
 
-def focal_plane_detectors(count: int | None = None) -> pd.DataFrame:
+def focal_plane_detectors(
+    count: int | None = None, *, slots_per_raft: int | None = None
+) -> pd.DataFrame:
     """The science detectors in raft and slot order: ``raftbay, ccdslot, vendor``.
 
     ``count`` takes the first ones, spread over rafts of both vendors: whole rafts in the
-    order R22 (e2v), R21 (e2v), R20 (ITL), R10 (ITL), then the rest.
+    order R22 (e2v), R20 (ITL), R21 (e2v), R10 (ITL), then the rest; ``slots_per_raft``
+    keeps only the first slots of each raft (a few sensors of both vendors).
 
     Examples
     --------
@@ -64,13 +67,15 @@ def focal_plane_detectors(count: int | None = None) -> pd.DataFrame:
     (189, 72)
     >>> focal_plane_detectors(10).raftbay.unique().tolist()
     ['R22', 'R20']
+    >>> focal_plane_detectors(4, slots_per_raft=2).vendor.tolist()
+    ['e2v', 'e2v', 'itl', 'itl']
     """
     first = ("R22", "R20", "R21", "R10")
     rafts = [*first, *(r for r in SCIENCE_RAFTS if r not in first)]
     rows = [
         {"raftbay": raft, "ccdslot": slot, "vendor": "itl" if raft in ITL_RAFTS else "e2v"}
         for raft in rafts
-        for slot in SLOTS
+        for slot in SLOTS[:slots_per_raft]
     ]
     return pd.DataFrame(rows[:count] if count is not None else rows)
 
@@ -158,6 +163,7 @@ def simulate_focal_plane(
     sensors: int | None = None,
     *,
     sources_per_vendor: int = 2,
+    slots_per_raft: int | None = None,
     seed: int = 0,
     size: str = "small",
     pairs: int = 8,
@@ -174,6 +180,8 @@ def simulate_focal_plane(
         How many of the 189 science detectors (:func:`focal_plane_detectors`'s order).
     sources_per_vendor : int
         Sensors simulated per vendor; detector ``k`` of a vendor copies source ``k mod n``.
+    slots_per_raft : int, optional
+        Only the first slots of each raft (:func:`focal_plane_detectors`).
     seed, size, pairs, biases, **options
         The sources' :class:`gpuptc.simulation.simulate.SimulationConfig` fields.
 
@@ -190,7 +198,7 @@ def simulate_focal_plane(
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    detectors = focal_plane_detectors(sensors)
+    detectors = focal_plane_detectors(sensors, slots_per_raft=slots_per_raft)
     settings = dict(size=size, pairs=pairs, biases=biases, **options)
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         sources = _sources(Path(scratch), sources_per_vendor, seed, **settings)
