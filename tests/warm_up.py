@@ -10,31 +10,60 @@ fixtures find them. It ends by printing how long it took and how it ended (into
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
+from pathlib import Path
+from typing import Any
 
 import gpuptc
 import shared_inputs
 from gpuptc.config import PRESETS
 
 
-def kernels_compiled() -> bool:
-    """Whether numba's cache holds every kernel, compiled from the kernels' source as it is.
-
-    Then ``make kernels`` (or an earlier run) compiled them since the source last changed,
-    and measuring only to compile would cost the run about 5 s of CPU for nothing. Asked
-    of numba's own cache index (its version and the source's stamp), as numba asks it; a
-    signature missing from a valid index is compiled by the worker that needs it.
-    """
+def _kernels() -> dict[str, Any]:
+    """numba's cached kernels by name."""
     from numba.core.dispatcher import Dispatcher
 
     from gpuptc.kernels import numba_cpu
 
-    kernels = [k for k in vars(numba_cpu).values() if isinstance(k, Dispatcher)]
+    return {name: k for name, k in vars(numba_cpu).items() if isinstance(k, Dispatcher)}
+
+
+def _compiled_list() -> Path:
+    """Where the last warm-up listed the kernels its measuring compiled: beside numba's
+    cache of them (``__pycache__``, ignored by git)."""
+    from gpuptc.kernels import numba_cpu
+
+    return Path(numba_cpu.__file__).parent / "__pycache__" / "warm-up.txt"
+
+
+def _compiled(kernel: Any) -> bool:
+    """Whether numba's cache index holds the kernel compiled from its source as it is
+    (numba's own check of its version and the source's stamp)."""
+    return bool(kernel._cache._cache_file._load_index())
+
+
+def kernels_compiled() -> bool:
+    """Whether the kernels the last warm-up compiled are in numba's cache, compiled from
+    the source as it is: then ``make kernels`` (or an earlier run) compiled them since the
+    source last changed, and measuring only to compile would cost the run about 5 s of CPU
+    for nothing."""
+    listed = _compiled_list()
+    if not listed.exists():
+        return False
+    kernels = _kernels()
+    names = listed.read_text().split()
     try:
-        return bool(kernels) and all(k._cache._cache_file._load_index() for k in kernels)
+        return bool(names) and all(n in kernels and _compiled(kernels[n]) for n in names)
     except AttributeError:  # numba's cache laid out otherwise: compile to be sure
         return False
+
+
+def _list_compiled() -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        names = [name for name, kernel in _kernels().items() if _compiled(kernel)]
+        _compiled_list().write_text("\n".join(names) + "\n")
 
 
 def warm_up() -> None:
@@ -52,6 +81,7 @@ def warm_up() -> None:
         gpuptc.measure(inventory, preset=preset, backend="numpy")
     # the Gaussianity test's kernels: off in every preset, on in some tests
     gpuptc.measure(inventory, preset="cp_pipe", backend="numpy", extract__ks_test=True)
+    _list_compiled()
 
 
 def main() -> None:
