@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+DOCS_BUILT := docs/_build docs/_generated docs/generated docs/jupyter_execute
 
 .PHONY: demo test lint bench study clean profile-tests kernels docs
 
@@ -46,7 +47,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 
 # the site into docs/_build/html, every warning an error; the tutorial is executed
 docs: $(VENV)/.installed-docs
-	rm -rf docs/_build docs/generated docs/jupyter_execute
+	rm -rf $(DOCS_BUILT)
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 lint: $(VENV)/.installed-test
@@ -60,4 +61,4 @@ study: $(VENV)/.installed
 	$(BIN)/python benchmarks/gain_methods.py
 
 clean:
-	rm -rf $(VENV) gpuptc-demo .pytest_cache .ruff_cache docs/_build docs/generated docs/_generated
+	rm -rf $(VENV) gpuptc-demo .pytest_cache .ruff_cache $(DOCS_BUILT)

@@ -178,20 +178,13 @@ def share_the_cores(workers: int) -> None:
         os.environ.setdefault(name, share)
 
 
-def _workers(config: pytest.Config) -> int:
-    """How many pytest-xdist workers this run starts (0 without pytest-xdist)."""
-    asked = config.getoption("numprocesses", None)
-    if asked in ("auto", "logical"):
-        return os.cpu_count() or 1
-    return int(asked or 0)
-
-
 def start_warm_up(config: pytest.Config) -> subprocess.Popen | None:
     """In the pytest-xdist controller: share the cores between the workers, name the
     shared folder and start the warm-up."""
-    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+    workers = config.getoption("numprocesses", None)  # pytest-xdist made "auto" a number
+    if hasattr(config, "workerinput") or not workers:
         return None
-    share_the_cores(_workers(config))
+    share_the_cores(int(workers))
     folder = shared_folder(config._tmp_path_factory)  # the workers' base folders' parent
     os.environ[SHARED_ENV] = str(folder)
     script = Path(__file__).with_name("warm_up.py")

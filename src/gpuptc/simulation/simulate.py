@@ -514,8 +514,8 @@ def _photo_electrons(
     offset's electrons have the mean and variance of the exact ones (Poisson more for a
     brighter flat, binomial thinning for a dimmer one) and are drawn from a normal of
     those: the offset is at most about 1 % of the charge, so the flat's mean, variance and
-    covariances are exact and only its third moment departs, by at most the offset's share
-    (a quarter of the draws' cost: the thinning's binomial draws took twice the Poisson's).
+    covariances are exact and only its third moment departs, by at most the offset's share.
+    One normal draw costs a quarter of a binomial one.
     """
     charge = noise.poisson(expected).astype(np.float32)
     offset = np.float32(illumination - 1.0)
