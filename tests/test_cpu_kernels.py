@@ -276,3 +276,36 @@ def test_ks_histogram_counts_as_the_bisection_does():
         FUSED.ks_statistic(rows, count, centre, width, cells),
         FUSED.ks_statistic(rows, count, centre, width),
     )
+
+
+def _straight_products(values, size):
+    """``sum v(x) v(x + lag)`` over the overlap, lag by lag with NumPy slices."""
+    ny, nx = values.shape
+    lags = list(range(size)) + [-k for k in range(1, size)]
+    out = np.zeros((len(lags), len(lags)))
+    for i, dy in enumerate(lags):
+        for j, dx in enumerate(lags):
+            first = values[max(0, -dy) : ny - max(0, dy), max(0, -dx) : nx - max(0, dx)]
+            partner = values[max(0, dy) : ny + min(0, dy), max(0, dx) : nx + min(0, dx)]
+            out[i, j] = (first * partner).sum()
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5])
+def test_direct_lag_products_are_the_straight_sums(size):
+    values = np.random.default_rng(size).normal(size=(13, 9))
+    expected = _straight_products(values, size)
+    np.testing.assert_allclose(numba_cpu.lag_products(values, size), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+@pytest.mark.parametrize("masked", [0.001, 0.2])
+def test_fused_lag_sums_equal_the_transforms(size, masked):
+    """Direct products (small sizes), direct partner sums (few masked), transforms else."""
+    rng = np.random.default_rng(7)
+    d = rng.normal(size=(3, 40, 30))
+    w = rng.random(d.shape) > masked
+    for fused, generic in zip(
+        FUSED.lag_sums(d, w, size), GENERIC.lag_sums(d, w, size), strict=True
+    ):
+        np.testing.assert_allclose(fused, generic, rtol=1e-10, atol=1e-9)

@@ -1,6 +1,8 @@
 import inspect
 import re
 
+import pytest
+
 import gpuptc
 
 PENDING: set[str] = set()
@@ -35,3 +37,20 @@ def test_public_functions_and_classes_have_examples():
     done = sorted(n for n in PENDING if n in documented and _has_examples(getattr(gpuptc, n)))
     assert not done, f"{done} have their examples now: take them out of PENDING"
     assert PENDING <= set(gpuptc.__all__), PENDING - set(gpuptc.__all__)
+
+
+def test_importing_gpuptc_imports_only_what_is_used():
+    """The public names come from their modules when first used: ``import gpuptc`` in a
+    reading process or ``gpuptc --help`` does not pay for the fits (SciPy), the tables
+    (pandas) or the kernels (numba)."""
+    import subprocess
+    import sys
+
+    heavy = ["scipy", "pandas", "numba", "matplotlib", "astropy", "gpuptc.fitting"]
+    probe = f"import sys, gpuptc; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.stdout.strip() == "[]", loaded.stderr
+    assert gpuptc.measure.__module__ == "gpuptc.measuring.sensor"
+    assert "measure" in dir(gpuptc)
+    with pytest.raises(AttributeError, match="no attribute 'measured'"):
+        gpuptc.measured  # noqa: B018

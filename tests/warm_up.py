@@ -79,8 +79,9 @@ def warm_up() -> None:
     inventory = gpuptc.ingest([sensor.directory for sensor in sensors])
     for preset in PRESETS:
         gpuptc.measure(inventory, preset=preset, backend="numpy")
-    # the Gaussianity test's kernels: off in every preset, on in some tests
-    gpuptc.measure(inventory, preset="cp_pipe", backend="numpy", extract__ks_test=True)
+    # the Gaussianity test's kernels (off in every preset, on in some tests), and the
+    # direct lag products of short covariance ranges (the presets' are long)
+    gpuptc.measure(inventory, preset="cp_pipe", backend="numpy", extract__ks_test=True, cov_size=2)
     _list_compiled()
 
 

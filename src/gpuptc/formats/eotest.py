@@ -181,13 +181,15 @@ def write_ptc_stats(
     by_pair = rows.sort_values(["pair", "amp"]).groupby("pair", sort=True)
     first = by_pair.first()
     columns = [fits.Column("EXPOSURE", "E", unit="seconds", array=first["exptime"].to_numpy())]
-    for amp in amps:
-        mine = rows[rows["amp"] == amp].set_index("pair").reindex(first.index)
-        discard = (mine["pixels"] - mine["npix"]).fillna(-1).to_numpy().astype(np.int32)
+    wide = rows.pivot(index="pair", columns="amp", values=["mean", "var", "pixels", "npix"])
+    wide = wide.reindex(first.index)
+    discards = (wide["pixels"] - wide["npix"])[amps].fillna(-1).to_numpy().astype(np.int32)
+    for k, amp in enumerate(amps):
+        mean, var = wide["mean"][amp].to_numpy(), wide["var"][amp].to_numpy()
         columns += [
-            fits.Column(f"AMP{amp:02d}_MEAN", "E", unit="ADU", array=mine["mean"].to_numpy()),
-            fits.Column(f"AMP{amp:02d}_VAR", "E", unit="ADU**2", array=mine["var"].to_numpy()),
-            fits.Column(f"AMP{amp:02d}_DISCARD", "J", unit="pixls", array=discard),
+            fits.Column(f"AMP{amp:02d}_MEAN", "E", unit="ADU", array=mean),
+            fits.Column(f"AMP{amp:02d}_VAR", "E", unit="ADU**2", array=var),
+            fits.Column(f"AMP{amp:02d}_DISCARD", "J", unit="pixls", array=discards[:, k]),
         ]
     seqnum = np.zeros(len(first), np.int32)
     dayobs = np.zeros(len(first), np.int32)

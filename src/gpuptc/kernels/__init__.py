@@ -149,7 +149,7 @@ class FusedCpuKernels(NumpyKernels):
         """Cropped images, scipy.fft, direct partner sums where few pixels are masked."""
         if not _float(d):
             return super().lag_sums(d, w, size)
-        return lag_sums_cpu(d, w, size, numba_cpu.masked_lag_sums)
+        return lag_sums_cpu(d, w, size, numba_cpu.masked_lag_sums, numba_cpu.lag_products)
 
     def correct_imaging(
         self,

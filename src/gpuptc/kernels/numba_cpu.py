@@ -573,6 +573,34 @@ if numba is not None:
                 area = (oy1 - oy0) * (ox1 - ox0)
                 out_count[i, j] += area - first_masked - partner_masked
 
+    @_jit_reassociating
+    def _lag_products(values, size, out):
+        """``out[i, j] = sum v(x) v(x + lag)``, row by row.
+
+        Summed for the lags with ``dy >= 0``; those with ``dy < 0`` are their mirror
+        images (the sum is symmetric).
+        """
+        ny, nx = values.shape
+        for y in range(ny):
+            for dy in range(min(size, ny - y)):
+                for j in range(2 * size - 1):
+                    dx = _lag_of(j, size)
+                    x0, x1 = max(0, -dx), nx - max(0, dx)
+                    total = 0.0
+                    for x in range(x0, x1):
+                        total += values[y, x] * values[y + dy, x + dx]
+                    out[dy, j] += total
+        for i in range(size, 2 * size - 1):
+            for j in range(2 * size - 1):
+                out[i, j] = out[_mirrored(i, size), _mirrored(j, size)]
+
+    @_jit
+    def _mirrored(index, size):
+        """Position of the opposite lag: ``-lag`` for the lag at ``index``."""
+        if index == 0:
+            return 0
+        return index + size - 1 if index < size else index - size + 1
+
     @_jit
     def _quantile(values, n, q):
         """NumPy's linear quantile from the order statistics at floor and floor + 1."""
@@ -742,6 +770,25 @@ def masked_lag_sums(
         np.ascontiguousarray(values, np.float64), np.ascontiguousarray(good), size, mean, count
     )
     return mean, count
+
+
+def lag_products(values: np.ndarray, size: int) -> np.ndarray:
+    """``sum v(x) v(x + lag)`` of one image by direct sums, for small ``size``.
+
+    For lags ``(dy, dx)`` in ``0..size-1, -1..-(size-1)`` (rows dy, columns dx), over
+    pixels ``x`` whose partner is inside the image: the products term of
+    :func:`gpuptc.kernels.fft.lag_sums` without transforms. Work is one pass over the
+    image per lag, so it pays over a transform while lags are few.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2 size - 1, 2 size - 1)`` float64.
+    """
+    positions = 2 * size - 1
+    out = np.zeros((positions, positions), np.float64)
+    _lag_products(np.ascontiguousarray(values, np.float64), size, out)
+    return out
 
 
 def flux_matched_difference(

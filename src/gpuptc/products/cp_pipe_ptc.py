@@ -254,16 +254,24 @@ def _amp_rows(
 ) -> list[dict[str, Any]]:
     """One row of the PTC dataset per amp fitted, in amp order (``context`` updated)."""
     pair_ids, fit_side = context["pairs"], context["sides"][1]
+    pairs_of, covariances_of, fullcov_of = (
+        _by_amp(table) for table in (pairs, covariances, fullcov)
+    )
     rows = []
     for fit in fits.sort_values("amp").itertuples():
-        mine = pairs[pairs["amp"] == fit.amp].set_index("pair").reindex(pair_ids)
+        mine = pairs_of(fit.amp).set_index("pair").reindex(pair_ids)
         measured = mine[mine["status"].isin(PairStatus.MEASURED)]
         npixel = int(measured["cov_pixels"].max()) if len(measured) else -1
         context |= {"segment": fit.segment, "npixel": npixel}
-        amp_fullcov = fullcov[fullcov["amp"] == fit.amp]
-        amp_cov = covariances[covariances["amp"] == fit.amp]
-        rows.append(_amp_row(mine, amp_cov, fit, fit_matrices(amp_fullcov, fit_side), context))
+        matrices = fit_matrices(fullcov_of(fit.amp), fit_side)
+        rows.append(_amp_row(mine, covariances_of(fit.amp), fit, matrices, context))
     return rows
+
+
+def _by_amp(table: pd.DataFrame) -> Any:
+    """``amp -> that amp's rows of table`` (empty rows for an amp without any), split once."""
+    groups = dict(tuple(table.groupby("amp", sort=False))) if len(table) else {}
+    return lambda amp: groups.get(amp, table.iloc[:0])
 
 
 def write_ptc_dataset(
