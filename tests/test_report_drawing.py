@@ -18,6 +18,7 @@ from gpuptc.formats.eotest import read_eotest_results
 from gpuptc.formats.outputs import read_outputs
 from gpuptc.report import draw_report, figures
 from gpuptc.report.focal_plane import (
+    MAP_QUANTITIES,
     bf_maps,
     focal_plane_maps,
     linearity_maps,
@@ -300,3 +301,16 @@ def test_header_values_in_figures_draw_as_written_escapes(two_sensor_run):
     for name in odd:
         assert any(f"{name}\\$x\\$\\r\\U00046945" in text for text in shown)
     assert figures.drawable("R22_S11 σ²\nE2V") == "R22_S11 σ²\nE2V"  # the font has them
+
+
+def test_a_quantity_without_values_is_said_in_its_histogram(two_sensor_run):
+    """A quantity no amp has (full well where no pair reached it, say) leaves its panel
+    saying so, without a warning about an empty legend (warnings are errors here)."""
+    summary = read_outputs(two_sensor_run)["focal_plane"].copy()
+    column, _ = MAP_QUANTITIES[0]
+    summary[column] = float("nan")
+    fig = vendor_histograms(summary)
+    first = fig.axes[0]
+    assert first.get_legend() is None
+    assert [t.get_text() for t in first.texts] == ["no values"]
+    assert all(ax.get_legend() is not None for ax in fig.axes[1 : len(MAP_QUANTITIES)])

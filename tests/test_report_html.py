@@ -1,5 +1,6 @@
 """The report pages show every value that comes from the data as text, never as markup."""
 
+import contextlib
 import re
 import tempfile
 from html.parser import HTMLParser
@@ -225,9 +226,15 @@ header_values = st.text(
 Unicode (``..`` arises from two dots)."""
 
 
+@contextlib.contextmanager
 def no_focal_plane_figure():
-    """The focal-plane summary without its PNG maps (a test of markup need not draw them)."""
-    return mock.patch.object(report_html, "focal_plane_maps", lambda verdicts, manifest: None)
+    """The focal-plane summary without its PNG maps and histograms (a test of markup need
+    not draw them)."""
+    with (
+        mock.patch.object(report_html, "focal_plane_maps", lambda summary, manifest: None),
+        mock.patch.object(report_html, "vendor_histograms", lambda summary: None),
+    ):
+        yield
 
 
 @settings(max_examples=25, deadline=None)

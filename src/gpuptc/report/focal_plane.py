@@ -265,7 +265,10 @@ def vendor_histograms(summary: pd.DataFrame) -> Figure | None:
                     color=colour, label=described)  # fmt: skip
         ax.set_xlabel(label)
         ax.set_ylabel("amps")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[1]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(
         "Every amp's numbers by vendor (values beyond the 1st and 99th percentiles are "
         "counted in the end bins)",
