@@ -6,7 +6,8 @@ once per size, then runs ``gpuptc run`` with its defaults (report on) in a subpr
 size and mode (in process, or ``--workers`` Dask workers), and prints the wall time per
 sensor of the run and of each stage (``run.json``'s ``seconds_by_stage``; the sensors'
 own stages are summed over sensors, so per sensor they are CPU-ish time), the report
-folder's size and the client's peak memory.
+folder's size, the client's peak memory and the largest peak of the processes it started
+(Dask workers, drawing processes).
 
 Usage: ``python benchmarks/focal_plane.py [--sizes 1 16] [--pairs 8] [--workers 0 2]``.
 """
@@ -32,7 +33,8 @@ workers = int(sys.argv[3]) or None
 gpuptc.run(sys.argv[1], sys.argv[2], workers=workers, force=True)
 seconds = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mb": peak}))
+child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mb": peak, "child_peak_mb": child}))
 """
 
 
@@ -71,14 +73,15 @@ def main() -> None:
                 rows.append((size, workers, result))
     stages = sorted({stage for _, _, r in rows for stage in r["stages"]})
     mode = {0: "in process"}
-    print("| sensors | mode | s per sensor | peak MB | report MB | " + " | ".join(stages) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(stages))
+    head = "| sensors | mode | s per sensor | peak MB | largest child MB | report MB | "
+    print(head + " | ".join(stages) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(stages))
     for size, workers, result in rows:
         per = [f"{result['stages'].get(s, 0.0) / size:.3f}" for s in stages]
         label = mode.get(workers, f"{workers} Dask workers")
         print(
             f"| {size} | {label} | {result['seconds'] / size:.2f} | {result['peak_mb']:.0f} | "
-            f"{result['report_mb']:.1f} | " + " | ".join(per) + " |"
+            f"{result['child_peak_mb']:.0f} | {result['report_mb']:.1f} | " + " | ".join(per) + " |"
         )
 
 

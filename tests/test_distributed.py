@@ -37,7 +37,7 @@ def _tables(out):
     return tables
 
 
-def _run_on(client, inputs, out):
+def _run_on(client, inputs, out, on_sensor=None):
     return gpuptc.run(
         [inputs],
         out,
@@ -45,6 +45,7 @@ def _run_on(client, inputs, out):
         report=False,
         models=["expapprox", "rhl", "quadratic"],
         client=client,
+        on_sensor=on_sensor,
     )
 
 
@@ -84,10 +85,30 @@ def one_worker_cluster():
 def test_existing_client_is_reused(three_sensors, serial, one_worker_cluster, tmp_path):
     from distributed import Client
 
+    held = []
+
+    def on_sensor(sensor, done, total, pairs_done, pairs_total):
+        if done == total:  # every result fetched, the run not yet over
+            held.extend(_held_until(client, lambda keys: not keys))
+
     with Client(one_worker_cluster) as client:
-        result = _run_on(client, three_sensors, tmp_path / "out")
+        result = _run_on(client, three_sensors, tmp_path / "out", on_sensor=on_sensor)
     assert result.exit_code == 0
     _same(_tables(serial), _tables(tmp_path / "out"))
+    assert held == [], "the workers still hold results the run has fetched"
+
+
+def _held_until(client, done, seconds=10.0):
+    """The cluster's gpuptc task keys once ``done(keys)`` or ``seconds`` have passed (the
+    client tells the scheduler it released a result a moment after it does)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        keys = client.run_on_scheduler(
+            lambda dask_scheduler: sorted(k for k in dask_scheduler.tasks if "gpuptc-" in str(k))
+        )
+        if done(keys) or time.monotonic() > deadline:
+            return keys
+        time.sleep(0.05)
 
 
 def test_resume_reuses_complete_sensors(three_sensors, serial, tmp_path, monkeypatch):

@@ -162,11 +162,12 @@ def _on_client(pending: list[tuple[SensorTask, str]], books: _Bookkeeper, client
         for task, fingerprint in pending
     }
     for future in as_completed(futures):
-        task, fingerprint = futures[future]
+        task, fingerprint = futures.pop(future)
         try:
             result = future.result()
         except Exception as exc:
             result = SensorResult.failed(task.sensor, exc)
+        future.release()  # fetched: its worker frees the sensor's tables now, not at the end
         books.finished(task, fingerprint, result)
 
 
