@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pandas as pd
 
 from gpuptc.schema import OUTPUT_NAMES, RUN_FILE, TABLE_FILES
 
-__all__ = ["StagedOutputs", "read_outputs"]
+__all__ = ["StagedOutputs", "per_sensor", "read_outputs"]
 
 _STAGING_PREFIX = ".gpuptc-staging-"
 _OLD_PREFIX = ".gpuptc-old-"
@@ -129,3 +129,45 @@ def read_outputs(out: str | os.PathLike[str]) -> dict[str, pd.DataFrame]:
         if path.exists():
             tables[name] = pd.read_parquet(path) if file.endswith(".parquet") else pd.read_csv(path)
     return tables
+
+
+def per_sensor(
+    tables: Mapping[str, pd.DataFrame],
+) -> Callable[[str], dict[str, pd.DataFrame]]:
+    """``sensor -> that sensor's rows`` of every run table with a ``sensor`` column.
+
+    The manifest and tables without a ``sensor`` column come whole. The tables are split
+    once, so that what is done for every sensor (its products, its report page) reads each
+    table once rather than once per sensor (189 scans of the focal plane's covariances).
+
+    Parameters
+    ----------
+    tables : mapping of str to pandas.DataFrame
+        The run's tables.
+
+    Returns
+    -------
+    callable
+        ``of(sensor)``: the tables as ``tables`` has them, each cut to the sensor's rows
+        (empty where it has none), in their order.
+
+    Examples
+    --------
+    >>> ptc = pd.DataFrame({"sensor": ["A", "B", "A"], "gain": [1.0, 2.0, 3.0]})
+    >>> of = per_sensor({"ptc": ptc, "manifest": ptc})
+    >>> of("A")["ptc"].gain.tolist(), len(of("A")["manifest"]), len(of("C")["ptc"])
+    ([1.0, 3.0], 3, 0)
+    """
+    groups = {
+        name: dict(tuple(frame.groupby("sensor", sort=False)))
+        for name, frame in tables.items()
+        if name != "manifest" and "sensor" in frame
+    }
+
+    def of(sensor: str) -> dict[str, pd.DataFrame]:
+        return {
+            name: groups[name].get(sensor, frame.iloc[0:0]) if name in groups else frame
+            for name, frame in tables.items()
+        }
+
+    return of

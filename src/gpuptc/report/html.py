@@ -17,7 +17,7 @@ import pandas as pd
 from markupsafe import Markup, escape
 
 from gpuptc.fitting.solve import per_pair_gain_column as gain_column
-from gpuptc.formats.outputs import read_outputs
+from gpuptc.formats.outputs import per_sensor, read_outputs
 from gpuptc.products.focal_plane import focal_plane_table
 from gpuptc.products.verdict import Thresholds, amp_verdicts, sensor_verdicts, verdict_tests
 from gpuptc.report.amp_table import amp_numbers, verdict_table
@@ -228,19 +228,21 @@ def _write_pages(
     tests = verdict_tests(limits)
     write_library(root)
     column = gain_column(_solve_method(provenance))
+    of = per_sensor(tables)  # split once: a page reads its sensor's rows, not the run's
 
     def sensor_page(sensor: str) -> dict[str, Any]:
-        charts = [_shown_chart(c) for c in sensor_charts(sensor, tables, verdicts, column)]
+        mine = of(sensor)
+        charts = [_shown_chart(c) for c in sensor_charts(sensor, mine, verdicts, column)]
         shown = [_figure(figure, figs, root) for figure in drawn[sensor]]
-        numbers = sensor_numbers(tables, sensor, column)
+        numbers = sensor_numbers(mine, sensor, column)
         return {
             "sensor": sensor,
             "verdict": lines.loc[sensor] if sensor in lines.index else None,
-            "verdict_table": verdict_table(sensor, verdicts, tables["ptc"]),
+            "verdict_table": verdict_table(sensor, verdicts, mine["ptc"]),
             "tests": tests,
             "charts": charts,
             "index": _index(sensor, [*charts, *shown]),
-            "per_amp": amp_numbers(sensor, tables),
+            "per_amp": amp_numbers(sensor, mine),
             "figures": shown,
             "numbers": numbers,
             "bf_check_line": bf_check_line(numbers["bf_check"]),

@@ -28,7 +28,7 @@ from gpuptc.backend import get_backend
 from gpuptc.config import Preset, get_preset
 from gpuptc.fitting.bf_check import CHECK_MODES
 from gpuptc.fitting.ptc import MODELS
-from gpuptc.formats.outputs import StagedOutputs
+from gpuptc.formats.outputs import StagedOutputs, per_sensor
 from gpuptc.formats.writer import atomic_path
 from gpuptc.inputs.butler import ButlerQuery, butler_inventory
 from gpuptc.inputs.manifest import Inventory, PairingRule, inventory, sequencer_changes
@@ -191,7 +191,7 @@ def _write_tables(
     fitted = tables["ptc"][tables["ptc"]["model"] == ptc_model]
     if fitted.empty:
         log.info("no %s fit: no cp_pipe PTC dataset written", ptc_model)
-    of = _per_sensor(tables)
+    of = per_sensor(tables)
     written = {}
     for sensor in sorted(fitted["sensor"].unique()):
         path = written[sensor] = staged.path(ptc_dataset_name(sensor))
@@ -221,27 +221,6 @@ def _write_tables(
         LINEARIZER_DATASET_TYPE: linearizers,
         BF_KERNEL_DATASET_TYPE: kernels,
     }
-
-
-def _per_sensor(tables: dict[str, pd.DataFrame]) -> Callable[[str], dict[str, pd.DataFrame]]:
-    """One sensor's rows of every table with a ``sensor`` column (the others whole).
-
-    The tables are split once, so that writing every sensor's files reads each table once
-    rather than once per sensor (189 scans of the focal plane's covariances before).
-    """
-    groups = {
-        name: dict(tuple(frame.groupby("sensor", sort=False)))
-        for name, frame in tables.items()
-        if name != "manifest" and "sensor" in frame
-    }
-
-    def of(sensor: str) -> dict[str, pd.DataFrame]:
-        return {
-            name: groups[name].get(sensor, frame.iloc[0:0]) if name in groups else frame
-            for name, frame in tables.items()
-        }
-
-    return of
 
 
 def _write_images(staged: StagedOutputs, results: dict[str, SensorResult]) -> None:
