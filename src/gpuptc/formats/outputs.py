@@ -21,7 +21,7 @@ import pandas as pd
 
 from gpuptc.schema import OUTPUT_NAMES, RUN_FILE, TABLE_FILES
 
-__all__ = ["StagedOutputs", "per_sensor", "read_outputs"]
+__all__ = ["StagedOutputs", "per_sensor", "read_outputs", "rows_by"]
 
 _STAGING_PREFIX = ".gpuptc-staging-"
 _OLD_PREFIX = ".gpuptc-old-"
@@ -158,16 +158,31 @@ def per_sensor(
     >>> of("A")["ptc"].gain.tolist(), len(of("A")["manifest"]), len(of("C")["ptc"])
     ([1.0, 3.0], 3, 0)
     """
-    groups = {
-        name: dict(tuple(frame.groupby("sensor", sort=False)))
+    split = {
+        name: rows_by(frame, "sensor")
         for name, frame in tables.items()
         if name != "manifest" and "sensor" in frame
     }
 
     def of(sensor: str) -> dict[str, pd.DataFrame]:
         return {
-            name: groups[name].get(sensor, frame.iloc[0:0]) if name in groups else frame
-            for name, frame in tables.items()
+            name: split[name](sensor) if name in split else frame for name, frame in tables.items()
         }
 
     return of
+
+
+def rows_by(frame: pd.DataFrame, column: str) -> Callable[[Any], pd.DataFrame]:
+    """``key -> the rows of frame whose column holds key``, the frame split once.
+
+    For work done once per sensor or per amp: each lookup costs a dictionary access, not a
+    scan of the whole frame. A key without rows gives the frame's columns and no rows.
+
+    Examples
+    --------
+    >>> of = rows_by(pd.DataFrame({"amp": [1, 2, 1], "gain": [1.0, 2.0, 3.0]}), "amp")
+    >>> of(1).gain.tolist(), len(of(9))
+    ([1.0, 3.0], 0)
+    """
+    groups = dict(tuple(frame.groupby(column, sort=False)))
+    return lambda key: groups.get(key, frame.iloc[0:0])

@@ -23,6 +23,7 @@ from gpuptc.formats.eotest import (
     write_eotest_results,
     write_ptc_stats,
 )
+from gpuptc.formats.outputs import rows_by
 from gpuptc.schema import COMPARISON_COLUMNS, FileStatus, eotest_file_names
 
 __all__ = [
@@ -264,15 +265,17 @@ def write_eotest_files(
     True
     """
     out = Path(directory)
+    ptc_of, pairs_of = rows_by(ptc, "sensor"), rows_by(pairs, "sensor")  # split once
     written = []
     for sensor in sorted(ptc["sensor"].unique()):
         results_name, ptc_name = eotest_file_names(sensor)
         written.append(
             write_eotest_results(
                 out / results_name,
-                eotest_results_columns(ptc, sensor, model),
+                eotest_results_columns(ptc_of(sensor), sensor, model),
                 primary={"ORIGIN": "gpuptc", "LSST_NUM": sensor},
             )
         )
-        written.append(write_ptc_stats(out / ptc_name, pairs, sensor, manifest=manifest))
+        stats = write_ptc_stats(out / ptc_name, pairs_of(sensor), sensor, manifest=manifest)
+        written.append(stats)
     return written

@@ -26,6 +26,7 @@ from gpuptc.config import PTC_FIT_MODELS
 from gpuptc.fitting._common import covariance_weights, normal_mad
 from gpuptc.fitting.ptc import eq16
 from gpuptc.fitting.solve import covariance_cubes, fit_matrices, model_covariances
+from gpuptc.formats.outputs import rows_by
 from gpuptc.formats.ptc_dataset import (
     AUX_COLUMN_PREFIX,
     PtcDatasetError,
@@ -255,7 +256,7 @@ def _amp_rows(
     """One row of the PTC dataset per amp fitted, in amp order (``context`` updated)."""
     pair_ids, fit_side = context["pairs"], context["sides"][1]
     pairs_of, covariances_of, fullcov_of = (
-        _by_amp(table) for table in (pairs, covariances, fullcov)
+        rows_by(table, "amp") for table in (pairs, covariances, fullcov)
     )
     rows = []
     for fit in fits.sort_values("amp").itertuples():
@@ -266,12 +267,6 @@ def _amp_rows(
         matrices = fit_matrices(fullcov_of(fit.amp), fit_side)
         rows.append(_amp_row(mine, covariances_of(fit.amp), fit, matrices, context))
     return rows
-
-
-def _by_amp(table: pd.DataFrame) -> Any:
-    """``amp -> that amp's rows of table`` (empty rows for an amp without any), split once."""
-    groups = dict(tuple(table.groupby("amp", sort=False))) if len(table) else {}
-    return lambda amp: groups.get(amp, table.iloc[:0])
 
 
 def write_ptc_dataset(
